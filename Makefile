@@ -1,0 +1,17 @@
+# The two commands of the README. Each creates .venv with python3 and installs what it needs.
+VENV ?= .venv
+PIP := $(VENV)/bin/pip
+
+.PHONY: serve test
+
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+serve: $(VENV)/bin/python
+	$(PIP) install --quiet -e .
+	$(VENV)/bin/whatsapp-api serve
+
+test: $(VENV)/bin/python
+	$(PIP) install --quiet -e '.[test]'
+	$(VENV)/bin/pytest

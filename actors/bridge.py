@@ -1,0 +1,90 @@
+"""Awaiting pykka actor replies from asyncio without blocking the event loop.
+
+`await future` on a pykka future calls its blocking `get()`, which would stall every
+request served by the loop. Actors here create `CallbackFuture`s instead, which
+resolve an asyncio future through `loop.call_soon_threadsafe` when the actor replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+
+
+class ActorTimeout(Exception):
+    """An actor did not answer in time."""
+
+
+class CallbackFuture(pykka.ThreadingFuture[Any]):
+    """A pykka future that runs callbacks when its value or exception is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._callbacks: list[Callable[[CallbackFuture], None]] = []
+        self._lock = threading.Lock()
+        self._done = False
+
+    def add_done_callback(self, callback: Callable[[CallbackFuture], None]) -> None:
+        with self._lock:
+            if not self._done:
+                self._callbacks.append(callback)
+                return
+        callback(self)
+
+    def set(self, value: Any | None = None) -> None:
+        super().set(value)
+        self._fire()
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        super().set_exception(exc_info)
+        self._fire()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self._done = True
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(self)
+
+
+class BridgedActor(pykka.ThreadingActor):
+    """A threading actor whose replies can be awaited with `ask`."""
+
+    @staticmethod
+    def _create_future() -> CallbackFuture:
+        return CallbackFuture()
+
+
+async def ask(future: pykka.Future[Any], timeout: float) -> Any:
+    """Await an actor's reply; raise ActorTimeout after `timeout` seconds."""
+    if not isinstance(future, CallbackFuture):
+        raise TypeError("ask() needs a future from a BridgedActor")
+    loop = asyncio.get_running_loop()
+    result: asyncio.Future[Any] = loop.create_future()
+
+    def settle(done: CallbackFuture) -> None:
+        try:
+            value = done.get(timeout=0)
+        except BaseException as error:  # re-raised in the awaiting task
+            loop.call_soon_threadsafe(_settle, result, None, error)
+        else:
+            loop.call_soon_threadsafe(_settle, result, value, None)
+
+    future.add_done_callback(settle)
+    try:
+        return await asyncio.wait_for(result, timeout)
+    except TimeoutError:
+        raise ActorTimeout(f"no answer within {timeout:g} s") from None
+
+
+def _settle(result: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+    if result.done():
+        return
+    if error is not None:
+        result.set_exception(error)
+    else:
+        result.set_result(value)

@@ -1,0 +1,125 @@
+"""The one small interface every engine (sandbox, whatsmeow, cloud) implements.
+
+An engine reports what happens on its connection by calling `emit` with one of the
+events below, from any thread; the instance actor turns them into domain events.
+Commands are called from the instance actor's thread only.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+class EngineError(Exception):
+    """The engine refused or failed a command; `code` says why, for the API."""
+
+    def __init__(self, message: str, code: str = "engine_error") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class QrCode:
+    code: str
+
+
+@dataclass(frozen=True)
+class Connected:
+    phone: str | None
+    push_name: str | None
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    reason: str
+    will_reconnect: bool
+
+
+@dataclass(frozen=True)
+class LoggedOut:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Inbound:
+    message_id: str
+    sender: str
+    push_name: str | None
+    message_type: str
+    body: str
+    media: dict[str, Any] | None
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class Receipt:
+    message_id: str
+    status: str
+    remote_jid: str
+
+
+@dataclass(frozen=True)
+class Contacts:
+    contacts: list[dict[str, Any]]
+
+
+EngineEvent = QrCode | Connected | Disconnected | LoggedOut | Inbound | Receipt | Contacts
+Emit = Callable[[EngineEvent], None]
+
+
+@dataclass(frozen=True)
+class Media:
+    """A file we already hold, to be sent."""
+
+    path: str
+    filename: str
+    mimetype: str
+    size: int
+
+    @property
+    def kind(self) -> str:
+        top = self.mimetype.split("/", 1)[0]
+        return top if top in ("image", "video", "audio") else "document"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "path": self.path, "filename": self.filename,
+            "mimetype": self.mimetype, "size": self.size,
+        }
+
+
+@dataclass(frozen=True)
+class Sent:
+    message_id: str
+    timestamp: int
+
+
+class Engine(ABC):
+    """A connection to a WhatsApp network on behalf of one instance."""
+
+    @abstractmethod
+    def connect(self) -> None:
+        """Start connecting; outcomes (QR, connected, failure) arrive through emit."""
+
+    @abstractmethod
+    def disconnect(self) -> None:
+        """Close the connection without unlinking the session."""
+
+    @abstractmethod
+    def logout(self) -> None:
+        """Unlink the session; a later connect starts a new pairing."""
+
+    @abstractmethod
+    def forget(self) -> None:
+        """Disconnect and delete every trace of the session (instance deleted)."""
+
+    @abstractmethod
+    def send_text(self, to: str, text: str) -> Sent:
+        """Send text to a JID; return the network's message id."""
+
+    @abstractmethod
+    def send_media(self, to: str, media: Media, caption: str) -> Sent:
+        """Send a file we hold to a JID; return the network's message id."""

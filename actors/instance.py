@@ -1,0 +1,237 @@
+"""One actor per instance: it owns the engine and serialises every command.
+
+Engine reports arrive as messages (`tell`) and become domain events; commands
+arrive as proxy calls. Every command answers only after its events are durable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from actors.bridge import BridgedActor
+from actors.engines.base import (
+    Connected,
+    Contacts,
+    Disconnected,
+    Emit,
+    Engine,
+    EngineError,
+    EngineEvent,
+    Inbound,
+    LoggedOut,
+    Media,
+    QrCode,
+    Receipt,
+)
+from domain.instance import Instance
+
+log = logging.getLogger(__name__)
+
+EngineFactory = Callable[[Instance, Emit], Engine]
+
+
+class Committer:
+    """What an instance actor needs of the event store (handed down by the app)."""
+
+    def commit(self, events: Any, snapshot: Any = None) -> list[int]: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A command's result with the position of its last stored event (0: none)."""
+
+    value: Any
+    position: int
+
+
+class InstanceActor(BridgedActor):
+    """Drives one instance's engine and records what happens as events."""
+
+    def __init__(
+        self,
+        instance_id: UUID,
+        load: Callable[[UUID], Instance],
+        committer: Committer,
+        engine_factory: EngineFactory,
+        snapshot_interval: int,
+        on_crash: Callable[[UUID, BaseException], None],
+    ) -> None:
+        super().__init__()
+        self.instance_id = instance_id
+        self._load = load
+        self._committer = committer
+        self._engine_factory = engine_factory
+        self._snapshot_interval = snapshot_interval
+        self._on_crash = on_crash
+        self.instance: Instance
+        self.engine: Engine
+        self._position = 0
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self.instance = self._load(self.instance_id)
+        self.engine = self._engine_factory(self.instance, self.actor_ref.tell)
+        if not self.instance.deleted and self.instance.status != "logged_out":
+            self._connect("start")
+
+    def on_stop(self) -> None:
+        try:
+            self.engine.disconnect()
+        except Exception:
+            log.exception("instance %s: engine did not disconnect cleanly", self.instance_id)
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        log.error("instance %s crashed: %s", self.instance_id, exception_value)
+        try:
+            self.engine.disconnect()
+        finally:
+            self._on_crash(self.instance_id, exception_value)
+
+    # -- engine reports -------------------------------------------------------------
+
+    def on_receive(self, message: EngineEvent) -> None:
+        """An engine report: record it as a domain event."""
+        if self.instance.deleted:
+            return
+        match message:
+            case QrCode(code):
+                self.instance.receive_qr(code)
+            case Connected(phone, push_name):
+                self.instance.open_connection(phone, push_name)
+            case Disconnected(reason, will_reconnect):
+                self.instance.close_connection(reason, will_reconnect)
+            case LoggedOut(reason):
+                if self.instance.status == "logged_out":
+                    return  # already recorded by the logout command
+                self.instance.log_out(reason)
+            case Inbound() as m:
+                self.instance.record_received(
+                    message_id=m.message_id, sender=m.sender, push_name=m.push_name,
+                    message_type=m.message_type, body=m.body, media=m.media,
+                    received_at=m.timestamp,
+                )
+            case Receipt(message_id, status, remote_jid):
+                self.instance.record_status(message_id, status, remote_jid, from_me=True)
+            case Contacts(contacts):
+                self.instance.sync_contacts(contacts)
+            case _:
+                log.warning("instance %s: unknown engine report %r", self.instance_id, message)
+                return
+        self._record()
+
+    # -- commands (proxy calls) -------------------------------------------------------
+
+    def send_text(self, to: str, text: str, idempotency_key: str | None) -> Outcome:
+        """Send text to a JID; answer with the message id once MessageSent is stored."""
+        return self._send(to, idempotency_key, lambda: self.engine.send_text(to, text), "text",
+                          text, None)
+
+    def send_media(
+        self, to: str, media: Media, caption: str, idempotency_key: str | None
+    ) -> Outcome:
+        """Send a file we hold to a JID; answer once MessageSent is stored."""
+        return self._send(
+            to, idempotency_key, lambda: self.engine.send_media(to, media, caption),
+            media.kind, caption, media.describe(),
+        )
+
+    def update(self, changes: dict[str, Any]) -> Outcome:
+        """Change settings (name, webhook, engine settings)."""
+        self.instance.update(changes)
+        if "name" in changes and hasattr(self.engine, "push_name"):
+            self.engine.push_name = changes["name"]
+        return Outcome(None, self._record())
+
+    def reconnect(self) -> Outcome:
+        """Drop the connection, if any, and connect again."""
+        self.instance.check_not_deleted()
+        self.engine.disconnect()
+        if self.instance.status == "connected":
+            self.instance.close_connection("reconnect_requested", will_reconnect=True)
+        return Outcome(None, self._connect("reconnect"))
+
+    def logout(self) -> Outcome:
+        """Unlink the WhatsApp session."""
+        self.instance.check_not_deleted()
+        self.engine.logout()
+        # The engine reports LoggedOut; record it now so the answer reflects it.
+        if self.instance.status != "logged_out":
+            self.instance.log_out("logout")
+        return Outcome(None, self._record())
+
+    def delete(self) -> Outcome:
+        """Forget the session and mark the instance deleted; the actor then stops."""
+        self.instance.check_not_deleted()
+        self.engine.forget()
+        self.instance.delete()
+        position = self._record()
+        self.actor_ref.stop(block=False)
+        return Outcome(None, position)
+
+    def engine_call(self, name: str, *args: Any) -> Any:
+        """Call an engine-specific operation (the sandbox's scan, inbound, drop)."""
+        self.instance.check_not_deleted()
+        operation = getattr(self.engine, name, None)
+        if operation is None:
+            raise EngineError(
+                f"the {self.instance.engine} engine does not support '{name}'", "not_supported"
+            )
+        return operation(*args)
+
+    def position(self) -> int:
+        """The position of the last event this actor stored (reports handled before
+        this call are included, since the mailbox is processed in order)."""
+        return self._position
+
+    def state(self) -> dict[str, Any]:
+        """The live connection state."""
+        return {
+            "ready": self.instance.ready, "status": self.instance.status,
+            "hasQr": self.instance.qr_code is not None, "qrCode": self.instance.qr_code,
+        }
+
+    # -- inside -----------------------------------------------------------------------
+
+    def _send(
+        self, to: str, key: str | None, send: Callable[[], Any], kind: str, body: str,
+        media: dict[str, Any] | None,
+    ) -> Outcome:
+        earlier = self.instance.sent_for_key(key)
+        if earlier is not None:
+            return Outcome(earlier, 0)
+        self.instance.check_connected()
+        sent = send()
+        self.instance.record_sent(
+            message_id=sent.message_id, to=to, message_type=kind, body=body, media=media,
+            sent_at=sent.timestamp, idempotency_key=key,
+        )
+        return Outcome(sent.message_id, self._record())
+
+    def _connect(self, reason: str) -> int:
+        self.instance.request_connection(reason)
+        position = self._record()
+        self.engine.connect()
+        return position
+
+    def _record(self) -> int:
+        """Store pending events durably; return the last position (0 if none)."""
+        before = self.instance.version - len(self.instance.pending_events)
+        events = self.instance.collect_events()
+        if not events:
+            return 0
+        snapshot = None
+        if before // self._snapshot_interval != self.instance.version // self._snapshot_interval:
+            snapshot = Instance.Snapshot.take(self.instance)
+        try:
+            positions = self._committer.commit(events, snapshot)
+        except Exception:
+            # The aggregate ran ahead of the store: start again from what is stored.
+            self.instance = self._load(self.instance_id)
+            raise
+        self._position = positions[-1]
+        return self._position

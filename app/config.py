@@ -1,0 +1,194 @@
+"""Configuration: read once from the environment into a typed, checked Settings."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENGINES = ("whatsmeow", "cloud", "sandbox")
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
+_CRON_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*$")
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ConfigError(Exception):
+    """A setting has a wrong value; the message names the variable."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class Schedules:
+    cleanup: str = "0 0 * * *"
+    socket_check: str = "*/5 * * * *"
+    auth_check: str = "0 12 * * *"
+    usage_save: str = "*/15 * * * *"
+    usage_limits: str = "0 * * * *"
+    system_metrics: str = "*/5 * * * *"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the server; tests build their own."""
+
+    port: int = 3000
+    host: str = "0.0.0.0"
+    env: str = "development"
+    database_provider: str = "sqlite"
+    database_url: str | None = None
+    sqlite_path: Path = Path("data/whatsapp-api.db")
+    jwt_secret: str | None = None
+    jwt_expiration: int = 24 * 3600
+    admin_email: str = "admin@example.com"
+    admin_password: str = "admin123"
+    admin_first_name: str = "Admin"
+    admin_last_name: str = "User"
+    log_level: str = "info"
+    max_file_size: int = 10 * 1024 * 1024
+    uploads_dir: Path = Path("uploads")
+    instances_dir: Path = Path("instances")
+    logs_dir: Path = Path("logs")
+    cors_origin: str = "*"
+    webhook_retry_interval: int = 60_000
+    webhook_max_retries: int = 3
+    webhook_allow_private: bool = True
+    metrics_token: str | None = None
+    default_engine: str = "whatsmeow"
+    sandbox_enabled: bool = True
+    schedules: Schedules = field(default_factory=Schedules)
+    actor_timeout: float = 10.0
+    media_download_timeout: float = 30.0
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.sqlite_path.parent
+
+    @property
+    def read_models_path(self) -> Path:
+        return self.sqlite_path.with_name(self.sqlite_path.stem + "-read.db")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and check every variable; raise ConfigError naming the first bad one."""
+        e = dict(os.environ if environ is None else environ)
+        env = e.get("APP_ENV") or e.get("NODE_ENV") or "development"
+        if env not in ("development", "production", "test"):
+            name = "APP_ENV" if "APP_ENV" in e else "NODE_ENV"
+            raise ConfigError(name, f"must be development or production (got '{env}')")
+        production = env == "production"
+
+        provider = e.get("DATABASE_PROVIDER", "sqlite")
+        if provider not in ("sqlite", "mongodb"):
+            raise ConfigError("DATABASE_PROVIDER", f"must be sqlite or mongodb (got '{provider}')")
+        database_url = e.get("DATABASE_URL") or None
+        if provider == "mongodb":
+            if not database_url:
+                raise ConfigError("DATABASE_URL", "is required when DATABASE_PROVIDER=mongodb")
+            if not database_url.startswith(("mongodb://", "mongodb+srv://")):
+                raise ConfigError("DATABASE_URL", "must be a mongodb:// or mongodb+srv:// URI")
+
+        jwt_secret = e.get("JWT_SECRET") or None
+        if production and not jwt_secret:
+            raise ConfigError("JWT_SECRET", "is required in production")
+        admin_password = e.get("ADMIN_PASSWORD", "admin123")
+        if production and admin_password == "admin123":
+            raise ConfigError("ADMIN_PASSWORD", "the default password is refused in production")
+
+        default_engine = e.get("DEFAULT_ENGINE", "whatsmeow")
+        if default_engine not in ENGINES:
+            raise ConfigError("DEFAULT_ENGINE", f"must be one of {', '.join(ENGINES)}")
+        log_level = e.get("LOG_LEVEL", "info").lower()
+        if log_level not in LOG_LEVELS:
+            raise ConfigError("LOG_LEVEL", "must be one of debug, info, warn, error")
+
+        return cls(
+            port=_int(e, "PORT", 3000, 1, 65535),
+            host=e.get("HOST", "0.0.0.0"),
+            env=env,
+            database_provider=provider,
+            database_url=database_url,
+            sqlite_path=_sqlite_path(e.get("SQLITE_DATABASE_URL", "file:./data/whatsapp-api.db")),
+            jwt_secret=jwt_secret,
+            jwt_expiration=_duration(e.get("JWT_EXPIRATION", "24h")),
+            admin_email=e.get("ADMIN_EMAIL", "admin@example.com").strip().lower(),
+            admin_password=admin_password,
+            admin_first_name=e.get("ADMIN_FIRST_NAME", "Admin"),
+            admin_last_name=e.get("ADMIN_LAST_NAME", "User"),
+            log_level=log_level,
+            max_file_size=_int(e, "MAX_FILE_SIZE", 10 * 1024 * 1024, 1, 2**40),
+            uploads_dir=Path(e.get("UPLOADS_DIR", "./uploads")),
+            instances_dir=Path(e.get("INSTANCES_DIR", "./instances")),
+            logs_dir=Path(e.get("LOGS_DIR", "./logs")),
+            cors_origin=e.get("CORS_ORIGIN", "*"),
+            webhook_retry_interval=_int(e, "WEBHOOK_RETRY_INTERVAL", 60_000, 0, 86_400_000),
+            webhook_max_retries=_int(e, "WEBHOOK_MAX_RETRIES", 3, 0, 100),
+            webhook_allow_private=_bool(e, "WEBHOOK_ALLOW_PRIVATE", not production),
+            metrics_token=e.get("METRICS_TOKEN") or None,
+            default_engine=default_engine,
+            sandbox_enabled=_bool(e, "SANDBOX_ENABLED", not production),
+            schedules=Schedules(
+                cleanup=_cron(e, "CLEANUP_CRON", Schedules.cleanup),
+                socket_check=_cron(e, "SOCKET_CHECK_CRON", Schedules.socket_check),
+                auth_check=_cron(e, "AUTH_CHECK_CRON", Schedules.auth_check),
+                usage_save=_cron(e, "USAGE_SAVE_CRON", Schedules.usage_save),
+                usage_limits=_cron(e, "USAGE_LIMITS_CRON", Schedules.usage_limits),
+                system_metrics=_cron(e, "SYSTEM_METRICS_CRON", Schedules.system_metrics),
+            ),
+        )
+
+
+def _int(e: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = e.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(name, f"must be a whole number (got '{raw}')") from None
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be between {low} and {high} (got {value})")
+    return value
+
+
+def _bool(e: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = e.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(name, f"must be true or false (got '{raw}')")
+
+
+def _duration(raw: str) -> int:
+    match = _DURATION.match(raw.strip())
+    if not match or int(match.group(1)) == 0:
+        raise ConfigError("JWT_EXPIRATION", f"must look like 30m, 24h or 7d (got '{raw}')")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _cron(e: Mapping[str, str], name: str, default: str) -> str:
+    raw = e.get(name, default).strip()
+    fields = raw.split()
+    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+        raise ConfigError(name, f"must be a 5-field cron expression like '*/5 * * * *' (got '{raw}')")
+    return raw
+
+
+def _sqlite_path(url: str) -> Path:
+    path = url[len("file:") :] if url.startswith("file:") else url
+    if not path or path.endswith("/"):
+        raise ConfigError("SQLITE_DATABASE_URL", f"must name a file, like file:./data/app.db (got '{url}')")
+    return Path(path)

@@ -1,0 +1,169 @@
+"""What a request handler needs, built once at start-up and handed to every route."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, TypeVar
+from uuid import UUID
+
+import pykka
+from eventsourcing.application import AggregateNotFoundError
+from starlette.requests import Request
+
+from actors.bridge import ask
+from actors.engines.sandbox import SandboxNetwork
+from actors.instance import Outcome
+from app.auth import Authenticator, Principal, api_key_hash, hash_password, new_api_key
+from app.config import Settings
+from app.errors import ApiError, not_found
+from app.eventstore import EventStore, GroupCommitter
+from domain.user import User
+from projections.runner import LiveProjections
+from projections.store import ReadModelStore
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+@dataclass
+class Context:
+    """The running server's parts."""
+
+    settings: Settings
+    store: EventStore
+    committer: GroupCommitter
+    read_models: ReadModelStore
+    projections: LiveProjections
+    auth: Authenticator
+    supervisor: pykka.ActorRef[Any]
+    registry: dict[UUID, pykka.ActorRef[Any]]
+    network: SandboxNetwork
+    engines: frozenset[str]
+    _proxies: dict[UUID, tuple[pykka.ActorRef[Any], Any]] = field(default_factory=dict)
+
+    # -- callers and what they may touch --------------------------------------------
+
+    def principal(self, request: Request) -> Principal:
+        principal = request.scope.get("principal")
+        if principal is None:
+            principal = self.auth.authenticate(request)
+            request.scope["principal"] = principal
+        return principal
+
+    def admin(self, request: Request) -> Principal:
+        principal = self.principal(request)
+        if not principal.admin:
+            raise ApiError(403, "forbidden", "This needs an administrator")
+        return principal
+
+    def own_instance(self, request: Request) -> dict[str, Any]:
+        """The caller's instance named by the path; 404 for anyone else's or a bad id."""
+        principal = self.principal(request)
+        instance_id = parse_id(request.path_params["instanceId"])
+        rows = self._instances("id = ? AND user_id = ?", [str(instance_id), principal.user_id])
+        if not rows:
+            raise not_found()
+        return rows[0]
+
+    def instances_of(self, user_id: str) -> list[dict[str, Any]]:
+        return self._instances("user_id = ?", [user_id])
+
+    def _instances(self, where: str, params: list[Any]) -> list[dict[str, Any]]:
+        rows = list(
+            self.read_models.db["instances"].rows_where(
+                f"{where} AND deleted = 0", params, order_by="created_at"
+            )
+        )
+        for row in rows:
+            row["webhook"] = json.loads(row["webhook"])
+            row["engine_settings"] = json.loads(row["engine_settings"])
+        return rows
+
+    @staticmethod
+    def instance_uuid(row: dict[str, Any]) -> UUID:
+        return UUID(row["id"])
+
+    # -- actors -----------------------------------------------------------------------
+
+    @cached_property
+    def supervisor_proxy(self) -> Any:
+        return self.supervisor.proxy()
+
+    def proxy(self, instance_id: str | UUID) -> Any:
+        """The running actor of an instance, as a typed proxy (cached per actor)."""
+        key = instance_id if isinstance(instance_id, UUID) else UUID(instance_id)
+        ref = self.registry.get(key)
+        if ref is None or not ref.is_alive():
+            raise ApiError(503, "instance_unavailable",
+                           "The instance is restarting; try again in a moment")
+        cached = self._proxies.get(key)
+        if cached is None or cached[0] is not ref:
+            cached = (ref, ref.proxy())
+            self._proxies[key] = cached
+        return cached[1]
+
+    async def ask(self, future: Any) -> Any:
+        return await ask(future, self.settings.actor_timeout)
+
+    async def command(self, future: Any) -> Any:
+        """Await an actor command, then until the read models show its effect."""
+        outcome: Outcome = await self.ask(future)
+        await self.settle(outcome.position)
+        return outcome.value
+
+    async def settle(self, position: int) -> None:
+        """Read-your-writes: wait (bounded) until the read models reach `position`."""
+        if position and not await self.projections.wait_async(position, timeout=5.0):
+            log.warning("read models lag behind position %s", position)
+
+    # -- users --------------------------------------------------------------------------
+
+    async def register_user(
+        self, email: str, password: str, first_name: str, last_name: str, role: str
+    ) -> tuple[User, str]:
+        """Register a user; return it with its API key (shown once, sealed after)."""
+        api_key = new_api_key()
+        password_hash = await asyncio.to_thread(hash_password, password)
+        user = User(
+            email=email.strip().lower(), password_hash=password_hash, first_name=first_name,
+            last_name=last_name, role=role, api_key_hash=api_key_hash(api_key),
+            api_key_sealed=self.auth.seal(api_key),
+        )
+        await self.save(user)
+        return user, api_key
+
+    async def change_user(self, user_id: str | UUID, change: Callable[[User], None]) -> User:
+        """Load a user, apply `change`, store its events; 404 if there is no such user."""
+        user = await asyncio.to_thread(self.get_user, user_id)
+        change(user)
+        await self.save(user)
+        return user
+
+    def get_user(self, user_id: str | UUID) -> User:
+        try:
+            user = self.store.repository.get(
+                parse_id(user_id, "user") if isinstance(user_id, str) else user_id
+            )
+        except AggregateNotFoundError:
+            raise not_found("user") from None
+        if not isinstance(user, User):
+            raise not_found("user")
+        return user
+
+    async def save(self, aggregate: Any) -> None:
+        events = aggregate.collect_events()
+        positions = await asyncio.to_thread(self.committer.commit, events)
+        if positions:
+            await self.settle(positions[-1])
+
+
+def parse_id(raw: str, what: str = "instance") -> UUID:
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise not_found(what) from None

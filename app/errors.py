@@ -1,0 +1,107 @@
+"""Every error leaves the API as {"error", "code"[, "details"]} with the right status."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from actors.bridge import ActorTimeout
+from actors.engines.base import EngineError
+from domain.instance import InstanceDeleted, InstanceNotConnected
+from domain.phone import InvalidPhoneNumber
+from domain.user import UserDeactivated
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An answer other than success, for a person and for a program."""
+
+    def __init__(
+        self, status: int, code: str, message: str, details: Any | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+def not_found(what: str = "instance") -> ApiError:
+    return ApiError(404, f"{what}_not_found", f"{what.capitalize()} not found")
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {"error": message, "code": code}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+_HTTP_CODES = {
+    404: ("not_found", "No such route"),
+    405: ("method_not_allowed", "Method not allowed on this route"),
+}
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    headers = {"Retry-After": "1"} if exc.status in (429, 503) else None
+    return error_response(exc.status, exc.code, exc.message, exc.details, headers)
+
+
+async def _http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code, message = _HTTP_CODES.get(exc.status_code, ("http_error", str(exc.detail)))
+    return error_response(exc.status_code, code, message, headers=exc.headers)
+
+
+def _mapped(status: int, code: str) -> Any:
+    async def handler(request: Request, exc: Exception) -> Response:
+        return error_response(status, code, str(exc))
+
+    return handler
+
+
+async def _engine(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, EngineError)
+    return error_response(409, exc.code, str(exc))
+
+
+async def _timeout(request: Request, exc: Exception) -> Response:
+    log.warning("%s %s: actor timeout: %s", request.method, request.url.path, exc)
+    return error_response(
+        503, "actor_timeout", f"The instance did not answer in time ({exc}); try again",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _conflict(request: Request, exc: Exception) -> Response:
+    return error_response(409, "conflict", "Someone changed this at the same time; try again")
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("%s %s failed", request.method, request.url.path)
+    return error_response(500, "internal_error", "Something went wrong on the server")
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    ApiError: _api_error,
+    HTTPException: _http,
+    InvalidPhoneNumber: _mapped(400, "invalid_phone"),
+    InstanceNotConnected: _mapped(409, "instance_not_connected"),
+    InstanceDeleted: _mapped(404, "instance_not_found"),
+    UserDeactivated: _mapped(401, "unauthorized"),
+    EngineError: _engine,
+    ActorTimeout: _timeout,
+    IntegrityError: _conflict,
+    Exception: _unexpected,
+}

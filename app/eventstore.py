@@ -1,0 +1,121 @@
+"""The event store: the one source of truth, and the group-commit writer in front of it."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventsourcing.application import Application
+from eventsourcing.domain import DomainEventProtocol
+
+from domain.instance import Instance
+from domain.user import User
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_INTERVAL = 50
+
+
+class EventStore(Application):
+    """All instances and users, as aggregates in one application sequence."""
+
+    name = "WhatsApp"
+    snapshotting_intervals = {Instance: SNAPSHOT_INTERVAL, User: SNAPSHOT_INTERVAL}
+
+
+def sqlite_env(db_path: str) -> dict[str, str]:
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": db_path,
+        "SQLITE_LOCK_TIMEOUT": "30",
+        "APPLICATION_RECORDER_TOPIC": "app.sqlite_recorder:SubscribableSQLiteApplicationRecorder",
+    }
+
+
+@dataclass
+class _Batch:
+    events: Sequence[DomainEventProtocol[Any]]
+    snapshot: DomainEventProtocol[Any] | None
+    done: Future[list[int]] = field(default_factory=Future)
+
+
+class GroupCommitter:
+    """Saves the events of many callers in one transaction (one fsync).
+
+    Callers block until their own events are durable and get their positions back.
+    Under load, events waiting while one transaction commits go into the next one
+    together, which is what lets the send path outrun one-fsync-per-request.
+    A batch that fails as a whole is retried caller by caller, so one caller's
+    conflict never fails another's events.
+    """
+
+    def __init__(self, store: EventStore, max_batch: int = 512) -> None:
+        self._store = store
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+        self._thread.start()
+
+    def commit(
+        self,
+        events: Sequence[DomainEventProtocol[Any]],
+        snapshot: DomainEventProtocol[Any] | None = None,
+        timeout: float = 30.0,
+    ) -> list[int]:
+        """Store `events` (then `snapshot`, if any) durably; return their positions."""
+        if not events:
+            return []
+        batch = _Batch(events, snapshot)
+        self._queue.put(batch)
+        return batch.done.result(timeout=timeout)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batches = [first]
+            closing = False
+            while len(batches) < self._max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    closing = True
+                    break
+                batches.append(more)
+            self._save(batches)
+            if closing:
+                return
+
+    def _save(self, batches: list[_Batch]) -> None:
+        try:
+            recordings = self._store.save(*(e for b in batches for e in b.events))
+        except Exception as error:
+            if len(batches) == 1:
+                batches[0].done.set_exception(error)
+                return
+            for batch in batches:
+                self._save([batch])
+            return
+        offset = 0
+        for batch in batches:
+            n = len(batch.events)
+            positions = [r.notification.id for r in recordings[offset : offset + n]]
+            offset += n
+            if batch.snapshot is not None and self._store.snapshots is not None:
+                try:
+                    self._store.snapshots.put([batch.snapshot])
+                except Exception:  # a snapshot is an optimisation; events are stored
+                    log.exception("could not store snapshot")
+            batch.done.set_result(positions)

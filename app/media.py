@@ -1,0 +1,124 @@
+"""Files to send: uploads and URL downloads, size-capped, kept under UPLOADS_DIR."""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import re
+import uuid
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import aiohttp
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.types import Message
+
+from actors.engines.base import Media
+from app.errors import ApiError
+from app.schemas import too_large
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+CHUNK = 64 * 1024
+
+
+def safe_filename(name: str | None, fallback: str = "file") -> str:
+    """A name that cannot leave the uploads directory or surprise a shell."""
+    base = Path((name or "").replace("\\", "/")).name
+    base = _UNSAFE.sub("_", base).strip("._")[:120]
+    return base or fallback
+
+
+def limit_body(request: Request, limit: int) -> Request:
+    """The same request, refusing (413) a body that grows past `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise too_large(limit)
+        return message
+
+    return Request(request.scope, receive)
+
+
+def _destination(uploads_dir: Path, filename: str) -> Path:
+    uploads_dir.mkdir(parents=True, exist_ok=True)
+    return uploads_dir / f"{uuid.uuid4().hex}-{filename}"
+
+
+def _mimetype(filename: str, declared: str | None) -> str:
+    if declared and "/" in declared and declared != "application/octet-stream":
+        return declared.split(";", 1)[0].strip()
+    return mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
+
+async def keep_upload(upload: UploadFile, uploads_dir: Path, max_size: int) -> Media:
+    """Move an uploaded file under the uploads directory."""
+    filename = safe_filename(upload.filename)
+    path = _destination(uploads_dir, filename)
+    size = 0
+    try:
+        with path.open("wb") as out:
+            while chunk := await upload.read(CHUNK):
+                size += len(chunk)
+                if size > max_size:
+                    raise too_large(max_size)
+                await asyncio.to_thread(out.write, chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    if size == 0:
+        path.unlink(missing_ok=True)
+        raise ApiError(400, "empty_file", "The uploaded file is empty")
+    return Media(str(path), filename, _mimetype(filename, upload.content_type), size)
+
+
+async def download(
+    url: str, filename: str | None, uploads_dir: Path, max_size: int, timeout: float
+) -> Media:
+    """Fetch a file by http(s) URL, refusing other schemes, redirects and oversize files."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ApiError(400, "invalid_url", f"Only http(s) URLs can be fetched (got '{url}')")
+    name = safe_filename(filename or unquote(parts.path.rsplit("/", 1)[-1]), "media")
+    path = _destination(uploads_dir, name)
+    size = 0
+    client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10))
+    try:
+        async with aiohttp.ClientSession(timeout=client_timeout) as session, session.get(
+            url, allow_redirects=False
+        ) as response:
+            if response.status != 200:
+                raise ApiError(
+                    400, "media_download_failed",
+                    f"Fetching the media URL answered HTTP {response.status}",
+                )
+            if (response.content_length or 0) > max_size:
+                raise too_large(max_size)
+            with path.open("wb") as out:
+                async for chunk in response.content.iter_chunked(CHUNK):
+                    size += len(chunk)
+                    if size > max_size:
+                        raise too_large(max_size)
+                    out.write(chunk)
+            declared = response.headers.get("content-type")
+    except (aiohttp.ClientError, TimeoutError) as error:
+        path.unlink(missing_ok=True)
+        raise ApiError(
+            400, "media_download_failed",
+            f"Could not fetch the media URL: {error or type(error).__name__}",
+        ) from None
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    if size == 0:
+        path.unlink(missing_ok=True)
+        raise ApiError(400, "media_download_failed", "The media URL returned no content")
+    return Media(str(path), name, _mimetype(name, declared), size)

@@ -1,0 +1,40 @@
+"""/health: is the process, its storage and its actor system fit to serve."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from app.context import Context
+
+
+async def health(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    checks: dict[str, dict[str, object]] = {}
+    try:
+        position = await asyncio.wait_for(
+            asyncio.to_thread(ctx.store.recorder.max_notification_id), timeout=2
+        )
+        checks["eventStore"] = {"ok": True, "position": position or 0}
+    except Exception as error:
+        checks["eventStore"] = {"ok": False, "error": str(error) or type(error).__name__}
+    checks["readModels"] = {
+        "ok": ctx.projections.error is None,
+        "position": ctx.projections.position,
+        **({"error": str(ctx.projections.error)} if ctx.projections.error else {}),
+    }
+    alive = sum(1 for ref in list(ctx.registry.values()) if ref.is_alive())
+    checks["actors"] = {
+        "ok": ctx.supervisor.is_alive(), "instances": len(ctx.registry), "running": alive,
+    }
+    healthy = all(check["ok"] for check in checks.values())
+    return JSONResponse(
+        {"status": "ok" if healthy else "unhealthy", "checks": checks},
+        status_code=200 if healthy else 503,
+    )
+
+
+routes = [Route("/health", health, methods=["GET"])]

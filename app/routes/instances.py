@@ -1,0 +1,170 @@
+"""Instances: create, list, read, change, delete, reconnect, log out, QR code."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+from urllib.parse import urlsplit
+
+import segno
+from msgspec import UNSET, structs
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from app import views
+from app.context import Context
+from app.errors import ApiError
+from app.schemas import InstanceCreate, InstanceUpdate, parse
+from domain.instance import Instance
+
+
+def check_webhook_url(url: str | None) -> None:
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ApiError(400, "invalid_webhook_url", f"'{url}' is not an http(s) URL")
+
+
+def check_engine(ctx: Context, engine: str) -> None:
+    if engine not in ctx.engines:
+        available = ", ".join(sorted(ctx.engines)) or "none"
+        raise ApiError(
+            400, "engine_unavailable",
+            f"The '{engine}' engine is not available on this server (available: {available})",
+        )
+
+
+async def create_instance(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    principal = ctx.principal(request)
+    body = await parse(request, InstanceCreate)
+    engine = body.engine or ctx.settings.default_engine
+    check_engine(ctx, engine)
+    if engine == "cloud" and body.cloud is None:
+        raise ApiError(400, "validation_error", "The cloud engine needs 'cloud' settings")
+    check_webhook_url(body.webhookUrl)
+    settings: dict[str, Any] = structs.asdict(body.cloud) if body.cloud else {}
+    if body.proxy:
+        settings["proxy"] = body.proxy
+    instance = Instance(
+        user_id=principal.user_id,
+        name=body.name,
+        description=body.description,
+        engine=engine,
+        webhook={
+            "url": body.webhookUrl, "enabled": body.webhookEnabled and bool(body.webhookUrl),
+            "notifyReceived": body.notifyReceived, "notifySent": body.notifySent,
+            "notifyDelivery": body.notifyDelivery, "notifyRead": body.notifyRead,
+            "maxRetries": body.maxRetries if body.maxRetries is not None
+            else ctx.settings.webhook_max_retries,
+            "retryInterval": body.retryInterval if body.retryInterval is not None
+            else ctx.settings.webhook_retry_interval,
+            "secret": body.webhookSecret,
+        },
+        engine_settings=settings,
+    )
+    await ctx.save(instance)
+    await ctx.ask(ctx.supervisor_proxy.start_instance(instance.id))
+    request.path_params["instanceId"] = str(instance.id)
+    return JSONResponse(views.instance(ctx.own_instance(request)), status_code=201)
+
+
+async def list_instances(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    principal = ctx.principal(request)
+    rows = ctx.instances_of(principal.user_id)
+    return JSONResponse({"instances": [views.instance(row, detailed=False) for row in rows]})
+
+
+async def get_instance(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    return JSONResponse(views.instance(ctx.own_instance(request)))
+
+
+async def update_instance(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    body = await parse(request, InstanceUpdate)
+    changes: dict[str, Any] = {}
+    for field in ("name", "description"):
+        if getattr(body, field) is not UNSET:
+            changes[field] = getattr(body, field)
+    webhook: dict[str, Any] = {}
+    if body.webhookUrl is not UNSET:
+        check_webhook_url(body.webhookUrl)
+        webhook["url"] = body.webhookUrl
+    if body.webhookEnabled is not UNSET:
+        webhook["enabled"] = body.webhookEnabled
+    if body.webhookSettings is not UNSET:
+        for key, value in structs.asdict(body.webhookSettings).items():
+            if value is not UNSET:
+                webhook[key] = value
+    if webhook:
+        changes["webhook"] = webhook
+    settings: dict[str, Any] = {}
+    if body.cloud is not UNSET:
+        if row["engine"] != "cloud":
+            raise ApiError(400, "validation_error", "'cloud' settings apply to cloud instances only")
+        settings.update(structs.asdict(body.cloud))
+    if body.proxy is not UNSET:
+        settings["proxy"] = body.proxy
+    if settings:
+        changes["engine_settings"] = settings
+    await ctx.command(ctx.proxy(row["id"]).update(changes))
+    return JSONResponse(views.instance(ctx.own_instance(request)))
+
+
+async def delete_instance(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    await ctx.command(ctx.proxy(row["id"]).delete())
+    await ctx.ask(ctx.supervisor_proxy.forget(ctx.instance_uuid(row)))
+    return JSONResponse({"success": True, "message": f"Instance {row['id']} deleted successfully"})
+
+
+async def reconnect(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    await ctx.command(ctx.proxy(row["id"]).reconnect())
+    return JSONResponse({"success": True, "message": f"Instance {row['id']} reconnected"})
+
+
+async def logout(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    await ctx.command(ctx.proxy(row["id"]).logout())
+    return JSONResponse({"success": True, "message": f"Instance {row['id']} logged out"})
+
+
+async def qr_code(request: Request) -> Response:
+    """The current QR code as its raw string, or drawn (?format=svg|png)."""
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    image_format = request.query_params.get("format")
+    if image_format not in (None, "svg", "png"):
+        raise ApiError(400, "invalid_format", "format must be svg or png")
+    state = await ctx.ask(ctx.proxy(row["id"]).state())
+    code = state["qrCode"]
+    if code is None:
+        raise ApiError(404, "qr_not_available",
+                       f"No QR code right now (status: {state['status']})")
+    if image_format is None:
+        return JSONResponse({"qrCode": code})
+    buffer = io.BytesIO()
+    segno.make(code, error="m").save(buffer, kind=image_format, scale=6, border=2)
+    media_type = "image/svg+xml" if image_format == "svg" else "image/png"
+    return Response(buffer.getvalue(), media_type=media_type, headers={"Cache-Control": "no-store"})
+
+
+routes = [
+    Route("/api/instances", create_instance, methods=["POST"]),
+    Route("/api/instances", list_instances, methods=["GET"]),
+    Route("/api/instances/{instanceId}", get_instance, methods=["GET"]),
+    Route("/api/instances/{instanceId}", update_instance, methods=["PUT"]),
+    Route("/api/instances/{instanceId}", delete_instance, methods=["DELETE"]),
+    Route("/api/instances/{instanceId}/reconnect", reconnect, methods=["POST"]),
+    Route("/api/instances/{instanceId}/logout", logout, methods=["POST"]),
+    Route("/api/instances/{instanceId}/qr", qr_code, methods=["GET"]),
+]

@@ -1,0 +1,59 @@
+"""The sandbox network's controls: play the phone that scans, an outside sender, a dropped line.
+
+Mounted only when SANDBOX_ENABLED.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from app.context import Context
+from app.errors import ApiError
+from app.schemas import SandboxInbound, SandboxScan, decode, read_body
+from domain.phone import normalize_phone
+
+
+def _sandbox_instance(ctx: Context, request: Request) -> dict:
+    row = ctx.own_instance(request)
+    if row["engine"] != "sandbox":
+        raise ApiError(409, "not_sandbox", "This instance does not use the sandbox engine")
+    return row
+
+
+async def scan(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    row = _sandbox_instance(ctx, request)
+    raw = await read_body(request)
+    body = decode(raw, SandboxScan) if raw.strip() else SandboxScan()
+    phone = normalize_phone(body.phone) if body.phone else None
+    paired = await ctx.ask(ctx.proxy(row["id"]).engine_call("scan", phone))
+    await ctx.settle(await ctx.ask(ctx.proxy(row["id"]).position()))
+    return JSONResponse({"success": True, "phone": paired})
+
+
+async def inbound(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    row = _sandbox_instance(ctx, request)
+    body = decode(await read_body(request), SandboxInbound)
+    sender = normalize_phone(body.sender)
+    message_id = await ctx.ask(
+        ctx.proxy(row["id"]).engine_call("inbound", sender, body.message, body.pushName)
+    )
+    await ctx.settle(await ctx.ask(ctx.proxy(row["id"]).position()))
+    return JSONResponse({"success": True, "id": message_id})
+
+
+async def drop(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    row = _sandbox_instance(ctx, request)
+    await ctx.ask(ctx.proxy(row["id"]).engine_call("drop"))
+    return JSONResponse({"success": True})
+
+
+routes = [
+    Route("/api/sandbox/instances/{instanceId}/scan", scan, methods=["POST"]),
+    Route("/api/sandbox/instances/{instanceId}/inbound", inbound, methods=["POST"]),
+    Route("/api/sandbox/instances/{instanceId}/drop", drop, methods=["POST"]),
+]

@@ -1,0 +1,99 @@
+"""Users, for administrators."""
+
+from __future__ import annotations
+
+import asyncio
+
+from eventsourcing.persistence import IntegrityError
+from msgspec import UNSET
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from app import views
+from app.auth import hash_password
+from app.context import Context, parse_id
+from app.errors import ApiError, not_found
+from app.schemas import UserCreate, UserUpdate, parse
+from domain.user import User
+
+
+async def list_users(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    ctx.admin(request)
+    rows = ctx.read_models.db["users"].rows_where(order_by="created_at")
+    return JSONResponse({"users": [views.user(row) for row in rows]})
+
+
+async def create_user(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    ctx.admin(request)
+    body = await parse(request, UserCreate)
+    try:
+        user, api_key = await ctx.register_user(
+            body.email, body.password, body.firstName, body.lastName, body.role
+        )
+    except IntegrityError:
+        raise ApiError(409, "email_taken", f"A user with e-mail {body.email} exists already") from None
+    view = views.user(ctx.read_models.db["users"].get(str(user.id)))
+    return JSONResponse({**view, "apiKey": api_key}, status_code=201)
+
+
+async def get_user(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    ctx.admin(request)
+    return JSONResponse(views.user(_row(ctx, request)))
+
+
+async def update_user(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    ctx.admin(request)
+    row = _row(ctx, request)
+    body = await parse(request, UserUpdate)
+    password_hash = (
+        await asyncio.to_thread(hash_password, body.password) if body.password is not UNSET else None
+    )
+
+    def change(user: User) -> None:
+        user.check_active()
+        if body.firstName is not UNSET or body.lastName is not UNSET:
+            user.update_profile(
+                body.firstName if body.firstName is not UNSET else user.first_name,
+                body.lastName if body.lastName is not UNSET else user.last_name,
+            )
+        if body.role is not UNSET and body.role != user.role:
+            user.change_role(body.role)
+        if password_hash is not None:
+            user.change_password(password_hash)
+
+    await ctx.change_user(row["id"], change)
+    return JSONResponse(views.user(ctx.read_models.db["users"].get(row["id"])))
+
+
+async def delete_user(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    principal = ctx.admin(request)
+    row = _row(ctx, request)
+    if row["id"] == principal.user_id:
+        raise ApiError(400, "cannot_delete_self", "An administrator cannot delete themselves")
+    await ctx.change_user(row["id"], lambda user: user.deactivate())
+    return JSONResponse({"success": True, "message": f"User {row['id']} deleted successfully"})
+
+
+def _row(ctx: Context, request: Request) -> dict:
+    user_id = str(parse_id(request.path_params["userId"], "user"))
+    row = ctx.read_models.db.execute(
+        "SELECT id FROM users WHERE id=? AND active=1", [user_id]
+    ).fetchone()
+    if row is None:
+        raise not_found("user")
+    return ctx.read_models.db["users"].get(user_id)
+
+
+routes = [
+    Route("/api/users", list_users, methods=["GET"]),
+    Route("/api/users", create_user, methods=["POST"]),
+    Route("/api/users/{userId}", get_user, methods=["GET"]),
+    Route("/api/users/{userId}", update_user, methods=["PUT"]),
+    Route("/api/users/{userId}", delete_user, methods=["DELETE"]),
+]

@@ -1,0 +1,148 @@
+"""Messaging: status, QR, send text and media, contacts, logout; and the simple GET/POST send."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from app import media
+from app.context import Context
+from app.errors import ApiError
+from app.routes.instances import qr_code
+from app.schemas import MAX_MESSAGE, SendMedia, SendText, parse
+from domain.phone import to_jid
+
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise ApiError(400, "invalid_idempotency_key",
+                       f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    return key
+
+
+async def status(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    state = await ctx.ask(ctx.proxy(row["id"]).state())
+    return JSONResponse({"ready": state["ready"], "status": state["status"], "hasQr": state["hasQr"]})
+
+
+async def send(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    body = await parse(request, SendText)
+    return await _send_text(ctx, request, row, body.phone, body.message)
+
+
+async def _send_text(
+    ctx: Context, request: Request, row: dict[str, Any], phone: str, text: str
+) -> JSONResponse:
+    to = to_jid(phone)
+    key = idempotency_key(request)
+    message_id = await ctx.command(ctx.proxy(row["id"]).send_text(to, text, key))
+    return JSONResponse({"id": message_id})
+
+
+async def send_media(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    body = await parse(request, SendMedia)
+    to = to_jid(body.phone)
+    key = idempotency_key(request)
+    settings = ctx.settings
+    file = await media.download(
+        body.url, body.filename, settings.uploads_dir, settings.max_file_size,
+        settings.media_download_timeout,
+    )
+    message_id = await ctx.command(ctx.proxy(row["id"]).send_media(to, file, body.caption, key))
+    return JSONResponse({"id": message_id})
+
+
+async def send_file(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    settings = ctx.settings
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise ApiError(400, "invalid_body", "send-file takes multipart/form-data with phone and file")
+    limited = media.limit_body(request, settings.max_file_size + 64 * 1024)
+    try:
+        form = await limited.form(max_files=1, max_fields=10)
+    except ApiError:
+        raise
+    except Exception as error:  # the multipart parser's own complaint
+        raise ApiError(400, "invalid_multipart", f"Malformed multipart body: {error}") from None
+    async with form:
+        phone, upload = form.get("phone"), form.get("file")
+        caption = form.get("caption") or ""
+        if not isinstance(phone, str) or not phone:
+            raise ApiError(400, "validation_error", "The 'phone' field is required")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(400, "validation_error", "The 'file' field must be a file")
+        if not isinstance(caption, str) or len(caption) > 4096:
+            raise ApiError(400, "validation_error", "'caption' must be text of at most 4096 characters")
+        to = to_jid(phone)
+        key = idempotency_key(request)
+        file = await media.keep_upload(upload, settings.uploads_dir, settings.max_file_size)
+    message_id = await ctx.command(ctx.proxy(row["id"]).send_media(to, file, caption, key))
+    return JSONResponse({"id": message_id})
+
+
+async def contacts(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    rows = ctx.read_models.db["contacts"].rows_where(
+        "instance_id = ?", [row["id"]], order_by="number"
+    )
+    return JSONResponse({
+        "contacts": [
+            {"id": c["jid"], "name": c["name"], "number": c["number"], "isGroup": bool(c["is_group"])}
+            for c in rows
+        ]
+    })
+
+
+async def logout(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    await ctx.command(ctx.proxy(row["id"]).logout())
+    return JSONResponse({"success": True})
+
+
+async def simple_send(request: Request) -> JSONResponse:
+    """Send with query or form fields, for low-code tools that cannot send JSON."""
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    fields: dict[str, Any] = dict(request.query_params)
+    content_type = request.headers.get("content-type", "")
+    if request.method == "POST":
+        if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+            limited = media.limit_body(request, 1024 * 1024)
+            async with limited.form(max_files=0, max_fields=10) as form:
+                fields.update({k: v for k, v in form.items() if isinstance(v, str)})
+        elif content_type.startswith("application/json"):
+            fields.update(await parse(request, dict[str, str]))
+    phone, text = fields.get("phone"), fields.get("message")
+    if not phone or not text:
+        raise ApiError(400, "validation_error", "Both 'phone' and 'message' are required")
+    if len(text) > MAX_MESSAGE:
+        raise ApiError(400, "validation_error", f"'message' is longer than {MAX_MESSAGE} characters")
+    return await _send_text(ctx, request, row, phone, text)
+
+
+routes = [
+    Route("/api/whatsapp/{instanceId}/status", status, methods=["GET"]),
+    Route("/api/whatsapp/{instanceId}/qr", qr_code, methods=["GET"]),
+    Route("/api/whatsapp/{instanceId}/send", send, methods=["POST"]),
+    Route("/api/whatsapp/{instanceId}/send-media", send_media, methods=["POST"]),
+    Route("/api/whatsapp/{instanceId}/send-file", send_file, methods=["POST"]),
+    Route("/api/whatsapp/{instanceId}/contacts", contacts, methods=["GET"]),
+    Route("/api/whatsapp/{instanceId}/logout", logout, methods=["POST"]),
+    Route("/api/whatsapp-simple/{instanceId}/send", simple_send, methods=["GET", "POST"]),
+]

@@ -1,0 +1,168 @@
+"""Request bodies as msgspec types, and how a request body becomes one."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+from starlette.requests import Request
+
+from app.errors import ApiError
+
+T = TypeVar("T")
+
+MAX_JSON_BODY = 1024 * 1024
+
+Email = Annotated[str, Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
+Password = Annotated[str, Meta(min_length=8, max_length=256)]
+Name = Annotated[str, Meta(max_length=100)]
+InstanceName = Annotated[str, Meta(min_length=1, max_length=100)]
+Text = Annotated[str, Meta(max_length=2000)]
+Url = Annotated[str, Meta(max_length=2048)]
+Retries = Annotated[int, Meta(ge=0, le=20)]
+IntervalMs = Annotated[int, Meta(ge=0, le=86_400_000)]
+Secret = Annotated[str, Meta(max_length=256)]
+MAX_MESSAGE = 65_536
+MessageText = Annotated[str, Meta(min_length=1, max_length=MAX_MESSAGE)]
+PhoneText = Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+class Body(Struct, kw_only=True, forbid_unknown_fields=True):
+    """Base of request bodies: unknown fields are refused."""
+
+
+class Login(Body):
+    email: Annotated[str, Meta(max_length=254)]
+    password: Annotated[str, Meta(max_length=256)]
+
+
+class ChangePassword(Body):
+    currentPassword: Annotated[str, Meta(max_length=256)]
+    newPassword: Password
+
+
+class UserCreate(Body):
+    email: Email
+    password: Password
+    firstName: Name = ""
+    lastName: Name = ""
+    role: Annotated[str, Meta(pattern="^(user|admin)$")] = "user"
+
+
+class UserUpdate(Body):
+    firstName: Name | UnsetType = UNSET
+    lastName: Name | UnsetType = UNSET
+    role: Annotated[str, Meta(pattern="^(user|admin)$")] | UnsetType = UNSET
+    password: Password | UnsetType = UNSET
+
+
+class CloudSettings(Body):
+    phoneNumberId: Annotated[str, Meta(min_length=1, max_length=64)]
+    accessToken: Annotated[str, Meta(min_length=1, max_length=1024)]
+    appSecret: Secret = ""
+    verifyToken: Secret = ""
+    graphBaseUrl: Url = "https://graph.facebook.com"
+    apiVersion: Annotated[str, Meta(pattern=r"^v\d+\.\d+$")] = "v21.0"
+
+
+class WebhookSettings(Body):
+    notifyReceived: bool | UnsetType = UNSET
+    notifySent: bool | UnsetType = UNSET
+    notifyDelivery: bool | UnsetType = UNSET
+    notifyRead: bool | UnsetType = UNSET
+    maxRetries: Retries | UnsetType = UNSET
+    retryInterval: IntervalMs | UnsetType = UNSET
+    secret: Secret | None | UnsetType = UNSET
+
+
+class InstanceCreate(Body):
+    name: InstanceName
+    description: Text = ""
+    webhookUrl: Url | None = None
+    webhookEnabled: bool = False
+    notifyReceived: bool = True
+    notifySent: bool = True
+    notifyDelivery: bool = False
+    notifyRead: bool = False
+    maxRetries: Retries | None = None
+    retryInterval: IntervalMs | None = None
+    webhookSecret: Secret | None = None
+    engine: Annotated[str, Meta(pattern="^(whatsmeow|cloud|sandbox)$")] | None = None
+    cloud: CloudSettings | None = None
+    proxy: Url | None = None
+
+
+class InstanceUpdate(Body):
+    name: InstanceName | UnsetType = UNSET
+    description: Text | UnsetType = UNSET
+    webhookUrl: Url | None | UnsetType = UNSET
+    webhookEnabled: bool | UnsetType = UNSET
+    webhookSettings: WebhookSettings | UnsetType = UNSET
+    cloud: CloudSettings | UnsetType = UNSET
+    proxy: Url | None | UnsetType = UNSET
+
+
+class SendText(Body):
+    phone: PhoneText
+    message: MessageText
+
+
+class SendMedia(Body):
+    phone: PhoneText
+    url: Url
+    caption: Annotated[str, Meta(max_length=4096)] = ""
+    filename: Annotated[str, Meta(max_length=255)] | None = None
+
+
+class SandboxScan(Body):
+    phone: PhoneText | None = None
+
+
+class SandboxInbound(Body, rename={"sender": "from"}):
+    sender: PhoneText
+    message: MessageText
+    pushName: Name | None = None
+
+
+_decoders: dict[type, msgspec.json.Decoder[Any]] = {}
+
+
+async def read_body(request: Request, limit: int = MAX_JSON_BODY) -> bytes:
+    """The raw body, refusing more than `limit` bytes (413) before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload_too_large", f"The request body is larger than {limit} bytes")
+
+
+async def parse(request: Request, kind: type[T]) -> T:
+    """Decode and validate a JSON body into `kind`; 400 with details when it does not fit."""
+    body = await read_body(request)
+    return decode(body, kind)
+
+
+def decode(body: bytes, kind: type[T]) -> T:
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        decoder = _decoders[kind] = msgspec.json.Decoder(kind)
+    if not body.strip():
+        raise ApiError(400, "invalid_body", "A JSON body is required")
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as error:
+        raise ApiError(400, "validation_error", f"Invalid request body: {error}",
+                       details=str(error)) from None
+    except msgspec.DecodeError as error:
+        raise ApiError(400, "invalid_json", f"The body is not valid JSON: {error}") from None

@@ -1,0 +1,145 @@
+"""The ASGI application: built by create_app(settings), started and stopped by its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import pykka
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import BaseRoute
+
+from actors.engines.base import Emit, Engine, EngineError
+from actors.engines.sandbox import SandboxEngine, SandboxNetwork
+from actors.instance import InstanceActor
+from actors.supervisor import CrashReport, Supervisor
+from app.auth import Authenticator, load_jwt_secret
+from app.config import Settings
+from app.context import Context
+from app.errors import EXCEPTION_HANDLERS
+from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, sqlite_env
+from app.routes import auth, health, instances, sandbox, users, whatsapp
+from domain.instance import Instance
+from domain.user import User, user_id_for
+from projections.directory import Directory
+from projections.runner import LiveProjections
+from projections.store import ReadModelStore
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The whole server for these settings; nothing starts until the lifespan runs."""
+    routes: list[BaseRoute] = [
+        *health.routes, *auth.routes, *users.routes, *instances.routes, *whatsapp.routes,
+    ]
+    if settings.sandbox_enabled:
+        routes += sandbox.routes
+    origins = [o.strip() for o in settings.cors_origin.split(",") if o.strip()]
+    middleware = [
+        Middleware(
+            CORSMiddleware, allow_origins=origins, allow_methods=["*"],
+            allow_headers=["*"], allow_credentials="*" not in origins,
+        )
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        ctx = await asyncio.to_thread(start, settings)
+        app.state.ctx = ctx
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(stop, ctx)
+
+    return Starlette(
+        routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+
+
+def start(settings: Settings) -> Context:
+    """Open the stores, catch the read models up, seed the admin, start every instance."""
+    for directory in (settings.data_dir, settings.uploads_dir, settings.instances_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    store = EventStore(env=sqlite_env(str(settings.sqlite_path)))
+    committer = GroupCommitter(store)
+    read_models = ReadModelStore(settings.read_models_path)
+    projections = LiveProjections(store, [Directory(read_models)])
+    projections.start()
+    head = store.recorder.max_notification_id() or 0
+    if head > projections.position:
+        log.info("catching read models up from position %s to %s", projections.position, head)
+    if not projections.wait(head, timeout=300):
+        raise RuntimeError(f"read models did not catch up to position {head}")
+
+    network = SandboxNetwork()
+    engines = {"sandbox"} if settings.sandbox_enabled else set()
+
+    def engine_for(instance: Instance, emit: Emit) -> Engine:
+        if instance.engine == "sandbox" and settings.sandbox_enabled:
+            return SandboxEngine(network, settings.instances_dir / str(instance.id), instance.name, emit)
+        raise EngineError(f"the {instance.engine} engine is not available", "engine_unavailable")
+
+    def spawn(instance_id: UUID, on_crash: CrashReport) -> pykka.ActorRef[Any]:
+        return InstanceActor.start(
+            instance_id, store.repository.get, committer, engine_for, SNAPSHOT_INTERVAL, on_crash
+        )
+
+    registry: dict[UUID, pykka.ActorRef[Any]] = {}
+    supervisor = Supervisor.start(spawn, registry)
+    auth = Authenticator(
+        load_jwt_secret(settings.jwt_secret, settings.data_dir), settings.jwt_expiration, read_models
+    )
+    ctx = Context(
+        settings=settings, store=store, committer=committer, read_models=read_models,
+        projections=projections, auth=auth, supervisor=supervisor, registry=registry,
+        network=network, engines=frozenset(engines),
+    )
+    _seed_admin(ctx)
+    live = [
+        UUID(row["id"])
+        for row in read_models.db["instances"].rows_where("deleted = 0", select="id, engine")
+        if row["engine"] in engines
+    ]
+    supervisor.proxy().start_all(live).get()
+    log.info("started %d instance(s); event store at position %s", len(live), head)
+    return ctx
+
+
+def stop(ctx: Context) -> None:
+    """Stop actors first (they may still write), then the writers, then the stores."""
+    try:
+        ctx.supervisor.proxy().stop_all().get(timeout=30)
+        ctx.supervisor.stop(block=True, timeout=10)
+    except Exception:
+        log.exception("actors did not stop cleanly")
+    pykka.ActorRegistry.stop_all(block=True, timeout=10)
+    ctx.committer.close()
+    ctx.projections.stop()
+    ctx.read_models.close()
+    ctx.store.close()
+
+
+def _seed_admin(ctx: Context) -> None:
+    settings = ctx.settings
+    admin_id = user_id_for(settings.admin_email)
+    if ctx.read_models.db["users"].count_where("id = ?", [str(admin_id)]):
+        return
+    from app.auth import api_key_hash, hash_password, new_api_key
+
+    key = new_api_key()
+    admin = User(
+        email=settings.admin_email, password_hash=hash_password(settings.admin_password),
+        first_name=settings.admin_first_name, last_name=settings.admin_last_name, role="admin",
+        api_key_hash=api_key_hash(key), api_key_sealed=ctx.auth.seal(key),
+    )
+    positions = ctx.committer.commit(admin.collect_events())
+    ctx.projections.wait(positions[-1])
+    log.info("created the administrator %s", settings.admin_email)

@@ -1,0 +1,57 @@
+"""How stored things are shown in API answers (camelCase, seed shapes, no secrets)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def webhook_settings(webhook: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "notifyReceived": webhook.get("notifyReceived", True),
+        "notifySent": webhook.get("notifySent", True),
+        "notifyDelivery": webhook.get("notifyDelivery", False),
+        "notifyRead": webhook.get("notifyRead", False),
+        "maxRetries": webhook.get("maxRetries"),
+        "retryInterval": webhook.get("retryInterval"),
+        "hasSecret": bool(webhook.get("secret")),
+    }
+
+
+def connection_status(row: dict[str, Any]) -> dict[str, Any]:
+    return {"ready": row["status"] == "connected", "status": row["status"], "hasQr": bool(row["has_qr"])}
+
+
+def instance(row: dict[str, Any], *, detailed: bool = True) -> dict[str, Any]:
+    webhook = row["webhook"]
+    view: dict[str, Any] = {
+        "id": row["id"],
+        "name": row["name"],
+        "description": row["description"],
+        "userId": row["user_id"],
+        "engine": row["engine"],
+        "status": row["status"],
+        "phone": row["phone"],
+        "webhookUrl": webhook.get("url"),
+        "webhookEnabled": bool(webhook.get("enabled")),
+        "createdAt": row["created_at"],
+        "updatedAt": row["updated_at"],
+        "connectionStatus": connection_status(row),
+    }
+    if detailed:
+        view["webhookSettings"] = webhook_settings(webhook)
+        if row.get("engine_settings"):
+            view["engineSettings"] = row["engine_settings"]
+    return view
+
+
+def user(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "email": row["email"],
+        "firstName": row["first_name"],
+        "lastName": row["last_name"],
+        "role": row["role"],
+        "active": bool(row["active"]),
+        "createdAt": row["created_at"],
+        "updatedAt": row["updated_at"],
+    }

@@ -1,0 +1,191 @@
+"""The instance aggregate: one WhatsApp account of one user.
+
+Message content lives in events and read models only. The aggregate keeps what
+commands must check (lifecycle, connection, settings) and a bounded memory of
+idempotency keys, so its state does not grow with the number of messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventsourcing.domain import Aggregate, event
+
+ENGINES = ("whatsmeow", "cloud", "sandbox")
+IDEMPOTENCY_MEMORY = 1000
+
+
+class InstanceError(Exception):
+    """Base of the errors an instance command can raise."""
+
+
+class InstanceDeleted(InstanceError):
+    pass
+
+
+class InstanceNotConnected(InstanceError):
+    pass
+
+
+class Instance(Aggregate):
+    """A WhatsApp account driven by one engine on behalf of one user."""
+
+    @event("Created")
+    def __init__(
+        self,
+        user_id: str,
+        name: str,
+        description: str,
+        engine: str,
+        webhook: dict[str, Any],
+        engine_settings: dict[str, Any],
+    ) -> None:
+        self.user_id = user_id
+        self.name = name
+        self.description = description
+        self.engine = engine
+        self.webhook = dict(webhook)
+        self.engine_settings = dict(engine_settings)
+        self.status = "connecting"
+        self.qr_code: str | None = None
+        self.phone: str | None = None
+        self.push_name: str | None = None
+        self.deleted = False
+        # Insertion-ordered (a plain dict survives snapshot encoding), oldest first.
+        self.idempotency: dict[str, str] = {}
+
+    # -- checks -------------------------------------------------------------------
+
+    def check_not_deleted(self) -> None:
+        if self.deleted:
+            raise InstanceDeleted(f"instance {self.id} is deleted")
+
+    def check_connected(self) -> None:
+        self.check_not_deleted()
+        if self.status != "connected":
+            raise InstanceNotConnected(
+                f"instance {self.id} is not connected (status: {self.status})"
+            )
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "connected"
+
+    def sent_for_key(self, key: str | None) -> str | None:
+        """The message id a send with this idempotency key already produced."""
+        return self.idempotency.get(key) if key else None
+
+    # -- settings -----------------------------------------------------------------
+
+    def update(self, changes: dict[str, Any]) -> None:
+        self.check_not_deleted()
+        if changes:
+            self._updated(changes=changes)
+
+    @event("Updated")
+    def _updated(self, changes: dict[str, Any]) -> None:
+        for key in ("name", "description"):
+            if key in changes:
+                setattr(self, key, changes[key])
+        self.webhook.update(changes.get("webhook", {}))
+        self.engine_settings.update(changes.get("engine_settings", {}))
+
+    def delete(self) -> None:
+        self.check_not_deleted()
+        self._deleted()
+
+    @event("Deleted")
+    def _deleted(self) -> None:
+        self.deleted = True
+        self.status = "deleted"
+        self.qr_code = None
+
+    # -- connection ---------------------------------------------------------------
+
+    @event("ConnectionRequested")
+    def request_connection(self, reason: str) -> None:
+        self.status = "connecting"
+
+    @event("QrReceived")
+    def receive_qr(self, qr_code: str) -> None:
+        self.qr_code = qr_code
+        self.status = "connecting"
+
+    @event("ConnectionOpened")
+    def open_connection(self, phone: str | None, push_name: str | None) -> None:
+        self.status = "connected"
+        self.qr_code = None
+        self.phone = phone or self.phone
+        self.push_name = push_name or self.push_name
+
+    @event("ConnectionClosed")
+    def close_connection(self, reason: str, will_reconnect: bool) -> None:
+        self.status = "connecting" if will_reconnect else "disconnected"
+        self.qr_code = None
+
+    @event("LoggedOut")
+    def log_out(self, reason: str) -> None:
+        self.status = "logged_out"
+        self.qr_code = None
+        self.phone = None
+
+    # -- messages -----------------------------------------------------------------
+
+    def record_sent(
+        self,
+        message_id: str,
+        to: str,
+        message_type: str,
+        body: str,
+        media: dict[str, Any] | None,
+        sent_at: int,
+        idempotency_key: str | None,
+    ) -> None:
+        self.check_connected()
+        self._message_sent(
+            message_id=message_id,
+            to=to,
+            message_type=message_type,
+            body=body,
+            media=media,
+            sent_at=sent_at,
+            idempotency_key=idempotency_key,
+        )
+
+    @event("MessageSent")
+    def _message_sent(
+        self,
+        message_id: str,
+        to: str,
+        message_type: str,
+        body: str,
+        media: dict[str, Any] | None,
+        sent_at: int,
+        idempotency_key: str | None,
+    ) -> None:
+        if idempotency_key:
+            self.idempotency[idempotency_key] = message_id
+            while len(self.idempotency) > IDEMPOTENCY_MEMORY:
+                del self.idempotency[next(iter(self.idempotency))]
+
+    @event("MessageReceived")
+    def record_received(
+        self,
+        message_id: str,
+        sender: str,
+        push_name: str | None,
+        message_type: str,
+        body: str,
+        media: dict[str, Any] | None,
+        received_at: int,
+    ) -> None:
+        pass
+
+    @event("MessageStatusChanged")
+    def record_status(self, message_id: str, status: str, remote_jid: str, from_me: bool) -> None:
+        pass
+
+    @event("ContactsSynced")
+    def sync_contacts(self, contacts: list[dict[str, Any]]) -> None:
+        pass
+

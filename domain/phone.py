@@ -1,0 +1,44 @@
+"""Phone numbers and WhatsApp ids (JIDs) as the API accepts them."""
+
+import re
+
+USER_SERVER = "s.whatsapp.net"
+GROUP_SERVER = "g.us"
+
+_STRIP = re.compile(r"[+\s\-()]")
+_DIGITS = re.compile(r"\d{8,15}")
+_JID = re.compile(r"(\d{5,32}(-\d{5,16})?)@(s\.whatsapp\.net|g\.us|lid)")
+
+
+class InvalidPhoneNumber(ValueError):
+    """The text is neither a phone number (8-15 digits) nor a WhatsApp id."""
+
+
+def normalize_phone(raw: str) -> str:
+    """Digits of a phone number after stripping `+`, spaces, dashes and brackets."""
+    digits = _STRIP.sub("", raw)
+    if not _DIGITS.fullmatch(digits):
+        raise InvalidPhoneNumber(
+            f"'{raw}' is not a phone number: expected 8 to 15 digits, optionally with +, "
+            "spaces or dashes"
+        )
+    return digits
+
+
+def to_jid(raw: str) -> str:
+    """The JID for a phone number, or the JID itself when one is given."""
+    raw = raw.strip()
+    if "@" in raw:
+        if not _JID.fullmatch(raw):
+            raise InvalidPhoneNumber(f"'{raw}' is not a valid WhatsApp id")
+        return raw
+    return f"{normalize_phone(raw)}@{USER_SERVER}"
+
+
+def jid_number(jid: str) -> str:
+    """The number part of a JID (`15550001@s.whatsapp.net` -> `15550001`)."""
+    return jid.split("@", 1)[0]
+
+
+def is_group(jid: str) -> bool:
+    return jid.endswith("@" + GROUP_SERVER)

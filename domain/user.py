@@ -1,0 +1,83 @@
+"""The user aggregate: someone who signs in and owns instances."""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+ROLES = ("user", "admin")
+
+# User ids derive from the e-mail address, so a second registration of the same
+# address collides in the event store itself: uniqueness without a lock or a read.
+USER_NAMESPACE = UUID("6f1c7d5e-8a47-4d1f-9a0b-6b9d2f1e4c3a")
+
+
+def user_id_for(email: str) -> UUID:
+    return uuid5(USER_NAMESPACE, email.strip().lower())
+
+
+class UserError(Exception):
+    """Base of the errors a user command can raise."""
+
+
+class UserDeactivated(UserError):
+    pass
+
+
+class User(Aggregate):
+    """A person with a password, an API key and a role.
+
+    Only hashes of the password and of the API key are kept; `api_key_sealed` is
+    the key encrypted by the server so that login can hand it back.
+    """
+
+    @staticmethod
+    def create_id(email: str) -> UUID:
+        return user_id_for(email)
+
+    @event("Registered")
+    def __init__(
+        self,
+        email: str,
+        password_hash: str,
+        first_name: str,
+        last_name: str,
+        role: str,
+        api_key_hash: str,
+        api_key_sealed: str,
+    ) -> None:
+        self.email = email
+        self.password_hash = password_hash
+        self.first_name = first_name
+        self.last_name = last_name
+        self.role = role
+        self.api_key_hash = api_key_hash
+        self.api_key_sealed = api_key_sealed
+        self.active = True
+
+    def check_active(self) -> None:
+        if not self.active:
+            raise UserDeactivated(f"user {self.id} is deactivated")
+
+    @event("PasswordChanged")
+    def change_password(self, password_hash: str) -> None:
+        self.password_hash = password_hash
+
+    @event("ApiKeyRotated")
+    def rotate_api_key(self, api_key_hash: str, api_key_sealed: str) -> None:
+        self.api_key_hash = api_key_hash
+        self.api_key_sealed = api_key_sealed
+
+    @event("ProfileUpdated")
+    def update_profile(self, first_name: str, last_name: str) -> None:
+        self.first_name = first_name
+        self.last_name = last_name
+
+    @event("RoleChanged")
+    def change_role(self, role: str) -> None:
+        self.role = role
+
+    @event("Deactivated")
+    def deactivate(self) -> None:
+        self.active = False

@@ -1,0 +1,128 @@
+"""Runs read-model projections live from the event store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from typing import Any
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import Notification
+
+from projections.base import ReadModelProjection
+
+log = logging.getLogger(__name__)
+
+BATCH = 1000
+
+
+class LiveProjections:
+    """Feeds every stored event to a set of projections sharing one read-model store.
+
+    A reader thread iterates the store's subscription; a writer thread applies what
+    has arrived in batches, one transaction per batch with the tracking position of
+    its last event, so rows never run ahead of or behind their position.
+    """
+
+    def __init__(self, app: Application[Any], projections: list[ReadModelProjection]) -> None:
+        self.app = app
+        self.projections = projections
+        self.store = projections[0].view
+        self.name = "+".join(p.name for p in projections)
+        with self.store.transaction() as db:
+            for projection in projections:
+                projection.create_tables(db)
+        self.position = self.store.position(self.name)
+        self.error: BaseException | None = None
+        self._inbox: queue.Queue[Notification | None] = queue.Queue(maxsize=BATCH * 10)
+        self._cond = threading.Condition()
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._subscription = app.recorder.subscribe(gt=self.position)
+        self._reader = threading.Thread(target=self._read, name=f"{self.name}-read", daemon=True)
+        self._writer = threading.Thread(target=self._write, name=f"{self.name}-write", daemon=True)
+
+    def start(self) -> None:
+        self._reader.start()
+        self._writer.start()
+
+    def stop(self) -> None:
+        self._subscription.stop()
+        self._reader.join(timeout=5)
+        self._inbox.put(None)
+        self._writer.join(timeout=5)
+
+    # -- waiting ------------------------------------------------------------------
+
+    def wait(self, position: int, timeout: float = 5.0) -> bool:
+        """Block until the read models reflect `position`; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.position >= position, timeout=timeout)
+
+    async def wait_async(self, position: int, timeout: float = 5.0) -> bool:
+        """Await until the read models reflect `position`; False on timeout."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._cond:
+            if self.position >= position:
+                return True
+            self._waiters.append((position, loop, future))
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _advance(self, position: int) -> None:
+        with self._cond:
+            self.position = position
+            self._cond.notify_all()
+            ready = [w for w in self._waiters if w[0] <= position]
+            self._waiters = [w for w in self._waiters if w[0] > position]
+        for _, loop, future in ready:
+            loop.call_soon_threadsafe(_resolve, future)
+
+    # -- threads ------------------------------------------------------------------
+
+    def _read(self) -> None:
+        try:
+            for notification in self._subscription:
+                self._inbox.put(notification)
+        except BaseException as error:  # surfaced by health checks
+            log.exception("projection subscription failed")
+            self.error = error
+
+    def _write(self) -> None:
+        mapper = self.app.mapper
+        while True:
+            first = self._inbox.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < BATCH:
+                try:
+                    more = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._inbox.put(None)
+                    break
+                batch.append(more)
+            try:
+                with self.store.transaction() as db:
+                    for notification in batch:
+                        event = mapper.to_domain_event(notification)
+                        for projection in self.projections:
+                            projection.apply(event, db)
+                    self.store.track(db, self.name, batch[-1].id)
+            except BaseException as error:
+                log.exception("projection %s failed at position %s", self.name, batch[0].id)
+                self.error = error
+                return
+            self._advance(batch[-1].id)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
