@@ -13,7 +13,7 @@ def webhook_settings(webhook: dict[str, Any]) -> dict[str, Any]:
         "notifyRead": webhook.get("notifyRead", False),
         "maxRetries": webhook.get("maxRetries"),
         "retryInterval": webhook.get("retryInterval"),
-        "hasSecret": bool(webhook.get("secret")),
+        "hasSecret": bool(webhook.get("hasSecret")),
     }
 
 

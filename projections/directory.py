@@ -90,7 +90,7 @@ class Directory(ReadModelProjection):
                 "id": str(event.originator_id), "user_id": event.user_id, "name": event.name,
                 "description": event.description, "engine": event.engine,
                 "status": "connecting", "has_qr": 0, "phone": None,
-                "webhook": json.dumps(event.webhook), "engine_settings": json.dumps(
+                "webhook": json.dumps(_public_webhook(event.webhook)), "engine_settings": json.dumps(
                     {k: v for k, v in event.engine_settings.items() if k not in SECRET_SETTINGS}
                 ),
                 "created_at": at, "updated_at": at, "deleted": 0,
@@ -104,7 +104,8 @@ class Directory(ReadModelProjection):
             k: event.changes[k] for k in ("name", "description") if k in event.changes
         }
         if "webhook" in event.changes:
-            values["webhook"] = json.dumps({**json.loads(row["webhook"]), **event.changes["webhook"]})
+            webhook = {**json.loads(row["webhook"]), **_public_webhook(event.changes["webhook"])}
+            values["webhook"] = json.dumps(webhook)
         if "engine_settings" in event.changes:
             settings = {**json.loads(row["engine_settings"]), **event.changes["engine_settings"]}
             values["engine_settings"] = json.dumps(
@@ -170,3 +171,11 @@ class Directory(ReadModelProjection):
 
 
 SECRET_SETTINGS = frozenset({"accessToken", "appSecret", "verifyToken"})
+
+
+def _public_webhook(webhook: dict[str, Any]) -> dict[str, Any]:
+    """Webhook settings without the secret: read models only say whether there is one."""
+    public = {k: v for k, v in webhook.items() if k != "secret"}
+    if "secret" in webhook:
+        public["hasSecret"] = bool(webhook["secret"])
+    return public

@@ -1,0 +1,170 @@
+"""A real `whatsapp-api serve` process on 127.0.0.1, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "admin-password-for-tests"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """One server process over one data directory; can be stopped, killed and started again."""
+
+    def __init__(self, root: Path, **env: str) -> None:
+        self.root = root
+        self.port = free_port()
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("APP_", "NODE_ENV"))},
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+            "SQLITE_DATABASE_URL": f"file:{root / 'data' / 'whatsapp-api.db'}",
+            "UPLOADS_DIR": str(root / "uploads"),
+            "INSTANCES_DIR": str(root / "instances"),
+            "LOGS_DIR": str(root / "logs"),
+            "ADMIN_EMAIL": ADMIN_EMAIL,
+            "ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "JWT_SECRET": "test-secret-" + "x" * 40,
+            "DEFAULT_ENGINE": "sandbox",
+            **env,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = root / "server.log"
+
+    def start(self, timeout: float = 30) -> None:
+        whatsapp_api = shutil.which("whatsapp-api", path=str(Path(sys.executable).parent))
+        command = [whatsapp_api] if whatsapp_api else [sys.executable, "-m", "app.cli"]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*command, "serve"], env=self.env, cwd=self.root, stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not start: {self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def client(self, **headers: str) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=headers, timeout=15)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def running_server(root: Path, **env: str) -> Iterator[Server]:
+    server = Server(root, **env)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class Api:
+    """A signed-in API client with the steps stories repeat."""
+
+    def __init__(self, server: Server, token: str | None = None, api_key: str | None = None) -> None:
+        headers = {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if api_key:
+            headers["x-api-key"] = api_key
+        self.http = server.client(**headers)
+        self.server = server
+
+    @classmethod
+    def login(cls, server: Server, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD) -> Api:
+        answer = server.client().post("/api/auth/login", json={"email": email, "password": password})
+        assert answer.status_code == 200, answer.text
+        return cls(server, token=answer.json()["token"])
+
+    def create_user(self, email: str, password: str = "user-password-1", **fields: Any) -> dict[str, Any]:
+        answer = self.http.post("/api/users", json={"email": email, "password": password, **fields})
+        assert answer.status_code == 201, answer.text
+        return answer.json()
+
+    def create_instance(self, name: str, **fields: Any) -> dict[str, Any]:
+        answer = self.http.post("/api/instances", json={"name": name, "engine": "sandbox", **fields})
+        assert answer.status_code == 201, answer.text
+        return answer.json()
+
+    def wait_for_qr(self, instance_id: str, timeout: float = 5) -> str:
+        return wait_until(
+            lambda: self.http.get(f"/api/instances/{instance_id}/qr").json().get("qrCode"), timeout
+        )
+
+    def pair(self, instance_id: str, phone: str) -> None:
+        self.wait_for_qr(instance_id)
+        answer = self.http.post(f"/api/sandbox/instances/{instance_id}/scan", json={"phone": phone})
+        assert answer.status_code == 200, answer.text
+        wait_until(lambda: self.status(instance_id)["ready"])
+
+    def status(self, instance_id: str) -> dict[str, Any]:
+        answer = self.http.get(f"/api/whatsapp/{instance_id}/status")
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def send(self, instance_id: str, phone: str, message: str, **headers: str) -> httpx.Response:
+        return self.http.post(
+            f"/api/whatsapp/{instance_id}/send", json={"phone": phone, "message": message},
+            headers=headers,
+        )
+
+
+def wait_until(probe: Any, timeout: float = 5, interval: float = 0.02) -> Any:
+    """Poll `probe` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s (last: {value!r})")
+        time.sleep(interval)
