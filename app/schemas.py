@@ -73,7 +73,7 @@ class WebhookSettings(Body):
     notifyRead: bool | UnsetType = UNSET
     maxRetries: Retries | UnsetType = UNSET
     retryInterval: IntervalMs | UnsetType = UNSET
-    secret: Secret | None | UnsetType = UNSET
+    secret: Secret | UnsetType | None = UNSET
 
 
 class InstanceCreate(Body):
@@ -96,11 +96,11 @@ class InstanceCreate(Body):
 class InstanceUpdate(Body):
     name: InstanceName | UnsetType = UNSET
     description: Text | UnsetType = UNSET
-    webhookUrl: Url | None | UnsetType = UNSET
+    webhookUrl: Url | UnsetType | None = UNSET
     webhookEnabled: bool | UnsetType = UNSET
     webhookSettings: WebhookSettings | UnsetType = UNSET
     cloud: CloudSettings | UnsetType = UNSET
-    proxy: Url | None | UnsetType = UNSET
+    proxy: Url | UnsetType | None = UNSET
 
 
 class SendText(Body):

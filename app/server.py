@@ -19,6 +19,7 @@ from actors.engines.base import Emit, Engine, EngineError
 from actors.engines.sandbox import SandboxEngine, SandboxNetwork
 from actors.instance import InstanceActor
 from actors.supervisor import CrashReport, Supervisor
+from app.access_log import AccessLog
 from app.auth import Authenticator, load_jwt_secret
 from app.config import Settings
 from app.context import Context
@@ -43,6 +44,7 @@ def create_app(settings: Settings) -> Starlette:
         routes += sandbox.routes
     origins = [o.strip() for o in settings.cors_origin.split(",") if o.strip()]
     middleware = [
+        Middleware(AccessLog),
         Middleware(
             CORSMiddleware, allow_origins=origins, allow_methods=["*"],
             allow_headers=["*"], allow_credentials="*" not in origins,

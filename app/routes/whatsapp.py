@@ -78,7 +78,7 @@ async def send_file(request: Request) -> JSONResponse:
         raise
     except Exception as error:  # the multipart parser's own complaint
         raise ApiError(400, "invalid_multipart", f"Malformed multipart body: {error}") from None
-    async with form:
+    try:
         phone, upload = form.get("phone"), form.get("file")
         caption = form.get("caption") or ""
         if not isinstance(phone, str) or not phone:
@@ -90,6 +90,8 @@ async def send_file(request: Request) -> JSONResponse:
         to = to_jid(phone)
         key = idempotency_key(request)
         file = await media.keep_upload(upload, settings.uploads_dir, settings.max_file_size)
+    finally:
+        await form.close()
     message_id = await ctx.command(ctx.proxy(row["id"]).send_media(to, file, caption, key))
     return JSONResponse({"id": message_id})
 
@@ -124,8 +126,8 @@ async def simple_send(request: Request) -> JSONResponse:
     if request.method == "POST":
         if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
             limited = media.limit_body(request, 1024 * 1024)
-            async with limited.form(max_files=0, max_fields=10) as form:
-                fields.update({k: v for k, v in form.items() if isinstance(v, str)})
+            form = await limited.form(max_files=0, max_fields=10)
+            fields.update({k: v for k, v in form.items() if isinstance(v, str)})
         elif content_type.startswith("application/json"):
             fields.update(await parse(request, dict[str, str]))
     phone, text = fields.get("phone"), fields.get("message")
