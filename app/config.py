@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from croniter import croniter
+
 ENGINES = ("whatsmeow", "cloud", "sandbox")
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
-_CRON_FIELD = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?(,(\*|\d+(-\d+)?)(/\d+)?)*$")
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -181,8 +182,7 @@ def _duration(raw: str) -> int:
 
 def _cron(e: Mapping[str, str], name: str, default: str) -> str:
     raw = e.get(name, default).strip()
-    fields = raw.split()
-    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+    if len(raw.split()) != 5 or not croniter.is_valid(raw):
         raise ConfigError(name, f"must be a 5-field cron expression like '*/5 * * * *' (got '{raw}')")
     return raw
 

@@ -22,6 +22,7 @@ from app.auth import Authenticator, Principal, api_key_hash, hash_password, new_
 from app.config import Settings
 from app.errors import ApiError, not_found
 from app.eventstore import EventStore, GroupCommitter
+from app.usage import ApiCallCounter
 from domain.user import User
 from projections.runner import LiveProjections
 from projections.store import ReadModelStore
@@ -44,6 +45,7 @@ class Context:
     registry: dict[UUID, pykka.ActorRef[Any]]
     network: SandboxNetwork
     engines: frozenset[str]
+    usage: ApiCallCounter
     _proxies: dict[UUID, tuple[pykka.ActorRef[Any], Any]] = field(default_factory=dict)
 
     # -- callers and what they may touch --------------------------------------------
@@ -53,7 +55,15 @@ class Context:
         if principal is None:
             principal = self.auth.authenticate(request)
             request.scope["principal"] = principal
+            if self.usage.count(principal.user_id, request.path_params.get("instanceId")):
+                asyncio.get_running_loop().run_in_executor(None, self._flush_usage)
         return principal
+
+    def _flush_usage(self) -> None:
+        try:
+            self.usage.flush()
+        except Exception:
+            log.exception("API call counts could not be stored; kept for the next attempt")
 
     def admin(self, request: Request) -> Principal:
         principal = self.principal(request)

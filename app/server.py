@@ -25,12 +25,17 @@ from app.config import Settings
 from app.context import Context
 from app.errors import EXCEPTION_HANDLERS
 from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, sqlite_env
-from app.routes import auth, health, instances, sandbox, users, whatsapp
+from app.routes import auth, health, history, instances, sandbox, stats, users, whatsapp
+from app.scheduler import Scheduler
+from app.usage import ApiCallCounter
 from domain.instance import Instance
 from domain.user import User, user_id_for
+from projections.activity import Activity
 from projections.directory import Directory
+from projections.messages import Messages
 from projections.runner import LiveProjections
 from projections.store import ReadModelStore
+from projections.usage import Usage
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,7 @@ def create_app(settings: Settings) -> Starlette:
     """The whole server for these settings; nothing starts until the lifespan runs."""
     routes: list[BaseRoute] = [
         *health.routes, *auth.routes, *users.routes, *instances.routes, *whatsapp.routes,
+        *history.routes, *stats.routes,
     ]
     if settings.sandbox_enabled:
         routes += sandbox.routes
@@ -55,9 +61,14 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         ctx = await asyncio.to_thread(start, settings)
         app.state.ctx = ctx
+        scheduler = Scheduler()
+        scheduler.add("usage-save", settings.schedules.usage_save,
+                      lambda: asyncio.to_thread(ctx.usage.flush))
+        scheduler.start()
         try:
             yield
         finally:
+            await scheduler.stop()
             await asyncio.to_thread(stop, ctx)
 
     return Starlette(
@@ -73,7 +84,10 @@ def start(settings: Settings) -> Context:
     store = EventStore(env=sqlite_env(str(settings.sqlite_path)))
     committer = GroupCommitter(store)
     read_models = ReadModelStore(settings.read_models_path)
-    projections = LiveProjections(store, [Directory(read_models)])
+    projections = LiveProjections(
+        store,
+        [Directory(read_models), Messages(read_models), Activity(read_models), Usage(read_models)],
+    )
     projections.start()
     head = store.recorder.max_notification_id() or 0
     if head > projections.position:
@@ -102,7 +116,7 @@ def start(settings: Settings) -> Context:
     ctx = Context(
         settings=settings, store=store, committer=committer, read_models=read_models,
         projections=projections, auth=auth, supervisor=supervisor, registry=registry,
-        network=network, engines=frozenset(engines),
+        network=network, engines=frozenset(engines), usage=ApiCallCounter(store, committer),
     )
     _seed_admin(ctx)
     live = [
@@ -117,6 +131,10 @@ def start(settings: Settings) -> Context:
 
 def stop(ctx: Context) -> None:
     """Stop actors first (they may still write), then the writers, then the stores."""
+    try:
+        ctx.usage.flush()
+    except Exception:
+        log.exception("API call counts could not be stored")
     try:
         ctx.supervisor.proxy().stop_all().get(timeout=30)
         ctx.supervisor.stop(block=True, timeout=10)

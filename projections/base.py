@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from functools import singledispatchmethod
 from typing import Any
 
 import sqlite_utils
@@ -18,6 +17,11 @@ def iso(ts: datetime) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
+def row_id(event: Any) -> str:
+    """A row id that is the same however often the read model is rebuilt."""
+    return f"{event.originator_id}-{event.originator_version}"
+
+
 class ReadModelProjection(Projection[ReadModelStore]):
     """A projection whose `apply` writes rows for one event inside a given transaction.
 
@@ -28,9 +32,10 @@ class ReadModelProjection(Projection[ReadModelStore]):
     def create_tables(self, db: sqlite_utils.Database) -> None:
         raise NotImplementedError
 
-    @singledispatchmethod
     def apply(self, event: Any, db: sqlite_utils.Database) -> None:
-        """Events this projection does not model change nothing."""
+        """Write the rows for one event. Subclasses define their own `singledispatchmethod`
+        (a dispatcher registered on this base class would be shared by every projection)."""
+        raise NotImplementedError
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         with self.view.transaction() as db:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import singledispatchmethod
 from typing import Any
 
 import sqlite_utils
@@ -44,7 +45,11 @@ class Directory(ReadModelProjection):
 
     # -- users --------------------------------------------------------------------
 
-    @ReadModelProjection.apply.register
+    @singledispatchmethod
+    def apply(self, event: Any, db: sqlite_utils.Database) -> None:
+        """Events this projection does not model change nothing."""
+
+    @apply.register
     def _(self, event: User.Registered, db: sqlite_utils.Database) -> None:
         at = iso(event.timestamp)
         db["users"].insert(
@@ -56,23 +61,23 @@ class Directory(ReadModelProjection):
             }
         )
 
-    @ReadModelProjection.apply.register
+    @apply.register
     def _(self, event: User.ApiKeyRotated, db: sqlite_utils.Database) -> None:
         self._update_user(db, event, api_key_hash=event.api_key_hash)
 
-    @ReadModelProjection.apply.register
+    @apply.register
     def _(self, event: User.ProfileUpdated, db: sqlite_utils.Database) -> None:
         self._update_user(db, event, first_name=event.first_name, last_name=event.last_name)
 
-    @ReadModelProjection.apply.register
+    @apply.register
     def _(self, event: User.RoleChanged, db: sqlite_utils.Database) -> None:
         self._update_user(db, event, role=event.role)
 
-    @ReadModelProjection.apply.register
+    @apply.register
     def _(self, event: User.Deactivated, db: sqlite_utils.Database) -> None:
         self._update_user(db, event, active=0)
 
-    @ReadModelProjection.apply.register
+    @apply.register
     def _(self, event: User.PasswordChanged, db: sqlite_utils.Database) -> None:
         self._update_user(db, event)
 
@@ -82,7 +87,7 @@ class Directory(ReadModelProjection):
 
     # -- instances ----------------------------------------------------------------
 
-    @ReadModelProjection.apply.register
+    @apply.register
     def _(self, event: Instance.Created, db: sqlite_utils.Database) -> None:
         at = iso(event.timestamp)
         db["instances"].insert(
@@ -97,7 +102,7 @@ class Directory(ReadModelProjection):
             }
         )
 
-    @ReadModelProjection.apply.register
+    @apply.register
     def _(self, event: Instance.Updated, db: sqlite_utils.Database) -> None:
         row = db["instances"].get(str(event.originator_id))
         values: dict[str, Any] = {
@@ -113,28 +118,28 @@ class Directory(ReadModelProjection):
             )
         self._update_instance(db, event, **values)
 
-    @ReadModelProjection.apply.register
+    @apply.register
     def _(self, event: Instance.Deleted, db: sqlite_utils.Database) -> None:
         self._update_instance(db, event, deleted=1, status="deleted", has_qr=0)
 
-    @ReadModelProjection.apply.register
+    @apply.register
     def _(self, event: Instance.ConnectionRequested, db: sqlite_utils.Database) -> None:
         self._update_instance(db, event, status="connecting")
 
-    @ReadModelProjection.apply.register
+    @apply.register
     def _(self, event: Instance.QrReceived, db: sqlite_utils.Database) -> None:
         self._update_instance(db, event, status="connecting", has_qr=1)
 
-    @ReadModelProjection.apply.register
+    @apply.register
     def _(self, event: Instance.ConnectionOpened, db: sqlite_utils.Database) -> None:
         self._update_instance(db, event, status="connected", has_qr=0, phone=event.phone)
 
-    @ReadModelProjection.apply.register
+    @apply.register
     def _(self, event: Instance.ConnectionClosed, db: sqlite_utils.Database) -> None:
         status = "connecting" if event.will_reconnect else "disconnected"
         self._update_instance(db, event, status=status, has_qr=0)
 
-    @ReadModelProjection.apply.register
+    @apply.register
     def _(self, event: Instance.LoggedOut, db: sqlite_utils.Database) -> None:
         self._update_instance(db, event, status="logged_out", has_qr=0, phone=None)
 
@@ -146,15 +151,15 @@ class Directory(ReadModelProjection):
 
     # -- contacts -----------------------------------------------------------------
 
-    @ReadModelProjection.apply.register
+    @apply.register
     def _(self, event: Instance.MessageReceived, db: sqlite_utils.Database) -> None:
         self._contact(db, str(event.originator_id), event.sender, event.push_name)
 
-    @ReadModelProjection.apply.register
+    @apply.register
     def _(self, event: Instance.MessageSent, db: sqlite_utils.Database) -> None:
         self._contact(db, str(event.originator_id), event.to, None)
 
-    @ReadModelProjection.apply.register
+    @apply.register
     def _(self, event: Instance.ContactsSynced, db: sqlite_utils.Database) -> None:
         for contact in event.contacts:
             self._contact(db, str(event.originator_id), contact["jid"], contact.get("name"))

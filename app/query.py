@@ -1,0 +1,74 @@
+"""Query-string parameters shared by list routes: paging, dates, periods."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from starlette.datastructures import QueryParams
+
+from app.errors import ApiError
+
+MAX_LIMIT = 1000
+
+
+def integer(params: QueryParams, name: str, default: int, low: int, high: int) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_query", f"'{name}' must be a whole number (got '{raw}')") from None
+    if not low <= value <= high:
+        raise ApiError(400, "invalid_query", f"'{name}' must be between {low} and {high}")
+    return value
+
+
+def paging(params: QueryParams, default_limit: int) -> tuple[int, int]:
+    return (
+        integer(params, "limit", default_limit, 1, MAX_LIMIT),
+        integer(params, "skip", 0, 0, 10**9),
+    )
+
+
+def pagination(total: int, limit: int, skip: int) -> dict[str, Any]:
+    return {"total": total, "limit": limit, "skip": skip, "hasMore": skip + limit < total}
+
+
+def timestamp(params: QueryParams, name: str) -> str | None:
+    """An ISO 8601 date or time as the read models store it (UTC, ms, Z); None if absent."""
+    raw = params.get(name)
+    if not raw:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "invalid_query", f"'{name}' must be an ISO 8601 date or time (got '{raw}')") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    parsed = parsed.astimezone(UTC)
+    return parsed.strftime("%Y-%m-%dT%H:%M:%S.") + f"{parsed.microsecond // 1000:03d}Z"
+
+
+PERIODS = ("today", "week", "month", "year", "all")
+
+
+def period_start(period: str, today: date) -> date | None:
+    """First day of the calendar period (UTC) containing `today`; None for all time."""
+    if period == "today":
+        return today
+    if period == "week":
+        return today - timedelta(days=today.weekday())  # Monday
+    if period == "month":
+        return today.replace(day=1)
+    if period == "year":
+        return today.replace(month=1, day=1)
+    return None
+
+
+def period(params: QueryParams, allowed: tuple[str, ...], default: str) -> tuple[str, date | None]:
+    value = params.get("period") or default
+    if value not in allowed:
+        raise ApiError(400, "invalid_period", f"'period' must be one of {', '.join(allowed)} (got '{value}')")
+    return value, period_start(value, datetime.now(UTC).date())
