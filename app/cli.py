@@ -20,6 +20,16 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the HTTP server (port from PORT, default 3000)")
     serve.add_argument("--port", type=int, help="override PORT")
     serve.add_argument("--host", help="override HOST")
+    events = commands.add_parser(
+        "events", help="print the event history (for auditing)",
+        description="Print stored events in store order. One line each, or JSON lines.",
+    )
+    events.add_argument("--instance", metavar="ID", help="only this instance's events")
+    events.add_argument("--after", metavar="POS", type=int, default=0,
+                        help="only events after this position")
+    events.add_argument("--since", metavar="TIME", help="only events at or after this ISO 8601 time")
+    events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    events.add_argument("--json", action="store_true", help="print JSON lines")
     args = parser.parse_args(argv)
 
     try:
@@ -30,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "serve":
         return serve_command(settings, args.host, args.port)
+    if args.command == "events":
+        from app import cli_events
+
+        return cli_events.run(settings, args.instance, args.after, args.since, args.follow, args.json)
     return 1
 
 

@@ -25,7 +25,17 @@ from app.config import Settings
 from app.context import Context
 from app.errors import EXCEPTION_HANDLERS
 from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, sqlite_env
-from app.routes import auth, health, history, instances, sandbox, stats, users, whatsapp
+from app.routes import (
+    auth,
+    events,
+    health,
+    history,
+    instances,
+    sandbox,
+    stats,
+    users,
+    whatsapp,
+)
 from app.scheduler import Scheduler
 from app.usage import ApiCallCounter
 from domain.instance import Instance
@@ -44,7 +54,7 @@ def create_app(settings: Settings) -> Starlette:
     """The whole server for these settings; nothing starts until the lifespan runs."""
     routes: list[BaseRoute] = [
         *health.routes, *auth.routes, *users.routes, *instances.routes, *whatsapp.routes,
-        *history.routes, *stats.routes,
+        *history.routes, *stats.routes, *events.routes,
     ]
     if settings.sandbox_enabled:
         routes += sandbox.routes

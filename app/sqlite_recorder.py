@@ -12,8 +12,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
-from eventsourcing.persistence import ListenNotifySubscription, StoredEvent
+from eventsourcing.persistence import ListenNotifySubscription, Notification, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 POLL_INTERVAL = 0.1
@@ -42,6 +43,32 @@ class SubscribableSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     @property
     def db_name(self) -> str:
         return self.datastore.pool.db_name
+
+    def select_originator_notifications(
+        self, originator_id: UUID, gt: int, limit: int, topics: Sequence[str] = ()
+    ) -> list[Notification]:
+        """One aggregate's notifications after position `gt`, in position order."""
+        statement = (
+            f"SELECT rowid, * FROM {self.events_table_name} WHERE originator_id=? AND rowid>? "
+        )
+        params: list[Any] = [originator_id.hex, gt]
+        if topics:
+            statement += f"AND topic IN ({','.join('?' * len(topics))}) "
+            params += list(topics)
+        statement += "ORDER BY rowid LIMIT ?"
+        params.append(limit)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(statement, params)
+            return [
+                Notification(
+                    id=row["rowid"],
+                    originator_id=self.convert_originator_id(row["originator_id"]),
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=row["state"],
+                )
+                for row in c.fetchall()
+            ]
 
     def subscribe(
         self, gt: int | None = None, topics: Sequence[str] = ()

@@ -1,0 +1,72 @@
+"""`whatsapp-api events`: print the event history, optionally following it live."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from app import history
+from app.config import Settings
+from app.eventstore import EventStore, sqlite_env
+
+PAGE = 1000
+
+
+def run(settings: Settings, instance: str | None, after: int, since: str | None,
+        follow: bool, as_json: bool) -> int:
+    if not settings.sqlite_path.exists():
+        print(f"whatsapp-api: no event store at {settings.sqlite_path}", file=sys.stderr)
+        return 1
+    originator = None
+    if instance:
+        try:
+            originator = UUID(instance)
+        except ValueError:
+            print(f"whatsapp-api: '{instance}' is not an instance id", file=sys.stderr)
+            return 2
+    not_before = None
+    if since:
+        try:
+            not_before = datetime.fromisoformat(since.replace("Z", "+00:00"))
+        except ValueError:
+            print(f"whatsapp-api: --since '{since}' is not an ISO 8601 time", file=sys.stderr)
+            return 2
+        if not_before.tzinfo is None:
+            not_before = not_before.replace(tzinfo=UTC)
+        not_before_text = history.redact(not_before.astimezone(UTC))
+    store = EventStore(env={**sqlite_env(str(settings.sqlite_path)), "CREATE_TABLE": "no"})
+    try:
+        while True:
+            events = history.read(store, originator, after, PAGE)
+            for event in events:
+                after = event["position"]
+                if not_before is not None and event["timestamp"] < not_before_text:
+                    continue
+                print(history.to_json(event) if as_json else line(event), flush=True)
+            if len(events) == PAGE:
+                continue
+            if not follow:
+                return 0
+            _wait_for_more(store, after)
+    except (KeyboardInterrupt, BrokenPipeError):
+        return 0
+    finally:
+        store.close()
+
+
+def _wait_for_more(store: EventStore, after: int) -> None:
+    subscription: Any = store.recorder.subscribe(gt=after)
+    with subscription:
+        next(subscription)
+
+
+def line(event: dict[str, Any]) -> str:
+    details = " ".join(
+        f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in event["data"].items()
+        if v not in (None, "", {}, [])
+    )
+    return (f"{event['position']:>8}  {event['timestamp'][:23]}  {event['aggregateId'][:8]}  "
+            f"{event['type']:<22} {details}")

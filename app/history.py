@@ -1,0 +1,114 @@
+"""The event history for auditing: stored events, in store order, with secrets redacted."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import Notification
+
+from domain.instance import Instance
+from domain.usage import UsageLedger
+from domain.user import User
+
+REDACTED = "[redacted]"
+_SECRET_KEYS = frozenset({
+    "passwordHash", "apiKeyHash", "apiKeySealed", "secret", "accessToken", "appSecret",
+    "verifyToken",
+})
+_SKIP = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
+
+
+EVENT_TYPES: dict[str, type] = {
+    "InstanceCreated": Instance.Created,
+    "InstanceUpdated": Instance.Updated,
+    "InstanceDeleted": Instance.Deleted,
+    "ConnectionRequested": Instance.ConnectionRequested,
+    "QrReceived": Instance.QrReceived,
+    "ConnectionOpened": Instance.ConnectionOpened,
+    "ConnectionClosed": Instance.ConnectionClosed,
+    "LoggedOut": Instance.LoggedOut,
+    "MessageSent": Instance.MessageSent,
+    "MessageReceived": Instance.MessageReceived,
+    "MessageStatusChanged": Instance.MessageStatusChanged,
+    "ContactsSynced": Instance.ContactsSynced,
+    "UserRegistered": User.Registered,
+    "PasswordChanged": User.PasswordChanged,
+    "ApiKeyRotated": User.ApiKeyRotated,
+    "ProfileUpdated": User.ProfileUpdated,
+    "RoleChanged": User.RoleChanged,
+    "UserDeactivated": User.Deactivated,
+    "UsageLedgerOpened": UsageLedger.Opened,
+    "UsageRecorded": UsageLedger.UsageRecorded,
+}
+EVENT_TOPICS = {name: f"{cls.__module__}:{cls.__qualname__}" for name, cls in EVENT_TYPES.items()}
+_NAMES = {cls: name for name, cls in EVENT_TYPES.items()}
+
+
+def topics_for(types: Sequence[str]) -> list[str]:
+    """Topics for event type names; ValueError naming an unknown one."""
+    unknown = [t for t in types if t not in EVENT_TOPICS]
+    if unknown:
+        raise ValueError(f"unknown event type(s): {', '.join(unknown)} "
+                         f"(known: {', '.join(sorted(EVENT_TOPICS))})")
+    return [EVENT_TOPICS[t] for t in types]
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: (REDACTED if k in _SECRET_KEYS and v else redact(v)) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return value
+
+
+def describe(app: Application[Any], notification: Notification) -> dict[str, Any]:
+    """A stored event as the API and the CLI show it."""
+    event = app.mapper.to_domain_event(notification)
+    data = {camel(k): v for k, v in vars(event).items() if k not in _SKIP}
+    kind = type(event)
+    return {
+        "position": notification.id,
+        "type": _NAMES.get(kind, kind.__qualname__),
+        "aggregate": kind.__qualname__.split(".", 1)[0],
+        "aggregateId": str(event.originator_id),
+        "version": event.originator_version,
+        "timestamp": redact(event.timestamp),
+        "data": redact(data),
+    }
+
+
+def read(
+    app: Application[Any], originator_id: UUID | None, after: int, limit: int,
+    topics: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """Events after `after` (one aggregate's, or all), oldest first."""
+    recorder: Any = app.recorder
+    if originator_id is None:
+        notifications = recorder.select_notifications(
+            start=after, limit=limit, topics=topics, inclusive_of_start=False
+        )
+    else:
+        notifications = recorder.select_originator_notifications(
+            originator_id, gt=after, limit=limit, topics=topics
+        )
+    return [describe(app, n) for n in notifications]
+
+
+def to_json(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
