@@ -6,6 +6,7 @@ import argparse
 import logging
 import logging.handlers
 import sys
+import time
 
 from app.config import ConfigError, Settings
 
@@ -30,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     events.add_argument("--since", metavar="TIME", help="only events at or after this ISO 8601 time")
     events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     events.add_argument("--json", action="store_true", help="print JSON lines")
+    rebuild = commands.add_parser(
+        "rebuild-projections", help="rebuild read models from the event store",
+        description="Rebuild read models from the event store alone and swap them in atomically. "
+        "Safe while the server runs; an interrupted rebuild leaves the old read models in service.",
+    )
+    rebuild.add_argument("names", nargs="*", metavar="NAME",
+                         help="read models to rebuild (default: all of directory, messages, "
+                         "activity, usage)")
     args = parser.parse_args(argv)
 
     try:
@@ -40,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "serve":
         return serve_command(settings, args.host, args.port)
+    if args.command == "rebuild-projections":
+        return rebuild_command(settings, args.names)
     if args.command == "events":
         from app import cli_events
 
@@ -57,6 +68,56 @@ def serve_command(settings: Settings, host: str | None, port: int | None) -> int
         create_app(settings), host=host or settings.host, port=port or settings.port,
         log_config=None, access_log=False, timeout_graceful_shutdown=20,
     )
+    return 0
+
+
+def rebuild_command(settings: Settings, names: list[str]) -> int:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from app.eventstore import EventStore, sqlite_env
+    from app.rebuild import check_names, rebuild
+    from projections.store import ReadModelStore
+
+    try:
+        check_names(names)
+    except ValueError as error:
+        print(f"whatsapp-api: {error}", file=sys.stderr)
+        return 2
+    if not settings.sqlite_path.exists():
+        print(f"whatsapp-api: no event store at {settings.sqlite_path}", file=sys.stderr)
+        return 1
+    store = EventStore(env={**sqlite_env(str(settings.sqlite_path)), "CREATE_TABLE": "no"})
+    live = ReadModelStore(settings.read_models_path)
+    columns = (
+        TextColumn("rebuilding"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
+        TextColumn("{task.fields[rate]} ev/s"),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+    )
+    started = time.perf_counter()
+    try:
+        with Progress(*columns, transient=False) as bar:
+            task = bar.add_task("rebuild", total=None, rate="-")
+
+            def advance(position: int, head: int) -> None:
+                rate = position / max(time.perf_counter() - started, 1e-6)
+                bar.update(task, completed=position, total=head, rate=f"{rate:,.0f}")
+
+            result = rebuild(store, live, names, advance)
+    except KeyboardInterrupt:
+        print("whatsapp-api: rebuild interrupted; the previous read models stay in service",
+              file=sys.stderr)
+        return 130
+    finally:
+        store.close()
+    print(f"rebuilt {', '.join(names) or 'all read models'}: {result.events:,} events to "
+          f"position {result.position} in {result.seconds:.1f} s; now serving {result.file.name}")
     return 0
 
 

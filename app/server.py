@@ -40,12 +40,9 @@ from app.scheduler import Scheduler
 from app.usage import ApiCallCounter
 from domain.instance import Instance
 from domain.user import User, user_id_for
-from projections.activity import Activity
-from projections.directory import Directory
-from projections.messages import Messages
+from projections import catalog
 from projections.runner import LiveProjections
 from projections.store import ReadModelStore
-from projections.usage import Usage
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +91,7 @@ def start(settings: Settings) -> Context:
     store = EventStore(env=sqlite_env(str(settings.sqlite_path)))
     committer = GroupCommitter(store)
     read_models = ReadModelStore(settings.read_models_path)
-    projections = LiveProjections(
-        store,
-        [Directory(read_models), Messages(read_models), Activity(read_models), Usage(read_models)],
-    )
+    projections = LiveProjections(store, catalog.build(read_models))
     projections.start()
     head = store.recorder.max_notification_id() or 0
     if head > projections.position:

@@ -111,16 +111,20 @@ class LiveProjections:
                 batch.append(more)
             try:
                 with self.store.transaction() as db:
-                    for notification in batch:
+                    # After a rebuild swapped files, the new file may be ahead of us.
+                    done = self.store.tracked(db, self.name)
+                    fresh = [n for n in batch if n.id > done]
+                    for notification in fresh:
                         event = mapper.to_domain_event(notification)
                         for projection in self.projections:
                             projection.apply(event, db)
-                    self.store.track(db, self.name, batch[-1].id)
+                    if fresh:
+                        self.store.track(db, self.name, fresh[-1].id)
             except BaseException as error:
                 log.exception("projection %s failed at position %s", self.name, batch[0].id)
                 self.error = error
                 return
-            self._advance(batch[-1].id)
+            self._advance(max(batch[-1].id, done))
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -1,0 +1,32 @@
+"""Every read model the product keeps, in the order they must see each event."""
+
+from __future__ import annotations
+
+from projections.activity import Activity
+from projections.base import ReadModelProjection
+from projections.directory import Directory
+from projections.messages import Messages
+from projections.store import ReadModelStore
+from projections.usage import Usage
+
+# Usage reads the instances table that Directory writes, so Directory comes first.
+PROJECTIONS: tuple[type[ReadModelProjection], ...] = (Directory, Messages, Activity, Usage)
+NAMES = tuple(p.name for p in PROJECTIONS)
+TRACKING_NAME = "+".join(NAMES)
+
+
+def build(store: ReadModelStore) -> list[ReadModelProjection]:
+    return [projection(store) for projection in PROJECTIONS]
+
+
+def tables(projection: type[ReadModelProjection]) -> list[str]:
+    """The tables a projection owns (what its create_tables makes)."""
+    return list(TABLES[projection.name])
+
+
+TABLES = {
+    "directory": ("users", "instances", "contacts"),
+    "messages": ("messages",),
+    "activity": ("activity",),
+    "usage": ("usage",),
+}
