@@ -146,6 +146,8 @@ def stop(ctx: Context) -> None:
         log.exception("actors did not stop cleanly")
     pykka.ActorRegistry.stop_all(block=True, timeout=10)
     ctx.committer.close()
+    # Leave the read models caught up, so a restart (or a rebuild) starts from the head.
+    ctx.projections.wait(ctx.store.recorder.max_notification_id() or 0, timeout=10)
     ctx.projections.stop()
     ctx.read_models.close()
     ctx.store.close()
