@@ -46,6 +46,7 @@ class Context:
     network: SandboxNetwork
     engines: frozenset[str]
     usage: ApiCallCounter
+    webhooks: pykka.ActorRef[Any] | None = None
     _proxies: dict[UUID, tuple[pykka.ActorRef[Any], Any]] = field(default_factory=dict)
 
     # -- callers and what they may touch --------------------------------------------
@@ -103,6 +104,11 @@ class Context:
     @cached_property
     def supervisor_proxy(self) -> Any:
         return self.supervisor.proxy()
+
+    @cached_property
+    def webhooks_proxy(self) -> Any:
+        assert self.webhooks is not None
+        return self.webhooks.proxy()
 
     def proxy(self, instance_id: str | UUID) -> Any:
         """The running actor of an instance, as a typed proxy (cached per actor)."""

@@ -70,9 +70,20 @@ class GroupCommitter:
         """Store `events` (then `snapshot`, if any) durably; return their positions."""
         if not events:
             return []
+        return self.submit(events, snapshot).result(timeout=timeout)
+
+    def submit(
+        self,
+        events: Sequence[DomainEventProtocol[Any]],
+        snapshot: DomainEventProtocol[Any] | None = None,
+    ) -> Future[list[int]]:
+        """Queue `events` for the next transaction; the future gives their positions."""
         batch = _Batch(events, snapshot)
-        self._queue.put(batch)
-        return batch.done.result(timeout=timeout)
+        if not events:
+            batch.done.set_result([])
+        else:
+            self._queue.put(batch)
+        return batch.done
 
     def close(self) -> None:
         self._queue.put(None)

@@ -14,6 +14,7 @@ from eventsourcing.persistence import Notification
 from domain.instance import Instance
 from domain.usage import UsageLedger
 from domain.user import User
+from domain.webhook import WebhookLog
 
 REDACTED = "[redacted]"
 _SECRET_KEYS = frozenset({
@@ -44,6 +45,9 @@ EVENT_TYPES: dict[str, type] = {
     "UserDeactivated": User.Deactivated,
     "UsageLedgerOpened": UsageLedger.Opened,
     "UsageRecorded": UsageLedger.UsageRecorded,
+    "WebhookLogOpened": WebhookLog.Opened,
+    "WebhookDelivered": WebhookLog.WebhookDelivered,
+    "WebhookFailed": WebhookLog.WebhookFailed,
 }
 EVENT_TOPICS = {name: f"{cls.__module__}:{cls.__qualname__}" for name, cls in EVENT_TYPES.items()}
 _NAMES = {cls: name for name, cls in EVENT_TYPES.items()}

@@ -54,7 +54,8 @@ def rebuild(
 ) -> RebuildResult:
     """Rebuild the named read models (all when none are named) and swap them in."""
     check_names(names)
-    chosen = set(names or catalog.NAMES)
+    # A file of another shape cannot lend tables: rebuild everything then.
+    chosen = set(names or catalog.NAMES) if live.meta("signature") == catalog.SIGNATURE else set(catalog.NAMES)
     started = time.perf_counter()
     target = live.base.with_name(f"{live.base.stem}.{time.time_ns()}.db")
     for stale in live.base.parent.glob(f"{live.base.stem}.*.db.building*"):
@@ -67,6 +68,7 @@ def rebuild(
         with fresh.transaction() as db:
             for projection in projections:
                 projection.create_tables(db)
+            fresh.set_meta(db, "signature", catalog.SIGNATURE)
         kept_since = _copy_kept(live, fresh, [p for p in catalog.PROJECTIONS if p.name not in chosen])
         active = [
             (p, 0 if p.name in chosen else kept_since) for p in projections

@@ -10,6 +10,7 @@ from typing import Any
 from uuid import UUID
 
 import pykka
+from eventsourcing.application import AggregateNotFoundError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -19,12 +20,14 @@ from actors.engines.base import Emit, Engine, EngineError
 from actors.engines.sandbox import SandboxEngine, SandboxNetwork
 from actors.instance import InstanceActor
 from actors.supervisor import CrashReport, Supervisor
+from actors.webhooks import Cursors, WebhookActor, WebhookDefaults, WebhookService
 from app.access_log import AccessLog
 from app.auth import Authenticator, load_jwt_secret
 from app.config import Settings
 from app.context import Context
 from app.errors import EXCEPTION_HANDLERS
 from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, sqlite_env
+from app.rebuild import rebuild
 from app.routes import (
     auth,
     events,
@@ -34,6 +37,7 @@ from app.routes import (
     sandbox,
     stats,
     users,
+    webhooks,
     whatsapp,
 )
 from app.scheduler import Scheduler
@@ -51,7 +55,7 @@ def create_app(settings: Settings) -> Starlette:
     """The whole server for these settings; nothing starts until the lifespan runs."""
     routes: list[BaseRoute] = [
         *health.routes, *auth.routes, *users.routes, *instances.routes, *whatsapp.routes,
-        *history.routes, *stats.routes, *events.routes,
+        *history.routes, *stats.routes, *events.routes, *webhooks.routes,
     ]
     if settings.sandbox_enabled:
         routes += sandbox.routes
@@ -91,7 +95,8 @@ def start(settings: Settings) -> Context:
     store = EventStore(env=sqlite_env(str(settings.sqlite_path)))
     committer = GroupCommitter(store)
     read_models = ReadModelStore(settings.read_models_path)
-    projections = LiveProjections(store, catalog.build(read_models))
+    _check_read_model_shape(store, read_models)
+    projections = LiveProjections(store, catalog.build(read_models), catalog.TRACKING_NAME)
     projections.start()
     head = store.recorder.max_notification_id() or 0
     if head > projections.position:
@@ -114,6 +119,23 @@ def start(settings: Settings) -> Context:
 
     registry: dict[UUID, pykka.ActorRef[Any]] = {}
     supervisor = Supervisor.start(spawn, registry)
+
+    def webhook_settings(instance_id: str) -> dict[str, Any] | None:
+        try:
+            instance = store.repository.get(UUID(instance_id))
+        except AggregateNotFoundError:
+            return None
+        if not isinstance(instance, Instance) or instance.deleted:
+            return None
+        return dict(instance.webhook)
+
+    webhook_service = WebhookService(
+        store, committer, webhook_settings, Cursors(settings.data_dir / "webhooks.db"),
+        WebhookDefaults(
+            settings.webhook_max_retries, settings.webhook_retry_interval,
+            settings.webhook_allow_private,
+        ),
+    )
     auth = Authenticator(
         load_jwt_secret(settings.jwt_secret, settings.data_dir), settings.jwt_expiration, read_models
     )
@@ -129,6 +151,7 @@ def start(settings: Settings) -> Context:
         if row["engine"] in engines
     ]
     supervisor.proxy().start_all(live).get()
+    ctx.webhooks = WebhookActor.start(webhook_service, [str(i) for i in live])
     log.info("started %d instance(s); event store at position %s", len(live), head)
     return ctx
 
@@ -139,6 +162,11 @@ def stop(ctx: Context) -> None:
         ctx.usage.flush()
     except Exception:
         log.exception("API call counts could not be stored")
+    try:
+        if ctx.webhooks is not None:
+            ctx.webhooks.stop(block=True, timeout=15)
+    except Exception:
+        log.exception("webhook delivery did not stop cleanly")
     try:
         ctx.supervisor.proxy().stop_all().get(timeout=30)
         ctx.supervisor.stop(block=True, timeout=10)
@@ -151,6 +179,20 @@ def stop(ctx: Context) -> None:
     ctx.projections.stop()
     ctx.read_models.close()
     ctx.store.close()
+
+
+def _check_read_model_shape(store: EventStore, read_models: ReadModelStore) -> None:
+    """Read models made by another version of the projections are rebuilt first."""
+    signature = read_models.meta("signature")
+    if signature == catalog.SIGNATURE:
+        return
+    if signature is None and not read_models.position(catalog.TRACKING_NAME):
+        with read_models.transaction() as db:
+            read_models.set_meta(db, "signature", catalog.SIGNATURE)
+        return
+    log.warning("read models were made by other projections (%s); rebuilding them", signature)
+    result = rebuild(store, read_models)
+    log.info("rebuilt read models: %d events in %.1f s", result.events, result.seconds)
 
 
 def _seed_admin(ctx: Context) -> None:

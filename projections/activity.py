@@ -9,6 +9,7 @@ from typing import Any
 import sqlite_utils
 
 from domain.instance import Instance
+from domain.webhook import WebhookLog
 from projections.base import ReadModelProjection, iso, row_id
 
 
@@ -67,9 +68,20 @@ class Activity(ReadModelProjection):
     def _(self, event: Instance.LoggedOut, db: sqlite_utils.Database) -> None:
         self._log(db, event, "logged_out", {"reason": event.reason})
 
+    @apply.register
+    def _(self, event: WebhookLog.WebhookFailed, db: sqlite_utils.Database) -> None:
+        self._log(db, event, "webhook_failed", {
+            "event": event.event_type, "position": event.position, "attempts": event.attempts,
+            "error": event.error, "deliveryId": event.delivery_id, "replay": event.replay,
+        }, instance_id=event.instance_id)
+
     @staticmethod
-    def _log(db: sqlite_utils.Database, event: Any, action: str, details: dict[str, Any]) -> None:
+    def _log(
+        db: sqlite_utils.Database, event: Any, action: str, details: dict[str, Any],
+        instance_id: str | None = None,
+    ) -> None:
         db.execute(
             "INSERT INTO activity (id, instance_id, action, details, created_at) VALUES (?, ?, ?, ?, ?)",
-            [row_id(event), str(event.originator_id), action, json.dumps(details), iso(event.timestamp)],
+            [row_id(event), instance_id or str(event.originator_id), action, json.dumps(details),
+             iso(event.timestamp)],
         )

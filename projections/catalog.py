@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from projections.activity import Activity
 from projections.base import ReadModelProjection
+from projections.deliveries import Deliveries
 from projections.directory import Directory
 from projections.messages import Messages
 from projections.store import ReadModelStore
 from projections.usage import Usage
 
 # Usage reads the instances table that Directory writes, so Directory comes first.
-PROJECTIONS: tuple[type[ReadModelProjection], ...] = (Directory, Messages, Activity, Usage)
+PROJECTIONS: tuple[type[ReadModelProjection], ...] = (
+    Directory, Messages, Activity, Usage, Deliveries,
+)
 NAMES = tuple(p.name for p in PROJECTIONS)
-TRACKING_NAME = "+".join(NAMES)
+TRACKING_NAME = "read-models"
+# Bump VERSION when a projection writes different rows; a read-model file made under
+# another signature is rebuilt from the event store before the server serves it.
+VERSION = 1
+SIGNATURE = f"{VERSION}:{','.join(NAMES)}"
 
 
 def build(store: ReadModelStore) -> list[ReadModelProjection]:
@@ -29,4 +36,5 @@ TABLES = {
     "messages": ("messages",),
     "activity": ("activity",),
     "usage": ("usage",),
+    "deliveries": ("deliveries",),
 }

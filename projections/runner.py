@@ -26,11 +26,13 @@ class LiveProjections:
     its last event, so rows never run ahead of or behind their position.
     """
 
-    def __init__(self, app: Application[Any], projections: list[ReadModelProjection]) -> None:
+    def __init__(
+        self, app: Application[Any], projections: list[ReadModelProjection], name: str
+    ) -> None:
         self.app = app
         self.projections = projections
         self.store = projections[0].view
-        self.name = "+".join(p.name for p in projections)
+        self.name = name
         with self.store.transaction() as db:
             for projection in projections:
                 projection.create_tables(db)

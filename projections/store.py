@@ -34,6 +34,7 @@ class ReadModelStore:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS tracking (name TEXT PRIMARY KEY, position INTEGER)"
             )
+            db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
 
     # -- which file -----------------------------------------------------------------
 
@@ -92,6 +93,17 @@ class ReadModelStore:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", [key]).fetchone()
+        return row[0] if row else None
+
+    @staticmethod
+    def set_meta(db: sqlite_utils.Database, key: str, value: str) -> None:
+        db.execute(
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+            [key, value],
+        )
 
     def position(self, name: str) -> int:
         return self.tracked(self.db, name)

@@ -9,6 +9,7 @@ import sqlite_utils
 
 from domain.instance import Instance
 from domain.usage import UsageLedger
+from domain.webhook import WebhookLog
 from projections.base import ReadModelProjection
 
 COUNTERS = (
@@ -49,6 +50,16 @@ class Usage(ReadModelProjection):
         for call in event.calls:
             bump(db, call["userId"], call.get("instanceId") or NO_INSTANCE, call["day"],
                  api_calls=call["apiCalls"])
+
+    @apply.register
+    def _(self, event: WebhookLog.WebhookDelivered, db: sqlite_utils.Database) -> None:
+        bump(db, owner(db, event.instance_id), event.instance_id,
+             event.timestamp.date().isoformat(), webhook_sent=1)
+
+    @apply.register
+    def _(self, event: WebhookLog.WebhookFailed, db: sqlite_utils.Database) -> None:
+        bump(db, owner(db, event.instance_id), event.instance_id,
+             event.timestamp.date().isoformat(), webhook_failed=1)
 
     def _message(
         self, db: sqlite_utils.Database, event: Any, direction: str, media: dict[str, Any] | None

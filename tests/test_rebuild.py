@@ -12,6 +12,7 @@ import pytest
 
 from app import rebuild as rebuild_module
 from app.eventstore import EventStore, sqlite_env
+from projections import catalog
 from projections.store import ReadModelStore
 from tests.server import Api, Server, wait_until
 
@@ -60,7 +61,7 @@ def settled(server: Server) -> dict[str, list[tuple[Any, ...]]]:
     """The live read models once they have caught up with the event store."""
     head = sqlite3.connect(server.root / "data" / "whatsapp-api.db").execute(
         "SELECT MAX(rowid) FROM stored_events").fetchone()[0]
-    wait_until(lambda: dict(dump(serving(server))["tracking"]).get("directory+messages+activity+usage") == head)
+    wait_until(lambda: dict(dump(serving(server))["tracking"]).get(catalog.TRACKING_NAME) == head)
     return dump(serving(server))
 
 

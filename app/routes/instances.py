@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from actors.webhooks import AddressNotAllowed, check_address
 from app import views
 from app.context import Context
 from app.errors import ApiError
@@ -19,12 +20,17 @@ from app.schemas import InstanceCreate, InstanceUpdate, parse
 from domain.instance import Instance
 
 
-def check_webhook_url(url: str | None) -> None:
+async def check_webhook_url(ctx: Context, url: str | None) -> None:
+    """An http(s) URL, on a public address unless WEBHOOK_ALLOW_PRIVATE (400 otherwise)."""
     if url is None:
         return
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ApiError(400, "invalid_webhook_url", f"'{url}' is not an http(s) URL")
+    try:
+        await check_address(url, ctx.settings.webhook_allow_private)
+    except AddressNotAllowed as error:
+        raise ApiError(400, "webhook_url_not_allowed", f"Webhook URL refused: {error}") from None
 
 
 def check_engine(ctx: Context, engine: str) -> None:
@@ -44,7 +50,7 @@ async def create_instance(request: Request) -> JSONResponse:
     check_engine(ctx, engine)
     if engine == "cloud" and body.cloud is None:
         raise ApiError(400, "validation_error", "The cloud engine needs 'cloud' settings")
-    check_webhook_url(body.webhookUrl)
+    await check_webhook_url(ctx, body.webhookUrl)
     settings: dict[str, Any] = structs.asdict(body.cloud) if body.cloud else {}
     if body.proxy:
         settings["proxy"] = body.proxy
@@ -93,7 +99,7 @@ async def update_instance(request: Request) -> JSONResponse:
             changes[field] = getattr(body, field)
     webhook: dict[str, Any] = {}
     if body.webhookUrl is not UNSET:
-        check_webhook_url(body.webhookUrl)
+        await check_webhook_url(ctx, body.webhookUrl)
         webhook["url"] = body.webhookUrl
     if body.webhookEnabled is not UNSET:
         webhook["enabled"] = body.webhookEnabled
@@ -113,6 +119,8 @@ async def update_instance(request: Request) -> JSONResponse:
     if settings:
         changes["engine_settings"] = settings
     await ctx.command(ctx.proxy(row["id"]).update(changes))
+    if "webhook" in changes:
+        await ctx.ask(ctx.webhooks_proxy.refresh(row["id"]))
     return JSONResponse(views.instance(ctx.own_instance(request)))
 
 

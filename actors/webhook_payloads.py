@@ -1,0 +1,67 @@
+"""What a webhook receiver gets for each domain event, in the seed's shape, and when."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domain.instance import Instance
+from domain.phone import USER_SERVER
+
+
+def _iso(event: Any) -> str:
+    ts = event.timestamp
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """`{event, data, timestamp}` for a domain event, or None when the settings filter it out."""
+    instance_id = str(event.originator_id)
+    name: str
+    data: dict[str, Any]
+    if isinstance(event, Instance.MessageReceived):
+        if not settings.get("notifyReceived", True):
+            return None
+        name = "message_received"
+        data = {
+            "instanceId": instance_id, "messageId": event.message_id, "from": event.sender,
+            "body": event.body,
+            "type": "conversation" if event.message_type == "text" else event.message_type,
+            "timestamp": event.received_at, "hasMedia": event.media is not None,
+            "pushName": event.push_name,
+        }
+    elif isinstance(event, Instance.MessageSent):
+        if not settings.get("notifySent", True):
+            return None
+        name = "message_sent"
+        data = {
+            "instanceId": instance_id, "messageId": event.message_id, "to": event.to,
+            "body": event.body, "type": event.message_type, "timestamp": event.sent_at,
+            "hasMedia": event.media is not None,
+        }
+    elif isinstance(event, Instance.MessageStatusChanged):
+        wanted = {"delivered": "notifyDelivery", "read": "notifyRead"}.get(event.status)
+        if wanted is None or not settings.get(wanted, False):
+            return None
+        name = "message_status"
+        data = {
+            "instanceId": instance_id, "messageId": event.message_id, "status": event.status,
+            "from": event.remote_jid, "fromMe": event.from_me,
+        }
+    elif isinstance(event, Instance.ConnectionOpened):
+        name = "connection_opened"
+        data = {"instanceId": instance_id}
+        if event.phone:
+            data["phone"] = event.phone
+            data["jid"] = f"{event.phone}@{USER_SERVER}"
+    elif isinstance(event, Instance.ConnectionClosed):
+        name = "connection_closed"
+        data = {"instanceId": instance_id, "reason": event.reason, "willReconnect": event.will_reconnect}
+    elif isinstance(event, Instance.LoggedOut):
+        name = "connection_closed"
+        data = {"instanceId": instance_id, "reason": "logout", "willReconnect": False}
+    elif isinstance(event, Instance.QrReceived):
+        name = "qr_received"
+        data = {"instanceId": instance_id, "qrCode": event.qr_code}
+    else:
+        return None
+    return {"event": name, "data": data, "timestamp": _iso(event)}

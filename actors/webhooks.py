@@ -1,0 +1,410 @@
+"""The webhook actor: delivers each instance's events from the event store to its webhook.
+
+One asyncio task per instance reads that instance's events after its cursor, in store
+order, and POSTs them one at a time with retries; a slow or dead receiver holds up
+only its own instance. Outcomes are stored as WebhookDelivered / WebhookFailed
+events, whose positions (with a cursor for events the settings filter out) are where
+delivery resumes after a restart or a crash: at-least-once, in order, with the same
+X-Webhook-Delivery id on every attempt and replay of an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import aiohttp
+
+from actors.bridge import BridgedActor
+from actors.webhook_payloads import payload
+from domain.instance import Instance
+from domain.webhook import WebhookLog, delivery_id
+
+log = logging.getLogger(__name__)
+
+RESPONSE_LIMIT = 64 * 1024
+READ_PAGE = 200
+INSTANCE_TOPIC_PREFIX = "domain.instance:Instance."
+
+
+class AddressNotAllowed(Exception):
+    """The webhook URL resolves to a private, loopback or link-local address."""
+
+
+async def check_address(url: str, allow_private: bool) -> None:
+    """Refuse URLs whose host resolves to a non-public address, unless allowed."""
+    if allow_private:
+        return
+    host = urlsplit(url).hostname or ""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, None)
+    except OSError as error:
+        raise AddressNotAllowed(f"cannot resolve {host}: {error}") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            raise AddressNotAllowed(f"{host} resolves to a non-public address ({address})")
+
+
+def sign(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class Cursors:
+    """How far each instance's delivery got past events it had nothing to send for."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS cursors (instance_id TEXT PRIMARY KEY, position INTEGER)"
+        )
+        self._lock = threading.Lock()
+
+    def get(self, instance_id: str) -> int:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT position FROM cursors WHERE instance_id=?", [instance_id]
+            ).fetchone()
+        return row[0] if row else 0
+
+    def set(self, instance_id: str, position: int) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO cursors VALUES (?, ?) ON CONFLICT (instance_id) "
+                "DO UPDATE SET position=MAX(position, excluded.position)",
+                [instance_id, position],
+            )
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+@dataclass(frozen=True)
+class WebhookDefaults:
+    max_retries: int
+    retry_interval_ms: int
+    allow_private: bool
+    timeout: float = 10.0
+
+
+class _Deliverer:
+    """The delivery loop of one instance (runs in the webhook actor's event loop)."""
+
+    def __init__(self, service: WebhookService, instance_id: str, settings: dict[str, Any]) -> None:
+        self.service = service
+        self.instance_id = instance_id
+        self.settings = settings
+        self.wake = asyncio.Event()
+        self.changed = asyncio.Event()
+        self.log: WebhookLog | None = None
+        self.position = 0
+        self.task: asyncio.Task[None] | None = None
+
+    def update(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+        self.changed.set()
+        self.wake.set()
+
+    async def run(self) -> None:
+        service = self.service
+        settings = await service.run_blocking(service.load_settings, self.instance_id)
+        if settings is None:
+            return  # not an instance (any more)
+        self.settings = settings
+        self.log = await service.run_blocking(service.load_log, self.instance_id)
+        self.position = max(self.log.position, service.cursors.get(self.instance_id))
+        saved = self.position
+        deleted = False
+        while not deleted:
+            page = await service.run_blocking(service.read, self.instance_id, self.position, READ_PAGE)
+            if not page:
+                if self.position > saved:
+                    await service.run_blocking(service.cursors.set, self.instance_id, self.position)
+                    saved = self.position
+                await self.wake.wait()
+                self.wake.clear()
+                continue
+            for notification, event in page:
+                if isinstance(event, Instance.Deleted):
+                    deleted = True
+                body = self.body_for(event)
+                if body is not None:
+                    await self.deliver(notification.id, event, body, replay=False)
+                    saved = max(saved, notification.id)
+                self.position = notification.id
+        await service.run_blocking(service.cursors.set, self.instance_id, self.position)
+
+    def body_for(self, event: Any) -> dict[str, Any] | None:
+        settings = self.settings
+        if not settings.get("enabled") or not settings.get("url"):
+            return None
+        return payload(event, settings)
+
+    async def deliver(self, position: int, event: Any, body: dict[str, Any], replay: bool) -> bool:
+        """POST one event until it succeeds or retries run out; record the outcome."""
+        service = self.service
+        raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        delivery = delivery_id(self.instance_id, event.originator_version)
+        attempts, status, error = 0, None, ""
+        while True:
+            settings = self.settings
+            url = settings.get("url")
+            attempts += 1
+            if url:
+                status, error = await service.post(url, raw, body["event"], delivery, settings.get("secret"), replay)
+            else:
+                status, error = None, "webhook URL removed"
+            if status is not None and 200 <= status < 300:
+                await self.record("delivered", position, body["event"], delivery, attempts, status, "", replay)
+                return True
+            retries = settings.get("maxRetries")
+            retries = service.defaults.max_retries if retries is None else retries
+            if attempts > retries or error.startswith("address not allowed"):
+                log.warning("webhook for instance %s gave up on %s after %d attempt(s): %s",
+                            self.instance_id, body["event"], attempts, error or f"HTTP {status}")
+                await self.record("failed", position, body["event"], delivery, attempts, status, error or f"HTTP {status}", replay)
+                return False
+            interval = settings.get("retryInterval")
+            interval = service.defaults.retry_interval_ms if interval is None else interval
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):  # a settings change retries at once
+                await asyncio.wait_for(self.changed.wait(), interval / 1000)
+
+    async def record(
+        self, outcome: str, position: int, event_type: str, delivery: str, attempts: int,
+        status: int | None, error: str, replay: bool,
+    ) -> None:
+        assert self.log is not None
+        common = dict(
+            instance_id=self.instance_id, position=position, event_type=event_type,
+            delivery_id=delivery, attempts=attempts, replay=replay,
+        )
+        if outcome == "delivered":
+            self.log.delivered(status_code=status, **common)
+        else:
+            self.log.failed(status_code=status, error=error[:500], **common)
+        await asyncio.wrap_future(self.service.committer.submit(self.log.collect_events()))
+
+
+class WebhookService:
+    """What the webhook actor runs in its event loop thread."""
+
+    def __init__(
+        self, store: Any, committer: Any, load_settings: Callable[[str], dict[str, Any] | None],
+        cursors: Cursors, defaults: WebhookDefaults,
+    ) -> None:
+        self.store = store
+        self.committer = committer
+        self.load_settings = load_settings
+        self.cursors = cursors
+        self.defaults = defaults
+        self.deliverers: dict[str, _Deliverer] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self.loop = asyncio.new_event_loop()
+        self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-io")
+        self.session: aiohttp.ClientSession | None = None
+        self._thread = threading.Thread(target=self.loop.run_forever, name="webhooks", daemon=True)
+
+    # -- lifecycle (any thread) -----------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+        self.call(self._open()).result(timeout=10)
+
+    def stop(self) -> None:
+        try:
+            self.call(self._close()).result(timeout=10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+            self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def call(self, coroutine: Any) -> Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    # -- in the loop --------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        connector = aiohttp.TCPConnector(limit=256, limit_per_host=32)
+        self.session = aiohttp.ClientSession(connector=connector)
+
+    async def _close(self) -> None:
+        tasks = [d.task for d in self.deliverers.values() if d.task is not None]
+        tasks += list(self._background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+
+    def watch(self, instance_id: str) -> None:
+        """Start delivering an instance's events, or wake its deliverer if it runs."""
+        deliverer = self.deliverers.get(instance_id)
+        if deliverer is not None and deliverer.task is not None and not deliverer.task.done():
+            deliverer.wake.set()
+            return
+        # Registered before any await, so two quick notifications start one deliverer.
+        deliverer = _Deliverer(self, instance_id, {})
+        self.deliverers[instance_id] = deliverer
+        deliverer.task = asyncio.create_task(self._guard(deliverer), name=f"webhooks-{instance_id}")
+
+    async def _guard(self, deliverer: _Deliverer) -> None:
+        """Run a deliverer; if it fails, log and start it again from its stored position."""
+        while True:
+            try:
+                await deliverer.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("webhook delivery for %s failed; resuming in 1 s", deliverer.instance_id)
+                await asyncio.sleep(1)
+
+
+    async def refresh(self, instance_id: str) -> None:
+        settings = await self.run_blocking(self.load_settings, instance_id)
+        deliverer = self.deliverers.get(instance_id)
+        if deliverer is not None and settings is not None:
+            deliverer.update(settings)
+
+    async def replay(self, instance_id: str, after: int, until: int | None, since: datetime | None) -> int:
+        """Re-send an instance's events in a range (marked as replays); return how many."""
+        deliverer = self.deliverers.get(instance_id)
+        if deliverer is None or deliverer.log is None:
+            raise LookupError("webhook delivery is not running for this instance")
+        chosen: list[tuple[int, Any, dict[str, Any]]] = []
+        position = after
+        while True:
+            page = await self.run_blocking(self.read, instance_id, position, READ_PAGE)
+            for notification, event in page:
+                if until is not None and notification.id > until:
+                    break
+                position = notification.id
+                if since is not None and event.timestamp < since:
+                    continue
+                body = deliverer.body_for(event)
+                if body is not None:
+                    chosen.append((notification.id, event, body))
+            else:
+                if len(page) == READ_PAGE:
+                    continue
+            break
+
+        async def resend() -> None:
+            for notification_id, event, body in chosen:
+                await deliverer.deliver(notification_id, event, body, replay=True)
+
+        task = asyncio.create_task(resend(), name=f"replay-{instance_id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return len(chosen)
+
+    async def post(
+        self, url: str, body: bytes, event: str, delivery: str, secret: str | None, replay: bool
+    ) -> tuple[int | None, str]:
+        assert self.session is not None
+        try:
+            await check_address(url, self.defaults.allow_private)
+        except AddressNotAllowed as error:
+            return None, f"address not allowed: {error}"
+        headers = {
+            "Content-Type": "application/json", "X-Webhook-Event": event,
+            "X-Webhook-Delivery": delivery, "User-Agent": "whatsapp-api-webhooks",
+        }
+        if secret:
+            headers["X-Webhook-Signature"] = sign(secret, body)
+        if replay:
+            headers["X-Webhook-Replay"] = "true"
+        timeout = aiohttp.ClientTimeout(total=self.defaults.timeout)
+        try:
+            async with self.session.post(
+                url, data=body, headers=headers, allow_redirects=False, timeout=timeout
+            ) as response:
+                await response.content.read(RESPONSE_LIMIT)  # never more than this
+                return response.status, "" if response.status < 300 else f"HTTP {response.status}"
+        except TimeoutError:
+            return None, f"timed out after {self.defaults.timeout:g} s"
+        except aiohttp.ClientError as error:
+            return None, f"{type(error).__name__}: {error}"
+
+    # -- blocking helpers (in the executor) -----------------------------------------------
+
+    async def run_blocking(self, function: Callable[..., Any], *args: Any) -> Any:
+        return await self.loop.run_in_executor(self.executor, function, *args)
+
+    def read(self, instance_id: str, after: int, limit: int) -> list[tuple[Any, Any]]:
+        notifications = self.store.recorder.select_originator_notifications(
+            UUID(instance_id), gt=after, limit=limit
+        )
+        return [(n, self.store.mapper.to_domain_event(n)) for n in notifications]
+
+    def load_log(self, instance_id: str) -> WebhookLog:
+        from eventsourcing.application import AggregateNotFoundError
+
+        try:
+            return self.store.repository.get(WebhookLog.create_id(instance_id))
+        except AggregateNotFoundError:
+            return WebhookLog(instance_id)
+
+
+class WebhookActor(BridgedActor):
+    """Owns the webhook service: starts it, feeds it new events, stops it."""
+
+    def __init__(self, service: WebhookService, instance_ids: list[str]) -> None:
+        super().__init__()
+        self.service = service
+        self._instance_ids = instance_ids
+        self._subscription: Any = None
+        self._feeder: threading.Thread | None = None
+
+    def on_start(self) -> None:
+        self.service.start()
+        recorder = self.service.store.recorder
+        self._subscription = recorder.subscribe(gt=recorder.max_notification_id() or 0)
+        for instance_id in self._instance_ids:
+            self.service.loop.call_soon_threadsafe(self.service.watch, instance_id)
+        self._feeder = threading.Thread(target=self._feed, name="webhook-feed", daemon=True)
+        self._feeder.start()
+
+    def on_stop(self) -> None:
+        if self._subscription is not None:
+            self._subscription.stop()
+        if self._feeder is not None:
+            self._feeder.join(timeout=5)
+        self.service.stop()
+
+    def _feed(self) -> None:
+        """Wake the deliverer of every instance that has a new event."""
+        try:
+            for notification in self._subscription:
+                if notification.topic.startswith(INSTANCE_TOPIC_PREFIX):
+                    self.service.loop.call_soon_threadsafe(
+                        self.service.watch, str(notification.originator_id)
+                    )
+        except Exception:
+            log.exception("the webhook feed stopped")
+
+    def refresh(self, instance_id: str) -> None:
+        """An instance's webhook settings changed: use them from the next attempt on."""
+        self.service.call(self.service.refresh(instance_id)).result(timeout=10)
+
+    def replay(self, instance_id: str, after: int, until: int | None, since: datetime | None) -> int:
+        """Re-send an instance's events in a range; return how many will be sent."""
+        return self.service.call(self.service.replay(instance_id, after, until, since)).result(timeout=30)

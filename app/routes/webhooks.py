@@ -1,0 +1,85 @@
+"""An instance's webhook deliveries, and replaying them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from msgspec import Meta
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from app import query
+from app.context import Context
+from app.errors import ApiError
+from app.schemas import Body, parse
+
+
+class Replay(Body):
+    """Replay from a position (inclusive) or from a time, optionally up to a position."""
+
+    fromPosition: Annotated[int, Meta(ge=0)] | None = None
+    since: Annotated[str, Meta(max_length=40)] | None = None
+    toPosition: Annotated[int, Meta(ge=0)] | None = None
+
+
+async def deliveries(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    limit, skip = query.paging(request.query_params, 50)
+    status = request.query_params.get("status")
+    where, params = "instance_id = ?", [row["id"]]
+    if status is not None:
+        if status not in ("failed", "delivered"):
+            raise ApiError(400, "invalid_query", "'status' must be failed or delivered")
+        where += " AND status = ?"
+        params.append(status)
+    db = ctx.read_models.db
+    total = db["deliveries"].count_where(where, params)
+    rows = db["deliveries"].rows_where(
+        where, params, order_by="created_at DESC, rowid DESC", limit=limit, offset=skip
+    )
+    return JSONResponse({
+        "deliveries": [
+            {
+                "id": r["id"], "instanceId": r["instance_id"], "position": r["position"],
+                "event": r["event"], "deliveryId": r["delivery_id"], "status": r["status"],
+                "attempts": r["attempts"], "lastStatusCode": r["status_code"],
+                "lastError": r["error"] or None, "replay": bool(r["replay"]),
+                "createdAt": r["created_at"],
+            }
+            for r in rows
+        ],
+        "pagination": query.pagination(total, limit, skip),
+    })
+
+
+async def replay(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    body = await parse(request, Replay)
+    if (body.fromPosition is None) == (body.since is None):
+        raise ApiError(400, "validation_error", "Give exactly one of fromPosition or since")
+    since = None
+    if body.since is not None:
+        try:
+            since = datetime.fromisoformat(body.since.replace("Z", "+00:00"))
+        except ValueError:
+            raise ApiError(400, "validation_error", "'since' must be an ISO 8601 time") from None
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+    after = max(0, (body.fromPosition or 0) - 1)
+    if not row["webhook"].get("enabled") or not row["webhook"].get("url"):
+        raise ApiError(409, "webhook_disabled", "Webhooks are not enabled for this instance")
+    try:
+        count = await ctx.ask(ctx.webhooks_proxy.replay(row["id"], after, body.toPosition, since))
+    except LookupError as error:
+        raise ApiError(409, "webhook_not_running", str(error)) from None
+    return JSONResponse({"success": True, "replaying": count}, status_code=202)
+
+
+routes = [
+    Route("/api/instances/{instanceId}/webhooks/deliveries", deliveries, methods=["GET"]),
+    Route("/api/instances/{instanceId}/webhooks/replay", replay, methods=["POST"]),
+]

@@ -1,0 +1,67 @@
+"""A real HTTP webhook receiver on 127.0.0.1 that records what it gets."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    @property
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.body)
+
+    @property
+    def event(self) -> str:
+        return self.json["event"]
+
+
+@dataclass
+class Receiver:
+    """Answers `status` (or hangs for `hang` seconds); `fail_first` requests get 500."""
+
+    status: int = 200
+    fail_first: int = 0
+    hang: float = 0.0
+    received: list[Received] = field(default_factory=list)
+    attempts: list[Received] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                item = Received({k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
+                receiver.attempts.append(item)
+                if receiver.hang:
+                    time.sleep(receiver.hang)
+                failing = len(receiver.attempts) <= receiver.fail_first or receiver.status >= 300
+                self.send_response(500 if failing and receiver.status < 300 else receiver.status)
+                self.end_headers()
+                if not failing:
+                    receiver.received.append(item)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self) -> list[str]:
+        return [r.event for r in self.received]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
