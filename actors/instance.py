@@ -145,7 +145,13 @@ class InstanceActor(BridgedActor):
         self.instance.update(changes)
         if "name" in changes and hasattr(self.engine, "push_name"):
             self.engine.push_name = changes["name"]
-        return Outcome(None, self._record())
+        position = self._record()
+        if changes.get("engine_settings"):
+            # New credentials or proxy: a new engine, connected afresh.
+            self.engine.disconnect()
+            self.engine = self._engine_factory(self.instance, self.actor_ref.tell)
+            position = self._connect("settings_changed")
+        return Outcome(None, position)
 
     def reconnect(self) -> Outcome:
         """Drop the connection, if any, and connect again."""

@@ -73,7 +73,8 @@ def _mapped(status: int, code: str) -> Any:
 
 async def _engine(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, EngineError)
-    return error_response(409, exc.code, str(exc))
+    headers = {"Retry-After": "60"} if exc.status == 429 else None
+    return error_response(exc.status, exc.code, str(exc), headers=headers)
 
 
 async def _timeout(request: Request, exc: Exception) -> Response:

@@ -121,4 +121,4 @@ async def download(
     if size == 0:
         path.unlink(missing_ok=True)
         raise ApiError(400, "media_download_failed", "The media URL returned no content")
-    return Media(str(path), name, _mimetype(name, declared), size)
+    return Media(str(path), name, _mimetype(name, declared), size, url=url)

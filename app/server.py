@@ -17,6 +17,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute
 
 from actors.engines.base import Emit, Engine, EngineError
+from actors.engines.cloud import CloudEngine
 from actors.engines.sandbox import SandboxEngine, SandboxNetwork
 from actors.instance import InstanceActor
 from actors.supervisor import CrashReport, Supervisor
@@ -30,6 +31,7 @@ from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, sqlite
 from app.rebuild import rebuild
 from app.routes import (
     auth,
+    cloud,
     events,
     health,
     history,
@@ -55,7 +57,7 @@ def create_app(settings: Settings) -> Starlette:
     """The whole server for these settings; nothing starts until the lifespan runs."""
     routes: list[BaseRoute] = [
         *health.routes, *auth.routes, *users.routes, *instances.routes, *whatsapp.routes,
-        *history.routes, *stats.routes, *events.routes, *webhooks.routes,
+        *history.routes, *stats.routes, *events.routes, *webhooks.routes, *cloud.routes,
     ]
     if settings.sandbox_enabled:
         routes += sandbox.routes
@@ -105,11 +107,13 @@ def start(settings: Settings) -> Context:
         raise RuntimeError(f"read models did not catch up to position {head}")
 
     network = SandboxNetwork()
-    engines = {"sandbox"} if settings.sandbox_enabled else set()
+    engines = {"cloud", "sandbox"} if settings.sandbox_enabled else {"cloud"}
 
     def engine_for(instance: Instance, emit: Emit) -> Engine:
         if instance.engine == "sandbox" and settings.sandbox_enabled:
             return SandboxEngine(network, settings.instances_dir / str(instance.id), instance.name, emit)
+        if instance.engine == "cloud":
+            return CloudEngine(dict(instance.engine_settings), emit)
         raise EngineError(f"the {instance.engine} engine is not available", "engine_unavailable")
 
     def spawn(instance_id: UUID, on_crash: CrashReport) -> pykka.ActorRef[Any]:

@@ -16,9 +16,10 @@ from typing import Any
 class EngineError(Exception):
     """The engine refused or failed a command; `code` says why, for the API."""
 
-    def __init__(self, message: str, code: str = "engine_error") -> None:
+    def __init__(self, message: str, code: str = "engine_error", status: int = 409) -> None:
         super().__init__(message)
         self.code = code
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class Media:
     filename: str
     mimetype: str
     size: int
+    url: str | None = None  # where it was fetched from, for engines that send by link
 
     @property
     def kind(self) -> str:

@@ -1,0 +1,53 @@
+"""Meta's webhook for cloud instances: subscription check (GET) and deliveries (POST).
+
+No API credentials here: Meta proves itself with the verify token and the
+X-Hub-Signature-256 of each body, checked by the instance's engine.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from app.context import Context, parse_id
+from app.errors import ApiError, not_found
+from app.schemas import read_body
+
+
+def _cloud_instance(ctx: Context, request: Request) -> UUID:
+    instance_id = parse_id(request.path_params["instanceId"])
+    row = ctx.read_models.db.execute(
+        "SELECT engine FROM instances WHERE id=? AND deleted=0", [str(instance_id)]
+    ).fetchone()
+    if row is None or row[0] != "cloud":
+        raise not_found()
+    return instance_id
+
+
+async def verify(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    instance_id = _cloud_instance(ctx, request)
+    params = request.query_params
+    ok = await ctx.ask(ctx.proxy(instance_id).engine_call(
+        "verify_subscription", params.get("hub.mode"), params.get("hub.verify_token")))
+    if not ok:
+        raise ApiError(403, "invalid_verify_token", "The verify token does not match")
+    return PlainTextResponse(params.get("hub.challenge", ""))
+
+
+async def receive(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    instance_id = _cloud_instance(ctx, request)
+    body = await read_body(request)
+    reports = await ctx.ask(ctx.proxy(instance_id).engine_call(
+        "handle_webhook", body, request.headers.get("x-hub-signature-256")))
+    return JSONResponse({"success": True, "received": reports})
+
+
+routes = [
+    Route("/api/cloud/{instanceId}/webhook", verify, methods=["GET"]),
+    Route("/api/cloud/{instanceId}/webhook", receive, methods=["POST"]),
+]
