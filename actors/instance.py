@@ -7,6 +7,7 @@ arrive as proxy calls. Every command answers only after its events are durable.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from uuid import UUID
 
 from actors.bridge import BridgedActor
 from actors.engines.base import (
+    Banned,
     Connected,
     Contacts,
     Disconnected,
@@ -105,6 +107,8 @@ class InstanceActor(BridgedActor):
                 self.instance.open_connection(phone, push_name)
             case Disconnected(reason, will_reconnect):
                 self.instance.close_connection(reason, will_reconnect)
+            case Banned(reason, expire):
+                self.instance.ban(reason, int(time.time()) + expire)
             case LoggedOut(reason):
                 if self.instance.status == "logged_out":
                     return  # already recorded by the logout command

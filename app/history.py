@@ -33,6 +33,7 @@ EVENT_TYPES: dict[str, type] = {
     "ConnectionOpened": Instance.ConnectionOpened,
     "ConnectionClosed": Instance.ConnectionClosed,
     "LoggedOut": Instance.LoggedOut,
+    "TemporarilyBanned": Instance.TemporarilyBanned,
     "MessageSent": Instance.MessageSent,
     "MessageReceived": Instance.MessageReceived,
     "MessageStatusChanged": Instance.MessageStatusChanged,

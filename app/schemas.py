@@ -115,6 +115,10 @@ class SendMedia(Body):
     filename: Annotated[str, Meta(max_length=255)] | None = None
 
 
+class PairingCode(Body):
+    phone: PhoneText
+
+
 class SandboxScan(Body):
     phone: PhoneText | None = None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,6 +20,7 @@ from starlette.routing import BaseRoute
 from actors.engines.base import Emit, Engine, EngineError
 from actors.engines.cloud import CloudEngine
 from actors.engines.sandbox import SandboxEngine, SandboxNetwork
+from actors.engines.whatsmeow import WhatsmeowEngine
 from actors.instance import InstanceActor
 from actors.supervisor import CrashReport, Supervisor
 from actors.webhooks import Cursors, WebhookActor, WebhookDefaults, WebhookService
@@ -108,12 +110,20 @@ def start(settings: Settings) -> Context:
 
     network = SandboxNetwork()
     engines = {"cloud", "sandbox"} if settings.sandbox_enabled else {"cloud"}
+    if importlib.util.find_spec("neonize") is not None:
+        engines.add("whatsmeow")
 
     def engine_for(instance: Instance, emit: Emit) -> Engine:
         if instance.engine == "sandbox" and settings.sandbox_enabled:
             return SandboxEngine(network, settings.instances_dir / str(instance.id), instance.name, emit)
         if instance.engine == "cloud":
             return CloudEngine(dict(instance.engine_settings), emit)
+        if instance.engine == "whatsmeow" and "whatsmeow" in engines:
+            return WhatsmeowEngine(
+                settings.instances_dir / str(instance.id), settings.uploads_dir,
+                settings.max_file_size, instance.engine_settings.get("proxy"), emit,
+                retry_base=settings.engine_retry_base,
+            )
         raise EngineError(f"the {instance.engine} engine is not available", "engine_unavailable")
 
     def spawn(instance_id: UUID, on_crash: CrashReport) -> pykka.ActorRef[Any]:

@@ -129,6 +129,11 @@ class Instance(Aggregate):
         self.qr_code = None
         self.phone = None
 
+    @event("TemporarilyBanned")
+    def ban(self, reason: str, expires_at: int) -> None:
+        self.status = "banned"
+        self.qr_code = None
+
     # -- messages -----------------------------------------------------------------
 
     def record_sent(

@@ -65,6 +65,10 @@ class Activity(ReadModelProjection):
                   {"reason": event.reason, "willReconnect": event.will_reconnect})
 
     @apply.register
+    def _(self, event: Instance.TemporarilyBanned, db: sqlite_utils.Database) -> None:
+        self._log(db, event, "temporary_ban", {"reason": event.reason, "expiresAt": event.expires_at})
+
+    @apply.register
     def _(self, event: Instance.LoggedOut, db: sqlite_utils.Database) -> None:
         self._log(db, event, "logged_out", {"reason": event.reason})
 

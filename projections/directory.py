@@ -140,6 +140,10 @@ class Directory(ReadModelProjection):
         self._update_instance(db, event, status=status, has_qr=0)
 
     @apply.register
+    def _(self, event: Instance.TemporarilyBanned, db: sqlite_utils.Database) -> None:
+        self._update_instance(db, event, status="banned", has_qr=0)
+
+    @apply.register
     def _(self, event: Instance.LoggedOut, db: sqlite_utils.Database) -> None:
         self._update_instance(db, event, status="logged_out", has_qr=0, phone=None)
 

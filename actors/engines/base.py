@@ -45,6 +45,14 @@ class LoggedOut:
 
 
 @dataclass(frozen=True)
+class Banned:
+    """WhatsApp banned the account for a while (`expire`: seconds from now)."""
+
+    reason: str
+    expire: int
+
+
+@dataclass(frozen=True)
 class Inbound:
     message_id: str
     sender: str
@@ -67,7 +75,9 @@ class Contacts:
     contacts: list[dict[str, Any]]
 
 
-EngineEvent = QrCode | Connected | Disconnected | LoggedOut | Inbound | Receipt | Contacts
+EngineEvent = (
+    QrCode | Connected | Disconnected | LoggedOut | Banned | Inbound | Receipt | Contacts
+)
 Emit = Callable[[EngineEvent], None]
 
 

@@ -13,8 +13,8 @@ from app import media
 from app.context import Context
 from app.errors import ApiError
 from app.routes.instances import qr_code
-from app.schemas import MAX_MESSAGE, SendMedia, SendText, parse
-from domain.phone import to_jid
+from app.schemas import MAX_MESSAGE, PairingCode, SendMedia, SendText, parse
+from domain.phone import normalize_phone, to_jid
 
 MAX_IDEMPOTENCY_KEY = 200
 
@@ -147,4 +147,28 @@ routes = [
     Route("/api/whatsapp/{instanceId}/contacts", contacts, methods=["GET"]),
     Route("/api/whatsapp/{instanceId}/logout", logout, methods=["POST"]),
     Route("/api/whatsapp-simple/{instanceId}/send", simple_send, methods=["GET", "POST"]),
+]
+
+
+async def check_number(request: Request) -> JSONResponse:
+    """Whether a phone number has WhatsApp (whatsmeow instances)."""
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    phone = normalize_phone(request.path_params["phone"])
+    exists = await ctx.ask(ctx.proxy(row["id"]).engine_call("check", phone))
+    return JSONResponse({"phone": phone, "exists": bool(exists)})
+
+
+async def pairing_code(request: Request) -> JSONResponse:
+    """Pair by phone number instead of QR: the code to type on the phone (whatsmeow)."""
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    body = await parse(request, PairingCode)
+    code = await ctx.ask(ctx.proxy(row["id"]).engine_call("pairing_code", normalize_phone(body.phone)))
+    return JSONResponse({"pairingCode": code})
+
+
+routes += [
+    Route("/api/whatsapp/{instanceId}/check/{phone}", check_number, methods=["GET"]),
+    Route("/api/instances/{instanceId}/pairing-code", pairing_code, methods=["POST"]),
 ]
