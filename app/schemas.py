@@ -153,6 +153,9 @@ def too_large(limit: int) -> ApiError:
 
 async def parse(request: Request, kind: type[T]) -> T:
     """Decode and validate a JSON body into `kind`; 400 with details when it does not fit."""
+    documented = getattr(request.scope.get("endpoint"), "__openapi__", None)
+    if documented is not None and documented.body not in (kind, None):
+        raise RuntimeError(f"{request.url.path} documents {documented.body} but decodes {kind}")
     body = await read_body(request)
     return decode(body, kind)
 

@@ -7,6 +7,7 @@ import contextlib
 import importlib.util
 import logging
 from collections.abc import AsyncIterator
+from importlib.metadata import version
 from typing import Any
 from uuid import UUID
 
@@ -24,6 +25,7 @@ from actors.engines.whatsmeow import WhatsmeowEngine
 from actors.instance import InstanceActor
 from actors.supervisor import CrashReport, Supervisor
 from actors.webhooks import Cursors, WebhookActor, WebhookDefaults, WebhookService
+from app import openapi
 from app.access_log import AccessLog
 from app.auth import Authenticator, load_jwt_secret
 from app.config import Settings
@@ -86,10 +88,12 @@ def create_app(settings: Settings) -> Starlette:
             await scheduler.stop()
             await asyncio.to_thread(stop, ctx)
 
-    return Starlette(
+    app = Starlette(
         routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    app.state.openapi = openapi.build(routes, version("whatsapp-api"))
+    return app
 
 
 def start(settings: Settings) -> Context:

@@ -11,10 +11,12 @@ from starlette.routing import Route
 from app.auth import api_key_hash, hash_password, new_api_key, unauthorized, verify_password
 from app.context import Context
 from app.errors import ApiError
+from app.openapi import doc
 from app.schemas import ChangePassword, Login, parse
 from domain.user import User, user_id_for
 
 
+@doc("Sign in with e-mail and password", "auth", body=Login, auth=False)
 async def login(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     body = await parse(request, Login)
@@ -37,6 +39,7 @@ async def login(request: Request) -> JSONResponse:
     })
 
 
+@doc("The signed-in user", "auth")
 async def me(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
@@ -47,6 +50,7 @@ async def me(request: Request) -> JSONResponse:
     })
 
 
+@doc("Change my password", "auth", body=ChangePassword)
 async def change_password(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
@@ -60,6 +64,7 @@ async def change_password(request: Request) -> JSONResponse:
     return JSONResponse({"success": True, "message": "Password changed"})
 
 
+@doc("Rotate my API key (the old one stops working)", "auth")
 async def rotate_api_key(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from app.context import Context, parse_id
 from app.errors import ApiError, not_found
+from app.openapi import doc
 from app.schemas import read_body
 
 
@@ -27,6 +28,7 @@ def _cloud_instance(ctx: Context, request: Request) -> UUID:
     return instance_id
 
 
+@doc("Meta webhook subscription check", "cloud", auth=False, content="text/plain", query={"hub.mode": "subscribe", "hub.verify_token": "token", "hub.challenge": "echoed"})
 async def verify(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = _cloud_instance(ctx, request)
@@ -38,6 +40,7 @@ async def verify(request: Request) -> Response:
     return PlainTextResponse(params.get("hub.challenge", ""))
 
 
+@doc("Meta webhook delivery (signed)", "cloud", auth=False)
 async def receive(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = _cloud_instance(ctx, request)

@@ -14,6 +14,7 @@ from starlette.routing import Route
 from app import history, query
 from app.context import Context
 from app.errors import ApiError
+from app.openapi import doc
 
 KEEPALIVE = 15.0
 PAGE = 500
@@ -36,12 +37,14 @@ def _filters(request: Request) -> tuple[int, int, list[str]]:
     return after, limit, topics
 
 
+@doc("An instance's events (JSON, or live with Accept: text/event-stream)", "audit", query={"after": "position", "limit": "page size", "types": "comma-separated event types"})
 async def instance_events(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     return await _answer(request, ctx, UUID(row["id"]))
 
 
+@doc("Every event (admin)", "audit", admin=True, query={"after": "position", "limit": "page size", "types": "comma-separated event types"})
 async def all_events(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     ctx.admin(request)

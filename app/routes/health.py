@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
 from app.context import Context
+from app.openapi import DOCS_PAGE, doc
 
 
+@doc("Process, storage and actor health", "operations", auth=False)
 async def health(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     checks: dict[str, dict[str, object]] = {}
@@ -37,4 +39,17 @@ async def health(request: Request) -> JSONResponse:
     )
 
 
-routes = [Route("/health", health, methods=["GET"])]
+async def openapi_json(request: Request) -> JSONResponse:
+    document = request.app.state.openapi
+    return JSONResponse(document)
+
+
+async def docs(request: Request) -> HTMLResponse:
+    return HTMLResponse(DOCS_PAGE)
+
+
+routes = [
+    Route("/health", health, methods=["GET"]),
+    Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
+    Route("/docs", docs, methods=["GET"], include_in_schema=False),
+]

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from app import query
 from app.context import Context
+from app.openapi import doc
 from domain.phone import to_jid
 
 
@@ -27,6 +28,7 @@ def _window(request: Request, column: str) -> tuple[list[str], list[Any]]:
     return where, params
 
 
+@doc("Activity log", "history", query={"limit": "default 100", "skip": "offset", "actions": "comma-separated actions", "startDate": "ISO 8601", "endDate": "ISO 8601"})
 async def activity(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
@@ -54,6 +56,7 @@ async def activity(request: Request) -> JSONResponse:
     return JSONResponse({"logs": logs, "pagination": query.pagination(total, limit, skip)})
 
 
+@doc("Chat history, newest first", "history", query={"limit": "default 50", "skip": "offset", "startDate": "ISO 8601", "endDate": "ISO 8601"})
 async def messages(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)

@@ -16,6 +16,7 @@ from actors.webhooks import AddressNotAllowed, check_address
 from app import views
 from app.context import Context
 from app.errors import ApiError
+from app.openapi import doc
 from app.schemas import InstanceCreate, InstanceUpdate, parse
 from domain.instance import Instance
 
@@ -42,6 +43,7 @@ def check_engine(ctx: Context, engine: str) -> None:
         )
 
 
+@doc("Create an instance; it starts connecting at once", "instances", body=InstanceCreate, ok=201)
 async def create_instance(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
@@ -77,6 +79,7 @@ async def create_instance(request: Request) -> JSONResponse:
     return JSONResponse(views.instance(ctx.own_instance(request)), status_code=201)
 
 
+@doc("My instances", "instances")
 async def list_instances(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
@@ -84,11 +87,13 @@ async def list_instances(request: Request) -> JSONResponse:
     return JSONResponse({"instances": [views.instance(row, detailed=False) for row in rows]})
 
 
+@doc("An instance with its webhook settings and connection status", "instances")
 async def get_instance(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     return JSONResponse(views.instance(ctx.own_instance(request)))
 
 
+@doc("Change an instance (name, webhook, engine settings)", "instances", body=InstanceUpdate)
 async def update_instance(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
@@ -124,6 +129,7 @@ async def update_instance(request: Request) -> JSONResponse:
     return JSONResponse(views.instance(ctx.own_instance(request)))
 
 
+@doc("Delete an instance and its session", "instances")
 async def delete_instance(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
@@ -132,6 +138,7 @@ async def delete_instance(request: Request) -> JSONResponse:
     return JSONResponse({"success": True, "message": f"Instance {row['id']} deleted successfully"})
 
 
+@doc("Reconnect an instance", "instances")
 async def reconnect(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
@@ -139,6 +146,7 @@ async def reconnect(request: Request) -> JSONResponse:
     return JSONResponse({"success": True, "message": f"Instance {row['id']} reconnected"})
 
 
+@doc("Log an instance out of WhatsApp", "instances")
 async def logout(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
@@ -146,6 +154,7 @@ async def logout(request: Request) -> JSONResponse:
     return JSONResponse({"success": True, "message": f"Instance {row['id']} logged out"})
 
 
+@doc("The current QR code (raw, or ?format=svg|png)", "instances", query={"format": "svg or png to get an image"})
 async def qr_code(request: Request) -> Response:
     """The current QR code as its raw string, or drawn (?format=svg|png)."""
     ctx: Context = request.app.state.ctx

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from app.context import Context
 from app.errors import ApiError
+from app.openapi import doc
 from app.schemas import SandboxInbound, SandboxScan, decode, read_body
 from domain.phone import normalize_phone
 
@@ -22,6 +23,7 @@ def _sandbox_instance(ctx: Context, request: Request) -> dict:
     return row
 
 
+@doc("Sandbox: the phone scans the QR code", "sandbox", body=SandboxScan)
 async def scan(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = _sandbox_instance(ctx, request)
@@ -33,6 +35,7 @@ async def scan(request: Request) -> JSONResponse:
     return JSONResponse({"success": True, "phone": paired})
 
 
+@doc("Sandbox: a message from an outside number", "sandbox", body=SandboxInbound)
 async def inbound(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = _sandbox_instance(ctx, request)
@@ -45,6 +48,7 @@ async def inbound(request: Request) -> JSONResponse:
     return JSONResponse({"success": True, "id": message_id})
 
 
+@doc("Sandbox: drop the connection (it comes back)", "sandbox")
 async def drop(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = _sandbox_instance(ctx, request)

@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from app import query
 from app.context import Context
+from app.openapi import doc
 from projections.usage import NO_INSTANCE
 
 FIELDS = {
@@ -25,6 +26,7 @@ def _since(start: date | None) -> tuple[str, list[Any]]:
     return ("AND day >= ?", [start.isoformat()]) if start else ("", [])
 
 
+@doc("My usage", "statistics", query={"period": "week, month, year or all"})
 async def user_stats(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
@@ -53,6 +55,7 @@ async def user_stats(request: Request) -> JSONResponse:
     })
 
 
+@doc("An instance's usage by day", "statistics", query={"period": "today, week, month or all"})
 async def instance_stats(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
@@ -75,6 +78,7 @@ async def instance_stats(request: Request) -> JSONResponse:
     return JSONResponse({"usage": usage})
 
 
+@doc("System statistics", "statistics", admin=True)
 async def system_stats(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     ctx.admin(request)

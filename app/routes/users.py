@@ -14,10 +14,12 @@ from app import views
 from app.auth import hash_password
 from app.context import Context, parse_id
 from app.errors import ApiError, not_found
+from app.openapi import doc
 from app.schemas import UserCreate, UserUpdate, parse
 from domain.user import User
 
 
+@doc("List users", "users", admin=True)
 async def list_users(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     ctx.admin(request)
@@ -25,6 +27,7 @@ async def list_users(request: Request) -> JSONResponse:
     return JSONResponse({"users": [views.user(row) for row in rows]})
 
 
+@doc("Create a user", "users", body=UserCreate, admin=True, ok=201)
 async def create_user(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     ctx.admin(request)
@@ -39,12 +42,14 @@ async def create_user(request: Request) -> JSONResponse:
     return JSONResponse({**view, "apiKey": api_key}, status_code=201)
 
 
+@doc("A user", "users", admin=True)
 async def get_user(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     ctx.admin(request)
     return JSONResponse(views.user(_row(ctx, request)))
 
 
+@doc("Change a user", "users", body=UserUpdate, admin=True)
 async def update_user(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     ctx.admin(request)
@@ -70,6 +75,7 @@ async def update_user(request: Request) -> JSONResponse:
     return JSONResponse(views.user(ctx.read_models.db["users"].get(row["id"])))
 
 
+@doc("Delete (deactivate) a user", "users", admin=True)
 async def delete_user(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     principal = ctx.admin(request)

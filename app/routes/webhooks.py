@@ -13,6 +13,7 @@ from starlette.routing import Route
 from app import query
 from app.context import Context
 from app.errors import ApiError
+from app.openapi import doc
 from app.schemas import Body, parse
 
 
@@ -24,6 +25,7 @@ class Replay(Body):
     toPosition: Annotated[int, Meta(ge=0)] | None = None
 
 
+@doc("Webhook deliveries", "webhooks", query={"status": "failed or delivered", "limit": "page size", "skip": "offset"})
 async def deliveries(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
@@ -55,6 +57,7 @@ async def deliveries(request: Request) -> JSONResponse:
     })
 
 
+@doc("Replay webhook deliveries from a position or a time", "webhooks", body=Replay, ok=202)
 async def replay(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)

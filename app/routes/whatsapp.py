@@ -12,6 +12,7 @@ from starlette.routing import Route
 from app import media
 from app.context import Context
 from app.errors import ApiError
+from app.openapi import doc
 from app.routes.instances import qr_code
 from app.schemas import MAX_MESSAGE, PairingCode, SendMedia, SendText, parse
 from domain.phone import normalize_phone, to_jid
@@ -27,6 +28,7 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
+@doc("Connection status", "whatsapp")
 async def status(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
@@ -34,6 +36,7 @@ async def status(request: Request) -> JSONResponse:
     return JSONResponse({"ready": state["ready"], "status": state["status"], "hasQr": state["hasQr"]})
 
 
+@doc("Send a text message", "whatsapp", body=SendText)
 async def send(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
@@ -50,6 +53,7 @@ async def _send_text(
     return JSONResponse({"id": message_id})
 
 
+@doc("Send media fetched from a URL", "whatsapp", body=SendMedia)
 async def send_media(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
@@ -65,6 +69,7 @@ async def send_media(request: Request) -> JSONResponse:
     return JSONResponse({"id": message_id})
 
 
+@doc("Send an uploaded file", "whatsapp", form={"phone": "string", "caption": "string", "file": "binary"})
 async def send_file(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
@@ -96,6 +101,7 @@ async def send_file(request: Request) -> JSONResponse:
     return JSONResponse({"id": message_id})
 
 
+@doc("Contacts of an instance", "whatsapp")
 async def contacts(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
@@ -110,6 +116,7 @@ async def contacts(request: Request) -> JSONResponse:
     })
 
 
+@doc("Log out of WhatsApp", "whatsapp")
 async def logout(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
@@ -117,6 +124,7 @@ async def logout(request: Request) -> JSONResponse:
     return JSONResponse({"success": True})
 
 
+@doc("Send text with query or form fields", "whatsapp", query={"phone": "recipient", "message": "text"})
 async def simple_send(request: Request) -> JSONResponse:
     """Send with query or form fields, for low-code tools that cannot send JSON."""
     ctx: Context = request.app.state.ctx
@@ -150,6 +158,7 @@ routes = [
 ]
 
 
+@doc("Whether a number has WhatsApp (whatsmeow)", "whatsapp")
 async def check_number(request: Request) -> JSONResponse:
     """Whether a phone number has WhatsApp (whatsmeow instances)."""
     ctx: Context = request.app.state.ctx
@@ -159,6 +168,7 @@ async def check_number(request: Request) -> JSONResponse:
     return JSONResponse({"phone": phone, "exists": bool(exists)})
 
 
+@doc("A pairing code to link by phone number (whatsmeow)", "instances", body=PairingCode)
 async def pairing_code(request: Request) -> JSONResponse:
     """Pair by phone number instead of QR: the code to type on the phone (whatsmeow)."""
     ctx: Context = request.app.state.ctx
