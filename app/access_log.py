@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -13,8 +14,9 @@ log = logging.getLogger("app.access")
 class AccessLog:
     """Pure ASGI middleware, so streaming responses and the hot path stay cheap."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, count: Callable[[str, str, int], None] | None = None) -> None:
         self.app = app
+        self.count = count
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -35,6 +37,8 @@ class AccessLog:
             route = scope.get("route")
             path = getattr(route, "path", None) or scope["path"]
             instance = (scope.get("path_params") or {}).get("instanceId", "-")
+            if self.count is not None:
+                self.count(scope["method"], path if route is not None else "unmatched", status)
             level = logging.WARNING if status >= 500 else logging.INFO
             if log.isEnabledFor(level):
                 log.log(

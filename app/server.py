@@ -32,6 +32,7 @@ from app.config import Settings
 from app.context import Context
 from app.errors import EXCEPTION_HANDLERS
 from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, sqlite_env
+from app.metrics import Metrics
 from app.rebuild import rebuild
 from app.routes import (
     auth,
@@ -66,8 +67,9 @@ def create_app(settings: Settings) -> Starlette:
     if settings.sandbox_enabled:
         routes += sandbox.routes
     origins = [o.strip() for o in settings.cors_origin.split(",") if o.strip()]
+    metrics = Metrics()
     middleware = [
-        Middleware(AccessLog),
+        Middleware(AccessLog, count=lambda m, r, s: metrics.http_requests.labels(m, r, str(s)).inc()),
         Middleware(
             CORSMiddleware, allow_origins=origins, allow_methods=["*"],
             allow_headers=["*"], allow_credentials="*" not in origins,
@@ -78,6 +80,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         ctx = await asyncio.to_thread(start, settings)
         app.state.ctx = ctx
+        metrics.watch(ctx)
         scheduler = Scheduler()
         scheduler.add("usage-save", settings.schedules.usage_save,
                       lambda: asyncio.to_thread(ctx.usage.flush))
@@ -93,6 +96,7 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
     )
     app.state.openapi = openapi.build(routes, version("whatsapp-api"))
+    app.state.metrics = metrics
     return app
 
 

@@ -39,3 +39,18 @@ def test_the_server_serves_the_document_and_a_page_to_browse_it(server: Server) 
     assert client.get("/openapi.json").json()["openapi"] == "3.1.0"
     page = client.get("/docs")
     assert page.status_code == 200 and "/openapi.json" in page.text
+
+
+def test_metrics_need_an_admin_or_the_token(server: Server) -> None:
+    from tests.server import Api
+
+    admin = Api.login(server)
+    assert server.client().get("/metrics").status_code == 401
+    admin.create_user("metrics-user@example.com", password="metrics-password")
+    user = Api.login(server, "metrics-user@example.com", "metrics-password")
+    assert user.http.get("/metrics").status_code == 403
+    text = admin.http.get("/metrics").text
+    for name in ("whatsapp_instances", "whatsapp_messages_sent_total", "whatsapp_event_store_position",
+                 "whatsapp_projection_lag_events", "whatsapp_actor_mailbox", "process_resident_memory_bytes",
+                 'whatsapp_http_requests_total{method="POST",route="/api/auth/login",status="200"}'):
+        assert name in text, name

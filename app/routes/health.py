@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from app.context import Context
@@ -39,6 +40,17 @@ async def health(request: Request) -> JSONResponse:
     )
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics: an administrator's credentials, or Bearer METRICS_TOKEN."""
+    ctx: Context = request.app.state.ctx
+    token = ctx.settings.metrics_token
+    given = request.headers.get("authorization", "")
+    if not (token and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())):
+        ctx.admin(request)
+    body = await asyncio.to_thread(request.app.state.metrics.render)
+    return Response(body, media_type="text/plain; version=0.0.4")
+
+
 async def openapi_json(request: Request) -> JSONResponse:
     document = request.app.state.openapi
     return JSONResponse(document)
@@ -50,6 +62,7 @@ async def docs(request: Request) -> HTMLResponse:
 
 routes = [
     Route("/health", health, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"], include_in_schema=False),
     Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
     Route("/docs", docs, methods=["GET"], include_in_schema=False),
 ]

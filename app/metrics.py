@@ -1,0 +1,68 @@
+"""Prometheus metrics: read from the running server's parts when scraped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, ProcessCollector, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+
+class Metrics:
+    """One registry per server, so tests and several apps in a process do not mix."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # resident memory, CPU, open files
+        self.http_requests = Counter(
+            "whatsapp_http_requests", "HTTP requests by route and status",
+            ["method", "route", "status"], registry=self.registry,
+        )
+
+    def watch(self, ctx: Any) -> None:
+        self.registry.register(_ServerCollector(ctx))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _ServerCollector(Collector):
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+
+    def collect(self) -> Iterator[Metric]:
+        ctx = self.ctx
+        db = ctx.read_models.db
+        by_status = GaugeMetricFamily("whatsapp_instances", "Instances by status", labels=["status"])
+        for status, count in db.execute(
+            "SELECT status, COUNT(*) FROM instances WHERE deleted = 0 GROUP BY status"
+        ).fetchall():
+            by_status.add_metric([status], count)
+        yield by_status
+        sums = db.execute(
+            "SELECT COALESCE(SUM(messages_sent),0), COALESCE(SUM(messages_received),0), "
+            "COALESCE(SUM(webhook_sent),0), COALESCE(SUM(webhook_failed),0) FROM usage"
+        ).fetchone()
+        for name, text, value in zip(
+            ("messages_sent", "messages_received", "webhook_deliveries", "webhook_failures"),
+            ("Messages sent", "Messages received", "Webhook deliveries", "Webhook deliveries given up"),
+            sums, strict=True,
+        ):
+            yield GaugeMetricFamily(f"whatsapp_{name}_total", f"{text}, all time", value=value)
+        head = ctx.store.recorder.max_notification_id() or 0
+        yield GaugeMetricFamily("whatsapp_event_store_position", "Last stored event position", value=head)
+        yield GaugeMetricFamily(
+            "whatsapp_projection_lag_events", "Events stored but not yet in the read models",
+            value=max(0, head - ctx.projections.position),
+        )
+        mailboxes = GaugeMetricFamily("whatsapp_actor_mailbox", "Messages waiting per actor kind", labels=["actor"])
+        waiting = sum(ref.actor_inbox.qsize() for ref in list(ctx.registry.values()) if ref.is_alive())
+        mailboxes.add_metric(["instance"], waiting)
+        mailboxes.add_metric(["supervisor"], ctx.supervisor.actor_inbox.qsize())
+        if ctx.webhooks is not None:
+            mailboxes.add_metric(["webhooks"], ctx.webhooks.actor_inbox.qsize())
+        yield mailboxes
+        yield GaugeMetricFamily("whatsapp_instance_actors", "Running instance actors",
+                                value=sum(1 for ref in list(ctx.registry.values()) if ref.is_alive()))
