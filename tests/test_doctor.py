@@ -3,13 +3,14 @@ import sys
 from pathlib import Path
 
 from app import doctor
+from tests.server import free_port
 
 
 def environ(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {
         "SQLITE_DATABASE_URL": f"file:{tmp_path / 'data' / 'app.db'}",
         "UPLOADS_DIR": str(tmp_path / "uploads"), "INSTANCES_DIR": str(tmp_path / "instances"),
-        "LOGS_DIR": str(tmp_path / "logs"), "JWT_SECRET": "s" * 40, "PORT": "0", **extra,
+        "LOGS_DIR": str(tmp_path / "logs"), "JWT_SECRET": "s" * 40, "PORT": str(free_port()), "HOST": "127.0.0.1", **extra,
     }
 
 
