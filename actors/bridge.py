@@ -8,6 +8,7 @@ resolve an asyncio future through `loop.call_soon_threadsafe` when the actor rep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -68,11 +69,13 @@ async def ask(future: pykka.Future[Any], timeout: float) -> Any:
 
     def settle(done: CallbackFuture) -> None:
         try:
-            value = done.get(timeout=0)
-        except BaseException as error:  # re-raised in the awaiting task
-            loop.call_soon_threadsafe(_settle, result, None, error)
-        else:
-            loop.call_soon_threadsafe(_settle, result, value, None)
+            value, error = done.get(timeout=0), None
+        except BaseException as failure:  # re-raised in the awaiting task
+            value, error = None, failure
+        # Once the loop has closed nobody awaits this answer any more; raising here would
+        # fail the actor's reply and kill its thread while it still looks alive.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, result, value, error)
 
     future.add_done_callback(settle)
     try:

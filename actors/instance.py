@@ -72,14 +72,26 @@ class InstanceActor(BridgedActor):
         self.instance: Instance
         self.engine: Engine
         self._position = 0
+        self._qr_seen_at = 0.0
 
     # -- lifecycle ------------------------------------------------------------------
 
     def on_start(self) -> None:
-        self.instance = self._load(self.instance_id)
-        self.engine = self._engine_factory(self.instance, self.actor_ref.tell)
-        if not self.instance.deleted and self.instance.status != "logged_out":
-            self._connect("start")
+        try:
+            self.instance = self._load(self.instance_id)
+            self.engine = self._engine_factory(self.instance, self.actor_ref.tell)
+            if not self.instance.deleted and self.instance.status != "logged_out":
+                self._connect("start")
+        except Exception as error:
+            # pykka stops an actor whose on_start fails without calling on_failure:
+            # report the crash here, or the supervisor would never restart the instance.
+            log.error("instance %s did not start: %s", self.instance_id, error)
+            try:
+                if hasattr(self, "engine"):
+                    self.engine.disconnect()
+            finally:
+                self._on_crash(self.instance_id, error)
+            raise
 
     def on_stop(self) -> None:
         try:
@@ -102,6 +114,7 @@ class InstanceActor(BridgedActor):
             return
         match message:
             case QrCode(code):
+                self._qr_seen_at = time.monotonic()
                 self.instance.receive_qr(code)
             case Connected(phone, push_name):
                 self.instance.open_connection(phone, push_name)
@@ -192,6 +205,41 @@ class InstanceActor(BridgedActor):
                 f"the {self.instance.engine} engine does not support '{name}'", "not_supported"
             )
         return operation(*args)
+
+    # -- scheduled checks (proxy calls from the scheduler) --------------------------
+
+    def expire_qr(self, max_age: float) -> bool:
+        """Drop a QR code shown longer than `max_age` seconds ago without a scan."""
+        if self.instance.qr_code is None or time.monotonic() - self._qr_seen_at < max_age:
+            return False
+        self.instance.expire_qr()
+        self._record()
+        return True
+
+    def check_connection(self) -> bool:
+        """A connection that says it is up but is dead is reconnected; True if it was."""
+        if self.instance.deleted or self.instance.status != "connected" or self.engine.healthy():
+            return False
+        log.warning("instance %s: connected but dead; reconnecting", self.instance_id)
+        self.engine.disconnect()
+        self.instance.close_connection("dead_session", will_reconnect=True)
+        self._connect("dead_session")
+        return True
+
+    def check_session(self) -> str | None:
+        """An expired ban reconnects; an unusable session is marked logged out."""
+        instance = self.instance
+        if instance.deleted:
+            return None
+        if instance.status == "banned" and time.time() >= getattr(instance, "banned_until", 0):
+            self._connect("ban_expired")
+            return "ban_expired"
+        if instance.status == "connected" and not self.engine.session_valid():
+            self.engine.disconnect()
+            instance.log_out("session_invalid")
+            self._record()
+            return "session_invalid"
+        return None
 
     def position(self) -> int:
         """The position of the last event this actor stored (reports handled before

@@ -64,6 +64,7 @@ class Settings:
     sandbox_enabled: bool = True
     schedules: Schedules = field(default_factory=Schedules)
     engine_retry_base: float = 1.0
+    upload_retention_days: int = 30
     actor_timeout: float = 10.0
     media_download_timeout: float = 30.0
 
@@ -137,6 +138,7 @@ class Settings:
             webhook_allow_private=_bool(e, "WEBHOOK_ALLOW_PRIVATE", not production),
             metrics_token=e.get("METRICS_TOKEN") or None,
             default_engine=default_engine,
+            upload_retention_days=_int(e, "UPLOAD_RETENTION_DAYS", 30, 1, 36500),
             engine_retry_base=_int(e, "ENGINE_RETRY_BASE_MS", 1000, 10, 600_000) / 1000,
             sandbox_enabled=_bool(e, "SANDBOX_ENABLED", not production),
             schedules=Schedules(

@@ -47,6 +47,7 @@ class Context:
     engines: frozenset[str]
     usage: ApiCallCounter
     webhooks: pykka.ActorRef[Any] | None = None
+    last_system_metrics: dict[str, Any] | None = None
     _proxies: dict[UUID, tuple[pykka.ActorRef[Any], Any]] = field(default_factory=dict)
 
     # -- callers and what they may touch --------------------------------------------

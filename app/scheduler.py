@@ -36,10 +36,14 @@ class Scheduler:
 
     async def _loop(self, name: str, cron: str, job: Job) -> None:
         while True:
-            now = datetime.now(UTC)
-            following = croniter(cron, now).get_next(datetime)
-            await asyncio.sleep(max(0.0, (following - now).total_seconds()))
+            await asyncio.sleep(next_delay(cron, datetime.now(UTC)))
             await run_job(name, job)
+
+
+def next_delay(cron: str, now: datetime) -> float:
+    """Seconds from `now` until the cron expression's next time."""
+    following = croniter(cron, now).get_next(datetime)
+    return max(0.0, (following - now).total_seconds())
 
 
 async def run_job(name: str, job: Job) -> None:

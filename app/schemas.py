@@ -50,7 +50,13 @@ class UserCreate(Body):
     role: Annotated[str, Meta(pattern="^(user|admin)$")] = "user"
 
 
+class Limits(Body):
+    maxInstances: Annotated[int, Meta(ge=0, le=100000)] | UnsetType | None = UNSET
+    maxMessagesPerDay: Annotated[int, Meta(ge=0, le=100000000)] | UnsetType | None = UNSET
+
+
 class UserUpdate(Body):
+    limits: Limits | UnsetType = UNSET
     firstName: Name | UnsetType = UNSET
     lastName: Name | UnsetType = UNSET
     role: Annotated[str, Meta(pattern="^(user|admin)$")] | UnsetType = UNSET

@@ -25,7 +25,7 @@ from actors.engines.whatsmeow import WhatsmeowEngine
 from actors.instance import InstanceActor
 from actors.supervisor import CrashReport, Supervisor
 from actors.webhooks import Cursors, WebhookActor, WebhookDefaults, WebhookService
-from app import openapi
+from app import jobs, openapi
 from app.access_log import AccessLog
 from app.auth import Authenticator, load_jwt_secret
 from app.config import Settings
@@ -82,8 +82,7 @@ def create_app(settings: Settings) -> Starlette:
         app.state.ctx = ctx
         metrics.watch(ctx)
         scheduler = Scheduler()
-        scheduler.add("usage-save", settings.schedules.usage_save,
-                      lambda: asyncio.to_thread(ctx.usage.flush))
+        jobs.schedule(scheduler, ctx)
         scheduler.start()
         try:
             yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -52,6 +53,7 @@ def user(row: dict[str, Any]) -> dict[str, Any]:
         "lastName": row["last_name"],
         "role": row["role"],
         "active": bool(row["active"]),
+        "limits": json.loads(row.get("limits") or "{}"),
         "createdAt": row["created_at"],
         "updatedAt": row["updated_at"],
     }

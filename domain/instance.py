@@ -111,6 +111,10 @@ class Instance(Aggregate):
         self.qr_code = qr_code
         self.status = "connecting"
 
+    @event("QrExpired")
+    def expire_qr(self) -> None:
+        self.qr_code = None
+
     @event("ConnectionOpened")
     def open_connection(self, phone: str | None, push_name: str | None) -> None:
         self.status = "connected"
@@ -133,6 +137,7 @@ class Instance(Aggregate):
     def ban(self, reason: str, expires_at: int) -> None:
         self.status = "banned"
         self.qr_code = None
+        self.banned_until = expires_at
 
     # -- messages -----------------------------------------------------------------
 

@@ -55,6 +55,7 @@ class User(Aggregate):
         self.api_key_hash = api_key_hash
         self.api_key_sealed = api_key_sealed
         self.active = True
+        self.limits: dict[str, int | None] = {}
 
     def check_active(self) -> None:
         if not self.active:
@@ -77,6 +78,15 @@ class User(Aggregate):
     @event("RoleChanged")
     def change_role(self, role: str) -> None:
         self.role = role
+
+    @event("LimitsChanged")
+    def change_limits(self, limits: dict[str, int | None]) -> None:
+        """Quotas set by an administrator: maxInstances, maxMessagesPerDay (None: none)."""
+        self.limits = {**getattr(self, "limits", {}), **limits}
+
+    @event("QuotaExceeded")
+    def exceed_quota(self, quota: str, limit: int, instance_id: str | None) -> None:
+        """A request was refused for going over a quota."""
 
     @event("Deactivated")
     def deactivate(self) -> None:

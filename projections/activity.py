@@ -9,6 +9,7 @@ from typing import Any
 import sqlite_utils
 
 from domain.instance import Instance
+from domain.user import User
 from domain.webhook import WebhookLog
 from projections.base import ReadModelProjection, iso, row_id
 
@@ -56,6 +57,10 @@ class Activity(ReadModelProjection):
         self._log(db, event, "qr_received", {})
 
     @apply.register
+    def _(self, event: Instance.QrExpired, db: sqlite_utils.Database) -> None:
+        self._log(db, event, "qr_expired", {})
+
+    @apply.register
     def _(self, event: Instance.ConnectionOpened, db: sqlite_utils.Database) -> None:
         self._log(db, event, "connection_opened", {"phone": event.phone})
 
@@ -71,6 +76,12 @@ class Activity(ReadModelProjection):
     @apply.register
     def _(self, event: Instance.LoggedOut, db: sqlite_utils.Database) -> None:
         self._log(db, event, "logged_out", {"reason": event.reason})
+
+    @apply.register
+    def _(self, event: User.QuotaExceeded, db: sqlite_utils.Database) -> None:
+        if event.instance_id:
+            self._log(db, event, "quota_exceeded", {"quota": event.quota, "limit": event.limit},
+                      instance_id=event.instance_id)
 
     @apply.register
     def _(self, event: WebhookLog.WebhookFailed, db: sqlite_utils.Database) -> None:

@@ -23,7 +23,8 @@ class Directory(ReadModelProjection):
         db["users"].create(
             {
                 "id": str, "email": str, "first_name": str, "last_name": str, "role": str,
-                "active": int, "api_key_hash": str, "created_at": str, "updated_at": str,
+                "active": int, "api_key_hash": str, "limits": str, "created_at": str,
+                "updated_at": str,
             },
             pk="id", if_not_exists=True,
         )
@@ -57,7 +58,7 @@ class Directory(ReadModelProjection):
                 "id": str(event.originator_id), "email": event.email,
                 "first_name": event.first_name, "last_name": event.last_name,
                 "role": event.role, "active": 1, "api_key_hash": event.api_key_hash,
-                "created_at": at, "updated_at": at,
+                "limits": "{}", "created_at": at, "updated_at": at,
             }
         )
 
@@ -72,6 +73,11 @@ class Directory(ReadModelProjection):
     @apply.register
     def _(self, event: User.RoleChanged, db: sqlite_utils.Database) -> None:
         self._update_user(db, event, role=event.role)
+
+    @apply.register
+    def _(self, event: User.LimitsChanged, db: sqlite_utils.Database) -> None:
+        row = db["users"].get(str(event.originator_id))
+        self._update_user(db, event, limits=json.dumps({**json.loads(row["limits"]), **event.limits}))
 
     @apply.register
     def _(self, event: User.Deactivated, db: sqlite_utils.Database) -> None:
@@ -129,6 +135,10 @@ class Directory(ReadModelProjection):
     @apply.register
     def _(self, event: Instance.QrReceived, db: sqlite_utils.Database) -> None:
         self._update_instance(db, event, status="connecting", has_qr=1)
+
+    @apply.register
+    def _(self, event: Instance.QrExpired, db: sqlite_utils.Database) -> None:
+        self._update_instance(db, event, has_qr=0)
 
     @apply.register
     def _(self, event: Instance.ConnectionOpened, db: sqlite_utils.Database) -> None:

@@ -49,9 +49,11 @@ def test_connecting_checks_the_credentials_with_a_graph_call(admin: Api, cloud: 
 
 def test_a_bad_token_is_a_clear_connection_failure(admin: Api, graph: FakeGraph) -> None:
     bad = admin.create_instance("Bad token", engine="cloud", cloud=cloud_settings(graph, accessToken="nope"))
-    wait_until(lambda: admin.status(bad["id"])["status"] == "disconnected")
-    closed = admin.http.get(f"/api/instances/{bad['id']}/activity", params={"actions": "connection_closed"}).json()
-    assert "cloud_auth_failed" in closed["logs"][0]["details"]["reason"]
+    wait_until(lambda: admin.status(bad["id"])["status"] == "disconnected", timeout=15)
+    # The actor knows first; the activity read model follows within milliseconds.
+    closed = wait_until(lambda: admin.http.get(
+        f"/api/instances/{bad['id']}/activity", params={"actions": "connection_closed"}).json()["logs"])
+    assert "cloud_auth_failed" in closed[0]["details"]["reason"]
     refused = admin.send(bad["id"], "15550001111", "hi")
     assert refused.status_code == 409 and refused.json()["code"] == "instance_not_connected"
 

@@ -128,6 +128,14 @@ class Engine(ABC):
     def forget(self) -> None:
         """Disconnect and delete every trace of the session (instance deleted)."""
 
+    def healthy(self) -> bool:
+        """False when the connection claims to be up but is dead (checked by SOCKET_CHECK_CRON)."""
+        return True
+
+    def session_valid(self) -> bool:
+        """False when the stored session can no longer be used (checked by AUTH_CHECK_CRON)."""
+        return True
+
     @abstractmethod
     def send_text(self, to: str, text: str) -> Sent:
         """Send text to a JID; return the network's message id."""

@@ -123,6 +123,13 @@ class SandboxEngine(Engine):
     def send_media(self, to: str, media: Media, caption: str) -> Sent:
         return self._send(to, media.kind, caption, media.describe())
 
+    def healthy(self) -> bool:
+        phone = self.phone
+        return phone is not None and self.network.find(phone) is self
+
+    def session_valid(self) -> bool:
+        return self.session_file.exists()
+
     # -- what the sandbox API plays -----------------------------------------------
 
     def scan(self, phone: str | None) -> str:

@@ -69,6 +69,7 @@ class WhatsmeowEngine(Engine):
         self._last_qr = 0.0
         self._timer: threading.Timer | None = None
         self.connected = False
+        self._keepalive_ok = True
 
     # -- the engine interface -----------------------------------------------------
 
@@ -110,6 +111,14 @@ class WhatsmeowEngine(Engine):
             filename=media.filename, mimetype=media.mimetype,
         )
         return Sent(answer["id"], answer["timestamp"])
+
+    def healthy(self) -> bool:
+        process = self._process
+        return (self.connected and process is not None and process.poll() is None
+                and self._keepalive_ok)
+
+    def session_valid(self) -> bool:
+        return (self.session_dir / "session.db").exists()
 
     # -- whatsmeow-only operations (through the actor's engine_call) -----------------
 
@@ -221,6 +230,8 @@ class WhatsmeowEngine(Engine):
                 message_type=frame["type"], body=frame.get("body", ""), media=frame.get("media"),
                 timestamp=int(frame["timestamp"]),
             ))
+        elif kind == "keepalive":
+            self._keepalive_ok = bool(frame.get("ok"))
         elif kind == "receipt":
             self.emit(Receipt(frame["id"], frame["status"], frame["chat"]))
 

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from actors.webhooks import AddressNotAllowed, check_address
-from app import views
+from app import quotas, views
 from app.context import Context
 from app.errors import ApiError
 from app.openapi import doc
@@ -48,6 +48,7 @@ async def create_instance(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
     body = await parse(request, InstanceCreate)
+    await quotas.check_instances(ctx, principal)
     engine = body.engine or ctx.settings.default_engine
     check_engine(ctx, engine)
     if engine == "cloud" and body.cloud is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from eventsourcing.persistence import IntegrityError
-from msgspec import UNSET
+from msgspec import UNSET, structs
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -70,6 +70,10 @@ async def update_user(request: Request) -> JSONResponse:
             user.change_role(body.role)
         if password_hash is not None:
             user.change_password(password_hash)
+        if body.limits is not UNSET:
+            limits = {k: v for k, v in structs.asdict(body.limits).items() if v is not UNSET}
+            if limits:
+                user.change_limits(limits)
 
     await ctx.change_user(row["id"], change)
     return JSONResponse(views.user(ctx.read_models.db["users"].get(row["id"])))

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app import media
+from app import media, quotas
 from app.context import Context
 from app.errors import ApiError
 from app.openapi import doc
@@ -49,6 +49,7 @@ async def _send_text(
 ) -> JSONResponse:
     to = to_jid(phone)
     key = idempotency_key(request)
+    await quotas.check_messages(ctx, ctx.principal(request), row["id"])
     message_id = await ctx.command(ctx.proxy(row["id"]).send_text(to, text, key))
     return JSONResponse({"id": message_id})
 
@@ -60,6 +61,7 @@ async def send_media(request: Request) -> JSONResponse:
     body = await parse(request, SendMedia)
     to = to_jid(body.phone)
     key = idempotency_key(request)
+    await quotas.check_messages(ctx, ctx.principal(request), row["id"])
     settings = ctx.settings
     file = await media.download(
         body.url, body.filename, settings.uploads_dir, settings.max_file_size,
@@ -94,6 +96,7 @@ async def send_file(request: Request) -> JSONResponse:
             raise ApiError(400, "validation_error", "'caption' must be text of at most 4096 characters")
         to = to_jid(phone)
         key = idempotency_key(request)
+        await quotas.check_messages(ctx, ctx.principal(request), row["id"])
         file = await media.keep_upload(upload, settings.uploads_dir, settings.max_file_size)
     finally:
         await form.close()
