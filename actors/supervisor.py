@@ -77,9 +77,9 @@ class Supervisor(BridgedActor):
             self.crashed(message.instance_id)
         elif isinstance(message, _Restart) and message.instance_id in self.registry:
             try:
-                self.registry.pop(message.instance_id)
-                self.start_instance(message.instance_id)
+                self.registry[message.instance_id] = self._spawn(message.instance_id, self._report_crash)
             except Exception:
+                # Still registered, so crashed() schedules another attempt with more backoff.
                 log.exception("instance %s did not restart", message.instance_id)
                 self.crashed(message.instance_id)
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import logging.handlers
+import os
 import sys
 import time
+from typing import Any
+
+import uvicorn
 
 from app.config import ConfigError, Settings
 
@@ -67,16 +71,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve_command(settings: Settings, host: str | None, port: int | None) -> int:
-    import uvicorn
-
     from app.server import create_app
 
     setup_logging(settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings), host=host or settings.host, port=port or settings.port,
         log_config=None, access_log=False, timeout_graceful_shutdown=20,
     )
+    GracefulServer(config).run()
     return 0
+
+
+class GracefulServer(uvicorn.Server):
+    """The first SIGTERM/SIGINT stops taking requests, lets in-flight ones finish, stops the
+    actors, stores usage counts and closes the stores. A second one exits at once: every
+    acknowledged event is already durable, and read models resume from their positions."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self.should_exit:
+            logging.getLogger(__name__).warning("second signal %s: exiting now", sig)
+            os._exit(1)
+        logging.getLogger(__name__).info("signal %s: shutting down (send it again to exit at once)", sig)
+        super().handle_exit(sig, frame)
 
 
 def rebuild_command(settings: Settings, names: list[str]) -> int:

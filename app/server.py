@@ -109,11 +109,30 @@ def start(settings: Settings) -> Context:
     _check_read_model_shape(store, read_models)
     projections = LiveProjections(store, catalog.build(read_models), catalog.TRACKING_NAME)
     projections.start()
+    try:
+        return _start_serving(settings, store, committer, read_models, projections)
+    except BaseException:
+        # Leave nothing running (the store's subscription thread would keep the process alive).
+        pykka.ActorRegistry.stop_all(block=True, timeout=10)
+        projections.stop()
+        committer.close()
+        read_models.close()
+        store.close()
+        raise
+
+
+def _start_serving(
+    settings: Settings, store: EventStore, committer: GroupCommitter,
+    read_models: ReadModelStore, projections: LiveProjections,
+) -> Context:
     head = store.recorder.max_notification_id() or 0
     if head > projections.position:
         log.info("catching read models up from position %s to %s", projections.position, head)
     if not projections.wait(head, timeout=300):
-        raise RuntimeError(f"read models did not catch up to position {head}")
+        raise RuntimeError(
+            f"read models did not catch up to position {head}: {projections.error or 'too slow'}"
+            " (run `whatsapp-api rebuild-projections` to rebuild them from the event store)"
+        )
 
     network = SandboxNetwork()
     engines = {"cloud", "sandbox"} if settings.sandbox_enabled else {"cloud"}
@@ -207,7 +226,8 @@ def _check_read_model_shape(store: EventStore, read_models: ReadModelStore) -> N
     signature = read_models.meta("signature")
     if signature == catalog.SIGNATURE:
         return
-    if signature is None and not read_models.position(catalog.TRACKING_NAME):
+    (tracked,) = read_models.db.execute("SELECT COUNT(*) FROM tracking").fetchone()
+    if signature is None and not tracked:  # a new, empty file
         with read_models.transaction() as db:
             read_models.set_meta(db, "signature", catalog.SIGNATURE)
         return

@@ -1,0 +1,466 @@
+"""Instance actors and their supervisor on the sandbox network, with a real event store."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pykka
+import pytest
+
+from actors.bridge import ActorTimeout, BridgedActor, ask
+from actors.engines.base import Emit, Engine, Receipt
+from actors.engines.sandbox import SandboxEngine, SandboxNetwork
+from actors.instance import InstanceActor, Outcome
+from actors.supervisor import CrashReport, Supervisor
+from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, sqlite_env
+from domain.instance import Instance, InstanceNotConnected
+
+WAIT = 5.0
+A_PHONE, B_PHONE = "15550000001", "15550000002"
+
+
+def jid(phone: str) -> str:
+    return f"{phone}@s.whatsapp.net"
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = WAIT) -> bool:
+    """Poll `condition` until true; an actor dying (or restarting) meanwhile counts as false."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return True
+        except pykka.ActorDeadError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+
+
+class FlakyCommitter:
+    """The group committer, except that it can be told to fail the next commits."""
+
+    def __init__(self, inner: GroupCommitter) -> None:
+        self.inner = inner
+        self._failures = 0
+        self._lock = threading.Lock()
+
+    def fail_next(self, times: int = 1) -> None:
+        with self._lock:
+            self._failures = times
+
+    def commit(self, events: Any, snapshot: Any = None) -> list[int]:
+        with self._lock:
+            if self._failures:
+                self._failures -= 1
+                raise OSError("disk I/O error (injected)")
+        return self.inner.commit(events, snapshot)
+
+
+class FlakyLoad:
+    """Loads instances from the store, except that it can be told to fail the next loads."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self._failures = 0
+        self._lock = threading.Lock()
+
+    def fail_next(self, times: int = 1) -> None:
+        with self._lock:
+            self._failures = times
+
+    def __call__(self, instance_id: UUID) -> Instance:
+        with self._lock:
+            if self._failures:
+                self._failures -= 1
+                raise OSError("database is locked (injected)")
+        return self.store.repository.get(instance_id)
+
+
+@dataclass
+class World:
+    store: EventStore
+    committer: FlakyCommitter
+    load: FlakyLoad
+    network: SandboxNetwork
+    registry: dict[UUID, pykka.ActorRef[Any]]
+    supervisor: pykka.ActorRef[Any]
+    root: Path
+
+    def create(self, name: str) -> UUID:
+        instance = Instance(
+            user_id="user-1", name=name, description="", engine="sandbox", webhook={},
+            engine_settings={},
+        )
+        self.committer.commit(instance.collect_events())
+        self.supervisor.proxy().start_instance(instance.id).get(timeout=WAIT)
+        return instance.id
+
+    def proxy(self, instance_id: UUID) -> Any:
+        return self.registry[instance_id].proxy()
+
+    def state(self, instance_id: UUID) -> dict[str, Any]:
+        return self.proxy(instance_id).state().get(timeout=WAIT)
+
+    def pair(self, instance_id: UUID, phone: str) -> None:
+        assert wait_until(lambda: self.state(instance_id)["hasQr"])
+        assert self.proxy(instance_id).engine_call("scan", phone).get(timeout=WAIT) == phone
+        # The Connected report was queued before this call, so it is recorded by now.
+        assert self.state(instance_id)["status"] == "connected"
+
+    def events(self, instance_id: UUID) -> list[Any]:
+        return list(self.store.events.get(instance_id))
+
+    def names(self, instance_id: UUID) -> list[str]:
+        return [type(e).__name__ for e in self.events(instance_id)]
+
+    def settled(self, instance_id: UUID) -> int:
+        """The actor's last stored position, once the reports queued so far are recorded."""
+        return self.proxy(instance_id).position().get(timeout=WAIT)
+
+
+@pytest.fixture()
+def world(tmp_path: Path) -> Iterator[World]:
+    store = EventStore(env=sqlite_env(str(tmp_path / "es.db")))
+    group = GroupCommitter(store)
+    committer = FlakyCommitter(group)
+    load = FlakyLoad(store)
+    network = SandboxNetwork()
+
+    def engine_for(instance: Instance, emit: Emit) -> Engine:
+        return SandboxEngine(network, tmp_path / "instances" / str(instance.id), instance.name, emit)
+
+    def spawn(instance_id: UUID, on_crash: CrashReport) -> pykka.ActorRef[Any]:
+        return InstanceActor.start(
+            instance_id, load, committer, engine_for, SNAPSHOT_INTERVAL, on_crash
+        )
+
+    registry: dict[UUID, pykka.ActorRef[Any]] = {}
+    supervisor = Supervisor.start(spawn, registry)
+    try:
+        yield World(store, committer, load, network, registry, supervisor, tmp_path)
+    finally:
+        pykka.ActorRegistry.stop_all(block=True, timeout=10)
+        group.close()
+        store.close()
+
+
+# -- connecting -------------------------------------------------------------------------
+
+
+def test_a_new_instance_waits_for_a_scan_then_connects(world: World) -> None:
+    a = world.create("A")
+    assert wait_until(lambda: world.state(a)["hasQr"])
+    state = world.state(a)
+    assert (state["status"], state["ready"]) == ("connecting", False)
+    assert state["qrCode"].startswith("sandbox@")
+    assert world.names(a) == ["Created", "ConnectionRequested", "QrReceived"]
+
+    world.pair(a, A_PHONE)
+    assert world.state(a) == {"ready": True, "status": "connected", "hasQr": False, "qrCode": None}
+    assert world.names(a)[-1] == "ConnectionOpened"
+    assert world.events(a)[-1].phone == A_PHONE
+    assert world.network.find(A_PHONE) is not None
+    # The actor's answers come after its events are stored.
+    assert world.settled(a) == world.store.recorder.max_notification_id()
+
+
+def test_a_number_cannot_be_paired_twice(world: World) -> None:
+    a, b = world.create("A"), world.create("B")
+    world.pair(a, A_PHONE)
+    assert wait_until(lambda: world.state(b)["hasQr"])
+    with pytest.raises(Exception, match="already paired"):
+        world.proxy(b).engine_call("scan", A_PHONE).get(timeout=WAIT)
+    assert world.state(b)["status"] == "connecting"
+
+
+# -- messages ---------------------------------------------------------------------------
+
+
+def test_a_text_from_a_to_b_is_received_delivered_and_read(world: World) -> None:
+    a, b = world.create("A"), world.create("B")
+    world.pair(a, A_PHONE)
+    world.pair(b, B_PHONE)
+
+    outcome = world.proxy(a).send_text(jid(B_PHONE), "hello B", None).get(timeout=WAIT)
+    assert isinstance(outcome, Outcome)
+    message_id = outcome.value
+    assert message_id.startswith("SB")
+    assert outcome.position > 0
+
+    # Reports sent to the actors during the send are recorded before these answers.
+    a_position = world.settled(a)
+    world.settled(b)
+    assert a_position > outcome.position
+
+    a_events = world.events(a)
+    sent_at = [type(e).__name__ for e in a_events].index("MessageSent")
+    sent, delivered, read = a_events[sent_at:]
+    assert (sent.message_id, sent.to, sent.body, sent.message_type) == (
+        message_id, jid(B_PHONE), "hello B", "text",
+    )
+    assert [type(e).__name__ for e in (delivered, read)] == ["MessageStatusChanged"] * 2
+    assert [(e.message_id, e.status, e.from_me) for e in (delivered, read)] == [
+        (message_id, "delivered", True), (message_id, "read", True),
+    ]
+
+    received = [e for e in world.events(b) if type(e).__name__ == "MessageReceived"]
+    assert len(received) == 1
+    assert (received[0].message_id, received[0].sender, received[0].push_name) == (
+        message_id, jid(A_PHONE), "A",
+    )
+    assert received[0].body == "hello B"
+    assert "MessageSent" not in world.names(b)
+
+
+def test_a_text_to_a_stranger_is_sent_but_never_acknowledged(world: World) -> None:
+    a = world.create("A")
+    world.pair(a, A_PHONE)
+    outcome = world.proxy(a).send_text(jid("15559999999"), "anyone?", None).get(timeout=WAIT)
+    world.settled(a)
+    assert world.names(a)[-1] == "MessageSent"
+    assert world.events(a)[-1].message_id == outcome.value
+
+
+def test_send_when_not_connected_raises_and_stores_nothing(world: World) -> None:
+    a = world.create("A")
+    assert wait_until(lambda: world.state(a)["hasQr"])
+    before = world.names(a)
+    with pytest.raises(InstanceNotConnected):
+        world.proxy(a).send_text(jid(B_PHONE), "too early", None).get(timeout=WAIT)
+    assert world.names(a) == before
+    # A refused command does not hurt the actor.
+    assert world.registry[a].is_alive()
+    assert world.state(a)["status"] == "connecting"
+
+
+def test_the_same_idempotency_key_sends_once(world: World) -> None:
+    a, b = world.create("A"), world.create("B")
+    world.pair(a, A_PHONE)
+    world.pair(b, B_PHONE)
+
+    first = world.proxy(a).send_text(jid(B_PHONE), "pay 10", "order-1").get(timeout=WAIT)
+    again = world.proxy(a).send_text(jid(B_PHONE), "pay 10", "order-1").get(timeout=WAIT)
+    other = world.proxy(a).send_text(jid(B_PHONE), "pay 20", "order-2").get(timeout=WAIT)
+    world.settled(a)
+    world.settled(b)
+
+    assert again.value == first.value
+    assert again.position == 0  # nothing new was stored
+    assert other.value != first.value
+    sent = [e for e in world.events(a) if type(e).__name__ == "MessageSent"]
+    assert [e.message_id for e in sent] == [first.value, other.value]
+    received = [e for e in world.events(b) if type(e).__name__ == "MessageReceived"]
+    assert [e.message_id for e in received] == [first.value, other.value]
+    # The key survives a reload from the store.
+    assert world.store.repository.get(a).sent_for_key("order-1") == first.value
+
+
+def test_an_actor_takes_snapshots_as_it_goes(world: World) -> None:
+    a = world.create("A")
+    world.pair(a, A_PHONE)
+    proxy = world.proxy(a)
+    for n in range(SNAPSHOT_INTERVAL):
+        proxy.send_text(jid("15559999999"), f"m{n}", f"k{n}").get(timeout=WAIT)
+    snapshots = list(world.store.snapshots.get(a))
+    assert len(snapshots) == 1
+    loaded = world.store.repository.get(a)
+    assert loaded.version == len(world.events(a))
+    assert len(loaded.idempotency) == SNAPSHOT_INTERVAL
+
+
+# -- crashes ---------------------------------------------------------------------------
+
+
+def test_a_crashed_actor_is_restarted_by_the_supervisor(world: World) -> None:
+    a, b = world.create("A"), world.create("B")
+    world.pair(a, A_PHONE)
+    world.pair(b, B_PHONE)
+    stored = len(world.events(a))
+    crashed = world.registry[a]
+
+    # The store fails while the actor records an engine report: the actor crashes.
+    world.committer.fail_next()
+    crashed.tell(Receipt("SB-LOST", "read", jid(B_PHONE)))
+
+    assert wait_until(lambda: not crashed.is_alive()), "the actor did not crash"
+    assert wait_until(
+        lambda: world.registry.get(a) not in (None, crashed) and world.registry[a].is_alive()
+    ), "the supervisor did not restart the actor"
+    # The new actor starts from what is stored and reconnects its saved session.
+    assert wait_until(lambda: world.state(a)["status"] == "connected")
+    names = world.names(a)
+    assert "MessageStatusChanged" not in names
+    assert names[stored:] == ["ConnectionRequested", "ConnectionOpened"]
+
+    outcome = world.proxy(a).send_text(jid(B_PHONE), "still here", None).get(timeout=WAIT)
+    world.settled(b)
+    assert outcome.value in [
+        e.message_id for e in world.events(b) if type(e).__name__ == "MessageReceived"
+    ]
+
+
+def test_a_restart_that_fails_to_start_is_tried_again(world: World) -> None:
+    a = world.create("A")
+    world.pair(a, A_PHONE)
+    crashed = world.registry[a]
+
+    # The store fails the report, the reload after it, and the restarted actor's first load.
+    world.committer.fail_next()
+    world.load.fail_next(2)
+    crashed.tell(Receipt("SB-LOST", "read", jid(B_PHONE)))
+
+    assert wait_until(
+        lambda: world.registry.get(a) not in (None, crashed)
+        and world.registry[a].is_alive()
+        and world.state(a)["status"] == "connected"
+    ), "the instance was not restarted after a failed start"
+
+
+def test_an_instance_that_fails_to_start_is_restarted(world: World) -> None:
+    world.load.fail_next()
+    a = world.create("A")
+    assert wait_until(
+        lambda: world.registry[a].is_alive() and world.state(a)["hasQr"]
+    ), "the instance was not restarted after a failed start"
+    assert world.names(a) == ["Created", "ConnectionRequested", "QrReceived"]
+
+
+def test_a_failed_command_reloads_the_aggregate_without_crashing(world: World) -> None:
+    a = world.create("A")
+    world.pair(a, A_PHONE)
+    ref = world.registry[a]
+    world.committer.fail_next()
+    with pytest.raises(OSError, match="injected"):
+        world.proxy(a).send_text(jid("15559999999"), "lost", "k-lost").get(timeout=WAIT)
+    # A command's error goes to its caller; the actor lives on and forgot the unsaved send.
+    assert ref.is_alive() and world.registry[a] is ref
+    retry = world.proxy(a).send_text(jid("15559999999"), "lost", "k-lost").get(timeout=WAIT)
+    assert retry.position > 0
+    sent = [e for e in world.events(a) if type(e).__name__ == "MessageSent"]
+    assert [e.message_id for e in sent] == [retry.value]
+
+
+def test_a_deleted_instance_stops_its_actor(world: World) -> None:
+    a = world.create("A")
+    world.pair(a, A_PHONE)
+    ref = world.registry[a]
+    world.proxy(a).delete().get(timeout=WAIT)
+    assert wait_until(lambda: not ref.is_alive())
+    assert world.names(a)[-1] == "Deleted"
+    assert world.network.find(A_PHONE) is None
+    assert not (world.root / "instances" / str(a)).exists()
+
+
+# -- the asyncio bridge -------------------------------------------------------------------
+
+
+class Echo(BridgedActor):
+    def value(self, x: Any) -> Any:
+        return x
+
+    def fail(self, message: str) -> None:
+        raise ValueError(message)
+
+    def slow(self, seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+
+@pytest.fixture()
+def echo() -> Iterator[Any]:
+    ref = Echo.start()
+    try:
+        yield ref.proxy()
+    finally:
+        pykka.ActorRegistry.stop_all(block=True, timeout=10)
+
+
+def test_ask_returns_the_value(echo: Any) -> None:
+    assert asyncio.run(ask(echo.value({"n": 1}), timeout=2)) == {"n": 1}
+
+
+def test_ask_raises_what_the_actor_raised(echo: Any) -> None:
+    with pytest.raises(ValueError, match="bad input"):
+        asyncio.run(ask(echo.fail("bad input"), timeout=2))
+    assert asyncio.run(ask(echo.value(2), timeout=2)) == 2
+
+
+def test_ask_times_out_on_a_slow_actor(echo: Any) -> None:
+    async def scenario() -> float:
+        started = time.monotonic()
+        with pytest.raises(ActorTimeout):
+            await ask(echo.slow(0.5), timeout=0.1)
+        waited = time.monotonic() - started
+        # The late answer is dropped; the actor then answers the next question.
+        assert await ask(echo.value("next"), timeout=2) == "next"
+        return waited
+
+    assert asyncio.run(scenario()) < 0.4
+
+
+def test_the_event_loop_keeps_running_while_an_actor_works(echo: Any) -> None:
+    async def scenario() -> tuple[float, int, float]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        started = time.monotonic()
+        value = await ask(echo.slow(0.3), timeout=2)
+        elapsed = time.monotonic() - started
+        task.cancel()
+        return value, ticks, elapsed
+
+    value, ticks, elapsed = asyncio.run(scenario())
+    assert value == 0.3
+    assert elapsed >= 0.3
+    assert ticks >= 10, f"the loop was blocked: only {ticks} ticks in {elapsed:.2f} s"
+
+
+def test_an_answer_after_the_loop_closed_does_not_kill_the_actor(echo: Any) -> None:
+    async def give_up() -> None:
+        with pytest.raises(ActorTimeout):
+            await ask(echo.slow(0.2), timeout=0.05)
+
+    asyncio.run(give_up())  # the loop is closed before the actor answers
+    assert echo.value("alive").get(timeout=2) == "alive"
+    assert asyncio.run(ask(echo.value("again"), timeout=2)) == "again"
+
+
+def test_ask_needs_a_bridged_actor() -> None:
+    class Plain(pykka.ThreadingActor):
+        def value(self) -> int:
+            return 1
+
+    ref = Plain.start()
+    try:
+        future = ref.proxy().value()
+        with pytest.raises(TypeError):
+            asyncio.run(ask(future, timeout=1))
+        assert future.get(timeout=2) == 1
+    finally:
+        ref.stop()
+
+
+def test_ask_reaches_an_instance_actor(world: World) -> None:
+    a = world.create("A")
+
+    async def scenario() -> dict[str, Any]:
+        proxy = world.proxy(a)
+        with pytest.raises(InstanceNotConnected):
+            await ask(proxy.send_text(jid(B_PHONE), "x", None), timeout=2)
+        return await ask(proxy.state(), timeout=2)
+
+    assert asyncio.run(scenario())["status"] == "connecting"

@@ -1,0 +1,461 @@
+"""Live projections into a read-model file: rows out, waiting, restart and crash safety."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlite_utils
+from eventsourcing.persistence import IntegrityError, Tracking
+
+from app.eventstore import EventStore, sqlite_env
+from domain.instance import Instance
+from domain.user import User
+from projections.base import ReadModelProjection
+from projections.directory import Directory
+from projections.runner import LiveProjections
+from projections.store import ReadModelStore
+
+WAIT = 5.0
+
+
+def new_user(email: str = "alice@example.com") -> User:
+    return User(
+        email=email, password_hash="pw", first_name="Alice", last_name="Liddell",
+        role="user", api_key_hash=f"key-of-{email}", api_key_sealed="sealed",
+    )
+
+
+def new_instance(user: User, name: str = "Shop") -> Instance:
+    return Instance(
+        user_id=str(user.id), name=name, description="desc", engine="sandbox",
+        webhook={"url": "http://hooks.test/x", "secret": "s3cret"},
+        engine_settings={"accessToken": "tok", "phoneNumberId": "123"},
+    )
+
+
+def rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """Rows read through a connection of the test's own (what another reader would see)."""
+    db = sqlite3.connect(path)
+    db.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in db.execute(sql, params).fetchall()]
+    finally:
+        db.close()
+
+
+def count(path: Path, table: str) -> int:
+    return rows(path, f"SELECT COUNT(*) AS n FROM {table}")[0]["n"]
+
+
+def tracked(path: Path, name: str) -> int:
+    found = rows(path, "SELECT position FROM tracking WHERE name=?", (name,))
+    return found[0]["position"] if found else 0
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Iterator[EventStore]:
+    store = EventStore(env=sqlite_env(str(tmp_path / "es.db")))
+    yield store
+    store.close()
+
+
+@pytest.fixture()
+def read_path(tmp_path: Path) -> Path:
+    return tmp_path / "read.db"
+
+
+@pytest.fixture()
+def running() -> Iterator[list[tuple[LiveProjections, ReadModelStore]]]:
+    """Every LiveProjections a test starts is stopped at its end."""
+    started: list[tuple[LiveProjections, ReadModelStore]] = []
+    yield started
+    for live, read in started:
+        live.stop()
+        read.close()
+
+
+def start(
+    store: EventStore, read_path: Path, running: list[Any],
+    make: Callable[[ReadModelStore], list[ReadModelProjection]] = lambda r: [Directory(r)],
+    name: str = "read-models",
+) -> LiveProjections:
+    read = ReadModelStore(read_path)
+    live = LiveProjections(store, make(read), name)
+    running.append((live, read))
+    live.start()
+    return live
+
+
+def save(store: EventStore, live: LiveProjections, *aggregates: Any) -> int:
+    position = store.save(*aggregates)[-1].notification.id
+    assert live.wait(position, timeout=WAIT)
+    return position
+
+
+# -- events in, rows out ---------------------------------------------------------------
+
+
+def test_users_and_instances_become_rows(
+    store: EventStore, read_path: Path, running: list[Any]
+) -> None:
+    live = start(store, read_path, running)
+    user = new_user()
+    instance = new_instance(user)
+    save(store, live, user, instance)
+
+    [user_row] = rows(read_path, "SELECT * FROM users")
+    assert user_row["id"] == str(user.id)
+    assert (user_row["email"], user_row["role"], user_row["active"]) == (
+        "alice@example.com", "user", 1,
+    )
+    assert user_row["api_key_hash"] == "key-of-alice@example.com"
+    assert user_row["created_at"].endswith("Z")
+
+    def instance_row() -> dict[str, Any]:
+        [row] = rows(read_path, "SELECT * FROM instances WHERE id=?", (str(instance.id),))
+        return row
+
+    row = instance_row()
+    assert (row["user_id"], row["name"], row["engine"]) == (str(user.id), "Shop", "sandbox")
+    assert (row["status"], row["has_qr"], row["phone"], row["deleted"]) == (
+        "connecting", 0, None, 0,
+    )
+    # Secrets stay out of the read models.
+    assert json.loads(row["webhook"]) == {"url": "http://hooks.test/x", "hasSecret": True}
+    assert json.loads(row["engine_settings"]) == {"phoneNumberId": "123"}
+
+    instance.receive_qr("qr-1")
+    save(store, live, instance)
+    assert (instance_row()["status"], instance_row()["has_qr"]) == ("connecting", 1)
+
+    instance.open_connection("15550001111", "Shop")
+    save(store, live, instance)
+    row = instance_row()
+    assert (row["status"], row["has_qr"], row["phone"]) == ("connected", 0, "15550001111")
+
+    instance.close_connection("lost", will_reconnect=True)
+    save(store, live, instance)
+    assert instance_row()["status"] == "connecting"
+
+    instance.receive_qr("qr-2")
+    instance.close_connection("gone", will_reconnect=False)
+    save(store, live, instance)
+    assert (instance_row()["status"], instance_row()["has_qr"]) == ("disconnected", 0)
+
+    instance.log_out("logout")
+    save(store, live, instance)
+    assert (instance_row()["status"], instance_row()["phone"]) == ("logged_out", None)
+
+    instance.update({"name": "Shop 2", "webhook": {"secret": ""}})
+    user.change_role("admin")
+    user.deactivate()
+    save(store, live, instance, user)
+    row = instance_row()
+    assert row["name"] == "Shop 2"
+    assert json.loads(row["webhook"]) == {"url": "http://hooks.test/x", "hasSecret": False}
+    [user_row] = rows(read_path, "SELECT * FROM users")
+    assert (user_row["role"], user_row["active"]) == ("admin", 0)
+
+    instance.delete()
+    save(store, live, instance)
+    row = instance_row()
+    assert (row["status"], row["deleted"], row["has_qr"]) == ("deleted", 1, 0)
+    assert live.error is None
+
+
+def test_contacts_come_from_messages_and_keep_push_names(
+    store: EventStore, read_path: Path, running: list[Any]
+) -> None:
+    live = start(store, read_path, running)
+    user = new_user()
+    instance = new_instance(user)
+    instance.open_connection("15550001111", "Shop")
+    bob = "15550002222@s.whatsapp.net"
+    carol = "15550003333@s.whatsapp.net"
+    group = "120363000000000001@g.us"
+
+    instance.record_received(
+        message_id="IN1", sender=bob, push_name="Bob", message_type="text", body="hi",
+        media=None, received_at=1,
+    )
+    # Sending to Bob later must not forget his name.
+    instance.record_sent(
+        message_id="OUT1", to=bob, message_type="text", body="hello", media=None, sent_at=2,
+        idempotency_key=None,
+    )
+    instance.record_sent(
+        message_id="OUT2", to=carol, message_type="text", body="hello", media=None, sent_at=3,
+        idempotency_key=None,
+    )
+    instance.record_sent(
+        message_id="OUT3", to=group, message_type="text", body="hello all", media=None,
+        sent_at=4, idempotency_key=None,
+    )
+    save(store, live, user, instance)
+
+    def contacts() -> dict[str, dict[str, Any]]:
+        found = rows(read_path, "SELECT * FROM contacts WHERE instance_id=?", (str(instance.id),))
+        return {r["jid"]: r for r in found}
+
+    found = contacts()
+    assert set(found) == {bob, carol, group}
+    assert (found[bob]["name"], found[bob]["number"], found[bob]["is_group"]) == (
+        "Bob", "15550002222", 0,
+    )
+    assert found[carol]["name"] is None
+    assert found[group]["is_group"] == 1
+
+    # A newer name replaces the old one; a message without a name keeps it.
+    instance.record_received(
+        message_id="IN2", sender=bob, push_name="Robert", message_type="text", body="hi",
+        media=None, received_at=5,
+    )
+    instance.record_received(
+        message_id="IN3", sender=carol, push_name=None, message_type="text", body="hi",
+        media=None, received_at=6,
+    )
+    instance.sync_contacts([{"jid": carol, "name": "Carol"}, {"jid": "15550004444@s.whatsapp.net"}])
+    save(store, live, instance)
+    found = contacts()
+    assert found[bob]["name"] == "Robert"
+    assert found[carol]["name"] == "Carol"
+    assert found["15550004444@s.whatsapp.net"]["name"] is None
+    assert len(found) == 4
+
+
+def test_wait_returns_once_the_position_is_reached(
+    store: EventStore, read_path: Path, running: list[Any]
+) -> None:
+    live = start(store, read_path, running)
+    user = new_user()
+    position = store.save(user)[-1].notification.id
+    assert live.wait(position, timeout=WAIT) is True
+    # The rows are there as soon as wait() says so.
+    assert count(read_path, "users") == 1
+    assert tracked(read_path, "read-models") == position
+    assert live.position == position
+    # A position nobody has written yet: wait() gives up after its timeout.
+    started = time.monotonic()
+    assert live.wait(position + 1, timeout=0.2) is False
+    assert 0.15 < time.monotonic() - started < 2.0
+
+
+def test_wait_async_returns_once_the_position_is_reached(
+    store: EventStore, read_path: Path, running: list[Any]
+) -> None:
+    import asyncio
+
+    live = start(store, read_path, running)
+
+    async def scenario() -> tuple[bool, bool, int]:
+        head = store.save(new_user())[-1].notification.id
+        waiting = asyncio.ensure_future(live.wait_async(head + 1, timeout=WAIT))
+        await asyncio.sleep(0)  # registered before the event exists
+        later = await asyncio.to_thread(store.save, new_user("bob@example.com"))
+        reached = await waiting
+        too_far = await live.wait_async(later[-1].notification.id + 1, timeout=0.1)
+        return reached, too_far, count(read_path, "users")
+
+    reached, too_far, users = asyncio.run(scenario())
+    assert reached is True and too_far is False
+    assert users == 2
+
+
+def test_restart_resumes_from_the_tracking_position(
+    store: EventStore, read_path: Path, running: list[Any]
+) -> None:
+    live = start(store, read_path, running)
+    user = new_user()
+    instance = new_instance(user)
+    instance.receive_qr("qr")
+    instance.record_received(
+        message_id="IN1", sender="15550002222@s.whatsapp.net", push_name="Bob",
+        message_type="text", body="hi", media=None, received_at=1,
+    )
+    head = save(store, live, user, instance)
+    before = {t: count(read_path, t) for t in ("users", "instances", "contacts")}
+    assert before == {"users": 1, "instances": 1, "contacts": 1}
+    live.stop()
+    running.clear()
+
+    again = start(store, read_path, running)
+    assert again.position == head  # resumes where the last one stopped
+    assert again.wait(head, timeout=WAIT)
+    # Nothing was applied twice (an insert of an existing row would have failed it).
+    instance.open_connection("15550001111", None)
+    save(store, again, instance)
+    assert again.error is None
+    assert {t: count(read_path, t) for t in before} == before
+    assert rows(read_path, "SELECT status FROM instances")[0]["status"] == "connected"
+    assert tracked(read_path, "read-models") == store.recorder.max_notification_id()
+
+
+def test_a_projection_starting_late_catches_up_from_the_beginning(
+    store: EventStore, read_path: Path, running: list[Any]
+) -> None:
+    users = [new_user(f"u{i}@example.com") for i in range(30)]
+    store.save(*users)
+    live = start(store, read_path, running)
+    head = store.recorder.max_notification_id()
+    assert live.wait(head, timeout=WAIT)
+    assert count(read_path, "users") == 30
+    assert tracked(read_path, "read-models") == head
+
+
+# -- crash safety ------------------------------------------------------------------------
+
+
+class Ledger(ReadModelProjection):
+    """Writes a row per event; raises on the event `explode_on` names (id, version)."""
+
+    name = "ledger"
+
+    def __init__(self, view: ReadModelStore, explode_on: tuple[Any, int] | None = None) -> None:
+        super().__init__(view)
+        self.explode_on = explode_on
+
+    def create_tables(self, db: sqlite_utils.Database) -> None:
+        db["ledger"].create({"id": str, "topic": str}, pk="id", if_not_exists=True)
+
+    def apply(self, event: Any, db: sqlite_utils.Database) -> None:
+        if (event.originator_id, event.originator_version) == self.explode_on:
+            raise RuntimeError("boom")
+        db["ledger"].insert(
+            {"id": f"{event.originator_id}-{event.originator_version}",
+             "topic": type(event).__qualname__}
+        )
+
+
+def test_a_failing_batch_leaves_no_rows_and_no_position(
+    store: EventStore, read_path: Path, running: list[Any]
+) -> None:
+    # Everything is stored first, so that the whole history arrives as one batch.
+    user = new_user()
+    instance = new_instance(user)
+    instance.receive_qr("qr")
+    instance.open_connection("15550001111", "Shop")
+    instance.record_received(
+        message_id="IN1", sender="15550002222@s.whatsapp.net", push_name="Bob",
+        message_type="text", body="hi", media=None, received_at=1,
+    )
+    instance.close_connection("lost", will_reconnect=False)
+    store.save(user, instance)
+    head = store.recorder.max_notification_id()
+    assert head == 6
+
+    read = ReadModelStore(read_path)
+    # The MessageReceived, in the middle of the history, fails; Directory comes first, so
+    # that the failing event has already written its contact row when Ledger raises.
+    live = LiveProjections(
+        store, [Directory(read), Ledger(read, explode_on=(instance.id, 4))], "read-models"
+    )
+    running.append((live, read))
+    live._reader.start()
+    assert wait_until(lambda: live._inbox.qsize() == head), "the batch did not queue up"
+    live._writer.start()
+    assert wait_until(lambda: live.error is not None)
+
+    assert isinstance(live.error, RuntimeError)
+    assert live.position == 0
+    assert live.wait(1, timeout=0.1) is False
+    assert tracked(read_path, "read-models") == 0
+    for table in ("users", "instances", "contacts", "ledger"):
+        assert count(read_path, table) == 0, f"partial rows left in {table}"
+    live.stop()
+    running.clear()
+
+    # Fixed, the projection starts over from where the last good batch left it.
+    fixed = start(store, read_path, running, lambda r: [Directory(r), Ledger(r)])
+    assert fixed.position == 0
+    assert fixed.wait(head, timeout=WAIT)
+    assert fixed.error is None
+    assert tracked(read_path, "read-models") == store.recorder.max_notification_id() == head
+    assert count(read_path, "ledger") == head
+    assert count(read_path, "users") == 1 and count(read_path, "contacts") == 1
+    assert rows(read_path, "SELECT status FROM instances")[0]["status"] == "disconnected"
+
+
+def test_a_failure_after_good_batches_keeps_their_rows(
+    store: EventStore, read_path: Path, running: list[Any]
+) -> None:
+    user = new_user()
+    instance = new_instance(user)
+    live = start(
+        store, read_path, running,
+        lambda r: [Directory(r), Ledger(r, explode_on=(instance.id, 2))], name="crashy",
+    )
+    good = save(store, live, user, instance)
+
+    instance.receive_qr("qr")
+    bad = store.save(instance)[-1].notification.id
+    assert wait_until(lambda: live.error is not None)
+    assert live.wait(bad, timeout=0.1) is False
+    assert tracked(read_path, "crashy") == good
+    assert count(read_path, "ledger") == 2
+    assert rows(read_path, "SELECT has_qr FROM instances")[0]["has_qr"] == 0
+
+
+# -- tracking ---------------------------------------------------------------------------
+
+
+def test_track_refuses_a_repeated_or_older_position(read_path: Path) -> None:
+    read = ReadModelStore(read_path)
+    try:
+        with read.transaction() as db:
+            read.track(db, "p", 5)
+        assert read.position("p") == 5
+
+        for position in (5, 4):
+            with pytest.raises(IntegrityError), read.transaction() as db:
+                db.execute("CREATE TABLE IF NOT EXISTS side (x INTEGER)")
+                db.execute("INSERT INTO side VALUES (?)", [position])
+                read.track(db, "p", position)
+        # The refused transactions left nothing behind.
+        assert "side" not in read.db.table_names()
+        assert read.position("p") == 5
+
+        with read.transaction() as db:
+            read.track(db, "p", 9)  # gaps are fine: positions are rowids
+            read.track(db, "q", 1)  # names are independent
+        assert (read.position("p"), read.position("q"), read.position("other")) == (9, 1, 0)
+    finally:
+        read.close()
+
+
+def test_process_event_applies_one_event_with_its_position(read_path: Path) -> None:
+    read = ReadModelStore(read_path)
+    try:
+        directory = Directory(read)
+        with read.transaction() as db:
+            directory.create_tables(db)
+        user = new_user()
+        [event] = user.collect_events()
+        directory.process_event(event, Tracking("WhatsApp", 7))
+        assert read.position("directory") == 7
+        assert count(read_path, "users") == 1
+        # An event Directory ignores still moves the position, and only forwards.
+        instance = new_instance(user)
+        instance.record_status("M1", "read", "x@s.whatsapp.net", True)
+        status = instance.collect_events()[-1]
+        with pytest.raises(IntegrityError):
+            directory.process_event(status, Tracking("WhatsApp", 7))
+        directory.process_event(status, Tracking("WhatsApp", 8))
+        assert read.position("directory") == 8
+        assert count(read_path, "users") == 1
+    finally:
+        read.close()
