@@ -1,0 +1,48 @@
+"""No Docker engine runs here: lint the Dockerfile with hadolint and check what matters."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+DOCKER = Path(__file__).parent.parent / "docker"
+
+
+def test_hadolint_passes() -> None:
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    if hadolint is None:
+        pytest.skip("hadolint is not installed for this platform")
+    result = subprocess.run([hadolint, str(DOCKER / "Dockerfile")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_runs_as_a_non_root_user_with_a_health_check() -> None:
+    text = (DOCKER / "Dockerfile").read_text()
+    users = re.findall(r"^USER\s+(\S+)", text, re.M)
+    assert users and users[-1] not in ("root", "0")
+    assert re.search(r"^HEALTHCHECK .*\n?.*/health", text, re.M)
+    assert 'CMD ["whatsapp-api", "serve"]' in text
+    for volume in ("data", "uploads", "instances", "logs"):
+        assert f"/usr/src/app/{volume}" in text
+
+
+def test_compose_has_mongodb_as_a_replica_set_the_volumes_and_restarts() -> None:
+    compose = yaml.safe_load((DOCKER / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"mongodb", "whatsapp-api"}
+    assert all(s["restart"] == "unless-stopped" for s in services.values())
+    assert "--replSet" in " ".join(services["mongodb"]["entrypoint"])
+    assert "MONGO_INITDB_ROOT_PASSWORD" in services["mongodb"]["environment"]
+    mounts = {v.split(":")[1] for v in services["whatsapp-api"]["volumes"]}
+    assert mounts == {f"/usr/src/app/{v}" for v in ("instances", "uploads", "logs", "data")}
+    assert "replicaSet=rs0" in services["whatsapp-api"]["environment"]["DATABASE_URL"]
+
+
+def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
+    ignored = (DOCKER.parent / ".dockerignore").read_text().split()
+    for entry in (".venv", "data", "uploads", "instances", "logs", "tests"):
+        assert entry in ignored
