@@ -113,7 +113,7 @@ class Authenticator:
         """The caller of a request, from a Bearer JWT or an x-api-key; 401 otherwise."""
         api_key = request.headers.get("x-api-key")
         authorization = request.headers.get("authorization", "")
-        if api_key:
+        if api_key is not None:  # an API key that is sent must be valid, even beside a token
             row = self._users.db.execute(
                 "SELECT id, email, role, active FROM users WHERE api_key_hash=?",
                 [api_key_hash(api_key)],

@@ -38,6 +38,7 @@ class Doc:
     admin: bool = False
     ok: int = 200
     content: str = "application/json"
+    errors: tuple[int, ...] = ()  # statuses this route can answer beyond the common ones
 
 
 def doc(summary: str, tag: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -116,9 +117,9 @@ def _operation(route: Route, method: str, d: Doc, refs: dict[type, Any]) -> dict
 def _responses(d: Doc) -> dict[str, Any]:
     ok_content = {d.content: {"schema": {"type": "object"} if d.content == "application/json" else {"type": "string"}}}
     answers: dict[str, Any] = {str(d.ok): {"description": STATUS_TEXT[d.ok], "content": ok_content}}
-    errors = [400, 404, 409, 413, 503]
+    errors = {400, 404, 409, 413, 503, *d.errors}
     if d.auth:
-        errors += [401, 403]
+        errors |= {401, 403}
     for status in sorted(errors):
         answers[str(status)] = {
             "description": STATUS_TEXT[status],

@@ -16,7 +16,7 @@ from app.schemas import ChangePassword, Login, parse
 from domain.user import User, user_id_for
 
 
-@doc("Sign in with e-mail and password", "auth", body=Login, auth=False)
+@doc("Sign in with e-mail and password", "auth", body=Login, auth=False, errors=(401, 429))
 async def login(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     body = await parse(request, Login)

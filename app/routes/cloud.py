@@ -28,7 +28,7 @@ def _cloud_instance(ctx: Context, request: Request) -> UUID:
     return instance_id
 
 
-@doc("Meta webhook subscription check", "cloud", auth=False, content="text/plain", query={"hub.mode": "subscribe", "hub.verify_token": "token", "hub.challenge": "echoed"})
+@doc("Meta webhook subscription check", "cloud", auth=False, content="text/plain", errors=(403,), query={"hub.mode": "subscribe", "hub.verify_token": "token", "hub.challenge": "echoed"})
 async def verify(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = _cloud_instance(ctx, request)
@@ -40,7 +40,7 @@ async def verify(request: Request) -> Response:
     return PlainTextResponse(params.get("hub.challenge", ""))
 
 
-@doc("Meta webhook delivery (signed)", "cloud", auth=False)
+@doc("Meta webhook delivery (signed)", "cloud", auth=False, errors=(403,))
 async def receive(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = _cloud_instance(ctx, request)

@@ -43,7 +43,7 @@ def check_engine(ctx: Context, engine: str) -> None:
         )
 
 
-@doc("Create an instance; it starts connecting at once", "instances", body=InstanceCreate, ok=201)
+@doc("Create an instance; it starts connecting at once", "instances", body=InstanceCreate, ok=201, errors=(429,))
 async def create_instance(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)

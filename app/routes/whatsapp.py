@@ -36,7 +36,7 @@ async def status(request: Request) -> JSONResponse:
     return JSONResponse({"ready": state["ready"], "status": state["status"], "hasQr": state["hasQr"]})
 
 
-@doc("Send a text message", "whatsapp", body=SendText)
+@doc("Send a text message", "whatsapp", body=SendText, errors=(429, 502))
 async def send(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
@@ -54,7 +54,7 @@ async def _send_text(
     return JSONResponse({"id": message_id})
 
 
-@doc("Send media fetched from a URL", "whatsapp", body=SendMedia)
+@doc("Send media fetched from a URL", "whatsapp", body=SendMedia, errors=(429, 502))
 async def send_media(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
@@ -71,7 +71,7 @@ async def send_media(request: Request) -> JSONResponse:
     return JSONResponse({"id": message_id})
 
 
-@doc("Send an uploaded file", "whatsapp", form={"phone": "string", "caption": "string", "file": "binary"})
+@doc("Send an uploaded file", "whatsapp", form={"phone": "string", "caption": "string", "file": "binary"}, errors=(429, 502))
 async def send_file(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
@@ -127,7 +127,7 @@ async def logout(request: Request) -> JSONResponse:
     return JSONResponse({"success": True})
 
 
-@doc("Send text with query or form fields", "whatsapp", query={"phone": "recipient", "message": "text"})
+@doc("Send text with query or form fields", "whatsapp", query={"phone": "recipient", "message": "text"}, errors=(429, 502))
 async def simple_send(request: Request) -> JSONResponse:
     """Send with query or form fields, for low-code tools that cannot send JSON."""
     ctx: Context = request.app.state.ctx
