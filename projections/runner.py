@@ -58,9 +58,12 @@ class LiveProjections:
     # -- waiting ------------------------------------------------------------------
 
     def wait(self, position: int, timeout: float = 5.0) -> bool:
-        """Block until the read models reflect `position`; False on timeout."""
+        """Block until the read models reflect `position`; False on timeout or failure."""
         with self._cond:
-            return self._cond.wait_for(lambda: self.position >= position, timeout=timeout)
+            self._cond.wait_for(
+                lambda: self.position >= position or self.error is not None, timeout=timeout
+            )
+            return self.position >= position
 
     async def wait_async(self, position: int, timeout: float = 5.0) -> bool:
         """Await until the read models reflect `position`; False on timeout."""
@@ -124,7 +127,9 @@ class LiveProjections:
                         self.store.track(db, self.name, fresh[-1].id)
             except BaseException as error:
                 log.exception("projection %s failed at position %s", self.name, batch[0].id)
-                self.error = error
+                with self._cond:
+                    self.error = error
+                    self._cond.notify_all()
                 return
             self._advance(max(batch[-1].id, done))
 

@@ -108,7 +108,7 @@ def test_event_history_hides_secrets(admin: Api) -> None:
     events = admin.http.get("/api/events", params={"limit": 1000}).json()["events"]
     text = json.dumps(events)
     assert "hush-hush" not in text and "argon2" not in text
-    created = [e for e in events if e["aggregateId"] == instance["id"]][0]
+    created = next(e for e in events if e["aggregateId"] == instance["id"])
     assert created["data"]["webhook"]["secret"] == "[redacted]"
 
 
