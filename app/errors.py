@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, PersistenceError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -89,6 +90,16 @@ async def _conflict(request: Request, exc: Exception) -> Response:
     return error_response(409, "conflict", "Someone changed this at the same time; try again")
 
 
+async def _storage(request: Request, exc: Exception) -> Response:
+    log.error("%s %s: storage failure: %s", request.method, request.url.path, exc)
+    return error_response(
+        503, "storage_unavailable",
+        "The server cannot write its data right now (disk full or read-only?); "
+        "nothing was recorded, try again later",
+        headers={"Retry-After": "5"},
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("%s %s failed", request.method, request.url.path)
     return error_response(500, "internal_error", "Something went wrong on the server")
@@ -104,5 +115,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     EngineError: _engine,
     ActorTimeout: _timeout,
     IntegrityError: _conflict,
+    PersistenceError: _storage,
+    sqlite3.OperationalError: _storage,
     Exception: _unexpected,
 }

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import tempfile
 from collections.abc import AsyncIterator
 from importlib.metadata import version
 from typing import Any
@@ -101,8 +102,16 @@ def create_app(settings: Settings) -> Starlette:
 
 def start(settings: Settings) -> Context:
     """Open the stores, catch the read models up, seed the admin, start every instance."""
-    for directory in (settings.data_dir, settings.uploads_dir, settings.instances_dir):
-        directory.mkdir(parents=True, exist_ok=True)
+    for name, directory in (("data", settings.data_dir), ("uploads", settings.uploads_dir),
+                            ("instances", settings.instances_dir)):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=directory):
+                pass
+        except OSError as error:
+            message = f"cannot use the {name} directory {directory.resolve()}: {error.strerror or error}"
+            log.error("%s (check its permissions and free space; `whatsapp-api doctor` helps)", message)
+            raise StartupError(message) from None
     store = EventStore(env=sqlite_env(str(settings.sqlite_path)))
     committer = GroupCommitter(store)
     read_models = ReadModelStore(settings.read_models_path)
@@ -119,6 +128,10 @@ def start(settings: Settings) -> Context:
         read_models.close()
         store.close()
         raise
+
+
+class StartupError(RuntimeError):
+    """The server cannot start; the message says why in one line."""
 
 
 def _start_serving(

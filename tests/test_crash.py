@@ -1,0 +1,128 @@
+"""Crash and fault drills: kill -9 under load, a full disk, a read-only data directory."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server import Api, Server, wait_until
+
+
+def stored_message_ids(root: Path) -> str:
+    db = sqlite3.connect(root / "data" / "whatsapp-api.db")
+    try:
+        return b"".join(r[0] for r in db.execute("SELECT state FROM stored_events WHERE topic LIKE '%MessageSent'")).decode(errors="replace")
+    finally:
+        db.close()
+
+
+def load(server: Server, token: str, instance: str, acknowledged: list[str], stop: threading.Event) -> None:
+    with httpx.Client(base_url=server.url, headers={"Authorization": token}, timeout=10) as client:
+        while not stop.is_set():
+            try:
+                answer = client.post(f"/api/whatsapp/{instance}/send", json={"phone": "15550007002", "message": "m"})
+            except httpx.HTTPError:
+                return
+            if answer.status_code == 200:
+                acknowledged.append(answer.json()["id"])
+
+
+def test_kill_9_under_load_loses_no_acknowledged_send(fresh_server: Server) -> None:
+    api = Api.login(fresh_server)
+    a = api.create_instance("Loaded")["id"]
+    b = api.create_instance("Peer")["id"]
+    api.pair(a, "15550007001")
+    api.pair(b, "15550007002")
+    acknowledged: list[str] = []
+    stop = threading.Event()
+    workers = [threading.Thread(target=load, args=(fresh_server, api.http.headers["Authorization"], a, acknowledged, stop))
+               for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    time.sleep(1.5)
+    fresh_server.kill()
+    stop.set()
+    for worker in workers:
+        worker.join(timeout=10)
+    assert len(acknowledged) > 10
+
+    # Every acknowledged send is in the event store...
+    stored = stored_message_ids(fresh_server.root)
+    assert all(message_id in stored for message_id in acknowledged)
+    # ...and, after a restart, in the read models; the instances come back connected.
+    fresh_server.start()
+    api = Api.login(fresh_server)
+    wait_until(lambda: api.status(a)["ready"] and api.status(b)["ready"], timeout=15)
+    history = api.http.get(f"/api/instances/{a}/chats/15550007002/messages", params={"limit": 1000}).json()
+    shown = {m["messageId"] for m in history["messages"]}
+    assert set(acknowledged) <= shown
+    assert api.send(a, "15550007002", "after the crash").status_code == 200
+
+
+@pytest.fixture()
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB filesystem for the data directory (root only)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_gives_clear_errors_and_no_damage(tmp_path: Path, tiny_disk: Path) -> None:
+    server = Server(tmp_path, SQLITE_DATABASE_URL=f"file:{tiny_disk / 'whatsapp-api.db'}")
+    server.start()
+    try:
+        api = Api.login(server)
+        a = api.create_instance("Full")["id"]
+        api.pair(a, "15550007101")
+        sent = [api.send(a, "15550007102", f"before {i}").json()["id"] for i in range(5)]
+        filler = tiny_disk / "filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)
+        answers = [api.send(a, "15550007102", "x" * 2000) for _ in range(30)]
+        failed = [r for r in answers if r.status_code != 200]
+        assert failed, "the disk never filled up"
+        for answer in failed:
+            assert answer.status_code == 503 and answer.json()["code"] in ("storage_unavailable", "actor_timeout")
+            assert "Traceback" not in answer.text
+        assert server.client().get("/health").status_code in (200, 503)
+        sent += [r.json()["id"] for r in answers if r.status_code == 200]
+        filler.unlink()
+        # Space again: the server carries on, and nothing acknowledged went missing.
+        wait_until(lambda: api.send(a, "15550007102", "after").status_code == 200, timeout=15)
+    finally:
+        server.stop()
+    db = sqlite3.connect(tiny_disk / "whatsapp-api.db")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+    stored = stored_message_ids_from(tiny_disk / "whatsapp-api.db")
+    assert all(message_id in stored for message_id in sent)
+
+
+def stored_message_ids_from(path: Path) -> str:
+    db = sqlite3.connect(path)
+    try:
+        return b"".join(r[0] for r in db.execute("SELECT state FROM stored_events WHERE topic LIKE '%MessageSent'")).decode(errors="replace")
+    finally:
+        db.close()
+
+
+def test_a_read_only_data_directory_stops_start_up_with_a_clear_line(tmp_path: Path, tiny_disk: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
+    server = Server(tmp_path, SQLITE_DATABASE_URL=f"file:{tiny_disk / 'data' / 'whatsapp-api.db'}")
+    with pytest.raises(RuntimeError):
+        server.start(timeout=15)
+    log = server.log_text()
+    assert "cannot use the data directory" in log and str(tiny_disk) in log
