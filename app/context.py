@@ -22,6 +22,7 @@ from app.auth import Authenticator, Principal, api_key_hash, hash_password, new_
 from app.config import Settings
 from app.errors import ApiError, not_found
 from app.eventstore import EventStore, GroupCommitter
+from app.throttle import LoginThrottle
 from app.usage import ApiCallCounter
 from domain.user import User
 from projections.runner import LiveProjections
@@ -48,6 +49,7 @@ class Context:
     usage: ApiCallCounter
     webhooks: pykka.ActorRef[Any] | None = None
     last_system_metrics: dict[str, Any] | None = None
+    login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     _proxies: dict[UUID, tuple[pykka.ActorRef[Any], Any]] = field(default_factory=dict)
 
     # -- callers and what they may touch --------------------------------------------

@@ -20,15 +20,21 @@ from domain.user import User, user_id_for
 async def login(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     body = await parse(request, Login)
+    account = body.email.strip().lower()
+    address = request.client.host if request.client else "unknown"
+    ctx.login_throttle.check(account, address)
     try:
         user = await asyncio.to_thread(ctx.get_user, user_id_for(body.email))
     except ApiError:
         user = None
     if user is None or not user.active:
         await asyncio.to_thread(verify_password, _DUMMY_HASH, body.password)  # same timing
+        ctx.login_throttle.failed(account, address)
         raise unauthorized("Wrong e-mail or password")
     if not await asyncio.to_thread(verify_password, user.password_hash, body.password):
+        ctx.login_throttle.failed(account, address)
         raise unauthorized("Wrong e-mail or password")
+    ctx.login_throttle.succeeded(account)
     return JSONResponse({
         "token": ctx.auth.issue_token(str(user.id), user.role),
         "user": {
