@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.types import Message
 
 from actors.engines.base import Media
+from actors.webhooks import AddressNotAllowed, check_address
 from app.errors import ApiError
 from app.schemas import too_large
 
@@ -81,12 +82,18 @@ async def keep_upload(upload: UploadFile, uploads_dir: Path, max_size: int) -> M
 
 
 async def download(
-    url: str, filename: str | None, uploads_dir: Path, max_size: int, timeout: float
+    url: str, filename: str | None, uploads_dir: Path, max_size: int, timeout: float,
+    allow_private: bool = True,
 ) -> Media:
-    """Fetch a file by http(s) URL, refusing other schemes, redirects and oversize files."""
+    """Fetch a file by http(s) URL, refusing other schemes, redirects, oversize files and,
+    unless allowed, private addresses (so the server cannot be aimed at its own network)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ApiError(400, "invalid_url", f"Only http(s) URLs can be fetched (got '{url}')")
+    try:
+        await check_address(url, allow_private)
+    except AddressNotAllowed as error:
+        raise ApiError(400, "url_not_allowed", f"Media URL refused: {error}") from None
     name = safe_filename(filename or unquote(parts.path.rsplit("/", 1)[-1]), "media")
     path = _destination(uploads_dir, name)
     size = 0

@@ -65,7 +65,7 @@ async def send_media(request: Request) -> JSONResponse:
     settings = ctx.settings
     file = await media.download(
         body.url, body.filename, settings.uploads_dir, settings.max_file_size,
-        settings.media_download_timeout,
+        settings.media_download_timeout, settings.webhook_allow_private,
     )
     message_id = await ctx.command(ctx.proxy(row["id"]).send_media(to, file, body.caption, key))
     return JSONResponse({"id": message_id})
