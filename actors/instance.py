@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -39,15 +40,32 @@ EngineFactory = Callable[[Instance, Emit], Engine]
 class Committer:
     """What an instance actor needs of the event store (handed down by the app)."""
 
-    def commit(self, events: Any, snapshot: Any = None) -> list[int]: ...
+    def submit(self, events: Any, snapshot: Any = None) -> Future[list[int]]: ...
+
+    def reset(self, originator_id: Any) -> None: ...
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """A command's result with the position of its last stored event (0: none)."""
+    """A command's result, and the commit of its events (None: nothing to store).
+
+    The actor does not wait for the commit (it goes on with its next message); the
+    caller awaits `commit` before answering, so nothing is acknowledged before it
+    is durable.
+    """
 
     value: Any
-    position: int
+    commit: Future[list[int]] | None = None
+
+    @property
+    def position(self) -> int:
+        """The position of the last stored event, once durable (0: nothing stored)."""
+        return self.commit.result(timeout=60)[-1] if self.commit is not None else 0
+
+
+@dataclass(frozen=True)
+class _CommitFailed:
+    error: BaseException
 
 
 class InstanceActor(BridgedActor):
@@ -71,7 +89,7 @@ class InstanceActor(BridgedActor):
         self._on_crash = on_crash
         self.instance: Instance
         self.engine: Engine
-        self._position = 0
+        self._last_commit: Future[list[int]] | None = None
         self._qr_seen_at = 0.0
 
     # -- lifecycle ------------------------------------------------------------------
@@ -110,6 +128,13 @@ class InstanceActor(BridgedActor):
 
     def on_receive(self, message: EngineEvent) -> None:
         """An engine report: record it as a domain event."""
+        if isinstance(message, _CommitFailed):
+            # The aggregate (and maybe the engine) ran ahead of the store. Start again from
+            # what is stored: the supervisor restarts this actor, which reloads the
+            # aggregate and reconnects the engine. The reset goes into the commit queue
+            # after everything this actor queued, so none of that can be stored later.
+            self._committer.reset(self.instance_id)
+            raise RuntimeError(f"events of instance {self.instance_id} were not stored: {message.error}")
         if self.instance.deleted:
             return
         match message:
@@ -162,13 +187,13 @@ class InstanceActor(BridgedActor):
         self.instance.update(changes)
         if "name" in changes and hasattr(self.engine, "push_name"):
             self.engine.push_name = changes["name"]
-        position = self._record()
+        commit = self._record()
         if changes.get("engine_settings"):
             # New credentials or proxy: a new engine, connected afresh.
             self.engine.disconnect()
             self.engine = self._engine_factory(self.instance, self.actor_ref.tell)
-            position = self._connect("settings_changed")
-        return Outcome(None, position)
+            commit = self._connect("settings_changed")
+        return Outcome(None, commit)
 
     def reconnect(self) -> Outcome:
         """Drop the connection, if any, and connect again."""
@@ -192,9 +217,9 @@ class InstanceActor(BridgedActor):
         self.instance.check_not_deleted()
         self.engine.forget()
         self.instance.delete()
-        position = self._record()
+        commit = self._record()
         self.actor_ref.stop(block=False)
-        return Outcome(None, position)
+        return Outcome(None, commit)
 
     def engine_call(self, name: str, *args: Any) -> Any:
         """Call an engine-specific operation (the sandbox's scan, inbound, drop)."""
@@ -244,7 +269,12 @@ class InstanceActor(BridgedActor):
     def position(self) -> int:
         """The position of the last event this actor stored (reports handled before
         this call are included, since the mailbox is processed in order)."""
-        return self._position
+        if self._last_commit is None:
+            return 0
+        try:
+            return self._last_commit.result(timeout=30)[-1]
+        except Exception:
+            return 0
 
     def state(self) -> dict[str, Any]:
         """The live connection state."""
@@ -261,7 +291,7 @@ class InstanceActor(BridgedActor):
     ) -> Outcome:
         earlier = self.instance.sent_for_key(key)
         if earlier is not None:
-            return Outcome(earlier, 0)
+            return Outcome(earlier)
         self.instance.check_connected()
         sent = send()
         self.instance.record_sent(
@@ -270,26 +300,34 @@ class InstanceActor(BridgedActor):
         )
         return Outcome(sent.message_id, self._record())
 
-    def _connect(self, reason: str) -> int:
+    def _connect(self, reason: str) -> Future[list[int]] | None:
         self.instance.request_connection(reason)
-        position = self._record()
+        commit = self._record()
         self.engine.connect()
-        return position
+        return commit
 
-    def _record(self) -> int:
-        """Store pending events durably; return the last position (0 if none)."""
+    def _record(self) -> Future[list[int]] | None:
+        """Queue pending events for the group commit without waiting for it.
+
+        Batches of one aggregate are stored in the order they were queued. If one
+        fails, the committer refuses this aggregate's later ones and the actor is
+        told, and restarts from the store (see GroupCommitter and on_receive).
+        """
         before = self.instance.version - len(self.instance.pending_events)
         events = self.instance.collect_events()
         if not events:
-            return 0
+            return None
         snapshot = None
         if before // self._snapshot_interval != self.instance.version // self._snapshot_interval:
             snapshot = Instance.Snapshot.take(self.instance)
-        try:
-            positions = self._committer.commit(events, snapshot)
-        except Exception:
-            # The aggregate ran ahead of the store: start again from what is stored.
-            self.instance = self._load(self.instance_id)
-            raise
-        self._position = positions[-1]
-        return self._position
+        commit = self._committer.submit(events, snapshot)
+        me = self.actor_ref
+
+        def failed(done: Future[list[int]]) -> None:
+            error = done.exception()
+            if error is not None and me.is_alive():
+                me.tell(_CommitFailed(error))
+
+        commit.add_done_callback(failed)
+        self._last_commit = commit
+        return commit

@@ -200,7 +200,12 @@ class _Deliverer:
             self.log.delivered(status_code=status, **common)
         else:
             self.log.failed(status_code=status, error=error[:500], **common)
-        await asyncio.wrap_future(self.service.committer.submit(self.log.collect_events()))
+        try:
+            await asyncio.wrap_future(self.service.committer.submit(self.log.collect_events()))
+        except Exception:
+            # Reloaded when the deliverer restarts (see _guard); accept its batches again.
+            self.service.committer.reset(self.log.id)
+            raise
 
 
 class WebhookService:

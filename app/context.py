@@ -132,7 +132,9 @@ class Context:
     async def command(self, future: Any) -> Any:
         """Await an actor command, then until the read models show its effect."""
         outcome: Outcome = await self.ask(future)
-        await self.settle(outcome.position)
+        if outcome.commit is not None:
+            positions = await asyncio.wrap_future(outcome.commit)  # durable before we answer
+            await self.settle(positions[-1])
         return outcome.value
 
     async def settle(self, position: int) -> None:

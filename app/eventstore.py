@@ -12,6 +12,7 @@ from typing import Any
 
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import PersistenceError
 
 from domain.instance import Instance
 from domain.user import User
@@ -44,6 +45,15 @@ class _Batch:
     done: Future[list[int]] = field(default_factory=Future)
 
 
+@dataclass
+class _Reset:
+    originator_id: Any
+
+
+class PoisonedAggregate(PersistenceError):
+    """An earlier batch of this aggregate failed; its owner must reload it first."""
+
+
 class GroupCommitter:
     """Saves the events of many callers in one transaction (one fsync).
 
@@ -52,12 +62,19 @@ class GroupCommitter:
     together, which is what lets the send path outrun one-fsync-per-request.
     A batch that fails as a whole is retried caller by caller, so one caller's
     conflict never fails another's events.
+
+    Callers may queue several batches of one aggregate without waiting (actors do, to
+    pipeline commands). If one fails, the aggregate is poisoned: its later batches
+    fail too rather than leave a gap in its versions, until its owner has reloaded it
+    and called `reset()`, which travels through the same queue, so nothing queued
+    before the reload can be written after it.
     """
 
     def __init__(self, store: EventStore, max_batch: int = 512) -> None:
         self._store = store
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Batch | _Reset | None] = queue.SimpleQueue()
+        self._poisoned: set[Any] = set()
         self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._thread.start()
 
@@ -70,7 +87,13 @@ class GroupCommitter:
         """Store `events` (then `snapshot`, if any) durably; return their positions."""
         if not events:
             return []
-        return self.submit(events, snapshot).result(timeout=timeout)
+        try:
+            return self.submit(events, snapshot).result(timeout=timeout)
+        except Exception:
+            # The caller reloads before trying again (users are loaded per command).
+            for originator_id in {e.originator_id for e in events}:
+                self.reset(originator_id)
+            raise
 
     def submit(
         self,
@@ -85,35 +108,53 @@ class GroupCommitter:
             self._queue.put(batch)
         return batch.done
 
+    def reset(self, originator_id: Any) -> None:
+        """The owner reloaded this aggregate: accept its batches again (in queue order)."""
+        self._queue.put(_Reset(originator_id))
+
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batches = [first]
-            closing = False
-            while len(batches) < self._max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
+        closing = False
+        while not closing:
+            item = self._queue.get()
+            batches: list[_Batch] = []
+            while True:
+                if item is None:
                     closing = True
                     break
-                batches.append(more)
+                if isinstance(item, _Reset):
+                    self._save(batches)  # what came before the reset, first
+                    batches = []
+                    self._poisoned.discard(item.originator_id)
+                else:
+                    batches.append(item)
+                if len(batches) >= self._max_batch:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
             self._save(batches)
-            if closing:
-                return
 
     def _save(self, batches: list[_Batch]) -> None:
+        if self._poisoned:
+            healthy = []
+            for batch in batches:
+                if {e.originator_id for e in batch.events} & self._poisoned:
+                    batch.done.set_exception(PoisonedAggregate("an earlier change was not stored"))
+                else:
+                    healthy.append(batch)
+            batches = healthy
+        if not batches:
+            return
         try:
             recordings = self._store.save(*(e for b in batches for e in b.events))
         except Exception as error:
             if len(batches) == 1:
+                self._poisoned.update(e.originator_id for e in batches[0].events)
                 batches[0].done.set_exception(error)
                 return
             for batch in batches:

@@ -6,8 +6,8 @@ USER_SERVER = "s.whatsapp.net"
 GROUP_SERVER = "g.us"
 
 _STRIP = re.compile(r"[+\s\-()]")
-_DIGITS = re.compile(r"\d{8,15}")
-_JID = re.compile(r"(\d{5,32}(-\d{5,16})?)@(s\.whatsapp\.net|g\.us|lid)")
+_DIGITS = re.compile(r"\d{8,15}", re.ASCII)  # ASCII digits only, not full-width or Arabic-Indic ones
+_JID = re.compile(r"(\d{5,32}(-\d{5,16})?)@(s\.whatsapp\.net|g\.us|lid)", re.ASCII)
 
 
 class InvalidPhoneNumber(ValueError):

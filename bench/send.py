@@ -1,0 +1,140 @@
+"""Send path benchmark: the full send (HTTP, auth, actor, engine, durable event) against a bare
+starlette endpoint that parses JSON and appends one row to SQLite (WAL, synchronous=FULL).
+
+    .venv/bin/python bench/send.py [--instances 8] [--seconds 10] [--clients 32]
+
+Both run as real uvicorn processes on 127.0.0.1, driven by the same 32-client load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.server import Api, free_port, running_server, wait_until
+
+BARE_APP = '''
+import sqlite3, msgspec
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+db = sqlite3.connect(DB, check_same_thread=False, isolation_level=None)
+db.execute("PRAGMA journal_mode=WAL")
+db.execute("PRAGMA synchronous=FULL")
+db.execute("CREATE TABLE IF NOT EXISTS sends (id INTEGER PRIMARY KEY, phone TEXT, message TEXT)")
+
+async def send(request):
+    body = msgspec.json.decode(await request.body())
+    with db:
+        cursor = db.execute("INSERT INTO sends (phone, message) VALUES (?, ?)", (body["phone"], body["message"]))
+    return JSONResponse({"id": cursor.lastrowid})
+
+app = Starlette(routes=[Route("/send", send, methods=["POST"])])
+'''
+
+
+async def drive(url: str, paths: list[str], headers: dict[str, str], seconds: float,
+                clients: int) -> tuple[int, int, list[float]]:
+    deadline = time.monotonic() + seconds
+    latencies: list[float] = []
+    counts = {"ok": 0, "errors": 0}
+
+    async def client(n: int) -> None:
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
+            i = n
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                answer = await http.post(paths[i % len(paths)], json={"phone": "15551230000", "message": "bench"})
+                latencies.append((time.perf_counter() - started) * 1000)
+                counts["ok" if answer.status_code == 200 else "errors"] += 1
+                i += 1
+
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    return counts["ok"], counts["errors"], latencies
+
+
+def summary(name: str, ok: int, errors: int, latencies: list[float], seconds: float) -> tuple[float, float, float]:
+    ordered = sorted(latencies) or [0.0]
+    p50 = ordered[len(ordered) // 2]
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    rate = ok / seconds
+    print(f" {name:<26} {rate:>9,.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   errors {errors}")
+    return rate, p50, p99
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--warmup", type=float, default=2)
+    parser.add_argument("--clients", type=int, default=32)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        # The full path.
+        (root / "full").mkdir()
+        with running_server(root / "full") as server:
+            api = Api.login(server)
+            peer = api.create_instance("peer")["id"]
+            api.pair(peer, "15551230000")
+            ids = []
+            for n in range(args.instances):
+                created = api.create_instance(f"bench-{n}")["id"]
+                api.pair(created, f"1555124{n:04d}")
+                ids.append(created)
+            paths = [f"/api/whatsapp/{i}/send" for i in ids]
+            headers = {"Authorization": api.http.headers["Authorization"]}
+            asyncio.run(drive(server.url, paths, headers, args.warmup, args.clients))
+            full = asyncio.run(drive(server.url, paths, headers, args.seconds, args.clients))
+        # The bare endpoint.
+        port = free_port()
+        app_file = root / "bare_app.py"
+        app_file.write_text(f"DB = {str(root / 'bare.db')!r}\n" + BARE_APP)
+        bare_process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "bare_app:app", "--host", "127.0.0.1", "--port", str(port),
+             "--log-level", "warning"], cwd=root,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_until(lambda: _up(url), timeout=20)
+            asyncio.run(drive(url, ["/send"], {}, args.warmup, args.clients))
+            bare = asyncio.run(drive(url, ["/send"], {}, args.seconds, args.clients))
+        finally:
+            bare_process.terminate()
+            bare_process.wait(timeout=10)
+
+    print()
+    print("=" * 78)
+    print(f" send benchmark: {args.clients} clients, {args.seconds:g} s each, {args.instances} instances, 2-core machine")
+    print("-" * 78)
+    full_rate, _, full_p99 = summary("full send path", *full, args.seconds)
+    bare_rate, _, _ = summary("bare JSON + SQLite append", *bare, args.seconds)
+    print("-" * 78)
+    ratio = full_rate / max(bare_rate, 1e-9)
+    print(f" ratio full/bare: {ratio:.2f}x (target >= 1.0x)   full p99 {full_p99:.1f} ms (target <= 50 ms)")
+    print(f" targets {'met' if ratio >= 1.0 and full_p99 <= 50 else 'NOT met'}")
+    print("=" * 78)
+    return 0
+
+
+def _up(url: str) -> bool:
+    try:
+        httpx.post(url + "/send", json={"phone": "x", "message": "warm"}, timeout=1)
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())
