@@ -64,7 +64,10 @@ def rebuild(
     fresh = ReadModelStore(building, follow_pointer=False)
     try:
         projections = catalog.build(fresh)
-        fresh.db.execute("PRAGMA synchronous=OFF")  # made durable once, before the swap
+        # Nobody reads this file until the swap, and a crash deletes it: no journal, a big
+        # cache, no fsync until it is made durable once, before the swap.
+        for pragma in ("synchronous=OFF", "cache_size=-262144", "temp_store=MEMORY"):
+            fresh.db.execute(f"PRAGMA {pragma}")
         with fresh.transaction() as db:
             for projection in projections:
                 projection.create_tables(db)
@@ -147,7 +150,7 @@ def _catch_up(
                 event = mapper.to_domain_event(notification)
                 for projection, since in active:
                     if notification.id > since:
-                        projection.apply(event, db)
+                        projection.project(event, db)
             fresh.track(db, catalog.TRACKING_NAME, page[-1].id)
         position = page[-1].id
         count += len(page)

@@ -159,9 +159,9 @@ class Directory(ReadModelProjection):
 
     @staticmethod
     def _update_instance(db: sqlite_utils.Database, event: Any, **values: Any) -> None:
-        db["instances"].update(
-            str(event.originator_id), {**values, "updated_at": iso(event.timestamp)}
-        )
+        values["updated_at"] = iso(event.timestamp)
+        columns = ", ".join(f"{column} = ?" for column in values)
+        db.execute(f"UPDATE instances SET {columns} WHERE id = ?", [*values.values(), str(event.originator_id)])
 
     # -- contacts -----------------------------------------------------------------
 

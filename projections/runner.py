@@ -122,7 +122,7 @@ class LiveProjections:
                     for notification in fresh:
                         event = mapper.to_domain_event(notification)
                         for projection in self.projections:
-                            projection.apply(event, db)
+                            projection.project(event, db)
                     if fresh:
                         self.store.track(db, self.name, fresh[-1].id)
             except BaseException as error:

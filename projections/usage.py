@@ -53,12 +53,12 @@ class Usage(ReadModelProjection):
 
     @apply.register
     def _(self, event: WebhookLog.WebhookDelivered, db: sqlite_utils.Database) -> None:
-        bump(db, owner(db, event.instance_id), event.instance_id,
+        bump(db, self._owner(db, event.instance_id), event.instance_id,
              event.timestamp.date().isoformat(), webhook_sent=1)
 
     @apply.register
     def _(self, event: WebhookLog.WebhookFailed, db: sqlite_utils.Database) -> None:
-        bump(db, owner(db, event.instance_id), event.instance_id,
+        bump(db, self._owner(db, event.instance_id), event.instance_id,
              event.timestamp.date().isoformat(), webhook_failed=1)
 
     def _message(
@@ -69,7 +69,17 @@ class Usage(ReadModelProjection):
         if media is not None:
             counts[f"media_{direction}"] = 1
             counts["total_media_size"] = int(media.get("size") or 0)
-        bump(db, owner(db, instance_id), instance_id, event.timestamp.date().isoformat(), **counts)
+        bump(db, self._owner(db, instance_id), instance_id, event.timestamp.date().isoformat(), **counts)
+
+    def _owner(self, db: sqlite_utils.Database, instance_id: str) -> str:
+        # An instance's owner never changes: look it up once (rebuilds read many messages).
+        owners: dict[str, str] = self.__dict__.setdefault("_owners", {})
+        found = owners.get(instance_id)
+        if not found:
+            found = owner(db, instance_id)
+            if found:
+                owners[instance_id] = found
+        return found
 
 
 def owner(db: sqlite_utils.Database, instance_id: str) -> str:
