@@ -23,7 +23,7 @@ from typing import Any
 from eventsourcing.application import Application
 
 from projections import catalog
-from projections.base import ReadModelProjection
+from projections.base import Dispatch, ReadModelProjection
 from projections.store import ReadModelStore
 
 log = logging.getLogger(__name__)
@@ -139,6 +139,7 @@ def _catch_up(
     """Apply events (position, head] to the new file; return (position, events)."""
     count = 0
     mapper = app.mapper
+    dispatch = Dispatch([p for p, _ in active], [since for _, since in active])
     while position < head:
         page = app.recorder.select_notifications(
             start=position, limit=PAGE, stop=head, inclusive_of_start=False
@@ -147,10 +148,7 @@ def _catch_up(
             break
         with fresh.transaction() as db:
             for notification in page:
-                event = mapper.to_domain_event(notification)
-                for projection, since in active:
-                    if notification.id > since:
-                        projection.project(event, db)
+                dispatch(mapper.to_domain_event(notification), notification.id, db)
             fresh.track(db, catalog.TRACKING_NAME, page[-1].id)
         position = page[-1].id
         count += len(page)

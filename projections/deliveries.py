@@ -43,9 +43,9 @@ class Deliveries(ReadModelProjection):
     def _row(
         db: sqlite_utils.Database, event: Any, status: str, code: int | None, error: str
     ) -> None:
-        db["deliveries"].insert({
-            "id": row_id(event), "instance_id": event.instance_id, "position": event.position,
-            "event": event.event_type, "delivery_id": event.delivery_id, "status": status,
-            "attempts": event.attempts, "status_code": code, "error": error,
-            "replay": int(event.replay), "created_at": iso(event.timestamp),
-        })
+        db.execute(
+            "INSERT INTO deliveries (id, instance_id, position, event, delivery_id, status, "
+            "attempts, status_code, error, replay, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [row_id(event), event.instance_id, event.position, event.event_type, event.delivery_id,
+             status, event.attempts, code, error, int(event.replay), iso(event.timestamp)],
+        )

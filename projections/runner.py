@@ -11,7 +11,7 @@ from typing import Any
 from eventsourcing.application import Application
 from eventsourcing.persistence import Notification
 
-from projections.base import ReadModelProjection
+from projections.base import Dispatch, ReadModelProjection
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,7 @@ class LiveProjections:
 
     def _write(self) -> None:
         mapper = self.app.mapper
+        dispatch = Dispatch(self.projections)
         while True:
             first = self._inbox.get()
             if first is None:
@@ -120,9 +121,7 @@ class LiveProjections:
                     done = self.store.tracked(db, self.name)
                     fresh = [n for n in batch if n.id > done]
                     for notification in fresh:
-                        event = mapper.to_domain_event(notification)
-                        for projection in self.projections:
-                            projection.project(event, db)
+                        dispatch(mapper.to_domain_event(notification), notification.id, db)
                     if fresh:
                         self.store.track(db, self.name, fresh[-1].id)
             except BaseException as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from functools import singledispatchmethod
 from typing import Any
 
@@ -89,11 +90,14 @@ def owner(db: sqlite_utils.Database, instance_id: str) -> str:
 
 def bump(db: sqlite_utils.Database, user_id: str, instance_id: str, day: str, **counts: int) -> None:
     """Add `counts` to one day's row, creating it when needed."""
-    columns = ", ".join(counts)
-    updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in counts)
-    db.execute(
-        f"INSERT INTO usage (user_id, instance_id, day, {columns}) "
-        f"VALUES (?, ?, ?, {', '.join('?' * len(counts))}) "
-        f"ON CONFLICT (user_id, instance_id, day) DO UPDATE SET {updates}",
-        [user_id, instance_id, day, *counts.values()],
+    db.execute(_bump_sql(tuple(counts)), [user_id, instance_id, day, *counts.values()])
+
+
+@functools.cache
+def _bump_sql(columns: tuple[str, ...]) -> str:
+    updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in columns)
+    return (
+        f"INSERT INTO usage (user_id, instance_id, day, {', '.join(columns)}) "
+        f"VALUES (?, ?, ?, {', '.join('?' * len(columns))}) "
+        f"ON CONFLICT (user_id, instance_id, day) DO UPDATE SET {updates}"
     )
