@@ -116,6 +116,7 @@ class _Deliverer:
         self.log: WebhookLog | None = None
         self.position = 0
         self.task: asyncio.Task[None] | None = None
+        self.broken: BaseException | None = None  # an outcome that could not be stored
 
     def update(self, settings: dict[str, Any]) -> None:
         self.settings = settings
@@ -124,6 +125,7 @@ class _Deliverer:
 
     async def run(self) -> None:
         service = self.service
+        self.broken = None
         settings = await service.run_blocking(service.load_settings, self.instance_id)
         if settings is None:
             return  # not an instance (any more)
@@ -133,6 +135,8 @@ class _Deliverer:
         saved = self.position
         deleted = False
         while not deleted:
+            if self.broken is not None:
+                raise self.broken  # _guard restarts from what is stored
             if not self.wanted():
                 # Webhooks off: nothing that happens now is ever sent, so skip to the head
                 # (one cheap query) instead of reading and decoding every event.
@@ -153,6 +157,8 @@ class _Deliverer:
                 self.wake.clear()
                 continue
             for notification, event in page:
+                if self.broken is not None:
+                    raise self.broken  # _guard restarts from what is stored
                 if isinstance(event, Instance.Deleted):
                     deleted = True
                 body = self.body_for(event)
@@ -211,12 +217,22 @@ class _Deliverer:
             self.log.delivered(status_code=status, **common)
         else:
             self.log.failed(status_code=status, error=error[:500], **common)
-        try:
-            await asyncio.wrap_future(self.service.committer.submit(self.log.collect_events()))
-        except Exception:
-            # Reloaded when the deliverer restarts (see _guard); accept its batches again.
+        if self.broken is not None:
+            raise self.broken
+        # Queued, not awaited: the next delivery goes out while this outcome is stored.
+        # Outcomes of one log are stored in order; if one fails, the deliverer restarts
+        # from what is stored (so some events go out again: at-least-once, same ids).
+        commit = self.service.committer.submit(self.log.collect_events())
+        loop = asyncio.get_running_loop()
+        commit.add_done_callback(lambda done: loop.call_soon_threadsafe(self._stored, done))
+
+    def _stored(self, done: Any) -> None:
+        error = done.exception()
+        if error is not None and self.broken is None:
+            assert self.log is not None
+            self.broken = error
             self.service.committer.reset(self.log.id)
-            raise
+            self.wake.set()
 
 
 class WebhookService:
