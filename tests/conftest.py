@@ -23,3 +23,32 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def admin(server: Server) -> Api:
     return Api.login(server)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One screen of what the drills tried and survived (tests/drills.py)."""
+    from tests import drills
+
+    lines = drills.summary()
+    if lines:
+        terminalreporter.section("drills")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+_COUNTED = {
+    "test_api_bad_input.py": "bad input cases",
+    "test_api_security.py": "security cases",
+    "test_isolation.py": "isolation cases (from the route table)",
+}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count the bad-input, security and isolation cases for the drills screen."""
+    if report.when != "call":
+        return
+    label = _COUNTED.get(Path(report.fspath).name)
+    if label is not None:
+        from tests import drills
+
+        drills.record(label, passed=int(report.passed), failed=int(report.failed))

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.drills import record
 from tests.server import Api, Server, wait_until
 
 
@@ -65,6 +66,9 @@ def test_kill_9_under_load_loses_no_acknowledged_send(fresh_server: Server) -> N
     shown = {m["messageId"] for m in history["messages"]}
     assert set(acknowledged) <= shown
     assert api.send(a, "15550007002", "after the crash").status_code == 200
+    record("kill -9 under load", acknowledged=len(acknowledged),
+           stored=sum(m in stored for m in acknowledged), in_history=len(set(acknowledged) & shown),
+           lost=len(set(acknowledged) - shown))
 
 
 @pytest.fixture()
@@ -110,6 +114,8 @@ def test_a_full_disk_gives_clear_errors_and_no_damage(tmp_path: Path, tiny_disk:
     db.close()
     stored = stored_message_ids_from(tiny_disk / "whatsapp-api.db")
     assert all(message_id in stored for message_id in sent)
+    record("full disk (4 MB tmpfs)", refused_503=len(failed), acknowledged=len(sent),
+           lost=sum(m not in stored for m in sent), integrity_ok=True)
 
 
 def stored_message_ids_from(path: Path) -> str:
@@ -127,3 +133,4 @@ def test_a_read_only_data_directory_stops_start_up_with_a_clear_line(tmp_path: P
         server.start(timeout=15)
     log = server.log_text()
     assert "cannot use the data directory" in log and str(tiny_disk) in log
+    record("read-only data directory", refused_start=True, clear_line=True)

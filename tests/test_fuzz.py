@@ -15,16 +15,18 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from tests.drills import record
 from tests.server import Api, running_server
 
 EXAMPLES = 8
 
 
-def fuzz(url: str, token: str, document: dict) -> tuple[int, list[str]]:
+def fuzz(url: str, token: str, document: dict) -> tuple[int, int, list[str]]:
     schema = schemathesis.openapi.from_dict(document)
     schema.config.update(base_url=url, headers={"Authorization": f"Bearer {token}"})
     failures: list[str] = []
     operations = 0
+    requests = 0
     for result in schema.get_all_operations():
         operation = result.ok()
 
@@ -32,6 +34,8 @@ def fuzz(url: str, token: str, document: dict) -> tuple[int, list[str]]:
                   suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy())
         def check(case: schemathesis.Case) -> None:
+            nonlocal requests
+            requests += 1
             case.call_and_validate(excluded_checks=[positive_data_acceptance])
 
         operations += 1
@@ -41,7 +45,7 @@ def fuzz(url: str, token: str, document: dict) -> tuple[int, list[str]]:
             if isinstance(failure, KeyboardInterrupt):
                 raise
             failures.append(f"{operation.label}: {str(failure)[:1500]}")
-    return operations, failures
+    return operations, requests, failures
 
 
 @pytest.mark.parametrize("role", ["user", "admin"])
@@ -58,7 +62,9 @@ def test_every_operation_survives_generated_requests(tmp_path: Path, role: str) 
         api.send(instance, "15550009002", "hello")
         document = api.http.get("/openapi.json").json()
         token = api.http.headers["Authorization"].split(" ", 1)[1]
-        operations, failures = fuzz(server.url, token, document)
+        operations, requests, failures = fuzz(server.url, token, document)
+        record("API fuzzing (schemathesis)", operations=operations, requests=requests,
+               failures=len(failures))
         assert operations >= 40
         assert "Traceback" not in server.log_text() or not failures
         assert not failures, "\n\n".join(failures)

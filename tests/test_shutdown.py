@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.drills import record
 from tests.server import Api, Server
 
 
@@ -48,6 +49,8 @@ def test_sigterm_during_load_loses_no_acknowledged_message(fresh_server: Server)
     stored = {row[0] for row in db.execute("SELECT state FROM stored_events WHERE topic LIKE '%MessageSent'")}
     text = b"".join(stored).decode(errors="replace")
     assert all(message_id in text for message_id in acknowledged)
+    record("SIGTERM under load", acknowledged=len(acknowledged),
+           lost=sum(m not in text for m in acknowledged))
     log = fresh_server.log_text()
     assert "shutting down" in log and "Application shutdown complete" in log
     fresh_server.process = None
