@@ -4,15 +4,21 @@ starlette endpoint that parses JSON and appends one row to SQLite (WAL, synchron
     .venv/bin/python bench/send.py [--instances 8] [--seconds 10] [--clients 32]
 
 Both run as real uvicorn processes on 127.0.0.1, driven by the same 32-client load.
+During the full run a sampler also measures the live projection lag: from an event's
+position first appearing in the event store to the read models' tracking position
+reaching it (both polled every millisecond or so from this process).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -63,6 +69,40 @@ async def drive(url: str, paths: list[str], headers: dict[str, str], seconds: fl
     return counts["ok"], counts["errors"], latencies
 
 
+class LagSampler:
+    """Polls the event store's head and the read models' position; records stored -> visible."""
+
+    def __init__(self, data: Path) -> None:
+        from projections.store import ReadModelStore
+
+        self._store = sqlite3.connect(data / "whatsapp-api.db", check_same_thread=False)
+        self._read = ReadModelStore(data / "whatsapp-api-read.db")
+        self.lags: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> LagSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        pending: collections.deque[tuple[int, float]] = collections.deque()
+        seen = 0
+        while not self._stop.wait(0.001):
+            now = time.perf_counter()
+            (head,) = self._store.execute("SELECT COALESCE(MAX(rowid), 0) FROM stored_events").fetchone()
+            if head > seen:
+                pending.append((head, now))
+                seen = head
+            position = self._read.position("read-models")
+            while pending and pending[0][0] <= position:
+                self.lags.append((now - pending.popleft()[1]) * 1000)
+
+
 def summary(name: str, ok: int, errors: int, latencies: list[float], seconds: float) -> tuple[float, float, float]:
     ordered = sorted(latencies) or [0.0]
     p50 = ordered[len(ordered) // 2]
@@ -96,7 +136,8 @@ def main() -> int:
             paths = [f"/api/whatsapp/{i}/send" for i in ids]
             headers = {"Authorization": api.http.headers["Authorization"]}
             asyncio.run(drive(server.url, paths, headers, args.warmup, args.clients))
-            full = asyncio.run(drive(server.url, paths, headers, args.seconds, args.clients))
+            with LagSampler(root / "full" / "data") as sampler:
+                full = asyncio.run(drive(server.url, paths, headers, args.seconds, args.clients))
         # The bare endpoint.
         port = free_port()
         app_file = root / "bare_app.py"
@@ -124,6 +165,9 @@ def main() -> int:
     ratio = full_rate / max(bare_rate, 1e-9)
     print(f" ratio full/bare: {ratio:.2f}x (target >= 1.0x)   full p99 {full_p99:.1f} ms (target <= 50 ms)")
     print(f" targets {'met' if ratio >= 1.0 and full_p99 <= 50 else 'NOT met'}")
+    lags = sorted(sampler.lags) or [0.0]
+    print(f" live projection lag (stored -> read model): p50 {lags[len(lags) // 2]:.1f} ms   "
+          f"p99 {lags[min(len(lags) - 1, int(len(lags) * 0.99))]:.1f} ms   ({len(lags):,} samples)")
     print("=" * 78)
     return 0
 
