@@ -88,11 +88,19 @@ def drain_rate(receiver: Receiver, instances: int, messages: int) -> float:
                 api.send(instance, "15557770000", f"d{m}")
         expected = instances * (2 + 3 * messages)  # qr, opened; sent, delivered, read
         before = receiver.count
-        started = time.time()
-        for instance in ids:
-            api.http.put(f"/api/instances/{instance}", json={"webhookUrl": receiver.url})
+        receiver.arrivals.clear()
+
+        async def fix_urls() -> None:  # all at once, so every instance drains together
+            import httpx
+
+            async with httpx.AsyncClient(base_url=server.url, headers=dict(api.http.headers), timeout=60) as http:
+                await asyncio.gather(*(http.put(f"/api/instances/{i}", json={"webhookUrl": receiver.url}) for i in ids))
+
+        asyncio.run(fix_urls())
         wait_until(lambda: receiver.count - before >= expected, timeout=300, interval=0.1)
-        return expected / (time.time() - started)
+        # From the first delivery to the last: the rate while every instance has a backlog.
+        arrivals = sorted(receiver.arrivals.values())
+        return (len(arrivals) - 1) / max(arrivals[-1] - arrivals[0], 1e-9)
 
 
 def main() -> int:
