@@ -84,6 +84,13 @@ def test_the_console_story(browser: Browser, server: Server, admin: Api) -> None
     assert page.evaluate("document.querySelector('#qr').naturalWidth") > 100
     instance_id = page.url.split("/")[-2]
 
+    # Reconnecting before a scan brings a new QR code: the image is redrawn by itself.
+    first_code, first_image = qr.get_attribute("data-code"), qr.get_attribute("src")
+    page.click("#reconnect")
+    expect(qr).not_to_have_attribute("data-code", first_code or "")
+    expect(qr).to_have_attribute("data-code", re.compile(r"^sandbox@"))
+    assert qr.get_attribute("src") != first_image
+
     # Pairing codes are for whatsmeow: the form says so instead of failing silently.
     page.fill("#pairing-form [name=phone]", "15550000009")
     page.click("#pairing-form button[type=submit]")

@@ -12,6 +12,7 @@ function hideQr() {
   const image = $("#qr");
   image.hidden = true;
   image.removeAttribute("src");
+  delete image.dataset.code;
   if (imageUrl) URL.revokeObjectURL(imageUrl);
   imageUrl = null;
   shownCode = null;
