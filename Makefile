@@ -12,6 +12,9 @@ serve: $(VENV)/bin/python
 	$(PIP) install --quiet -e .
 	$(VENV)/bin/whatsapp-api serve
 
+# The browser test drives Debian's chromium; as root, install it when it is missing.
 test: $(VENV)/bin/python
+	command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 	$(PIP) install --quiet -e '.[test]'
 	$(VENV)/bin/pytest

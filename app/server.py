@@ -44,6 +44,7 @@ from app.routes import (
     instances,
     sandbox,
     stats,
+    ui,
     users,
     webhooks,
     whatsapp,
@@ -64,6 +65,7 @@ def create_app(settings: Settings) -> Starlette:
     routes: list[BaseRoute] = [
         *health.routes, *auth.routes, *users.routes, *instances.routes, *whatsapp.routes,
         *history.routes, *stats.routes, *events.routes, *webhooks.routes, *cloud.routes,
+        *ui.routes,
     ]
     if settings.sandbox_enabled:
         routes += sandbox.routes
