@@ -7,6 +7,7 @@ import sqlite3
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError, PersistenceError
+from pykka import ActorDeadError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -100,6 +101,14 @@ async def _storage(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _actor_gone(request: Request, exc: Exception) -> Response:
+    log.warning("%s %s: the instance stopped before answering: %s", request.method, request.url.path, exc)
+    return error_response(
+        503, "instance_unavailable", "The instance is restarting; try again in a moment",
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("%s %s failed", request.method, request.url.path)
     return error_response(500, "internal_error", "Something went wrong on the server")
@@ -114,6 +123,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     UserDeactivated: _mapped(401, "unauthorized"),
     EngineError: _engine,
     ActorTimeout: _timeout,
+    ActorDeadError: _actor_gone,
     IntegrityError: _conflict,
     PersistenceError: _storage,
     sqlite3.OperationalError: _storage,
