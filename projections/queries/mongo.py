@@ -1,11 +1,13 @@
 """The read-model queries on MongoDB: finds on the mirrored indexes, sums in pipelines.
 
 Each table is a collection of the same name (as `Collections` names it in service), one
-document per row with the SQLite column names (see the read-model schema convention).
-Pages sort on `created_at` then `_id` (a stable order for skip/limit); an index on
-`(instance_id, ..., created_at, _id)` serves that sort without a blocking sort, one on
-`(instance_id, ..., created_at)` narrows it to the chat or instance. Sums never load
-rows into Python: `$match` on an indexed prefix, then `$group`.
+document per row with the SQLite column names (see the read-model schema convention),
+with the SQLite indexes mirrored. Pages match on the index of the list, e.g.
+`(instance_id, remote_jid, created_at)` for a chat, and sort newest first on
+`created_at` then `_id`, so that skip/limit pages never overlap (rows of the same
+millisecond come in `_id` order, where SQLite takes the order they were written).
+Counts are `count_documents` on the same match; sums never load rows into Python:
+`$match` on an indexed prefix, then `$group`.
 """
 
 from __future__ import annotations
