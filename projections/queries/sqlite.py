@@ -33,7 +33,9 @@ class SqliteReadModels:
         return self._source.db
 
     def _one(self, sql: str, params: Sequence[Any]) -> Row | None:
-        return next(self._db.query(sql, params), None)
+        cursor = self._db.execute(sql, params)
+        row = cursor.fetchone()
+        return None if row is None else dict(zip([d[0] for d in cursor.description], row, strict=True))
 
     # -- users --------------------------------------------------------------------
 
