@@ -11,34 +11,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pymongo import ASCENDING
 from pymongo.database import Database
 
 from projections import catalog
+from projections.queries.mongo_schema import create_indexes
 from projections.store import ReadModelStore
 from projections.usage import COUNTERS
 
 Rows = dict[str, list[dict[str, Any]]]
 
 KEYS = {"contacts": ("instance_id", "jid"), "usage": ("user_id", "instance_id", "day")}
-
-# The SQLite indexes, mirrored as the schema convention says. (SecantusDB 0.7.0b3
-# mis-bounds a range on a compound index with a field after the ranged one, e.g.
-# created_at then _id: such an index would drop rows at the ends of a date window.)
-INDEXES: dict[str, list[tuple[list[tuple[str, int]], bool]]] = {
-    "users": [([("email", ASCENDING)], True), ([("api_key_hash", ASCENDING)], False)],
-    "instances": [([("user_id", ASCENDING)], False)],
-    "messages": [
-        ([("instance_id", ASCENDING), ("remote_jid", ASCENDING), ("created_at", ASCENDING)], False),
-        ([("instance_id", ASCENDING), ("message_id", ASCENDING)], False),
-    ],
-    "activity": [([("instance_id", ASCENDING), ("created_at", ASCENDING)], False)],
-    "deliveries": [
-        ([("instance_id", ASCENDING), ("status", ASCENDING), ("created_at", ASCENDING)], False),
-    ],
-    "usage": [([("instance_id", ASCENDING), ("day", ASCENDING)], False), ([("day", ASCENDING)], False)],
-}
-
 
 def into_sqlite(path: Path, rows: Rows) -> ReadModelStore:
     """A read-model file made by the projections' own create_tables, holding `rows`."""
@@ -56,8 +38,7 @@ def into_mongo(db: Database, rows: Rows, suffix: str = "") -> None:
     """`rows` as documents in collections named `<table><suffix>`, with the mirrored indexes."""
     for table, table_rows in rows.items():
         collection = db[table + suffix]
-        for keys, unique in INDEXES.get(table, []):
-            collection.create_index(keys, unique=unique)
+        create_indexes(collection, table)
         if table_rows:
             collection.insert_many([document(table, row) for row in table_rows])
 

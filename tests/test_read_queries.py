@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pymongo
 import pytest
+from pymongo import monitoring
 from pymongo.database import Database
 
 from app import query
@@ -19,7 +21,8 @@ from app.config import Settings
 from app.read_queries import open_read_models
 from projections import catalog
 from projections.queries import Counts, ReadModels, Window
-from projections.queries.mongo import COLUMNS, MongoReadModels
+from projections.queries.mongo import MongoReadModels
+from projections.queries.mongo_schema import COLUMNS, INDEXES
 from projections.queries.sqlite import SqliteReadModels
 from projections.usage import COUNTERS
 from tests import readmodel_rows as data
@@ -293,6 +296,21 @@ def test_mongodb_rows_have_the_columns_the_projections_create(tmp_path: Path) ->
         store.close()
 
 
+def test_mongodb_indexes_mirror_the_sqlite_ones(tmp_path: Path) -> None:
+    store = data.into_sqlite(tmp_path / "read.db", {})
+    try:
+        for table in COLUMNS.keys() | {"usage"}:
+            sqlite = {(tuple(i.columns), bool(i.unique)) for i in store.db[table].indexes
+                      if not i.name.startswith("sqlite_autoindex")}
+            pks = store.db[table].pks
+            if len(pks) > 1:  # a composite primary key is an index on SQLite too
+                sqlite.add((tuple(pks), True))
+            mongo = {(tuple(k for k, _ in keys), unique) for keys, unique in INDEXES.get(table, [])}
+            assert mongo == sqlite, table
+    finally:
+        store.close()
+
+
 def test_the_provider_setting_picks_the_queries(tmp_path: Path, mongo_db: Database) -> None:
     store = data.into_sqlite(tmp_path / "read.db", {})
     try:
@@ -306,3 +324,66 @@ def test_the_provider_setting_picks_the_queries(tmp_path: Path, mongo_db: Databa
             open_read_models(mongodb, store)  # a SQLite store cannot serve MongoDB queries
     finally:
         store.close()
+
+
+class Commands(monitoring.CommandListener):
+    """The reads a client sends, to explain them afterwards."""
+
+    def __init__(self) -> None:
+        self.reads: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in ("find", "aggregate"):
+            self.reads.append({k: v for k, v in event.command.items()
+                               if not k.startswith(("$", "lsid"))})
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None: ...
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None: ...
+
+
+def _stages(plan: Any) -> Iterator[str]:
+    if isinstance(plan, dict):
+        if isinstance(plan.get("stage"), str):
+            yield plan["stage"]
+        for value in plan.values():
+            yield from _stages(value)
+    elif isinstance(plan, list):
+        for value in plan:
+            yield from _stages(value)
+
+
+def test_mongodb_per_user_and_per_instance_queries_use_an_index(
+    mongo_url: str, mongo_db: Database,
+) -> None:
+    data.into_mongo(mongo_db, data.story())
+    commands = Commands()
+    client: pymongo.MongoClient = pymongo.MongoClient(mongo_url, event_listeners=[commands])
+    try:
+        reads = MongoReadModels(Generation(client[mongo_db.name], ""))
+        asked = [
+            lambda: reads.user("alice"), lambda: reads.active_user("alice"),
+            lambda: reads.user_by_email("alice@example.com"),
+            lambda: reads.user_by_api_key_hash("hash-alice"),
+            lambda: reads.instances_of("alice"), lambda: reads.own_instance("a1", "alice"),
+            lambda: reads.instance_engine("a1"), lambda: reads.contacts("a1"),
+            lambda: reads.messages("a1", CHAT, Window(limit=2, start=data.at(2))),
+            lambda: reads.activity("a1", ["qr_received"], Window(limit=2)),
+            lambda: reads.deliveries("a1", "failed", Window(limit=2)),
+            lambda: reads.deliveries("a1", None, Window(limit=2)),
+            lambda: reads.usage_of_user("alice", "2026-03-01"),
+            lambda: reads.usage_by_instance("alice", None),
+            lambda: reads.usage_of_instance("a1", None), lambda: reads.daily_usage("a1", None),
+            lambda: reads.messages_sent_on("alice", "2026-03-02"),
+        ]
+        for ask in asked:
+            ask()
+        assert len(commands.reads) >= len(asked)
+        scans = []
+        for read in commands.reads:
+            stages = set(_stages(client[mongo_db.name].command("explain", read)))
+            if "COLLSCAN" in stages or not stages & {"IXSCAN", "IDHACK"}:
+                scans.append((read, stages))
+        assert not scans
+    finally:
+        client.close()

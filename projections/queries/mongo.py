@@ -7,7 +7,9 @@ with the SQLite indexes mirrored. Pages match on the index of the list, e.g.
 `created_at` then `_id`, so that skip/limit pages never overlap (rows of the same
 millisecond come in `_id` order, where SQLite takes the order they were written).
 Counts are `count_documents` on the same match; sums never load rows into Python:
-`$match` on an indexed prefix, then `$group`.
+`$match` on an indexed prefix, then `$group`. Lookups by primary key match on `_id` alone
+and check the other conditions on the one document found; a filter on a field outside
+the index names the index to use (some servers would rather scan the collection).
 """
 
 from __future__ import annotations
@@ -17,22 +19,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from projections.queries.base import DAILY, Collections, Counts, Page, Row, Window, zero_usage
+from projections.queries.mongo_schema import ACTIVITY_KEY, COLUMNS, USAGE_KEY, Keys
 from projections.usage import COUNTERS, NO_INSTANCE
 
-# The columns of each table (the projections' create_tables), so a row read back has
-# every column even where a document leaves a null field out.
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "users": ("id", "email", "first_name", "last_name", "role", "active", "api_key_hash",
-              "limits", "created_at", "updated_at"),
-    "instances": ("id", "user_id", "name", "description", "engine", "status", "has_qr", "phone",
-                  "webhook", "engine_settings", "created_at", "updated_at", "deleted"),
-    "contacts": ("instance_id", "jid", "name", "number", "is_group"),
-    "messages": ("id", "instance_id", "remote_jid", "from_me", "message_type", "content",
-                 "message_id", "has_media", "media", "status", "created_at"),
-    "activity": ("id", "instance_id", "action", "details", "created_at"),
-    "deliveries": ("id", "instance_id", "position", "event", "delivery_id", "status",
-                   "attempts", "status_code", "error", "replay", "created_at"),
-}
 _OLDEST = [("created_at", 1), ("_id", 1)]
 _NEWEST = [("created_at", -1), ("_id", -1)]
 _SUMS = {c: {"$sum": f"${c}"} for c in COUNTERS}
@@ -59,8 +48,11 @@ class MongoReadModels:
         doc = self._collections.collection(table).find_one(where)
         return None if doc is None else _row(table, doc)
 
-    def _aggregate(self, table: str, pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return list(self._collections.collection(table).aggregate(pipeline))
+    def _aggregate(
+        self, table: str, pipeline: list[dict[str, Any]], hint: Keys | None = None
+    ) -> list[dict[str, Any]]:
+        extra = {"hint": dict(hint)} if hint else {}  # aggregate takes a hint as a document
+        return list(self._collections.collection(table).aggregate(pipeline, **extra))
 
     # -- users --------------------------------------------------------------------
 
@@ -68,7 +60,8 @@ class MongoReadModels:
         return self._one("users", {"_id": user_id})
 
     def active_user(self, user_id: str) -> Row | None:
-        return self._one("users", {"_id": user_id, "active": 1})
+        row = self.user(user_id)
+        return row if row is not None and row["active"] == 1 else None
 
     def user_by_email(self, email: str) -> Row | None:
         return self._one("users", {"email": email})
@@ -91,24 +84,21 @@ class MongoReadModels:
     # -- instances ----------------------------------------------------------------
 
     def instances_of(self, user_id: str) -> list[Row]:
-        return self._instances({"user_id": user_id})
+        # A user's deleted instances are few: left out here rather than by the index.
+        rows = self._find("instances", {"user_id": user_id}, _OLDEST)
+        return [_decoded(row) for row in rows if row["deleted"] == 0]
 
     def own_instance(self, instance_id: str, user_id: str) -> Row | None:
-        found = self._instances({"_id": instance_id, "user_id": user_id})
-        return found[0] if found else None
-
-    def _instances(self, where: dict[str, Any]) -> list[Row]:
-        rows = self._find("instances", {**where, "deleted": 0}, _OLDEST)
-        for row in rows:
-            row["webhook"] = json.loads(row["webhook"])
-            row["engine_settings"] = json.loads(row["engine_settings"])
-        return rows
+        row = self._one("instances", {"_id": instance_id})
+        if row is None or row["deleted"] != 0 or row["user_id"] != user_id:
+            return None
+        return _decoded(row)
 
     def instance_engine(self, instance_id: str) -> str | None:
         doc = self._collections.collection("instances").find_one(
-            {"_id": instance_id, "deleted": 0}, {"engine": 1}
+            {"_id": instance_id}, {"engine": 1, "deleted": 1}
         )
-        return None if doc is None else doc["engine"]
+        return None if doc is None or doc["deleted"] != 0 else doc["engine"]
 
     def live_instances(self) -> list[Row]:
         cursor = self._collections.collection("instances").find(
@@ -142,6 +132,7 @@ class MongoReadModels:
         where: dict[str, Any] = {"instance_id": instance_id}
         if actions:
             where["action"] = {"$in": list(actions)}
+            return self._page("activity", where, window, hint=ACTIVITY_KEY)
         return self._page("activity", where, window)
 
     def deliveries(self, instance_id: str, status: str | None, window: Window) -> Page:
@@ -150,7 +141,7 @@ class MongoReadModels:
             where["status"] = status
         return self._page("deliveries", where, window)
 
-    def _page(self, table: str, where: dict[str, Any], window: Window) -> Page:
+    def _page(self, table: str, where: dict[str, Any], window: Window, **hint: Any) -> Page:
         created: dict[str, str] = {}
         if window.start:
             created["$gte"] = window.start
@@ -158,20 +149,22 @@ class MongoReadModels:
             created["$lte"] = window.end
         if created:
             where = {**where, "created_at": created}
-        total = self._collections.collection(table).count_documents(where)
-        rows = self._find(table, where, _NEWEST, skip=window.skip, limit=window.limit)
+        total = self._collections.collection(table).count_documents(where, **hint)
+        rows = self._find(table, where, _NEWEST, skip=window.skip, limit=window.limit, **hint)
         return Page(rows, total)
 
     # -- usage --------------------------------------------------------------------
 
-    def _sums(self, where: dict[str, Any], since: str | None) -> dict[str, int]:
+    def _sums(
+        self, where: dict[str, Any], since: str | None, hint: Keys | None = None
+    ) -> dict[str, int]:
         found = self._aggregate("usage", [
             {"$match": _since(where, since)}, {"$group": {"_id": None, **_SUMS}},
-        ])
+        ], hint)
         return {c: found[0][c] for c in COUNTERS} if found else zero_usage()
 
     def usage_of_user(self, user_id: str, since: str | None) -> dict[str, int]:
-        return self._sums({"user_id": user_id}, since)
+        return self._sums({"user_id": user_id}, since, USAGE_KEY)
 
     def usage_of_instance(self, instance_id: str, since: str | None) -> dict[str, int]:
         return self._sums({"instance_id": instance_id}, since)
@@ -183,7 +176,7 @@ class MongoReadModels:
         found = self._aggregate("usage", [
             {"$match": _since({"user_id": user_id, "instance_id": {"$ne": NO_INSTANCE}}, since)},
             {"$group": {"_id": "$instance_id", **_SUMS}},
-        ])
+        ], USAGE_KEY)
         return {doc["_id"]: {c: doc[c] for c in COUNTERS} for doc in found}
 
     def daily_usage(self, instance_id: str, since: str | None) -> list[Row]:
@@ -198,8 +191,14 @@ class MongoReadModels:
         found = self._aggregate("usage", [
             {"$match": {"user_id": user_id, "day": day}},
             {"$group": {"_id": None, "sent": {"$sum": "$messages_sent"}}},
-        ])
+        ], USAGE_KEY)
         return found[0]["sent"] if found else 0
+
+
+def _decoded(row: Row) -> Row:
+    row["webhook"] = json.loads(row["webhook"])
+    row["engine_settings"] = json.loads(row["engine_settings"])
+    return row
 
 
 def _since(where: dict[str, Any], since: str | None) -> dict[str, Any]:
