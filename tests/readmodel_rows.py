@@ -22,6 +22,18 @@ Rows = dict[str, list[dict[str, Any]]]
 
 KEYS = {"contacts": ("instance_id", "jid"), "usage": ("user_id", "instance_id", "day")}
 
+class Generation:
+    """A collection accessor (`projections.queries.Collections`) over one database whose
+    collections carry a rebuild's generation suffix."""
+
+    def __init__(self, db: Database, suffix: str = "") -> None:
+        self.db = db
+        self.suffix = suffix
+
+    def collection(self, name: str) -> Any:
+        return self.db[name + self.suffix]
+
+
 def into_sqlite(path: Path, rows: Rows) -> ReadModelStore:
     """A read-model file made by the projections' own create_tables, holding `rows`."""
     store = ReadModelStore(path)

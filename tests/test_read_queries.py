@@ -26,18 +26,7 @@ from projections.queries.mongo_schema import COLUMNS, INDEXES
 from projections.queries.sqlite import SqliteReadModels
 from projections.usage import COUNTERS
 from tests import readmodel_rows as data
-from tests.readmodel_rows import CHAT, OTHER_CHAT
-
-
-class Generation:
-    """A collection accessor whose collections carry a rebuild's generation suffix."""
-
-    def __init__(self, db: Database, suffix: str) -> None:
-        self.db = db
-        self.suffix = suffix
-
-    def collection(self, name: str) -> Any:
-        return self.db[name + self.suffix]
+from tests.readmodel_rows import CHAT, OTHER_CHAT, Generation
 
 
 @pytest.fixture(params=["sqlite", "mongodb"])
