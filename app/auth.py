@@ -18,7 +18,7 @@ from Crypto.Cipher import AES
 from starlette.requests import Request
 
 from app.errors import ApiError
-from projections.store import ReadModelStore
+from projections.queries import ReadModels
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Principal:
 class Authenticator:
     """Issues tokens, seals API keys, and resolves a request's credentials."""
 
-    def __init__(self, secret: str, expiration: int, users: ReadModelStore) -> None:
+    def __init__(self, secret: str, expiration: int, users: ReadModels) -> None:
         self._secret = secret
         self._expiration = expiration
         self._users = users
@@ -114,20 +114,15 @@ class Authenticator:
         api_key = request.headers.get("x-api-key")
         authorization = request.headers.get("authorization", "")
         if api_key is not None:  # an API key that is sent must be valid, even beside a token
-            row = self._users.db.execute(
-                "SELECT id, email, role, active FROM users WHERE api_key_hash=?",
-                [api_key_hash(api_key)],
-            ).fetchone()
+            row = self._users.user_by_api_key_hash(api_key_hash(api_key))
         elif authorization[:7].lower() == "bearer ":
             user_id = self._user_id_from_token(authorization[7:].strip())
-            row = self._users.db.execute(
-                "SELECT id, email, role, active FROM users WHERE id=?", [user_id]
-            ).fetchone()
+            row = self._users.user(user_id)
         else:
             raise unauthorized("Sign in: send Authorization: Bearer <token> or x-api-key")
-        if row is None or not row[3]:
+        if row is None or not row["active"]:
             raise unauthorized()
-        return Principal(user_id=row[0], email=row[1], role=row[2])
+        return Principal(user_id=row["id"], email=row["email"], role=row["role"])
 
     def _user_id_from_token(self, token: str) -> str:
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from app.eventstore import EventStore, GroupCommitter
 from app.throttle import LoginThrottle
 from app.usage import ApiCallCounter
 from domain.user import User
+from projections.queries import ReadModels
 from projections.runner import LiveProjections
 from projections.store import ReadModelStore
 
@@ -40,6 +40,7 @@ class Context:
     store: EventStore
     committer: GroupCommitter
     read_models: ReadModelStore
+    queries: ReadModels
     projections: LiveProjections
     auth: Authenticator
     supervisor: pykka.ActorRef[Any]
@@ -79,24 +80,13 @@ class Context:
         """The caller's instance named by the path; 404 for anyone else's or a bad id."""
         principal = self.principal(request)
         instance_id = parse_id(request.path_params["instanceId"])
-        rows = self._instances("id = ? AND user_id = ?", [str(instance_id), principal.user_id])
-        if not rows:
+        row = self.queries.own_instance(str(instance_id), principal.user_id)
+        if row is None:
             raise not_found()
-        return rows[0]
+        return row
 
     def instances_of(self, user_id: str) -> list[dict[str, Any]]:
-        return self._instances("user_id = ?", [user_id])
-
-    def _instances(self, where: str, params: list[Any]) -> list[dict[str, Any]]:
-        rows = list(
-            self.read_models.db["instances"].rows_where(
-                f"{where} AND deleted = 0", params, order_by="created_at"
-            )
-        )
-        for row in rows:
-            row["webhook"] = json.loads(row["webhook"])
-            row["engine_settings"] = json.loads(row["engine_settings"])
-        return rows
+        return self.queries.instances_of(user_id)
 
     @staticmethod
     def instance_uuid(row: dict[str, Any]) -> UUID:

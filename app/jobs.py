@@ -76,12 +76,10 @@ def over_quota(ctx: Any, day: str | None = None) -> list[dict[str, Any]]:
     """Users at or over a quota right now (for operators; requests are refused as they come)."""
     day = day or datetime.now(UTC).date().isoformat()
     found = []
-    for row in ctx.read_models.db.query("SELECT id, email, limits FROM users WHERE active = 1"):
+    for row in ctx.queries.active_users():
         limits = json.loads(row["limits"] or "{}")
         instances = len(ctx.instances_of(row["id"]))
-        (sent,) = ctx.read_models.db.execute(
-            "SELECT COALESCE(SUM(messages_sent), 0) FROM usage WHERE user_id=? AND day=?", [row["id"], day]
-        ).fetchone()
+        sent = ctx.queries.messages_sent_on(row["id"], day)
         for quota, used in (("maxInstances", instances), ("maxMessagesPerDay", sent)):
             if limits.get(quota) is not None and used >= limits[quota]:
                 found.append({"user": row["email"], "quota": quota, "limit": limits[quota], "used": used})
@@ -96,9 +94,7 @@ async def usage_limits(ctx: Any) -> list[dict[str, Any]]:
 
 
 async def system_metrics(ctx: Any) -> dict[str, Any]:
-    db = ctx.read_models.db
-    statuses = dict(db.execute(
-        "SELECT status, COUNT(*) FROM instances WHERE deleted = 0 GROUP BY status").fetchall())
+    statuses = ctx.queries.instances_by_status()
     head = ctx.store.recorder.max_notification_id() or 0
     snapshot = {
         "at": datetime.now(UTC).isoformat(), "instances": statuses, "eventStorePosition": head,

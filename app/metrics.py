@@ -34,17 +34,12 @@ class _ServerCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         ctx = self.ctx
-        db = ctx.read_models.db
         by_status = GaugeMetricFamily("whatsapp_instances", "Instances by status", labels=["status"])
-        for status, count in db.execute(
-            "SELECT status, COUNT(*) FROM instances WHERE deleted = 0 GROUP BY status"
-        ).fetchall():
+        for status, count in sorted(ctx.queries.instances_by_status().items()):
             by_status.add_metric([status], count)
         yield by_status
-        sums = db.execute(
-            "SELECT COALESCE(SUM(messages_sent),0), COALESCE(SUM(messages_received),0), "
-            "COALESCE(SUM(webhook_sent),0), COALESCE(SUM(webhook_failed),0) FROM usage"
-        ).fetchone()
+        usage = ctx.queries.usage_of_system()
+        sums = [usage[c] for c in ("messages_sent", "messages_received", "webhook_sent", "webhook_failed")]
         for name, text, value in zip(
             ("messages_sent", "messages_received", "webhook_deliveries", "webhook_failures"),
             ("Messages sent", "Messages received", "Webhook deliveries", "Webhook deliveries given up"),

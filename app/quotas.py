@@ -19,8 +19,8 @@ _recorded: set[tuple[str, str, str]] = set()
 
 
 def limits_of(ctx: Any, user_id: str) -> dict[str, Any]:
-    row = ctx.read_models.db.execute("SELECT limits FROM users WHERE id=?", [user_id]).fetchone()
-    return json.loads(row[0] or "{}") if row else {}
+    row = ctx.queries.user(user_id)
+    return json.loads(row["limits"] or "{}") if row else {}
 
 
 async def check_instances(ctx: Any, principal: Principal) -> None:
@@ -38,10 +38,7 @@ async def check_messages(ctx: Any, principal: Principal, instance_id: str) -> No
     if limit is None:
         return
     today = datetime.now(UTC).date().isoformat()
-    (sent,) = ctx.read_models.db.execute(
-        "SELECT COALESCE(SUM(messages_sent), 0) FROM usage WHERE user_id=? AND day=?",
-        [principal.user_id, today],
-    ).fetchone()
+    sent = ctx.queries.messages_sent_on(principal.user_id, today)
     if sent >= limit:
         await _refuse(ctx, principal, "maxMessagesPerDay", limit, instance_id,
                       f"Your account may send {limit} message(s) a day and has sent {sent} today "

@@ -34,6 +34,7 @@ from app.context import Context
 from app.errors import EXCEPTION_HANDLERS
 from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, sqlite_env
 from app.metrics import Metrics
+from app.read_queries import open_read_models
 from app.rebuild import rebuild
 from app.routes import (
     auth,
@@ -191,20 +192,18 @@ def _start_serving(
             settings.webhook_allow_private,
         ),
     )
+    queries = open_read_models(settings, read_models)
     auth = Authenticator(
-        load_jwt_secret(settings.jwt_secret, settings.data_dir), settings.jwt_expiration, read_models
+        load_jwt_secret(settings.jwt_secret, settings.data_dir), settings.jwt_expiration, queries
     )
     ctx = Context(
         settings=settings, store=store, committer=committer, read_models=read_models,
+        queries=queries,
         projections=projections, auth=auth, supervisor=supervisor, registry=registry,
         network=network, engines=frozenset(engines), usage=ApiCallCounter(store, committer),
     )
     _seed_admin(ctx)
-    live = [
-        UUID(row["id"])
-        for row in read_models.db["instances"].rows_where("deleted = 0", select="id, engine")
-        if row["engine"] in engines
-    ]
+    live = [UUID(row["id"]) for row in queries.live_instances() if row["engine"] in engines]
     supervisor.proxy().start_all(live).get()
     ctx.webhooks = WebhookActor.start(webhook_service, [str(i) for i in live])
     log.info("started %d instance(s); event store at position %s", len(live), head)
@@ -254,7 +253,7 @@ def _check_read_model_shape(store: EventStore, read_models: ReadModelStore) -> N
 def _seed_admin(ctx: Context) -> None:
     settings = ctx.settings
     admin_id = user_id_for(settings.admin_email)
-    if ctx.read_models.db["users"].count_where("id = ?", [str(admin_id)]):
+    if ctx.queries.user(str(admin_id)) is not None:
         return
     from app.auth import api_key_hash, hash_password, new_api_key
 

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.mongo_server import mongo_client, mongo_db, mongo_url  # noqa: F401 (fixtures)
 from tests.server import Api, Server, running_server
 
 

@@ -49,7 +49,7 @@ async def login(request: Request) -> JSONResponse:
 async def me(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
-    row = ctx.read_models.db["users"].get(principal.user_id)
+    row = ctx.queries.user(principal.user_id)
     return JSONResponse({
         "id": row["id"], "email": row["email"], "firstName": row["first_name"],
         "lastName": row["last_name"], "role": row["role"],

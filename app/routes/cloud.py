@@ -20,10 +20,7 @@ from app.schemas import read_body
 
 def _cloud_instance(ctx: Context, request: Request) -> UUID:
     instance_id = parse_id(request.path_params["instanceId"])
-    row = ctx.read_models.db.execute(
-        "SELECT engine FROM instances WHERE id=? AND deleted=0", [str(instance_id)]
-    ).fetchone()
-    if row is None or row[0] != "cloud":
+    if ctx.queries.instance_engine(str(instance_id)) != "cloud":
         raise not_found()
     return instance_id
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -13,47 +12,32 @@ from app import query
 from app.context import Context
 from app.openapi import doc
 from domain.phone import to_jid
+from projections.queries import Window
 
 
-def _window(request: Request, column: str) -> tuple[list[str], list[Any]]:
-    where, params = [], []
-    start = query.timestamp(request.query_params, "startDate")
-    end = query.timestamp(request.query_params, "endDate")
-    if start:
-        where.append(f"{column} >= ?")
-        params.append(start)
-    if end:
-        where.append(f"{column} <= ?")
-        params.append(end)
-    return where, params
+def _window(request: Request, default_limit: int) -> Window:
+    limit, skip = query.paging(request.query_params, default_limit)
+    return Window(
+        limit, skip, query.timestamp(request.query_params, "startDate"),
+        query.timestamp(request.query_params, "endDate"),
+    )
 
 
 @doc("Activity log", "history", query={"limit": "default 100", "skip": "offset", "actions": "comma-separated actions", "startDate": "ISO 8601", "endDate": "ISO 8601"})
 async def activity(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
-    limit, skip = query.paging(request.query_params, 100)
-    where, params = _window(request, "created_at")
-    where.insert(0, "instance_id = ?")
-    params.insert(0, row["id"])
+    window = _window(request, 100)
     actions = [a.strip() for a in request.query_params.get("actions", "").split(",") if a.strip()]
-    if actions:
-        where.append(f"action IN ({', '.join('?' * len(actions))})")
-        params += actions
-    clause = " AND ".join(where)
-    db = ctx.read_models.db
-    total = db["activity"].count_where(clause, params)
-    rows = db["activity"].rows_where(
-        clause, params, order_by="created_at DESC, rowid DESC", limit=limit, offset=skip
-    )
+    page = ctx.queries.activity(row["id"], actions, window)
     logs = [
         {
             "id": r["id"], "instanceId": r["instance_id"], "action": r["action"],
             "details": json.loads(r["details"]), "createdAt": r["created_at"],
         }
-        for r in rows
+        for r in page.rows
     ]
-    return JSONResponse({"logs": logs, "pagination": query.pagination(total, limit, skip)})
+    return JSONResponse({"logs": logs, "pagination": _pagination(page.total, window)})
 
 
 @doc("Chat history, newest first", "history", query={"limit": "default 50", "skip": "offset", "startDate": "ISO 8601", "endDate": "ISO 8601"})
@@ -61,15 +45,8 @@ async def messages(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     chat = to_jid(request.path_params["chatId"])
-    limit, skip = query.paging(request.query_params, 50)
-    where, params = _window(request, "created_at")
-    clause = " AND ".join(["instance_id = ?", "remote_jid = ?", *where])
-    params = [row["id"], chat, *params]
-    db = ctx.read_models.db
-    total = db["messages"].count_where(clause, params)
-    rows = db["messages"].rows_where(
-        clause, params, order_by="created_at DESC, rowid DESC", limit=limit, offset=skip
-    )
+    window = _window(request, 50)
+    page = ctx.queries.messages(row["id"], chat, window)
     found = [
         {
             "id": r["id"], "instanceId": r["instance_id"], "remoteJid": r["remote_jid"],
@@ -79,9 +56,13 @@ async def messages(request: Request) -> JSONResponse:
             "media": json.loads(r["media"]) if r["media"] else None,
             "status": r["status"], "createdAt": r["created_at"],
         }
-        for r in rows
+        for r in page.rows
     ]
-    return JSONResponse({"messages": found, "pagination": query.pagination(total, limit, skip)})
+    return JSONResponse({"messages": found, "pagination": _pagination(page.total, window)})
+
+
+def _pagination(total: int, window: Window) -> dict:
+    return query.pagination(total, window.limit, window.skip)
 
 
 routes = [

@@ -12,18 +12,21 @@ from starlette.routing import Route
 from app import query
 from app.context import Context
 from app.openapi import doc
-from projections.usage import NO_INSTANCE
+from projections.queries import zero_usage
 
 FIELDS = {
     "messagesSent": "messages_sent", "messagesReceived": "messages_received",
     "mediaSent": "media_sent", "mediaReceived": "media_received",
     "totalMediaSize": "total_media_size", "apiCalls": "api_calls", "webhookSent": "webhook_sent",
 }
-SUMS = ", ".join(f"COALESCE(SUM({column}), 0) AS {name}" for name, column in FIELDS.items())
 
 
-def _since(start: date | None) -> tuple[str, list[Any]]:
-    return ("AND day >= ?", [start.isoformat()]) if start else ("", [])
+def _shown(sums: dict[str, int]) -> dict[str, int]:
+    return {name: sums[column] for name, column in FIELDS.items()}
+
+
+def _since(start: date | None) -> str | None:
+    return start.isoformat() if start else None
 
 
 @doc("My usage", "statistics", query={"period": "week, month, year or all"})
@@ -31,25 +34,16 @@ async def user_stats(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
     _, start = query.period(request.query_params, ("week", "month", "year", "all"), "month")
-    since, params = _since(start)
-    db = ctx.read_models.db
-    total = next(db.query(f"SELECT {SUMS} FROM usage WHERE user_id = ? {since}",
-                          [principal.user_id, *params]))
+    since = _since(start)
+    total: dict[str, int] = _shown(ctx.queries.usage_of_user(principal.user_id, since))
     instances = ctx.instances_of(principal.user_id)
     total["instanceCount"] = len(instances)
-    per_instance = {
-        row["instance_id"]: row
-        for row in db.query(
-            f"SELECT instance_id, {SUMS} FROM usage WHERE user_id = ? AND instance_id != ? "
-            f"{since} GROUP BY instance_id", [principal.user_id, NO_INSTANCE, *params],
-        )
-    }
-    zero = dict.fromkeys(FIELDS, 0)
+    per_instance = ctx.queries.usage_by_instance(principal.user_id, since)
+    zero = zero_usage()
     return JSONResponse({
         "total": total,
         "instances": [
-            {"instanceId": i["id"], "name": i["name"],
-             **{k: v for k, v in per_instance.get(i["id"], zero).items() if k in FIELDS}}
+            {"instanceId": i["id"], "name": i["name"], **_shown(per_instance.get(i["id"], zero))}
             for i in instances
         ],
     })
@@ -60,20 +54,15 @@ async def instance_stats(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     _, start = query.period(request.query_params, ("today", "week", "month", "all"), "today")
-    since, params = _since(start)
-    db = ctx.read_models.db
-    usage = next(db.query(f"SELECT {SUMS} FROM usage WHERE instance_id = ? {since}",
-                          [row["id"], *params]))
+    since = _since(start)
+    usage: dict[str, Any] = _shown(ctx.queries.usage_of_instance(row["id"], since))
     usage["dailyStats"] = [
         {
-            "date": f"{day}T00:00:00.000Z", "messagesSent": sent, "messagesReceived": received,
-            "mediaSent": media_sent, "mediaReceived": media_received,
+            "date": f"{day['day']}T00:00:00.000Z", "messagesSent": day["messages_sent"],
+            "messagesReceived": day["messages_received"], "mediaSent": day["media_sent"],
+            "mediaReceived": day["media_received"],
         }
-        for day, sent, received, media_sent, media_received in db.execute(
-            "SELECT day, SUM(messages_sent), SUM(messages_received), SUM(media_sent), "
-            f"SUM(media_received) FROM usage WHERE instance_id = ? {since} GROUP BY day ORDER BY day",
-            [row["id"], *params],
-        ).fetchall()
+        for day in ctx.queries.daily_usage(row["id"], since)
     ]
     return JSONResponse({"usage": usage})
 
@@ -82,18 +71,12 @@ async def instance_stats(request: Request) -> JSONResponse:
 async def system_stats(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     ctx.admin(request)
-    db = ctx.read_models.db
-    instances_total, instances_active = db.execute(
-        "SELECT COUNT(*), COALESCE(SUM(status = 'connected'), 0) FROM instances WHERE deleted = 0"
-    ).fetchone()
-    users_total, users_active = db.execute(
-        "SELECT COUNT(*), COALESCE(SUM(active), 0) FROM users"
-    ).fetchone()
-    usage = next(db.query(f"SELECT {SUMS} FROM usage"))
+    instances = ctx.queries.instance_counts()
+    users = ctx.queries.user_counts()
     return JSONResponse({
-        "instances": {"total": instances_total, "active": instances_active},
-        "users": {"total": users_total, "active": users_active},
-        "usage": usage,
+        "instances": {"total": instances.total, "active": instances.active},
+        "users": {"total": users.total, "active": users.active},
+        "usage": _shown(ctx.queries.usage_of_system()),
     })
 
 

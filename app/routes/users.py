@@ -23,7 +23,7 @@ from domain.user import User
 async def list_users(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     ctx.admin(request)
-    rows = ctx.read_models.db["users"].rows_where(order_by="created_at")
+    rows = ctx.queries.users()
     return JSONResponse({"users": [views.user(row) for row in rows]})
 
 
@@ -38,7 +38,7 @@ async def create_user(request: Request) -> JSONResponse:
         )
     except IntegrityError:
         raise ApiError(409, "email_taken", f"A user with e-mail {body.email} exists already") from None
-    view = views.user(ctx.read_models.db["users"].get(str(user.id)))
+    view = views.user(ctx.queries.user(str(user.id)))
     return JSONResponse({**view, "apiKey": api_key}, status_code=201)
 
 
@@ -76,7 +76,7 @@ async def update_user(request: Request) -> JSONResponse:
                 user.change_limits(limits)
 
     await ctx.change_user(row["id"], change)
-    return JSONResponse(views.user(ctx.read_models.db["users"].get(row["id"])))
+    return JSONResponse(views.user(ctx.queries.user(row["id"])))
 
 
 @doc("Delete (deactivate) a user", "users", admin=True)
@@ -92,12 +92,10 @@ async def delete_user(request: Request) -> JSONResponse:
 
 def _row(ctx: Context, request: Request) -> dict:
     user_id = str(parse_id(request.path_params["userId"], "user"))
-    row = ctx.read_models.db.execute(
-        "SELECT id FROM users WHERE id=? AND active=1", [user_id]
-    ).fetchone()
+    row = ctx.queries.active_user(user_id)
     if row is None:
         raise not_found("user")
-    return ctx.read_models.db["users"].get(user_id)
+    return row
 
 
 routes = [

@@ -15,6 +15,7 @@ from app.context import Context
 from app.errors import ApiError
 from app.openapi import doc
 from app.schemas import Body, parse
+from projections.queries import Window
 
 
 class Replay(Body):
@@ -31,17 +32,9 @@ async def deliveries(request: Request) -> JSONResponse:
     row = ctx.own_instance(request)
     limit, skip = query.paging(request.query_params, 50)
     status = request.query_params.get("status")
-    where, params = "instance_id = ?", [row["id"]]
-    if status is not None:
-        if status not in ("failed", "delivered"):
-            raise ApiError(400, "invalid_query", "'status' must be failed or delivered")
-        where += " AND status = ?"
-        params.append(status)
-    db = ctx.read_models.db
-    total = db["deliveries"].count_where(where, params)
-    rows = db["deliveries"].rows_where(
-        where, params, order_by="created_at DESC, rowid DESC", limit=limit, offset=skip
-    )
+    if status is not None and status not in ("failed", "delivered"):
+        raise ApiError(400, "invalid_query", "'status' must be failed or delivered")
+    page = ctx.queries.deliveries(row["id"], status, Window(limit, skip))
     return JSONResponse({
         "deliveries": [
             {
@@ -51,9 +44,9 @@ async def deliveries(request: Request) -> JSONResponse:
                 "lastError": r["error"] or None, "replay": bool(r["replay"]),
                 "createdAt": r["created_at"],
             }
-            for r in rows
+            for r in page.rows
         ],
-        "pagination": query.pagination(total, limit, skip),
+        "pagination": query.pagination(page.total, limit, skip),
     })
 
 

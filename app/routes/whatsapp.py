@@ -108,9 +108,7 @@ async def send_file(request: Request) -> JSONResponse:
 async def contacts(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
-    rows = ctx.read_models.db["contacts"].rows_where(
-        "instance_id = ?", [row["id"]], order_by="number"
-    )
+    rows = ctx.queries.contacts(row["id"])
     return JSONResponse({
         "contacts": [
             {"id": c["jid"], "name": c["name"], "number": c["number"], "isGroup": bool(c["is_group"])}

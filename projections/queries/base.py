@@ -1,0 +1,134 @@
+"""The questions the API asks of the read models, the same on every storage provider.
+
+Rows come back as plain dicts with the read-model column names and the values as the
+projections store them (0/1 flags, ISO 8601 times, JSON text in `limits`, `details`,
+`media`), except instances, whose `webhook` and `engine_settings` come back decoded.
+Usage sums are keyed by the usage counter columns (`COUNTERS`) and are 0 when no row
+matches. Pages are newest first and count every matching row in `total`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from projections.usage import COUNTERS
+
+Row = dict[str, Any]
+
+# The usage counters a day of an instance shows in its daily statistics.
+DAILY = ("messages_sent", "messages_received", "media_sent", "media_received")
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of rows and how many rows match in all."""
+
+    rows: list[Row]
+    total: int
+
+
+@dataclass(frozen=True)
+class Window:
+    """Paging and an optional time window (ISO 8601 UTC strings, both ends inclusive)."""
+
+    limit: int
+    skip: int = 0
+    start: str | None = None
+    end: str | None = None
+
+
+@dataclass(frozen=True)
+class Counts:
+    total: int
+    active: int
+
+
+def zero_usage() -> dict[str, int]:
+    return dict.fromkeys(COUNTERS, 0)
+
+
+class ReadModels(Protocol):
+    """Every read-model query of the app; one implementation per storage provider."""
+
+    # -- users --------------------------------------------------------------------
+    def user(self, user_id: str) -> Row | None:
+        """A user's row, active or not."""
+
+    def active_user(self, user_id: str) -> Row | None:
+        """A user's row if the user is active."""
+
+    def user_by_email(self, email: str) -> Row | None: ...
+
+    def user_by_api_key_hash(self, key_hash: str) -> Row | None: ...
+
+    def users(self) -> list[Row]:
+        """Every user, oldest first."""
+
+    def active_users(self) -> list[Row]:
+        """Active users, oldest first."""
+
+    def user_counts(self) -> Counts:
+        """All users, and how many are active."""
+
+    # -- instances ----------------------------------------------------------------
+    def instances_of(self, user_id: str) -> list[Row]:
+        """A user's instances that are not deleted, oldest first."""
+
+    def own_instance(self, instance_id: str, user_id: str) -> Row | None:
+        """An instance if it exists, is not deleted and belongs to `user_id`."""
+
+    def instance_engine(self, instance_id: str) -> str | None:
+        """The engine of an instance that is not deleted."""
+
+    def live_instances(self) -> list[Row]:
+        """`id` and `engine` of every instance that is not deleted (started at start-up)."""
+
+    def instance_counts(self) -> Counts:
+        """Instances not deleted, and how many of them are connected."""
+
+    def instances_by_status(self) -> dict[str, int]:
+        """How many instances that are not deleted are in each status."""
+
+    # -- contacts, messages, activity, deliveries ---------------------------------
+    def contacts(self, instance_id: str) -> list[Row]:
+        """An instance's contacts by number (then jid)."""
+
+    def messages(self, instance_id: str, chat_jid: str, window: Window) -> Page:
+        """A page of one chat's messages, newest first."""
+
+    def activity(self, instance_id: str, actions: Sequence[str], window: Window) -> Page:
+        """A page of an instance's activity log, newest first; all actions if none given."""
+
+    def deliveries(self, instance_id: str, status: str | None, window: Window) -> Page:
+        """A page of an instance's webhook deliveries, newest first; any status if None."""
+
+    # -- usage --------------------------------------------------------------------
+    def usage_of_user(self, user_id: str, since: str | None) -> dict[str, int]:
+        """A user's usage from day `since` (YYYY-MM-DD, inclusive; None for all time)."""
+
+    def usage_by_instance(self, user_id: str, since: str | None) -> dict[str, dict[str, int]]:
+        """A user's usage per instance that has any (calls made without an instance left out)."""
+
+    def usage_of_instance(self, instance_id: str, since: str | None) -> dict[str, int]: ...
+
+    def daily_usage(self, instance_id: str, since: str | None) -> list[Row]:
+        """`day` and the `DAILY` counters of an instance, one row per day with usage, by day."""
+
+    def usage_of_system(self) -> dict[str, int]:
+        """Everyone's usage, all time."""
+
+    def messages_sent_on(self, user_id: str, day: str) -> int:
+        """Messages a user sent on one UTC day (for the daily quota)."""
+
+
+class Collections(Protocol):
+    """Where the MongoDB read models are: the collection in service for a table name.
+
+    The write side may serve a rebuilt generation under other collection names, so the
+    query side asks this every time instead of naming collections itself.
+    """
+
+    def collection(self, name: str) -> Any:
+        """The `pymongo.collection.Collection` in service for read-model table `name`."""

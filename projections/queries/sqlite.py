@@ -1,0 +1,181 @@
+"""The read-model queries on SQLite: SQL over the file in service."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import sqlite_utils
+
+from projections.queries.base import DAILY, Counts, Page, Row, Window, zero_usage
+from projections.usage import COUNTERS, NO_INSTANCE
+
+_SUMS = ", ".join(f"COALESCE(SUM({c}), 0) AS {c}" for c in COUNTERS)
+_NEWEST = "created_at DESC, rowid DESC"  # rowid: the order the projections wrote them
+
+
+class Database(Protocol):
+    """What holds the read-model file: `ReadModelStore` (its `db` follows a rebuild's swap)."""
+
+    @property
+    def db(self) -> sqlite_utils.Database: ...
+
+
+class SqliteReadModels:
+    """`ReadModels` over a SQLite read-model file."""
+
+    def __init__(self, source: Database) -> None:
+        self._source = source
+
+    @property
+    def _db(self) -> sqlite_utils.Database:
+        return self._source.db
+
+    def _one(self, sql: str, params: Sequence[Any]) -> Row | None:
+        cursor = self._db.execute(sql, params)
+        row = cursor.fetchone()
+        return None if row is None else dict(zip([d[0] for d in cursor.description], row, strict=True))
+
+    # -- users --------------------------------------------------------------------
+
+    def user(self, user_id: str) -> Row | None:
+        return self._one("SELECT * FROM users WHERE id = ?", [user_id])
+
+    def active_user(self, user_id: str) -> Row | None:
+        return self._one("SELECT * FROM users WHERE id = ? AND active = 1", [user_id])
+
+    def user_by_email(self, email: str) -> Row | None:
+        return self._one("SELECT * FROM users WHERE email = ?", [email])
+
+    def user_by_api_key_hash(self, key_hash: str) -> Row | None:
+        return self._one("SELECT * FROM users WHERE api_key_hash = ?", [key_hash])
+
+    def users(self) -> list[Row]:
+        return list(self._db["users"].rows_where(order_by="created_at"))
+
+    def active_users(self) -> list[Row]:
+        return list(self._db["users"].rows_where("active = 1", order_by="created_at"))
+
+    def user_counts(self) -> Counts:
+        total, active = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(active), 0) FROM users"
+        ).fetchone()
+        return Counts(total, active)
+
+    # -- instances ----------------------------------------------------------------
+
+    def instances_of(self, user_id: str) -> list[Row]:
+        return self._instances("user_id = ?", [user_id])
+
+    def own_instance(self, instance_id: str, user_id: str) -> Row | None:
+        found = self._instances("id = ? AND user_id = ?", [instance_id, user_id])
+        return found[0] if found else None
+
+    def _instances(self, where: str, params: list[Any]) -> list[Row]:
+        rows = list(self._db["instances"].rows_where(
+            f"{where} AND deleted = 0", params, order_by="created_at"
+        ))
+        for row in rows:
+            row["webhook"] = json.loads(row["webhook"])
+            row["engine_settings"] = json.loads(row["engine_settings"])
+        return rows
+
+    def instance_engine(self, instance_id: str) -> str | None:
+        row = self._db.execute(
+            "SELECT engine FROM instances WHERE id = ? AND deleted = 0", [instance_id]
+        ).fetchone()
+        return row[0] if row else None
+
+    def live_instances(self) -> list[Row]:
+        return list(self._db["instances"].rows_where("deleted = 0", select="id, engine"))
+
+    def instance_counts(self) -> Counts:
+        total, active = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(status = 'connected'), 0) FROM instances WHERE deleted = 0"
+        ).fetchone()
+        return Counts(total, active)
+
+    def instances_by_status(self) -> dict[str, int]:
+        return dict(self._db.execute(
+            "SELECT status, COUNT(*) FROM instances WHERE deleted = 0 GROUP BY status"
+        ).fetchall())
+
+    # -- contacts, messages, activity, deliveries ---------------------------------
+
+    def contacts(self, instance_id: str) -> list[Row]:
+        return list(self._db["contacts"].rows_where(
+            "instance_id = ?", [instance_id], order_by="number, jid"
+        ))
+
+    def messages(self, instance_id: str, chat_jid: str, window: Window) -> Page:
+        return self._page("messages", ["instance_id = ?", "remote_jid = ?"],
+                          [instance_id, chat_jid], window)
+
+    def activity(self, instance_id: str, actions: Sequence[str], window: Window) -> Page:
+        where, params = ["instance_id = ?"], [instance_id]
+        if actions:
+            where.append(f"action IN ({', '.join('?' * len(actions))})")
+            params += actions
+        return self._page("activity", where, params, window)
+
+    def deliveries(self, instance_id: str, status: str | None, window: Window) -> Page:
+        where, params = ["instance_id = ?"], [instance_id]
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        return self._page("deliveries", where, params, window)
+
+    def _page(self, table: str, where: list[str], params: list[Any], window: Window) -> Page:
+        if window.start:
+            where, params = [*where, "created_at >= ?"], [*params, window.start]
+        if window.end:
+            where, params = [*where, "created_at <= ?"], [*params, window.end]
+        clause = " AND ".join(where)
+        total = self._db[table].count_where(clause, params)
+        rows = self._db[table].rows_where(
+            clause, params, order_by=_NEWEST, limit=window.limit, offset=window.skip
+        )
+        return Page(list(rows), total)
+
+    # -- usage --------------------------------------------------------------------
+
+    def _sums(self, where: str, params: list[Any], since: str | None) -> dict[str, int]:
+        if since:
+            where, params = f"{where} AND day >= ?", [*params, since]
+        row = self._one(f"SELECT {_SUMS} FROM usage WHERE {where}", params)
+        return row or zero_usage()
+
+    def usage_of_user(self, user_id: str, since: str | None) -> dict[str, int]:
+        return self._sums("user_id = ?", [user_id], since)
+
+    def usage_of_instance(self, instance_id: str, since: str | None) -> dict[str, int]:
+        return self._sums("instance_id = ?", [instance_id], since)
+
+    def usage_of_system(self) -> dict[str, int]:
+        return self._sums("1 = 1", [], None)
+
+    def usage_by_instance(self, user_id: str, since: str | None) -> dict[str, dict[str, int]]:
+        where, params = "user_id = ? AND instance_id != ?", [user_id, NO_INSTANCE]
+        if since:
+            where, params = f"{where} AND day >= ?", [*params, since]
+        rows = self._db.query(
+            f"SELECT instance_id, {_SUMS} FROM usage WHERE {where} GROUP BY instance_id", params
+        )
+        return {row.pop("instance_id"): row for row in rows}
+
+    def daily_usage(self, instance_id: str, since: str | None) -> list[Row]:
+        where, params = "instance_id = ?", [instance_id]
+        if since:
+            where, params = f"{where} AND day >= ?", [*params, since]
+        sums = ", ".join(f"SUM({c}) AS {c}" for c in DAILY)
+        return list(self._db.query(
+            f"SELECT day, {sums} FROM usage WHERE {where} GROUP BY day ORDER BY day", params
+        ))
+
+    def messages_sent_on(self, user_id: str, day: str) -> int:
+        (sent,) = self._db.execute(
+            "SELECT COALESCE(SUM(messages_sent), 0) FROM usage WHERE user_id = ? AND day = ?",
+            [user_id, day],
+        ).fetchone()
+        return sent
