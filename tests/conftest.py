@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import mongo
 from tests.server import Api, Server, running_server
 
 
@@ -23,3 +24,18 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def admin(server: Server) -> Api:
     return Api.login(server)
+
+
+@pytest.fixture(scope="session")
+def mongodb_url() -> Iterator[str]:
+    """The MongoDB server of this test run (SecantusDB, or MONGODB_TEST_URL); see tests/mongo.py."""
+    with mongo.mongodb_server() as url:
+        yield url
+
+
+@pytest.fixture()
+def mongodb_database(mongodb_url: str) -> Iterator[str]:
+    """A database name of this test's own, dropped after it."""
+    name = mongo.new_database_name()
+    yield name
+    mongo.drop_database(mongodb_url, name)
