@@ -364,7 +364,8 @@ class MongoApplicationRecorder(MongoAggregateRecorder, ApplicationRecorder):
         query: dict[str, Any] = {"_id": positions} if positions else {}
         if topics:
             query["topic"] = {"$in": list(topics)}
-        return self._select(query, limit)
+        # The _id index, named: SecantusDB's planner would otherwise scan and sort.
+        return self._select(query, limit, hint=[("_id", ASCENDING)])
 
     def select_originator_notifications(
         self, originator_id: UUID, gt: int, limit: int, topics: Sequence[str] = ()
@@ -373,13 +374,15 @@ class MongoApplicationRecorder(MongoAggregateRecorder, ApplicationRecorder):
         query: dict[str, Any] = {"originator_id": originator_id, "_id": {"$gt": gt}}
         if topics:
             query["topic"] = {"$in": list(topics)}
-        return self._select(query, limit)
+        return self._select(query, limit, hint=[("originator_id", ASCENDING), ("_id", ASCENDING)])
 
-    def _select(self, query: dict[str, Any], limit: int) -> list[Notification]:
+    def _select(
+        self, query: dict[str, Any], limit: int, hint: list[tuple[str, int]]
+    ) -> list[Notification]:
         def body(session: ClientSession) -> list[Notification]:
             cursor = self.events.find(
                 query, sort=[("_id", ASCENDING)], limit=limit, session=session,
-                batch_size=max(min(limit, 10_000), 1),
+                batch_size=max(min(limit, 10_000), 1), hint=hint,
             )
             return [_notification(d) for d in cursor]
 
