@@ -235,7 +235,10 @@ class MongoAggregateRecorder(MongoRecorder, AggregateRecorder):
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        if stored_events:
+        if len(stored_events) == 1:
+            with translated_errors():  # one document is atomic without a transaction
+                self.events.insert_one(_document(stored_events[0]))
+        elif stored_events:
             self.datastore.transaction(lambda s: self._insert(s, stored_events, **kwargs))
         return None
 
