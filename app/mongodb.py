@@ -96,6 +96,7 @@ class MongoDatastore:
             database, write_concern=WriteConcern("majority"), read_concern=ReadConcern("majority"),
         )
         self.timeout = timeout
+        self._closed = False
 
     def replica_set(self) -> str:
         """The replica set's name; StandaloneServerError if the server is not in one."""
@@ -163,7 +164,11 @@ class MongoDatastore:
             raise AssertionError("unreachable")
 
     def close(self) -> None:
-        self.client.close()
+        # Called again by Application.__del__ after an explicit close: only once.
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(PyMongoError):
+                self.client.close()
 
     def __enter__(self) -> Self:
         return self

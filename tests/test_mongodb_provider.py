@@ -100,6 +100,15 @@ def test_the_server_runs_on_mongodb(tmp_path: Path, database_url: str) -> None:
         )
         assert listing.returncode == 0, listing.stderr
         assert "MessageSent" in listing.stdout and "stored in MongoDB" in listing.stdout
+        # So does the rebuild of the read models.
+        rebuilt = subprocess.run(
+            [sys.executable, "-m", "app.cli", "rebuild-projections"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+            env={**server.env},
+        )
+        assert rebuilt.returncode == 0, rebuilt.stderr
+        head = len(documents(database_url, "whatsapp_events"))  # the shutdown stored usage too
+        assert f"{head:,} events to position {head}" in rebuilt.stdout
     finally:
         receiver.close()
 
