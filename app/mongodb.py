@@ -8,7 +8,8 @@ Environment keys (looked up as `<APPNAME>_KEY` before `KEY`, as for every factor
 
 - `MONGODB_URL` (required): a `mongodb://` or `mongodb+srv://` URI of a replica set.
 - `MONGODB_DATABASE`: the database; defaults to the database named in the URL's path.
-- `MONGODB_TIMEOUT`: seconds to wait for the server at start and per operation (default 10).
+- `MONGODB_TIMEOUT`: seconds to wait for the server (default 10); an append retries a lost
+  server for up to twice that, and conflicts with other appenders for up to six times.
 - `CREATE_TABLE`: create collections and indexes (default yes).
 
 Collections, named after the application like the postgres tables: `<app>_events` (the
@@ -113,9 +114,22 @@ class MongoDatastore:
         return str(name)
 
     def transaction(self, body: Callable[[ClientSession], T]) -> T:
-        """Run `body` in a multi-document transaction, retrying transient conflicts."""
-        deadline = monotonic() + self.timeout * 6
+        """Run `body` in a multi-document transaction, retrying transient failures.
+
+        A conflict (another appender holds the counter) clears as soon as that one commits,
+        so conflicts are retried for up to six times the timeout. A lost server is retried
+        for up to twice the timeout (20 s by default): inside the 30 s a caller of the group
+        commit waits, so a save reported failed is not committed later.
+        """
+        started = monotonic()
         backoff = 0.001
+
+        def may_retry(error: BaseException) -> bool:
+            if not _transient(error):
+                return False
+            patience = self.timeout * (2 if isinstance(error, ConnectionFailure) else 6)
+            return monotonic() - started < patience
+
         with translated_errors(), self.client.start_session() as session:
             while True:
                 session.start_transaction(
@@ -127,11 +141,11 @@ class MongoDatastore:
                     if session.in_transaction:
                         with contextlib.suppress(PyMongoError):
                             session.abort_transaction()
-                    if _transient(error) and monotonic() < deadline:
+                    if may_retry(error):
                         backoff = _pause(backoff)
                         continue
                     raise
-                if self._commit(session, deadline):
+                if self._commit(session, started + self.timeout * 2):
                     return result
                 backoff = _pause(backoff)
 
@@ -153,15 +167,16 @@ class MongoDatastore:
 
     def read(self, body: Callable[[ClientSession], T]) -> T:
         """Run reads on one snapshot (a read-only transaction), so they see whole commits."""
+        attempts = 0
         with translated_errors(), self.client.start_session() as session:
-            for attempt in range(5):
+            while True:
                 try:
                     with session.start_transaction(read_concern=ReadConcern("snapshot")):
                         return body(session)
                 except PyMongoError as error:
-                    if not error.has_error_label("TransientTransactionError") or attempt == 4:
+                    attempts += 1
+                    if not error.has_error_label("TransientTransactionError") or attempts == 5:
                         raise
-            raise AssertionError("unreachable")
 
     def close(self) -> None:
         # Called again by Application.__del__ after an explicit close: only once.
@@ -332,8 +347,12 @@ class MongoApplicationRecorder(MongoAggregateRecorder, ApplicationRecorder):
         if not stored_events and kwargs.get("tracking") is None:
             return []
         ids = self.datastore.transaction(lambda s: self._insert(s, stored_events, **kwargs))
-        _ring(self.datastore.db.name, self.events_collection_name)
+        _ring(self._key)
         return ids
+
+    @property
+    def _key(self) -> tuple[str, str]:
+        return self.datastore.db.name, self.events_collection_name
 
     def _insert(
         self, session: ClientSession, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -411,11 +430,9 @@ class MongoApplicationRecorder(MongoAggregateRecorder, ApplicationRecorder):
 # the change stream wakes them for appends made anywhere else.
 _bells: dict[tuple[str, str], set[threading.Event]] = {}
 _bells_lock = threading.Lock()
-
-
-def _ring(database: str, collection: str) -> None:
+def _ring(key: tuple[str, str]) -> None:
     with _bells_lock:
-        waiters = list(_bells.get((database, collection), ()))
+        waiters = list(_bells.get(key, ()))
     for waiter in waiters:
         waiter.set()
 
@@ -434,7 +451,7 @@ class MongoSubscription(ListenNotifySubscription[MongoApplicationRecorder]):
     def __init__(
         self, recorder: MongoApplicationRecorder, gt: int | None = None, topics: Sequence[str] = ()
     ) -> None:
-        self._key = (recorder.datastore.db.name, recorder.events_collection_name)
+        self._key = recorder._key
         super().__init__(recorder=recorder, gt=gt, topics=topics)
         with _bells_lock:
             _bells.setdefault(self._key, set()).add(self._has_been_notified)
