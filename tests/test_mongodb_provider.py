@@ -83,12 +83,15 @@ def test_the_server_runs_on_mongodb(tmp_path: Path, database_url: str) -> None:
             admin.pair(a, "15550006001")
             assert admin.send(a, "15550006002", "stored in MongoDB").status_code == 200
             wait_until(lambda: "message_sent" in receiver.events(), timeout=15)
-            server.restart()
-            # The restarted server opened the same store, at the same position.
-            stored = documents(database_url, "whatsapp_events")
+            server.stop()
+            before = len(documents(database_url, "whatsapp_events"))
+            server.start()
+            # The restarted server opened the same store, from where it was (the instance
+            # reconnecting adds events of its own).
             health = server.client().get("/health").json()["checks"]["eventStore"]
-            assert health["position"] == len(stored)
-            assert Api.login(server).status(a)["ready"]
+            assert health["position"] >= before > 0
+            assert wait_until(lambda: Api.login(server).status(a)["ready"], timeout=15)
+        stored = documents(database_url, "whatsapp_events")
         assert [d["_id"] for d in stored] == list(range(1, len(stored) + 1))
         assert any(d["topic"].endswith("MessageSent") for d in stored)
 
