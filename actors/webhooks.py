@@ -17,14 +17,12 @@ import hmac
 import ipaddress
 import json
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -66,34 +64,19 @@ def sign(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class Cursors:
-    """How far each instance's delivery got past events it had nothing to send for."""
+class Cursors(Protocol):
+    """How far each instance's delivery got past events it had nothing to send for.
 
-    def __init__(self, path: Path) -> None:
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS cursors (instance_id TEXT PRIMARY KEY, position INTEGER)"
-        )
-        self._lock = threading.Lock()
+    Kept in the configured storage, beside the event store (app/ hands one down)."""
 
     def get(self, instance_id: str) -> int:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT position FROM cursors WHERE instance_id=?", [instance_id]
-            ).fetchone()
-        return row[0] if row else 0
+        """The stored position, 0 if none."""
 
     def set(self, instance_id: str, position: int) -> None:
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO cursors VALUES (?, ?) ON CONFLICT (instance_id) "
-                "DO UPDATE SET position=MAX(position, excluded.position)",
-                [instance_id, position],
-            )
+        """Store `position` unless a higher one is stored already."""
 
     def close(self) -> None:
-        self._conn.close()
+        """Release the connection."""
 
 
 @dataclass(frozen=True)

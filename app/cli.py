@@ -105,7 +105,7 @@ def rebuild_command(settings: Settings, names: list[str]) -> int:
         TimeRemainingColumn,
     )
 
-    from app.eventstore import EventStore, sqlite_env
+    from app.eventstore import StoreUnavailable, open_store
     from app.rebuild import check_names, rebuild
     from projections.store import ReadModelStore
 
@@ -114,10 +114,11 @@ def rebuild_command(settings: Settings, names: list[str]) -> int:
     except ValueError as error:
         print(f"whatsapp-api: {error}", file=sys.stderr)
         return 2
-    if not settings.sqlite_path.exists():
-        print(f"whatsapp-api: no event store at {settings.sqlite_path}", file=sys.stderr)
+    try:
+        store = open_store(settings, create=False)
+    except StoreUnavailable as error:
+        print(f"whatsapp-api: {error}", file=sys.stderr)
         return 1
-    store = EventStore(env={**sqlite_env(str(settings.sqlite_path)), "CREATE_TABLE": "no"})
     live = ReadModelStore(settings.read_models_path)
     columns = (
         TextColumn("rebuilding"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),

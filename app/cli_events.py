@@ -10,16 +10,13 @@ from uuid import UUID
 
 from app import history
 from app.config import Settings
-from app.eventstore import EventStore, sqlite_env
+from app.eventstore import EventStore, StoreUnavailable, open_store
 
 PAGE = 1000
 
 
 def run(settings: Settings, instance: str | None, after: int, since: str | None,
         follow: bool, as_json: bool) -> int:
-    if not settings.sqlite_path.exists():
-        print(f"whatsapp-api: no event store at {settings.sqlite_path}", file=sys.stderr)
-        return 1
     originator = None
     if instance:
         try:
@@ -37,7 +34,11 @@ def run(settings: Settings, instance: str | None, after: int, since: str | None,
         if not_before.tzinfo is None:
             not_before = not_before.replace(tzinfo=UTC)
         not_before_text = history.redact(not_before.astimezone(UTC))
-    store = EventStore(env={**sqlite_env(str(settings.sqlite_path)), "CREATE_TABLE": "no"})
+    try:
+        store = open_store(settings, create=False)
+    except StoreUnavailable as error:
+        print(f"whatsapp-api: {error}", file=sys.stderr)
+        return 1
     try:
         while True:
             events = history.read(store, originator, after, PAGE)

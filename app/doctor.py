@@ -99,8 +99,8 @@ def _me() -> str:
 
 
 def _storage(settings: Settings) -> Iterator[Finding]:
-    if settings.database_provider != "sqlite":
-        yield Finding(WARN, "storage", f"{settings.database_provider} is not checked by this version")
+    if settings.database_provider == "mongodb":
+        yield _mongodb(settings)
         return
     path = settings.sqlite_path
     if not path.exists():
@@ -121,6 +121,36 @@ def _storage(settings: Settings) -> Iterator[Finding]:
         yield Finding(FAIL, "event store", f"{path} is damaged: {check}", "restore it from a backup")
     else:
         yield Finding(OK, "event store", f"{path}: {count} events, integrity ok")
+
+
+def _mongodb(settings: Settings) -> Finding:
+    from eventsourcing.persistence import PersistenceError
+
+    from app.eventstore import EventStore, mongodb_env, one_line
+    from app.mongodb import MongoDatastore, StandaloneServerError
+
+    assert settings.database_url is not None
+    env = mongodb_env(settings.database_url)
+    datastore = MongoDatastore(env["MONGODB_URL"], env["MONGODB_DATABASE"], timeout=5)
+    try:
+        replica_set = datastore.replica_set()
+        host, port = datastore.client.address or ("?", "?")
+        version = datastore.client.server_info().get("version", "?")
+        events = datastore.db[f"{EventStore.name.lower()}_events"].estimated_document_count()
+    except StandaloneServerError as error:
+        return Finding(FAIL, "event store", str(error),
+                       "run MongoDB as a replica set (a single node is enough), as docker/ does")
+    except PersistenceError as error:
+        return Finding(FAIL, "event store", f"MongoDB is not reachable: {one_line(error)}",
+                       "check DATABASE_URL (host, port, user, password, authSource) and that "
+                       "MongoDB is running")
+    except Exception as error:  # pymongo's own (auth, DNS of mongodb+srv)
+        return Finding(FAIL, "event store", f"MongoDB: {one_line(error)}",
+                       "check DATABASE_URL (user, password, authSource)")
+    finally:
+        datastore.close()
+    return Finding(OK, "event store", f"MongoDB {version} at {host}:{port}, replica set "
+                   f"{replica_set}, database {env['MONGODB_DATABASE']}: {events} events")
 
 
 def _port(settings: Settings) -> Finding:

@@ -25,14 +25,22 @@ from actors.engines.sandbox import SandboxEngine, SandboxNetwork
 from actors.engines.whatsmeow import WhatsmeowEngine
 from actors.instance import InstanceActor
 from actors.supervisor import CrashReport, Supervisor
-from actors.webhooks import Cursors, WebhookActor, WebhookDefaults, WebhookService
+from actors.webhooks import WebhookActor, WebhookDefaults, WebhookService
 from app import jobs, openapi
 from app.access_log import AccessLog
 from app.auth import Authenticator, load_jwt_secret
 from app.config import Settings
 from app.context import Context
 from app.errors import EXCEPTION_HANDLERS
-from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, sqlite_env
+from app.eventstore import (
+    SNAPSHOT_INTERVAL,
+    EventStore,
+    GroupCommitter,
+    StoreUnavailable,
+    open_cursors,
+    open_store,
+    storage_details,
+)
 from app.metrics import Metrics
 from app.read_queries import open_read_models
 from app.rebuild import rebuild
@@ -115,7 +123,11 @@ def start(settings: Settings) -> Context:
             message = f"cannot use the {name} directory {directory.resolve()}: {error.strerror or error}"
             log.error("%s (check its permissions and free space; `whatsapp-api doctor` helps)", message)
             raise StartupError(message) from None
-    store = EventStore(env=sqlite_env(str(settings.sqlite_path)))
+    try:
+        store = open_store(settings)
+    except StoreUnavailable as error:
+        log.error("%s", error)
+        raise StartupError(str(error)) from None
     committer = GroupCommitter(store)
     read_models = ReadModelStore(settings.read_models_path)
     _check_read_model_shape(store, read_models)
@@ -186,7 +198,7 @@ def _start_serving(
         return dict(instance.webhook)
 
     webhook_service = WebhookService(
-        store, committer, webhook_settings, Cursors(settings.data_dir / "webhooks.db"),
+        store, committer, webhook_settings, open_cursors(settings),
         WebhookDefaults(
             settings.webhook_max_retries, settings.webhook_retry_interval,
             settings.webhook_allow_private,
@@ -206,7 +218,8 @@ def _start_serving(
     live = [UUID(row["id"]) for row in queries.live_instances() if row["engine"] in engines]
     supervisor.proxy().start_all(live).get()
     ctx.webhooks = WebhookActor.start(webhook_service, [str(i) for i in live])
-    log.info("started %d instance(s); event store at position %s", len(live), head)
+    log.info("started %d instance(s); event store (%s) at position %s", len(live),
+             ", ".join(f"{k} {v}" for k, v in storage_details(store).items()), head)
     return ctx
 
 

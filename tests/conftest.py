@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import mongo
 from tests.mongo_server import mongo_client, mongo_db, mongo_url  # noqa: F401 (fixtures)
 from tests.server import Api, Server, running_server
 
@@ -24,6 +25,21 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def admin(server: Server) -> Api:
     return Api.login(server)
+
+
+@pytest.fixture(scope="session")
+def mongodb_url() -> Iterator[str]:
+    """The MongoDB server of this test run (SecantusDB, or MONGODB_TEST_URL); see tests/mongo.py."""
+    with mongo.mongodb_server() as url:
+        yield url
+
+
+@pytest.fixture()
+def mongodb_database(mongodb_url: str) -> Iterator[str]:
+    """A database name of this test's own, dropped after it."""
+    name = mongo.new_database_name()
+    yield name
+    mongo.drop_database(mongodb_url, name)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

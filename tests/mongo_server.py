@@ -1,13 +1,11 @@
-"""A MongoDB server for the tests: SecantusDB in this process, or MONGODB_TEST_URL.
+"""MongoDB fixtures for the read-model tests, on the test run's one server (tests/mongo.py).
 
-SecantusDB (a test-only dependency) speaks the MongoDB wire protocol on WiredTiger and
-reports itself as a single-node replica set, so sessions and transactions work. With
-MONGODB_TEST_URL set, the same tests run against that server (a real mongod) instead.
+`mongo_url` is the session's server (SecantusDB, or MONGODB_TEST_URL), `mongo_client` a
+client of it, and `mongo_db` a database of the test's own, dropped afterwards.
 """
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -17,17 +15,8 @@ from pymongo.database import Database
 
 
 @pytest.fixture(scope="session")
-def mongo_url() -> Iterator[str]:
-    url = os.environ.get("MONGODB_TEST_URL")
-    if url:
-        yield url
-        return
-    from secantus import SecantusDBServer  # GPL-2.0, installed for the tests only
-
-    with SecantusDBServer(
-        host="127.0.0.1", storage_path=":memory:", cache_size="256M"
-    ) as server:
-        yield server.uri
+def mongo_url(mongodb_url: str) -> str:
+    return mongodb_url
 
 
 @pytest.fixture(scope="session")

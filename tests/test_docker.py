@@ -39,7 +39,9 @@ def test_compose_has_mongodb_as_a_replica_set_the_volumes_and_restarts() -> None
     assert "MONGO_INITDB_ROOT_PASSWORD" in services["mongodb"]["environment"]
     mounts = {v.split(":")[1] for v in services["whatsapp-api"]["volumes"]}
     assert mounts == {f"/usr/src/app/{v}" for v in ("instances", "uploads", "logs", "data")}
-    assert "replicaSet=rs0" in services["whatsapp-api"]["environment"]["DATABASE_URL"]
+    app_env = services["whatsapp-api"]["environment"]
+    assert "replicaSet=rs0" in app_env["DATABASE_URL"]
+    assert app_env["DATABASE_PROVIDER"] == "${DATABASE_PROVIDER:-mongodb}"
 
 
 def test_dockerignore_keeps_local_state_out_of_the_image() -> None:

@@ -1,9 +1,10 @@
-"""The event store on a real SQLite file: saving, group commit, subscriptions, snapshots."""
+"""The event store on each provider (a real SQLite file; MongoDB on the test server):
+saving, group commit, subscriptions, snapshots."""
 
 from __future__ import annotations
 
+import json
 import queue
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -18,9 +19,10 @@ import pytest
 from eventsourcing.persistence import IntegrityError, Notification
 
 import app.sqlite_recorder as sqlite_recorder
-from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, sqlite_env
+from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, mongodb_env, sqlite_env
 from domain.instance import Instance
 from domain.user import User
+from tests import mongo
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT = 5.0  # upper bound for anything that should take milliseconds
@@ -49,14 +51,6 @@ def send(instance: Instance, n: int, key: str | None = None) -> None:
 
 def state(aggregate: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(aggregate).items() if k != "_pending_events"}
-
-
-def db_rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
-    db = sqlite3.connect(path)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> bool:
@@ -103,9 +97,18 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "es.db"
 
 
+@pytest.fixture(params=["sqlite", "mongodb"])
+def env(request: pytest.FixtureRequest, db_path: Path) -> dict[str, str]:
+    """The event store's environment on each provider (each test: a fresh file or database)."""
+    if request.param == "sqlite":
+        return sqlite_env(str(db_path))
+    url = request.getfixturevalue("mongodb_url")
+    return mongodb_env(mongo.with_database(url, request.getfixturevalue("mongodb_database")))
+
+
 @pytest.fixture()
-def store(db_path: Path) -> Iterator[EventStore]:
-    store = EventStore(env=sqlite_env(str(db_path)))
+def store(env: dict[str, str]) -> Iterator[EventStore]:
+    store = EventStore(env=env)
     yield store
     store.close()
 
@@ -192,7 +195,7 @@ def test_group_commit_returns_increasing_positions(
 
 
 def test_concurrent_commits_all_succeed_with_unique_increasing_positions(
-    db_path: Path, store: EventStore, committer: GroupCommitter
+    store: EventStore, committer: GroupCommitter
 ) -> None:
     threads, rounds = 8, 25
     barrier = threading.Barrier(threads)
@@ -228,7 +231,7 @@ def test_concurrent_commits_all_succeed_with_unique_increasing_positions(
     assert sum(calls) == expected_events
 
     # Every position is a stored event, and every stored event was handed to a caller.
-    stored = [row[0] for row in db_rows(db_path, "SELECT rowid FROM stored_events ORDER BY rowid")]
+    stored = [n.id for n in store.recorder.select_notifications(None, 100_000)]
     assert sorted(all_positions) == stored
     for instance_id, _ in results:
         loaded = store.repository.get(instance_id)
@@ -345,17 +348,17 @@ def test_a_subscription_from_the_start_sees_everything_in_order(
 
 
 def test_a_subscription_sees_events_saved_by_another_process(
-    db_path: Path, store: EventStore, collectors: list[Collector]
+    env: dict[str, str], store: EventStore, collectors: list[Collector]
 ) -> None:
     store.save(new_instance("local"))
     last = store.recorder.max_notification_id()
     collector = subscribe(store, collectors, gt=last)
 
     script = (
-        "import sys\n"
-        "from app.eventstore import EventStore, sqlite_env\n"
+        "import json, sys\n"
+        "from app.eventstore import EventStore\n"
         "from domain.instance import Instance\n"
-        "store = EventStore(env=sqlite_env(sys.argv[1]))\n"
+        "store = EventStore(env=json.loads(sys.argv[1]))\n"
         "i = Instance(user_id='u', name='remote', description='', engine='sandbox',"
         " webhook={}, engine_settings={})\n"
         "i.receive_qr('qr')\n"
@@ -364,7 +367,7 @@ def test_a_subscription_sees_events_saved_by_another_process(
         "print(i.id)\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script, str(db_path)],
+        [sys.executable, "-c", script, json.dumps(env)],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
@@ -387,8 +390,10 @@ def test_a_stopped_subscription_ends_its_iteration(
         assert next(subscription).originator_version == 1
 
 
-def test_restart_keeps_events_and_positions(db_path: Path, collectors: list[Collector]) -> None:
-    store = EventStore(env=sqlite_env(str(db_path)))
+def test_restart_keeps_events_and_positions(
+    env: dict[str, str], collectors: list[Collector]
+) -> None:
+    store = EventStore(env=env)
     try:
         instance = connected_instance()
         positions = [r.notification.id for r in store.save(instance)]
@@ -398,7 +403,7 @@ def test_restart_keeps_events_and_positions(db_path: Path, collectors: list[Coll
     finally:
         store.close()
 
-    reopened = EventStore(env=sqlite_env(str(db_path)))
+    reopened = EventStore(env=env)
     try:
         last = reopened.recorder.max_notification_id()
         assert last == positions[-1]
@@ -423,22 +428,19 @@ def test_restart_keeps_events_and_positions(db_path: Path, collectors: list[Coll
 # -- snapshots -------------------------------------------------------------------------
 
 
-def snapshot_rows(db_path: Path, instance_id: UUID) -> list[tuple[Any, ...]]:
-    return db_rows(
-        db_path,
-        f"SELECT originator_version FROM stored_snapshots WHERE originator_id='{instance_id.hex}'"
-        " ORDER BY originator_version",
-    )
+def snapshot_rows(store: EventStore, instance_id: UUID) -> list[tuple[Any, ...]]:
+    assert store.snapshots is not None
+    return [(s.originator_version,) for s in store.snapshots.recorder.select_events(instance_id)]
 
 
-def test_saving_past_the_interval_takes_a_snapshot(db_path: Path, store: EventStore) -> None:
+def test_saving_past_the_interval_takes_a_snapshot(store: EventStore) -> None:
     instance = connected_instance()
     for n in range(SNAPSHOT_INTERVAL + 10):
         send(instance, n, key=f"k{n}")
     store.save(instance)
     assert instance.version > SNAPSHOT_INTERVAL
 
-    assert snapshot_rows(db_path, instance.id) == [(SNAPSHOT_INTERVAL,)]
+    assert snapshot_rows(store, instance.id) == [(SNAPSHOT_INTERVAL,)]
     snapshot = store.snapshots.get(instance.id, desc=True, limit=1)
     assert [s.originator_version for s in snapshot] == [SNAPSHOT_INTERVAL]
 
@@ -450,14 +452,14 @@ def test_saving_past_the_interval_takes_a_snapshot(db_path: Path, store: EventSt
 
 
 def test_the_committer_stores_a_snapshot_handed_to_it(
-    db_path: Path, store: EventStore, committer: GroupCommitter
+    store: EventStore, committer: GroupCommitter
 ) -> None:
     instance = connected_instance()
     for n in range(SNAPSHOT_INTERVAL + 5):
         send(instance, n, key=f"k{n}")
     events = instance.collect_events()
     committer.commit(events, Instance.Snapshot.take(instance))
-    assert snapshot_rows(db_path, instance.id) == [(instance.version,)]
+    assert snapshot_rows(store, instance.id) == [(instance.version,)]
 
     # Events after the snapshot are replayed on top of it.
     instance.close_connection("lost", will_reconnect=False)

@@ -10,6 +10,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from app.context import Context
+from app.eventstore import storage_details
 from app.openapi import DOCS_PAGE, doc
 
 
@@ -17,11 +18,13 @@ from app.openapi import DOCS_PAGE, doc
 async def health(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     checks: dict[str, dict[str, object]] = {}
+
+    def probe() -> dict[str, object]:
+        position = ctx.store.recorder.max_notification_id()
+        return {"ok": True, "position": position or 0, **storage_details(ctx.store)}
+
     try:
-        position = await asyncio.wait_for(
-            asyncio.to_thread(ctx.store.recorder.max_notification_id), timeout=2
-        )
-        checks["eventStore"] = {"ok": True, "position": position or 0}
+        checks["eventStore"] = await asyncio.wait_for(asyncio.to_thread(probe), timeout=2)
     except Exception as error:
         checks["eventStore"] = {"ok": False, "error": str(error) or type(error).__name__}
     checks["readModels"] = {

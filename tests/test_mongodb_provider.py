@@ -1,0 +1,165 @@
+"""DATABASE_PROVIDER=mongodb: the server, the CLI, doctor and /health on the MongoDB store."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+
+from app import doctor
+from app.config import Settings
+from app.cursors import MongoCursors, SQLiteCursors
+from app.eventstore import open_cursors, open_store, store_env
+from tests import mongo
+from tests.receiver import Receiver
+from tests.server import Api, Server, free_port, running_server, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def database_url(mongodb_url: str, mongodb_database: str) -> str:
+    return mongo.with_database(mongodb_url, mongodb_database)
+
+
+def documents(database_url: str, collection: str) -> list[dict[str, Any]]:
+    client: MongoClient[dict[str, Any]] = MongoClient(database_url, uuidRepresentation="standard")
+    try:
+        return list(client.get_default_database()[collection].find())
+    finally:
+        client.close()
+
+
+def test_the_provider_is_chosen_in_one_place(tmp_path: Path, database_url: str) -> None:
+    sqlite = Settings(sqlite_path=tmp_path / "es.db")
+    assert store_env(sqlite)["PERSISTENCE_MODULE"] == "eventsourcing.sqlite"
+    mongodb = Settings(database_provider="mongodb", database_url=database_url)
+    env = store_env(mongodb, create=False)
+    assert env["PERSISTENCE_MODULE"] == "app.mongodb" and env["CREATE_TABLE"] == "no"
+    assert env["MONGODB_DATABASE"] == database_url.rsplit("/", 1)[1]
+    store = open_store(mongodb)
+    try:
+        assert type(store.recorder).__module__ == "app.mongodb"
+        assert store.snapshots is not None  # the product snapshots its aggregates
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("provider", ["sqlite", "mongodb"])
+def test_webhook_cursors_only_move_forward(tmp_path: Path, database_url: str, provider: str) -> None:
+    settings = Settings(
+        database_provider=provider, database_url=database_url, sqlite_path=tmp_path / "es.db"
+    )
+    cursors = open_cursors(settings)
+    assert isinstance(cursors, MongoCursors if provider == "mongodb" else SQLiteCursors)
+    try:
+        assert cursors.get("a") == 0
+        cursors.set("a", 7)
+        cursors.set("a", 5)  # a slower writer
+        cursors.set("b", 2)
+        assert (cursors.get("a"), cursors.get("b")) == (7, 2)
+    finally:
+        cursors.close()
+    if provider == "mongodb":
+        stored = {d["_id"]: d["position"] for d in documents(database_url, "webhook_cursors")}
+        assert stored == {"a": 7, "b": 2}
+
+
+def test_the_server_runs_on_mongodb(tmp_path: Path, database_url: str) -> None:
+    receiver = Receiver()
+    try:
+        with running_server(tmp_path, DATABASE_PROVIDER="mongodb", DATABASE_URL=database_url) as server:
+            health = server.client().get("/health").json()["checks"]["eventStore"]
+            assert health["ok"] and health["provider"] == "mongodb" and health["replicaSet"]
+            admin = Api.login(server)
+            a = admin.create_instance(
+                "Mongo", webhookUrl=receiver.url, webhookEnabled=True, notifySent=True
+            )["id"]
+            admin.pair(a, "15550006001")
+            assert admin.send(a, "15550006002", "stored in MongoDB").status_code == 200
+            wait_until(lambda: "message_sent" in receiver.events(), timeout=15)
+            server.stop()
+            before = len(documents(database_url, "whatsapp_events"))
+            server.start()
+            # The restarted server opened the same store, from where it was (the instance
+            # reconnecting adds events of its own).
+            health = server.client().get("/health").json()["checks"]["eventStore"]
+            assert health["position"] >= before > 0
+            assert wait_until(lambda: Api.login(server).status(a)["ready"], timeout=15)
+        stored = documents(database_url, "whatsapp_events")
+        assert [d["_id"] for d in stored] == list(range(1, len(stored) + 1))
+        assert any(d["topic"].endswith("MessageSent") for d in stored)
+
+        # The event history command reads the same store.
+        listing = subprocess.run(
+            [sys.executable, "-m", "app.cli", "events", "--instance", a],
+            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+            env={**server.env},
+        )
+        assert listing.returncode == 0, listing.stderr
+        assert "MessageSent" in listing.stdout and "stored in MongoDB" in listing.stdout
+        # So does the rebuild of the read models.
+        rebuilt = subprocess.run(
+            [sys.executable, "-m", "app.cli", "rebuild-projections"],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+            env={**server.env},
+        )
+        assert rebuilt.returncode == 0, rebuilt.stderr
+        head = len(documents(database_url, "whatsapp_events"))  # the shutdown stored usage too
+        assert f"{head:,} events to position {head}" in rebuilt.stdout
+    finally:
+        receiver.close()
+
+
+@pytest.fixture(scope="module")
+def standalone_url() -> Iterator[str]:
+    with mongo.secantus(standalone=True) as url:
+        yield url
+
+
+def test_a_standalone_server_is_refused_with_one_line(tmp_path: Path, standalone_url: str) -> None:
+    server = Server(tmp_path, DATABASE_PROVIDER="mongodb",
+                    DATABASE_URL=mongo.with_database(standalone_url, "standalone"))
+    with pytest.raises(RuntimeError):
+        server.start(timeout=30)
+    lines = [line for line in server.log_text().splitlines() if "standalone server" in line]
+    assert lines and "not a replica set" in lines[0]
+
+
+def environ(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "SQLITE_DATABASE_URL": f"file:{tmp_path / 'data' / 'app.db'}",
+        "UPLOADS_DIR": str(tmp_path / "uploads"), "INSTANCES_DIR": str(tmp_path / "instances"),
+        "LOGS_DIR": str(tmp_path / "logs"), "JWT_SECRET": "s" * 40, "PORT": str(free_port()),
+        "HOST": "127.0.0.1", "DATABASE_PROVIDER": "mongodb", **extra,
+    }
+
+
+def storage_line(lines: list[str]) -> str:
+    return next(line for line in lines if "event store" in line)
+
+
+def test_doctor_reports_mongodb_and_its_replica_set(tmp_path: Path, database_url: str) -> None:
+    lines: list[str] = []
+    doctor.run(environ(tmp_path, DATABASE_URL=database_url), lines.append)
+    line = storage_line(lines)
+    assert line.startswith("[ok  ] event store: MongoDB") and "replica set" in line
+
+
+def test_doctor_fails_on_a_standalone_server(tmp_path: Path, standalone_url: str) -> None:
+    lines: list[str] = []
+    code = doctor.run(environ(tmp_path, DATABASE_URL=standalone_url + "x"), lines.append)
+    assert code == 1
+    assert "[FAIL] event store" in storage_line(lines) and "not a replica set" in storage_line(lines)
+
+
+def test_doctor_fails_when_mongodb_is_unreachable(tmp_path: Path) -> None:
+    lines: list[str] = []
+    url = f"mongodb://127.0.0.1:{free_port()}/x"
+    assert doctor.run(environ(tmp_path, DATABASE_URL=url), lines.append) == 1
+    assert "[FAIL] event store: MongoDB is not reachable" in storage_line(lines)
