@@ -107,7 +107,7 @@ def rebuild_command(settings: Settings, names: list[str]) -> int:
 
     from app.eventstore import EventStore, sqlite_env
     from app.rebuild import check_names, rebuild
-    from projections.store import ReadModelStore
+    from app.storage import read_model_store
 
     try:
         check_names(names)
@@ -118,7 +118,7 @@ def rebuild_command(settings: Settings, names: list[str]) -> int:
         print(f"whatsapp-api: no event store at {settings.sqlite_path}", file=sys.stderr)
         return 1
     store = EventStore(env={**sqlite_env(str(settings.sqlite_path)), "CREATE_TABLE": "no"})
-    live = ReadModelStore(settings.read_models_path)
+    live = read_model_store(settings)
     columns = (
         TextColumn("rebuilding"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
         TextColumn("{task.fields[rate]} ev/s"),
@@ -139,9 +139,10 @@ def rebuild_command(settings: Settings, names: list[str]) -> int:
               file=sys.stderr)
         return 130
     finally:
+        live.close()
         store.close()
     print(f"rebuilt {', '.join(names) or 'all read models'}: {result.events:,} events to "
-          f"position {result.position} in {result.seconds:.1f} s; now serving {result.file.name}")
+          f"position {result.position} in {result.seconds:.1f} s; now serving {result.serving}")
     return 0
 
 

@@ -11,18 +11,27 @@ the server runs. Every connection notices a swap at its next use and reopens.
 
 from __future__ import annotations
 
+import functools
+import itertools
+import operator
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import sqlite_utils
 from eventsourcing.persistence import IntegrityError
 
+from projections.rows import Building, ReadModels, Rows, Table
 
-class ReadModelStore:
+T = TypeVar("T")
+
+
+class ReadModelStore(ReadModels):
     """The read models in service; a connection per thread."""
 
     def __init__(self, path: str | Path, *, follow_pointer: bool = True) -> None:
@@ -30,6 +39,7 @@ class ReadModelStore:
         self.pointer = self.base.with_name(self.base.name + ".current")
         self._follow = follow_pointer
         self._local = threading.local()
+        self.tables: dict[str, Table] = {}
         with self.transaction() as db:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS tracking (name TEXT PRIMARY KEY, position INTEGER)"
@@ -94,38 +104,230 @@ class ReadModelStore:
             raise
         db.execute("COMMIT")
 
+    # -- the provider-neutral interface ---------------------------------------------------
+
+    def ensure(self, tables: Iterable[Table]) -> None:
+        with self.transaction() as db:
+            for table in tables:
+                self.tables[table.name] = table
+                db[table.name].create(
+                    dict(table.columns), pk=table.pk[0] if len(table.pk) == 1 else table.pk,
+                    not_null=set(table.counters) or None,
+                    defaults=dict.fromkeys(table.counters, 0) or None, if_not_exists=True,
+                )
+                for columns, unique in table.indexes:
+                    db[table.name].create_index(list(columns), unique=unique, if_not_exists=True)
+
+    def atomically(self, work: Callable[[Rows], T]) -> T:
+        with self.transaction() as db:
+            rows = SQLiteRows(db.conn, self.tables)
+            result = work(rows)
+            rows.flush()
+        return result
+
     def meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", [key]).fetchone()
         return row[0] if row else None
 
-    @staticmethod
-    def set_meta(db: sqlite_utils.Database, key: str, value: str) -> None:
-        db.execute(
-            "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
-            [key, value],
-        )
-
     def position(self, name: str) -> int:
-        return self.tracked(self.db, name)
-
-    @staticmethod
-    def tracked(db: sqlite_utils.Database, name: str) -> int:
-        row = db.execute("SELECT position FROM tracking WHERE name=?", [name]).fetchone()
+        row = self.db.execute("SELECT position FROM tracking WHERE name=?", [name]).fetchone()
         return row[0] if row else 0
 
-    @staticmethod
-    def track(db: sqlite_utils.Database, name: str, position: int) -> None:
-        """Record `position` for projection `name`; refuse to go back or repeat."""
-        if ReadModelStore.tracked(db, name) >= position:
-            raise IntegrityError(f"{name} already processed position {position}")
-        db.execute(
-            "INSERT INTO tracking (name, position) VALUES (?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET position=excluded.position",
-            [name, position],
-        )
+    def tracked_names(self) -> int:
+        (count,) = self.db.execute("SELECT COUNT(*) FROM tracking").fetchone()
+        return int(count)
+
+    def building(self) -> SQLiteBuilding:
+        return SQLiteBuilding(self)
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
             db.conn.close()
             self._local.db = None
+
+
+class SQLiteRows(Rows):
+    """Writes buffered per table, then sent as one `executemany` per run of one statement.
+
+    Tables are independent, so each table's writes keep their order while different
+    tables are flushed one after the other. `get` flushes its table first.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, tables: Mapping[str, Table]) -> None:
+        self.conn = conn
+        self.tables = tables
+        self._pending: dict[str, list[tuple[str, Sequence[Any]]]] = {}
+
+    def _queue(self, table: str, sql: str, params: Sequence[Any]) -> None:
+        pending = self._pending.get(table)
+        if pending is None:
+            pending = self._pending[table] = []
+        pending.append((sql, params))
+
+    def insert(self, table: str, row: dict[str, Any]) -> None:
+        self._queue(table, _insert_sql(table, tuple(row)), tuple(row.values()))
+
+    def update(self, table: str, key: Any, values: dict[str, Any]) -> None:
+        pk = self.tables[table].pk
+        self._queue(table, _update_sql(table, tuple(values), pk),
+                    (*values.values(), *_key_values(pk, key)))
+
+    def advance(
+        self, table: str, where: dict[str, Any], column: str, value: str, rank: Mapping[str, int]
+    ) -> None:
+        sql = _advance_sql(table, tuple(where), column, tuple(rank.items()))
+        self._queue(table, sql, (value, *where.values(), rank.get(value, 0)))
+
+    def add(self, table: str, key: dict[str, Any], counts: dict[str, int]) -> None:
+        spec = self.tables[table]
+        counters = tuple(sorted(spec.counters))
+        # Every counter in every statement (zeros added): one statement, one executemany.
+        self._queue(table, _add_sql(table, spec.pk, counters),
+                    (*(key[k] for k in spec.pk), *(counts.get(c, 0) for c in counters)))
+
+    def merge(self, table: str, row: dict[str, Any], keep: tuple[str, ...]) -> None:
+        sql = _merge_sql(table, tuple(row), self.tables[table].pk, keep)
+        self._queue(table, sql, tuple(row.values()))
+
+    def get(self, table: str, key: Any) -> dict[str, Any] | None:
+        self.flush(table)
+        pk = self.tables[table].pk
+        where = " AND ".join(f"{k} = ?" for k in pk)
+        cursor = self.conn.execute(f"SELECT * FROM {table} WHERE {where}", _key_values(pk, key))
+        found = cursor.fetchone()
+        if found is None:
+            return None
+        return dict(zip([d[0] for d in cursor.description], found, strict=True))
+
+    def position(self, name: str) -> int:
+        row = self.conn.execute("SELECT position FROM tracking WHERE name=?", [name]).fetchone()
+        return row[0] if row else 0
+
+    def track(self, name: str, position: int) -> None:
+        if self.position(name) >= position:
+            raise IntegrityError(f"{name} already processed position {position}")
+        self.conn.execute(
+            "INSERT INTO tracking (name, position) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET position=excluded.position",
+            [name, position],
+        )
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+            [key, value],
+        )
+
+    def flush(self, table: str | None = None) -> None:
+        for name in [table] if table is not None else list(self._pending):
+            pending = self._pending.pop(name, None)
+            if not pending:
+                continue
+            for sql, run in itertools.groupby(pending, key=operator.itemgetter(0)):
+                self.conn.executemany(sql, [params for _, params in run])
+
+
+def _key_values(pk: tuple[str, ...], key: Any) -> tuple[Any, ...]:
+    return (key,) if len(pk) == 1 else tuple(key[k] for k in pk)
+
+
+@functools.cache
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+@functools.cache
+def _update_sql(table: str, columns: tuple[str, ...], pk: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{c} = ?" for c in columns)
+    return f"UPDATE {table} SET {sets} WHERE {' AND '.join(f'{k} = ?' for k in pk)}"
+
+
+@functools.cache
+def _advance_sql(
+    table: str, where: tuple[str, ...], column: str, rank: tuple[tuple[str, int], ...]
+) -> str:
+    cases = " ".join(f"WHEN '{s}' THEN {r}" for s, r in rank)
+    conditions = " AND ".join(f"{c} = ?" for c in where)
+    return (f"UPDATE {table} SET {column} = ? WHERE {conditions} "
+            f"AND (CASE {column} {cases} ELSE 0 END) < ?")
+
+
+@functools.cache
+def _add_sql(table: str, pk: tuple[str, ...], counters: tuple[str, ...]) -> str:
+    columns = (*pk, *counters)
+    updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in counters)
+    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT ({', '.join(pk)}) DO UPDATE SET {updates}")
+
+
+@functools.cache
+def _merge_sql(table: str, columns: tuple[str, ...], pk: tuple[str, ...], keep: tuple[str, ...]) -> str:
+    updates = ", ".join(f"{c} = COALESCE(excluded.{c}, {table}.{c})" for c in keep)
+    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT ({', '.join(pk)}) DO UPDATE SET {updates}")
+
+
+class SQLiteBuilding(Building):
+    """A new read-model file beside the one in service (`<stem>.<ns>.db`, `.building` until
+    it is complete), swapped in through the pointer file."""
+
+    def __init__(self, live: ReadModelStore) -> None:
+        self.live = live
+        base = live.base
+        for stale in base.parent.glob(f"{base.stem}.*.db.building*"):
+            stale.unlink(missing_ok=True)
+        self.target = base.with_name(f"{base.stem}.{time.time_ns()}.db")
+        self.file = self.target.with_name(self.target.name + ".building")
+        self.store = ReadModelStore(self.file, follow_pointer=False)
+
+    def fast(self) -> None:
+        # No journal, a big cache, no fsync until the file is made durable once, before
+        # the swap: a crash deletes it anyway.
+        for pragma in ("synchronous=OFF", "cache_size=-262144", "temp_store=MEMORY"):
+            self.store.db.execute(f"PRAGMA {pragma}")
+
+    def copy(self, tables: Sequence[str], tracking_name: str) -> int:
+        source = self.live.current_file()
+        conn = sqlite3.connect(self.file, isolation_level=None, timeout=30)
+        try:
+            conn.execute("ATTACH DATABASE ? AS live", [str(source)])
+            conn.execute("BEGIN")  # one snapshot of the live file for every table and the position
+            row = conn.execute(
+                "SELECT position FROM live.tracking WHERE name=?", [tracking_name]
+            ).fetchone()
+            for table in tables:
+                conn.execute(f"INSERT INTO main.{table} SELECT * FROM live.{table}")
+            conn.execute("COMMIT")
+            conn.execute("DETACH DATABASE live")
+        finally:
+            conn.close()
+        return row[0] if row else 0
+
+    def swap_in(self, catch_up: Callable[[], None]) -> str:
+        live = self.live
+        # Hold the old file's write lock: the live projection waits, nothing is missed.
+        old = live.db
+        old.execute("BEGIN IMMEDIATE")
+        try:
+            catch_up()
+            self.store.db.execute("PRAGMA synchronous=FULL")
+            self.store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.store.close()
+            self.file.rename(self.target)
+            for suffix in ("-wal", "-shm"):
+                Path(f"{self.file}{suffix}").unlink(missing_ok=True)
+            previous = live.current_file()
+            live.switch_to(self.target)
+        finally:
+            old.execute("ROLLBACK")
+        live.close()
+        if previous != self.target:
+            for old_file in (previous, Path(f"{previous}-wal"), Path(f"{previous}-shm")):
+                old_file.unlink(missing_ok=True)
+        return self.target.name
+
+    def discard(self) -> None:
+        self.store.close()
+        for leftover in (self.file, Path(f"{self.file}-wal"), Path(f"{self.file}-shm")):
+            leftover.unlink(missing_ok=True)

@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.mongo_server import mongo_database, mongo_url  # noqa: F401  (fixtures)
+from tests.readmodels import MongoProvider, Provider, SQLiteProvider
 from tests.server import Api, Server, running_server
 
 
@@ -23,3 +25,17 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def admin(server: Server) -> Api:
     return Api.login(server)
+
+
+@pytest.fixture(params=["sqlite", "mongodb"])
+def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Provider]:
+    """Read models on each storage provider in turn (a file or a database of the test's own)."""
+    if request.param == "sqlite":
+        yield SQLiteProvider(tmp_path)
+        return
+    chosen = MongoProvider(request.getfixturevalue("mongo_url"),
+                           request.getfixturevalue("mongo_database"))
+    try:
+        yield chosen
+    finally:
+        chosen.close()
