@@ -214,6 +214,59 @@ def test_contacts_come_from_messages_and_keep_push_names(
     assert len(found) == 4
 
 
+def test_message_status_only_moves_forwards_and_usage_counts_by_day(
+    store: EventStore, provider: Provider, running: list[Any]
+) -> None:
+    from projections import catalog
+
+    live = start(store, provider, running, catalog.build)
+    user = new_user()
+    instance = new_instance(user)
+    instance.open_connection("15550001111", "Shop")
+    bob = "15550002222@s.whatsapp.net"
+    instance.record_sent(message_id="OUT1", to=bob, message_type="text", body="hello",
+                         media=None, sent_at=1, idempotency_key=None)
+    media = {"path": "/x/y.jpg", "filename": "y.jpg", "mimetype": "image/jpeg", "size": 700}
+    instance.record_sent(message_id="OUT2", to=bob, message_type="image", body="",
+                         media=media, sent_at=2, idempotency_key=None)
+    instance.record_received(message_id="IN1", sender=bob, push_name="Bob", message_type="text",
+                             body="hi", media=None, received_at=3)
+    # In one batch: delivered, read, then a late delivered that must not win.
+    instance.record_status("OUT1", "delivered", bob, True)
+    instance.record_status("OUT1", "read", bob, True)
+    instance.record_status("OUT1", "delivered", bob, True)
+    instance.record_status("OUT2", "nonsense", bob, True)  # unranked: never an advance
+    save(store, live, user, instance)
+
+    def status(message_id: str) -> str:
+        [row] = provider.rows("messages", instance_id=str(instance.id), message_id=message_id)
+        return row["status"]
+
+    assert (status("OUT1"), status("OUT2"), status("IN1")) == ("read", "sent", "received")
+    [image] = provider.rows("messages", message_id="OUT2")
+    assert (image["has_media"], json.loads(image["media"])) == (
+        1, {"filename": "y.jpg", "mimetype": "image/jpeg", "size": 700},
+    )
+    # A later batch cannot move it back either; a further step forwards still counts.
+    instance.record_status("OUT1", "delivered", bob, True)
+    instance.record_status("OUT2", "delivered", bob, True)
+    save(store, live, instance)
+    assert (status("OUT1"), status("OUT2")) == ("read", "delivered")
+    instance.record_status("OUT1", "played", bob, True)
+    save(store, live, instance)
+    assert status("OUT1") == "played"
+
+    [usage] = provider.rows("usage", instance_id=str(instance.id))
+    assert usage["user_id"] == str(user.id)
+    assert {k: usage[k] for k in ("messages_sent", "messages_received", "media_sent",
+                                  "media_received", "total_media_size", "api_calls")} == {
+        "messages_sent": 2, "messages_received": 1, "media_sent": 1, "media_received": 0,
+        "total_media_size": 700, "api_calls": 0,
+    }
+    actions = sorted(r["action"] for r in provider.rows("activity", instance_id=str(instance.id)))
+    assert actions == ["connection_opened", "instance_created"]
+
+
 def test_wait_returns_once_the_position_is_reached(
     store: EventStore, provider: Provider, running: list[Any]
 ) -> None:
