@@ -9,7 +9,7 @@ from typing import Any
 from domain.instance import Instance
 from domain.user import User
 from domain.webhook import WebhookLog
-from projections.base import ReadModelProjection, iso, row_id
+from projections.base import ReadModelProjection, ident, iso, row_id
 from projections.rows import Rows, Table
 
 
@@ -96,6 +96,6 @@ class Activity(ReadModelProjection):
         instance_id: str | None = None,
     ) -> None:
         rows.insert("activity", {
-            "id": row_id(event), "instance_id": instance_id or str(event.originator_id),
+            "id": row_id(event), "instance_id": instance_id or ident(event.originator_id),
             "action": action, "details": json.dumps(details), "created_at": iso(event.timestamp),
         })

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from functools import singledispatchmethod
+from functools import partial, singledispatchmethod
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
@@ -14,12 +15,33 @@ from projections.rows import ReadModels, Rows, Table
 
 def iso(ts: datetime) -> str:
     """ISO 8601 UTC with milliseconds and a Z, as the API shows times."""
-    return ts.isoformat(timespec="milliseconds")[:23] + "Z"
+    global _last_time
+    last = _last_time
+    if last[0] is ts:  # several projections format the same event's time in a row
+        return last[1]
+    text = ts.isoformat(timespec="milliseconds")[:23] + "Z"
+    _last_time = (ts, text)
+    return text
+
+
+_last_time: tuple[datetime | None, str] = (None, "")
+
+
+def ident(uuid: UUID) -> str:
+    """`str(uuid)`, remembered: every event names its aggregate, and there are few of them
+    (formatting a UUID costs a rebuild more than a dictionary look-up)."""
+    text = _idents.get(uuid)
+    if text is None:
+        text = _idents[uuid] = str(uuid)
+    return text
+
+
+_idents: dict[UUID, str] = {}
 
 
 def row_id(event: Any) -> str:
     """A row id that is the same however often the read model is rebuilt."""
-    return f"{event.originator_id}-{event.originator_version}"
+    return f"{ident(event.originator_id)}-{event.originator_version}"
 
 
 class Dispatch:
@@ -66,11 +88,11 @@ class ReadModelProjection(Projection[ReadModels]):
         """
         method = next(c.__dict__["apply"] for c in type(self).__mro__ if "apply" in c.__dict__)
         if not isinstance(method, singledispatchmethod):
-            return lambda event, rows: method(self, event, rows)
+            return partial(method, self)
         found = method.dispatcher.dispatch(kind)
         if found is method.dispatcher.dispatch(object):
             return None
-        return lambda event, rows: found(self, event, rows)
+        return partial(found, self)
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         handle = self.handler(type(domain_event))

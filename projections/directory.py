@@ -9,7 +9,7 @@ from typing import Any
 from domain.instance import Instance
 from domain.phone import is_group, jid_number
 from domain.user import User
-from projections.base import ReadModelProjection, iso
+from projections.base import ReadModelProjection, ident, iso
 from projections.rows import Rows, Table
 
 
@@ -55,7 +55,7 @@ class Directory(ReadModelProjection):
         at = iso(event.timestamp)
         rows.insert(
             "users", {
-                "id": str(event.originator_id), "email": event.email,
+                "id": ident(event.originator_id), "email": event.email,
                 "first_name": event.first_name, "last_name": event.last_name,
                 "role": event.role, "active": 1, "api_key_hash": event.api_key_hash,
                 "limits": "{}", "created_at": at, "updated_at": at,
@@ -76,7 +76,7 @@ class Directory(ReadModelProjection):
 
     @apply.register
     def _(self, event: User.LimitsChanged, rows: Rows) -> None:
-        row = rows.get("users", str(event.originator_id))
+        row = rows.get("users", ident(event.originator_id))
         if row is not None:
             limits = {**json.loads(row["limits"]), **event.limits}
             self._update_user(rows, event, limits=json.dumps(limits))
@@ -91,7 +91,7 @@ class Directory(ReadModelProjection):
 
     @staticmethod
     def _update_user(rows: Rows, event: Any, **values: Any) -> None:
-        rows.update("users", str(event.originator_id), {**values, "updated_at": iso(event.timestamp)})
+        rows.update("users", ident(event.originator_id), {**values, "updated_at": iso(event.timestamp)})
 
     # -- instances ----------------------------------------------------------------
 
@@ -100,7 +100,7 @@ class Directory(ReadModelProjection):
         at = iso(event.timestamp)
         rows.insert(
             "instances", {
-                "id": str(event.originator_id), "user_id": event.user_id, "name": event.name,
+                "id": ident(event.originator_id), "user_id": event.user_id, "name": event.name,
                 "description": event.description, "engine": event.engine,
                 "status": "connecting", "has_qr": 0, "phone": None,
                 "webhook": json.dumps(_public_webhook(event.webhook)), "engine_settings": json.dumps(
@@ -112,7 +112,7 @@ class Directory(ReadModelProjection):
 
     @apply.register
     def _(self, event: Instance.Updated, rows: Rows) -> None:
-        row = rows.get("instances", str(event.originator_id))
+        row = rows.get("instances", ident(event.originator_id))
         if row is None:
             return
         values: dict[str, Any] = {
@@ -164,22 +164,22 @@ class Directory(ReadModelProjection):
     @staticmethod
     def _update_instance(rows: Rows, event: Any, **values: Any) -> None:
         values["updated_at"] = iso(event.timestamp)
-        rows.update("instances", str(event.originator_id), values)
+        rows.update("instances", ident(event.originator_id), values)
 
     # -- contacts -----------------------------------------------------------------
 
     @apply.register
     def _(self, event: Instance.MessageReceived, rows: Rows) -> None:
-        self._contact(rows, str(event.originator_id), event.sender, event.push_name)
+        self._contact(rows, ident(event.originator_id), event.sender, event.push_name)
 
     @apply.register
     def _(self, event: Instance.MessageSent, rows: Rows) -> None:
-        self._contact(rows, str(event.originator_id), event.to, None)
+        self._contact(rows, ident(event.originator_id), event.to, None)
 
     @apply.register
     def _(self, event: Instance.ContactsSynced, rows: Rows) -> None:
         for contact in event.contacts:
-            self._contact(rows, str(event.originator_id), contact["jid"], contact.get("name"))
+            self._contact(rows, ident(event.originator_id), contact["jid"], contact.get("name"))
 
     @staticmethod
     def _contact(rows: Rows, instance_id: str, jid: str, name: str | None) -> None:

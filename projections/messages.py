@@ -7,7 +7,7 @@ from functools import singledispatchmethod
 from typing import Any
 
 from domain.instance import Instance
-from projections.base import ReadModelProjection, iso, row_id
+from projections.base import ReadModelProjection, ident, iso, row_id
 from projections.rows import Rows, Table
 
 # A receipt never moves a message backwards (a late "delivered" after "read").
@@ -52,7 +52,7 @@ class Messages(ReadModelProjection):
     @apply.register
     def _(self, event: Instance.MessageStatusChanged, rows: Rows) -> None:
         rows.advance(
-            "messages", {"instance_id": str(event.originator_id), "message_id": event.message_id},
+            "messages", {"instance_id": ident(event.originator_id), "message_id": event.message_id},
             "status", event.status, STATUS_RANK,
         )
 
@@ -65,7 +65,7 @@ class Messages(ReadModelProjection):
             {k: v for k, v in media.items() if k != "path"} if media is not None else None
         )
         rows.insert("messages", {
-            "id": row_id(event), "instance_id": str(event.originator_id),
+            "id": row_id(event), "instance_id": ident(event.originator_id),
             "remote_jid": remote_jid, "from_me": int(from_me), "message_type": kind,
             "content": content, "message_id": message_id, "has_media": int(media is not None),
             "media": json.dumps(public_media) if public_media is not None else None,

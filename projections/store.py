@@ -150,45 +150,85 @@ class ReadModelStore(ReadModels):
 class SQLiteRows(Rows):
     """Writes buffered per table, then sent as one `executemany` per run of one statement.
 
-    Tables are independent, so each table's writes keep their order while different
-    tables are flushed one after the other. `get` flushes its table first.
+    Tables are independent, so each is flushed on its own. Within a table, changes to
+    existing rows (`update`, `advance`) run before the rows inserted in this batch, and
+    are applied in memory to the earlier inserted rows they match: the same result as in
+    event order, with every kind of statement in one run (a message history alternates
+    inserts and status changes, which would otherwise be runs of one). `get` flushes
+    its table first, so reads see every earlier write.
     """
 
     def __init__(self, conn: sqlite3.Connection, tables: Mapping[str, Table]) -> None:
         self.conn = conn
         self.tables = tables
-        self._pending: dict[str, list[tuple[str, Sequence[Any]]]] = {}
+        self._pending: dict[str, _Pending] = {}
 
-    def _queue(self, table: str, sql: str, params: Sequence[Any]) -> None:
+    def _table(self, table: str) -> _Pending:
         pending = self._pending.get(table)
         if pending is None:
-            pending = self._pending[table] = []
-        pending.append((sql, params))
+            pending = self._pending[table] = _Pending()
+        return pending
 
     def insert(self, table: str, row: dict[str, Any]) -> None:
-        self._queue(table, _insert_sql(table, tuple(row)), tuple(row.values()))
+        pending = self._table(table)
+        if pending.sums:
+            self.flush(table)
+            pending = self._table(table)
+        pending.insert(row)
 
     def update(self, table: str, key: Any, values: dict[str, Any]) -> None:
         pk = self.tables[table].pk
-        self._queue(table, _update_sql(table, tuple(values), pk),
-                    (*values.values(), *_key_values(pk, key)))
+        match = _key_values(pk, key)
+        pending = self._change(table, tuple(values), pk)
+        if pending.inserts:
+            for row in pending.matching(pk, match):
+                row.update(values)
+        pending.changes.append((_update_sql(table, tuple(values), pk), (*values.values(), *match)))
 
     def advance(
         self, table: str, where: dict[str, Any], column: str, value: str, rank: Mapping[str, int]
     ) -> None:
-        sql = _advance_sql(table, tuple(where), column, tuple(rank.items()))
-        self._queue(table, sql, (value, *where.values(), rank.get(value, 0)))
+        shape = tuple(where)
+        match = tuple(where.values())
+        wanted = rank.get(value, 0)
+        pending = self._change(table, (column,), shape)
+        if pending.inserts:
+            for row in pending.matching(shape, match):
+                if rank.get(row[column], 0) < wanted:  # as the CASE below: unranked is 0
+                    row[column] = value
+        sql = _advance_sql(table, shape, column, tuple(rank.items()))
+        pending.changes.append((sql, (value, *match, wanted)))
+
+    def _change(self, table: str, columns: tuple[str, ...], shape: tuple[str, ...]) -> _Pending:
+        """The table's buffer, flushed first where a change cannot be applied in memory
+        (after upserts, or when it changes the columns it is matched on)."""
+        pending = self._table(table)
+        if pending.upserts or pending.sums or not pending.can_match(columns, shape):
+            self.flush(table)
+            pending = self._table(table)
+        return pending
 
     def add(self, table: str, key: dict[str, Any], counts: dict[str, int]) -> None:
         spec = self.tables[table]
-        counters = tuple(sorted(spec.counters))
-        # Every counter in every statement (zeros added): one statement, one executemany.
-        self._queue(table, _add_sql(table, spec.pk, counters),
-                    (*(key[k] for k in spec.pk), *(counts.get(c, 0) for c in counters)))
-
+        pending = self._table(table)
+        if pending.order or pending.changes:  # other writes first: only adds are summed
+            self.flush(table)
+            pending = self._table(table)
+        # Adds to one row commute: a batch sends each row's sums once.
+        row = tuple([key[k] for k in spec.pk])
+        total = pending.sums.get(row)
+        if total is None:
+            pending.sums[row] = dict(counts)
+        else:
+            for column, n in counts.items():
+                total[column] = total.get(column, 0) + n
     def merge(self, table: str, row: dict[str, Any], keep: tuple[str, ...]) -> None:
         sql = _merge_sql(table, tuple(row), self.tables[table].pk, keep)
-        self._queue(table, sql, tuple(row.values()))
+        pending = self._table(table)
+        if pending.sums:
+            self.flush(table)
+            pending = self._table(table)
+        pending.upsert(sql, tuple(row.values()))
 
     def get(self, table: str, key: Any) -> dict[str, Any] | None:
         self.flush(table)
@@ -222,10 +262,78 @@ class SQLiteRows(Rows):
     def flush(self, table: str | None = None) -> None:
         for name in [table] if table is not None else list(self._pending):
             pending = self._pending.pop(name, None)
-            if not pending:
+            if pending is None:
                 continue
-            for sql, run in itertools.groupby(pending, key=operator.itemgetter(0)):
+            for sql, run in itertools.groupby(pending.changes, key=operator.itemgetter(0)):
                 self.conn.executemany(sql, [params for _, params in run])
+            pending.send_tail(self.conn, name)
+            if pending.sums:
+                spec = self.tables[name]
+                counters = _sorted(spec.counters)
+                # Every counter in every row (zeros added): one statement for all of them.
+                self.conn.executemany(_add_sql(name, spec.pk, counters), [
+                    (*row, *[sums.get(c, 0) for c in counters]) for row, sums in pending.sums.items()
+                ])
+
+
+class _Pending:
+    """One table's buffered writes: changes to existing rows, then new rows and upserts."""
+
+    __slots__ = ("changes", "index", "inserts", "order", "sums", "upserts")
+
+    def __init__(self) -> None:
+        self.sums: dict[tuple[Any, ...], dict[str, int]] = {}  # counters to add, by key
+        self.changes: list[tuple[str, Sequence[Any]]] = []
+        self.inserts: list[dict[str, Any]] = []
+        self.upserts = 0
+        self.order: list[dict[str, Any] | tuple[str, Sequence[Any]]] = []
+        # Inserted rows by the values of the columns changes match them on, per shape.
+        self.index: dict[tuple[str, ...], tuple[Callable[[Any], Any], dict[Any, list[Any]]]] = {}
+
+    def insert(self, row: dict[str, Any]) -> None:
+        self.inserts.append(row)
+        self.order.append(row)
+        for values, rows in self.index.values():
+            rows.setdefault(values(row), []).append(row)
+
+    def upsert(self, sql: str, params: Sequence[Any]) -> None:
+        self.upserts += 1
+        self.order.append((sql, params))
+
+    def can_match(self, columns: tuple[str, ...], shape: tuple[str, ...]) -> bool:
+        matched_on = {c for s in self.index for c in s} | set(shape)
+        return not matched_on.intersection(columns)
+
+    def matching(self, shape: tuple[str, ...], values: tuple[Any, ...]) -> list[dict[str, Any]]:
+        found = self.index.get(shape)
+        if found is None:
+            # One column gives a bare value, several a tuple: keys made the same way.
+            getter = operator.itemgetter(*shape)
+            found = self.index[shape] = (getter, {})
+            for row in self.inserts:
+                found[1].setdefault(getter(row), []).append(row)
+        return found[1].get(values if len(values) > 1 else values[0], [])
+
+    def send_tail(self, conn: sqlite3.Connection, table: str) -> None:
+        """The new rows and upserts, in order, one executemany per run of one statement."""
+        sql, run = "", []
+        for item in self.order:
+            if type(item) is dict:
+                statement, params = _insert_sql(table, tuple(item)), tuple(item.values())
+            else:
+                statement, params = item
+            if statement != sql:
+                if run:
+                    conn.executemany(sql, run)
+                sql, run = statement, []
+            run.append(params)
+        if run:
+            conn.executemany(sql, run)
+
+
+@functools.cache
+def _sorted(names: frozenset[str]) -> tuple[str, ...]:
+    return tuple(sorted(names))
 
 
 def _key_values(pk: tuple[str, ...], key: Any) -> tuple[Any, ...]:

@@ -8,7 +8,7 @@ from typing import Any
 from domain.instance import Instance
 from domain.usage import UsageLedger
 from domain.webhook import WebhookLog
-from projections.base import ReadModelProjection
+from projections.base import ReadModelProjection, ident
 from projections.rows import Rows, Table
 
 COUNTERS = (
@@ -61,7 +61,7 @@ class Usage(ReadModelProjection):
              event.timestamp.date().isoformat(), webhook_failed=1)
 
     def _message(self, rows: Rows, event: Any, direction: str, media: dict[str, Any] | None) -> None:
-        instance_id = str(event.originator_id)
+        instance_id = ident(event.originator_id)
         counts = {f"messages_{direction}": 1}
         if media is not None:
             counts[f"media_{direction}"] = 1

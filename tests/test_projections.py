@@ -236,6 +236,10 @@ def test_message_status_only_moves_forwards_and_usage_counts_by_day(
     instance.record_status("OUT1", "read", bob, True)
     instance.record_status("OUT1", "delivered", bob, True)
     instance.record_status("OUT2", "nonsense", bob, True)  # unranked: never an advance
+    # A receipt before its message (sent from another device, say) changes nothing later.
+    instance.record_status("OUT3", "read", bob, True)
+    instance.record_sent(message_id="OUT3", to=bob, message_type="text", body="late",
+                         media=None, sent_at=4, idempotency_key=None)
     save(store, live, user, instance)
 
     def status(message_id: str) -> str:
@@ -243,6 +247,7 @@ def test_message_status_only_moves_forwards_and_usage_counts_by_day(
         return row["status"]
 
     assert (status("OUT1"), status("OUT2"), status("IN1")) == ("read", "sent", "received")
+    assert status("OUT3") == "sent"
     [image] = provider.rows("messages", message_id="OUT2")
     assert (image["has_media"], json.loads(image["media"])) == (
         1, {"filename": "y.jpg", "mimetype": "image/jpeg", "size": 700},
@@ -260,7 +265,7 @@ def test_message_status_only_moves_forwards_and_usage_counts_by_day(
     assert usage["user_id"] == str(user.id)
     assert {k: usage[k] for k in ("messages_sent", "messages_received", "media_sent",
                                   "media_received", "total_media_size", "api_calls")} == {
-        "messages_sent": 2, "messages_received": 1, "media_sent": 1, "media_received": 0,
+        "messages_sent": 3, "messages_received": 1, "media_sent": 1, "media_received": 0,
         "total_media_size": 700, "api_calls": 0,
     }
     actions = sorted(r["action"] for r in provider.rows("activity", instance_id=str(instance.id)))
