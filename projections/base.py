@@ -30,13 +30,14 @@ _last_time: tuple[datetime | None, str] = (None, "")
 def ident(uuid: UUID) -> str:
     """`str(uuid)`, remembered: every event names its aggregate, and there are few of them
     (formatting a UUID costs a rebuild more than a dictionary look-up)."""
-    text = _idents.get(uuid)
+    key = uuid.int  # an int hashes and compares in C; a UUID in Python
+    text = _idents.get(key)
     if text is None:
-        text = _idents[uuid] = str(uuid)
+        text = _idents[key] = str(uuid)
     return text
 
 
-_idents: dict[UUID, str] = {}
+_idents: dict[int, str] = {}
 
 
 def row_id(event: Any) -> str:

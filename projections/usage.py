@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from functools import singledispatchmethod
 from typing import Any
 
@@ -66,18 +67,23 @@ class Usage(ReadModelProjection):
         if media is not None:
             counts[f"media_{direction}"] = 1
             counts["total_media_size"] = int(media.get("size") or 0)
-        bump(rows, self._owner(rows, instance_id), instance_id, event.timestamp.date().isoformat(),
-             **counts)
+        owner = self._owners.get(instance_id) or self._owner(rows, instance_id)
+        rows.add("usage", {"user_id": owner, "instance_id": instance_id,
+                           "day": event.timestamp.date().isoformat()}, counts)
+
+    @functools.cached_property
+    def _owners(self) -> dict[str, str]:
+        """Each instance's owner, which never changes: looked up once (rebuilds read many
+        messages)."""
+        return {}
 
     def _owner(self, rows: Rows, instance_id: str) -> str:
-        # An instance's owner never changes: look it up once (rebuilds read many messages).
-        owners: dict[str, str] = self.__dict__.setdefault("_owners", {})
-        found = owners.get(instance_id)
+        found = self._owners.get(instance_id)
         if not found:
             row = rows.get("instances", instance_id)
             found = row["user_id"] if row else ""
             if found:
-                owners[instance_id] = found
+                self._owners[instance_id] = found
         return found
 
 

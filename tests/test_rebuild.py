@@ -88,6 +88,8 @@ def test_rebuild_while_serving_is_identical_and_the_server_carries_on(fresh_serv
     after_file = serving(fresh_server)
     assert after_file != before_file and not before_file.exists()
     assert dump(after_file) == before
+    journal = sqlite3.connect(after_file).execute("PRAGMA journal_mode").fetchone()[0]
+    assert journal == "wal"  # built without a journal, served as every read-model file
 
     # The running server reads and writes the new file from now on.
     assert user.send(a, "15552220002", "after the rebuild").status_code == 200
