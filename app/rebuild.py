@@ -65,11 +65,14 @@ def rebuild(
         kept = [t for p in catalog.PROJECTIONS if p.name not in chosen for t in catalog.tables(p)]
         kept_since = building.copy(kept, catalog.TRACKING_NAME) if kept else 0
         active = [(p, 0 if p.name in chosen else kept_since) for p in projections]
-        head = app.recorder.max_notification_id() or 0
-        position, count = _catch_up(app, fresh, active, 0, head, progress)
+        position, count = 0, 0
+        for _ in range(2):  # the second pass takes what arrived during the first
+            head = app.recorder.max_notification_id() or 0
+            position, more = _catch_up(app, fresh, active, position, head, progress)
+            count += more
         done = [position, count]
 
-        def finish() -> None:
+        def finish() -> None:  # with the live projection held still: keep it short
             head = app.recorder.max_notification_id() or 0
             done[0], more = _catch_up(app, fresh, active, done[0], head, progress)
             done[1] += more
