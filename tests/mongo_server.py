@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pymongo import MongoClient
@@ -44,6 +45,7 @@ def _start(tmp: Path) -> tuple[str, subprocess.Popen[bytes]]:
         if process.poll() is not None:
             raise RuntimeError(f"SecantusDB exited: {(tmp / 'secantus.log').read_text()[-2000:]}")
         try:
+            client: MongoClient[dict[str, Any]]
             with MongoClient(url, serverSelectionTimeoutMS=500) as client:
                 client.admin.command("ping")
             return url, process
@@ -76,7 +78,8 @@ def mongo_database(mongo_url: str) -> Iterator[str]:
     """A database name of this test's own, dropped afterwards."""
     name = f"t{next(_databases)}_{uuid.uuid4().hex[:8]}"
     yield name
-    with MongoClient(mongo_url) as client:
-        for database in client.list_database_names():
+    cleaner: MongoClient[dict[str, Any]]
+    with MongoClient(mongo_url) as cleaner:
+        for database in cleaner.list_database_names():
             if database.startswith(name):
-                client.drop_database(database)
+                cleaner.drop_database(database)

@@ -196,7 +196,7 @@ def test_a_rebuild_while_events_arrive_misses_nothing_and_repeats_nothing(
         stop.set()
         writer.join()
     try:
-        head = events.recorder.max_notification_id()
+        head = events.recorder.max_notification_id() or 0
         assert projections.wait(head, timeout=20), projections.error
         assert provider.serving() != before
         live_rows = provider.dump()
@@ -218,7 +218,7 @@ def test_rebuilding_some_read_models_copies_the_others(
     projections = LiveProjections(events, catalog.build(live), catalog.TRACKING_NAME)
     projections.start()
     try:
-        assert projections.wait(events.recorder.max_notification_id(), timeout=20)
+        assert projections.wait(events.recorder.max_notification_id() or 0, timeout=20)
     finally:
         projections.stop()
     rebuild_module.rebuild(events, live)  # now the read models carry the signature
@@ -238,7 +238,7 @@ def test_an_interrupted_rebuild_leaves_the_old_read_models_answering(
     projections = LiveProjections(events, catalog.build(live), catalog.TRACKING_NAME)
     projections.start()
     try:
-        assert projections.wait(events.recorder.max_notification_id(), timeout=20)
+        assert projections.wait(events.recorder.max_notification_id() or 0, timeout=20)
         serving, before = provider.serving(), provider.dump()
         monkeypatch.setattr(rebuild_module, "PAGE", 5)  # several pages, so it stops half-way
 
@@ -281,7 +281,7 @@ def test_the_command_rebuilds_read_models_on_mongodb(
         projections = LiveProjections(events, catalog.build(live), catalog.TRACKING_NAME)
         projections.start()
         try:
-            assert projections.wait(events.recorder.max_notification_id(), timeout=20)
+            assert projections.wait(events.recorder.max_notification_id() or 0, timeout=20)
         finally:
             projections.stop()
         before = read.dump(meta=False)
