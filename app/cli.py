@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rebuild.add_argument("names", nargs="*", metavar="NAME",
                          help="read models to rebuild (default: all of directory, messages, "
-                         "activity, usage)")
+                         "activity, usage, deliveries)")
     commands.add_parser(
         "doctor", help="check configuration, storage, directories, port, clock and the whatsmeow library",
         description="Check this installation and say how to fix what is wrong. Exit code 1 on failure.",

@@ -104,12 +104,9 @@ class MongoProvider(Provider):
         self.client: MongoClient[dict[str, Any]] = MongoClient(url)
         self.database = database
         self._drop = drop
-        self._stores: list[MongoReadModelStore] = []
 
     def store(self) -> MongoReadModelStore:
-        store = MongoReadModelStore(self.client, self.database)
-        self._stores.append(store)
-        return store
+        return MongoReadModelStore(self.client, self.database)
 
     def _reader(self) -> MongoReadModelStore:
         return MongoReadModelStore(self.client, self.database)
