@@ -272,6 +272,37 @@ def test_message_status_only_moves_forwards_and_usage_counts_by_day(
     assert actions == ["connection_opened", "instance_created"]
 
 
+def test_reads_in_a_batch_see_the_writes_before_them(
+    store: EventStore, provider: Provider, running: list[Any]
+) -> None:
+    from projections import catalog
+
+    # Everything in one save, so it is one batch: each update reads the row that the
+    # events before it wrote (and Usage reads the instance Directory has just created).
+    user = new_user()
+    user.change_limits({"maxInstances": 3})
+    user.change_limits({"maxMessagesPerDay": 10})
+    instance = new_instance(user)
+    instance.update({"webhook": {"enabled": False}, "engine_settings": {"appSecret": "x", "a": 1}})
+    instance.update({"webhook": {"secret": ""}, "name": "Renamed"})
+    instance.open_connection("15550001111", "Shop")
+    instance.record_sent(message_id="OUT1", to="15550002222@s.whatsapp.net", message_type="text",
+                         body="hi", media=None, sent_at=1, idempotency_key=None)
+    live = start(store, provider, running, catalog.build)
+    save(store, live, user, instance)
+
+    [user_row] = provider.rows("users")
+    assert json.loads(user_row["limits"]) == {"maxInstances": 3, "maxMessagesPerDay": 10}
+    [row] = provider.rows("instances")
+    assert row["name"] == "Renamed"
+    assert json.loads(row["webhook"]) == {
+        "url": "http://hooks.test/x", "enabled": False, "hasSecret": False,
+    }
+    assert json.loads(row["engine_settings"]) == {"phoneNumberId": "123", "a": 1}
+    [usage] = provider.rows("usage")
+    assert (usage["user_id"], usage["messages_sent"]) == (str(user.id), 1)
+
+
 def test_wait_returns_once_the_position_is_reached(
     store: EventStore, provider: Provider, running: list[Any]
 ) -> None:
