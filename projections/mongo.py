@@ -295,7 +295,9 @@ class MongoBuilding(Building):
         with self.live.client.start_session() as session, session.start_transaction(
             read_concern=ReadConcern("snapshot")
         ):
-            # One snapshot of the collections in service for every table and the position.
+            # One snapshot of the collections in service for every table and the position
+            # (a transaction: mongod's transactionLifetimeLimitSeconds, 60 s by default,
+            # bounds how much can be kept this way; a full rebuild copies nothing).
             generation = self.live.generation(session)
             source = self.live.database
             found = source["tracking" + suffix(generation)].find_one(

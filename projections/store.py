@@ -222,6 +222,7 @@ class SQLiteRows(Rows):
         else:
             for column, n in counts.items():
                 total[column] = total.get(column, 0) + n
+
     def merge(self, table: str, row: dict[str, Any], keep: tuple[str, ...]) -> None:
         sql = _merge_sql(table, tuple(row), self.tables[table].pk, keep)
         pending = self._table(table)
