@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rebuild.add_argument("names", nargs="*", metavar="NAME",
                          help="read models to rebuild (default: all of directory, messages, "
-                         "activity, usage)")
+                         "activity, usage, deliveries)")
     commands.add_parser(
         "doctor", help="check configuration, storage, directories, port, clock and the whatsmeow library",
         description="Check this installation and say how to fix what is wrong. Exit code 1 on failure.",
@@ -107,7 +107,7 @@ def rebuild_command(settings: Settings, names: list[str]) -> int:
 
     from app.eventstore import StoreUnavailable, open_store
     from app.rebuild import check_names, rebuild
-    from projections.store import ReadModelStore
+    from app.storage import read_model_store
 
     try:
         check_names(names)
@@ -119,7 +119,7 @@ def rebuild_command(settings: Settings, names: list[str]) -> int:
     except StoreUnavailable as error:
         print(f"whatsapp-api: {error}", file=sys.stderr)
         return 1
-    live = ReadModelStore(settings.read_models_path)
+    live = read_model_store(settings)
     columns = (
         TextColumn("rebuilding"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
         TextColumn("{task.fields[rate]} ev/s"),
@@ -140,9 +140,10 @@ def rebuild_command(settings: Settings, names: list[str]) -> int:
               file=sys.stderr)
         return 130
     finally:
+        live.close()
         store.close()
     print(f"rebuilt {', '.join(names) or 'all read models'}: {result.events:,} events to "
-          f"position {result.position} in {result.seconds:.1f} s; now serving {result.file.name}")
+          f"position {result.position} in {result.seconds:.1f} s; now serving {result.serving}")
     return 0
 
 

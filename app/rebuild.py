@@ -1,30 +1,28 @@
 """`whatsapp-api rebuild-projections`: rebuild read models from the event store alone.
 
-The rebuild writes a complete new read-model file beside the one in service, then,
-holding the old file's write lock (so the live projection cannot move on), catches up
-to the store's last event and switches the pointer file atomically. The server keeps
-answering from the old file until that moment; an interrupted or failed rebuild
-deletes its unfinished file and changes nothing.
+The rebuild writes complete new read models beside the ones in service (a new SQLite
+file, or MongoDB collections of a new generation), then, holding the live projection
+still, catches up to the store's last event and puts them in service atomically. The
+server keeps answering from the old read models until that moment; an interrupted or
+failed rebuild removes what it made and changes nothing.
 
 Read models not named on the command line are copied from a consistent snapshot of
-the file in service and kept current through the same pass.
+the ones in service and kept current through the same pass.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from eventsourcing.application import Application
 
 from projections import catalog
 from projections.base import Dispatch, ReadModelProjection
-from projections.store import ReadModelStore
+from projections.rows import ReadModels, Rows
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +36,7 @@ class RebuildResult:
     events: int
     position: int
     seconds: float
-    file: Path
+    serving: str  # what is in service now: a file name, or a generation of collections
 
 
 def check_names(names: Sequence[str]) -> None:
@@ -49,107 +47,68 @@ def check_names(names: Sequence[str]) -> None:
 
 
 def rebuild(
-    app: Application[Any], live: ReadModelStore, names: Sequence[str] = (),
+    app: Application[Any], live: ReadModels, names: Sequence[str] = (),
     progress: Progress | None = None,
 ) -> RebuildResult:
     """Rebuild the named read models (all when none are named) and swap them in."""
     check_names(names)
-    # A file of another shape cannot lend tables: rebuild everything then.
+    # Read models of another shape cannot lend tables: rebuild everything then.
     chosen = set(names or catalog.NAMES) if live.meta("signature") == catalog.SIGNATURE else set(catalog.NAMES)
     started = time.perf_counter()
-    target = live.base.with_name(f"{live.base.stem}.{time.time_ns()}.db")
-    for stale in live.base.parent.glob(f"{live.base.stem}.*.db.building*"):
-        stale.unlink(missing_ok=True)
-    building = target.with_name(target.name + ".building")
-    fresh = ReadModelStore(building, follow_pointer=False)
+    building = live.building()
     try:
+        fresh = building.store
         projections = catalog.build(fresh)
-        # Nobody reads this file until the swap, and a crash deletes it: no journal, a big
-        # cache, no fsync until it is made durable once, before the swap.
-        for pragma in ("synchronous=OFF", "cache_size=-262144", "temp_store=MEMORY"):
-            fresh.db.execute(f"PRAGMA {pragma}")
-        with fresh.transaction() as db:
-            for projection in projections:
-                projection.create_tables(db)
-            fresh.set_meta(db, "signature", catalog.SIGNATURE)
-        kept_since = _copy_kept(live, fresh, [p for p in catalog.PROJECTIONS if p.name not in chosen])
-        active = [
-            (p, 0 if p.name in chosen else kept_since) for p in projections
-        ]
-        head = app.recorder.max_notification_id() or 0
-        position, count = _catch_up(app, fresh, active, 0, head, progress)
-        # Hold the old file's write lock: the live projection waits, nothing is missed.
-        old = live.db
-        old.execute("BEGIN IMMEDIATE")
-        try:
+        building.fast()
+        fresh.ensure(catalog.TABLES)
+        fresh.atomically(lambda rows: rows.set_meta("signature", catalog.SIGNATURE))
+        kept = [t for p in catalog.PROJECTIONS if p.name not in chosen for t in catalog.tables(p)]
+        kept_since = building.copy(kept, catalog.TRACKING_NAME) if kept else 0
+        active = [(p, 0 if p.name in chosen else kept_since) for p in projections]
+        position, count = 0, 0
+        for _ in range(2):  # the second pass takes what arrived during the first
             head = app.recorder.max_notification_id() or 0
             position, more = _catch_up(app, fresh, active, position, head, progress)
             count += more
-            fresh.db.execute("PRAGMA synchronous=FULL")
-            fresh.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            fresh.close()
-            building.rename(target)
-            for suffix in ("-wal", "-shm"):
-                Path(str(building) + suffix).unlink(missing_ok=True)
-            previous = live.current_file()
-            live.switch_to(target)
-        finally:
-            old.execute("ROLLBACK")
+        done = [position, count]
+
+        def finish() -> None:  # with the live projection held still: keep it short
+            head = app.recorder.max_notification_id() or 0
+            done[0], more = _catch_up(app, fresh, active, done[0], head, progress)
+            done[1] += more
+
+        serving = building.swap_in(finish)
     except BaseException:
-        fresh.close()
-        for leftover in (building, Path(f"{building}-wal"), Path(f"{building}-shm")):
-            leftover.unlink(missing_ok=True)
+        building.discard()
         raise
-    live.close()
-    if previous != target:
-        for old_file in (previous, Path(f"{previous}-wal"), Path(f"{previous}-shm")):
-            old_file.unlink(missing_ok=True)
-    return RebuildResult(count, position, time.perf_counter() - started, target)
-
-
-def _copy_kept(
-    live: ReadModelStore, fresh: ReadModelStore, kept: list[type[ReadModelProjection]]
-) -> int:
-    """Copy the tables of read models not being rebuilt; return their position."""
-    if not kept:
-        return 0
-    source = live.current_file()
-    conn = sqlite3.connect(fresh.base, isolation_level=None, timeout=30)
-    try:
-        conn.execute("ATTACH DATABASE ? AS live", [str(source)])
-        conn.execute("BEGIN")  # one snapshot of the live file for every table and the position
-        row = conn.execute(
-            "SELECT position FROM live.tracking WHERE name=?", [catalog.TRACKING_NAME]
-        ).fetchone()
-        for projection in kept:
-            for table in catalog.tables(projection):
-                conn.execute(f"INSERT INTO main.{table} SELECT * FROM live.{table}")
-        conn.execute("COMMIT")
-        conn.execute("DETACH DATABASE live")
-    finally:
-        conn.close()
-    return row[0] if row else 0
+    return RebuildResult(done[1], done[0], time.perf_counter() - started, serving)
 
 
 def _catch_up(
-    app: Application[Any], fresh: ReadModelStore,
+    app: Application[Any], fresh: ReadModels,
     active: list[tuple[ReadModelProjection, int]], position: int, head: int,
     progress: Progress | None,
 ) -> tuple[int, int]:
-    """Apply events (position, head] to the new file; return (position, events)."""
+    """Apply events (position, head] to the new read models; return (position, events)."""
     count = 0
     mapper = app.mapper
     dispatch = Dispatch([p for p, _ in active], [since for _, since in active])
+    # Resume from what the new read models have committed (a provider may run the final
+    # catch-up again after a conflict).
+    position = max(position, fresh.position(catalog.TRACKING_NAME))
     while position < head:
         page = app.recorder.select_notifications(
             start=position, limit=PAGE, stop=head, inclusive_of_start=False
         )
         if not page:
             break
-        with fresh.transaction() as db:
+
+        def work(rows: Rows, page: list[Any] = page) -> None:
             for notification in page:
-                dispatch(mapper.to_domain_event(notification), notification.id, db)
-            fresh.track(db, catalog.TRACKING_NAME, page[-1].id)
+                dispatch(mapper.to_domain_event(notification), notification.id, rows)
+            rows.track(catalog.TRACKING_NAME, page[-1].id)
+
+        fresh.atomically(work)
         position = page[-1].id
         count += len(page)
         if progress is not None:

@@ -59,10 +59,12 @@ from app.routes import (
     whatsapp,
 )
 from app.scheduler import Scheduler
+from app.storage import read_model_store
 from app.usage import ApiCallCounter
 from domain.instance import Instance
 from domain.user import User, user_id_for
 from projections import catalog
+from projections.rows import ReadModels
 from projections.runner import LiveProjections
 from projections.store import ReadModelStore
 
@@ -129,7 +131,7 @@ def start(settings: Settings) -> Context:
         log.error("%s", error)
         raise StartupError(str(error)) from None
     committer = GroupCommitter(store)
-    read_models = ReadModelStore(settings.read_models_path)
+    read_models = read_model_store(settings)
     _check_read_model_shape(store, read_models)
     projections = LiveProjections(store, catalog.build(read_models), catalog.TRACKING_NAME)
     projections.start()
@@ -248,15 +250,13 @@ def stop(ctx: Context) -> None:
     ctx.store.close()
 
 
-def _check_read_model_shape(store: EventStore, read_models: ReadModelStore) -> None:
+def _check_read_model_shape(store: EventStore, read_models: ReadModels) -> None:
     """Read models made by another version of the projections are rebuilt first."""
     signature = read_models.meta("signature")
     if signature == catalog.SIGNATURE:
         return
-    (tracked,) = read_models.db.execute("SELECT COUNT(*) FROM tracking").fetchone()
-    if signature is None and not tracked:  # a new, empty file
-        with read_models.transaction() as db:
-            read_models.set_meta(db, "signature", catalog.SIGNATURE)
+    if signature is None and not read_models.tracked_names():  # new, empty read models
+        read_models.atomically(lambda rows: rows.set_meta("signature", catalog.SIGNATURE))
         return
     log.warning("read models were made by other projections (%s); rebuilding them", signature)
     result = rebuild(store, read_models)

@@ -6,12 +6,11 @@ import json
 from functools import singledispatchmethod
 from typing import Any
 
-import sqlite_utils
-
 from domain.instance import Instance
 from domain.user import User
 from domain.webhook import WebhookLog
-from projections.base import ReadModelProjection, iso, row_id
+from projections.base import ReadModelProjection, ident, iso, row_id
+from projections.rows import Rows, Table
 
 
 class Activity(ReadModelProjection):
@@ -19,84 +18,84 @@ class Activity(ReadModelProjection):
 
     name = "activity"
 
-    def create_tables(self, db: sqlite_utils.Database) -> None:
-        db["activity"].create(
+    tables = (
+        Table(
+            "activity",
             {"id": str, "instance_id": str, "action": str, "details": str, "created_at": str},
-            pk="id", if_not_exists=True,
-        )
-        db["activity"].create_index(["instance_id", "created_at"], if_not_exists=True)
+            pk=("id",), indexes=[(("instance_id", "created_at"), False)],
+        ),
+    )
 
     @singledispatchmethod
-    def apply(self, event: Any, db: sqlite_utils.Database) -> None:
+    def apply(self, event: Any, rows: Rows) -> None:
         """Events this projection does not model change nothing."""
 
     @apply.register
-    def _(self, event: Instance.Created, db: sqlite_utils.Database) -> None:
-        self._log(db, event, "instance_created", {"name": event.name, "engine": event.engine})
+    def _(self, event: Instance.Created, rows: Rows) -> None:
+        self._log(rows, event, "instance_created", {"name": event.name, "engine": event.engine})
 
     @apply.register
-    def _(self, event: Instance.Updated, db: sqlite_utils.Database) -> None:
+    def _(self, event: Instance.Updated, rows: Rows) -> None:
         changed = sorted(
             [k for k in event.changes if k not in ("webhook", "engine_settings")]
             + [f"webhook.{k}" for k in event.changes.get("webhook", {})]
             + [f"settings.{k}" for k in event.changes.get("engine_settings", {})]
         )
-        self._log(db, event, "instance_updated", {"changed": changed})
+        self._log(rows, event, "instance_updated", {"changed": changed})
 
     @apply.register
-    def _(self, event: Instance.Deleted, db: sqlite_utils.Database) -> None:
-        self._log(db, event, "instance_deleted", {})
+    def _(self, event: Instance.Deleted, rows: Rows) -> None:
+        self._log(rows, event, "instance_deleted", {})
 
     @apply.register
-    def _(self, event: Instance.ConnectionRequested, db: sqlite_utils.Database) -> None:
+    def _(self, event: Instance.ConnectionRequested, rows: Rows) -> None:
         action = "reconnect_requested" if event.reason == "reconnect" else "connection_requested"
-        self._log(db, event, action, {"reason": event.reason})
+        self._log(rows, event, action, {"reason": event.reason})
 
     @apply.register
-    def _(self, event: Instance.QrReceived, db: sqlite_utils.Database) -> None:
-        self._log(db, event, "qr_received", {})
+    def _(self, event: Instance.QrReceived, rows: Rows) -> None:
+        self._log(rows, event, "qr_received", {})
 
     @apply.register
-    def _(self, event: Instance.QrExpired, db: sqlite_utils.Database) -> None:
-        self._log(db, event, "qr_expired", {})
+    def _(self, event: Instance.QrExpired, rows: Rows) -> None:
+        self._log(rows, event, "qr_expired", {})
 
     @apply.register
-    def _(self, event: Instance.ConnectionOpened, db: sqlite_utils.Database) -> None:
-        self._log(db, event, "connection_opened", {"phone": event.phone})
+    def _(self, event: Instance.ConnectionOpened, rows: Rows) -> None:
+        self._log(rows, event, "connection_opened", {"phone": event.phone})
 
     @apply.register
-    def _(self, event: Instance.ConnectionClosed, db: sqlite_utils.Database) -> None:
-        self._log(db, event, "connection_closed",
+    def _(self, event: Instance.ConnectionClosed, rows: Rows) -> None:
+        self._log(rows, event, "connection_closed",
                   {"reason": event.reason, "willReconnect": event.will_reconnect})
 
     @apply.register
-    def _(self, event: Instance.TemporarilyBanned, db: sqlite_utils.Database) -> None:
-        self._log(db, event, "temporary_ban", {"reason": event.reason, "expiresAt": event.expires_at})
+    def _(self, event: Instance.TemporarilyBanned, rows: Rows) -> None:
+        self._log(rows, event, "temporary_ban", {"reason": event.reason, "expiresAt": event.expires_at})
 
     @apply.register
-    def _(self, event: Instance.LoggedOut, db: sqlite_utils.Database) -> None:
-        self._log(db, event, "logged_out", {"reason": event.reason})
+    def _(self, event: Instance.LoggedOut, rows: Rows) -> None:
+        self._log(rows, event, "logged_out", {"reason": event.reason})
 
     @apply.register
-    def _(self, event: User.QuotaExceeded, db: sqlite_utils.Database) -> None:
+    def _(self, event: User.QuotaExceeded, rows: Rows) -> None:
         if event.instance_id:
-            self._log(db, event, "quota_exceeded", {"quota": event.quota, "limit": event.limit},
+            self._log(rows, event, "quota_exceeded", {"quota": event.quota, "limit": event.limit},
                       instance_id=event.instance_id)
 
     @apply.register
-    def _(self, event: WebhookLog.WebhookFailed, db: sqlite_utils.Database) -> None:
-        self._log(db, event, "webhook_failed", {
+    def _(self, event: WebhookLog.WebhookFailed, rows: Rows) -> None:
+        self._log(rows, event, "webhook_failed", {
             "event": event.event_type, "position": event.position, "attempts": event.attempts,
             "error": event.error, "deliveryId": event.delivery_id, "replay": event.replay,
         }, instance_id=event.instance_id)
 
     @staticmethod
     def _log(
-        db: sqlite_utils.Database, event: Any, action: str, details: dict[str, Any],
+        rows: Rows, event: Any, action: str, details: dict[str, Any],
         instance_id: str | None = None,
     ) -> None:
-        db.execute(
-            "INSERT INTO activity (id, instance_id, action, details, created_at) VALUES (?, ?, ?, ?, ?)",
-            [row_id(event), instance_id or str(event.originator_id), action, json.dumps(details),
-             iso(event.timestamp)],
-        )
+        rows.insert("activity", {
+            "id": row_id(event), "instance_id": instance_id or ident(event.originator_id),
+            "action": action, "details": json.dumps(details), "created_at": iso(event.timestamp),
+        })

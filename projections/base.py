@@ -3,24 +3,46 @@
 from __future__ import annotations
 
 from datetime import datetime
-from functools import singledispatchmethod
+from functools import partial, singledispatchmethod
 from typing import Any
+from uuid import UUID
 
-import sqlite_utils
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 
-from projections.store import ReadModelStore
+from projections.rows import ReadModels, Rows, Table
 
 
 def iso(ts: datetime) -> str:
     """ISO 8601 UTC with milliseconds and a Z, as the API shows times."""
-    return ts.isoformat(timespec="milliseconds")[:23] + "Z"
+    global _last_time
+    last = _last_time
+    if last[0] is ts:  # several projections format the same event's time in a row
+        return last[1]
+    text = ts.isoformat(timespec="milliseconds")[:23] + "Z"
+    _last_time = (ts, text)
+    return text
+
+
+_last_time: tuple[datetime | None, str] = (None, "")
+
+
+def ident(uuid: UUID) -> str:
+    """`str(uuid)`, remembered: every event names its aggregate, and there are few of them
+    (formatting a UUID costs a rebuild more than a dictionary look-up)."""
+    key = uuid.int  # an int hashes and compares in C; a UUID in Python
+    text = _idents.get(key)
+    if text is None:
+        text = _idents[key] = str(uuid)
+    return text
+
+
+_idents: dict[int, str] = {}
 
 
 def row_id(event: Any) -> str:
     """A row id that is the same however often the read model is rebuilt."""
-    return f"{event.originator_id}-{event.originator_version}"
+    return f"{ident(event.originator_id)}-{event.originator_version}"
 
 
 class Dispatch:
@@ -31,7 +53,7 @@ class Dispatch:
         self.since = since or [0] * len(projections)
         self._table: dict[type, list[tuple[int, Any]]] = {}
 
-    def __call__(self, event: Any, position: int, db: sqlite_utils.Database) -> None:
+    def __call__(self, event: Any, position: int, rows: Rows) -> None:
         kind = type(event)
         handlers = self._table.get(kind)
         if handlers is None:
@@ -41,51 +63,44 @@ class Dispatch:
             ]
         for since, handle in handlers:
             if position > since:
-                handle(event, db)
+                handle(event, rows)
 
 
-class ReadModelProjection(Projection[ReadModelStore]):
-    """A projection whose `apply` writes rows for one event inside a given transaction.
+class ReadModelProjection(Projection[ReadModels]):
+    """A projection whose `apply` describes, through `Rows`, what one event does to its
+    tables; the same code runs on every read-model provider.
 
     The runner batches events into one transaction with their tracking position;
     `process_event` is the library's one-event-per-transaction entry point.
     """
 
-    def create_tables(self, db: sqlite_utils.Database) -> None:
-        raise NotImplementedError
+    tables: tuple[Table, ...] = ()
 
-    def apply(self, event: Any, db: sqlite_utils.Database) -> None:
+    def apply(self, event: Any, rows: Rows) -> None:
         """Write the rows for one event. Subclasses define their own `singledispatchmethod`
         (a dispatcher registered on this base class would be shared by every projection)."""
         raise NotImplementedError
 
-    def project(self, event: Any, db: sqlite_utils.Database) -> None:
-        """`apply`, with the handler for each event type looked up once.
+    def handler(self, kind: type) -> Any:
+        """This projection's handler for an event type, or None if it ignores the type.
 
         Python 3.11's singledispatchmethod builds a new wrapper on every access, which
-        was a fifth of a rebuild's time; the handlers are the same.
+        was a fifth of a rebuild's time; the handlers are looked up once per type.
         """
-        handlers: dict[type, Any] = self.__dict__.setdefault("_handlers", {})
-        kind = type(event)
-        handler = handlers.get(kind)
-        if handler is None:
-            method = next(c.__dict__["apply"] for c in type(self).__mro__ if "apply" in c.__dict__)
-            if isinstance(method, singledispatchmethod):
-                method = method.dispatcher.dispatch(kind)
-            handler = handlers[kind] = method
-        handler(self, event, db)
-
-    def handler(self, kind: type) -> Any:
-        """This projection's handler for an event type, or None if it ignores the type."""
         method = next(c.__dict__["apply"] for c in type(self).__mro__ if "apply" in c.__dict__)
         if not isinstance(method, singledispatchmethod):
-            return lambda event, db: method(self, event, db)
+            return partial(method, self)
         found = method.dispatcher.dispatch(kind)
         if found is method.dispatcher.dispatch(object):
             return None
-        return lambda event, db: found(self, event, db)
+        return partial(found, self)
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
-        with self.view.transaction() as db:
-            self.project(domain_event, db)
-            self.view.track(db, self.name, tracking.notification_id)
+        handle = self.handler(type(domain_event))
+
+        def work(rows: Rows) -> None:
+            if handle is not None:
+                handle(domain_event, rows)
+            rows.track(self.name, tracking.notification_id)
+
+        self.view.atomically(work)

@@ -7,7 +7,7 @@ from projections.base import ReadModelProjection
 from projections.deliveries import Deliveries
 from projections.directory import Directory
 from projections.messages import Messages
-from projections.store import ReadModelStore
+from projections.rows import ReadModels, Table
 from projections.usage import Usage
 
 # Usage reads the instances table that Directory writes, so Directory comes first.
@@ -22,19 +22,13 @@ VERSION = 4
 SIGNATURE = f"{VERSION}:{','.join(NAMES)}"
 
 
-def build(store: ReadModelStore) -> list[ReadModelProjection]:
+def build(store: ReadModels) -> list[ReadModelProjection]:
     return [projection(store) for projection in PROJECTIONS]
 
 
 def tables(projection: type[ReadModelProjection]) -> list[str]:
-    """The tables a projection owns (what its create_tables makes)."""
-    return list(TABLES[projection.name])
+    """The names of the tables a projection owns."""
+    return [table.name for table in projection.tables]
 
 
-TABLES = {
-    "directory": ("users", "instances", "contacts"),
-    "messages": ("messages",),
-    "activity": ("activity",),
-    "usage": ("usage",),
-    "deliveries": ("deliveries",),
-}
+TABLES: tuple[Table, ...] = tuple(t for p in PROJECTIONS for t in p.tables)

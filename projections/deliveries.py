@@ -5,10 +5,9 @@ from __future__ import annotations
 from functools import singledispatchmethod
 from typing import Any
 
-import sqlite_utils
-
 from domain.webhook import WebhookLog
 from projections.base import ReadModelProjection, iso, row_id
+from projections.rows import Rows, Table
 
 
 class Deliveries(ReadModelProjection):
@@ -16,36 +15,37 @@ class Deliveries(ReadModelProjection):
 
     name = "deliveries"
 
-    def create_tables(self, db: sqlite_utils.Database) -> None:
-        db["deliveries"].create(
+    tables = (
+        Table(
+            "deliveries",
             {
                 "id": str, "instance_id": str, "position": int, "event": str,
                 "delivery_id": str, "status": str, "attempts": int, "status_code": int,
                 "error": str, "replay": int, "created_at": str,
             },
-            pk="id", if_not_exists=True,
-        )
-        db["deliveries"].create_index(["instance_id", "status", "created_at"], if_not_exists=True)
+            pk=("id",), indexes=[(("instance_id", "status", "created_at"), False)],
+        ),
+    )
 
     @singledispatchmethod
-    def apply(self, event: Any, db: sqlite_utils.Database) -> None:
+    def apply(self, event: Any, rows: Rows) -> None:
         """Events this projection does not model change nothing."""
 
     @apply.register
-    def _(self, event: WebhookLog.WebhookDelivered, db: sqlite_utils.Database) -> None:
-        self._row(db, event, "delivered", event.status_code, "")
+    def _(self, event: WebhookLog.WebhookDelivered, rows: Rows) -> None:
+        self._row(rows, event, "delivered", event.status_code, "")
 
     @apply.register
-    def _(self, event: WebhookLog.WebhookFailed, db: sqlite_utils.Database) -> None:
-        self._row(db, event, "failed", event.status_code, event.error)
+    def _(self, event: WebhookLog.WebhookFailed, rows: Rows) -> None:
+        self._row(rows, event, "failed", event.status_code, event.error)
 
     @staticmethod
     def _row(
-        db: sqlite_utils.Database, event: Any, status: str, code: int | None, error: str
+        rows: Rows, event: Any, status: str, code: int | None, error: str
     ) -> None:
-        db.execute(
-            "INSERT INTO deliveries (id, instance_id, position, event, delivery_id, status, "
-            "attempts, status_code, error, replay, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [row_id(event), event.instance_id, event.position, event.event_type, event.delivery_id,
-             status, event.attempts, code, error, int(event.replay), iso(event.timestamp)],
-        )
+        rows.insert("deliveries", {
+            "id": row_id(event), "instance_id": event.instance_id, "position": event.position,
+            "event": event.event_type, "delivery_id": event.delivery_id, "status": status,
+            "attempts": event.attempts, "status_code": code, "error": error,
+            "replay": int(event.replay), "created_at": iso(event.timestamp),
+        })

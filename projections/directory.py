@@ -6,12 +6,11 @@ import json
 from functools import singledispatchmethod
 from typing import Any
 
-import sqlite_utils
-
 from domain.instance import Instance
 from domain.phone import is_group, jid_number
 from domain.user import User
-from projections.base import ReadModelProjection, iso
+from projections.base import ReadModelProjection, ident, iso
+from projections.rows import Rows, Table
 
 
 class Directory(ReadModelProjection):
@@ -19,43 +18,44 @@ class Directory(ReadModelProjection):
 
     name = "directory"
 
-    def create_tables(self, db: sqlite_utils.Database) -> None:
-        db["users"].create(
+    tables = (
+        Table(
+            "users",
             {
                 "id": str, "email": str, "first_name": str, "last_name": str, "role": str,
                 "active": int, "api_key_hash": str, "limits": str, "created_at": str,
                 "updated_at": str,
             },
-            pk="id", if_not_exists=True,
-        )
-        db["users"].create_index(["email"], unique=True, if_not_exists=True)
-        db["users"].create_index(["api_key_hash"], if_not_exists=True)
-        db["instances"].create(
+            pk=("id",), indexes=[(("email",), True), (("api_key_hash",), False)],
+        ),
+        Table(
+            "instances",
             {
                 "id": str, "user_id": str, "name": str, "description": str, "engine": str,
                 "status": str, "has_qr": int, "phone": str, "webhook": str,
                 "engine_settings": str, "created_at": str, "updated_at": str, "deleted": int,
             },
-            pk="id", if_not_exists=True,
-        )
-        db["instances"].create_index(["user_id"], if_not_exists=True)
-        db["contacts"].create(
+            pk=("id",), indexes=[(("user_id",), False)],
+        ),
+        Table(
+            "contacts",
             {"instance_id": str, "jid": str, "name": str, "number": str, "is_group": int},
-            pk=("instance_id", "jid"), if_not_exists=True,
-        )
+            pk=("instance_id", "jid"),
+        ),
+    )
 
     # -- users --------------------------------------------------------------------
 
     @singledispatchmethod
-    def apply(self, event: Any, db: sqlite_utils.Database) -> None:
+    def apply(self, event: Any, rows: Rows) -> None:
         """Events this projection does not model change nothing."""
 
     @apply.register
-    def _(self, event: User.Registered, db: sqlite_utils.Database) -> None:
+    def _(self, event: User.Registered, rows: Rows) -> None:
         at = iso(event.timestamp)
-        db["users"].insert(
-            {
-                "id": str(event.originator_id), "email": event.email,
+        rows.insert(
+            "users", {
+                "id": ident(event.originator_id), "email": event.email,
                 "first_name": event.first_name, "last_name": event.last_name,
                 "role": event.role, "active": 1, "api_key_hash": event.api_key_hash,
                 "limits": "{}", "created_at": at, "updated_at": at,
@@ -63,42 +63,44 @@ class Directory(ReadModelProjection):
         )
 
     @apply.register
-    def _(self, event: User.ApiKeyRotated, db: sqlite_utils.Database) -> None:
-        self._update_user(db, event, api_key_hash=event.api_key_hash)
+    def _(self, event: User.ApiKeyRotated, rows: Rows) -> None:
+        self._update_user(rows, event, api_key_hash=event.api_key_hash)
 
     @apply.register
-    def _(self, event: User.ProfileUpdated, db: sqlite_utils.Database) -> None:
-        self._update_user(db, event, first_name=event.first_name, last_name=event.last_name)
+    def _(self, event: User.ProfileUpdated, rows: Rows) -> None:
+        self._update_user(rows, event, first_name=event.first_name, last_name=event.last_name)
 
     @apply.register
-    def _(self, event: User.RoleChanged, db: sqlite_utils.Database) -> None:
-        self._update_user(db, event, role=event.role)
+    def _(self, event: User.RoleChanged, rows: Rows) -> None:
+        self._update_user(rows, event, role=event.role)
 
     @apply.register
-    def _(self, event: User.LimitsChanged, db: sqlite_utils.Database) -> None:
-        row = db["users"].get(str(event.originator_id))
-        self._update_user(db, event, limits=json.dumps({**json.loads(row["limits"]), **event.limits}))
+    def _(self, event: User.LimitsChanged, rows: Rows) -> None:
+        row = rows.get("users", ident(event.originator_id))
+        if row is not None:
+            limits = {**json.loads(row["limits"]), **event.limits}
+            self._update_user(rows, event, limits=json.dumps(limits))
 
     @apply.register
-    def _(self, event: User.Deactivated, db: sqlite_utils.Database) -> None:
-        self._update_user(db, event, active=0)
+    def _(self, event: User.Deactivated, rows: Rows) -> None:
+        self._update_user(rows, event, active=0)
 
     @apply.register
-    def _(self, event: User.PasswordChanged, db: sqlite_utils.Database) -> None:
-        self._update_user(db, event)
+    def _(self, event: User.PasswordChanged, rows: Rows) -> None:
+        self._update_user(rows, event)
 
     @staticmethod
-    def _update_user(db: sqlite_utils.Database, event: Any, **values: Any) -> None:
-        db["users"].update(str(event.originator_id), {**values, "updated_at": iso(event.timestamp)})
+    def _update_user(rows: Rows, event: Any, **values: Any) -> None:
+        rows.update("users", ident(event.originator_id), {**values, "updated_at": iso(event.timestamp)})
 
     # -- instances ----------------------------------------------------------------
 
     @apply.register
-    def _(self, event: Instance.Created, db: sqlite_utils.Database) -> None:
+    def _(self, event: Instance.Created, rows: Rows) -> None:
         at = iso(event.timestamp)
-        db["instances"].insert(
-            {
-                "id": str(event.originator_id), "user_id": event.user_id, "name": event.name,
+        rows.insert(
+            "instances", {
+                "id": ident(event.originator_id), "user_id": event.user_id, "name": event.name,
                 "description": event.description, "engine": event.engine,
                 "status": "connecting", "has_qr": 0, "phone": None,
                 "webhook": json.dumps(_public_webhook(event.webhook)), "engine_settings": json.dumps(
@@ -109,8 +111,10 @@ class Directory(ReadModelProjection):
         )
 
     @apply.register
-    def _(self, event: Instance.Updated, db: sqlite_utils.Database) -> None:
-        row = db["instances"].get(str(event.originator_id))
+    def _(self, event: Instance.Updated, rows: Rows) -> None:
+        row = rows.get("instances", ident(event.originator_id))
+        if row is None:
+            return
         values: dict[str, Any] = {
             k: event.changes[k] for k in ("name", "description") if k in event.changes
         }
@@ -122,70 +126,69 @@ class Directory(ReadModelProjection):
             values["engine_settings"] = json.dumps(
                 {k: v for k, v in settings.items() if k not in SECRET_SETTINGS}
             )
-        self._update_instance(db, event, **values)
+        self._update_instance(rows, event, **values)
 
     @apply.register
-    def _(self, event: Instance.Deleted, db: sqlite_utils.Database) -> None:
-        self._update_instance(db, event, deleted=1, status="deleted", has_qr=0)
+    def _(self, event: Instance.Deleted, rows: Rows) -> None:
+        self._update_instance(rows, event, deleted=1, status="deleted", has_qr=0)
 
     @apply.register
-    def _(self, event: Instance.ConnectionRequested, db: sqlite_utils.Database) -> None:
-        self._update_instance(db, event, status="connecting")
+    def _(self, event: Instance.ConnectionRequested, rows: Rows) -> None:
+        self._update_instance(rows, event, status="connecting")
 
     @apply.register
-    def _(self, event: Instance.QrReceived, db: sqlite_utils.Database) -> None:
-        self._update_instance(db, event, status="connecting", has_qr=1)
+    def _(self, event: Instance.QrReceived, rows: Rows) -> None:
+        self._update_instance(rows, event, status="connecting", has_qr=1)
 
     @apply.register
-    def _(self, event: Instance.QrExpired, db: sqlite_utils.Database) -> None:
-        self._update_instance(db, event, has_qr=0)
+    def _(self, event: Instance.QrExpired, rows: Rows) -> None:
+        self._update_instance(rows, event, has_qr=0)
 
     @apply.register
-    def _(self, event: Instance.ConnectionOpened, db: sqlite_utils.Database) -> None:
-        self._update_instance(db, event, status="connected", has_qr=0, phone=event.phone)
+    def _(self, event: Instance.ConnectionOpened, rows: Rows) -> None:
+        self._update_instance(rows, event, status="connected", has_qr=0, phone=event.phone)
 
     @apply.register
-    def _(self, event: Instance.ConnectionClosed, db: sqlite_utils.Database) -> None:
+    def _(self, event: Instance.ConnectionClosed, rows: Rows) -> None:
         status = "connecting" if event.will_reconnect else "disconnected"
-        self._update_instance(db, event, status=status, has_qr=0)
+        self._update_instance(rows, event, status=status, has_qr=0)
 
     @apply.register
-    def _(self, event: Instance.TemporarilyBanned, db: sqlite_utils.Database) -> None:
-        self._update_instance(db, event, status="banned", has_qr=0)
+    def _(self, event: Instance.TemporarilyBanned, rows: Rows) -> None:
+        self._update_instance(rows, event, status="banned", has_qr=0)
 
     @apply.register
-    def _(self, event: Instance.LoggedOut, db: sqlite_utils.Database) -> None:
-        self._update_instance(db, event, status="logged_out", has_qr=0, phone=None)
+    def _(self, event: Instance.LoggedOut, rows: Rows) -> None:
+        self._update_instance(rows, event, status="logged_out", has_qr=0, phone=None)
 
     @staticmethod
-    def _update_instance(db: sqlite_utils.Database, event: Any, **values: Any) -> None:
+    def _update_instance(rows: Rows, event: Any, **values: Any) -> None:
         values["updated_at"] = iso(event.timestamp)
-        columns = ", ".join(f"{column} = ?" for column in values)
-        db.execute(f"UPDATE instances SET {columns} WHERE id = ?", [*values.values(), str(event.originator_id)])
+        rows.update("instances", ident(event.originator_id), values)
 
     # -- contacts -----------------------------------------------------------------
 
     @apply.register
-    def _(self, event: Instance.MessageReceived, db: sqlite_utils.Database) -> None:
-        self._contact(db, str(event.originator_id), event.sender, event.push_name)
+    def _(self, event: Instance.MessageReceived, rows: Rows) -> None:
+        self._contact(rows, ident(event.originator_id), event.sender, event.push_name)
 
     @apply.register
-    def _(self, event: Instance.MessageSent, db: sqlite_utils.Database) -> None:
-        self._contact(db, str(event.originator_id), event.to, None)
+    def _(self, event: Instance.MessageSent, rows: Rows) -> None:
+        self._contact(rows, ident(event.originator_id), event.to, None)
 
     @apply.register
-    def _(self, event: Instance.ContactsSynced, db: sqlite_utils.Database) -> None:
+    def _(self, event: Instance.ContactsSynced, rows: Rows) -> None:
         for contact in event.contacts:
-            self._contact(db, str(event.originator_id), contact["jid"], contact.get("name"))
+            self._contact(rows, ident(event.originator_id), contact["jid"], contact.get("name"))
 
     @staticmethod
-    def _contact(db: sqlite_utils.Database, instance_id: str, jid: str, name: str | None) -> None:
+    def _contact(rows: Rows, instance_id: str, jid: str, name: str | None) -> None:
         # A name, once known, is kept until a newer one arrives.
-        db.execute(
-            "INSERT INTO contacts (instance_id, jid, name, number, is_group) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (instance_id, jid) DO UPDATE SET "
-            "name=COALESCE(excluded.name, contacts.name)",
-            [instance_id, jid, name, jid_number(jid), int(is_group(jid))],
+        rows.merge(
+            "contacts",
+            {"instance_id": instance_id, "jid": jid, "name": name, "number": jid_number(jid),
+             "is_group": int(is_group(jid))},
+            keep=("name",),
         )
 
 

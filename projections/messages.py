@@ -6,10 +6,9 @@ import json
 from functools import singledispatchmethod
 from typing import Any
 
-import sqlite_utils
-
 from domain.instance import Instance
-from projections.base import ReadModelProjection, iso, row_id
+from projections.base import ReadModelProjection, ident, iso, row_id
+from projections.rows import Rows, Table
 
 # A receipt never moves a message backwards (a late "delivered" after "read").
 STATUS_RANK = {"pending": 0, "sent": 1, "received": 1, "delivered": 2, "read": 3, "played": 4}
@@ -20,61 +19,56 @@ class Messages(ReadModelProjection):
 
     name = "messages"
 
-    def create_tables(self, db: sqlite_utils.Database) -> None:
-        db["messages"].create(
+    tables = (
+        Table(
+            "messages",
             {
                 "id": str, "instance_id": str, "remote_jid": str, "from_me": int,
                 "message_type": str, "content": str, "message_id": str, "has_media": int,
                 "media": str, "status": str, "created_at": str,
             },
-            pk="id", if_not_exists=True,
-        )
-        db["messages"].create_index(
-            ["instance_id", "remote_jid", "created_at"], if_not_exists=True
-        )
-        db["messages"].create_index(["instance_id", "message_id"], if_not_exists=True)
+            pk=("id",),
+            indexes=[
+                (("instance_id", "remote_jid", "created_at"), False),
+                (("instance_id", "message_id"), False),
+            ],
+        ),
+    )
 
     @singledispatchmethod
-    def apply(self, event: Any, db: sqlite_utils.Database) -> None:
+    def apply(self, event: Any, rows: Rows) -> None:
         """Events this projection does not model change nothing."""
 
     @apply.register
-    def _(self, event: Instance.MessageSent, db: sqlite_utils.Database) -> None:
-        self._insert(db, event, event.to, True, event.message_type, event.body, event.message_id,
+    def _(self, event: Instance.MessageSent, rows: Rows) -> None:
+        self._insert(rows, event, event.to, True, event.message_type, event.body, event.message_id,
                      event.media, "sent")
 
     @apply.register
-    def _(self, event: Instance.MessageReceived, db: sqlite_utils.Database) -> None:
-        self._insert(db, event, event.sender, False, event.message_type, event.body,
+    def _(self, event: Instance.MessageReceived, rows: Rows) -> None:
+        self._insert(rows, event, event.sender, False, event.message_type, event.body,
                      event.message_id, event.media, "received")
 
     @apply.register
-    def _(self, event: Instance.MessageStatusChanged, db: sqlite_utils.Database) -> None:
-        rank = STATUS_RANK.get(event.status, 0)
-        cases = " ".join(f"WHEN '{s}' THEN {r}" for s, r in STATUS_RANK.items())
-        db.execute(
-            f"UPDATE messages SET status=? WHERE instance_id=? AND message_id=? "
-            f"AND (CASE status {cases} ELSE 0 END) < ?",
-            [event.status, str(event.originator_id), event.message_id, rank],
+    def _(self, event: Instance.MessageStatusChanged, rows: Rows) -> None:
+        rows.advance(
+            "messages", {"instance_id": ident(event.originator_id), "message_id": event.message_id},
+            "status", event.status, STATUS_RANK,
         )
 
     @staticmethod
     def _insert(
-        db: sqlite_utils.Database, event: Any, remote_jid: str, from_me: bool, kind: str,
+        rows: Rows, event: Any, remote_jid: str, from_me: bool, kind: str,
         content: str, message_id: str, media: dict[str, Any] | None, status: str,
     ) -> None:
         public_media = (
             {k: v for k, v in media.items() if k != "path"} if media is not None else None
         )
-        db.execute(
-            "INSERT INTO messages (id, instance_id, remote_jid, from_me, message_type, "
-            "content, message_id, has_media, media, status, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                row_id(event), str(event.originator_id),
-                remote_jid, int(from_me), kind, content, message_id, int(media is not None),
-                json.dumps(public_media) if public_media is not None else None, status,
-                iso(event.timestamp),
-            ],
-        )
+        rows.insert("messages", {
+            "id": row_id(event), "instance_id": ident(event.originator_id),
+            "remote_jid": remote_jid, "from_me": int(from_me), "message_type": kind,
+            "content": content, "message_id": message_id, "has_media": int(media is not None),
+            "media": json.dumps(public_media) if public_media is not None else None,
+            "status": status, "created_at": iso(event.timestamp),
+        })
 

@@ -12,6 +12,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import Notification
 
 from projections.base import Dispatch, ReadModelProjection
+from projections.rows import Rows
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +34,7 @@ class LiveProjections:
         self.projections = projections
         self.store = projections[0].view
         self.name = name
-        with self.store.transaction() as db:
-            for projection in projections:
-                projection.create_tables(db)
+        self.store.ensure(t for p in projections for t in p.tables)
         self.position = self.store.position(self.name)
         self.error: BaseException | None = None
         self._inbox: queue.Queue[Notification | None] = queue.Queue(maxsize=BATCH * 10)
@@ -115,15 +114,19 @@ class LiveProjections:
                     self._inbox.put(None)
                     break
                 batch.append(more)
+
+            def work(rows: Rows, batch: list[Notification] = batch) -> int:
+                # After a rebuild swapped read models, the new ones may be ahead of us.
+                done = rows.position(self.name)
+                fresh = [n for n in batch if n.id > done]
+                for notification in fresh:
+                    dispatch(mapper.to_domain_event(notification), notification.id, rows)
+                if fresh:
+                    rows.track(self.name, fresh[-1].id)
+                return done
+
             try:
-                with self.store.transaction() as db:
-                    # After a rebuild swapped files, the new file may be ahead of us.
-                    done = self.store.tracked(db, self.name)
-                    fresh = [n for n in batch if n.id > done]
-                    for notification in fresh:
-                        dispatch(mapper.to_domain_event(notification), notification.id, db)
-                    if fresh:
-                        self.store.track(db, self.name, fresh[-1].id)
+                done = self.store.atomically(work)
             except BaseException as error:
                 log.exception("projection %s failed at position %s", self.name, batch[0].id)
                 with self._cond:

@@ -11,18 +11,27 @@ the server runs. Every connection notices a swap at its next use and reopens.
 
 from __future__ import annotations
 
+import functools
+import itertools
+import operator
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import sqlite_utils
 from eventsourcing.persistence import IntegrityError
 
+from projections.rows import Building, ReadModels, Rows, Table
 
-class ReadModelStore:
+T = TypeVar("T")
+
+
+class ReadModelStore(ReadModels):
     """The read models in service; a connection per thread."""
 
     def __init__(self, path: str | Path, *, follow_pointer: bool = True) -> None:
@@ -30,6 +39,7 @@ class ReadModelStore:
         self.pointer = self.base.with_name(self.base.name + ".current")
         self._follow = follow_pointer
         self._local = threading.local()
+        self.tables: dict[str, Table] = {}
         with self.transaction() as db:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS tracking (name TEXT PRIMARY KEY, position INTEGER)"
@@ -94,38 +104,348 @@ class ReadModelStore:
             raise
         db.execute("COMMIT")
 
+    # -- the provider-neutral interface ---------------------------------------------------
+
+    def ensure(self, tables: Iterable[Table]) -> None:
+        with self.transaction() as db:
+            for table in tables:
+                self.tables[table.name] = table
+                db[table.name].create(
+                    dict(table.columns), pk=table.pk[0] if len(table.pk) == 1 else table.pk,
+                    not_null=set(table.counters) or None,
+                    defaults=dict.fromkeys(table.counters, 0) or None, if_not_exists=True,
+                )
+                for columns, unique in table.indexes:
+                    db[table.name].create_index(list(columns), unique=unique, if_not_exists=True)
+
+    def atomically(self, work: Callable[[Rows], T]) -> T:
+        with self.transaction() as db:
+            rows = SQLiteRows(db.conn, self.tables)
+            result = work(rows)
+            rows.flush()
+        return result
+
     def meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", [key]).fetchone()
         return row[0] if row else None
 
-    @staticmethod
-    def set_meta(db: sqlite_utils.Database, key: str, value: str) -> None:
-        db.execute(
-            "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
-            [key, value],
-        )
-
     def position(self, name: str) -> int:
-        return self.tracked(self.db, name)
-
-    @staticmethod
-    def tracked(db: sqlite_utils.Database, name: str) -> int:
-        row = db.execute("SELECT position FROM tracking WHERE name=?", [name]).fetchone()
+        row = self.db.execute("SELECT position FROM tracking WHERE name=?", [name]).fetchone()
         return row[0] if row else 0
 
-    @staticmethod
-    def track(db: sqlite_utils.Database, name: str, position: int) -> None:
-        """Record `position` for projection `name`; refuse to go back or repeat."""
-        if ReadModelStore.tracked(db, name) >= position:
-            raise IntegrityError(f"{name} already processed position {position}")
-        db.execute(
-            "INSERT INTO tracking (name, position) VALUES (?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET position=excluded.position",
-            [name, position],
-        )
+    def tracked_names(self) -> int:
+        (count,) = self.db.execute("SELECT COUNT(*) FROM tracking").fetchone()
+        return int(count)
+
+    def building(self) -> SQLiteBuilding:
+        return SQLiteBuilding(self)
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
             db.conn.close()
             self._local.db = None
+
+
+class SQLiteRows(Rows):
+    """Writes buffered per table, then sent as one `executemany` per run of one statement.
+
+    Tables are independent, so each is flushed on its own. Within a table, changes to
+    existing rows (`update`, `advance`) run before the rows inserted in this batch, and
+    are applied in memory to the earlier inserted rows they match: the same result as in
+    event order, with every kind of statement in one run (a message history alternates
+    inserts and status changes, which would otherwise be runs of one). `get` flushes
+    its table first, so reads see every earlier write.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, tables: Mapping[str, Table]) -> None:
+        self.conn = conn
+        self.tables = tables
+        self._pending: dict[str, _Pending] = {}
+
+    def _table(self, table: str) -> _Pending:
+        pending = self._pending.get(table)
+        if pending is None:
+            pending = self._pending[table] = _Pending()
+        return pending
+
+    def insert(self, table: str, row: dict[str, Any]) -> None:
+        pending = self._table(table)
+        if pending.sums:
+            self.flush(table)
+            pending = self._table(table)
+        pending.insert(row)
+
+    def update(self, table: str, key: Any, values: dict[str, Any]) -> None:
+        pk = self.tables[table].pk
+        match = _key_values(pk, key)
+        pending = self._change(table, tuple(values), pk)
+        if pending.inserts:
+            for row in pending.matching(pk, match):
+                row.update(values)
+        pending.changes.append((_update_sql(table, tuple(values), pk), (*values.values(), *match)))
+
+    def advance(
+        self, table: str, where: dict[str, Any], column: str, value: str, rank: Mapping[str, int]
+    ) -> None:
+        shape = tuple(where)
+        match = tuple(where.values())
+        wanted = rank.get(value, 0)
+        pending = self._change(table, (column,), shape)
+        if pending.inserts:
+            for row in pending.matching(shape, match):
+                if rank.get(row[column], 0) < wanted:  # as the CASE below: unranked is 0
+                    row[column] = value
+        sql = _advance_sql(table, shape, column, tuple(rank.items()))
+        pending.changes.append((sql, (value, *match, wanted)))
+
+    def _change(self, table: str, columns: tuple[str, ...], shape: tuple[str, ...]) -> _Pending:
+        """The table's buffer, flushed first where a change cannot be applied in memory
+        (after upserts, or when it changes the columns it is matched on)."""
+        pending = self._table(table)
+        if pending.upserts or pending.sums or not pending.can_match(columns, shape):
+            self.flush(table)
+            pending = self._table(table)
+        return pending
+
+    def add(self, table: str, key: dict[str, Any], counts: dict[str, int]) -> None:
+        spec = self.tables[table]
+        pending = self._table(table)
+        if pending.order or pending.changes:  # other writes first: only adds are summed
+            self.flush(table)
+            pending = self._table(table)
+        # Adds to one row commute: a batch sends each row's sums once.
+        row = tuple([key[k] for k in spec.pk])
+        total = pending.sums.get(row)
+        if total is None:
+            pending.sums[row] = dict(counts)
+        else:
+            for column, n in counts.items():
+                total[column] = total.get(column, 0) + n
+
+    def merge(self, table: str, row: dict[str, Any], keep: tuple[str, ...]) -> None:
+        sql = _merge_sql(table, tuple(row), self.tables[table].pk, keep)
+        pending = self._table(table)
+        if pending.sums:
+            self.flush(table)
+            pending = self._table(table)
+        pending.upsert(sql, tuple(row.values()))
+
+    def get(self, table: str, key: Any) -> dict[str, Any] | None:
+        self.flush(table)
+        pk = self.tables[table].pk
+        where = " AND ".join(f"{k} = ?" for k in pk)
+        cursor = self.conn.execute(f"SELECT * FROM {table} WHERE {where}", _key_values(pk, key))
+        found = cursor.fetchone()
+        if found is None:
+            return None
+        return dict(zip([d[0] for d in cursor.description], found, strict=True))
+
+    def position(self, name: str) -> int:
+        row = self.conn.execute("SELECT position FROM tracking WHERE name=?", [name]).fetchone()
+        return row[0] if row else 0
+
+    def track(self, name: str, position: int) -> None:
+        if self.position(name) >= position:
+            raise IntegrityError(f"{name} already processed position {position}")
+        self.conn.execute(
+            "INSERT INTO tracking (name, position) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET position=excluded.position",
+            [name, position],
+        )
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value=excluded.value",
+            [key, value],
+        )
+
+    def flush(self, table: str | None = None) -> None:
+        for name in [table] if table is not None else list(self._pending):
+            pending = self._pending.pop(name, None)
+            if pending is None:
+                continue
+            for sql, run in itertools.groupby(pending.changes, key=operator.itemgetter(0)):
+                self.conn.executemany(sql, [params for _, params in run])
+            pending.send_tail(self.conn, name)
+            if pending.sums:
+                spec = self.tables[name]
+                counters = _sorted(spec.counters)
+                # Every counter in every row (zeros added): one statement for all of them.
+                self.conn.executemany(_add_sql(name, spec.pk, counters), [
+                    (*row, *[sums.get(c, 0) for c in counters]) for row, sums in pending.sums.items()
+                ])
+
+
+class _Pending:
+    """One table's buffered writes: changes to existing rows, then new rows and upserts."""
+
+    __slots__ = ("changes", "index", "inserts", "order", "sums", "upserts")
+
+    def __init__(self) -> None:
+        self.sums: dict[tuple[Any, ...], dict[str, int]] = {}  # counters to add, by key
+        self.changes: list[tuple[str, Sequence[Any]]] = []
+        self.inserts: list[dict[str, Any]] = []
+        self.upserts = 0
+        self.order: list[dict[str, Any] | tuple[str, Sequence[Any]]] = []
+        # Inserted rows by the values of the columns changes match them on, per shape.
+        self.index: dict[tuple[str, ...], tuple[Callable[[Any], Any], dict[Any, list[Any]]]] = {}
+
+    def insert(self, row: dict[str, Any]) -> None:
+        self.inserts.append(row)
+        self.order.append(row)
+        for values, rows in self.index.values():
+            rows.setdefault(values(row), []).append(row)
+
+    def upsert(self, sql: str, params: Sequence[Any]) -> None:
+        self.upserts += 1
+        self.order.append((sql, params))
+
+    def can_match(self, columns: tuple[str, ...], shape: tuple[str, ...]) -> bool:
+        matched_on = {c for s in self.index for c in s} | set(shape)
+        return not matched_on.intersection(columns)
+
+    def matching(self, shape: tuple[str, ...], values: tuple[Any, ...]) -> list[dict[str, Any]]:
+        found = self.index.get(shape)
+        if found is None:
+            # One column gives a bare value, several a tuple: keys made the same way.
+            getter = operator.itemgetter(*shape)
+            found = self.index[shape] = (getter, {})
+            for row in self.inserts:
+                found[1].setdefault(getter(row), []).append(row)
+        return found[1].get(values if len(values) > 1 else values[0], [])
+
+    def send_tail(self, conn: sqlite3.Connection, table: str) -> None:
+        """The new rows and upserts, in order, one executemany per run of one statement."""
+        sql, run = "", []
+        for item in self.order:
+            if type(item) is dict:
+                statement, params = _insert_sql(table, tuple(item)), tuple(item.values())
+            else:
+                statement, params = item
+            if statement != sql:
+                if run:
+                    conn.executemany(sql, run)
+                sql, run = statement, []
+            run.append(params)
+        if run:
+            conn.executemany(sql, run)
+
+
+@functools.cache
+def _sorted(names: frozenset[str]) -> tuple[str, ...]:
+    return tuple(sorted(names))
+
+
+def _key_values(pk: tuple[str, ...], key: Any) -> tuple[Any, ...]:
+    return (key,) if len(pk) == 1 else tuple(key[k] for k in pk)
+
+
+@functools.cache
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+@functools.cache
+def _update_sql(table: str, columns: tuple[str, ...], pk: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{c} = ?" for c in columns)
+    return f"UPDATE {table} SET {sets} WHERE {' AND '.join(f'{k} = ?' for k in pk)}"
+
+
+@functools.cache
+def _advance_sql(
+    table: str, where: tuple[str, ...], column: str, rank: tuple[tuple[str, int], ...]
+) -> str:
+    cases = " ".join(f"WHEN '{s}' THEN {r}" for s, r in rank)
+    conditions = " AND ".join(f"{c} = ?" for c in where)
+    return (f"UPDATE {table} SET {column} = ? WHERE {conditions} "
+            f"AND (CASE {column} {cases} ELSE 0 END) < ?")
+
+
+@functools.cache
+def _add_sql(table: str, pk: tuple[str, ...], counters: tuple[str, ...]) -> str:
+    columns = (*pk, *counters)
+    updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in counters)
+    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT ({', '.join(pk)}) DO UPDATE SET {updates}")
+
+
+@functools.cache
+def _merge_sql(table: str, columns: tuple[str, ...], pk: tuple[str, ...], keep: tuple[str, ...]) -> str:
+    updates = ", ".join(f"{c} = COALESCE(excluded.{c}, {table}.{c})" for c in keep)
+    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT ({', '.join(pk)}) DO UPDATE SET {updates}")
+
+
+class SQLiteBuilding(Building):
+    """A new read-model file beside the one in service (`<stem>.<ns>.db`, `.building` until
+    it is complete), swapped in through the pointer file."""
+
+    def __init__(self, live: ReadModelStore) -> None:
+        self.live = live
+        base = live.base
+        for stale in base.parent.glob(f"{base.stem}.*.db.building*"):
+            stale.unlink(missing_ok=True)
+        self.target = base.with_name(f"{base.stem}.{time.time_ns()}.db")
+        self.file = self.target.with_name(self.target.name + ".building")
+        self.store = ReadModelStore(self.file, follow_pointer=False)
+
+    def fast(self) -> None:
+        # No journal (each page written once, not to a WAL and then again), a big cache,
+        # no fsync until the file is made durable once, before the swap: a failed or
+        # interrupted rebuild deletes it anyway.
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-262144",
+                       "temp_store=MEMORY"):
+            self.store.db.execute(f"PRAGMA {pragma}")
+
+    def copy(self, tables: Sequence[str], tracking_name: str) -> int:
+        source = self.live.current_file()
+        conn = sqlite3.connect(self.file, isolation_level=None, timeout=30)
+        try:
+            conn.execute("ATTACH DATABASE ? AS live", [str(source)])
+            conn.execute("BEGIN")  # one snapshot of the live file for every table and the position
+            row = conn.execute(
+                "SELECT position FROM live.tracking WHERE name=?", [tracking_name]
+            ).fetchone()
+            for table in tables:
+                conn.execute(f"INSERT INTO main.{table} SELECT * FROM live.{table}")
+            conn.execute("COMMIT")
+            conn.execute("DETACH DATABASE live")
+        finally:
+            conn.close()
+        return row[0] if row else 0
+
+    def swap_in(self, catch_up: Callable[[], None]) -> str:
+        live = self.live
+        # Hold the old file's write lock: the live projection waits, nothing is missed.
+        old = live.db
+        old.execute("BEGIN IMMEDIATE")
+        try:
+            catch_up()
+            # In service as every read-model file is: WAL. Then durable, before the swap.
+            self.store.db.execute("PRAGMA synchronous=FULL")
+            self.store.db.execute("PRAGMA journal_mode=WAL")
+            self.store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self.store.close()
+            descriptor = os.open(self.file, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+            self.file.rename(self.target)
+            for suffix in ("-wal", "-shm"):
+                Path(f"{self.file}{suffix}").unlink(missing_ok=True)
+            previous = live.current_file()
+            live.switch_to(self.target)
+        finally:
+            old.execute("ROLLBACK")
+        live.close()
+        if previous != self.target:
+            for old_file in (previous, Path(f"{previous}-wal"), Path(f"{previous}-shm")):
+                old_file.unlink(missing_ok=True)
+        return self.target.name
+
+    def discard(self) -> None:
+        self.store.close()
+        for leftover in (self.file, Path(f"{self.file}-wal"), Path(f"{self.file}-shm")):
+            leftover.unlink(missing_ok=True)

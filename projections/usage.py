@@ -6,12 +6,11 @@ import functools
 from functools import singledispatchmethod
 from typing import Any
 
-import sqlite_utils
-
 from domain.instance import Instance
 from domain.usage import UsageLedger
 from domain.webhook import WebhookLog
-from projections.base import ReadModelProjection
+from projections.base import ReadModelProjection, ident
+from projections.rows import Rows, Table
 
 COUNTERS = (
     "messages_sent", "messages_received", "media_sent", "media_received",
@@ -25,79 +24,69 @@ class Usage(ReadModelProjection):
 
     name = "usage"
 
-    def create_tables(self, db: sqlite_utils.Database) -> None:
-        db["usage"].create(
+    tables = (
+        Table(
+            "usage",
             {"user_id": str, "instance_id": str, "day": str, **dict.fromkeys(COUNTERS, int)},
-            pk=("user_id", "instance_id", "day"), not_null=set(COUNTERS), defaults=dict.fromkeys(COUNTERS, 0),
-            if_not_exists=True,
-        )
-        db["usage"].create_index(["instance_id", "day"], if_not_exists=True)
-        db["usage"].create_index(["day"], if_not_exists=True)
+            pk=("user_id", "instance_id", "day"), counters=frozenset(COUNTERS),
+            indexes=[(("instance_id", "day"), False), (("day",), False)],
+        ),
+    )
 
     @singledispatchmethod
-    def apply(self, event: Any, db: sqlite_utils.Database) -> None:
+    def apply(self, event: Any, rows: Rows) -> None:
         """Events this projection does not model change nothing."""
 
     @apply.register
-    def _(self, event: Instance.MessageSent, db: sqlite_utils.Database) -> None:
-        self._message(db, event, "sent", event.media)
+    def _(self, event: Instance.MessageSent, rows: Rows) -> None:
+        self._message(rows, event, "sent", event.media)
 
     @apply.register
-    def _(self, event: Instance.MessageReceived, db: sqlite_utils.Database) -> None:
-        self._message(db, event, "received", event.media)
+    def _(self, event: Instance.MessageReceived, rows: Rows) -> None:
+        self._message(rows, event, "received", event.media)
 
     @apply.register
-    def _(self, event: UsageLedger.UsageRecorded, db: sqlite_utils.Database) -> None:
+    def _(self, event: UsageLedger.UsageRecorded, rows: Rows) -> None:
         for call in event.calls:
-            bump(db, call["userId"], call.get("instanceId") or NO_INSTANCE, call["day"],
+            bump(rows, call["userId"], call.get("instanceId") or NO_INSTANCE, call["day"],
                  api_calls=call["apiCalls"])
 
     @apply.register
-    def _(self, event: WebhookLog.WebhookDelivered, db: sqlite_utils.Database) -> None:
-        bump(db, self._owner(db, event.instance_id), event.instance_id,
+    def _(self, event: WebhookLog.WebhookDelivered, rows: Rows) -> None:
+        bump(rows, self._owner(rows, event.instance_id), event.instance_id,
              event.timestamp.date().isoformat(), webhook_sent=1)
 
     @apply.register
-    def _(self, event: WebhookLog.WebhookFailed, db: sqlite_utils.Database) -> None:
-        bump(db, self._owner(db, event.instance_id), event.instance_id,
+    def _(self, event: WebhookLog.WebhookFailed, rows: Rows) -> None:
+        bump(rows, self._owner(rows, event.instance_id), event.instance_id,
              event.timestamp.date().isoformat(), webhook_failed=1)
 
-    def _message(
-        self, db: sqlite_utils.Database, event: Any, direction: str, media: dict[str, Any] | None
-    ) -> None:
-        instance_id = str(event.originator_id)
+    def _message(self, rows: Rows, event: Any, direction: str, media: dict[str, Any] | None) -> None:
+        instance_id = ident(event.originator_id)
         counts = {f"messages_{direction}": 1}
         if media is not None:
             counts[f"media_{direction}"] = 1
             counts["total_media_size"] = int(media.get("size") or 0)
-        bump(db, self._owner(db, instance_id), instance_id, event.timestamp.date().isoformat(), **counts)
+        owner = self._owners.get(instance_id) or self._owner(rows, instance_id)
+        rows.add("usage", {"user_id": owner, "instance_id": instance_id,
+                           "day": event.timestamp.date().isoformat()}, counts)
 
-    def _owner(self, db: sqlite_utils.Database, instance_id: str) -> str:
-        # An instance's owner never changes: look it up once (rebuilds read many messages).
-        owners: dict[str, str] = self.__dict__.setdefault("_owners", {})
-        found = owners.get(instance_id)
+    @functools.cached_property
+    def _owners(self) -> dict[str, str]:
+        """Each instance's owner, which never changes: looked up once (rebuilds read many
+        messages)."""
+        return {}
+
+    def _owner(self, rows: Rows, instance_id: str) -> str:
+        found = self._owners.get(instance_id)
         if not found:
-            found = owner(db, instance_id)
+            row = rows.get("instances", instance_id)
+            found = row["user_id"] if row else ""
             if found:
-                owners[instance_id] = found
+                self._owners[instance_id] = found
         return found
 
 
-def owner(db: sqlite_utils.Database, instance_id: str) -> str:
-    row = db.execute("SELECT user_id FROM instances WHERE id=?", [instance_id]).fetchone()
-    return row[0] if row else ""
-
-
-def bump(db: sqlite_utils.Database, user_id: str, instance_id: str, day: str, **counts: int) -> None:
+def bump(rows: Rows, user_id: str, instance_id: str, day: str, **counts: int) -> None:
     """Add `counts` to one day's row, creating it when needed."""
-    db.execute(_bump_sql(tuple(counts)), [user_id, instance_id, day, *counts.values()])
-
-
-@functools.cache
-def _bump_sql(columns: tuple[str, ...]) -> str:
-    updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in columns)
-    return (
-        f"INSERT INTO usage (user_id, instance_id, day, {', '.join(columns)}) "
-        f"VALUES (?, ?, ?, {', '.join('?' * len(columns))}) "
-        f"ON CONFLICT (user_id, instance_id, day) DO UPDATE SET {updates}"
-    )
+    rows.add("usage", {"user_id": user_id, "instance_id": instance_id, "day": day}, counts)

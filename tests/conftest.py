@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from tests import mongo
-from tests.mongo_server import mongo_client, mongo_db, mongo_url  # noqa: F401 (fixtures)
+from tests.mongo_server import mongo_client, mongo_database, mongo_db, mongo_url  # noqa: F401 (fixtures)
+from tests.readmodels import MongoProvider, Provider, SQLiteProvider
 from tests.server import Api, Server, running_server
 
 
@@ -69,3 +70,17 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         from tests import drills
 
         drills.record(label, passed=int(report.passed), failed=int(report.failed))
+
+
+@pytest.fixture(params=["sqlite", "mongodb"])
+def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Provider]:
+    """Read models on each storage provider in turn (a file or a database of the test's own)."""
+    if request.param == "sqlite":
+        yield SQLiteProvider(tmp_path)
+        return
+    chosen = MongoProvider(request.getfixturevalue("mongo_url"),
+                           request.getfixturevalue("mongo_database"))
+    try:
+        yield chosen
+    finally:
+        chosen.close()

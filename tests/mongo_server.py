@@ -32,3 +32,13 @@ def mongo_db(mongo_client: pymongo.MongoClient) -> Iterator[Database]:
     name = f"test_{uuid.uuid4().hex[:12]}"
     yield mongo_client[name]
     mongo_client.drop_database(name)
+
+
+@pytest.fixture()
+def mongo_database(mongo_client: pymongo.MongoClient) -> Iterator[str]:
+    """A database name of this test's own; it and its `<name>_...` companions are dropped after."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+    for database in mongo_client.list_database_names():
+        if database.startswith(name):
+            mongo_client.drop_database(database)

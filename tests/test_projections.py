@@ -1,16 +1,15 @@
-"""Live projections into a read-model file: rows out, waiting, restart and crash safety."""
+"""Live projections into read models, on each provider: rows out, waiting, restart and
+crash safety."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlite_utils
 from eventsourcing.persistence import IntegrityError, Tracking
 
 from app.eventstore import EventStore, sqlite_env
@@ -18,8 +17,9 @@ from domain.instance import Instance
 from domain.user import User
 from projections.base import ReadModelProjection
 from projections.directory import Directory
+from projections.rows import ReadModels, Rows, Table
 from projections.runner import LiveProjections
-from projections.store import ReadModelStore
+from tests.readmodels import Provider
 
 WAIT = 5.0
 
@@ -39,25 +39,6 @@ def new_instance(user: User, name: str = "Shop") -> Instance:
     )
 
 
-def rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    """Rows read through a connection of the test's own (what another reader would see)."""
-    db = sqlite3.connect(path)
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute(sql, params).fetchall()]
-    finally:
-        db.close()
-
-
-def count(path: Path, table: str) -> int:
-    return rows(path, f"SELECT COUNT(*) AS n FROM {table}")[0]["n"]
-
-
-def tracked(path: Path, name: str) -> int:
-    found = rows(path, "SELECT position FROM tracking WHERE name=?", (name,))
-    return found[0]["position"] if found else 0
-
-
 def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -75,14 +56,9 @@ def store(tmp_path: Path) -> Iterator[EventStore]:
 
 
 @pytest.fixture()
-def read_path(tmp_path: Path) -> Path:
-    return tmp_path / "read.db"
-
-
-@pytest.fixture()
-def running() -> Iterator[list[tuple[LiveProjections, ReadModelStore]]]:
+def running() -> Iterator[list[tuple[LiveProjections, ReadModels]]]:
     """Every LiveProjections a test starts is stopped at its end."""
-    started: list[tuple[LiveProjections, ReadModelStore]] = []
+    started: list[tuple[LiveProjections, ReadModels]] = []
     yield started
     for live, read in started:
         live.stop()
@@ -90,11 +66,11 @@ def running() -> Iterator[list[tuple[LiveProjections, ReadModelStore]]]:
 
 
 def start(
-    store: EventStore, read_path: Path, running: list[Any],
-    make: Callable[[ReadModelStore], list[ReadModelProjection]] = lambda r: [Directory(r)],
+    store: EventStore, provider: Provider, running: list[Any],
+    make: Callable[[ReadModels], list[ReadModelProjection]] = lambda r: [Directory(r)],
     name: str = "read-models",
 ) -> LiveProjections:
-    read = ReadModelStore(read_path)
+    read = provider.store()
     live = LiveProjections(store, make(read), name)
     running.append((live, read))
     live.start()
@@ -111,14 +87,14 @@ def save(store: EventStore, live: LiveProjections, *aggregates: Any) -> int:
 
 
 def test_users_and_instances_become_rows(
-    store: EventStore, read_path: Path, running: list[Any]
+    store: EventStore, provider: Provider, running: list[Any]
 ) -> None:
-    live = start(store, read_path, running)
+    live = start(store, provider, running)
     user = new_user()
     instance = new_instance(user)
     save(store, live, user, instance)
 
-    [user_row] = rows(read_path, "SELECT * FROM users")
+    [user_row] = provider.rows("users")
     assert user_row["id"] == str(user.id)
     assert (user_row["email"], user_row["role"], user_row["active"]) == (
         "alice@example.com", "user", 1,
@@ -127,7 +103,7 @@ def test_users_and_instances_become_rows(
     assert user_row["created_at"].endswith("Z")
 
     def instance_row() -> dict[str, Any]:
-        [row] = rows(read_path, "SELECT * FROM instances WHERE id=?", (str(instance.id),))
+        [row] = provider.rows("instances", id=str(instance.id))
         return row
 
     row = instance_row()
@@ -168,7 +144,7 @@ def test_users_and_instances_become_rows(
     row = instance_row()
     assert row["name"] == "Shop 2"
     assert json.loads(row["webhook"]) == {"url": "http://hooks.test/x", "hasSecret": False}
-    [user_row] = rows(read_path, "SELECT * FROM users")
+    [user_row] = provider.rows("users")
     assert (user_row["role"], user_row["active"]) == ("admin", 0)
 
     instance.delete()
@@ -179,9 +155,9 @@ def test_users_and_instances_become_rows(
 
 
 def test_contacts_come_from_messages_and_keep_push_names(
-    store: EventStore, read_path: Path, running: list[Any]
+    store: EventStore, provider: Provider, running: list[Any]
 ) -> None:
-    live = start(store, read_path, running)
+    live = start(store, provider, running)
     user = new_user()
     instance = new_instance(user)
     instance.open_connection("15550001111", "Shop")
@@ -209,7 +185,7 @@ def test_contacts_come_from_messages_and_keep_push_names(
     save(store, live, user, instance)
 
     def contacts() -> dict[str, dict[str, Any]]:
-        found = rows(read_path, "SELECT * FROM contacts WHERE instance_id=?", (str(instance.id),))
+        found = provider.rows("contacts", instance_id=str(instance.id))
         return {r["jid"]: r for r in found}
 
     found = contacts()
@@ -238,16 +214,105 @@ def test_contacts_come_from_messages_and_keep_push_names(
     assert len(found) == 4
 
 
-def test_wait_returns_once_the_position_is_reached(
-    store: EventStore, read_path: Path, running: list[Any]
+def test_message_status_only_moves_forwards_and_usage_counts_by_day(
+    store: EventStore, provider: Provider, running: list[Any]
 ) -> None:
-    live = start(store, read_path, running)
+    from projections import catalog
+
+    live = start(store, provider, running, catalog.build)
+    user = new_user()
+    instance = new_instance(user)
+    instance.open_connection("15550001111", "Shop")
+    bob = "15550002222@s.whatsapp.net"
+    instance.record_sent(message_id="OUT1", to=bob, message_type="text", body="hello",
+                         media=None, sent_at=1, idempotency_key=None)
+    media = {"path": "/x/y.jpg", "filename": "y.jpg", "mimetype": "image/jpeg", "size": 700}
+    instance.record_sent(message_id="OUT2", to=bob, message_type="image", body="",
+                         media=media, sent_at=2, idempotency_key=None)
+    instance.record_received(message_id="IN1", sender=bob, push_name="Bob", message_type="text",
+                             body="hi", media=None, received_at=3)
+    # In one batch: delivered, read, then a late delivered that must not win.
+    instance.record_status("OUT1", "delivered", bob, True)
+    instance.record_status("OUT1", "read", bob, True)
+    instance.record_status("OUT1", "delivered", bob, True)
+    instance.record_status("OUT2", "nonsense", bob, True)  # unranked: never an advance
+    # A receipt before its message (sent from another device, say) changes nothing later.
+    instance.record_status("OUT3", "read", bob, True)
+    instance.record_sent(message_id="OUT3", to=bob, message_type="text", body="late",
+                         media=None, sent_at=4, idempotency_key=None)
+    save(store, live, user, instance)
+
+    def status(message_id: str) -> str:
+        [row] = provider.rows("messages", instance_id=str(instance.id), message_id=message_id)
+        return row["status"]
+
+    assert (status("OUT1"), status("OUT2"), status("IN1")) == ("read", "sent", "received")
+    assert status("OUT3") == "sent"
+    [image] = provider.rows("messages", message_id="OUT2")
+    assert (image["has_media"], json.loads(image["media"])) == (
+        1, {"filename": "y.jpg", "mimetype": "image/jpeg", "size": 700},
+    )
+    # A later batch cannot move it back either; a further step forwards still counts.
+    instance.record_status("OUT1", "delivered", bob, True)
+    instance.record_status("OUT2", "delivered", bob, True)
+    save(store, live, instance)
+    assert (status("OUT1"), status("OUT2")) == ("read", "delivered")
+    instance.record_status("OUT1", "played", bob, True)
+    save(store, live, instance)
+    assert status("OUT1") == "played"
+
+    [usage] = provider.rows("usage", instance_id=str(instance.id))
+    assert usage["user_id"] == str(user.id)
+    assert {k: usage[k] for k in ("messages_sent", "messages_received", "media_sent",
+                                  "media_received", "total_media_size", "api_calls")} == {
+        "messages_sent": 3, "messages_received": 1, "media_sent": 1, "media_received": 0,
+        "total_media_size": 700, "api_calls": 0,
+    }
+    actions = sorted(r["action"] for r in provider.rows("activity", instance_id=str(instance.id)))
+    assert actions == ["connection_opened", "instance_created"]
+
+
+def test_reads_in_a_batch_see_the_writes_before_them(
+    store: EventStore, provider: Provider, running: list[Any]
+) -> None:
+    from projections import catalog
+
+    # Everything in one save, so it is one batch: each update reads the row that the
+    # events before it wrote (and Usage reads the instance Directory has just created).
+    user = new_user()
+    user.change_limits({"maxInstances": 3})
+    user.change_limits({"maxMessagesPerDay": 10})
+    instance = new_instance(user)
+    instance.update({"webhook": {"enabled": False}, "engine_settings": {"appSecret": "x", "a": 1}})
+    instance.update({"webhook": {"secret": ""}, "name": "Renamed"})
+    instance.open_connection("15550001111", "Shop")
+    instance.record_sent(message_id="OUT1", to="15550002222@s.whatsapp.net", message_type="text",
+                         body="hi", media=None, sent_at=1, idempotency_key=None)
+    live = start(store, provider, running, catalog.build)
+    save(store, live, user, instance)
+
+    [user_row] = provider.rows("users")
+    assert json.loads(user_row["limits"]) == {"maxInstances": 3, "maxMessagesPerDay": 10}
+    [row] = provider.rows("instances")
+    assert row["name"] == "Renamed"
+    assert json.loads(row["webhook"]) == {
+        "url": "http://hooks.test/x", "enabled": False, "hasSecret": False,
+    }
+    assert json.loads(row["engine_settings"]) == {"phoneNumberId": "123", "a": 1}
+    [usage] = provider.rows("usage")
+    assert (usage["user_id"], usage["messages_sent"]) == (str(user.id), 1)
+
+
+def test_wait_returns_once_the_position_is_reached(
+    store: EventStore, provider: Provider, running: list[Any]
+) -> None:
+    live = start(store, provider, running)
     user = new_user()
     position = store.save(user)[-1].notification.id
     assert live.wait(position, timeout=WAIT) is True
     # The rows are there as soon as wait() says so.
-    assert count(read_path, "users") == 1
-    assert tracked(read_path, "read-models") == position
+    assert provider.count("users") == 1
+    assert provider.tracked("read-models") == position
     assert live.position == position
     # A position nobody has written yet: wait() gives up after its timeout.
     started = time.monotonic()
@@ -256,11 +321,11 @@ def test_wait_returns_once_the_position_is_reached(
 
 
 def test_wait_async_returns_once_the_position_is_reached(
-    store: EventStore, read_path: Path, running: list[Any]
+    store: EventStore, provider: Provider, running: list[Any]
 ) -> None:
     import asyncio
 
-    live = start(store, read_path, running)
+    live = start(store, provider, running)
 
     async def scenario() -> tuple[bool, bool, int]:
         head = store.save(new_user())[-1].notification.id
@@ -269,7 +334,7 @@ def test_wait_async_returns_once_the_position_is_reached(
         later = await asyncio.to_thread(store.save, new_user("bob@example.com"))
         reached = await waiting
         too_far = await live.wait_async(later[-1].notification.id + 1, timeout=0.1)
-        return reached, too_far, count(read_path, "users")
+        return reached, too_far, provider.count("users")
 
     reached, too_far, users = asyncio.run(scenario())
     assert reached is True and too_far is False
@@ -277,9 +342,9 @@ def test_wait_async_returns_once_the_position_is_reached(
 
 
 def test_restart_resumes_from_the_tracking_position(
-    store: EventStore, read_path: Path, running: list[Any]
+    store: EventStore, provider: Provider, running: list[Any]
 ) -> None:
-    live = start(store, read_path, running)
+    live = start(store, provider, running)
     user = new_user()
     instance = new_instance(user)
     instance.receive_qr("qr")
@@ -288,33 +353,33 @@ def test_restart_resumes_from_the_tracking_position(
         message_type="text", body="hi", media=None, received_at=1,
     )
     head = save(store, live, user, instance)
-    before = {t: count(read_path, t) for t in ("users", "instances", "contacts")}
+    before = {t: provider.count(t) for t in ("users", "instances", "contacts")}
     assert before == {"users": 1, "instances": 1, "contacts": 1}
     live.stop()
     running.clear()
 
-    again = start(store, read_path, running)
+    again = start(store, provider, running)
     assert again.position == head  # resumes where the last one stopped
     assert again.wait(head, timeout=WAIT)
     # Nothing was applied twice (an insert of an existing row would have failed it).
     instance.open_connection("15550001111", None)
     save(store, again, instance)
     assert again.error is None
-    assert {t: count(read_path, t) for t in before} == before
-    assert rows(read_path, "SELECT status FROM instances")[0]["status"] == "connected"
-    assert tracked(read_path, "read-models") == store.recorder.max_notification_id()
+    assert {t: provider.count(t) for t in before} == before
+    assert provider.rows("instances")[0]["status"] == "connected"
+    assert provider.tracked("read-models") == store.recorder.max_notification_id()
 
 
 def test_a_projection_starting_late_catches_up_from_the_beginning(
-    store: EventStore, read_path: Path, running: list[Any]
+    store: EventStore, provider: Provider, running: list[Any]
 ) -> None:
     users = [new_user(f"u{i}@example.com") for i in range(30)]
     store.save(*users)
-    live = start(store, read_path, running)
+    live = start(store, provider, running)
     head = store.recorder.max_notification_id()
     assert live.wait(head, timeout=WAIT)
-    assert count(read_path, "users") == 30
-    assert tracked(read_path, "read-models") == head
+    assert provider.count("users") == 30
+    assert provider.tracked("read-models") == head
 
 
 # -- crash safety ------------------------------------------------------------------------
@@ -324,25 +389,24 @@ class Ledger(ReadModelProjection):
     """Writes a row per event; raises on the event `explode_on` names (id, version)."""
 
     name = "ledger"
+    tables = (Table("ledger", {"id": str, "topic": str}, pk=("id",)),)
 
-    def __init__(self, view: ReadModelStore, explode_on: tuple[Any, int] | None = None) -> None:
+    def __init__(self, view: ReadModels, explode_on: tuple[Any, int] | None = None) -> None:
         super().__init__(view)
         self.explode_on = explode_on
 
-    def create_tables(self, db: sqlite_utils.Database) -> None:
-        db["ledger"].create({"id": str, "topic": str}, pk="id", if_not_exists=True)
-
-    def apply(self, event: Any, db: sqlite_utils.Database) -> None:
+    def apply(self, event: Any, rows: Rows) -> None:
         if (event.originator_id, event.originator_version) == self.explode_on:
             raise RuntimeError("boom")
-        db["ledger"].insert(
+        rows.insert(
+            "ledger",
             {"id": f"{event.originator_id}-{event.originator_version}",
-             "topic": type(event).__qualname__}
+             "topic": type(event).__qualname__},
         )
 
 
 def test_a_failing_batch_leaves_no_rows_and_no_position(
-    store: EventStore, read_path: Path, running: list[Any]
+    store: EventStore, provider: Provider, running: list[Any]
 ) -> None:
     # Everything is stored first, so that the whole history arrives as one batch.
     user = new_user()
@@ -358,7 +422,7 @@ def test_a_failing_batch_leaves_no_rows_and_no_position(
     head = store.recorder.max_notification_id()
     assert head == 6
 
-    read = ReadModelStore(read_path)
+    read = provider.store()
     # The MessageReceived, in the middle of the history, fails; Directory comes first, so
     # that the failing event has already written its contact row when Ledger raises.
     live = LiveProjections(
@@ -373,30 +437,30 @@ def test_a_failing_batch_leaves_no_rows_and_no_position(
     assert isinstance(live.error, RuntimeError)
     assert live.position == 0
     assert live.wait(1, timeout=0.1) is False
-    assert tracked(read_path, "read-models") == 0
+    assert provider.tracked("read-models") == 0
     for table in ("users", "instances", "contacts", "ledger"):
-        assert count(read_path, table) == 0, f"partial rows left in {table}"
+        assert provider.count(table) == 0, f"partial rows left in {table}"
     live.stop()
     running.clear()
 
     # Fixed, the projection starts over from where the last good batch left it.
-    fixed = start(store, read_path, running, lambda r: [Directory(r), Ledger(r)])
+    fixed = start(store, provider, running, lambda r: [Directory(r), Ledger(r)])
     assert fixed.position == 0
     assert fixed.wait(head, timeout=WAIT)
     assert fixed.error is None
-    assert tracked(read_path, "read-models") == store.recorder.max_notification_id() == head
-    assert count(read_path, "ledger") == head
-    assert count(read_path, "users") == 1 and count(read_path, "contacts") == 1
-    assert rows(read_path, "SELECT status FROM instances")[0]["status"] == "disconnected"
+    assert provider.tracked("read-models") == store.recorder.max_notification_id() == head
+    assert provider.count("ledger") == head
+    assert provider.count("users") == 1 and provider.count("contacts") == 1
+    assert provider.rows("instances")[0]["status"] == "disconnected"
 
 
 def test_a_failure_after_good_batches_keeps_their_rows(
-    store: EventStore, read_path: Path, running: list[Any]
+    store: EventStore, provider: Provider, running: list[Any]
 ) -> None:
     user = new_user()
     instance = new_instance(user)
     live = start(
-        store, read_path, running,
+        store, provider, running,
         lambda r: [Directory(r), Ledger(r, explode_on=(instance.id, 2))], name="crashy",
     )
     good = save(store, live, user, instance)
@@ -405,49 +469,53 @@ def test_a_failure_after_good_batches_keeps_their_rows(
     bad = store.save(instance)[-1].notification.id
     assert wait_until(lambda: live.error is not None)
     assert live.wait(bad, timeout=0.1) is False
-    assert tracked(read_path, "crashy") == good
-    assert count(read_path, "ledger") == 2
-    assert rows(read_path, "SELECT has_qr FROM instances")[0]["has_qr"] == 0
+    assert provider.tracked("crashy") == good
+    assert provider.count("ledger") == 2
+    assert provider.rows("instances")[0]["has_qr"] == 0
 
 
 # -- tracking ---------------------------------------------------------------------------
 
 
-def test_track_refuses_a_repeated_or_older_position(read_path: Path) -> None:
-    read = ReadModelStore(read_path)
+def test_track_refuses_a_repeated_or_older_position(provider: Provider) -> None:
+    read = provider.store()
+    read.ensure(Ledger.tables)
     try:
-        with read.transaction() as db:
-            read.track(db, "p", 5)
+        read.atomically(lambda rows: rows.track("p", 5))
         assert read.position("p") == 5
 
         for position in (5, 4):
-            with pytest.raises(IntegrityError), read.transaction() as db:
-                db.execute("CREATE TABLE IF NOT EXISTS side (x INTEGER)")
-                db.execute("INSERT INTO side VALUES (?)", [position])
-                read.track(db, "p", position)
+
+            def work(rows: Rows, position: int = position) -> None:
+                rows.insert("ledger", {"id": f"side-{position}", "topic": "x"})
+                rows.track("p", position)
+
+            with pytest.raises(IntegrityError):
+                read.atomically(work)
         # The refused transactions left nothing behind.
-        assert "side" not in read.db.table_names()
+        assert provider.count("ledger") == 0
         assert read.position("p") == 5
 
-        with read.transaction() as db:
-            read.track(db, "p", 9)  # gaps are fine: positions are rowids
-            read.track(db, "q", 1)  # names are independent
+        def both(rows: Rows) -> None:
+            rows.track("p", 9)  # gaps are fine: positions are not contiguous
+            rows.track("q", 1)  # names are independent
+
+        read.atomically(both)
         assert (read.position("p"), read.position("q"), read.position("other")) == (9, 1, 0)
     finally:
         read.close()
 
 
-def test_process_event_applies_one_event_with_its_position(read_path: Path) -> None:
-    read = ReadModelStore(read_path)
+def test_process_event_applies_one_event_with_its_position(provider: Provider) -> None:
+    read = provider.store()
     try:
         directory = Directory(read)
-        with read.transaction() as db:
-            directory.create_tables(db)
+        read.ensure(directory.tables)
         user = new_user()
         [event] = user.collect_events()
         directory.process_event(event, Tracking("WhatsApp", 7))
         assert read.position("directory") == 7
-        assert count(read_path, "users") == 1
+        assert provider.count("users") == 1
         # An event Directory ignores still moves the position, and only forwards.
         instance = new_instance(user)
         instance.record_status("M1", "read", "x@s.whatsapp.net", True)
@@ -456,6 +524,6 @@ def test_process_event_applies_one_event_with_its_position(read_path: Path) -> N
             directory.process_event(status, Tracking("WhatsApp", 7))
         directory.process_event(status, Tracking("WhatsApp", 8))
         assert read.position("directory") == 8
-        assert count(read_path, "users") == 1
+        assert provider.count("users") == 1
     finally:
         read.close()

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-import sqlite3
+import itertools
+import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.eventstore import EventStore, sqlite_env
 from app.rebuild import rebuild
 from domain.instance import Instance, InstanceError
+from domain.usage import UsageLedger
+from domain.user import User
+from domain.webhook import WebhookLog
 from projections import catalog
 from projections.runner import LiveProjections
-from projections.store import ReadModelStore
+from tests.readmodels import MongoProvider, Provider, SQLiteProvider
 
 PHONES = st.sampled_from(["15550000001@s.whatsapp.net", "15550000002@s.whatsapp.net", "120363000000000001@g.us"])
 COMMANDS = st.one_of(
@@ -83,40 +88,103 @@ def test_any_valid_command_sequence_replays_to_the_same_state(commands: list[tup
     assert state(replayed) == state(instance)
 
 
-def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    db = sqlite3.connect(path)
-    try:
-        tables = [t for (t,) in db.execute(
-            "SELECT name FROM sqlite_master WHERE type='table' AND name != 'meta' ORDER BY name")]
-        return {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
-    finally:
-        db.close()
+def background(user: User) -> list[Any]:
+    """Aggregates for the other read models: a user's life, webhook outcomes, API calls."""
+    user.change_limits({"maxInstances": 3})
+    user.change_limits({"maxMessagesPerDay": 100})
+    user.update_profile("Zed", "Zee")
+    log = WebhookLog("none")  # an instance nobody owns: usage under no user
+    log.delivered(instance_id="none", position=1, event_type="message_sent", delivery_id="d1",
+                  attempts=1, status_code=200, replay=False)
+    log.failed(instance_id="none", position=2, event_type="message_sent", delivery_id="d2",
+               attempts=3, status_code=None, error="refused", replay=True)
+    ledger = UsageLedger()
+    ledger.record([{"userId": str(user.id), "instanceId": None, "day": "2026-01-01", "apiCalls": 4}])
+    return [user, log, ledger]
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def run_scripts(store: EventStore, scripts: list[list[tuple[Any, ...]]]) -> None:
+    user = User(email="p@example.com", password_hash="x", first_name="P", last_name="Q",
+                role="user", api_key_hash="h", api_key_sealed="s")
+    store.save(*background(user))
+    for number, script in enumerate(scripts):
+        instance = Instance(user_id=str(user.id), name=f"I{number}", description="",
+                            engine="sandbox", webhook={}, engine_settings={})
+        log = WebhookLog(str(instance.id))
+        counter = [0]
+        for command in script:
+            with contextlib.suppress(InstanceError):
+                apply(instance, command, counter)
+            if counter[0] % 5 == 0:
+                log.delivered(instance_id=str(instance.id), position=counter[0],
+                              event_type="message_sent", delivery_id=f"d{counter[0]}",
+                              attempts=1, status_code=200, replay=False)
+            store.save(instance, log)  # saved often: many small transactions, like the server
+
+
+def provider_for(kind: str, request: pytest.FixtureRequest, root: Path) -> Provider:
+    """A provider over new, empty read models (one per hypothesis example)."""
+    if kind == "sqlite":
+        return SQLiteProvider(root)
+    url = request.getfixturevalue("mongo_url")
+    return MongoProvider(url, f"p{next(EXAMPLES)}_{uuid.uuid4().hex[:8]}", drop=True)
+
+
+EXAMPLES = itertools.count()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "mongodb"])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.lists(COMMANDS, max_size=15), min_size=1, max_size=4))
-def test_read_models_built_live_equal_read_models_rebuilt(tmp_path_factory: Any, scripts: list[list[tuple[Any, ...]]]) -> None:
+def test_read_models_built_live_equal_read_models_rebuilt(
+    kind: str, request: pytest.FixtureRequest, tmp_path_factory: Any,
+    scripts: list[list[tuple[Any, ...]]],
+) -> None:
     root = tmp_path_factory.mktemp("property")
+    provider = provider_for(kind, request, root)
     store = EventStore(env=sqlite_env(str(root / "es.db")))
-    live = ReadModelStore(root / "read.db")
+    live = provider.store()
     projections = LiveProjections(store, catalog.build(live), catalog.TRACKING_NAME)
     projections.start()
     try:
-        for number, script in enumerate(scripts):
-            instance = Instance(user_id="u", name=f"I{number}", description="", engine="sandbox",
-                                webhook={}, engine_settings={})
-            counter = [0]
-            for command in script:
-                with contextlib.suppress(InstanceError):
-                    apply(instance, command, counter)
-                store.save(instance)  # saved often: many small transactions, like the server
+        run_scripts(store, scripts)
         head = store.recorder.max_notification_id() or 0
-        assert projections.wait(head, timeout=10)
-        before = dump(live.current_file())
+        assert projections.wait(head, timeout=20)
+        before = provider.dump(meta=False)
         projections.stop()
         rebuild(store, live)
-        assert dump(live.current_file()) == before
+        assert provider.dump(meta=False) == before
+        assert not provider.leftovers()
     finally:
         projections.stop()
         live.close()
         store.close()
+        provider.close()
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(COMMANDS, max_size=15), min_size=1, max_size=3))
+def test_every_provider_makes_the_same_rows(
+    request: pytest.FixtureRequest, tmp_path_factory: Any, scripts: list[list[tuple[Any, ...]]],
+) -> None:
+    root = tmp_path_factory.mktemp("providers")
+    providers = [provider_for(kind, request, root) for kind in ("sqlite", "mongodb")]
+    store = EventStore(env=sqlite_env(str(root / "es.db")))
+    stores = [p.store() for p in providers]
+    runners = [LiveProjections(store, catalog.build(s), catalog.TRACKING_NAME) for s in stores]
+    for runner in runners:
+        runner.start()
+    try:
+        run_scripts(store, scripts)
+        head = store.recorder.max_notification_id() or 0
+        assert all(runner.wait(head, timeout=20) for runner in runners)
+        sqlite, mongodb = (p.dump(meta=False) for p in providers)
+        assert sqlite == mongodb
+        assert sqlite["usage"] and sqlite["deliveries"] and sqlite["messages"] is not None
+    finally:
+        for runner, live in zip(runners, stores, strict=True):
+            runner.stop()
+            live.close()
+        store.close()
+        for provider in providers:
+            provider.close()

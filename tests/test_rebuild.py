@@ -1,19 +1,29 @@
-"""rebuild-projections gives read models identical to the live ones, and is safe to interrupt."""
+"""rebuild-projections gives read models identical to the live ones, and is safe to interrupt:
+through the real server (SQLite), and on every read-model provider against the store."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from app import rebuild as rebuild_module
-from app.eventstore import EventStore, sqlite_env
+from app.eventstore import EventStore, mongodb_env, sqlite_env
+from domain.instance import Instance
+from domain.user import User
+from domain.webhook import WebhookLog
 from projections import catalog
+from projections.runner import LiveProjections
 from projections.store import ReadModelStore
+from tests.readmodels import MongoProvider, Provider
 from tests.server import Api, Server, wait_until
 
 
@@ -78,6 +88,8 @@ def test_rebuild_while_serving_is_identical_and_the_server_carries_on(fresh_serv
     after_file = serving(fresh_server)
     assert after_file != before_file and not before_file.exists()
     assert dump(after_file) == before
+    journal = sqlite3.connect(after_file).execute("PRAGMA journal_mode").fetchone()[0]
+    assert journal == "wal"  # built without a journal, served as every read-model file
 
     # The running server reads and writes the new file from now on.
     assert user.send(a, "15552220002", "after the rebuild").status_code == 200
@@ -119,3 +131,172 @@ def test_an_interrupted_rebuild_leaves_the_old_read_models_in_service(
     assert serving(fresh_server) == live_file
     assert dump(live_file) == before
     assert not list((fresh_server.root / "data").glob("*.building*"))
+
+
+# -- on every read-model provider, without a server ----------------------------------------
+
+
+def fill(store: EventStore, instances: int = 3, messages: int = 8) -> None:
+    """Users, instances, messages with receipts, contacts, webhook outcomes and usage."""
+    user = User(email="r@example.com", password_hash="x", first_name="R", last_name="S",
+                role="user", api_key_hash="h", api_key_sealed="s")
+    store.save(user)
+    for n in range(instances):
+        instance = Instance(user_id=str(user.id), name=f"I{n}", description="", engine="sandbox",
+                            webhook={"url": "http://127.0.0.1:9/h"}, engine_settings={})
+        log = WebhookLog(str(instance.id))
+        instance.open_connection(f"1555000{n}", None)
+        store.save(instance, log)
+        for m in range(messages):
+            peer = f"1666000{m % 3}@s.whatsapp.net"
+            instance.record_sent(f"M{m}", peer, "text", f"m{m}", None, m, None)
+            instance.record_received(f"R{m}", peer, "Zed", "text", "hi", None, m)
+            instance.record_status(f"M{m}", "read", peer, True)
+            log.delivered(instance_id=str(instance.id), position=m, event_type="message_sent",
+                          delivery_id=f"d{m}", attempts=1, status_code=200, replay=False)
+            store.save(instance, log)
+
+
+@pytest.fixture()
+def events(tmp_path: Path) -> Iterator[EventStore]:
+    store = EventStore(env=sqlite_env(str(tmp_path / "es.db")))
+    yield store
+    store.close()
+
+
+def test_a_rebuild_while_events_arrive_misses_nothing_and_repeats_nothing(
+    events: EventStore, provider: Provider,
+) -> None:
+    fill(events)
+    live = provider.store()
+    projections = LiveProjections(events, catalog.build(live), catalog.TRACKING_NAME)
+    projections.start()
+    before = provider.serving()
+    stop = threading.Event()
+
+    def keep_writing() -> None:  # the server carries on during the rebuild
+        user = User(email="w@example.com", password_hash="x", first_name="W", last_name="",
+                    role="user", api_key_hash="w", api_key_sealed="s")
+        instance = Instance(user_id=str(user.id), name="W", description="", engine="sandbox",
+                            webhook={}, engine_settings={})
+        instance.open_connection("15559990000", None)
+        events.save(user, instance)
+        n = 0
+        while not stop.is_set():
+            n += 1
+            instance.record_sent(f"W{n}", "16660009999@s.whatsapp.net", "text", "w", None, n, None)
+            events.save(instance)
+            time.sleep(0.005)
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    try:
+        rebuild_module.rebuild(events, provider.store())
+    finally:
+        stop.set()
+        writer.join()
+    try:
+        head = events.recorder.max_notification_id() or 0
+        assert projections.wait(head, timeout=20), projections.error
+        assert provider.serving() != before
+        live_rows = provider.dump()
+        assert provider.tracked(catalog.TRACKING_NAME) == head
+    finally:
+        projections.stop()
+        live.close()
+    # What the live projection wrote after the swap equals a rebuild from scratch.
+    rebuild_module.rebuild(events, provider.store())
+    assert provider.dump() == live_rows
+    assert not provider.leftovers()
+
+
+def test_rebuilding_some_read_models_copies_the_others(
+    events: EventStore, provider: Provider,
+) -> None:
+    fill(events)
+    live = provider.store()
+    projections = LiveProjections(events, catalog.build(live), catalog.TRACKING_NAME)
+    projections.start()
+    try:
+        assert projections.wait(events.recorder.max_notification_id() or 0, timeout=20)
+    finally:
+        projections.stop()
+    rebuild_module.rebuild(events, live)  # now the read models carry the signature
+    before = provider.dump()
+    rebuild_module.rebuild(events, provider.store(), ["usage", "messages"])
+    assert provider.dump() == before
+    with pytest.raises(ValueError, match="unknown read model"):
+        rebuild_module.rebuild(events, live, ["nonsense"])
+    live.close()
+
+
+def test_an_interrupted_rebuild_leaves_the_old_read_models_answering(
+    events: EventStore, provider: Provider, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fill(events)
+    live = provider.store()
+    projections = LiveProjections(events, catalog.build(live), catalog.TRACKING_NAME)
+    projections.start()
+    try:
+        assert projections.wait(events.recorder.max_notification_id() or 0, timeout=20)
+        serving, before = provider.serving(), provider.dump()
+        monkeypatch.setattr(rebuild_module, "PAGE", 5)  # several pages, so it stops half-way
+
+        def interrupt(position: int, head: int) -> None:
+            if position >= 10:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            rebuild_module.rebuild(events, provider.store(), (), interrupt)
+        assert provider.serving() == serving
+        assert provider.dump() == before
+        assert not provider.leftovers()
+
+        # A rebuild killed outright cannot clean up: the next one does.
+        killed = provider.store().building()
+        killed.store.ensure(catalog.TABLES)
+        assert provider.leftovers()
+        # The live projection still writes where the readers look.
+        instance = Instance(user_id="u", name="after", description="", engine="sandbox",
+                            webhook={}, engine_settings={})
+        position = events.save(instance)[-1].notification.id
+        assert projections.wait(position, timeout=20)
+        assert provider.rows("instances", id=str(instance.id))
+    finally:
+        projections.stop()
+        live.close()
+    rebuild_module.rebuild(events, provider.store())
+    assert not provider.leftovers()
+    assert provider.rows("instances", id=str(instance.id))
+
+
+def test_the_command_rebuilds_read_models_on_mongodb(
+    tmp_path: Path, mongo_url: str, mongo_database: str,
+) -> None:
+    url = mongo_url.replace("/?", f"/{mongo_database}?") if "/?" in mongo_url else f"{mongo_url.rstrip('/')}/{mongo_database}"
+    # With DATABASE_PROVIDER=mongodb the event store is in MongoDB too.
+    events = EventStore(env=mongodb_env(url))
+    fill(events, instances=2, messages=3)
+    read = MongoProvider(mongo_url, f"{mongo_database}_read")
+    try:
+        live = read.store()
+        projections = LiveProjections(events, catalog.build(live), catalog.TRACKING_NAME)
+        projections.start()
+        try:
+            assert projections.wait(events.recorder.max_notification_id() or 0, timeout=20)
+        finally:
+            projections.stop()
+        before = read.dump(meta=False)
+        env = {**os.environ, "DATABASE_PROVIDER": "mongodb", "DATABASE_URL": url,
+               "SQLITE_DATABASE_URL": f"file:{tmp_path / 'es.db'}"}
+        result = subprocess.run(
+            [sys.executable, "-m", "app.cli", "rebuild-projections"], env=env, cwd=tmp_path,
+            capture_output=True, text=True, timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "rebuilt all read models" in result.stdout
+        assert read.serving() in result.stdout
+        assert read.dump(meta=False) == before
+    finally:
+        read.close()
+        events.close()
