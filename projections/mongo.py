@@ -107,15 +107,7 @@ class MongoReadModelStore(ReadModels):
             name = table.name + end
             if name not in existing:
                 self.database.create_collection(name)
-            for columns, unique in table.indexes:
-                self.database[name].create_index(
-                    [(c, ASCENDING) for c in columns], unique=unique,
-                    name="idx_" + "_".join(columns),
-                )
-            if len(table.pk) > 1:  # queries filter on the top-level key fields
-                self.database[name].create_index(
-                    [(c, ASCENDING) for c in table.pk], name="idx_" + "_".join(table.pk),
-                )
+            create_indexes(self.database[name], table)
 
     def atomically(self, work: Callable[[Rows], T]) -> T:
         with self.client.start_session() as session:
@@ -336,3 +328,19 @@ class MongoBuilding(Building):
             return  # already in service: nothing to undo
         for name in self.live.collections_of(self.name):
             self.live.database.drop_collection(name)
+
+
+def create_indexes(collection: Any, table: Table) -> None:
+    """The indexes of `table` (as on SQLite) on one of its collections.
+
+    A composite primary key is indexed on its top-level fields too: the queries filter on
+    them, and the `_id` subdocument's index serves none of them.
+    """
+    for columns, unique in table.indexes:
+        collection.create_index(
+            [(c, ASCENDING) for c in columns], unique=unique, name="idx_" + "_".join(columns),
+        )
+    if len(table.pk) > 1:
+        collection.create_index(
+            [(c, ASCENDING) for c in table.pk], name="idx_" + "_".join(table.pk),
+        )
