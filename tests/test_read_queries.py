@@ -23,7 +23,7 @@ from projections import catalog
 from projections.mongo import create_indexes
 from projections.queries import Counts, ReadModels, Window
 from projections.queries.mongo import MongoReadModels
-from projections.queries.mongo_schema import ACTIVITY_KEY, COLUMNS, USAGE_KEY
+from projections.queries.mongo_schema import ACTIVITY_KEY, USAGE_KEY
 from projections.queries.sqlite import SqliteReadModels
 from projections.usage import COUNTERS
 from tests import readmodel_rows as data
