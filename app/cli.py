@@ -78,7 +78,11 @@ def serve_command(settings: Settings, host: str | None, port: int | None) -> int
         create_app(settings), host=host or settings.host, port=port or settings.port,
         log_config=None, access_log=False, timeout_graceful_shutdown=20,
     )
-    GracefulServer(config).run()
+    try:
+        GracefulServer(config).run()
+    except KeyboardInterrupt:
+        # uvicorn re-raises Ctrl-C once it has shut down cleanly: nothing left to report.
+        pass
     return 0
 
 
