@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from eventsourcing.persistence import IntegrityError
 from pymongo import ASCENDING, InsertOne, MongoClient, ReturnDocument, UpdateMany, UpdateOne
@@ -36,7 +35,6 @@ T = TypeVar("T")
 POINTER = "read_models"
 CURRENT = "current"
 SEPARATOR = "__"
-DEFAULT_DATABASE = "whatsapp_api"
 COPY_BATCH = 1000
 
 
@@ -71,11 +69,9 @@ class MongoReadModelStore(ReadModels):
             )
 
     @classmethod
-    def from_url(cls, url: str) -> MongoReadModelStore:
-        """Read models for a DATABASE_URL: in `<database>_read` (the URL's database, or
-        whatsapp_api), apart from the event store's collections."""
-        name = urlsplit(url).path.lstrip("/") or DEFAULT_DATABASE
-        return cls(MongoClient(url, tz_aware=True), f"{name}_read", owns_client=True)
+    def from_url(cls, url: str, database: str) -> MongoReadModelStore:
+        """Read models in `database` of the server at `url` (a client of their own)."""
+        return cls(MongoClient(url, tz_aware=True), database, owns_client=True)
 
     # -- which collections --------------------------------------------------------------
 
