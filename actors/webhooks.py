@@ -98,6 +98,7 @@ class _Deliverer:
         self.changed = asyncio.Event()
         self.log: WebhookLog | None = None
         self.position = 0
+        self.seen = 0  # the newest of the instance's events the feed woke us for
         self.task: asyncio.Task[None] | None = None
         self.broken: BaseException | None = None  # an outcome that could not be stored
 
@@ -122,8 +123,11 @@ class _Deliverer:
                 raise self.broken  # _guard restarts from what is stored
             if not self.wanted():
                 # Webhooks off: nothing that happens now is ever sent, so skip to the head
-                # (one cheap query) instead of reading and decoding every event.
-                head = await service.run_blocking(service.head)
+                # instead of reading and decoding every event: the newest event the feed
+                # woke us for, or (at start, or woken by a settings change) one query.
+                head = self.seen
+                if head <= self.position:
+                    head = await service.run_blocking(service.head)
                 if head > self.position:
                     self.position = head
                     await service.run_blocking(service.cursors.set, self.instance_id, head)
@@ -269,14 +273,18 @@ class WebhookService:
         if self.session is not None:
             await self.session.close()
 
-    def watch(self, instance_id: str) -> None:
-        """Start delivering an instance's events, or wake its deliverer if it runs."""
+    def watch(self, instance_id: str, position: int = 0) -> None:
+        """Start delivering an instance's events, or wake its deliverer if it runs.
+
+        `position` is that of the instance's event that prompted the call, if any."""
         deliverer = self.deliverers.get(instance_id)
         if deliverer is not None and deliverer.task is not None and not deliverer.task.done():
+            deliverer.seen = max(deliverer.seen, position)
             deliverer.wake.set()
             return
         # Registered before any await, so two quick notifications start one deliverer.
         deliverer = _Deliverer(self, instance_id, {})
+        deliverer.seen = position
         self.deliverers[instance_id] = deliverer
         deliverer.task = asyncio.create_task(self._guard(deliverer), name=f"webhooks-{instance_id}")
 
@@ -414,7 +422,7 @@ class WebhookActor(BridgedActor):
             for notification in self._subscription:
                 if notification.topic.startswith(INSTANCE_TOPIC_PREFIX):
                     self.service.loop.call_soon_threadsafe(
-                        self.service.watch, str(notification.originator_id)
+                        self.service.watch, str(notification.originator_id), notification.id
                     )
         except Exception:
             log.exception("the webhook feed stopped")
