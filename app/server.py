@@ -64,6 +64,7 @@ from app.usage import ApiCallCounter
 from domain.instance import Instance
 from domain.user import User, user_id_for
 from projections import catalog
+from projections.queries.cached import CachedReadModels
 from projections.rows import ReadModels
 from projections.runner import LiveProjections
 from projections.store import ReadModelStore
@@ -206,7 +207,8 @@ def _start_serving(
             settings.webhook_allow_private,
         ),
     )
-    queries = open_read_models(settings, read_models)
+    queries = CachedReadModels(open_read_models(settings, read_models))
+    projections.observers.append(queries.observe)
     auth = Authenticator(
         load_jwt_secret(settings.jwt_secret, settings.data_dir), settings.jwt_expiration, queries
     )

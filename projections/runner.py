@@ -6,6 +6,7 @@ import asyncio
 import logging
 import queue
 import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from eventsourcing.application import Application
@@ -37,6 +38,9 @@ class LiveProjections:
         self.store.ensure(t for p in projections for t in p.tables)
         self.position = self.store.position(self.name)
         self.error: BaseException | None = None
+        # Called with the topics of each batch once it is committed, before anyone waiting
+        # for its positions is woken (caches of read-model rows forget what changed).
+        self.observers: list[Callable[[Iterable[str]], None]] = []
         self._inbox: queue.Queue[Notification | None] = queue.Queue(maxsize=BATCH * 10)
         self._cond = threading.Condition()
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -133,6 +137,8 @@ class LiveProjections:
                     self.error = error
                     self._cond.notify_all()
                 return
+            for observe in self.observers:
+                observe(n.topic for n in batch)
             self._advance(max(batch[-1].id, done))
 
 
