@@ -88,8 +88,12 @@ class LiveProjections:
             self._cond.notify_all()
             ready = [w for w in self._waiters if w[0] <= position]
             self._waiters = [w for w in self._waiters if w[0] > position]
+        # One wake-up per event loop, not one per waiter (each is a write to the loop's pipe).
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for _, loop, future in ready:
-            loop.call_soon_threadsafe(_resolve, future)
+            by_loop.setdefault(loop, []).append(future)
+        for loop, futures in by_loop.items():
+            loop.call_soon_threadsafe(_resolve, futures)
 
     # -- threads ------------------------------------------------------------------
 
@@ -142,6 +146,7 @@ class LiveProjections:
             self._advance(max(batch[-1].id, done))
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+def _resolve(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
