@@ -111,8 +111,7 @@ class Authenticator:
 
     def authenticate(self, request: Request) -> Principal:
         """The caller of a request, from a Bearer JWT or an x-api-key; 401 otherwise."""
-        api_key = request.headers.get("x-api-key")
-        authorization = request.headers.get("authorization", "")
+        api_key, authorization = _credential_headers(request)
         if api_key is not None:  # an API key that is sent must be valid, even beside a token
             row = self._users.user_by_api_key_hash(api_key_hash(api_key))
         elif authorization[:7].lower() == "bearer ":
@@ -138,6 +137,21 @@ class Authenticator:
         if not isinstance(subject, str):
             raise unauthorized("The token is invalid")
         return subject
+
+
+def _credential_headers(request: Request) -> tuple[str | None, str]:
+    """The first x-api-key (None if absent) and authorization ("" if absent) headers.
+
+    One pass over the raw headers (lower-case names in ASGI) instead of two lookups
+    through starlette's Headers, each a scan that raises KeyError for a missing name."""
+    api_key: str | None = None
+    authorization: str | None = None
+    for name, value in request.scope["headers"]:
+        if name == b"x-api-key" and api_key is None:
+            api_key = value.decode("latin-1")
+        elif name == b"authorization" and authorization is None:
+            authorization = value.decode("latin-1")
+    return api_key, authorization or ""
 
 
 def constant_time_equal(a: str, b: str) -> bool:
