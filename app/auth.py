@@ -23,6 +23,7 @@ from projections.queries import ReadModels
 log = logging.getLogger(__name__)
 
 ALGORITHM = "HS256"
+VERIFIED_TOKENS = 10_000  # kept at most, then forgotten all at once
 
 _hasher = PasswordHasher()  # argon2id, memory-hard
 
@@ -87,6 +88,11 @@ class Authenticator:
         self._expiration = expiration
         self._users = users
         self._seal_key = hashlib.sha256(b"api-key-seal:" + secret.encode()).digest()
+        # Tokens whose signature and claims were checked: token -> (subject, expiry).
+        # A token is immutable and the secret fixed for the process, so only the
+        # expiry needs checking again; the user behind it is still looked up (and
+        # must be active) on every request.
+        self._verified: dict[str, tuple[str, int]] = {}
 
     def issue_token(self, user_id: str, role: str) -> str:
         now = int(time.time())
@@ -124,6 +130,12 @@ class Authenticator:
         return Principal(user_id=row["id"], email=row["email"], role=row["role"])
 
     def _user_id_from_token(self, token: str) -> str:
+        verified = self._verified.get(token)
+        if verified is not None and time.time() < verified[1]:
+            return verified[0]
+        return self._verify(token)
+
+    def _verify(self, token: str) -> str:
         try:
             claims = jwt.decode(
                 token, self._secret, algorithms=[ALGORITHM],
@@ -136,6 +148,11 @@ class Authenticator:
         subject = claims.get("sub")
         if not isinstance(subject, str):
             raise unauthorized("The token is invalid")
+        expiry = claims.get("exp")
+        if isinstance(expiry, int):
+            if len(self._verified) >= VERIFIED_TOKENS:
+                self._verified.clear()
+            self._verified[token] = (subject, expiry)
         return subject
 
 

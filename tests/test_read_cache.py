@@ -7,8 +7,10 @@ changes them with one request and checks the very next request sees the change.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 
+import jwt
 import pytest
 
 from tests.server import Api, Server
@@ -76,3 +78,16 @@ def test_a_new_role_applies_to_the_next_request(admin: Api, sender: tuple[Api, A
     assert by_token.http.get("/api/users").status_code == 200
     assert admin.http.put(f"/api/users/{user_id}", json={"role": "user"}).status_code == 200
     assert by_token.http.get("/api/users").status_code == 403
+
+
+def test_a_token_that_worked_is_401_once_it_expires(server: Server, admin: Api) -> None:
+    admin_id = admin.http.get("/api/auth/me").json()["id"]
+    now = int(time.time())
+    claims = {"sub": admin_id, "role": "admin", "iat": now, "exp": now + 2}
+    token = jwt.encode(claims, server.env["JWT_SECRET"], algorithm="HS256")
+    client = server.client(Authorization=f"Bearer {token}")
+    assert client.get("/api/auth/me").status_code == 200  # verified, and kept
+    while time.time() < now + 2.2:
+        time.sleep(0.2)
+    answer = client.get("/api/auth/me")
+    assert answer.status_code == 401 and "expired" in answer.json()["error"].lower()
