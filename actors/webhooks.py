@@ -393,37 +393,51 @@ class WebhookService:
 class WebhookActor(BridgedActor):
     """Owns the webhook service: starts it, feeds it new events, stops it."""
 
-    def __init__(self, service: WebhookService, instance_ids: list[str]) -> None:
+    def __init__(self, service: WebhookService, instance_ids: list[str], feed: Any = None) -> None:
+        """`feed`, if given, has listen(f)/unlisten(f) and calls f with every stored event's
+        notification (the live projections do: one subscription serves both); without
+        it the actor polls a subscription of its own."""
         super().__init__()
         self.service = service
         self._instance_ids = instance_ids
+        self._feed_source = feed
         self._subscription: Any = None
         self._feeder: threading.Thread | None = None
 
     def on_start(self) -> None:
         self.service.start()
-        recorder = self.service.store.recorder
-        self._subscription = recorder.subscribe(gt=recorder.max_notification_id() or 0)
+        if self._feed_source is not None:
+            self._feed_source.listen(self._notice)
+        else:
+            recorder = self.service.store.recorder
+            self._subscription = recorder.subscribe(gt=recorder.max_notification_id() or 0)
         for instance_id in self._instance_ids:
             self.service.loop.call_soon_threadsafe(self.service.watch, instance_id)
-        self._feeder = threading.Thread(target=self._feed, name="webhook-feed", daemon=True)
-        self._feeder.start()
+        if self._subscription is not None:
+            self._feeder = threading.Thread(target=self._feed, name="webhook-feed", daemon=True)
+            self._feeder.start()
 
     def on_stop(self) -> None:
+        if self._feed_source is not None:
+            self._feed_source.unlisten(self._notice)
         if self._subscription is not None:
             self._subscription.stop()
         if self._feeder is not None:
             self._feeder.join(timeout=5)
         self.service.stop()
 
+    def _notice(self, notification: Any) -> None:
+        """Wake the deliverer of the instance a new event belongs to (any thread)."""
+        if notification.topic.startswith(INSTANCE_TOPIC_PREFIX):
+            self.service.loop.call_soon_threadsafe(
+                self.service.watch, str(notification.originator_id), notification.id
+            )
+
     def _feed(self) -> None:
         """Wake the deliverer of every instance that has a new event."""
         try:
             for notification in self._subscription:
-                if notification.topic.startswith(INSTANCE_TOPIC_PREFIX):
-                    self.service.loop.call_soon_threadsafe(
-                        self.service.watch, str(notification.originator_id), notification.id
-                    )
+                self._notice(notification)
         except Exception:
             log.exception("the webhook feed stopped")
 
