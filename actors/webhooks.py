@@ -98,6 +98,7 @@ class _Deliverer:
         self.changed = asyncio.Event()
         self.log: WebhookLog | None = None
         self.position = 0
+        self.seen = 0  # the newest of the instance's events the feed woke us for
         self.task: asyncio.Task[None] | None = None
         self.broken: BaseException | None = None  # an outcome that could not be stored
 
@@ -122,8 +123,11 @@ class _Deliverer:
                 raise self.broken  # _guard restarts from what is stored
             if not self.wanted():
                 # Webhooks off: nothing that happens now is ever sent, so skip to the head
-                # (one cheap query) instead of reading and decoding every event.
-                head = await service.run_blocking(service.head)
+                # instead of reading and decoding every event: the newest event the feed
+                # woke us for, or (at start, or woken by a settings change) one query.
+                head = self.seen
+                if head <= self.position:
+                    head = await service.run_blocking(service.head)
                 if head > self.position:
                     self.position = head
                     await service.run_blocking(service.cursors.set, self.instance_id, head)
@@ -269,14 +273,18 @@ class WebhookService:
         if self.session is not None:
             await self.session.close()
 
-    def watch(self, instance_id: str) -> None:
-        """Start delivering an instance's events, or wake its deliverer if it runs."""
+    def watch(self, instance_id: str, position: int = 0) -> None:
+        """Start delivering an instance's events, or wake its deliverer if it runs.
+
+        `position` is that of the instance's event that prompted the call, if any."""
         deliverer = self.deliverers.get(instance_id)
         if deliverer is not None and deliverer.task is not None and not deliverer.task.done():
+            deliverer.seen = max(deliverer.seen, position)
             deliverer.wake.set()
             return
         # Registered before any await, so two quick notifications start one deliverer.
         deliverer = _Deliverer(self, instance_id, {})
+        deliverer.seen = position
         self.deliverers[instance_id] = deliverer
         deliverer.task = asyncio.create_task(self._guard(deliverer), name=f"webhooks-{instance_id}")
 
@@ -385,37 +393,51 @@ class WebhookService:
 class WebhookActor(BridgedActor):
     """Owns the webhook service: starts it, feeds it new events, stops it."""
 
-    def __init__(self, service: WebhookService, instance_ids: list[str]) -> None:
+    def __init__(self, service: WebhookService, instance_ids: list[str], feed: Any = None) -> None:
+        """`feed`, if given, has listen(f)/unlisten(f) and calls f with every stored event's
+        notification (the live projections do: one subscription serves both); without
+        it the actor polls a subscription of its own."""
         super().__init__()
         self.service = service
         self._instance_ids = instance_ids
+        self._feed_source = feed
         self._subscription: Any = None
         self._feeder: threading.Thread | None = None
 
     def on_start(self) -> None:
         self.service.start()
-        recorder = self.service.store.recorder
-        self._subscription = recorder.subscribe(gt=recorder.max_notification_id() or 0)
+        if self._feed_source is not None:
+            self._feed_source.listen(self._notice)
+        else:
+            recorder = self.service.store.recorder
+            self._subscription = recorder.subscribe(gt=recorder.max_notification_id() or 0)
         for instance_id in self._instance_ids:
             self.service.loop.call_soon_threadsafe(self.service.watch, instance_id)
-        self._feeder = threading.Thread(target=self._feed, name="webhook-feed", daemon=True)
-        self._feeder.start()
+        if self._subscription is not None:
+            self._feeder = threading.Thread(target=self._feed, name="webhook-feed", daemon=True)
+            self._feeder.start()
 
     def on_stop(self) -> None:
+        if self._feed_source is not None:
+            self._feed_source.unlisten(self._notice)
         if self._subscription is not None:
             self._subscription.stop()
         if self._feeder is not None:
             self._feeder.join(timeout=5)
         self.service.stop()
 
+    def _notice(self, notification: Any) -> None:
+        """Wake the deliverer of the instance a new event belongs to (any thread)."""
+        if notification.topic.startswith(INSTANCE_TOPIC_PREFIX):
+            self.service.loop.call_soon_threadsafe(
+                self.service.watch, str(notification.originator_id), notification.id
+            )
+
     def _feed(self) -> None:
         """Wake the deliverer of every instance that has a new event."""
         try:
             for notification in self._subscription:
-                if notification.topic.startswith(INSTANCE_TOPIC_PREFIX):
-                    self.service.loop.call_soon_threadsafe(
-                        self.service.watch, str(notification.originator_id)
-                    )
+                self._notice(notification)
         except Exception:
             log.exception("the webhook feed stopped")
 

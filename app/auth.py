@@ -23,6 +23,7 @@ from projections.queries import ReadModelQueries
 log = logging.getLogger(__name__)
 
 ALGORITHM = "HS256"
+VERIFIED_TOKENS = 10_000  # kept at most, then forgotten all at once
 
 _hasher = PasswordHasher()  # argon2id, memory-hard
 
@@ -87,6 +88,11 @@ class Authenticator:
         self._expiration = expiration
         self._users = users
         self._seal_key = hashlib.sha256(b"api-key-seal:" + secret.encode()).digest()
+        # Tokens whose signature and claims were checked: token -> (subject, expiry).
+        # A token is immutable and the secret fixed for the process, so only the
+        # expiry needs checking again; the user behind it is still looked up (and
+        # must be active) on every request.
+        self._verified: dict[str, tuple[str, int]] = {}
 
     def issue_token(self, user_id: str, role: str) -> str:
         now = int(time.time())
@@ -111,8 +117,7 @@ class Authenticator:
 
     def authenticate(self, request: Request) -> Principal:
         """The caller of a request, from a Bearer JWT or an x-api-key; 401 otherwise."""
-        api_key = request.headers.get("x-api-key")
-        authorization = request.headers.get("authorization", "")
+        api_key, authorization = _credential_headers(request)
         if api_key is not None:  # an API key that is sent must be valid, even beside a token
             row = self._users.user_by_api_key_hash(api_key_hash(api_key))
         elif authorization[:7].lower() == "bearer ":
@@ -125,6 +130,12 @@ class Authenticator:
         return Principal(user_id=row["id"], email=row["email"], role=row["role"])
 
     def _user_id_from_token(self, token: str) -> str:
+        verified = self._verified.get(token)
+        if verified is not None and time.time() < verified[1]:
+            return verified[0]
+        return self._verify(token)
+
+    def _verify(self, token: str) -> str:
         try:
             claims = jwt.decode(
                 token, self._secret, algorithms=[ALGORITHM],
@@ -137,7 +148,27 @@ class Authenticator:
         subject = claims.get("sub")
         if not isinstance(subject, str):
             raise unauthorized("The token is invalid")
+        expiry = claims.get("exp")
+        if isinstance(expiry, int):
+            if len(self._verified) >= VERIFIED_TOKENS:
+                self._verified.clear()
+            self._verified[token] = (subject, expiry)
         return subject
+
+
+def _credential_headers(request: Request) -> tuple[str | None, str]:
+    """The first x-api-key (None if absent) and authorization ("" if absent) headers.
+
+    One pass over the raw headers (lower-case names in ASGI) instead of two lookups
+    through starlette's Headers, each a scan that raises KeyError for a missing name."""
+    api_key: str | None = None
+    authorization: str | None = None
+    for name, value in request.scope["headers"]:
+        if name == b"x-api-key" and api_key is None:
+            api_key = value.decode("latin-1")
+        elif name == b"authorization" and authorization is None:
+            authorization = value.decode("latin-1")
+    return api_key, authorization or ""
 
 
 def constant_time_equal(a: str, b: str) -> bool:

@@ -85,6 +85,18 @@ class Context:
             raise not_found()
         return row
 
+    def own_instance_id(self, request: Request) -> str:
+        """As `own_instance`, for routes that need only the id: asks the kept ownership."""
+        principal = self.principal(request)
+        instance_id = str(parse_id(request.path_params["instanceId"]))
+        owns = getattr(self.queries, "owns", None)
+        if owns is not None:
+            if not owns(instance_id, principal.user_id):
+                raise not_found()
+        elif self.queries.own_instance(instance_id, principal.user_id) is None:
+            raise not_found()
+        return instance_id
+
     def instances_of(self, user_id: str) -> list[dict[str, Any]]:
         return self.queries.instances_of(user_id)
 

@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from eventsourcing.application import Application
-from eventsourcing.domain import DomainEventProtocol
-from eventsourcing.persistence import PersistenceError
+from eventsourcing.domain import DomainEvent, DomainEventProtocol
+from eventsourcing.persistence import PersistenceError, Recording
 
 from app.config import Settings
 from domain.instance import Instance
@@ -31,6 +32,15 @@ class EventStore(Application):
 
     name = "WhatsApp"
     snapshotting_intervals = {Instance: SNAPSHOT_INTERVAL, User: SNAPSHOT_INTERVAL}
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
+        """As Application.save. Given only domain events (what the group committer saves),
+        it puts them in the event store directly: Application.save would do the same (no
+        aggregates means no cache, snapshots or notify hooks to run) after a runtime
+        Protocol isinstance check per event, a quarter of the committer thread's time."""
+        if kwargs or not all(isinstance(obj, DomainEvent) for obj in objs):
+            return super().save(*objs, **kwargs)
+        return self.events.put(list(objs))
 
 
 def sqlite_env(db_path: str) -> dict[str, str]:

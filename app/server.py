@@ -64,6 +64,7 @@ from app.usage import ApiCallCounter
 from domain.instance import Instance
 from domain.user import User, user_id_for
 from projections import catalog
+from projections.queries.cached import CachedReadModels
 from projections.rows import ReadModels
 from projections.runner import LiveProjections
 from projections.store import ReadModelStore
@@ -207,7 +208,8 @@ def _start_serving(
             settings.webhook_allow_private,
         ),
     )
-    queries = open_read_models(settings, read_models)
+    queries = CachedReadModels(open_read_models(settings, read_models))
+    projections.observers.append(queries.observe)
     auth = Authenticator(
         load_jwt_secret(settings.jwt_secret, settings.data_dir), settings.jwt_expiration, queries
     )
@@ -220,7 +222,7 @@ def _start_serving(
     _seed_admin(ctx)
     live = [UUID(row["id"]) for row in queries.live_instances() if row["engine"] in engines]
     supervisor.proxy().start_all(live).get()
-    ctx.webhooks = WebhookActor.start(webhook_service, [str(i) for i in live])
+    ctx.webhooks = WebhookActor.start(webhook_service, [str(i) for i in live], ctx.projections)
     log.info("started %d instance(s); event store (%s) at position %s", len(live),
              ", ".join(f"{k} {v}" for k, v in storage_details(store).items()), head)
     return ctx

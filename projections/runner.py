@@ -6,6 +6,7 @@ import asyncio
 import logging
 import queue
 import threading
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from eventsourcing.application import Application
@@ -37,6 +38,12 @@ class LiveProjections:
         self.store.ensure(t for p in projections for t in p.tables)
         self.position = self.store.position(self.name)
         self.error: BaseException | None = None
+        # Called with the topics of each batch once it is committed, before anyone waiting
+        # for its positions is woken (caches of read-model rows forget what changed).
+        self.observers: list[Callable[[Iterable[str]], None]] = []
+        # Called in the reader thread with each notification as it arrives from the store
+        # (the webhook actor's wake-ups ride on this subscription instead of polling its own).
+        self._listeners: tuple[Callable[[Notification], None], ...] = ()
         self._inbox: queue.Queue[Notification | None] = queue.Queue(maxsize=BATCH * 10)
         self._cond = threading.Condition()
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -84,14 +91,29 @@ class LiveProjections:
             self._cond.notify_all()
             ready = [w for w in self._waiters if w[0] <= position]
             self._waiters = [w for w in self._waiters if w[0] > position]
+        # One wake-up per event loop, not one per waiter (each is a write to the loop's pipe).
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for _, loop, future in ready:
-            loop.call_soon_threadsafe(_resolve, future)
+            by_loop.setdefault(loop, []).append(future)
+        for loop, futures in by_loop.items():
+            loop.call_soon_threadsafe(_resolve, futures)
+
+    def listen(self, listener: Callable[[Notification], None]) -> None:
+        self._listeners = (*self._listeners, listener)
+
+    def unlisten(self, listener: Callable[[Notification], None]) -> None:
+        self._listeners = tuple(x for x in self._listeners if x is not listener)
 
     # -- threads ------------------------------------------------------------------
 
     def _read(self) -> None:
         try:
             for notification in self._subscription:
+                for listener in self._listeners:
+                    try:
+                        listener(notification)
+                    except Exception:
+                        log.exception("a listener of the projections' feed failed")
                 self._inbox.put(notification)
         except BaseException as error:  # surfaced by health checks
             log.exception("projection subscription failed")
@@ -133,9 +155,12 @@ class LiveProjections:
                     self.error = error
                     self._cond.notify_all()
                 return
+            for observe in self.observers:
+                observe(n.topic for n in batch)
             self._advance(max(batch[-1].id, done))
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+def _resolve(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)

@@ -31,26 +31,26 @@ def idempotency_key(request: Request) -> str | None:
 @doc("Connection status", "whatsapp")
 async def status(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
-    row = ctx.own_instance(request)
-    state = await ctx.ask(ctx.proxy(row["id"]).state())
+    instance_id = ctx.own_instance_id(request)
+    state = await ctx.ask(ctx.proxy(instance_id).state())
     return JSONResponse({"ready": state["ready"], "status": state["status"], "hasQr": state["hasQr"]})
 
 
 @doc("Send a text message", "whatsapp", body=SendText, errors=(429, 502))
 async def send(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
-    row = ctx.own_instance(request)
+    instance_id = ctx.own_instance_id(request)
     body = await parse(request, SendText)
-    return await _send_text(ctx, request, row, body.phone, body.message)
+    return await _send_text(ctx, request, instance_id, body.phone, body.message)
 
 
 async def _send_text(
-    ctx: Context, request: Request, row: dict[str, Any], phone: str, text: str
+    ctx: Context, request: Request, instance_id: str, phone: str, text: str
 ) -> JSONResponse:
     to = to_jid(phone)
     key = idempotency_key(request)
-    await quotas.check_messages(ctx, ctx.principal(request), row["id"])
-    message_id = await ctx.command(ctx.proxy(row["id"]).send_text(to, text, key))
+    await quotas.check_messages(ctx, ctx.principal(request), instance_id)
+    message_id = await ctx.command(ctx.proxy(instance_id).send_text(to, text, key))
     return JSONResponse({"id": message_id})
 
 
@@ -129,7 +129,7 @@ async def logout(request: Request) -> JSONResponse:
 async def simple_send(request: Request) -> JSONResponse:
     """Send with query or form fields, for low-code tools that cannot send JSON."""
     ctx: Context = request.app.state.ctx
-    row = ctx.own_instance(request)
+    instance_id = ctx.own_instance_id(request)
     fields: dict[str, Any] = dict(request.query_params)
     content_type = request.headers.get("content-type", "")
     if request.method == "POST":
@@ -144,7 +144,7 @@ async def simple_send(request: Request) -> JSONResponse:
         raise ApiError(400, "validation_error", "Both 'phone' and 'message' are required")
     if len(text) > MAX_MESSAGE:
         raise ApiError(400, "validation_error", f"'message' is longer than {MAX_MESSAGE} characters")
-    return await _send_text(ctx, request, row, phone, text)
+    return await _send_text(ctx, request, instance_id, phone, text)
 
 
 routes = [

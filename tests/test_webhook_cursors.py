@@ -1,0 +1,53 @@
+"""Webhook cursors: what an instance did while its webhooks were off is never sent later."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from tests.receiver import Receiver
+from tests.server import Api, Server, wait_until
+
+ALL = {"notifyReceived": True, "notifySent": True, "notifyDelivery": True, "notifyRead": True}
+
+
+def test_events_from_while_webhooks_were_off_are_not_sent_after_a_kill_9(fresh_server: Server) -> None:
+    receiver = Receiver()
+    try:
+        admin = Api.login(fresh_server)
+        quiet = admin.create_instance("Quiet")["id"]  # webhooks off
+        peer = admin.create_instance("Quiet peer")["id"]
+        admin.pair(quiet, "15553390001")
+        admin.pair(peer, "15553390002")
+        before = {admin.send(quiet, "15553390002", f"off {i}").json()["id"] for i in range(5)}
+        data = fresh_server.root / "data"
+        events = sqlite3.connect(data / "whatsapp-api.db")
+        (last,) = events.execute(
+            "SELECT MAX(rowid) FROM stored_events WHERE originator_id=?", [quiet.replace("-", "")]
+        ).fetchone()
+        events.close()
+
+        def cursor() -> int:
+            cursors = sqlite3.connect(data / "webhooks.db")
+            try:
+                row = cursors.execute("SELECT position FROM cursors WHERE instance_id=?", [quiet]).fetchone()
+            finally:
+                cursors.close()
+            return row[0] if row else 0
+
+        wait_until(lambda: cursor() >= last, timeout=10)
+        changed = admin.http.put(
+            f"/api/instances/{quiet}",
+            json={"webhookUrl": receiver.url, "webhookEnabled": True, "webhookSettings": ALL},
+        )
+        assert changed.status_code == 200, changed.text
+        fresh_server.kill()  # webhooks now on: only the stored cursor keeps the old events back
+        fresh_server.start()
+        admin = Api.login(fresh_server)
+        wait_until(lambda: admin.status(quiet)["ready"])
+        after = admin.send(quiet, "15553390002", "on").json()["id"]
+        sent = lambda: {r.json["data"].get("messageId") for r in receiver.received  # noqa: E731
+                        if r.event == "message_sent"}
+        wait_until(lambda: after in sent(), timeout=20)
+        assert not sent() & before
+    finally:
+        receiver.close()
