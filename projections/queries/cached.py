@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from projections.queries.base import ReadModels, Row
+from projections.queries.base import ReadModelQueries, Row
 
 USER_TOPICS = "domain.user:"
 # The instance events that change who owns an instance, or whether it exists.
@@ -31,9 +31,9 @@ OWNERSHIP_TOPICS = frozenset(
 
 
 class CachedReadModels:
-    """`ReadModels` with the per-request lookups kept in memory (see the module)."""
+    """`ReadModelQueries` with the per-request lookups kept in memory (see the module)."""
 
-    def __init__(self, queries: ReadModels, limit: int = 10_000) -> None:
+    def __init__(self, queries: ReadModelQueries, limit: int = 10_000) -> None:
         self._queries = queries
         self._limit = limit
         self._lock = threading.Lock()
