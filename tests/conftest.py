@@ -6,20 +6,44 @@ import pytest
 from tests import mongo
 from tests.mongo_server import mongo_client, mongo_database, mongo_db, mongo_url  # noqa: F401 (fixtures)
 from tests.readmodels import MongoProvider, Provider, SQLiteProvider
-from tests.server import Api, Server, running_server
+from tests.server import SQLITE, Api, Server, Storage, running_server
+
+PROVIDERS = ("sqlite", "mongodb")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): run this module's or test's servers on SQLite only")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test of a real server runs once per storage provider: `server_provider` is
+    sqlite or mongodb (module-scoped, so a module's server is shared per provider), unless
+    the test or its module is marked `sqlite_only` (with the reason)."""
+    if "server_provider" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("sqlite_only")
+        metafunc.parametrize("server_provider", ["sqlite"] if only else PROVIDERS, scope="module")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One real server per test module (starting one takes about a second)."""
-    with running_server(tmp_path_factory.mktemp("server")) as running:
+def storage(request: pytest.FixtureRequest, server_provider: str) -> Storage:
+    """Where this test's servers keep their data; each MongoDB server gets a database of its own."""
+    if server_provider == "mongodb":
+        return Storage("mongodb", request.getfixturevalue("mongodb_url"))
+    return SQLITE
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, storage: Storage) -> Iterator[Server]:
+    """One real server per test module and provider (starting one takes about a second)."""
+    with running_server(tmp_path_factory.mktemp("server"), storage) as running:
         yield running
 
 
 @pytest.fixture()
-def fresh_server(tmp_path: Path) -> Iterator[Server]:
+def fresh_server(tmp_path: Path, storage: Storage) -> Iterator[Server]:
     """A server of the test's own, for tests that restart or kill it."""
-    with running_server(tmp_path) as running:
+    with running_server(tmp_path, storage) as running:
         yield running
 
 
