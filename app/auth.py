@@ -18,7 +18,7 @@ from Crypto.Cipher import AES
 from starlette.requests import Request
 
 from app.errors import ApiError
-from projections.queries import ReadModels
+from projections.queries import ReadModelQueries
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Principal:
 class Authenticator:
     """Issues tokens, seals API keys, and resolves a request's credentials."""
 
-    def __init__(self, secret: str, expiration: int, users: ReadModels) -> None:
+    def __init__(self, secret: str, expiration: int, users: ReadModelQueries) -> None:
         self._secret = secret
         self._expiration = expiration
         self._users = users

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import logging.handlers
 import os
@@ -71,14 +72,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve_command(settings: Settings, host: str | None, port: int | None) -> int:
-    from app.server import create_app
+    from app.server import StartupError, create_app, start
 
     setup_logging(settings)
+    try:
+        ctx = start(settings)
+    except StartupError as error:  # already logged; one line, no traceback
+        print(f"whatsapp-api: cannot start: {error}", file=sys.stderr)
+        return 1
     config = uvicorn.Config(
-        create_app(settings), host=host or settings.host, port=port or settings.port,
+        create_app(settings, ctx), host=host or settings.host, port=port or settings.port,
         log_config=None, access_log=False, timeout_graceful_shutdown=20,
     )
-    GracefulServer(config).run()
+    # uvicorn re-raises Ctrl-C once it has shut down cleanly: nothing is left to report.
+    with contextlib.suppress(KeyboardInterrupt):
+        GracefulServer(config).run()
     return 0
 
 

@@ -24,7 +24,7 @@ from app.eventstore import EventStore, GroupCommitter
 from app.throttle import LoginThrottle
 from app.usage import ApiCallCounter
 from domain.user import User
-from projections.queries import ReadModels
+from projections.queries import ReadModelQueries
 from projections.runner import LiveProjections
 from projections.store import ReadModelStore
 
@@ -40,7 +40,7 @@ class Context:
     store: EventStore
     committer: GroupCommitter
     read_models: ReadModelStore
-    queries: ReadModels
+    queries: ReadModelQueries
     projections: LiveProjections
     auth: Authenticator
     supervisor: pykka.ActorRef[Any]

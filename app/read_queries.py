@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from app.config import Settings
-from projections.queries import ReadModels
+from projections.queries import ReadModelQueries
 from projections.queries.mongo import MongoReadModels
 from projections.queries.sqlite import SqliteReadModels
 
 
-def open_read_models(settings: Settings, store: Any) -> ReadModels:
+def open_read_models(settings: Settings, store: Any) -> ReadModelQueries:
     """The queries over `store`, the read-model store in service for the provider.
 
     On SQLite the store gives the file in service as `store.db`; on MongoDB it gives the

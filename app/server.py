@@ -71,8 +71,9 @@ from projections.store import ReadModelStore
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The whole server for these settings; nothing starts until the lifespan runs."""
+def create_app(settings: Settings, started: Context | None = None) -> Starlette:
+    """The whole server for these settings; nothing starts until the lifespan runs, unless
+    the caller has `started` it already (the CLI does, to report a failed start in one line)."""
     routes: list[BaseRoute] = [
         *health.routes, *auth.routes, *users.routes, *instances.routes, *whatsapp.routes,
         *history.routes, *stats.routes, *events.routes, *webhooks.routes, *cloud.routes,
@@ -92,7 +93,7 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        ctx = await asyncio.to_thread(start, settings)
+        ctx = started if started is not None else await asyncio.to_thread(start, settings)
         app.state.ctx = ctx
         metrics.watch(ctx)
         scheduler = Scheduler()

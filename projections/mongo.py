@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 from eventsourcing.persistence import IntegrityError
 from pymongo import ASCENDING, InsertOne, MongoClient, ReturnDocument, UpdateMany, UpdateOne
@@ -36,7 +35,6 @@ T = TypeVar("T")
 POINTER = "read_models"
 CURRENT = "current"
 SEPARATOR = "__"
-DEFAULT_DATABASE = "whatsapp_api"
 COPY_BATCH = 1000
 
 
@@ -71,11 +69,9 @@ class MongoReadModelStore(ReadModels):
             )
 
     @classmethod
-    def from_url(cls, url: str) -> MongoReadModelStore:
-        """Read models for a DATABASE_URL: in `<database>_read` (the URL's database, or
-        whatsapp_api), apart from the event store's collections."""
-        name = urlsplit(url).path.lstrip("/") or DEFAULT_DATABASE
-        return cls(MongoClient(url, tz_aware=True), f"{name}_read", owns_client=True)
+    def from_url(cls, url: str, database: str) -> MongoReadModelStore:
+        """Read models in `database` of the server at `url` (a client of their own)."""
+        return cls(MongoClient(url, tz_aware=True), database, owns_client=True)
 
     # -- which collections --------------------------------------------------------------
 
@@ -107,15 +103,7 @@ class MongoReadModelStore(ReadModels):
             name = table.name + end
             if name not in existing:
                 self.database.create_collection(name)
-            for columns, unique in table.indexes:
-                self.database[name].create_index(
-                    [(c, ASCENDING) for c in columns], unique=unique,
-                    name="idx_" + "_".join(columns),
-                )
-            if len(table.pk) > 1:  # queries filter on the top-level key fields
-                self.database[name].create_index(
-                    [(c, ASCENDING) for c in table.pk], name="idx_" + "_".join(table.pk),
-                )
+            create_indexes(self.database[name], table)
 
     def atomically(self, work: Callable[[Rows], T]) -> T:
         with self.client.start_session() as session:
@@ -336,3 +324,19 @@ class MongoBuilding(Building):
             return  # already in service: nothing to undo
         for name in self.live.collections_of(self.name):
             self.live.database.drop_collection(name)
+
+
+def create_indexes(collection: Any, table: Table) -> None:
+    """The indexes of `table` (as on SQLite) on one of its collections.
+
+    A composite primary key is indexed on its top-level fields too: the queries filter on
+    them, and the `_id` subdocument's index serves none of them.
+    """
+    for columns, unique in table.indexes:
+        collection.create_index(
+            [(c, ASCENDING) for c in columns], unique=unique, name="idx_" + "_".join(columns),
+        )
+    if len(table.pk) > 1:
+        collection.create_index(
+            [(c, ASCENDING) for c in table.pk], name="idx_" + "_".join(table.pk),
+        )

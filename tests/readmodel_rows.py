@@ -14,12 +14,13 @@ from typing import Any
 from pymongo.database import Database
 
 from projections import catalog
-from projections.queries.mongo_schema import create_indexes
+from projections.mongo import create_indexes
 from projections.store import ReadModelStore
 from projections.usage import COUNTERS
 
 Rows = dict[str, list[dict[str, Any]]]
 
+SPECS = {t.name: t for t in catalog.TABLES}
 KEYS = {"contacts": ("instance_id", "jid"), "usage": ("user_id", "instance_id", "day")}
 
 class Generation:
@@ -35,11 +36,10 @@ class Generation:
 
 
 def into_sqlite(path: Path, rows: Rows) -> ReadModelStore:
-    """A read-model file made by the projections' own create_tables, holding `rows`."""
+    """A read-model file made from the projections' own table specs, holding `rows`."""
     store = ReadModelStore(path)
+    store.ensure(catalog.TABLES)
     with store.transaction() as db:
-        for projection in catalog.build(store):
-            projection.create_tables(db)
         for table, table_rows in rows.items():
             if table_rows:
                 db[table].insert_all(table_rows)
@@ -50,7 +50,7 @@ def into_mongo(db: Database, rows: Rows, suffix: str = "") -> None:
     """`rows` as documents in collections named `<table><suffix>`, with the mirrored indexes."""
     for table, table_rows in rows.items():
         collection = db[table + suffix]
-        create_indexes(collection, table)
+        create_indexes(collection, SPECS[table])
         if table_rows:
             collection.insert_many([document(table, row) for row in table_rows])
 

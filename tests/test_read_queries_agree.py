@@ -9,7 +9,7 @@ import pymongo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projections.queries import ReadModels, Window
+from projections.queries import ReadModelQueries, Window
 from projections.queries.mongo import MongoReadModels
 from projections.queries.sqlite import SqliteReadModels
 from projections.usage import COUNTERS
@@ -56,7 +56,7 @@ def read_models(draw: Any) -> data.Rows:
             "deliveries": deliveries, "usage": usage}
 
 
-def answers(reads: ReadModels, window: Window, actions: list[str]) -> dict[str, Any]:
+def answers(reads: ReadModelQueries, window: Window, actions: list[str]) -> dict[str, Any]:
     found: dict[str, Any] = {
         "users": reads.users(), "active": reads.active_users(), "counts": reads.user_counts(),
         "instances": reads.instance_counts(), "statuses": reads.instances_by_status(),

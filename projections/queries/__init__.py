@@ -1,14 +1,14 @@
-"""Read-model queries: the interface the app asks (`ReadModels`) and one implementation
+"""Read-model queries: the interface the app asks (`ReadModelQueries`) and one implementation
 per storage provider (`sqlite.SqliteReadModels`, `mongo.MongoReadModels`)."""
 
 from projections.queries.base import (
     Collections,
     Counts,
     Page,
-    ReadModels,
+    ReadModelQueries,
     Row,
     Window,
     zero_usage,
 )
 
-__all__ = ["Collections", "Counts", "Page", "ReadModels", "Row", "Window", "zero_usage"]
+__all__ = ["Collections", "Counts", "Page", "ReadModelQueries", "Row", "Window", "zero_usage"]

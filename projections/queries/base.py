@@ -49,7 +49,7 @@ def zero_usage() -> dict[str, int]:
     return dict.fromkeys(COUNTERS, 0)
 
 
-class ReadModels(Protocol):
+class ReadModelQueries(Protocol):
     """Every read-model query of the app; one implementation per storage provider."""
 
     # -- users --------------------------------------------------------------------

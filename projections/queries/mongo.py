@@ -35,7 +35,7 @@ def _row(table: str, doc: dict[str, Any]) -> Row:
 
 
 class MongoReadModels:
-    """`ReadModels` over MongoDB collections."""
+    """`ReadModelQueries` over MongoDB collections."""
 
     def __init__(self, collections: Collections) -> None:
         self._collections = collections

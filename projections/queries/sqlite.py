@@ -23,7 +23,7 @@ class Database(Protocol):
 
 
 class SqliteReadModels:
-    """`ReadModels` over a SQLite read-model file."""
+    """`ReadModelQueries` over a SQLite read-model file."""
 
     def __init__(self, source: Database) -> None:
         self._source = source
