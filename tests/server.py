@@ -76,7 +76,10 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = root / "server.log"
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float | None = None) -> None:
+        # On MongoDB, a server killed mid-transaction leaves its writes locked until the
+        # database aborts that transaction (60 s on mongod): a restart may wait that long.
+        timeout = timeout or (90 if self.database is not None else 30)
         whatsapp_api = shutil.which("whatsapp-api", path=str(Path(sys.executable).parent))
         command = [whatsapp_api] if whatsapp_api else [sys.executable, "-m", "app.cli"]
         with self.log.open("ab") as log:

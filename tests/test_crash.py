@@ -32,6 +32,7 @@ def load(server: Server, token: str, instance: str, acknowledged: list[str], sto
                 acknowledged.append(answer.json()["id"])
 
 
+@pytest.mark.kills_the_server
 def test_kill_9_under_load_loses_no_acknowledged_send(fresh_server: Server) -> None:
     api = Api.login(fresh_server)
     a = api.create_instance("Loaded")["id"]
