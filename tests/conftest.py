@@ -1,3 +1,4 @@
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -6,20 +7,57 @@ import pytest
 from tests import mongo
 from tests.mongo_server import mongo_client, mongo_database, mongo_db, mongo_url  # noqa: F401 (fixtures)
 from tests.readmodels import MongoProvider, Provider, SQLiteProvider
-from tests.server import Api, Server, running_server
+from tests.server import SQLITE, Api, Server, Storage, running_server
+
+PROVIDERS = ("sqlite", "mongodb")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): run this module's or test's servers on SQLite only")
+    config.addinivalue_line(
+        "markers", "kills_the_server: kill -9s a server mid-transaction (see fresh_server)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test of a real server runs once per storage provider: `server_provider` is
+    sqlite or mongodb (module-scoped, so a module's server is shared per provider), unless
+    the test or its module is marked `sqlite_only` (with the reason)."""
+    if "server_provider" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("sqlite_only")
+        metafunc.parametrize("server_provider", ["sqlite"] if only else PROVIDERS, scope="module")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One real server per test module (starting one takes about a second)."""
-    with running_server(tmp_path_factory.mktemp("server")) as running:
+def storage(request: pytest.FixtureRequest, server_provider: str) -> Storage:
+    """Where this test's servers keep their data; each MongoDB server gets a database of its own."""
+    if server_provider == "mongodb":
+        return Storage("mongodb", request.getfixturevalue("mongodb_url"))
+    return SQLITE
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, storage: Storage) -> Iterator[Server]:
+    """One real server per test module and provider (starting one takes about a second)."""
+    with running_server(tmp_path_factory.mktemp("server"), storage) as running:
         yield running
 
 
+SECANTUS_KILL_9 = (
+    "kill -9 leaves MongoDB transactions of the killed server open; mongod aborts them after "
+    "transactionLifetimeLimitSeconds (60 s), SecantusDB 0.7.0b3 only when a later transaction "
+    "touches its registry, and a plain write spinning on the conflict wedges the whole test "
+    "server. Set MONGODB_TEST_URL (a real mongod) to run this drill on MongoDB"
+)
+
+
 @pytest.fixture()
-def fresh_server(tmp_path: Path) -> Iterator[Server]:
+def fresh_server(request: pytest.FixtureRequest, tmp_path: Path, storage: Storage) -> Iterator[Server]:
     """A server of the test's own, for tests that restart or kill it."""
-    with running_server(tmp_path) as running:
+    if (storage.provider == "mongodb" and request.node.get_closest_marker("kills_the_server")
+            and not os.environ.get(mongo.TEST_URL)):
+        pytest.skip(SECANTUS_KILL_9)
+    with running_server(tmp_path, storage) as running:
         yield running
 
 

@@ -11,10 +11,17 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+from tests import mongo
+
+if TYPE_CHECKING:
+    from app.config import Settings
+    from tests.readmodels import Provider
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin-password-for-tests"
@@ -26,12 +33,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Storage:
+    """Where a test server keeps its data: SQLite files under its root (the default), or
+    a MongoDB database of its own on `mongodb_url` (its read models in `<database>_read`)."""
+
+    provider: str = "sqlite"
+    mongodb_url: str | None = None
+
+
+SQLITE = Storage()
+
+
 class Server:
     """One server process over one data directory; can be stopped, killed and started again."""
 
-    def __init__(self, root: Path, **env: str) -> None:
+    def __init__(self, root: Path, storage: Storage = SQLITE, **env: str) -> None:
         self.root = root
         self.port = free_port()
+        self.storage = storage
+        self.database: str | None = None
+        if storage.provider == "mongodb":
+            assert storage.mongodb_url is not None
+            self.database = mongo.new_database_name("srv")
+            env = {"DATABASE_PROVIDER": "mongodb",
+                   "DATABASE_URL": mongo.with_database(storage.mongodb_url, self.database), **env}
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("APP_", "NODE_ENV"))},
             "PORT": str(self.port),
@@ -50,7 +76,10 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = root / "server.log"
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float | None = None) -> None:
+        # On MongoDB, a server killed mid-transaction leaves its writes locked until the
+        # database aborts that transaction (60 s on mongod): a restart may wait that long.
+        timeout = timeout or (90 if self.database is not None else 30)
         whatsapp_api = shutil.which("whatsapp-api", path=str(Path(sys.executable).parent))
         command = [whatsapp_api] if whatsapp_api else [sys.executable, "-m", "app.cli"]
         with self.log.open("ab") as log:
@@ -96,15 +125,97 @@ class Server:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    # -- what the server stored, read the same way on either provider --------------------
+
+    @property
+    def provider(self) -> str:
+        return self.storage.provider
+
+    def settings(self) -> Settings:
+        from app.config import Settings
+
+        return Settings.from_env(self.env)
+
+    def stored_events(self, originator_id: str | None = None, topic: str = "") -> list[Any]:
+        """The domain events in the event store (of one aggregate, and whose topic ends
+        with `topic`, if given), in their order, read through a store of the test's own."""
+        from app.eventstore import open_store
+
+        store = open_store(self.settings(), create=False)
+        try:
+            found, start = [], 1
+            while True:
+                page = store.recorder.select_notifications(start=start, limit=1000)
+                for notification in page:
+                    if (originator_id is None or str(notification.originator_id) == originator_id) \
+                            and notification.topic.endswith(topic):
+                        found.append(store.mapper.to_domain_event(notification))
+                if len(page) < 1000:
+                    return found
+                start = page[-1].id + 1
+        finally:
+            store.close()
+
+    def read_models(self) -> Provider:
+        """The server's read models, read as another reader would (tests/readmodels.py)."""
+        from tests.readmodels import MongoProvider, SQLiteProvider
+
+        if self.database is not None:
+            assert self.storage.mongodb_url is not None
+            return MongoProvider(self.storage.mongodb_url, self.database + "_read")
+        sqlite = SQLiteProvider(self.root)
+        sqlite.path = self.settings().read_models_path
+        return sqlite
+
+    def stored_bytes(self) -> bytes:
+        """Everything the server stored (event store, read models, cursors), as raw bytes:
+        the files of its data directory, and the documents of its MongoDB databases."""
+        data = self.root / "data"
+        files = b"".join(p.read_bytes() for p in data.iterdir() if p.is_file()) if data.exists() else b""
+        if self.database is None:
+            return files
+        import bson
+        from pymongo import MongoClient
+
+        client: MongoClient[dict[str, Any]] = MongoClient(self.storage.mongodb_url)
+        try:
+            return files + b"".join(
+                bson.encode(document)
+                for name in client.list_database_names() if name.startswith(self.database)
+                for collection in client[name].list_collection_names()
+                for document in client[name][collection].find()
+            )
+        finally:
+            client.close()
+
+    def drop_storage(self) -> None:
+        """Drop the server's MongoDB databases (SQLite files go with the test's directory)."""
+        if self.database is None or self.storage.mongodb_url is None:
+            return
+        from pymongo import MongoClient
+        from pymongo.errors import PyMongoError
+
+        client: MongoClient[dict[str, Any]] = MongoClient(
+            self.storage.mongodb_url, serverSelectionTimeoutMS=5000)
+        try:
+            for name in client.list_database_names():
+                if name.startswith(self.database):
+                    client.drop_database(name)
+        except PyMongoError:
+            pass  # the server may be gone already
+        finally:
+            client.close()
+
 
 @contextmanager
-def running_server(root: Path, **env: str) -> Iterator[Server]:
-    server = Server(root, **env)
+def running_server(root: Path, storage: Storage = SQLITE, **env: str) -> Iterator[Server]:
+    server = Server(root, storage, **env)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+        server.drop_storage()
 
 
 class Api:

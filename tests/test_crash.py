@@ -17,12 +17,8 @@ from tests.drills import record
 from tests.server import Api, Server, wait_until
 
 
-def stored_message_ids(root: Path) -> str:
-    db = sqlite3.connect(root / "data" / "whatsapp-api.db")
-    try:
-        return b"".join(r[0] for r in db.execute("SELECT state FROM stored_events WHERE topic LIKE '%MessageSent'")).decode(errors="replace")
-    finally:
-        db.close()
+def stored_message_ids(server: Server) -> set[str]:
+    return {event.message_id for event in server.stored_events(topic="MessageSent")}
 
 
 def load(server: Server, token: str, instance: str, acknowledged: list[str], stop: threading.Event) -> None:
@@ -36,6 +32,7 @@ def load(server: Server, token: str, instance: str, acknowledged: list[str], sto
                 acknowledged.append(answer.json()["id"])
 
 
+@pytest.mark.kills_the_server
 def test_kill_9_under_load_loses_no_acknowledged_send(fresh_server: Server) -> None:
     api = Api.login(fresh_server)
     a = api.create_instance("Loaded")["id"]
@@ -56,8 +53,8 @@ def test_kill_9_under_load_loses_no_acknowledged_send(fresh_server: Server) -> N
     assert len(acknowledged) > 10
 
     # Every acknowledged send is in the event store...
-    stored = stored_message_ids(fresh_server.root)
-    assert all(message_id in stored for message_id in acknowledged)
+    stored = stored_message_ids(fresh_server)
+    assert set(acknowledged) <= stored
     # ...and, after a restart, in the read models; the instances come back connected.
     fresh_server.start()
     api = Api.login(fresh_server)
@@ -66,9 +63,14 @@ def test_kill_9_under_load_loses_no_acknowledged_send(fresh_server: Server) -> N
     shown = {m["messageId"] for m in history["messages"]}
     assert set(acknowledged) <= shown
     assert api.send(a, "15550007002", "after the crash").status_code == 200
-    record("kill -9 under load", acknowledged=len(acknowledged),
+    record(f"kill -9 under load ({fresh_server.provider})", acknowledged=len(acknowledged),
            stored=sum(m in stored for m in acknowledged), in_history=len(set(acknowledged) & shown),
            lost=len(set(acknowledged) - shown))
+
+
+# The full-disk and read-only drills are SQLite's by nature: they shrink or freeze the
+# filesystem under the server's own data directory. On MongoDB the data lives in the
+# database server, whose disk is not the product's to fill in a test.
 
 
 @pytest.fixture()
@@ -115,18 +117,10 @@ def test_a_full_disk_gives_clear_errors_and_no_damage(tmp_path: Path, tiny_disk:
     db = sqlite3.connect(tiny_disk / "whatsapp-api.db")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     db.close()
-    stored = stored_message_ids_from(tiny_disk / "whatsapp-api.db")
-    assert all(message_id in stored for message_id in sent)
+    stored = stored_message_ids(server)
+    assert set(sent) <= stored
     record("full disk (4 MB tmpfs)", refused_503=len(failed), acknowledged=len(sent),
-           lost=sum(m not in stored for m in sent), integrity_ok=True)
-
-
-def stored_message_ids_from(path: Path) -> str:
-    db = sqlite3.connect(path)
-    try:
-        return b"".join(r[0] for r in db.execute("SELECT state FROM stored_events WHERE topic LIKE '%MessageSent'")).decode(errors="replace")
-    finally:
-        db.close()
+           lost=len(set(sent) - stored), integrity_ok=True)
 
 
 def test_a_read_only_data_directory_stops_start_up_with_a_clear_line(tmp_path: Path, tiny_disk: Path) -> None:

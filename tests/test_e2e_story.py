@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from tests.server import Api, Server, wait_until
 
 
 def stored_topics(server: Server, instance_id: str) -> list[str]:
-    db = sqlite3.connect(server.root / "data" / "whatsapp-api.db")
-    try:
-        rows = db.execute(
-            "SELECT topic FROM stored_events WHERE originator_id=? ORDER BY rowid",
-            [instance_id.replace("-", "")],
-        ).fetchall()
-    finally:
-        db.close()
-    return [topic.rsplit(".", 1)[-1] for (topic,) in rows]
+    return [type(event).__name__ for event in server.stored_events(instance_id)]
 
 
 def test_two_users_instances_message_each_other_and_survive_a_restart(fresh_server: Server) -> None:

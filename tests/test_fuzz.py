@@ -48,6 +48,8 @@ def fuzz(url: str, token: str, document: dict) -> tuple[int, int, list[str]]:
     return operations, requests, failures
 
 
+# Fuzzing runs on SQLite only: it is the suite's longest test, and what it finds is in the
+# HTTP layer; the same routes run on MongoDB in the bad-input and security modules.
 @pytest.mark.parametrize("role", ["user", "admin"])
 def test_every_operation_survives_generated_requests(tmp_path: Path, role: str) -> None:
     with running_server(tmp_path) as server:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from starlette.routing import Route
 
 from app.config import Settings
 from app.server import create_app
-from tests.server import Api, Server, running_server
+from tests.server import Api, Server, Storage, running_server
 
 EXEMPT = {"/api/cloud/{instanceId}/webhook"}  # Meta's webhook: no credentials, proven by signature
 
@@ -53,8 +52,8 @@ def test_the_route_table_has_instance_routes() -> None:
     assert len(instance_routes()) >= 25
 
 
-def test_secrets_are_never_stored_or_logged_in_plain_text(tmp_path: Path) -> None:
-    with running_server(tmp_path) as server:
+def test_secrets_are_never_stored_or_logged_in_plain_text(tmp_path: Path, storage: Storage) -> None:
+    with running_server(tmp_path, storage) as server:
         admin = Api.login(server)
         created = admin.create_user("secret@example.com", password="a-very-secret-password")
         api_key = created["apiKey"]
@@ -63,12 +62,21 @@ def test_secrets_are_never_stored_or_logged_in_plain_text(tmp_path: Path) -> Non
         assert "webhook-secret-value" not in json.dumps(user.http.get(f"/api/instances/{instance['id']}").json())
         assert user.http.get("/api/auth/me", headers={"x-api-key": api_key}).status_code == 200
         log = server.log_text()
-    data = b"".join(path.read_bytes() for path in (tmp_path / "data").iterdir() if path.is_file())
-    for secret in ("a-very-secret-password", api_key):
-        assert secret.encode() not in data, secret
-        assert secret not in log
-    read_models = sqlite3.connect(next((tmp_path / "data").glob("whatsapp-api-read*.db")))
-    assert "webhook-secret-value" not in json.dumps(read_models.execute("SELECT * FROM instances").fetchall())
+        server.stop()
+        data = server.stored_bytes()
+        assert b"secret@example.com" in data  # what was stored is in what is searched
+        for secret in ("a-very-secret-password", api_key):
+            assert secret.encode() not in data, secret
+            assert secret not in log
+        read_models = server.read_models()
+        try:
+            instances = read_models.rows("instances")
+        finally:
+            read_models.close()
+        assert instances and "webhook-secret-value" not in json.dumps(instances, default=str)
+
+
+# The next two check settings, not storage: one SQLite server each is enough.
 
 
 def test_media_urls_on_private_addresses_are_refused_when_not_allowed(tmp_path: Path) -> None:

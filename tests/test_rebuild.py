@@ -26,6 +26,11 @@ from projections.store import ReadModelStore
 from tests.readmodels import MongoProvider, Provider
 from tests.server import Api, Server, wait_until
 
+# The server tests here inspect SQLite read-model files (the rebuilt file, its journal mode);
+# the rebuild itself runs on every provider below, and the MongoDB server's rebuild command
+# in test_mongodb_provider.py.
+pytestmark = pytest.mark.sqlite_only("the server tests inspect SQLite read-model files")
+
 
 def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     """Every table of a read-model file, rows sorted (tracking included)."""

@@ -22,6 +22,10 @@ CHROMIUM_ARGS = [
 ]
 PHONE = {"width": 390, "height": 844}
 
+# The console is the same page whatever stores the data, and the API under it runs on both
+# providers in the other end-to-end modules: one browser run (on SQLite) keeps CI short.
+pytestmark = pytest.mark.sqlite_only("the browser test drives the UI once")
+
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
