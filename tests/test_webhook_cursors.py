@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 from tests.receiver import Receiver
 from tests.server import Api, Server, wait_until
 
 ALL = {"notifyReceived": True, "notifySent": True, "notifyDelivery": True, "notifyRead": True}
 
 
+@pytest.mark.sqlite_only("it reads the SQLite event store and cursor files directly")
 def test_events_from_while_webhooks_were_off_are_not_sent_after_a_kill_9(fresh_server: Server) -> None:
     receiver = Receiver()
     try:
