@@ -162,6 +162,16 @@ def fill(store: EventStore, instances: int = 3, messages: int = 8) -> None:
             store.save(instance, log)
 
 
+def catch_up(events: EventStore, live: Any) -> None:
+    """Run the live projections into `live` until they reach the store's last event."""
+    projections = LiveProjections(events, catalog.build(live), catalog.TRACKING_NAME)
+    projections.start()
+    try:
+        assert projections.wait(events.recorder.max_notification_id() or 0, timeout=20)
+    finally:
+        projections.stop()
+
+
 @pytest.fixture()
 def events(tmp_path: Path) -> Iterator[EventStore]:
     store = EventStore(env=sqlite_env(str(tmp_path / "es.db")))
@@ -220,12 +230,7 @@ def test_rebuilding_some_read_models_copies_the_others(
 ) -> None:
     fill(events)
     live = provider.store()
-    projections = LiveProjections(events, catalog.build(live), catalog.TRACKING_NAME)
-    projections.start()
-    try:
-        assert projections.wait(events.recorder.max_notification_id() or 0, timeout=20)
-    finally:
-        projections.stop()
+    catch_up(events, live)
     rebuild_module.rebuild(events, live)  # now the read models carry the signature
     before = provider.dump()
     rebuild_module.rebuild(events, provider.store(), ["usage", "messages"])
@@ -284,13 +289,7 @@ def test_the_command_rebuilds_read_models_on_mongodb(
     fill(events, instances=2, messages=3)
     read = MongoProvider(mongo_url, f"{mongo_database}_read")
     try:
-        live = read.store()
-        projections = LiveProjections(events, catalog.build(live), catalog.TRACKING_NAME)
-        projections.start()
-        try:
-            assert projections.wait(events.recorder.max_notification_id() or 0, timeout=20)
-        finally:
-            projections.stop()
+        catch_up(events, read.store())
         before = read.dump(meta=False)
         env = {**os.environ, "DATABASE_PROVIDER": "mongodb", "DATABASE_URL": url,
                "SQLITE_DATABASE_URL": f"file:{tmp_path / 'es.db'}"}
