@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from domain.instance import Instance
@@ -10,7 +11,9 @@ from domain.phone import USER_SERVER
 
 def _iso(event: Any) -> str:
     ts = event.timestamp
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    if ts.utcoffset():
+        ts = ts.astimezone(UTC)
+    return ts.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
