@@ -3,10 +3,13 @@ starlette endpoint that parses JSON and appends one row to SQLite (WAL, synchron
 
     .venv/bin/python bench/send.py [--instances 8] [--seconds 10] [--clients 32]
 
-Both run as real uvicorn processes on 127.0.0.1, driven by the same 32-client load.
-During the full run a sampler also measures the live projection lag: from an event's
-position first appearing in the event store to the read models' tracking position
-reaching it (both polled every millisecond or so from this process).
+Both run as real uvicorn processes on 127.0.0.1, driven by the same 32-client load, and
+the CPU time each server and the load generator used per request is printed beside the
+rates (from /proc): on a small machine the load generator's share decides much of both.
+A second, shorter full run measures the live projection lag: from an event's position
+first appearing in the event store to the read models' tracking position reaching it
+(both polled every millisecond or so from this process, which is why it is not done
+while the rates are measured).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import os
 import sqlite3
 import subprocess
 import sys
@@ -103,12 +107,33 @@ class LagSampler:
                 self.lags.append((now - pending.popleft()[1]) * 1000)
 
 
-def summary(name: str, ok: int, errors: int, latencies: list[float], seconds: float) -> tuple[float, float, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux); 0 where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(url: str, paths: list[str], headers: dict[str, str], seconds: float, clients: int,
+             pid: int) -> tuple[tuple[int, int, list[float]], float, float]:
+    """One measured run, with the CPU seconds the server and this process used during it."""
+    server, own = cpu_seconds(pid), time.process_time()
+    result = asyncio.run(drive(url, paths, headers, seconds, clients))
+    return result, cpu_seconds(pid) - server, time.process_time() - own
+
+
+def summary(name: str, result: tuple[int, int, list[float]], seconds: float, server_cpu: float,
+            client_cpu: float) -> tuple[float, float, float]:
+    ok, errors, latencies = result
     ordered = sorted(latencies) or [0.0]
     p50 = ordered[len(ordered) // 2]
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     rate = ok / seconds
     print(f" {name:<26} {rate:>9,.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   errors {errors}")
+    per = 1000 / max(ok, 1)
+    print(f" {'':<26} CPU per request: server {server_cpu * per:.2f} ms, load generator {client_cpu * per:.2f} ms")
     return rate, p50, p99
 
 
@@ -136,8 +161,10 @@ def main() -> int:
             paths = [f"/api/whatsapp/{i}/send" for i in ids]
             headers = {"Authorization": api.http.headers["Authorization"]}
             asyncio.run(drive(server.url, paths, headers, args.warmup, args.clients))
+            assert server.process is not None
+            full = measured(server.url, paths, headers, args.seconds, args.clients, server.process.pid)
             with LagSampler(root / "full" / "data") as sampler:
-                full = asyncio.run(drive(server.url, paths, headers, args.seconds, args.clients))
+                asyncio.run(drive(server.url, paths, headers, max(args.seconds / 2, 1), args.clients))
         # The bare endpoint.
         port = free_port()
         app_file = root / "bare_app.py"
@@ -150,7 +177,7 @@ def main() -> int:
             url = f"http://127.0.0.1:{port}"
             wait_until(lambda: _up(url), timeout=20)
             asyncio.run(drive(url, ["/send"], {}, args.warmup, args.clients))
-            bare = asyncio.run(drive(url, ["/send"], {}, args.seconds, args.clients))
+            bare = measured(url, ["/send"], {}, args.seconds, args.clients, bare_process.pid)
         finally:
             bare_process.terminate()
             bare_process.wait(timeout=10)
@@ -159,8 +186,8 @@ def main() -> int:
     print("=" * 78)
     print(f" send benchmark: {args.clients} clients, {args.seconds:g} s each, {args.instances} instances, 2-core machine")
     print("-" * 78)
-    full_rate, _, full_p99 = summary("full send path", *full, args.seconds)
-    bare_rate, _, _ = summary("bare JSON + SQLite append", *bare, args.seconds)
+    full_rate, _, full_p99 = summary("full send path", full[0], args.seconds, *full[1:])
+    bare_rate, _, _ = summary("bare JSON + SQLite append", bare[0], args.seconds, *bare[1:])
     print("-" * 78)
     ratio = full_rate / max(bare_rate, 1e-9)
     print(f" ratio full/bare: {ratio:.2f}x (target >= 1.0x)   full p99 {full_p99:.1f} ms (target <= 50 ms)")
