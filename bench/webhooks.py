@@ -155,7 +155,8 @@ def main() -> int:
         store.close()
     drain = drain_rate(receiver, args.instances, args.messages)
     rate = expected / elapsed
-    raw = asyncio.run(raw_posts(receiver.url, args.instances, args.messages * 3))
+    # The median of three: the raw rate is short and swings by a third from run to run here.
+    raw = sorted(asyncio.run(raw_posts(receiver.url, args.instances, args.messages * 3)) for _ in range(3))[1]
     latencies.sort()
     p50 = latencies[len(latencies) // 2]
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
@@ -165,7 +166,7 @@ def main() -> int:
     print("-" * 72)
     print(f" deliveries (live)    {rate:>8,.0f}/s   stored -> ack p50 {p50:.1f} ms   p99 {p99:.1f} ms")
     print(f" deliveries (backlog) {drain:>8,.0f}/s   draining a backlog of every instance at once")
-    print(f" raw signed POSTs     {raw:>8,.0f}/s   ({args.instances} senders, same receiver)")
+    print(f" raw signed POSTs     {raw:>8,.0f}/s   ({args.instances} senders, same receiver; median of 3)")
     print(f" ratio {ratio:.0%} (target >= 50%), p99 target <= 100 ms: "
           f"{'met' if ratio >= 0.5 and p99 <= 100 else 'NOT met'}")
     print("=" * 72)
