@@ -61,6 +61,11 @@ async def check_address(url: str, allow_private: bool) -> None:
             raise AddressNotAllowed(f"{host} resolves to a non-public address ({address})")
 
 
+def delivers(settings: dict[str, Any]) -> bool:
+    """Whether these webhook settings deliver anything at all."""
+    return bool(settings.get("enabled") and settings.get("url"))
+
+
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """uvloop's where it is installed (as under uvicorn): less CPU per POST than asyncio's."""
     try:
@@ -136,11 +141,7 @@ class _Deliverer:
                 # deliverer, and `refresh` moves it past what happened meanwhile, durably,
                 # before it turns delivery on.
                 if not skipped:
-                    head = await service.run_blocking(service.head)
-                    if head > self.position:
-                        self.position = head
-                        await service.run_blocking(service.cursors.set, self.instance_id, head)
-                    saved = self.position
+                    saved = await self.skip_to_head()
                     skipped = True
                 service.idle.add(self.instance_id)
                 try:
@@ -171,7 +172,16 @@ class _Deliverer:
         await service.run_blocking(service.cursors.set, self.instance_id, self.position)
 
     def wanted(self) -> bool:
-        return bool(self.settings.get("enabled") and self.settings.get("url"))
+        return delivers(self.settings)
+
+    async def skip_to_head(self) -> int:
+        """Move past every stored event, durably (they are never to be sent); the position."""
+        service = self.service
+        head = await service.run_blocking(service.head)
+        if head > self.position:
+            self.position = head
+            await service.run_blocking(service.cursors.set, self.instance_id, head)
+        return self.position
 
     def body_for(self, event: Any) -> dict[str, Any] | None:
         return payload(event, self.settings) if self.wanted() else None
@@ -340,13 +350,10 @@ class WebhookService:
         settings = await self.run_blocking(self.load_settings, instance_id)
         deliverer = self.deliverers.get(instance_id)
         if deliverer is not None and settings is not None:
-            if instance_id in self.idle and settings.get("enabled") and settings.get("url"):
+            if instance_id in self.idle and delivers(settings):
                 # Turned on: what happened while it was off is never sent. Skip it (and store
                 # that) before the request that turned it on is answered.
-                head = await self.run_blocking(self.head)
-                if head > deliverer.position:
-                    deliverer.position = head
-                    await self.run_blocking(self.cursors.set, instance_id, head)
+                await deliverer.skip_to_head()
             deliverer.update(settings)
 
     async def replay(self, instance_id: str, after: int, until: int | None, since: datetime | None) -> int:

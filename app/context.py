@@ -24,9 +24,9 @@ from app.eventstore import EventStore, GroupCommitter
 from app.throttle import LoginThrottle
 from app.usage import ApiCallCounter
 from domain.user import User
-from projections.queries import ReadModelQueries
+from projections.queries.cached import CachedReadModels
+from projections.rows import ReadModels
 from projections.runner import LiveProjections
-from projections.store import ReadModelStore
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,8 @@ class Context:
     settings: Settings
     store: EventStore
     committer: GroupCommitter
-    read_models: ReadModelStore
-    queries: ReadModelQueries
+    read_models: ReadModels
+    queries: CachedReadModels
     projections: LiveProjections
     auth: Authenticator
     supervisor: pykka.ActorRef[Any]
@@ -89,11 +89,7 @@ class Context:
         """As `own_instance`, for routes that need only the id: asks the kept ownership."""
         principal = self.principal(request)
         instance_id = str(parse_id(request.path_params["instanceId"]))
-        owns = getattr(self.queries, "owns", None)
-        if owns is not None:
-            if not owns(instance_id, principal.user_id):
-                raise not_found()
-        elif self.queries.own_instance(instance_id, principal.user_id) is None:
+        if not self.queries.owns(instance_id, principal.user_id):
             raise not_found()
         return instance_id
 

@@ -66,22 +66,20 @@ def rebuild(
         kept_since = building.copy(kept, catalog.TRACKING_NAME) if kept else 0
         active = [(p, 0 if p.name in chosen else kept_since) for p in projections]
         position, count = 0, 0
-        for _ in range(2):  # the second pass takes what arrived during the first
+
+        def catch_up() -> None:  # to the event store's head as it is now
+            nonlocal position, count
             head = app.recorder.max_notification_id() or 0
             position, more = _catch_up(app, fresh, active, position, head, progress)
             count += more
-        done = [position, count]
 
-        def finish() -> None:  # with the live projection held still: keep it short
-            head = app.recorder.max_notification_id() or 0
-            done[0], more = _catch_up(app, fresh, active, done[0], head, progress)
-            done[1] += more
-
-        serving = building.swap_in(finish)
+        catch_up()
+        catch_up()  # what arrived during the first pass, so the held window below stays short
+        serving = building.swap_in(catch_up)  # with the live projection held still
     except BaseException:
         building.discard()
         raise
-    return RebuildResult(done[1], done[0], time.perf_counter() - started, serving)
+    return RebuildResult(count, position, time.perf_counter() - started, serving)
 
 
 def _catch_up(

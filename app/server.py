@@ -67,7 +67,6 @@ from projections import catalog
 from projections.queries.cached import CachedReadModels
 from projections.rows import ReadModels
 from projections.runner import LiveProjections
-from projections.store import ReadModelStore
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +154,7 @@ class StartupError(RuntimeError):
 
 def _start_serving(
     settings: Settings, store: EventStore, committer: GroupCommitter,
-    read_models: ReadModelStore, projections: LiveProjections,
+    read_models: ReadModels, projections: LiveProjections,
 ) -> Context:
     head = store.recorder.max_notification_id() or 0
     if head > projections.position:
@@ -258,7 +257,7 @@ def _check_read_model_shape(store: EventStore, read_models: ReadModels) -> None:
     signature = read_models.meta("signature")
     if signature == catalog.SIGNATURE:
         return
-    if signature is None and not read_models.tracked_names():  # new, empty read models
+    if signature is None and not read_models.tracked_count():  # new, empty read models
         read_models.atomically(lambda rows: rows.set_meta("signature", catalog.SIGNATURE))
         return
     log.warning("read models were made by other projections (%s); rebuilding them", signature)

@@ -106,20 +106,16 @@ class MongoReadModelStore(ReadModels):
             create_indexes(self.database[name], table)
 
     def atomically(self, work: Callable[[Rows], T]) -> T:
+        def unit(session: ClientSession, generation: str) -> T:
+            rows = MongoRows(self.database, generation, self.tables, session)
+            result = work(rows)
+            rows.flush()
+            return result
+
         with self.client.start_session() as session:
             if self.pinned is not None:
-                rows = MongoRows(self.database, self.pinned, self.tables, session)
-                result = work(rows)
-                rows.flush()
-                return result
-
-            def transaction(session: ClientSession) -> T:
-                rows = MongoRows(self.database, self._hold(session), self.tables, session)
-                result = work(rows)
-                rows.flush()
-                return result
-
-            return session.with_transaction(transaction)
+                return unit(session, self.pinned)
+            return session.with_transaction(lambda s: unit(s, self._hold(s)))
 
     def meta(self, key: str) -> str | None:
         found = self.collection("meta").find_one({"_id": key})
@@ -129,7 +125,7 @@ class MongoReadModelStore(ReadModels):
         found = self.collection("tracking").find_one({"_id": name})
         return int(found["position"]) if found else 0
 
-    def tracked_names(self) -> int:
+    def tracked_count(self) -> int:
         return self.collection("tracking").count_documents({})
 
     def building(self) -> MongoBuilding:
@@ -181,10 +177,12 @@ class MongoRows(Rows):
         pk = self.tables[table].pk
         return key if len(pk) == 1 else {k: key[k] for k in pk}
 
-    def insert(self, table: str, row: dict[str, Any]) -> None:
+    def _row_id(self, table: str, row: dict[str, Any]) -> Any:
         pk = self.tables[table].pk
-        _id = row[pk[0]] if len(pk) == 1 else {k: row[k] for k in pk}
-        self._queue(table, InsertOne({"_id": _id, **row}))
+        return self._id(table, row[pk[0]] if len(pk) == 1 else row)
+
+    def insert(self, table: str, row: dict[str, Any]) -> None:
+        self._queue(table, InsertOne({"_id": self._row_id(table, row), **row}))
 
     def update(self, table: str, key: Any, values: dict[str, Any]) -> None:
         self._queue(table, UpdateOne({"_id": self._id(table, key)}, {"$set": values}))
@@ -209,8 +207,7 @@ class MongoRows(Rows):
         ))
 
     def merge(self, table: str, row: dict[str, Any], keep: tuple[str, ...]) -> None:
-        pk = self.tables[table].pk
-        _id = row[pk[0]] if len(pk) == 1 else {k: row[k] for k in pk}
+        _id = self._row_id(table, row)
         known = {k: row[k] for k in keep if row[k] is not None}
         update: dict[str, Any] = {"$setOnInsert": {k: v for k, v in row.items() if k not in known}}
         if known:

@@ -93,7 +93,7 @@ class ReadModels(ABC):
     def meta(self, key: str) -> str | None: ...
 
     @abstractmethod
-    def tracked_names(self) -> int:
+    def tracked_count(self) -> int:
         """How many projections have a tracking position here (0 for new read models)."""
 
     @abstractmethod

@@ -133,7 +133,7 @@ class ReadModelStore(ReadModels):
         row = self.db.execute("SELECT position FROM tracking WHERE name=?", [name]).fetchone()
         return row[0] if row else 0
 
-    def tracked_names(self) -> int:
+    def tracked_count(self) -> int:
         (count,) = self.db.execute("SELECT COUNT(*) FROM tracking").fetchone()
         return int(count)
 
@@ -433,19 +433,22 @@ class SQLiteBuilding(Building):
             finally:
                 os.close(descriptor)
             self.file.rename(self.target)
-            for suffix in ("-wal", "-shm"):
-                Path(f"{self.file}{suffix}").unlink(missing_ok=True)
+            _remove(self.file, journal_only=True)  # the checkpointed WAL's leftovers
             previous = live.current_file()
             live.switch_to(self.target)
         finally:
             old.execute("ROLLBACK")
         live.close()
         if previous != self.target:
-            for old_file in (previous, Path(f"{previous}-wal"), Path(f"{previous}-shm")):
-                old_file.unlink(missing_ok=True)
+            _remove(previous)
         return self.target.name
 
     def discard(self) -> None:
         self.store.close()
-        for leftover in (self.file, Path(f"{self.file}-wal"), Path(f"{self.file}-shm")):
-            leftover.unlink(missing_ok=True)
+        _remove(self.file)
+
+
+def _remove(path: Path, journal_only: bool = False) -> None:
+    """Delete a SQLite file and its WAL and shared-memory files (or only those two)."""
+    for suffix in ("-wal", "-shm") if journal_only else ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)

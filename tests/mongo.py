@@ -104,9 +104,17 @@ def mongodb_server() -> Iterator[str]:
 
 
 def drop_database(url: str, database: str) -> None:
+    drop_databases(url, database, exact=True)
+
+
+def drop_databases(url: str, prefix: str, exact: bool = False) -> None:
+    """Drop the databases named `prefix` or, unless `exact`, starting with it (a server's
+    event store and its `<name>_read` companion)."""
     client: MongoClient[dict[str, object]] = MongoClient(url, serverSelectionTimeoutMS=5000)
     try:
-        client.drop_database(database)
+        for name in [prefix] if exact else client.list_database_names():
+            if name.startswith(prefix):
+                client.drop_database(name)
     except PyMongoError:
         pass  # the server may be gone already (a test that stopped it)
     finally:

@@ -13,6 +13,8 @@ import pymongo
 import pytest
 from pymongo.database import Database
 
+from tests import mongo
+
 
 @pytest.fixture(scope="session")
 def mongo_url(mongodb_url: str) -> str:
@@ -35,10 +37,8 @@ def mongo_db(mongo_client: pymongo.MongoClient) -> Iterator[Database]:
 
 
 @pytest.fixture()
-def mongo_database(mongo_client: pymongo.MongoClient) -> Iterator[str]:
+def mongo_database(mongo_url: str) -> Iterator[str]:
     """A database name of this test's own; it and its `<name>_...` companions are dropped after."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
+    name = mongo.new_database_name()
     yield name
-    for database in mongo_client.list_database_names():
-        if database.startswith(name):
-            mongo_client.drop_database(database)
+    mongo.drop_databases(mongo_url, name)

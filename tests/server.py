@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from tests import mongo
+from tests.mongo import free_port
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -25,12 +25,6 @@ if TYPE_CHECKING:
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin-password-for-tests"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -190,21 +184,8 @@ class Server:
 
     def drop_storage(self) -> None:
         """Drop the server's MongoDB databases (SQLite files go with the test's directory)."""
-        if self.database is None or self.storage.mongodb_url is None:
-            return
-        from pymongo import MongoClient
-        from pymongo.errors import PyMongoError
-
-        client: MongoClient[dict[str, Any]] = MongoClient(
-            self.storage.mongodb_url, serverSelectionTimeoutMS=5000)
-        try:
-            for name in client.list_database_names():
-                if name.startswith(self.database):
-                    client.drop_database(name)
-        except PyMongoError:
-            pass  # the server may be gone already
-        finally:
-            client.close()
+        if self.database is not None and self.storage.mongodb_url is not None:
+            mongo.drop_databases(self.storage.mongodb_url, self.database)
 
 
 @contextmanager
