@@ -23,6 +23,7 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.eventstore import EventStore, sqlite_env
+from bench.figures import percentiles
 from domain.webhook import delivery_id
 from tests.server import Api, running_server, wait_until
 
@@ -136,11 +137,6 @@ def stored_to_ack(database: Path, ids: list[str], receiver: Receiver) -> list[fl
     finally:
         store.close()
     return latencies
-
-
-def percentiles(values: list[float]) -> tuple[float, float]:
-    ordered = sorted(values) or [0.0]
-    return ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
 def main() -> int:
