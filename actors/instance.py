@@ -183,7 +183,8 @@ class InstanceActor(BridgedActor):
         )
 
     def update(self, changes: dict[str, Any]) -> Outcome:
-        """Change settings (name, webhook, engine settings)."""
+        """Change settings (name, webhook, engine settings); the value is the webhook
+        settings as of this change, with the version they are from."""
         self.instance.update(changes)
         if "name" in changes and hasattr(self.engine, "push_name"):
             self.engine.push_name = changes["name"]
@@ -193,7 +194,7 @@ class InstanceActor(BridgedActor):
             self.engine.disconnect()
             self.engine = self._engine_factory(self.instance, self.actor_ref.tell)
             commit = self._connect("settings_changed")
-        return Outcome(None, commit)
+        return Outcome((self.instance.version, dict(self.instance.webhook)), commit)
 
     def reconnect(self) -> Outcome:
         """Drop the connection, if any, and connect again."""

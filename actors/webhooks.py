@@ -109,6 +109,7 @@ class _Deliverer:
         self.service = service
         self.instance_id = instance_id
         self.settings = settings
+        self.settings_version = -1  # the instance version `settings` are from
         self.wake = asyncio.Event()
         self.changed = asyncio.Event()
         self.log: WebhookLog | None = None
@@ -116,18 +117,21 @@ class _Deliverer:
         self.task: asyncio.Task[None] | None = None
         self.broken: BaseException | None = None  # an outcome that could not be stored
 
-    def update(self, settings: dict[str, Any]) -> None:
-        self.settings = settings
+    def update(self, version: int, settings: dict[str, Any]) -> None:
+        if version < self.settings_version:
+            return  # a late answer to an older change: what we have is newer
+        self.settings_version, self.settings = version, settings
         self.changed.set()
         self.wake.set()
 
     async def run(self) -> None:
         service = self.service
         self.broken = None
-        settings = await service.run_blocking(service.load_settings, self.instance_id)
-        if settings is None:
+        versioned = await service.run_blocking(service.load_settings, self.instance_id)
+        if versioned is None:
             return  # not an instance (any more)
-        self.settings = settings
+        if versioned[0] >= self.settings_version:
+            self.settings_version, self.settings = versioned
         self.log = await service.run_blocking(service.load_log, self.instance_id)
         self.position = max(self.log.position, service.cursors.get(self.instance_id))
         saved = self.position
@@ -255,7 +259,7 @@ class WebhookService:
     """What the webhook actor runs in its event loop thread."""
 
     def __init__(
-        self, store: Any, committer: Any, load_settings: Callable[[str], dict[str, Any] | None],
+        self, store: Any, committer: Any, load_settings: Callable[[str], tuple[int, dict[str, Any]] | None],
         cursors: Cursors, defaults: WebhookDefaults,
     ) -> None:
         self.store = store
@@ -346,15 +350,19 @@ class WebhookService:
                 await asyncio.sleep(1)
 
 
-    async def refresh(self, instance_id: str) -> None:
-        settings = await self.run_blocking(self.load_settings, instance_id)
+    async def refresh(self, instance_id: str, versioned: tuple[int, dict[str, Any]] | None = None) -> None:
+        """New webhook settings (`versioned`: the instance version and the settings as of
+        it, from the change itself; without them they are loaded from the store)."""
+        if versioned is None:
+            versioned = await self.run_blocking(self.load_settings, instance_id)
         deliverer = self.deliverers.get(instance_id)
-        if deliverer is not None and settings is not None:
+        if deliverer is not None and versioned is not None:
+            version, settings = versioned
             if instance_id in self.idle and delivers(settings):
                 # Turned on: what happened while it was off is never sent. Skip it (and store
                 # that) before the request that turned it on is answered.
                 await deliverer.skip_to_head()
-            deliverer.update(settings)
+            deliverer.update(version, settings)
 
     async def replay(self, instance_id: str, after: int, until: int | None, since: datetime | None) -> int:
         """Re-send an instance's events in a range (marked as replays); return how many."""
@@ -487,9 +495,9 @@ class WebhookActor(BridgedActor):
         except Exception:
             log.exception("the webhook feed stopped")
 
-    def refresh(self, instance_id: str) -> None:
+    def refresh(self, instance_id: str, versioned: tuple[int, dict[str, Any]] | None = None) -> None:
         """An instance's webhook settings changed: use them from the next attempt on."""
-        self.service.call(self.service.refresh(instance_id)).result(timeout=10)
+        self.service.call(self.service.refresh(instance_id, versioned)).result(timeout=10)
 
     def replay(self, instance_id: str, after: int, until: int | None, since: datetime | None) -> int:
         """Re-send an instance's events in a range; return how many will be sent."""

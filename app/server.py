@@ -191,14 +191,14 @@ def _start_serving(
     registry: dict[UUID, pykka.ActorRef[Any]] = {}
     supervisor = Supervisor.start(spawn, registry)
 
-    def webhook_settings(instance_id: str) -> dict[str, Any] | None:
+    def webhook_settings(instance_id: str) -> tuple[int, dict[str, Any]] | None:
         try:
             instance = store.repository.get(UUID(instance_id))
         except AggregateNotFoundError:
             return None
         if not isinstance(instance, Instance) or instance.deleted:
             return None
-        return dict(instance.webhook)
+        return instance.version, dict(instance.webhook)
 
     webhook_service = WebhookService(
         store, committer, webhook_settings, open_cursors(settings),

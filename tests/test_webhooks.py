@@ -153,6 +153,19 @@ def test_a_new_url_applies_to_the_next_attempt_without_a_restart(server: Server,
         fixed.close()
 
 
+def test_settings_from_an_older_change_never_replace_newer_ones() -> None:
+    # Settings come with the change (no store read); answers to two quick PUTs may
+    # arrive in either order, and the newer settings must win.
+    from actors.webhooks import _Deliverer
+
+    deliverer = _Deliverer(None, "i", {})  # type: ignore[arg-type]
+    deliverer.update(7, {"url": "http://newer"})
+    deliverer.update(6, {"url": "http://older"})
+    assert deliverer.settings == {"url": "http://newer"}
+    deliverer.update(8, {"url": "http://newest"})
+    assert deliverer.settings == {"url": "http://newest"}
+
+
 def test_replay_resends_exactly_the_range_with_the_original_delivery_ids(
     server: Server, admin: Api, receiver: Receiver
 ) -> None:

@@ -124,9 +124,9 @@ async def update_instance(request: Request) -> JSONResponse:
         settings["proxy"] = body.proxy
     if settings:
         changes["engine_settings"] = settings
-    await ctx.command(ctx.proxy(row["id"]).update(changes))
+    versioned_webhook = await ctx.command(ctx.proxy(row["id"]).update(changes))
     if "webhook" in changes:
-        await ctx.ask(ctx.webhooks_proxy.refresh(row["id"]))
+        await ctx.ask(ctx.webhooks_proxy.refresh(row["id"], versioned_webhook))
     return JSONResponse(views.instance(ctx.own_instance(request)))
 
 
