@@ -10,6 +10,7 @@ of all read models. Target: rebuild >= 30% of the raw rate.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -122,7 +123,7 @@ def main() -> int:
     rebuild_rate = result.events / result.seconds
     ratio = rebuild_rate / raw_rate
     print("=" * 70)
-    print(f" rebuild benchmark: {total:,} events, {args.instances} instances, 2-core machine")
+    print(f" rebuild benchmark: {total:,} events, {args.instances} instances, {os.cpu_count()}-core machine")
     print("-" * 70)
     print(f" read + decode (no projecting)  {raw_rate:>10,.0f} events/s  ({raw_seconds:.1f} s)")
     print(f" rebuild-projections (all)      {rebuild_rate:>10,.0f} events/s  ({result.seconds:.1f} s)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sqlite3
 import sys
@@ -169,7 +170,7 @@ def main() -> int:
     bound = 0.25
     print()
     print("=" * 64)
-    print(f" soak drill: {args.instances} instances, {args.clients} clients, {elapsed:.0f} s (2-core machine)")
+    print(f" soak drill: {args.instances} instances, {args.clients} clients, {elapsed:.0f} s ({os.cpu_count()}-core machine)")
     print("-" * 64)
     print(f" requests          {len(latencies):>10,}   ({len(latencies) / elapsed:,.0f}/s)")
     print(f" sends acked       {counts['send']:>10,}   inbound {counts['inbound']:,}   errors {counts['errors']:,}")

@@ -2,6 +2,10 @@
 next to the raw rate of signed aiohttp POSTs to the same receiver, measured in the same run.
 
     .venv/bin/python bench/webhooks.py [--instances 100] [--messages 10]
+
+The receiver runs in this process. The raw POSTs come from a process of their own, as the
+server's deliveries do: sent from this process they would share its interpreter lock with
+the receiver, and the raw rate would come out at half of what the receiver takes.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ import asyncio
 import hashlib
 import hmac
 import json
+import multiprocessing
+import os
 import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import aiohttp
@@ -49,6 +56,18 @@ class Receiver:
         self.count += 1
         self.arrivals.setdefault(request.headers.get("X-Webhook-Delivery", ""), time.time())
         return web.Response(status=200)
+
+
+def raw_rate(url: str, senders: int, per_sender: int, runs: int = 3) -> float:
+    """The median rate of `runs` runs of raw signed POSTs, sent from a process of its own."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        rates = [pool.submit(_raw_posts_in_process, url, senders, per_sender).result(timeout=300)
+                 for _ in range(runs)]
+    return sorted(rates)[len(rates) // 2]
+
+
+def _raw_posts_in_process(url: str, senders: int, per_sender: int) -> float:
+    return asyncio.run(raw_posts(url, senders, per_sender))
 
 
 async def raw_posts(url: str, senders: int, per_sender: int) -> float:
@@ -108,15 +127,18 @@ async def sends(url: str, headers: dict[str, str], queue: list[tuple[str, int]],
                 rate: float | None = None) -> None:
     """POST the queued sends with `clients` concurrent clients, as fast as they can or,
     with `rate`, paced to that many sends/s in all."""
-    import httpx
-
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as http:
+    # aiohttp: httpx costs this process (which also runs the receiver) several times more CPU.
+    headers = {**headers, "Content-Type": "application/json"}
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(url, headers=headers, timeout=timeout) as http:
         async def client(k: int) -> None:
             started = time.monotonic()
             for n, (instance, m) in enumerate(queue[k::clients]):
                 if rate:
                     await asyncio.sleep(max(0.0, started + n * clients / rate - time.monotonic()))
-                await http.post(f"/api/whatsapp/{instance}/send", json={"phone": "15558880000", "message": f"b{m}"})
+                body = json.dumps({"phone": "15558880000", "message": f"b{m}"})
+                async with http.post(f"/api/whatsapp/{instance}/send", data=body) as answer:
+                    await answer.read()
 
         await asyncio.gather(*(client(k) for k in range(clients)))
 
@@ -182,19 +204,19 @@ def main() -> int:
     drain = drain_rate(receiver, args.instances, args.messages)
     rate = expected / elapsed
     # The median of three: the raw rate is short and swings by a third from run to run here.
-    raw = sorted(asyncio.run(raw_posts(receiver.url, args.instances, args.messages * 3)) for _ in range(3))[1]
+    raw = raw_rate(receiver.url, args.instances, args.messages * 3)
     p50, p99 = percentiles(latencies)
     paced_p50, paced_p99 = percentiles(paced)
     ratio = drain / raw
     print("=" * 72)
-    print(f" webhook benchmark: {args.instances} instances, {expected:,} deliveries, 2-core machine")
+    print(f" webhook benchmark: {args.instances} instances, {expected:,} deliveries, {os.cpu_count()}-core machine")
     print("-" * 72)
     print(f" deliveries (live)    {rate:>8,.0f}/s   stored -> ack p50 {p50:.1f} ms   p99 {p99:.1f} ms"
           f"   (while 32 clients send as fast as they can)")
     print(f" deliveries (paced)   {args.paced_rate * 3:>8,.0f}/s   stored -> ack p50 {paced_p50:.1f} ms   "
           f"p99 {paced_p99:.1f} ms   ({args.paced_rate:g} sends/s)")
     print(f" deliveries (backlog) {drain:>8,.0f}/s   draining a backlog of every instance at once")
-    print(f" raw signed POSTs     {raw:>8,.0f}/s   ({args.instances} senders, same receiver; median of 3)")
+    print(f" raw signed POSTs     {raw:>8,.0f}/s   ({args.instances} senders in a process of their own, same receiver; median of 3)")
     print(f" ratio {ratio:.0%} (target >= 50%), p99 target <= 100 ms: "
           f"{'met' if ratio >= 0.5 and p99 <= 100 else 'NOT met'}")
     print("=" * 72)
