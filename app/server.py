@@ -81,6 +81,9 @@ def create_app(settings: Settings, started: Context | None = None) -> Starlette:
     ]
     if settings.sandbox_enabled:
         routes += sandbox.routes
+    # Starlette tries routes in order, a regular expression each: the sending routes (their
+    # paths overlap no other's) go first, the documentation keeps the order above.
+    dispatch = [*whatsapp.routes, *(r for r in routes if r not in whatsapp.routes)]
     origins = [o.strip() for o in settings.cors_origin.split(",") if o.strip()]
     metrics = Metrics()
     middleware = [
@@ -106,7 +109,7 @@ def create_app(settings: Settings, started: Context | None = None) -> Starlette:
             await asyncio.to_thread(stop, ctx)
 
     app = Starlette(
-        routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS,
+        routes=dispatch, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.openapi = openapi.build(routes, version("whatsapp-api"))
