@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import collections
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -181,6 +182,8 @@ def slow_flushes(root: Path, ms: float) -> None:
     """Make every fsync of the servers started from now on `ms` slower (see slow_flush.c)."""
     library = root / "slow_flush.so"
     source = Path(__file__).with_name("slow_flush.c")
+    if shutil.which("cc") is None or not sys.platform.startswith("linux"):
+        raise SystemExit("--flush-ms needs Linux and a C compiler (cc) to build bench/slow_flush.c")
     subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(library), str(source), "-ldl"], check=True)
     os.environ["LD_PRELOAD"] = str(library)
     os.environ["FLUSH_DELAY_US"] = str(int(ms * 1000))
@@ -188,10 +191,10 @@ def slow_flushes(root: Path, ms: float) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--instances", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--warmup", type=float, default=2)
-    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--instances", type=int, default=8, help="sandbox instances to send from (default 8)")
+    parser.add_argument("--seconds", type=float, default=10, help="length of each measured run (default 10)")
+    parser.add_argument("--warmup", type=float, default=2, help="unmeasured seconds before each run (default 2)")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
     parser.add_argument("--flush-ms", type=float, default=0,
                         help="make each fsync of both servers this much slower, as on a disk that "
                              "honours flushes (Linux with a C compiler; default: the disk as it is)")

@@ -163,10 +163,10 @@ def stored_to_ack(database: Path, ids: list[str], receiver: Receiver) -> list[fl
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--instances", type=int, default=100)
-    parser.add_argument("--messages", type=int, default=10)
-    parser.add_argument("--paced-rate", type=float, default=100, help="sends/s in the paced run")
-    parser.add_argument("--paced-seconds", type=float, default=5)
+    parser.add_argument("--instances", type=int, default=100, help="instances with a webhook (default 100)")
+    parser.add_argument("--messages", type=int, default=10, help="sends per instance in the burst (default 10)")
+    parser.add_argument("--paced-rate", type=float, default=100, help="sends/s in the paced run (default 100)")
+    parser.add_argument("--paced-seconds", type=float, default=5, help="length of the paced run (default 5)")
     args = parser.parse_args()
     receiver = Receiver()
     with tempfile.TemporaryDirectory() as scratch, running_server(Path(scratch)) as server:
