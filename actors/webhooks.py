@@ -61,6 +61,9 @@ async def check_address(url: str, allow_private: bool) -> None:
             raise AddressNotAllowed(f"{host} resolves to a non-public address ({address})")
 
 
+VersionedSettings = tuple[int, dict[str, Any]]  # an instance's version, its webhook settings then
+
+
 def delivers(settings: dict[str, Any]) -> bool:
     """Whether these webhook settings deliver anything at all."""
     return bool(settings.get("enabled") and settings.get("url"))
@@ -118,11 +121,16 @@ class _Deliverer:
         self.broken: BaseException | None = None  # an outcome that could not be stored
 
     def update(self, version: int, settings: dict[str, Any]) -> None:
+        if self._adopt(version, settings):
+            self.changed.set()
+            self.wake.set()
+
+    def _adopt(self, version: int, settings: dict[str, Any]) -> bool:
+        """Take these settings unless ours are from a newer version (a late answer)."""
         if version < self.settings_version:
-            return  # a late answer to an older change: what we have is newer
+            return False
         self.settings_version, self.settings = version, settings
-        self.changed.set()
-        self.wake.set()
+        return True
 
     async def run(self) -> None:
         service = self.service
@@ -130,8 +138,7 @@ class _Deliverer:
         versioned = await service.run_blocking(service.load_settings, self.instance_id)
         if versioned is None:
             return  # not an instance (any more)
-        if versioned[0] >= self.settings_version:
-            self.settings_version, self.settings = versioned
+        self._adopt(*versioned)
         self.log = await service.run_blocking(service.load_log, self.instance_id)
         self.position = max(self.log.position, service.cursors.get(self.instance_id))
         saved = self.position
@@ -259,7 +266,7 @@ class WebhookService:
     """What the webhook actor runs in its event loop thread."""
 
     def __init__(
-        self, store: Any, committer: Any, load_settings: Callable[[str], tuple[int, dict[str, Any]] | None],
+        self, store: Any, committer: Any, load_settings: Callable[[str], VersionedSettings | None],
         cursors: Cursors, defaults: WebhookDefaults,
     ) -> None:
         self.store = store
@@ -350,13 +357,10 @@ class WebhookService:
                 await asyncio.sleep(1)
 
 
-    async def refresh(self, instance_id: str, versioned: tuple[int, dict[str, Any]] | None = None) -> None:
-        """New webhook settings (`versioned`: the instance version and the settings as of
-        it, from the change itself; without them they are loaded from the store)."""
-        if versioned is None:
-            versioned = await self.run_blocking(self.load_settings, instance_id)
+    async def refresh(self, instance_id: str, versioned: VersionedSettings) -> None:
+        """New webhook settings, as the change that made them returned them."""
         deliverer = self.deliverers.get(instance_id)
-        if deliverer is not None and versioned is not None:
+        if deliverer is not None:
             version, settings = versioned
             if instance_id in self.idle and delivers(settings):
                 # Turned on: what happened while it was off is never sent. Skip it (and store
@@ -495,7 +499,7 @@ class WebhookActor(BridgedActor):
         except Exception:
             log.exception("the webhook feed stopped")
 
-    def refresh(self, instance_id: str, versioned: tuple[int, dict[str, Any]] | None = None) -> None:
+    def refresh(self, instance_id: str, versioned: VersionedSettings) -> None:
         """An instance's webhook settings changed: use them from the next attempt on."""
         self.service.call(self.service.refresh(instance_id, versioned)).result(timeout=10)
 

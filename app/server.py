@@ -25,7 +25,7 @@ from actors.engines.sandbox import SandboxEngine, SandboxNetwork
 from actors.engines.whatsmeow import WhatsmeowEngine
 from actors.instance import InstanceActor
 from actors.supervisor import CrashReport, Supervisor
-from actors.webhooks import WebhookActor, WebhookDefaults, WebhookService
+from actors.webhooks import VersionedSettings, WebhookActor, WebhookDefaults, WebhookService
 from app import jobs, openapi
 from app.access_log import AccessLog
 from app.auth import Authenticator, load_jwt_secret
@@ -194,7 +194,7 @@ def _start_serving(
     registry: dict[UUID, pykka.ActorRef[Any]] = {}
     supervisor = Supervisor.start(spawn, registry)
 
-    def webhook_settings(instance_id: str) -> tuple[int, dict[str, Any]] | None:
+    def webhook_settings(instance_id: str) -> VersionedSettings | None:
         try:
             instance = store.repository.get(UUID(instance_id))
         except AggregateNotFoundError:
