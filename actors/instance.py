@@ -134,7 +134,9 @@ class InstanceActor(BridgedActor):
             # aggregate and reconnects the engine. The reset goes into the commit queue
             # after everything this actor queued, so none of that can be stored later.
             self._committer.reset(self.instance_id)
-            raise RuntimeError(f"events of instance {self.instance_id} were not stored: {message.error}")
+            raise RuntimeError(
+                f"events of instance {self.instance_id} were not stored: {message.error}"
+            )
         if self.instance.deleted:
             return
         match message:
@@ -153,8 +155,12 @@ class InstanceActor(BridgedActor):
                 self.instance.log_out(reason)
             case Inbound() as m:
                 self.instance.record_received(
-                    message_id=m.message_id, sender=m.sender, push_name=m.push_name,
-                    message_type=m.message_type, body=m.body, media=m.media,
+                    message_id=m.message_id,
+                    sender=m.sender,
+                    push_name=m.push_name,
+                    message_type=m.message_type,
+                    body=m.body,
+                    media=m.media,
                     received_at=m.timestamp,
                 )
             case Receipt(message_id, status, remote_jid):
@@ -170,16 +176,21 @@ class InstanceActor(BridgedActor):
 
     def send_text(self, to: str, text: str, idempotency_key: str | None) -> Outcome:
         """Send text to a JID; answer with the message id once MessageSent is stored."""
-        return self._send(to, idempotency_key, lambda: self.engine.send_text(to, text), "text",
-                          text, None)
+        return self._send(
+            to, idempotency_key, lambda: self.engine.send_text(to, text), "text", text, None
+        )
 
     def send_media(
         self, to: str, media: Media, caption: str, idempotency_key: str | None
     ) -> Outcome:
         """Send a file we hold to a JID; answer once MessageSent is stored."""
         return self._send(
-            to, idempotency_key, lambda: self.engine.send_media(to, media, caption),
-            media.kind, caption, media.describe(),
+            to,
+            idempotency_key,
+            lambda: self.engine.send_media(to, media, caption),
+            media.kind,
+            caption,
+            media.describe(),
         )
 
     def update(self, changes: dict[str, Any]) -> Outcome:
@@ -280,14 +291,21 @@ class InstanceActor(BridgedActor):
     def state(self) -> dict[str, Any]:
         """The live connection state."""
         return {
-            "ready": self.instance.ready, "status": self.instance.status,
-            "hasQr": self.instance.qr_code is not None, "qrCode": self.instance.qr_code,
+            "ready": self.instance.ready,
+            "status": self.instance.status,
+            "hasQr": self.instance.qr_code is not None,
+            "qrCode": self.instance.qr_code,
         }
 
     # -- inside -----------------------------------------------------------------------
 
     def _send(
-        self, to: str, key: str | None, send: Callable[[], Any], kind: str, body: str,
+        self,
+        to: str,
+        key: str | None,
+        send: Callable[[], Any],
+        kind: str,
+        body: str,
         media: dict[str, Any] | None,
     ) -> Outcome:
         earlier = self.instance.sent_for_key(key)
@@ -296,8 +314,13 @@ class InstanceActor(BridgedActor):
         self.instance.check_connected()
         sent = send()
         self.instance.record_sent(
-            message_id=sent.message_id, to=to, message_type=kind, body=body, media=media,
-            sent_at=sent.timestamp, idempotency_key=key,
+            message_id=sent.message_id,
+            to=to,
+            message_type=kind,
+            body=body,
+            media=media,
+            sent_at=sent.timestamp,
+            idempotency_key=key,
         )
         return Outcome(sent.message_id, self._record())
 

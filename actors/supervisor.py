@@ -66,7 +66,9 @@ class Supervisor(BridgedActor):
         count = 1 if now - last > 60 else count + 1
         self._crashes[instance_id] = (count, now)
         delay = min(MAX_BACKOFF, 0.1 * 2 ** (count - 1)) * random.uniform(0.5, 1.0)
-        log.warning("restarting instance %s in %.1f s (crash %d in a row)", instance_id, delay, count)
+        log.warning(
+            "restarting instance %s in %.1f s (crash %d in a row)", instance_id, delay, count
+        )
         me = self.actor_ref
         timer = threading.Timer(delay, lambda: me.tell(_Restart(instance_id)))
         timer.daemon = True
@@ -77,7 +79,9 @@ class Supervisor(BridgedActor):
             self.crashed(message.instance_id)
         elif isinstance(message, _Restart) and message.instance_id in self.registry:
             try:
-                self.registry[message.instance_id] = self._spawn(message.instance_id, self._report_crash)
+                self.registry[message.instance_id] = self._spawn(
+                    message.instance_id, self._report_crash
+                )
             except Exception:
                 # Still registered, so crashed() schedules another attempt with more backoff.
                 log.exception("instance %s did not restart", message.instance_id)

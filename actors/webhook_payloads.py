@@ -26,10 +26,13 @@ def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
             return None
         name = "message_received"
         data = {
-            "instanceId": instance_id, "messageId": event.message_id, "from": event.sender,
+            "instanceId": instance_id,
+            "messageId": event.message_id,
+            "from": event.sender,
             "body": event.body,
             "type": "conversation" if event.message_type == "text" else event.message_type,
-            "timestamp": event.received_at, "hasMedia": event.media is not None,
+            "timestamp": event.received_at,
+            "hasMedia": event.media is not None,
             "pushName": event.push_name,
         }
     elif isinstance(event, Instance.MessageSent):
@@ -37,8 +40,12 @@ def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
             return None
         name = "message_sent"
         data = {
-            "instanceId": instance_id, "messageId": event.message_id, "to": event.to,
-            "body": event.body, "type": event.message_type, "timestamp": event.sent_at,
+            "instanceId": instance_id,
+            "messageId": event.message_id,
+            "to": event.to,
+            "body": event.body,
+            "type": event.message_type,
+            "timestamp": event.sent_at,
             "hasMedia": event.media is not None,
         }
     elif isinstance(event, Instance.MessageStatusChanged):
@@ -47,8 +54,11 @@ def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
             return None
         name = "message_status"
         data = {
-            "instanceId": instance_id, "messageId": event.message_id, "status": event.status,
-            "from": event.remote_jid, "fromMe": event.from_me,
+            "instanceId": instance_id,
+            "messageId": event.message_id,
+            "status": event.status,
+            "from": event.remote_jid,
+            "fromMe": event.from_me,
         }
     elif isinstance(event, Instance.ConnectionOpened):
         name = "connection_opened"
@@ -58,7 +68,11 @@ def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
             data["jid"] = f"{event.phone}@{USER_SERVER}"
     elif isinstance(event, Instance.ConnectionClosed):
         name = "connection_closed"
-        data = {"instanceId": instance_id, "reason": event.reason, "willReconnect": event.will_reconnect}
+        data = {
+            "instanceId": instance_id,
+            "reason": event.reason,
+            "willReconnect": event.will_reconnect,
+        }
     elif isinstance(event, Instance.LoggedOut):
         name = "connection_closed"
         data = {"instanceId": instance_id, "reason": "logout", "willReconnect": False}

@@ -162,7 +162,9 @@ class _Deliverer:
                 self.wake.clear()
                 saved = max(saved, self.position)
                 continue
-            page = await service.run_blocking(service.read, self.instance_id, self.position, READ_PAGE)
+            page = await service.run_blocking(
+                service.read, self.instance_id, self.position, READ_PAGE
+            )
             if not page:
                 if self.position > saved:
                     await service.run_blocking(service.cursors.set, self.instance_id, self.position)
@@ -208,18 +210,36 @@ class _Deliverer:
             url = settings.get("url")
             attempts += 1
             if url:
-                status, error = await service.post(url, raw, body["event"], delivery, settings.get("secret"), replay)
+                status, error = await service.post(
+                    url, raw, body["event"], delivery, settings.get("secret"), replay
+                )
             else:
                 status, error = None, "webhook URL removed"
             if status is not None and 200 <= status < 300:
-                await self.record("delivered", position, body["event"], delivery, attempts, status, "", replay)
+                await self.record(
+                    "delivered", position, body["event"], delivery, attempts, status, "", replay
+                )
                 return True
             retries = settings.get("maxRetries")
             retries = service.defaults.max_retries if retries is None else retries
             if attempts > retries or error.startswith("address not allowed"):
-                log.warning("webhook for instance %s gave up on %s after %d attempt(s): %s",
-                            self.instance_id, body["event"], attempts, error or f"HTTP {status}")
-                await self.record("failed", position, body["event"], delivery, attempts, status, error or f"HTTP {status}", replay)
+                log.warning(
+                    "webhook for instance %s gave up on %s after %d attempt(s): %s",
+                    self.instance_id,
+                    body["event"],
+                    attempts,
+                    error or f"HTTP {status}",
+                )
+                await self.record(
+                    "failed",
+                    position,
+                    body["event"],
+                    delivery,
+                    attempts,
+                    status,
+                    error or f"HTTP {status}",
+                    replay,
+                )
                 return False
             interval = settings.get("retryInterval")
             interval = service.defaults.retry_interval_ms if interval is None else interval
@@ -228,13 +248,24 @@ class _Deliverer:
                 await asyncio.wait_for(self.changed.wait(), interval / 1000)
 
     async def record(
-        self, outcome: str, position: int, event_type: str, delivery: str, attempts: int,
-        status: int | None, error: str, replay: bool,
+        self,
+        outcome: str,
+        position: int,
+        event_type: str,
+        delivery: str,
+        attempts: int,
+        status: int | None,
+        error: str,
+        replay: bool,
     ) -> None:
         assert self.log is not None
         common = dict(
-            instance_id=self.instance_id, position=position, event_type=event_type,
-            delivery_id=delivery, attempts=attempts, replay=replay,
+            instance_id=self.instance_id,
+            position=position,
+            event_type=event_type,
+            delivery_id=delivery,
+            attempts=attempts,
+            replay=replay,
         )
         if outcome == "delivered":
             self.log.delivered(status_code=status, **common)
@@ -266,8 +297,12 @@ class WebhookService:
     """What the webhook actor runs in its event loop thread."""
 
     def __init__(
-        self, store: Any, committer: Any, load_settings: Callable[[str], VersionedSettings | None],
-        cursors: Cursors, defaults: WebhookDefaults,
+        self,
+        store: Any,
+        committer: Any,
+        load_settings: Callable[[str], VersionedSettings | None],
+        cursors: Cursors,
+        defaults: WebhookDefaults,
     ) -> None:
         self.store = store
         self.committer = committer
@@ -353,9 +388,10 @@ class WebhookService:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("webhook delivery for %s failed; resuming in 1 s", deliverer.instance_id)
+                log.exception(
+                    "webhook delivery for %s failed; resuming in 1 s", deliverer.instance_id
+                )
                 await asyncio.sleep(1)
-
 
     async def refresh(self, instance_id: str, versioned: VersionedSettings) -> None:
         """New webhook settings, as the change that made them returned them."""
@@ -368,7 +404,9 @@ class WebhookService:
                 await deliverer.skip_to_head()
             deliverer.update(version, settings)
 
-    async def replay(self, instance_id: str, after: int, until: int | None, since: datetime | None) -> int:
+    async def replay(
+        self, instance_id: str, after: int, until: int | None, since: datetime | None
+    ) -> int:
         """Re-send an instance's events in a range (marked as replays); return how many."""
         deliverer = self.deliverers.get(instance_id)
         if deliverer is None or deliverer.log is None:
@@ -409,8 +447,10 @@ class WebhookService:
         except AddressNotAllowed as error:
             return None, f"address not allowed: {error}"
         headers = {
-            "Content-Type": "application/json", "X-Webhook-Event": event,
-            "X-Webhook-Delivery": delivery, "User-Agent": "whatsapp-api-webhooks",
+            "Content-Type": "application/json",
+            "X-Webhook-Event": event,
+            "X-Webhook-Delivery": delivery,
+            "User-Agent": "whatsapp-api-webhooks",
         }
         if secret:
             headers["X-Webhook-Signature"] = sign(secret, body)
@@ -503,6 +543,10 @@ class WebhookActor(BridgedActor):
         """An instance's webhook settings changed: use them from the next attempt on."""
         self.service.call(self.service.refresh(instance_id, versioned)).result(timeout=10)
 
-    def replay(self, instance_id: str, after: int, until: int | None, since: datetime | None) -> int:
+    def replay(
+        self, instance_id: str, after: int, until: int | None, since: datetime | None
+    ) -> int:
         """Re-send an instance's events in a range; return how many will be sent."""
-        return self.service.call(self.service.replay(instance_id, after, until, since)).result(timeout=30)
+        return self.service.call(self.service.replay(instance_id, after, until, since)).result(
+            timeout=30
+        )

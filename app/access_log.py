@@ -42,6 +42,11 @@ class AccessLog:
             level = logging.WARNING if status >= 500 else logging.INFO
             if log.isEnabledFor(level):
                 log.log(
-                    level, "%s %s %d %.1fms instance=%s", scope["method"], path, status,
-                    (time.perf_counter() - started) * 1000, instance,
+                    level,
+                    "%s %s %d %.1fms instance=%s",
+                    scope["method"],
+                    path,
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                    instance,
                 )

@@ -63,7 +63,10 @@ def load_jwt_secret(configured: str | None, data_dir: Path) -> str:
     data_dir.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.write_text(secret)
-    log.warning("JWT_SECRET is not set: generated one and kept it in %s (set JWT_SECRET in production)", path)
+    log.warning(
+        "JWT_SECRET is not set: generated one and kept it in %s (set JWT_SECRET in production)",
+        path,
+    )
     return secret
 
 
@@ -138,7 +141,9 @@ class Authenticator:
     def _verify(self, token: str) -> str:
         try:
             claims = jwt.decode(
-                token, self._secret, algorithms=[ALGORITHM],
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
                 options={"require": ["exp", "iat", "sub"]},
             )
         except jwt.ExpiredSignatureError:

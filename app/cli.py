@@ -27,25 +27,35 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="override PORT")
     serve.add_argument("--host", help="override HOST")
     events = commands.add_parser(
-        "events", help="print the event history (for auditing)",
+        "events",
+        help="print the event history (for auditing)",
         description="Print stored events in store order. One line each, or JSON lines.",
     )
     events.add_argument("--instance", metavar="ID", help="only this instance's events")
-    events.add_argument("--after", metavar="POS", type=int, default=0,
-                        help="only events after this position")
-    events.add_argument("--since", metavar="TIME", help="only events at or after this ISO 8601 time")
+    events.add_argument(
+        "--after", metavar="POS", type=int, default=0, help="only events after this position"
+    )
+    events.add_argument(
+        "--since", metavar="TIME", help="only events at or after this ISO 8601 time"
+    )
     events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     events.add_argument("--json", action="store_true", help="print JSON lines")
     rebuild = commands.add_parser(
-        "rebuild-projections", help="rebuild read models from the event store",
+        "rebuild-projections",
+        help="rebuild read models from the event store",
         description="Rebuild read models from the event store alone and swap them in atomically. "
         "Safe while the server runs; an interrupted rebuild leaves the old read models in service.",
     )
-    rebuild.add_argument("names", nargs="*", metavar="NAME",
-                         help="read models to rebuild (default: all of directory, messages, "
-                         "activity, usage, deliveries)")
+    rebuild.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="read models to rebuild (default: all of directory, messages, "
+        "activity, usage, deliveries)",
+    )
     commands.add_parser(
-        "doctor", help="check configuration, storage, directories, port, clock and the whatsmeow library",
+        "doctor",
+        help="check configuration, storage, directories, port, clock and the whatsmeow library",
         description="Check this installation and say how to fix what is wrong. Exit code 1 on failure.",
     )
     args = parser.parse_args(argv)
@@ -67,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "events":
         from app import cli_events
 
-        return cli_events.run(settings, args.instance, args.after, args.since, args.follow, args.json)
+        return cli_events.run(
+            settings, args.instance, args.after, args.since, args.follow, args.json
+        )
     return 1
 
 
@@ -81,8 +93,12 @@ def serve_command(settings: Settings, host: str | None, port: int | None) -> int
         print(f"whatsapp-api: cannot start: {error}", file=sys.stderr)
         return 1
     config = uvicorn.Config(
-        create_app(settings, ctx), host=host or settings.host, port=port or settings.port,
-        log_config=None, access_log=False, timeout_graceful_shutdown=20,
+        create_app(settings, ctx),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=20,
     )
     # uvicorn re-raises Ctrl-C once it has shut down cleanly: nothing is left to report.
     with contextlib.suppress(KeyboardInterrupt):
@@ -99,7 +115,9 @@ class GracefulServer(uvicorn.Server):
         if self.should_exit:
             logging.getLogger(__name__).warning("second signal %s: exiting now", sig)
             os._exit(1)
-        logging.getLogger(__name__).info("signal %s: shutting down (send it again to exit at once)", sig)
+        logging.getLogger(__name__).info(
+            "signal %s: shutting down (send it again to exit at once)", sig
+        )
         super().handle_exit(sig, frame)
 
 
@@ -129,9 +147,14 @@ def rebuild_command(settings: Settings, names: list[str]) -> int:
         return 1
     live = read_model_store(settings)
     columns = (
-        TextColumn("rebuilding"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
+        TextColumn("rebuilding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("events"),
         TextColumn("{task.fields[rate]} ev/s"),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
     )
     started = time.perf_counter()
     try:
@@ -144,14 +167,18 @@ def rebuild_command(settings: Settings, names: list[str]) -> int:
 
             result = rebuild(store, live, names, advance)
     except KeyboardInterrupt:
-        print("whatsapp-api: rebuild interrupted; the previous read models stay in service",
-              file=sys.stderr)
+        print(
+            "whatsapp-api: rebuild interrupted; the previous read models stay in service",
+            file=sys.stderr,
+        )
         return 130
     finally:
         live.close()
         store.close()
-    print(f"rebuilt {', '.join(names) or 'all read models'}: {result.events:,} events to "
-          f"position {result.position} in {result.seconds:.1f} s; now serving {result.serving}")
+    print(
+        f"rebuilt {', '.join(names) or 'all read models'}: {result.events:,} events to "
+        f"position {result.position} in {result.seconds:.1f} s; now serving {result.serving}"
+    )
     return 0
 
 
@@ -177,7 +204,9 @@ class SizedRotatingFileHandler(logging.handlers.RotatingFileHandler):
     Non-ASCII characters are counted as one byte, so a file may run a little over."""
 
     def __init__(self, filename: str | os.PathLike[str], maxBytes: int, backupCount: int) -> None:
-        super().__init__(filename, maxBytes=maxBytes, backupCount=backupCount)  # opens it (OSError here)
+        super().__init__(
+            filename, maxBytes=maxBytes, backupCount=backupCount
+        )  # opens it (OSError here)
         # Only regular files rotate (not /dev/null or a pipe), as in the parent.
         self._rotates = maxBytes > 0 and os.path.isfile(self.baseFilename)
         self._size = os.path.getsize(self.baseFilename) if self._rotates else 0
@@ -205,8 +234,12 @@ def setup_logging(settings: Settings) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
     try:
         settings.logs_dir.mkdir(parents=True, exist_ok=True)
-        combined = SizedRotatingFileHandler(settings.logs_dir / "combined.log", LOG_FILE_BYTES, LOG_FILE_BACKUPS)
-        errors = SizedRotatingFileHandler(settings.logs_dir / "error.log", LOG_FILE_BYTES, LOG_FILE_BACKUPS)
+        combined = SizedRotatingFileHandler(
+            settings.logs_dir / "combined.log", LOG_FILE_BYTES, LOG_FILE_BACKUPS
+        )
+        errors = SizedRotatingFileHandler(
+            settings.logs_dir / "error.log", LOG_FILE_BYTES, LOG_FILE_BACKUPS
+        )
         errors.setLevel(logging.ERROR)
         handlers += [combined, errors]
     except OSError as error:

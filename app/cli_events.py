@@ -15,8 +15,14 @@ from app.eventstore import EventStore, StoreUnavailable, open_store
 PAGE = 1000
 
 
-def run(settings: Settings, instance: str | None, after: int, since: str | None,
-        follow: bool, as_json: bool) -> int:
+def run(
+    settings: Settings,
+    instance: str | None,
+    after: int,
+    since: str | None,
+    follow: bool,
+    as_json: bool,
+) -> int:
     originator = None
     if instance:
         try:
@@ -66,8 +72,11 @@ def _wait_for_more(store: EventStore, after: int) -> None:
 
 def line(event: dict[str, Any]) -> str:
     details = " ".join(
-        f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in event["data"].items()
+        f"{k}={json.dumps(v, ensure_ascii=False)}"
+        for k, v in event["data"].items()
         if v not in (None, "", {}, [])
     )
-    return (f"{event['position']:>8}  {event['timestamp'][:23]}  {event['aggregateId'][:8]}  "
-            f"{event['type']:<22} {details}")
+    return (
+        f"{event['position']:>8}  {event['timestamp'][:23]}  {event['aggregateId'][:8]}  "
+        f"{event['type']:<22} {details}"
+    )

@@ -187,12 +187,16 @@ def _duration(raw: str) -> int:
 def _cron(e: Mapping[str, str], name: str, default: str) -> str:
     raw = e.get(name, default).strip()
     if len(raw.split()) != 5 or not croniter.is_valid(raw):
-        raise ConfigError(name, f"must be a 5-field cron expression like '*/5 * * * *' (got '{raw}')")
+        raise ConfigError(
+            name, f"must be a 5-field cron expression like '*/5 * * * *' (got '{raw}')"
+        )
     return raw
 
 
 def _sqlite_path(url: str) -> Path:
     path = url[len("file:") :] if url.startswith("file:") else url
     if not path or path.endswith("/"):
-        raise ConfigError("SQLITE_DATABASE_URL", f"must name a file, like file:./data/app.db (got '{url}')")
+        raise ConfigError(
+            "SQLITE_DATABASE_URL", f"must name a file, like file:./data/app.db (got '{url}')"
+        )
     return Path(path)

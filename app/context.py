@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+
 @dataclass
 class Context:
     """The running server's parts."""
@@ -116,8 +117,9 @@ class Context:
         key = instance_id if isinstance(instance_id, UUID) else UUID(instance_id)
         ref = self.registry.get(key)
         if ref is None or not ref.is_alive():
-            raise ApiError(503, "instance_unavailable",
-                           "The instance is restarting; try again in a moment")
+            raise ApiError(
+                503, "instance_unavailable", "The instance is restarting; try again in a moment"
+            )
         cached = self._proxies.get(key)
         if cached is None or cached[0] is not ref:
             cached = (ref, ref.proxy())
@@ -149,8 +151,12 @@ class Context:
         api_key = new_api_key()
         password_hash = await asyncio.to_thread(hash_password, password)
         user = User(
-            email=email.strip().lower(), password_hash=password_hash, first_name=first_name,
-            last_name=last_name, role=role, api_key_hash=api_key_hash(api_key),
+            email=email.strip().lower(),
+            password_hash=password_hash,
+            first_name=first_name,
+            last_name=last_name,
+            role=role,
+            api_key_hash=api_key_hash(api_key),
             api_key_sealed=self.auth.seal(api_key),
         )
         await self.save(user)

@@ -55,9 +55,9 @@ class MongoCursors:
         self._client: MongoClient[dict[str, Any]] = MongoClient(
             url, serverSelectionTimeoutMS=int(timeout * 1000), appname="whatsapp-api"
         )
-        self._cursors = self._client.get_database(
-            database, write_concern=WriteConcern("majority")
-        )["webhook_cursors"]
+        self._cursors = self._client.get_database(database, write_concern=WriteConcern("majority"))[
+            "webhook_cursors"
+        ]
 
     def get(self, instance_id: str) -> int:
         document = self._cursors.find_one({"_id": instance_id})
@@ -65,7 +65,9 @@ class MongoCursors:
 
     def set(self, instance_id: str, position: int) -> None:
         # $max: a slower writer never moves a cursor back.
-        self._cursors.update_one({"_id": instance_id}, {"$max": {"position": position}}, upsert=True)
+        self._cursors.update_one(
+            {"_id": instance_id}, {"$max": {"position": position}}, upsert=True
+        )
 
     def close(self) -> None:
         self._client.close()

@@ -47,10 +47,16 @@ def diagnose(environ: Mapping[str, str] | None = None) -> Iterator[Finding]:
     except ConfigError as error:
         yield Finding(FAIL, "configuration", str(error), f"set {error.variable} to a valid value")
         return
-    yield Finding(OK, "configuration", f"{settings.env}, {settings.database_provider}, port {settings.port}")
+    yield Finding(
+        OK, "configuration", f"{settings.env}, {settings.database_provider}, port {settings.port}"
+    )
     yield from _secret(settings)
-    for name, directory in (("data", settings.data_dir), ("uploads", settings.uploads_dir),
-                            ("instances", settings.instances_dir), ("logs", settings.logs_dir)):
+    for name, directory in (
+        ("data", settings.data_dir),
+        ("uploads", settings.uploads_dir),
+        ("instances", settings.instances_dir),
+        ("logs", settings.logs_dir),
+    ):
         yield _directory(name, directory)
     yield from _storage(settings)
     yield _port(settings)
@@ -62,11 +68,19 @@ def _secret(settings: Settings) -> Iterator[Finding]:
     secret = settings.jwt_secret
     if secret is None:
         level = FAIL if settings.production else WARN
-        yield Finding(level, "jwt secret", "JWT_SECRET is not set (a generated one is kept in the data directory)",
-                      "set JWT_SECRET to 32+ random characters, e.g. `openssl rand -hex 32`")
+        yield Finding(
+            level,
+            "jwt secret",
+            "JWT_SECRET is not set (a generated one is kept in the data directory)",
+            "set JWT_SECRET to 32+ random characters, e.g. `openssl rand -hex 32`",
+        )
     elif len(secret) < 32:
-        yield Finding(WARN, "jwt secret", f"JWT_SECRET has only {len(secret)} characters",
-                      "use 32 or more random characters")
+        yield Finding(
+            WARN,
+            "jwt secret",
+            f"JWT_SECRET has only {len(secret)} characters",
+            "use 32 or more random characters",
+        )
     else:
         yield Finding(OK, "jwt secret", f"{len(secret)} characters")
 
@@ -79,8 +93,12 @@ def _directory(name: str, directory: Path) -> Finding:
             pass
     except OSError as error:
         owner = _owner(directory)
-        return Finding(FAIL, check, f"{directory} is not writable ({error.strerror}; owner {owner})",
-                       f"chown {_me()} {directory} (the server runs as {_me()})")
+        return Finding(
+            FAIL,
+            check,
+            f"{directory} is not writable ({error.strerror}; owner {owner})",
+            f"chown {_me()} {directory} (the server runs as {_me()})",
+        )
     return Finding(OK, check, f"{directory.resolve()} (owner {_owner(directory)})")
 
 
@@ -114,11 +132,17 @@ def _storage(settings: Settings) -> Iterator[Finding]:
         finally:
             db.close()
     except sqlite3.Error as error:
-        yield Finding(FAIL, "event store", f"{path}: {error}",
-                      "check the file's permissions; restore from a backup if it is damaged")
+        yield Finding(
+            FAIL,
+            "event store",
+            f"{path}: {error}",
+            "check the file's permissions; restore from a backup if it is damaged",
+        )
         return
     if check != "ok":
-        yield Finding(FAIL, "event store", f"{path} is damaged: {check}", "restore it from a backup")
+        yield Finding(
+            FAIL, "event store", f"{path} is damaged: {check}", "restore it from a backup"
+        )
     else:
         yield Finding(OK, "event store", f"{path}: {count} events, integrity ok")
 
@@ -138,19 +162,35 @@ def _mongodb(settings: Settings) -> Finding:
         version = datastore.client.server_info().get("version", "?")
         events = datastore.db[f"{EventStore.name.lower()}_events"].estimated_document_count()
     except StandaloneServerError as error:
-        return Finding(FAIL, "event store", str(error),
-                       "run MongoDB as a replica set (a single node is enough), as docker/ does")
+        return Finding(
+            FAIL,
+            "event store",
+            str(error),
+            "run MongoDB as a replica set (a single node is enough), as docker/ does",
+        )
     except PersistenceError as error:
-        return Finding(FAIL, "event store", f"MongoDB is not reachable: {one_line(error)}",
-                       "check DATABASE_URL (host, port, user, password, authSource) and that "
-                       "MongoDB is running")
+        return Finding(
+            FAIL,
+            "event store",
+            f"MongoDB is not reachable: {one_line(error)}",
+            "check DATABASE_URL (host, port, user, password, authSource) and that "
+            "MongoDB is running",
+        )
     except Exception as error:  # pymongo's own (auth, DNS of mongodb+srv)
-        return Finding(FAIL, "event store", f"MongoDB: {one_line(error)}",
-                       "check DATABASE_URL (user, password, authSource)")
+        return Finding(
+            FAIL,
+            "event store",
+            f"MongoDB: {one_line(error)}",
+            "check DATABASE_URL (user, password, authSource)",
+        )
     finally:
         datastore.close()
-    return Finding(OK, "event store", f"MongoDB {version} at {host}:{port}, replica set "
-                   f"{replica_set}, database {env['MONGODB_DATABASE']}: {events} events")
+    return Finding(
+        OK,
+        "event store",
+        f"MongoDB {version} at {host}:{port}, replica set "
+        f"{replica_set}, database {env['MONGODB_DATABASE']}: {events} events",
+    )
 
 
 def _port(settings: Settings) -> Finding:
@@ -159,19 +199,29 @@ def _port(settings: Settings) -> Finding:
         try:
             sock.bind((settings.host, settings.port))
         except OSError as error:
-            return Finding(WARN, "port", f"{settings.host}:{settings.port} is in use or not allowed "
-                           f"({error.strerror})", "stop what uses it, or set PORT (it may be this server)")
+            return Finding(
+                WARN,
+                "port",
+                f"{settings.host}:{settings.port} is in use or not allowed ({error.strerror})",
+                "stop what uses it, or set PORT (it may be this server)",
+            )
     return Finding(OK, "port", f"{settings.host}:{settings.port} is free")
 
 
 def _clock(settings: Settings) -> Finding:
     now = time.time()
     if now < 1_700_000_000:
-        return Finding(FAIL, "clock", f"the system clock says {time.ctime(now)}", "set the clock (NTP)")
+        return Finding(
+            FAIL, "clock", f"the system clock says {time.ctime(now)}", "set the clock (NTP)"
+        )
     path = settings.sqlite_path
     if path.exists() and path.stat().st_mtime > now + 300:
-        return Finding(WARN, "clock", "the event store was written in the future by this clock",
-                       "check the system clock (NTP)")
+        return Finding(
+            WARN,
+            "clock",
+            "the event store was written in the future by this clock",
+            "check the system clock (NTP)",
+        )
     return Finding(OK, "clock", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now)))
 
 
@@ -180,25 +230,39 @@ def _whatsmeow(settings: Settings) -> Iterator[Finding]:
         import importlib.util
 
         if importlib.util.find_spec("neonize") is None:
-            yield Finding(WARN if settings.default_engine != "whatsmeow" else FAIL, "whatsmeow",
-                          "neonize is not installed", "pip install neonize==0.5.2")
+            yield Finding(
+                WARN if settings.default_engine != "whatsmeow" else FAIL,
+                "whatsmeow",
+                "neonize is not installed",
+                "pip install neonize==0.5.2",
+            )
             return
         from actors.engines.whatsmeow import WhatsmeowEngine
 
         with tempfile.TemporaryDirectory() as scratch:
-            engine = WhatsmeowEngine(Path(scratch) / "doctor", Path(scratch), 1, None, lambda _: None)
+            engine = WhatsmeowEngine(
+                Path(scratch) / "doctor", Path(scratch), 1, None, lambda _: None
+            )
             try:
                 answer = engine.ping()
             finally:
                 engine.disconnect()
         yield Finding(OK, "whatsmeow", f"neonize {answer['neonize']} loads in a child process")
     except Exception as error:
-        yield Finding(FAIL, "whatsmeow", f"the library does not load: {error}",
-                      "use Linux x86_64/aarch64 with glibc >= 2.34, and install libmagic")
+        yield Finding(
+            FAIL,
+            "whatsmeow",
+            f"the library does not load: {error}",
+            "use Linux x86_64/aarch64 with glibc >= 2.34, and install libmagic",
+        )
         return
     if shutil.which("ffmpeg") is None:
-        yield Finding(WARN, "ffmpeg", "not found: whatsmeow audio and video sends will fail",
-                      "install ffmpeg (apt-get install ffmpeg)")
+        yield Finding(
+            WARN,
+            "ffmpeg",
+            "not found: whatsmeow audio and video sends will fail",
+            "install ffmpeg (apt-get install ffmpeg)",
+        )
 
 
 if __name__ == "__main__":

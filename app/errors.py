@@ -24,9 +24,7 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """An answer other than success, for a person and for a program."""
 
-    def __init__(
-        self, status: int, code: str, message: str, details: Any | None = None
-    ) -> None:
+    def __init__(self, status: int, code: str, message: str, details: Any | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -39,7 +37,10 @@ def not_found(what: str = "instance") -> ApiError:
 
 
 def error_response(
-    status: int, code: str, message: str, details: Any | None = None,
+    status: int,
+    code: str,
+    message: str,
+    details: Any | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
     body: dict[str, Any] = {"error": message, "code": code}
@@ -82,7 +83,9 @@ async def _engine(request: Request, exc: Exception) -> Response:
 async def _timeout(request: Request, exc: Exception) -> Response:
     log.warning("%s %s: actor timeout: %s", request.method, request.url.path, exc)
     return error_response(
-        503, "actor_timeout", f"The instance did not answer in time ({exc}); try again",
+        503,
+        "actor_timeout",
+        f"The instance did not answer in time ({exc}); try again",
         headers={"Retry-After": "1"},
     )
 
@@ -94,7 +97,8 @@ async def _conflict(request: Request, exc: Exception) -> Response:
 async def _storage(request: Request, exc: Exception) -> Response:
     log.error("%s %s: storage failure: %s", request.method, request.url.path, exc)
     return error_response(
-        503, "storage_unavailable",
+        503,
+        "storage_unavailable",
         "The server cannot write its data right now (disk full or read-only?); "
         "nothing was recorded, try again later",
         headers={"Retry-After": "5"},
@@ -102,9 +106,13 @@ async def _storage(request: Request, exc: Exception) -> Response:
 
 
 async def _actor_gone(request: Request, exc: Exception) -> Response:
-    log.warning("%s %s: the instance stopped before answering: %s", request.method, request.url.path, exc)
+    log.warning(
+        "%s %s: the instance stopped before answering: %s", request.method, request.url.path, exc
+    )
     return error_response(
-        503, "instance_unavailable", "The instance is restarting; try again in a moment",
+        503,
+        "instance_unavailable",
+        "The instance is restarting; try again in a moment",
         headers={"Retry-After": "1"},
     )
 

@@ -93,7 +93,9 @@ def open_store(settings: Settings, *, create: bool = True) -> EventStore:
         return EventStore(env=store_env(settings, create=create))
     except (PersistenceError, OSError) as error:
         where = "MongoDB" if settings.database_provider == "mongodb" else str(settings.sqlite_path)
-        raise StoreUnavailable(f"cannot open the event store ({where}): {one_line(error)}") from None
+        raise StoreUnavailable(
+            f"cannot open the event store ({where}): {one_line(error)}"
+        ) from None
 
 
 def one_line(error: BaseException) -> str:

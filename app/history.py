@@ -17,10 +17,17 @@ from domain.user import User
 from domain.webhook import WebhookLog
 
 REDACTED = "[redacted]"
-_SECRET_KEYS = frozenset({
-    "passwordHash", "apiKeyHash", "apiKeySealed", "secret", "accessToken", "appSecret",
-    "verifyToken",
-})
+_SECRET_KEYS = frozenset(
+    {
+        "passwordHash",
+        "apiKeyHash",
+        "apiKeySealed",
+        "secret",
+        "accessToken",
+        "appSecret",
+        "verifyToken",
+    }
+)
 _SKIP = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 
 
@@ -61,8 +68,10 @@ def topics_for(types: Sequence[str]) -> list[str]:
     """Topics for event type names; ValueError naming an unknown one."""
     unknown = [t for t in types if t not in EVENT_TOPICS]
     if unknown:
-        raise ValueError(f"unknown event type(s): {', '.join(unknown)} "
-                         f"(known: {', '.join(sorted(EVENT_TOPICS))})")
+        raise ValueError(
+            f"unknown event type(s): {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(EVENT_TOPICS))})"
+        )
     return [EVENT_TOPICS[t] for t in types]
 
 
@@ -73,9 +82,7 @@ def camel(name: str) -> str:
 
 def redact(value: Any) -> Any:
     if isinstance(value, dict):
-        return {
-            k: (REDACTED if k in _SECRET_KEYS and v else redact(v)) for k, v in value.items()
-        }
+        return {k: (REDACTED if k in _SECRET_KEYS and v else redact(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v) for v in value]
     if isinstance(value, UUID):
@@ -102,7 +109,10 @@ def describe(app: Application[Any], notification: Notification) -> dict[str, Any
 
 
 def read(
-    app: Application[Any], originator_id: UUID | None, after: int, limit: int,
+    app: Application[Any],
+    originator_id: UUID | None,
+    after: int,
+    limit: int,
     topics: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Events after `after` (one aggregate's, or all), oldest first."""

@@ -82,7 +82,9 @@ def over_quota(ctx: Any, day: str | None = None) -> list[dict[str, Any]]:
         sent = ctx.queries.messages_sent_on(row["id"], day)
         for quota, used in (("maxInstances", instances), ("maxMessagesPerDay", sent)):
             if limits.get(quota) is not None and used >= limits[quota]:
-                found.append({"user": row["email"], "quota": quota, "limit": limits[quota], "used": used})
+                found.append(
+                    {"user": row["email"], "quota": quota, "limit": limits[quota], "used": used}
+                )
     return found
 
 
@@ -97,8 +99,11 @@ async def system_metrics(ctx: Any) -> dict[str, Any]:
     statuses = ctx.queries.instances_by_status()
     head = ctx.store.recorder.max_notification_id() or 0
     snapshot = {
-        "at": datetime.now(UTC).isoformat(), "instances": statuses, "eventStorePosition": head,
-        "projectionLag": max(0, head - ctx.projections.position), "rssBytes": _rss(),
+        "at": datetime.now(UTC).isoformat(),
+        "instances": statuses,
+        "eventStorePosition": head,
+        "projectionLag": max(0, head - ctx.projections.position),
+        "rssBytes": _rss(),
     }
     ctx.last_system_metrics = snapshot
     log.info("system metrics: %s", json.dumps(snapshot))
@@ -121,6 +126,3 @@ def schedule(scheduler: Scheduler, ctx: Any) -> None:
     scheduler.add("usage-save", s.usage_save, lambda: asyncio.to_thread(ctx.usage.flush))
     scheduler.add("usage-limits", s.usage_limits, lambda: usage_limits(ctx))
     scheduler.add("system-metrics", s.system_metrics, lambda: system_metrics(ctx))
-
-
-

@@ -82,7 +82,11 @@ async def keep_upload(upload: UploadFile, uploads_dir: Path, max_size: int) -> M
 
 
 async def download(
-    url: str, filename: str | None, uploads_dir: Path, max_size: int, timeout: float,
+    url: str,
+    filename: str | None,
+    uploads_dir: Path,
+    max_size: int,
+    timeout: float,
     allow_private: bool = True,
 ) -> Media:
     """Fetch a file by http(s) URL, refusing other schemes, redirects, oversize files and,
@@ -99,12 +103,14 @@ async def download(
     size = 0
     client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10))
     try:
-        async with aiohttp.ClientSession(timeout=client_timeout) as session, session.get(
-            url, allow_redirects=False
-        ) as response:
+        async with (
+            aiohttp.ClientSession(timeout=client_timeout) as session,
+            session.get(url, allow_redirects=False) as response,
+        ):
             if response.status != 200:
                 raise ApiError(
-                    400, "media_download_failed",
+                    400,
+                    "media_download_failed",
                     f"Fetching the media URL answered HTTP {response.status}",
                 )
             if (response.content_length or 0) > max_size:
@@ -119,7 +125,8 @@ async def download(
     except (aiohttp.ClientError, TimeoutError) as error:
         path.unlink(missing_ok=True)
         raise ApiError(
-            400, "media_download_failed",
+            400,
+            "media_download_failed",
             f"Could not fetch the media URL: {error or type(error).__name__}",
         ) from None
     except BaseException:

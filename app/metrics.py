@@ -17,8 +17,10 @@ class Metrics:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)  # resident memory, CPU, open files
         self.http_requests = Counter(
-            "whatsapp_http_requests", "HTTP requests by route and status",
-            ["method", "route", "status"], registry=self.registry,
+            "whatsapp_http_requests",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
         )
 
     def watch(self, ctx: Any) -> None:
@@ -34,30 +36,51 @@ class _ServerCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         ctx = self.ctx
-        by_status = GaugeMetricFamily("whatsapp_instances", "Instances by status", labels=["status"])
+        by_status = GaugeMetricFamily(
+            "whatsapp_instances", "Instances by status", labels=["status"]
+        )
         for status, count in sorted(ctx.queries.instances_by_status().items()):
             by_status.add_metric([status], count)
         yield by_status
         usage = ctx.queries.usage_of_system()
-        sums = [usage[c] for c in ("messages_sent", "messages_received", "webhook_sent", "webhook_failed")]
+        sums = [
+            usage[c]
+            for c in ("messages_sent", "messages_received", "webhook_sent", "webhook_failed")
+        ]
         for name, text, value in zip(
             ("messages_sent", "messages_received", "webhook_deliveries", "webhook_failures"),
-            ("Messages sent", "Messages received", "Webhook deliveries", "Webhook deliveries given up"),
-            sums, strict=True,
+            (
+                "Messages sent",
+                "Messages received",
+                "Webhook deliveries",
+                "Webhook deliveries given up",
+            ),
+            sums,
+            strict=True,
         ):
             yield GaugeMetricFamily(f"whatsapp_{name}_total", f"{text}, all time", value=value)
         head = ctx.store.recorder.max_notification_id() or 0
-        yield GaugeMetricFamily("whatsapp_event_store_position", "Last stored event position", value=head)
         yield GaugeMetricFamily(
-            "whatsapp_projection_lag_events", "Events stored but not yet in the read models",
+            "whatsapp_event_store_position", "Last stored event position", value=head
+        )
+        yield GaugeMetricFamily(
+            "whatsapp_projection_lag_events",
+            "Events stored but not yet in the read models",
             value=max(0, head - ctx.projections.position),
         )
-        mailboxes = GaugeMetricFamily("whatsapp_actor_mailbox", "Messages waiting per actor kind", labels=["actor"])
-        waiting = sum(ref.actor_inbox.qsize() for ref in list(ctx.registry.values()) if ref.is_alive())
+        mailboxes = GaugeMetricFamily(
+            "whatsapp_actor_mailbox", "Messages waiting per actor kind", labels=["actor"]
+        )
+        waiting = sum(
+            ref.actor_inbox.qsize() for ref in list(ctx.registry.values()) if ref.is_alive()
+        )
         mailboxes.add_metric(["instance"], waiting)
         mailboxes.add_metric(["supervisor"], ctx.supervisor.actor_inbox.qsize())
         if ctx.webhooks is not None:
             mailboxes.add_metric(["webhooks"], ctx.webhooks.actor_inbox.qsize())
         yield mailboxes
-        yield GaugeMetricFamily("whatsapp_instance_actors", "Running instance actors",
-                                value=sum(1 for ref in list(ctx.registry.values()) if ref.is_alive()))
+        yield GaugeMetricFamily(
+            "whatsapp_instance_actors",
+            "Running instance actors",
+            value=sum(1 for ref in list(ctx.registry.values()) if ref.is_alive()),
+        )

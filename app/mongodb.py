@@ -90,11 +90,16 @@ class MongoDatastore:
 
     def __init__(self, url: str, database: str, timeout: float = 10.0) -> None:
         self.client: MongoClient[dict[str, Any]] = MongoClient(
-            url, uuidRepresentation="standard", serverSelectionTimeoutMS=int(timeout * 1000),
-            connectTimeoutMS=int(timeout * 1000), appname="whatsapp-api",
+            url,
+            uuidRepresentation="standard",
+            serverSelectionTimeoutMS=int(timeout * 1000),
+            connectTimeoutMS=int(timeout * 1000),
+            appname="whatsapp-api",
         )
         self.db: Database[dict[str, Any]] = self.client.get_database(
-            database, write_concern=WriteConcern("majority"), read_concern=ReadConcern("majority"),
+            database,
+            write_concern=WriteConcern("majority"),
+            read_concern=ReadConcern("majority"),
         )
         self.timeout = timeout
         self._closed = False
@@ -189,7 +194,9 @@ class MongoDatastore:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.close()
@@ -249,7 +256,8 @@ class MongoAggregateRecorder(MongoRecorder, AggregateRecorder):
         with translated_errors():
             self.events.create_index(
                 [("originator_id", ASCENDING), ("originator_version", ASCENDING)],
-                unique=True, name="originator",
+                unique=True,
+                name="originator",
             )
 
     def insert_events(
@@ -289,14 +297,17 @@ class MongoAggregateRecorder(MongoRecorder, AggregateRecorder):
             query["originator_version"] = versions
         with translated_errors():
             cursor = self.events.find(
-                query, projection={"_id": 0},
+                query,
+                projection={"_id": 0},
                 sort=[("originator_version", DESCENDING if desc else ASCENDING)],
                 limit=limit or 0,
             )
             return [
                 StoredEvent(
-                    originator_id=d["originator_id"], originator_version=d["originator_version"],
-                    topic=d["topic"], state=d["state"],
+                    originator_id=d["originator_id"],
+                    originator_version=d["originator_version"],
+                    topic=d["topic"],
+                    state=d["state"],
                 )
                 for d in cursor
             ]
@@ -317,8 +328,11 @@ def _document(s: StoredEvent, position: int | None = None) -> dict[str, Any]:
 
 def _notification(d: dict[str, Any]) -> Notification:
     return Notification(
-        id=d["_id"], originator_id=d["originator_id"], originator_version=d["originator_version"],
-        topic=d["topic"], state=d["state"],
+        id=d["_id"],
+        originator_id=d["originator_id"],
+        originator_version=d["originator_version"],
+        topic=d["topic"],
+        state=d["state"],
     )
 
 
@@ -362,15 +376,19 @@ class MongoApplicationRecorder(MongoAggregateRecorder, ApplicationRecorder):
         n = len(stored_events)
         # The counter write comes first: a racing appender conflicts here, before inserting.
         counter = self.positions.find_one_and_update(
-            {"_id": self.events_collection_name}, {"$inc": {"last": n}},
-            upsert=True, return_document=ReturnDocument.AFTER, session=session,
+            {"_id": self.events_collection_name},
+            {"$inc": {"last": n}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+            session=session,
         )
         if counter is None:
             raise OperationalError(f"no position counter for {self.events_collection_name}")
         first = int(counter["last"]) - n + 1
         self.events.insert_many(
             [_document(s, first + i) for i, s in enumerate(stored_events)],
-            ordered=True, session=session,
+            ordered=True,
+            session=session,
         )
         return list(range(first, first + n))
 
@@ -408,8 +426,12 @@ class MongoApplicationRecorder(MongoAggregateRecorder, ApplicationRecorder):
     ) -> list[Notification]:
         def body(session: ClientSession) -> list[Notification]:
             cursor = self.events.find(
-                query, sort=[("_id", ASCENDING)], limit=limit, session=session,
-                batch_size=max(min(limit, 10_000), 1), hint=hint,
+                query,
+                sort=[("_id", ASCENDING)],
+                limit=limit,
+                session=session,
+                batch_size=max(min(limit, 10_000), 1),
+                hint=hint,
             )
             return [_notification(d) for d in cursor]
 
@@ -420,9 +442,7 @@ class MongoApplicationRecorder(MongoAggregateRecorder, ApplicationRecorder):
             last = self.events.find_one({}, projection={"_id": 1}, sort=[("_id", DESCENDING)])
         return None if last is None else int(last["_id"])
 
-    def subscribe(
-        self, gt: int | None = None, topics: Sequence[str] = ()
-    ) -> MongoSubscription:
+    def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> MongoSubscription:
         return MongoSubscription(self, gt=gt, topics=topics)
 
 
@@ -430,6 +450,8 @@ class MongoApplicationRecorder(MongoAggregateRecorder, ApplicationRecorder):
 # the change stream wakes them for appends made anywhere else.
 _bells: dict[tuple[str, str], set[threading.Event]] = {}
 _bells_lock = threading.Lock()
+
+
 def _ring(key: tuple[str, str]) -> None:
     with _bells_lock:
         waiters = list(_bells.get(key, ()))
@@ -465,7 +487,8 @@ class MongoSubscription(ListenNotifySubscription[MongoApplicationRecorder]):
             try:
                 with self._recorder.events.watch(
                     [{"$match": {"operationType": "insert"}}, {"$project": {"_id": 1}}],
-                    resume_after=token, max_await_time_ms=200,
+                    resume_after=token,
+                    max_await_time_ms=200,
                 ) as stream:
                     retry = 0.05
                     # Whatever was committed while no stream was open is read now.
@@ -515,7 +538,9 @@ class MongoTrackingRecorder(MongoRecorder, TrackingRecorder):
     """The last position processed from each upstream application, one document each."""
 
     def __init__(
-        self, datastore: MongoDatastore, tracking_collection_name: str = "notification_tracking",
+        self,
+        datastore: MongoDatastore,
+        tracking_collection_name: str = "notification_tracking",
         **kwargs: Any,
     ) -> None:
         super().__init__(datastore, **kwargs)
@@ -530,9 +555,13 @@ class MongoTrackingRecorder(MongoRecorder, TrackingRecorder):
         # Matches only a lower position; otherwise the upsert inserts the same _id again,
         # which fails as a duplicate: a position at or below the last one is refused.
         self.tracking.update_one(
-            {"_id": tracking.application_name, "notification_id": {"$lt": tracking.notification_id}},
+            {
+                "_id": tracking.application_name,
+                "notification_id": {"$lt": tracking.notification_id},
+            },
             {"$set": {"notification_id": tracking.notification_id}},
-            upsert=True, session=session,
+            upsert=True,
+            session=session,
         )
 
     def max_tracking_id(self, application_name: str) -> int | None:
@@ -545,7 +574,9 @@ class MongoProcessRecorder(MongoTrackingRecorder, MongoApplicationRecorder, Proc
     """Events and the tracking position they were made from, in one transaction."""
 
     def __init__(
-        self, datastore: MongoDatastore, events_collection_name: str = "stored_events",
+        self,
+        datastore: MongoDatastore,
+        events_collection_name: str = "stored_events",
         tracking_collection_name: str = "notification_tracking",
     ) -> None:
         super().__init__(
@@ -652,7 +683,8 @@ class MongoFactory(InfrastructureFactory[MongoTrackingRecorder]):
         )
         assert issubclass(cls, MongoProcessRecorder)
         recorder = cls(
-            self.datastore, f"{self._prefix('stored')}_events",
+            self.datastore,
+            f"{self._prefix('stored')}_events",
             f"{self._prefix('notification')}_tracking",
         )
         if self.env_create_table():

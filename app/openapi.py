@@ -21,9 +21,18 @@ ERROR = {
     "properties": {"error": {"type": "string"}, "code": {"type": "string"}, "details": {}},
 }
 STATUS_TEXT = {
-    200: "OK", 201: "Created", 202: "Accepted", 400: "Bad input", 401: "No or invalid credentials",
-    403: "Not allowed", 404: "Not found", 409: "Conflicting state", 413: "Too large",
-    429: "Over a limit", 502: "Upstream failed", 503: "Unavailable, try again",
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    400: "Bad input",
+    401: "No or invalid credentials",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflicting state",
+    413: "Too large",
+    429: "Over a limit",
+    502: "Upstream failed",
+    503: "Unavailable, try again",
 }
 
 
@@ -41,7 +50,9 @@ class Doc:
     errors: tuple[int, ...] = ()  # statuses this route can answer beyond the common ones
 
 
-def doc(summary: str, tag: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def doc(
+    summary: str, tag: str, **options: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def mark(function: Callable[..., Any]) -> Callable[..., Any]:
         function.__openapi__ = Doc(summary, tag, **options)  # type: ignore[attr-defined]
         return function
@@ -55,10 +66,16 @@ def documented(endpoint: Any) -> Doc | None:
 
 def build(routes: list[BaseRoute], version: str) -> dict[str, Any]:
     bodies = sorted(
-        {d.body for r in routes if isinstance(r, Route) and (d := documented(r.endpoint)) and d.body},
+        {
+            d.body
+            for r in routes
+            if isinstance(r, Route) and (d := documented(r.endpoint)) and d.body
+        },
         key=lambda t: t.__name__,
     )
-    (schemas, components) = msgspec.json.schema_components(bodies, ref_template="#/components/schemas/{name}")
+    (schemas, components) = msgspec.json.schema_components(
+        bodies, ref_template="#/components/schemas/{name}"
+    )
     refs = dict(zip(bodies, schemas, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
@@ -91,8 +108,15 @@ def _operation(route: Route, method: str, d: Doc, refs: dict[type, Any]) -> dict
         "parameters": [
             {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
             for p in route.param_convertors
-        ] + [
-            {"name": q, "in": "query", "required": False, "schema": {"type": "string"}, "description": text}
+        ]
+        + [
+            {
+                "name": q,
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": text,
+            }
             for q, text in d.query.items()
         ],
         "responses": _responses(d),
@@ -103,19 +127,29 @@ def _operation(route: Route, method: str, d: Doc, refs: dict[type, Any]) -> dict
         operation["security"] = []
     if d.body is not None:
         operation["requestBody"] = {
-            "required": True, "content": {"application/json": {"schema": refs[d.body]}},
+            "required": True,
+            "content": {"application/json": {"schema": refs[d.body]}},
         }
     elif d.form is not None:
-        properties = {k: {"type": "string", **({"format": "binary"} if v == "binary" else {})}
-                      for k, v in d.form.items()}
-        operation["requestBody"] = {"required": True, "content": {
-            "multipart/form-data": {"schema": {"type": "object", "properties": properties}},
-        }}
+        properties = {
+            k: {"type": "string", **({"format": "binary"} if v == "binary" else {})}
+            for k, v in d.form.items()
+        }
+        operation["requestBody"] = {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": {"type": "object", "properties": properties}},
+            },
+        }
     return operation
 
 
 def _responses(d: Doc) -> dict[str, Any]:
-    ok_content = {d.content: {"schema": {"type": "object"} if d.content == "application/json" else {"type": "string"}}}
+    ok_content = {
+        d.content: {
+            "schema": {"type": "object"} if d.content == "application/json" else {"type": "string"}
+        }
+    }
     answers: dict[str, Any] = {str(d.ok): {"description": STATUS_TEXT[d.ok], "content": ok_content}}
     errors = {400, 404, 409, 413, 503, *d.errors}
     if d.auth:

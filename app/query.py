@@ -19,7 +19,9 @@ def integer(params: QueryParams, name: str, default: int, low: int, high: int) -
     try:
         value = int(raw)
     except ValueError:
-        raise ApiError(400, "invalid_query", f"'{name}' must be a whole number (got '{raw}')") from None
+        raise ApiError(
+            400, "invalid_query", f"'{name}' must be a whole number (got '{raw}')"
+        ) from None
     if not low <= value <= high:
         raise ApiError(400, "invalid_query", f"'{name}' must be between {low} and {high}")
     return value
@@ -44,7 +46,9 @@ def timestamp(params: QueryParams, name: str) -> str | None:
     try:
         parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise ApiError(400, "invalid_query", f"'{name}' must be an ISO 8601 date or time (got '{raw}')") from None
+        raise ApiError(
+            400, "invalid_query", f"'{name}' must be an ISO 8601 date or time (got '{raw}')"
+        ) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     parsed = parsed.astimezone(UTC)
@@ -70,5 +74,7 @@ def period_start(period: str, today: date) -> date | None:
 def period(params: QueryParams, allowed: tuple[str, ...], default: str) -> tuple[str, date | None]:
     value = params.get("period") or default
     if value not in allowed:
-        raise ApiError(400, "invalid_period", f"'period' must be one of {', '.join(allowed)} (got '{value}')")
+        raise ApiError(
+            400, "invalid_period", f"'period' must be one of {', '.join(allowed)} (got '{value}')"
+        )
     return value, period_start(value, datetime.now(UTC).date())

@@ -29,8 +29,14 @@ async def check_instances(ctx: Any, principal: Principal) -> None:
         return
     count = len(ctx.instances_of(principal.user_id))
     if count >= limit:
-        await _refuse(ctx, principal, "maxInstances", limit, None,
-                      f"Your account may have at most {limit} instance(s) and has {count}")
+        await _refuse(
+            ctx,
+            principal,
+            "maxInstances",
+            limit,
+            None,
+            f"Your account may have at most {limit} instance(s) and has {count}",
+        )
 
 
 async def check_messages(ctx: Any, principal: Principal, instance_id: str) -> None:
@@ -40,15 +46,24 @@ async def check_messages(ctx: Any, principal: Principal, instance_id: str) -> No
     today = datetime.now(UTC).date().isoformat()
     sent = ctx.queries.messages_sent_on(principal.user_id, today)
     if sent >= limit:
-        await _refuse(ctx, principal, "maxMessagesPerDay", limit, instance_id,
-                      f"Your account may send {limit} message(s) a day and has sent {sent} today "
-                      "(the count starts again at 00:00 UTC)")
+        await _refuse(
+            ctx,
+            principal,
+            "maxMessagesPerDay",
+            limit,
+            instance_id,
+            f"Your account may send {limit} message(s) a day and has sent {sent} today "
+            "(the count starts again at 00:00 UTC)",
+        )
 
 
-async def _refuse(ctx: Any, principal: Principal, quota: str, limit: int,
-                  instance_id: str | None, message: str) -> None:
+async def _refuse(
+    ctx: Any, principal: Principal, quota: str, limit: int, instance_id: str | None, message: str
+) -> None:
     key = (principal.user_id, quota, datetime.now(UTC).date().isoformat())
     if key not in _recorded:
         _recorded.add(key)
-        await ctx.change_user(principal.user_id, lambda u: u.exceed_quota(quota, limit, instance_id))
+        await ctx.change_user(
+            principal.user_id, lambda u: u.exceed_quota(quota, limit, instance_id)
+        )
     raise ApiError(429, "quota_exceeded", message)

@@ -42,18 +42,25 @@ class RebuildResult:
 def check_names(names: Sequence[str]) -> None:
     unknown = [n for n in names if n not in catalog.NAMES]
     if unknown:
-        raise ValueError(f"unknown read model(s): {', '.join(unknown)} "
-                         f"(known: {', '.join(catalog.NAMES)})")
+        raise ValueError(
+            f"unknown read model(s): {', '.join(unknown)} (known: {', '.join(catalog.NAMES)})"
+        )
 
 
 def rebuild(
-    app: Application[Any], live: ReadModels, names: Sequence[str] = (),
+    app: Application[Any],
+    live: ReadModels,
+    names: Sequence[str] = (),
     progress: Progress | None = None,
 ) -> RebuildResult:
     """Rebuild the named read models (all when none are named) and swap them in."""
     check_names(names)
     # Read models of another shape cannot lend tables: rebuild everything then.
-    chosen = set(names or catalog.NAMES) if live.meta("signature") == catalog.SIGNATURE else set(catalog.NAMES)
+    chosen = (
+        set(names or catalog.NAMES)
+        if live.meta("signature") == catalog.SIGNATURE
+        else set(catalog.NAMES)
+    )
     started = time.perf_counter()
     building = live.building()
     try:
@@ -83,8 +90,11 @@ def rebuild(
 
 
 def _catch_up(
-    app: Application[Any], fresh: ReadModels,
-    active: list[tuple[ReadModelProjection, int]], position: int, head: int,
+    app: Application[Any],
+    fresh: ReadModels,
+    active: list[tuple[ReadModelProjection, int]],
+    position: int,
+    head: int,
     progress: Progress | None,
 ) -> tuple[int, int]:
     """Apply events (position, head] to the new read models; return (position, events)."""

@@ -175,7 +175,8 @@ def decode(body: bytes, kind: type[T]) -> T:
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as error:
-        raise ApiError(400, "validation_error", f"Invalid request body: {error}",
-                       details=str(error)) from None
+        raise ApiError(
+            400, "validation_error", f"Invalid request body: {error}", details=str(error)
+        ) from None
     except msgspec.DecodeError as error:
         raise ApiError(400, "invalid_json", f"The body is not valid JSON: {error}") from None

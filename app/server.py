@@ -75,8 +75,16 @@ def create_app(settings: Settings, started: Context | None = None) -> Starlette:
     """The whole server for these settings; nothing starts until the lifespan runs, unless
     the caller has `started` it already (the CLI does, to report a failed start in one line)."""
     routes: list[BaseRoute] = [
-        *health.routes, *auth.routes, *users.routes, *instances.routes, *whatsapp.routes,
-        *history.routes, *stats.routes, *events.routes, *webhooks.routes, *cloud.routes,
+        *health.routes,
+        *auth.routes,
+        *users.routes,
+        *instances.routes,
+        *whatsapp.routes,
+        *history.routes,
+        *stats.routes,
+        *events.routes,
+        *webhooks.routes,
+        *cloud.routes,
         *ui.routes,
     ]
     if settings.sandbox_enabled:
@@ -87,11 +95,16 @@ def create_app(settings: Settings, started: Context | None = None) -> Starlette:
     origins = [o.strip() for o in settings.cors_origin.split(",") if o.strip()]
     metrics = Metrics()
     middleware = [
-        Middleware(AccessLog, count=lambda m, r, s: metrics.http_requests.labels(m, r, str(s)).inc()),
         Middleware(
-            CORSMiddleware, allow_origins=origins, allow_methods=["*"],
-            allow_headers=["*"], allow_credentials="*" not in origins,
-        )
+            AccessLog, count=lambda m, r, s: metrics.http_requests.labels(m, r, str(s)).inc()
+        ),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            allow_credentials="*" not in origins,
+        ),
     ]
 
     @contextlib.asynccontextmanager
@@ -109,7 +122,9 @@ def create_app(settings: Settings, started: Context | None = None) -> Starlette:
             await asyncio.to_thread(stop, ctx)
 
     app = Starlette(
-        routes=dispatch, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS,
+        routes=dispatch,
+        middleware=middleware,
+        exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
     app.state.openapi = openapi.build(routes, version("whatsapp-api"))
@@ -119,15 +134,22 @@ def create_app(settings: Settings, started: Context | None = None) -> Starlette:
 
 def start(settings: Settings) -> Context:
     """Open the stores, catch the read models up, seed the admin, start every instance."""
-    for name, directory in (("data", settings.data_dir), ("uploads", settings.uploads_dir),
-                            ("instances", settings.instances_dir)):
+    for name, directory in (
+        ("data", settings.data_dir),
+        ("uploads", settings.uploads_dir),
+        ("instances", settings.instances_dir),
+    ):
         try:
             directory.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=directory):
                 pass
         except OSError as error:
-            message = f"cannot use the {name} directory {directory.resolve()}: {error.strerror or error}"
-            log.error("%s (check its permissions and free space; `whatsapp-api doctor` helps)", message)
+            message = (
+                f"cannot use the {name} directory {directory.resolve()}: {error.strerror or error}"
+            )
+            log.error(
+                "%s (check its permissions and free space; `whatsapp-api doctor` helps)", message
+            )
             raise StartupError(message) from None
     try:
         store = open_store(settings)
@@ -156,8 +178,11 @@ class StartupError(RuntimeError):
 
 
 def _start_serving(
-    settings: Settings, store: EventStore, committer: GroupCommitter,
-    read_models: ReadModels, projections: LiveProjections,
+    settings: Settings,
+    store: EventStore,
+    committer: GroupCommitter,
+    read_models: ReadModels,
+    projections: LiveProjections,
 ) -> Context:
     head = store.recorder.max_notification_id() or 0
     if head > projections.position:
@@ -175,13 +200,18 @@ def _start_serving(
 
     def engine_for(instance: Instance, emit: Emit) -> Engine:
         if instance.engine == "sandbox" and settings.sandbox_enabled:
-            return SandboxEngine(network, settings.instances_dir / str(instance.id), instance.name, emit)
+            return SandboxEngine(
+                network, settings.instances_dir / str(instance.id), instance.name, emit
+            )
         if instance.engine == "cloud":
             return CloudEngine(dict(instance.engine_settings), emit)
         if instance.engine == "whatsmeow" and "whatsmeow" in engines:
             return WhatsmeowEngine(
-                settings.instances_dir / str(instance.id), settings.uploads_dir,
-                settings.max_file_size, instance.engine_settings.get("proxy"), emit,
+                settings.instances_dir / str(instance.id),
+                settings.uploads_dir,
+                settings.max_file_size,
+                instance.engine_settings.get("proxy"),
+                emit,
                 retry_base=settings.engine_retry_base,
             )
         raise EngineError(f"the {instance.engine} engine is not available", "engine_unavailable")
@@ -204,9 +234,13 @@ def _start_serving(
         return instance.version, dict(instance.webhook)
 
     webhook_service = WebhookService(
-        store, committer, webhook_settings, open_cursors(settings),
+        store,
+        committer,
+        webhook_settings,
+        open_cursors(settings),
         WebhookDefaults(
-            settings.webhook_max_retries, settings.webhook_retry_interval,
+            settings.webhook_max_retries,
+            settings.webhook_retry_interval,
             settings.webhook_allow_private,
         ),
     )
@@ -216,17 +250,29 @@ def _start_serving(
         load_jwt_secret(settings.jwt_secret, settings.data_dir), settings.jwt_expiration, queries
     )
     ctx = Context(
-        settings=settings, store=store, committer=committer, read_models=read_models,
+        settings=settings,
+        store=store,
+        committer=committer,
+        read_models=read_models,
         queries=queries,
-        projections=projections, auth=auth, supervisor=supervisor, registry=registry,
-        network=network, engines=frozenset(engines), usage=ApiCallCounter(store, committer),
+        projections=projections,
+        auth=auth,
+        supervisor=supervisor,
+        registry=registry,
+        network=network,
+        engines=frozenset(engines),
+        usage=ApiCallCounter(store, committer),
     )
     _seed_admin(ctx)
     live = [UUID(row["id"]) for row in queries.live_instances() if row["engine"] in engines]
     supervisor.proxy().start_all(live).get()
     ctx.webhooks = WebhookActor.start(webhook_service, [str(i) for i in live], ctx.projections)
-    log.info("started %d instance(s); event store (%s) at position %s", len(live),
-             ", ".join(f"{k} {v}" for k, v in storage_details(store).items()), head)
+    log.info(
+        "started %d instance(s); event store (%s) at position %s",
+        len(live),
+        ", ".join(f"{k} {v}" for k, v in storage_details(store).items()),
+        head,
+    )
     return ctx
 
 
@@ -277,9 +323,13 @@ def _seed_admin(ctx: Context) -> None:
 
     key = new_api_key()
     admin = User(
-        email=settings.admin_email, password_hash=hash_password(settings.admin_password),
-        first_name=settings.admin_first_name, last_name=settings.admin_last_name, role="admin",
-        api_key_hash=api_key_hash(key), api_key_sealed=ctx.auth.seal(key),
+        email=settings.admin_email,
+        password_hash=hash_password(settings.admin_password),
+        first_name=settings.admin_first_name,
+        last_name=settings.admin_last_name,
+        role="admin",
+        api_key_hash=api_key_hash(key),
+        api_key_sealed=ctx.auth.seal(key),
     )
     positions = ctx.committer.commit(admin.collect_events())
     ctx.projections.wait(positions[-1])

@@ -70,9 +70,7 @@ class SubscribableSQLiteApplicationRecorder(SQLiteApplicationRecorder):
                 for row in c.fetchall()
             ]
 
-    def subscribe(
-        self, gt: int | None = None, topics: Sequence[str] = ()
-    ) -> SQLiteSubscription:
+    def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> SQLiteSubscription:
         return SQLiteSubscription(self, gt=gt, topics=topics)
 
 

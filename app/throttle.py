@@ -17,8 +17,12 @@ ADDRESS_LIMIT = 20
 
 
 class LoginThrottle:
-    def __init__(self, window: float = WINDOW, account_limit: int = ACCOUNT_LIMIT,
-                 address_limit: int = ADDRESS_LIMIT) -> None:
+    def __init__(
+        self,
+        window: float = WINDOW,
+        account_limit: int = ACCOUNT_LIMIT,
+        address_limit: int = ADDRESS_LIMIT,
+    ) -> None:
         self.window = window
         self.limits = {"account": account_limit, "address": address_limit}
         self._failures: dict[tuple[str, str], deque[float]] = defaultdict(deque)
@@ -31,7 +35,8 @@ class LoginThrottle:
             if len(failures) >= self.limits[kind]:
                 wait = int(failures[0] + self.window - now) + 1
                 raise ApiError(
-                    429, "too_many_attempts",
+                    429,
+                    "too_many_attempts",
                     f"Too many failed sign-ins for this {kind}; try again in {wait} seconds",
                 )
 

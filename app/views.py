@@ -19,7 +19,11 @@ def webhook_settings(webhook: dict[str, Any]) -> dict[str, Any]:
 
 
 def connection_status(row: dict[str, Any]) -> dict[str, Any]:
-    return {"ready": row["status"] == "connected", "status": row["status"], "hasQr": bool(row["has_qr"])}
+    return {
+        "ready": row["status"] == "connected",
+        "status": row["status"],
+        "hasQr": bool(row["has_qr"]),
+    }
 
 
 def instance(row: dict[str, Any], *, detailed: bool = True) -> dict[str, Any]:

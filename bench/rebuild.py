@@ -31,13 +31,29 @@ PAGE = 5000
 
 def fill(store: EventStore, total: int, instances: int) -> int:
     rng = random.Random(7)
-    users = [User(email=f"u{n}@example.com", password_hash="x", first_name="", last_name="", role="user",
-                  api_key_hash=f"h{n}", api_key_sealed="s") for n in range(10)]
+    users = [
+        User(
+            email=f"u{n}@example.com",
+            password_hash="x",
+            first_name="",
+            last_name="",
+            role="user",
+            api_key_hash=f"h{n}",
+            api_key_sealed="s",
+        )
+        for n in range(10)
+    ]
     store.save(*users)
     fleet = []
     for n in range(instances):
-        instance = Instance(user_id=str(users[n % 10].id), name=f"i{n}", description="", engine="sandbox",
-                            webhook={"url": "http://127.0.0.1:9/h", "enabled": True}, engine_settings={})
+        instance = Instance(
+            user_id=str(users[n % 10].id),
+            name=f"i{n}",
+            description="",
+            engine="sandbox",
+            webhook={"url": "http://127.0.0.1:9/h", "enabled": True},
+            engine_settings={},
+        )
         instance.request_connection("start")
         instance.receive_qr("sandbox@x")
         instance.open_connection(f"1555{n:07d}", f"I{n}")
@@ -53,12 +69,33 @@ def fill(store: EventStore, total: int, instances: int) -> int:
                 roll = rng.random()
                 peer = f"1666{rng.randrange(10**7):07d}@s.whatsapp.net"
                 if roll < 0.35:
-                    media = {"path": "/u/x.jpg", "filename": "x.jpg", "mimetype": "image/jpeg", "size": 5000} if rng.random() < 0.1 else None
-                    instance.record_sent(f"M{written + batch}", peer, "image" if media else "text", "hello there", media, 1700000000, None)
+                    media = (
+                        {
+                            "path": "/u/x.jpg",
+                            "filename": "x.jpg",
+                            "mimetype": "image/jpeg",
+                            "size": 5000,
+                        }
+                        if rng.random() < 0.1
+                        else None
+                    )
+                    instance.record_sent(
+                        f"M{written + batch}",
+                        peer,
+                        "image" if media else "text",
+                        "hello there",
+                        media,
+                        1700000000,
+                        None,
+                    )
                 elif roll < 0.6:
-                    instance.record_received(f"R{written + batch}", peer, "Zed", "text", "hi!", None, 1700000000)
+                    instance.record_received(
+                        f"R{written + batch}", peer, "Zed", "text", "hi!", None, 1700000000
+                    )
                 elif roll < 0.95:
-                    instance.record_status(f"M{written + batch - 1}", rng.choice(["delivered", "read"]), peer, True)
+                    instance.record_status(
+                        f"M{written + batch - 1}", rng.choice(["delivered", "read"]), peer, True
+                    )
                 elif roll < 0.98:
                     instance.close_connection("connection_lost", True)
                     instance.open_connection(None, None)
@@ -67,8 +104,15 @@ def fill(store: EventStore, total: int, instances: int) -> int:
                     instance.update({"name": f"renamed {batch}"})
                 batch += 1
         for log in logs.values():
-            log.delivered(instance_id=log.instance_id, position=written, event_type="message_sent",
-                          delivery_id="d", attempts=1, status_code=200, replay=False)
+            log.delivered(
+                instance_id=log.instance_id,
+                position=written,
+                event_type="message_sent",
+                delivery_id="d",
+                attempts=1,
+                status_code=200,
+                replay=False,
+            )
             batch += 1
         store.save(*fleet, *logs.values())
         written += batch
@@ -83,7 +127,9 @@ def read_all(store: EventStore) -> tuple[int, float]:
     cpu = time.process_time()
     position, count = 0, 0
     while True:
-        page = store.recorder.select_notifications(start=position, limit=PAGE, inclusive_of_start=False)
+        page = store.recorder.select_notifications(
+            start=position, limit=PAGE, inclusive_of_start=False
+        )
         if not page:
             break
         for notification in page:
@@ -123,15 +169,21 @@ def main() -> int:
     rebuild_rate = result.events / result.seconds
     ratio = rebuild_rate / raw_rate
     print("=" * 70)
-    print(f" rebuild benchmark: {total:,} events, {args.instances} instances, {os.cpu_count()}-core machine")
+    print(
+        f" rebuild benchmark: {total:,} events, {args.instances} instances, {os.cpu_count()}-core machine"
+    )
     print("-" * 70)
     print(f" read + decode (no projecting)  {raw_rate:>10,.0f} events/s  ({raw_seconds:.1f} s)")
-    print(f" rebuild-projections (all)      {rebuild_rate:>10,.0f} events/s  ({result.seconds:.1f} s)")
+    print(
+        f" rebuild-projections (all)      {rebuild_rate:>10,.0f} events/s  ({result.seconds:.1f} s)"
+    )
     print(f" ratio {ratio:.0%} (target >= 30%): {'met' if ratio >= 0.3 else 'NOT met'}")
     # On a shared machine the two wall-clock rates can meet different loads: CPU time
     # (this process's, both single-threaded) says how much of the gap is the machine.
-    print(f" CPU time: read + decode {CPU['raw']:.1f} s, rebuild {CPU['rebuild']:.1f} s, "
-          f"ratio {CPU['raw'] / CPU['rebuild'] * result.events / raw_count:.0%}")
+    print(
+        f" CPU time: read + decode {CPU['raw']:.1f} s, rebuild {CPU['rebuild']:.1f} s, "
+        f"ratio {CPU['raw'] / CPU['rebuild'] * result.events / raw_count:.0%}"
+    )
     print("=" * 70)
     return 0
 

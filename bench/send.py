@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.figures import percentiles
 from tests.server import Api, free_port, running_server, wait_until
 
-BARE_APP = '''
+BARE_APP = """
 import sqlite3, msgspec
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
@@ -60,7 +60,7 @@ async def send(request):
     return JSONResponse({"id": cursor.lastrowid})
 
 app = Starlette(routes=[Route("/send", send, methods=["POST"])])
-'''
+"""
 
 
 @dataclass
@@ -72,8 +72,14 @@ class Run:
     client_cpu: float  # and this process, the load generator
 
 
-async def drive(url: str, paths: list[str], headers: dict[str, str], seconds: float,
-                clients: int, server_pid: int = 0) -> Run:
+async def drive(
+    url: str,
+    paths: list[str],
+    headers: dict[str, str],
+    seconds: float,
+    clients: int,
+    server_pid: int = 0,
+) -> Run:
     """Send for `seconds` with `clients` concurrent clients (one keep-alive connection each)."""
     # aiohttp, not httpx: httpx spent 1.5-2 ms of CPU per request here, more than the full
     # server, so on 2 shared cores it was the load generator that set both rates.
@@ -82,7 +88,9 @@ async def drive(url: str, paths: list[str], headers: dict[str, str], seconds: fl
     connector = aiohttp.TCPConnector(limit=clients)
     timeout = aiohttp.ClientTimeout(total=30)
     run = Run(0, 0, [], 0.0, 0.0)
-    async with aiohttp.ClientSession(url, connector=connector, headers=headers, timeout=timeout) as http:
+    async with aiohttp.ClientSession(
+        url, connector=connector, headers=headers, timeout=timeout
+    ) as http:
         server, own = cpu_seconds(server_pid), time.process_time()
         deadline = time.monotonic() + seconds
 
@@ -130,7 +138,9 @@ class LagSampler:
         seen = 0
         while not self._stop.wait(0.001):
             now = time.perf_counter()
-            (head,) = self._store.execute("SELECT COALESCE(MAX(rowid), 0) FROM stored_events").fetchone()
+            (head,) = self._store.execute(
+                "SELECT COALESCE(MAX(rowid), 0) FROM stored_events"
+            ).fetchone()
             if head > seen:
                 pending.append((head, now))
                 seen = head
@@ -151,10 +161,14 @@ def cpu_seconds(pid: int) -> float:
 def summary(name: str, run: Run, seconds: float) -> tuple[float, float, float]:
     p50, p99 = percentiles(run.latencies)
     rate = run.ok / seconds
-    print(f" {name:<26} {rate:>9,.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   errors {run.errors}")
+    print(
+        f" {name:<26} {rate:>9,.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms   errors {run.errors}"
+    )
     per = 1000 / max(run.ok, 1)
-    print(f" {'':<26} CPU per request: server {run.server_cpu * per:.2f} ms, "
-          f"load generator {run.client_cpu * per:.2f} ms")
+    print(
+        f" {'':<26} CPU per request: server {run.server_cpu * per:.2f} ms, "
+        f"load generator {run.client_cpu * per:.2f} ms"
+    )
     return rate, p50, p99
 
 
@@ -173,8 +187,12 @@ print((time.perf_counter() - started) * 10)
 def commit_ms(root: Path) -> float:
     """What one committed SQLite insert (WAL, synchronous=FULL) takes here, in a child
     process, so with the flush delay if one is preloaded."""
-    probe = subprocess.run([sys.executable, "-c", FLUSH_PROBE, str(root / "probe.db")],
-                           capture_output=True, text=True, check=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", FLUSH_PROBE, str(root / "probe.db")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(probe.stdout)
 
 
@@ -184,20 +202,32 @@ def slow_flushes(root: Path, ms: float) -> None:
     source = Path(__file__).with_name("slow_flush.c")
     if shutil.which("cc") is None or not sys.platform.startswith("linux"):
         raise SystemExit("--flush-ms needs Linux and a C compiler (cc) to build bench/slow_flush.c")
-    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(library), str(source), "-ldl"], check=True)
+    subprocess.run(
+        ["cc", "-shared", "-fPIC", "-O2", "-o", str(library), str(source), "-ldl"], check=True
+    )
     os.environ["LD_PRELOAD"] = str(library)
     os.environ["FLUSH_DELAY_US"] = str(int(ms * 1000))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--instances", type=int, default=8, help="sandbox instances to send from (default 8)")
-    parser.add_argument("--seconds", type=float, default=10, help="length of each measured run (default 10)")
-    parser.add_argument("--warmup", type=float, default=2, help="unmeasured seconds before each run (default 2)")
+    parser.add_argument(
+        "--instances", type=int, default=8, help="sandbox instances to send from (default 8)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=10, help="length of each measured run (default 10)"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=2, help="unmeasured seconds before each run (default 2)"
+    )
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients (default 32)")
-    parser.add_argument("--flush-ms", type=float, default=0,
-                        help="make each fsync of both servers this much slower, as on a disk that "
-                             "honours flushes (Linux with a C compiler; default: the disk as it is)")
+    parser.add_argument(
+        "--flush-ms",
+        type=float,
+        default=0,
+        help="make each fsync of both servers this much slower, as on a disk that "
+        "honours flushes (Linux with a C compiler; default: the disk as it is)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -220,41 +250,70 @@ def main() -> int:
             headers = {"Authorization": api.http.headers["Authorization"]}
             asyncio.run(drive(server.url, paths, headers, args.warmup, args.clients))
             assert server.process is not None
-            full = asyncio.run(drive(server.url, paths, headers, args.seconds, args.clients, server.process.pid))
+            full = asyncio.run(
+                drive(server.url, paths, headers, args.seconds, args.clients, server.process.pid)
+            )
             with LagSampler(root / "full" / "data") as sampler:
-                asyncio.run(drive(server.url, paths, headers, max(args.seconds / 2, 1), args.clients))
+                asyncio.run(
+                    drive(server.url, paths, headers, max(args.seconds / 2, 1), args.clients)
+                )
         # The bare endpoint.
         port = free_port()
         app_file = root / "bare_app.py"
         app_file.write_text(f"DB = {str(root / 'bare.db')!r}\n" + BARE_APP)
         bare_process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "bare_app:app", "--host", "127.0.0.1", "--port", str(port),
-             "--log-level", "warning"], cwd=root,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bare_app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=root,
         )
         try:
             url = f"http://127.0.0.1:{port}"
             wait_until(lambda: _up(url), timeout=20)
             asyncio.run(drive(url, ["/send"], {}, args.warmup, args.clients))
-            bare = asyncio.run(drive(url, ["/send"], {}, args.seconds, args.clients, bare_process.pid))
+            bare = asyncio.run(
+                drive(url, ["/send"], {}, args.seconds, args.clients, bare_process.pid)
+            )
         finally:
             bare_process.terminate()
             bare_process.wait(timeout=10)
 
     print()
     print("=" * 78)
-    print(f" send benchmark: {args.clients} clients, {args.seconds:g} s each, {args.instances} instances, {os.cpu_count()}-core machine")
-    flushes = f"each fsync {args.flush_ms:g} ms slower (--flush-ms)" if args.flush_ms > 0 else "as the disk does them"
-    print(f" flushes: {flushes}; one committed SQLite insert (synchronous=FULL) takes {commit:.2f} ms")
+    print(
+        f" send benchmark: {args.clients} clients, {args.seconds:g} s each, {args.instances} instances, {os.cpu_count()}-core machine"
+    )
+    flushes = (
+        f"each fsync {args.flush_ms:g} ms slower (--flush-ms)"
+        if args.flush_ms > 0
+        else "as the disk does them"
+    )
+    print(
+        f" flushes: {flushes}; one committed SQLite insert (synchronous=FULL) takes {commit:.2f} ms"
+    )
     print("-" * 78)
     full_rate, _, full_p99 = summary("full send path", full, args.seconds)
     bare_rate, _, _ = summary("bare JSON + SQLite append", bare, args.seconds)
     print("-" * 78)
     ratio = full_rate / max(bare_rate, 1e-9)
-    print(f" ratio full/bare: {ratio:.2f}x (target >= 1.0x)   full p99 {full_p99:.1f} ms (target <= 50 ms)")
+    print(
+        f" ratio full/bare: {ratio:.2f}x (target >= 1.0x)   full p99 {full_p99:.1f} ms (target <= 50 ms)"
+    )
     print(f" targets {'met' if ratio >= 1.0 and full_p99 <= 50 else 'NOT met'}")
     lag_p50, lag_p99 = percentiles(sampler.lags)
-    print(f" live projection lag (stored -> read model): p50 {lag_p50:.1f} ms   "
-          f"p99 {lag_p99:.1f} ms   ({len(sampler.lags):,} samples)")
+    print(
+        f" live projection lag (stored -> read model): p50 {lag_p50:.1f} ms   "
+        f"p99 {lag_p99:.1f} ms   ({len(sampler.lags):,} samples)"
+    )
     print("=" * 78)
     return 0
 

@@ -71,24 +71,38 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))] if ordered else 0.0
 
 
-async def drive(url: str, token: str, instances: list[tuple[str, str]], seconds: float, clients: int,
-                latencies: list[float], counts: dict[str, int], acked: set[str]) -> None:
+async def drive(
+    url: str,
+    token: str,
+    instances: list[tuple[str, str]],
+    seconds: float,
+    clients: int,
+    latencies: list[float],
+    counts: dict[str, int],
+    acked: set[str],
+) -> None:
     deadline = time.monotonic() + seconds
     phones = [phone for _, phone in instances]
 
     async def client(n: int) -> None:
         rng = random.Random(n)
-        async with httpx.AsyncClient(base_url=url, headers={"Authorization": token}, timeout=30) as http:
+        async with httpx.AsyncClient(
+            base_url=url, headers={"Authorization": token}, timeout=30
+        ) as http:
             while time.monotonic() < deadline:
                 instance, _phone = rng.choice(instances)
                 started = time.perf_counter()
                 if rng.random() < 0.8:
-                    answer = await http.post(f"/api/whatsapp/{instance}/send",
-                                             json={"phone": rng.choice(phones), "message": "soak"})
+                    answer = await http.post(
+                        f"/api/whatsapp/{instance}/send",
+                        json={"phone": rng.choice(phones), "message": "soak"},
+                    )
                     kind = "send"
                 else:
-                    answer = await http.post(f"/api/sandbox/instances/{instance}/inbound",
-                                             json={"from": f"1999{rng.randrange(10**7):07d}", "message": "in"})
+                    answer = await http.post(
+                        f"/api/sandbox/instances/{instance}/inbound",
+                        json={"from": f"1999{rng.randrange(10**7):07d}", "message": "in"},
+                    )
                     kind = "inbound"
                 latencies.append((time.perf_counter() - started) * 1000)
                 if answer.status_code == 200:
@@ -116,8 +130,13 @@ def main() -> int:
         instances: list[tuple[str, str]] = []
         for n in range(args.instances):
             created = api.create_instance(
-                f"soak-{n}", webhookUrl=receiver.url, webhookEnabled=True, notifyDelivery=True,
-                notifyRead=True, maxRetries=10, retryInterval=200,
+                f"soak-{n}",
+                webhookUrl=receiver.url,
+                webhookEnabled=True,
+                notifyDelivery=True,
+                notifyRead=True,
+                maxRetries=10,
+                retryInterval=200,
             )
             phone = f"1777{n:07d}"
             api.pair(created["id"], phone)
@@ -131,34 +150,66 @@ def main() -> int:
         acked: set[str] = set()
         print(f"warming up for {args.warmup:g} s ...", flush=True)
         # Warm-up sends are acknowledged sends too: they count in the reconciliation.
-        asyncio.run(drive(server.url, f"Bearer {token}", instances, args.warmup, args.clients, [], dict(counts), acked))
+        asyncio.run(
+            drive(
+                server.url,
+                f"Bearer {token}",
+                instances,
+                args.warmup,
+                args.clients,
+                [],
+                dict(counts),
+                acked,
+            )
+        )
         rss_warm = rss_kb(pid)
         print(f"load for {args.seconds:g} s with {args.clients} clients ...", flush=True)
         started = time.monotonic()
-        asyncio.run(drive(server.url, f"Bearer {token}", instances, args.seconds, args.clients, latencies, counts, acked))
+        asyncio.run(
+            drive(
+                server.url,
+                f"Bearer {token}",
+                instances,
+                args.seconds,
+                args.clients,
+                latencies,
+                counts,
+                acked,
+            )
+        )
         elapsed = time.monotonic() - started
         rss_end = rss_kb(pid)
 
         db_path = Path(scratch) / "data" / "whatsapp-api.db"
-        head = sqlite3.connect(db_path).execute("SELECT MAX(rowid) FROM stored_events").fetchone()[0]
+        head = (
+            sqlite3.connect(db_path).execute("SELECT MAX(rowid) FROM stored_events").fetchone()[0]
+        )
 
         def settled() -> bool:
             from projections.store import ReadModelStore
+
             read = ReadModelStore(Path(scratch) / "data" / "whatsapp-api-read.db")
-            row = read.db.execute("SELECT position FROM tracking WHERE name='read-models'").fetchone()
+            row = read.db.execute(
+                "SELECT position FROM tracking WHERE name='read-models'"
+            ).fetchone()
             return bool(row and row[0] >= head)
 
         wait_until(settled, timeout=120)
         store = sqlite3.connect(db_path)
-        stored_sent = store.execute("SELECT COUNT(*) FROM stored_events WHERE topic LIKE '%MessageSent'").fetchone()[0]
+        stored_sent = store.execute(
+            "SELECT COUNT(*) FROM stored_events WHERE topic LIKE '%MessageSent'"
+        ).fetchone()[0]
         webhook_events = store.execute(
             "SELECT COUNT(*) FROM stored_events WHERE topic LIKE 'domain.instance:%' AND "
             "(topic LIKE '%MessageSent' OR topic LIKE '%MessageReceived' OR topic LIKE '%MessageStatusChanged' "
             "OR topic LIKE '%QrReceived' OR topic LIKE '%ConnectionOpened' OR topic LIKE '%ConnectionClosed')"
         ).fetchone()[0]
         from projections.store import ReadModelStore
+
         read = ReadModelStore(Path(scratch) / "data" / "whatsapp-api-read.db")
-        history_rows = read.db.execute("SELECT COUNT(*) FROM messages WHERE from_me = 1").fetchone()[0]
+        history_rows = read.db.execute(
+            "SELECT COUNT(*) FROM messages WHERE from_me = 1"
+        ).fetchone()[0]
         # Deliveries may still be in flight: give them a bounded while.
         with contextlib.suppress(AssertionError):
             wait_until(lambda: len(receiver.ids) >= webhook_events, timeout=120, interval=0.5)
@@ -170,16 +221,24 @@ def main() -> int:
     bound = 0.25
     print()
     print("=" * 64)
-    print(f" soak drill: {args.instances} instances, {args.clients} clients, {elapsed:.0f} s ({os.cpu_count()}-core machine)")
+    print(
+        f" soak drill: {args.instances} instances, {args.clients} clients, {elapsed:.0f} s ({os.cpu_count()}-core machine)"
+    )
     print("-" * 64)
     print(f" requests          {len(latencies):>10,}   ({len(latencies) / elapsed:,.0f}/s)")
-    print(f" sends acked       {counts['send']:>10,}   inbound {counts['inbound']:,}   errors {counts['errors']:,}")
+    print(
+        f" sends acked       {counts['send']:>10,}   inbound {counts['inbound']:,}   errors {counts['errors']:,}"
+    )
     print(f" acked in all      {len(acked):>10,}   (with warm-up)")
     print(f" latency           p50 {p50:6.1f} ms   p99 {p99:6.1f} ms")
     print(f" MessageSent       {stored_sent:>10,}   chat rows (fromMe) {history_rows:,}")
-    print(f" webhook events    {webhook_events:>10,}   delivered ids {len(receiver.ids):,} (posts {receiver.posts:,})")
-    print(f" memory (RSS)      warm {rss_warm / 1024:.0f} MB   end {rss_end / 1024:.0f} MB   "
-          f"growth {growth:+.0%} (bound {bound:.0%})")
+    print(
+        f" webhook events    {webhook_events:>10,}   delivered ids {len(receiver.ids):,} (posts {receiver.posts:,})"
+    )
+    print(
+        f" memory (RSS)      warm {rss_warm / 1024:.0f} MB   end {rss_end / 1024:.0f} MB   "
+        f"growth {growth:+.0%} (bound {bound:.0%})"
+    )
     print("-" * 64)
     print(f" acknowledged == stored == history: {len(acked) == stored_sent == history_rows}")
     print(f" every webhook event delivered:     {missing <= 0}")

@@ -114,8 +114,13 @@ class RawMongo(Raw):
 
     def append(self, batch: list[StoredEvent]) -> None:
         documents = [
-            {"_id": self.next + i, "originator_id": s.originator_id,
-             "originator_version": s.originator_version, "topic": s.topic, "state": s.state}
+            {
+                "_id": self.next + i,
+                "originator_id": s.originator_id,
+                "originator_version": s.originator_version,
+                "topic": s.topic,
+                "state": s.state,
+            }
             for i, s in enumerate(batch)
         ]
         self.next += len(batch)
@@ -127,10 +132,15 @@ class RawMongo(Raw):
 
     def read_paged(self) -> int:
         last, count = 0, 0
-        while page := list(self.raw.find(
-            {"_id": {"$gt": last}}, sort=[("_id", ASCENDING)], limit=READ_PAGE,
-            batch_size=READ_PAGE, hint=[("_id", ASCENDING)],
-        )):
+        while page := list(
+            self.raw.find(
+                {"_id": {"$gt": last}},
+                sort=[("_id", ASCENDING)],
+                limit=READ_PAGE,
+                batch_size=READ_PAGE,
+                hint=[("_id", ASCENDING)],
+            )
+        ):
             count += len([(d["_id"], d["originator_id"], d["topic"], d["state"]) for d in page])
             last = page[-1]["_id"]
         return count
@@ -148,9 +158,13 @@ def read_all(recorder: ApplicationRecorder) -> int:
         position = page[-1].id
 
 
-def best_of(rounds: int, count: int, ours: Callable[[list[StoredEvent]], None],
-            theirs: Callable[[list[StoredEvent]], None], make: Callable[[], list[StoredEvent]],
-            ) -> tuple[float, float]:
+def best_of(
+    rounds: int,
+    count: int,
+    ours: Callable[[list[StoredEvent]], None],
+    theirs: Callable[[list[StoredEvent]], None],
+    make: Callable[[], list[StoredEvent]],
+) -> tuple[float, float]:
     """Alternate recorder and raw driver on fresh events; the best rate of each."""
     best = [0.0, 0.0]
     for _ in range(rounds):
@@ -181,23 +195,35 @@ def measure(name: str, store: EventStore, raw: Raw, args: argparse.Namespace) ->
 
     figures = {
         "append, 1 event per save": best_of(
-            rounds, args.single, singly(recorder.insert_events), singly(raw.append),
+            rounds,
+            args.single,
+            singly(recorder.insert_events),
+            singly(raw.append),
             lambda: events(args.single, 1),
         ),
         f"append, {size} events per save": best_of(
-            rounds, args.events, batched(recorder.insert_events), batched(raw.append),
+            rounds,
+            args.events,
+            batched(recorder.insert_events),
+            batched(raw.append),
             lambda: events(args.events, size),
         ),
     }
     total = rounds * (args.single + args.events)
     got: list[int] = []
     figures[f"read all {total:,} events"] = best_of(
-        rounds, total, lambda _: got.append(read_all(recorder)),
-        lambda _: got.append(raw.read_all()), list,
+        rounds,
+        total,
+        lambda _: got.append(read_all(recorder)),
+        lambda _: got.append(raw.read_all()),
+        list,
     )
     figures[f"read all, raw in pages of {READ_PAGE}"] = best_of(
-        rounds, total, lambda _: got.append(read_all(recorder)),
-        lambda _: got.append(raw.read_paged()), list,
+        rounds,
+        total,
+        lambda _: got.append(read_all(recorder)),
+        lambda _: got.append(raw.read_paged()),
+        list,
     )
     assert set(got) == {total}, got
     lines = []
@@ -221,7 +247,9 @@ def mongodb_server() -> Iterator[tuple[str, str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=int, default=10_000, help="events appended in batches per round")
+    parser.add_argument(
+        "--events", type=int, default=10_000, help="events appended in batches per round"
+    )
     parser.add_argument("--single", type=int, default=200, help="single-event saves per round")
     parser.add_argument("--batch", type=int, default=100, help="events per batched save")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (best is kept)")

@@ -61,8 +61,10 @@ class Receiver:
 def raw_rate(url: str, senders: int, per_sender: int, runs: int = 3) -> float:
     """The median rate of `runs` runs of raw signed POSTs, sent from a process of its own."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        rates = [pool.submit(_raw_posts_in_process, url, senders, per_sender).result(timeout=300)
-                 for _ in range(runs)]
+        rates = [
+            pool.submit(_raw_posts_in_process, url, senders, per_sender).result(timeout=300)
+            for _ in range(runs)
+        ]
     return sorted(rates)[len(rates) // 2]
 
 
@@ -71,16 +73,32 @@ def _raw_posts_in_process(url: str, senders: int, per_sender: int) -> float:
 
 
 async def raw_posts(url: str, senders: int, per_sender: int) -> float:
-    body = json.dumps({"event": "message_sent", "data": {"instanceId": "x" * 36, "messageId": "M" * 20,
-                       "to": "15550000000@s.whatsapp.net", "body": "hello", "type": "text",
-                       "timestamp": 1700000000, "hasMedia": False}, "timestamp": "2026-01-01T00:00:00.000Z"}).encode()
+    body = json.dumps(
+        {
+            "event": "message_sent",
+            "data": {
+                "instanceId": "x" * 36,
+                "messageId": "M" * 20,
+                "to": "15550000000@s.whatsapp.net",
+                "body": "hello",
+                "type": "text",
+                "timestamp": 1700000000,
+                "hasMedia": False,
+            },
+            "timestamp": "2026-01-01T00:00:00.000Z",
+        }
+    ).encode()
     connector = aiohttp.TCPConnector(limit=256, limit_per_host=32)
     async with aiohttp.ClientSession(connector=connector) as session:
+
         async def sender(n: int) -> None:
             for i in range(per_sender):
-                headers = {"Content-Type": "application/json", "X-Webhook-Event": "message_sent",
-                           "X-Webhook-Delivery": f"raw-{n}-{i}",
-                           "X-Webhook-Signature": hmac.new(b"secret", body, hashlib.sha256).hexdigest()}
+                headers = {
+                    "Content-Type": "application/json",
+                    "X-Webhook-Event": "message_sent",
+                    "X-Webhook-Delivery": f"raw-{n}-{i}",
+                    "X-Webhook-Signature": hmac.new(b"secret", body, hashlib.sha256).hexdigest(),
+                }
                 async with session.post(url, data=body, headers=headers) as response:
                     await response.read()
 
@@ -98,9 +116,16 @@ def drain_rate(receiver: Receiver, instances: int, messages: int) -> float:
         api.pair(peer, "15557770000")
         ids = []
         for n in range(instances):
-            created = api.create_instance(f"backlog-{n}", webhookUrl="http://127.0.0.1:9/dead", webhookEnabled=True,
-                                          webhookSecret="secret", notifyDelivery=True, notifyRead=True,
-                                          maxRetries=20, retryInterval=600_000)["id"]
+            created = api.create_instance(
+                f"backlog-{n}",
+                webhookUrl="http://127.0.0.1:9/dead",
+                webhookEnabled=True,
+                webhookSecret="secret",
+                notifyDelivery=True,
+                notifyRead=True,
+                maxRetries=20,
+                retryInterval=600_000,
+            )["id"]
             api.pair(created, f"1555776{n:04d}")
             ids.append(created)
         for m in range(messages):
@@ -113,8 +138,15 @@ def drain_rate(receiver: Receiver, instances: int, messages: int) -> float:
         async def fix_urls() -> None:  # all at once, so every instance drains together
             import httpx
 
-            async with httpx.AsyncClient(base_url=server.url, headers=dict(api.http.headers), timeout=60) as http:
-                await asyncio.gather(*(http.put(f"/api/instances/{i}", json={"webhookUrl": receiver.url}) for i in ids))
+            async with httpx.AsyncClient(
+                base_url=server.url, headers=dict(api.http.headers), timeout=60
+            ) as http:
+                await asyncio.gather(
+                    *(
+                        http.put(f"/api/instances/{i}", json={"webhookUrl": receiver.url})
+                        for i in ids
+                    )
+                )
 
         asyncio.run(fix_urls())
         wait_until(lambda: receiver.count - before >= expected, timeout=300, interval=0.1)
@@ -123,14 +155,20 @@ def drain_rate(receiver: Receiver, instances: int, messages: int) -> float:
         return (len(arrivals) - 1) / max(arrivals[-1] - arrivals[0], 1e-9)
 
 
-async def sends(url: str, headers: dict[str, str], queue: list[tuple[str, int]], clients: int,
-                rate: float | None = None) -> None:
+async def sends(
+    url: str,
+    headers: dict[str, str],
+    queue: list[tuple[str, int]],
+    clients: int,
+    rate: float | None = None,
+) -> None:
     """POST the queued sends with `clients` concurrent clients, as fast as they can or,
     with `rate`, paced to that many sends/s in all."""
     # aiohttp: httpx costs this process (which also runs the receiver) several times more CPU.
     headers = {**headers, "Content-Type": "application/json"}
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(url, headers=headers, timeout=timeout) as http:
+
         async def client(k: int) -> None:
             started = time.monotonic()
             for n, (instance, m) in enumerate(queue[k::clients]):
@@ -153,7 +191,9 @@ def stored_to_ack(database: Path, ids: list[str], receiver: Receiver) -> list[fl
             if notification.originator_id is None or str(notification.originator_id) not in wanted:
                 continue
             event = store.mapper.to_domain_event(notification)
-            arrived = receiver.arrivals.get(delivery_id(str(event.originator_id), event.originator_version))
+            arrived = receiver.arrivals.get(
+                delivery_id(str(event.originator_id), event.originator_version)
+            )
             if arrived is not None:
                 latencies.append((arrived - event.timestamp.timestamp()) * 1000)
     finally:
@@ -163,10 +203,18 @@ def stored_to_ack(database: Path, ids: list[str], receiver: Receiver) -> list[fl
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--instances", type=int, default=100, help="instances with a webhook (default 100)")
-    parser.add_argument("--messages", type=int, default=10, help="sends per instance in the burst (default 10)")
-    parser.add_argument("--paced-rate", type=float, default=100, help="sends/s in the paced run (default 100)")
-    parser.add_argument("--paced-seconds", type=float, default=5, help="length of the paced run (default 5)")
+    parser.add_argument(
+        "--instances", type=int, default=100, help="instances with a webhook (default 100)"
+    )
+    parser.add_argument(
+        "--messages", type=int, default=10, help="sends per instance in the burst (default 10)"
+    )
+    parser.add_argument(
+        "--paced-rate", type=float, default=100, help="sends/s in the paced run (default 100)"
+    )
+    parser.add_argument(
+        "--paced-seconds", type=float, default=5, help="length of the paced run (default 5)"
+    )
     args = parser.parse_args()
     receiver = Receiver()
     with tempfile.TemporaryDirectory() as scratch, running_server(Path(scratch)) as server:
@@ -176,8 +224,14 @@ def main() -> int:
         ids = []
         print(f"creating {args.instances} instances with webhooks ...", flush=True)
         for n in range(args.instances):
-            created = api.create_instance(f"hooked-{n}", webhookUrl=receiver.url, webhookEnabled=True,
-                                          webhookSecret="secret", notifyDelivery=True, notifyRead=True)["id"]
+            created = api.create_instance(
+                f"hooked-{n}",
+                webhookUrl=receiver.url,
+                webhookEnabled=True,
+                webhookSecret="secret",
+                notifyDelivery=True,
+                notifyRead=True,
+            )["id"]
             api.pair(created, f"1555889{n:04d}")
             ids.append(created)
         wait_until(lambda: receiver.count >= 2 * args.instances, timeout=60)
@@ -186,7 +240,11 @@ def main() -> int:
         print(f"burst: {args.messages} sends per instance ...", flush=True)
         started = time.time()
         headers = {"Authorization": api.http.headers["Authorization"]}
-        asyncio.run(sends(server.url, headers, [(i, m) for m in range(args.messages) for i in ids], clients=32))
+        asyncio.run(
+            sends(
+                server.url, headers, [(i, m) for m in range(args.messages) for i in ids], clients=32
+            )
+        )
         expected = args.instances * args.messages * 3  # message_sent + delivered + read
         wait_until(lambda: receiver.count - before >= expected, timeout=300, interval=0.2)
         elapsed = max(receiver.arrivals.values()) - started
@@ -197,8 +255,15 @@ def main() -> int:
         before = receiver.count
         paced_count = int(args.paced_rate * args.paced_seconds)
         print(f"paced: {paced_count} sends at {args.paced_rate:g}/s ...", flush=True)
-        asyncio.run(sends(server.url, headers, [(ids[k % len(ids)], k) for k in range(paced_count)],
-                          clients=4, rate=args.paced_rate))
+        asyncio.run(
+            sends(
+                server.url,
+                headers,
+                [(ids[k % len(ids)], k) for k in range(paced_count)],
+                clients=4,
+                rate=args.paced_rate,
+            )
+        )
         wait_until(lambda: receiver.count - before >= paced_count * 3, timeout=120, interval=0.2)
         paced = stored_to_ack(database, ids, receiver)
     drain = drain_rate(receiver, args.instances, args.messages)
@@ -209,16 +274,26 @@ def main() -> int:
     paced_p50, paced_p99 = percentiles(paced)
     ratio = drain / raw
     print("=" * 72)
-    print(f" webhook benchmark: {args.instances} instances, {expected:,} deliveries, {os.cpu_count()}-core machine")
+    print(
+        f" webhook benchmark: {args.instances} instances, {expected:,} deliveries, {os.cpu_count()}-core machine"
+    )
     print("-" * 72)
-    print(f" deliveries (live)    {rate:>8,.0f}/s   stored -> ack p50 {p50:.1f} ms   p99 {p99:.1f} ms"
-          f"   (while 32 clients send as fast as they can)")
-    print(f" deliveries (paced)   {args.paced_rate * 3:>8,.0f}/s   stored -> ack p50 {paced_p50:.1f} ms   "
-          f"p99 {paced_p99:.1f} ms   ({args.paced_rate:g} sends/s)")
+    print(
+        f" deliveries (live)    {rate:>8,.0f}/s   stored -> ack p50 {p50:.1f} ms   p99 {p99:.1f} ms"
+        f"   (while 32 clients send as fast as they can)"
+    )
+    print(
+        f" deliveries (paced)   {args.paced_rate * 3:>8,.0f}/s   stored -> ack p50 {paced_p50:.1f} ms   "
+        f"p99 {paced_p99:.1f} ms   ({args.paced_rate:g} sends/s)"
+    )
     print(f" deliveries (backlog) {drain:>8,.0f}/s   draining a backlog of every instance at once")
-    print(f" raw signed POSTs     {raw:>8,.0f}/s   ({args.instances} senders in a process of their own, same receiver; median of 3)")
-    print(f" ratio {ratio:.0%} (target >= 50%), p99 target <= 100 ms: "
-          f"{'met' if ratio >= 0.5 and p99 <= 100 else 'NOT met'}")
+    print(
+        f" raw signed POSTs     {raw:>8,.0f}/s   ({args.instances} senders in a process of their own, same receiver; median of 3)"
+    )
+    print(
+        f" ratio {ratio:.0%} (target >= 50%), p99 target <= 100 ms: "
+        f"{'met' if ratio >= 0.5 and p99 <= 100 else 'NOT met'}"
+    )
     print("=" * 72)
     return 0
 

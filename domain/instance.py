@@ -198,4 +198,3 @@ class Instance(Aggregate):
     @event("ContactsSynced")
     def sync_contacts(self, contacts: list[dict[str, Any]]) -> None:
         pass
-

@@ -6,7 +6,9 @@ USER_SERVER = "s.whatsapp.net"
 GROUP_SERVER = "g.us"
 
 _STRIP = re.compile(r"[+\s\-()]")
-_DIGITS = re.compile(r"\d{8,15}", re.ASCII)  # ASCII digits only, not full-width or Arabic-Indic ones
+_DIGITS = re.compile(
+    r"\d{8,15}", re.ASCII
+)  # ASCII digits only, not full-width or Arabic-Indic ones
 _JID = re.compile(r"(\d{5,32}(-\d{5,16})?)@(s\.whatsapp\.net|g\.us|lid)", re.ASCII)
 
 

@@ -32,16 +32,29 @@ class WebhookLog(Aggregate):
 
     @event("WebhookDelivered")
     def delivered(
-        self, instance_id: str, position: int, event_type: str, delivery_id: str,
-        attempts: int, status_code: int, replay: bool,
+        self,
+        instance_id: str,
+        position: int,
+        event_type: str,
+        delivery_id: str,
+        attempts: int,
+        status_code: int,
+        replay: bool,
     ) -> None:
         if not replay:
             self.position = max(self.position, position)
 
     @event("WebhookFailed")
     def failed(
-        self, instance_id: str, position: int, event_type: str, delivery_id: str,
-        attempts: int, status_code: int | None, error: str, replay: bool,
+        self,
+        instance_id: str,
+        position: int,
+        event_type: str,
+        delivery_id: str,
+        attempts: int,
+        status_code: int | None,
+        error: str,
+        replay: bool,
     ) -> None:
         if not replay:
             self.position = max(self.position, position)

@@ -22,7 +22,8 @@ class Activity(ReadModelProjection):
         Table(
             "activity",
             {"id": str, "instance_id": str, "action": str, "details": str, "created_at": str},
-            pk=("id",), indexes=[(("instance_id", "created_at"), False)],
+            pk=("id",),
+            indexes=[(("instance_id", "created_at"), False)],
         ),
     )
 
@@ -66,12 +67,18 @@ class Activity(ReadModelProjection):
 
     @apply.register
     def _(self, event: Instance.ConnectionClosed, rows: Rows) -> None:
-        self._log(rows, event, "connection_closed",
-                  {"reason": event.reason, "willReconnect": event.will_reconnect})
+        self._log(
+            rows,
+            event,
+            "connection_closed",
+            {"reason": event.reason, "willReconnect": event.will_reconnect},
+        )
 
     @apply.register
     def _(self, event: Instance.TemporarilyBanned, rows: Rows) -> None:
-        self._log(rows, event, "temporary_ban", {"reason": event.reason, "expiresAt": event.expires_at})
+        self._log(
+            rows, event, "temporary_ban", {"reason": event.reason, "expiresAt": event.expires_at}
+        )
 
     @apply.register
     def _(self, event: Instance.LoggedOut, rows: Rows) -> None:
@@ -80,22 +87,46 @@ class Activity(ReadModelProjection):
     @apply.register
     def _(self, event: User.QuotaExceeded, rows: Rows) -> None:
         if event.instance_id:
-            self._log(rows, event, "quota_exceeded", {"quota": event.quota, "limit": event.limit},
-                      instance_id=event.instance_id)
+            self._log(
+                rows,
+                event,
+                "quota_exceeded",
+                {"quota": event.quota, "limit": event.limit},
+                instance_id=event.instance_id,
+            )
 
     @apply.register
     def _(self, event: WebhookLog.WebhookFailed, rows: Rows) -> None:
-        self._log(rows, event, "webhook_failed", {
-            "event": event.event_type, "position": event.position, "attempts": event.attempts,
-            "error": event.error, "deliveryId": event.delivery_id, "replay": event.replay,
-        }, instance_id=event.instance_id)
+        self._log(
+            rows,
+            event,
+            "webhook_failed",
+            {
+                "event": event.event_type,
+                "position": event.position,
+                "attempts": event.attempts,
+                "error": event.error,
+                "deliveryId": event.delivery_id,
+                "replay": event.replay,
+            },
+            instance_id=event.instance_id,
+        )
 
     @staticmethod
     def _log(
-        rows: Rows, event: Any, action: str, details: dict[str, Any],
+        rows: Rows,
+        event: Any,
+        action: str,
+        details: dict[str, Any],
         instance_id: str | None = None,
     ) -> None:
-        rows.insert("activity", {
-            "id": row_id(event), "instance_id": instance_id or ident(event.originator_id),
-            "action": action, "details": json.dumps(details), "created_at": iso(event.timestamp),
-        })
+        rows.insert(
+            "activity",
+            {
+                "id": row_id(event),
+                "instance_id": instance_id or ident(event.originator_id),
+                "action": action,
+                "details": json.dumps(details),
+                "created_at": iso(event.timestamp),
+            },
+        )

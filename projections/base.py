@@ -58,7 +58,8 @@ class Dispatch:
         handlers = self._table.get(kind)
         if handlers is None:
             handlers = self._table[kind] = [
-                (since, h) for p, since in zip(self.projections, self.since, strict=True)
+                (since, h)
+                for p, since in zip(self.projections, self.since, strict=True)
                 if (h := p.handler(kind)) is not None
             ]
         for since, handle in handlers:

@@ -12,7 +12,11 @@ from projections.usage import Usage
 
 # Usage reads the instances table that Directory writes, so Directory comes first.
 PROJECTIONS: tuple[type[ReadModelProjection], ...] = (
-    Directory, Messages, Activity, Usage, Deliveries,
+    Directory,
+    Messages,
+    Activity,
+    Usage,
+    Deliveries,
 )
 NAMES = tuple(p.name for p in PROJECTIONS)
 TRACKING_NAME = "read-models"

@@ -19,11 +19,20 @@ class Deliveries(ReadModelProjection):
         Table(
             "deliveries",
             {
-                "id": str, "instance_id": str, "position": int, "event": str,
-                "delivery_id": str, "status": str, "attempts": int, "status_code": int,
-                "error": str, "replay": int, "created_at": str,
+                "id": str,
+                "instance_id": str,
+                "position": int,
+                "event": str,
+                "delivery_id": str,
+                "status": str,
+                "attempts": int,
+                "status_code": int,
+                "error": str,
+                "replay": int,
+                "created_at": str,
             },
-            pk=("id",), indexes=[(("instance_id", "status", "created_at"), False)],
+            pk=("id",),
+            indexes=[(("instance_id", "status", "created_at"), False)],
         ),
     )
 
@@ -40,12 +49,20 @@ class Deliveries(ReadModelProjection):
         self._row(rows, event, "failed", event.status_code, event.error)
 
     @staticmethod
-    def _row(
-        rows: Rows, event: Any, status: str, code: int | None, error: str
-    ) -> None:
-        rows.insert("deliveries", {
-            "id": row_id(event), "instance_id": event.instance_id, "position": event.position,
-            "event": event.event_type, "delivery_id": event.delivery_id, "status": status,
-            "attempts": event.attempts, "status_code": code, "error": error,
-            "replay": int(event.replay), "created_at": iso(event.timestamp),
-        })
+    def _row(rows: Rows, event: Any, status: str, code: int | None, error: str) -> None:
+        rows.insert(
+            "deliveries",
+            {
+                "id": row_id(event),
+                "instance_id": event.instance_id,
+                "position": event.position,
+                "event": event.event_type,
+                "delivery_id": event.delivery_id,
+                "status": status,
+                "attempts": event.attempts,
+                "status_code": code,
+                "error": error,
+                "replay": int(event.replay),
+                "created_at": iso(event.timestamp),
+            },
+        )

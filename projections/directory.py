@@ -22,20 +22,39 @@ class Directory(ReadModelProjection):
         Table(
             "users",
             {
-                "id": str, "email": str, "first_name": str, "last_name": str, "role": str,
-                "active": int, "api_key_hash": str, "limits": str, "created_at": str,
+                "id": str,
+                "email": str,
+                "first_name": str,
+                "last_name": str,
+                "role": str,
+                "active": int,
+                "api_key_hash": str,
+                "limits": str,
+                "created_at": str,
                 "updated_at": str,
             },
-            pk=("id",), indexes=[(("email",), True), (("api_key_hash",), False)],
+            pk=("id",),
+            indexes=[(("email",), True), (("api_key_hash",), False)],
         ),
         Table(
             "instances",
             {
-                "id": str, "user_id": str, "name": str, "description": str, "engine": str,
-                "status": str, "has_qr": int, "phone": str, "webhook": str,
-                "engine_settings": str, "created_at": str, "updated_at": str, "deleted": int,
+                "id": str,
+                "user_id": str,
+                "name": str,
+                "description": str,
+                "engine": str,
+                "status": str,
+                "has_qr": int,
+                "phone": str,
+                "webhook": str,
+                "engine_settings": str,
+                "created_at": str,
+                "updated_at": str,
+                "deleted": int,
             },
-            pk=("id",), indexes=[(("user_id",), False)],
+            pk=("id",),
+            indexes=[(("user_id",), False)],
         ),
         Table(
             "contacts",
@@ -54,12 +73,19 @@ class Directory(ReadModelProjection):
     def _(self, event: User.Registered, rows: Rows) -> None:
         at = iso(event.timestamp)
         rows.insert(
-            "users", {
-                "id": ident(event.originator_id), "email": event.email,
-                "first_name": event.first_name, "last_name": event.last_name,
-                "role": event.role, "active": 1, "api_key_hash": event.api_key_hash,
-                "limits": "{}", "created_at": at, "updated_at": at,
-            }
+            "users",
+            {
+                "id": ident(event.originator_id),
+                "email": event.email,
+                "first_name": event.first_name,
+                "last_name": event.last_name,
+                "role": event.role,
+                "active": 1,
+                "api_key_hash": event.api_key_hash,
+                "limits": "{}",
+                "created_at": at,
+                "updated_at": at,
+            },
         )
 
     @apply.register
@@ -91,7 +117,9 @@ class Directory(ReadModelProjection):
 
     @staticmethod
     def _update_user(rows: Rows, event: Any, **values: Any) -> None:
-        rows.update("users", ident(event.originator_id), {**values, "updated_at": iso(event.timestamp)})
+        rows.update(
+            "users", ident(event.originator_id), {**values, "updated_at": iso(event.timestamp)}
+        )
 
     # -- instances ----------------------------------------------------------------
 
@@ -99,15 +127,24 @@ class Directory(ReadModelProjection):
     def _(self, event: Instance.Created, rows: Rows) -> None:
         at = iso(event.timestamp)
         rows.insert(
-            "instances", {
-                "id": ident(event.originator_id), "user_id": event.user_id, "name": event.name,
-                "description": event.description, "engine": event.engine,
-                "status": "connecting", "has_qr": 0, "phone": None,
-                "webhook": json.dumps(_public_webhook(event.webhook)), "engine_settings": json.dumps(
+            "instances",
+            {
+                "id": ident(event.originator_id),
+                "user_id": event.user_id,
+                "name": event.name,
+                "description": event.description,
+                "engine": event.engine,
+                "status": "connecting",
+                "has_qr": 0,
+                "phone": None,
+                "webhook": json.dumps(_public_webhook(event.webhook)),
+                "engine_settings": json.dumps(
                     {k: v for k, v in event.engine_settings.items() if k not in SECRET_SETTINGS}
                 ),
-                "created_at": at, "updated_at": at, "deleted": 0,
-            }
+                "created_at": at,
+                "updated_at": at,
+                "deleted": 0,
+            },
         )
 
     @apply.register
@@ -186,8 +223,13 @@ class Directory(ReadModelProjection):
         # A name, once known, is kept until a newer one arrives.
         rows.merge(
             "contacts",
-            {"instance_id": instance_id, "jid": jid, "name": name, "number": jid_number(jid),
-             "is_group": int(is_group(jid))},
+            {
+                "instance_id": instance_id,
+                "jid": jid,
+                "name": name,
+                "number": jid_number(jid),
+                "is_group": int(is_group(jid)),
+            },
             keep=("name",),
         )
 

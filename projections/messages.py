@@ -23,9 +23,17 @@ class Messages(ReadModelProjection):
         Table(
             "messages",
             {
-                "id": str, "instance_id": str, "remote_jid": str, "from_me": int,
-                "message_type": str, "content": str, "message_id": str, "has_media": int,
-                "media": str, "status": str, "created_at": str,
+                "id": str,
+                "instance_id": str,
+                "remote_jid": str,
+                "from_me": int,
+                "message_type": str,
+                "content": str,
+                "message_id": str,
+                "has_media": int,
+                "media": str,
+                "status": str,
+                "created_at": str,
             },
             pk=("id",),
             indexes=[
@@ -41,34 +49,70 @@ class Messages(ReadModelProjection):
 
     @apply.register
     def _(self, event: Instance.MessageSent, rows: Rows) -> None:
-        self._insert(rows, event, event.to, True, event.message_type, event.body, event.message_id,
-                     event.media, "sent")
+        self._insert(
+            rows,
+            event,
+            event.to,
+            True,
+            event.message_type,
+            event.body,
+            event.message_id,
+            event.media,
+            "sent",
+        )
 
     @apply.register
     def _(self, event: Instance.MessageReceived, rows: Rows) -> None:
-        self._insert(rows, event, event.sender, False, event.message_type, event.body,
-                     event.message_id, event.media, "received")
+        self._insert(
+            rows,
+            event,
+            event.sender,
+            False,
+            event.message_type,
+            event.body,
+            event.message_id,
+            event.media,
+            "received",
+        )
 
     @apply.register
     def _(self, event: Instance.MessageStatusChanged, rows: Rows) -> None:
         rows.advance(
-            "messages", {"instance_id": ident(event.originator_id), "message_id": event.message_id},
-            "status", event.status, STATUS_RANK,
+            "messages",
+            {"instance_id": ident(event.originator_id), "message_id": event.message_id},
+            "status",
+            event.status,
+            STATUS_RANK,
         )
 
     @staticmethod
     def _insert(
-        rows: Rows, event: Any, remote_jid: str, from_me: bool, kind: str,
-        content: str, message_id: str, media: dict[str, Any] | None, status: str,
+        rows: Rows,
+        event: Any,
+        remote_jid: str,
+        from_me: bool,
+        kind: str,
+        content: str,
+        message_id: str,
+        media: dict[str, Any] | None,
+        status: str,
     ) -> None:
         public_media = (
             {k: v for k, v in media.items() if k != "path"} if media is not None else None
         )
-        rows.insert("messages", {
-            "id": row_id(event), "instance_id": ident(event.originator_id),
-            "remote_jid": remote_jid, "from_me": int(from_me), "message_type": kind,
-            "content": content, "message_id": message_id, "has_media": int(media is not None),
-            "media": json.dumps(public_media) if public_media is not None else None,
-            "status": status, "created_at": iso(event.timestamp),
-        })
-
+        rows.insert(
+            "messages",
+            {
+                "id": row_id(event),
+                "instance_id": ident(event.originator_id),
+                "remote_jid": remote_jid,
+                "from_me": int(from_me),
+                "message_type": kind,
+                "content": content,
+                "message_id": message_id,
+                "has_media": int(media is not None),
+                "media": json.dumps(public_media) if public_media is not None else None,
+                "status": status,
+                "created_at": iso(event.timestamp),
+            },
+        )

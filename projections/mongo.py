@@ -51,12 +51,18 @@ class MongoReadModelStore(ReadModels):
     """
 
     def __init__(
-        self, client: MongoClient[dict[str, Any]], database: str, *, generation: str | None = None,
+        self,
+        client: MongoClient[dict[str, Any]],
+        database: str,
+        *,
+        generation: str | None = None,
         owns_client: bool = False,
     ) -> None:
         self.client = client
         self.database: Database[dict[str, Any]] = client.get_database(
-            database, write_concern=WriteConcern("majority"), read_concern=ReadConcern("majority"),
+            database,
+            write_concern=WriteConcern("majority"),
+            read_concern=ReadConcern("majority"),
         )
         self.pinned = generation
         self.tables: dict[str, Table] = {}
@@ -88,7 +94,9 @@ class MongoReadModelStore(ReadModels):
     def _hold(self, session: ClientSession) -> str:
         """Write the pointer document in this transaction and return the generation."""
         found = self.database[POINTER].find_one_and_update(
-            {"_id": CURRENT}, {"$inc": {"writes": 1}}, session=session,
+            {"_id": CURRENT},
+            {"$inc": {"writes": 1}},
+            session=session,
             return_document=ReturnDocument.AFTER,
         )
         return found["generation"] if found else ""
@@ -146,7 +154,8 @@ class MongoReadModelStore(ReadModels):
     def generations(self) -> set[str]:
         return {
             n.rsplit(SEPARATOR, 1)[1] if SEPARATOR in n else ""
-            for n in self.database.list_collection_names() if n != POINTER
+            for n in self.database.list_collection_names()
+            if n != POINTER
         }
 
 
@@ -158,7 +167,10 @@ class MongoRows(Rows):
     """
 
     def __init__(
-        self, database: Database[dict[str, Any]], generation: str, tables: Mapping[str, Table],
+        self,
+        database: Database[dict[str, Any]],
+        generation: str,
+        tables: Mapping[str, Table],
         session: ClientSession,
     ) -> None:
         self.database = database
@@ -202,9 +214,14 @@ class MongoRows(Rows):
         spec = self.tables[table]
         _id = {k: key[k] for k in spec.pk}
         increments = {c: counts.get(c, 0) for c in sorted(spec.counters)}
-        self._queue(table, UpdateOne(
-            {"_id": _id}, {"$inc": increments, "$setOnInsert": dict(_id)}, upsert=True,
-        ))
+        self._queue(
+            table,
+            UpdateOne(
+                {"_id": _id},
+                {"$inc": increments, "$setOnInsert": dict(_id)},
+                upsert=True,
+            ),
+        )
 
     def merge(self, table: str, row: dict[str, Any], keep: tuple[str, ...]) -> None:
         _id = self._row_id(table, row)
@@ -277,8 +294,9 @@ class MongoBuilding(Building):
     def copy(self, tables: Sequence[str], tracking_name: str) -> int:
         target = self.store.database
         end = suffix(self.name)
-        with self.live.client.start_session() as session, session.start_transaction(
-            read_concern=ReadConcern("snapshot")
+        with (
+            self.live.client.start_session() as session,
+            session.start_transaction(read_concern=ReadConcern("snapshot")),
         ):
             # One snapshot of the collections in service for every table and the position
             # (a transaction: mongod's transactionLifetimeLimitSeconds, 60 s by default,
@@ -331,9 +349,12 @@ def create_indexes(collection: Any, table: Table) -> None:
     """
     for columns, unique in table.indexes:
         collection.create_index(
-            [(c, ASCENDING) for c in columns], unique=unique, name="idx_" + "_".join(columns),
+            [(c, ASCENDING) for c in columns],
+            unique=unique,
+            name="idx_" + "_".join(columns),
         )
     if len(table.pk) > 1:
         collection.create_index(
-            [(c, ASCENDING) for c in table.pk], name="idx_" + "_".join(table.pk),
+            [(c, ASCENDING) for c in table.pk],
+            name="idx_" + "_".join(table.pk),
         )

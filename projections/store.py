@@ -111,9 +111,11 @@ class ReadModelStore(ReadModels):
             for table in tables:
                 self.tables[table.name] = table
                 db[table.name].create(
-                    dict(table.columns), pk=table.pk[0] if len(table.pk) == 1 else table.pk,
+                    dict(table.columns),
+                    pk=table.pk[0] if len(table.pk) == 1 else table.pk,
                     not_null=set(table.counters) or None,
-                    defaults=dict.fromkeys(table.counters, 0) or None, if_not_exists=True,
+                    defaults=dict.fromkeys(table.counters, 0) or None,
+                    if_not_exists=True,
                 )
                 for columns, unique in table.indexes:
                     db[table.name].create_index(list(columns), unique=unique, if_not_exists=True)
@@ -272,9 +274,13 @@ class SQLiteRows(Rows):
                 spec = self.tables[name]
                 counters = _sorted(spec.counters)
                 # Every counter in every row (zeros added): one statement for all of them.
-                self.conn.executemany(_add_sql(name, spec.pk, counters), [
-                    (*row, *[sums.get(c, 0) for c in counters]) for row, sums in pending.sums.items()
-                ])
+                self.conn.executemany(
+                    _add_sql(name, spec.pk, counters),
+                    [
+                        (*row, *[sums.get(c, 0) for c in counters])
+                        for row, sums in pending.sums.items()
+                    ],
+                )
 
 
 class _Pending:
@@ -358,23 +364,31 @@ def _advance_sql(
 ) -> str:
     cases = " ".join(f"WHEN '{s}' THEN {r}" for s, r in rank)
     conditions = " AND ".join(f"{c} = ?" for c in where)
-    return (f"UPDATE {table} SET {column} = ? WHERE {conditions} "
-            f"AND (CASE {column} {cases} ELSE 0 END) < ?")
+    return (
+        f"UPDATE {table} SET {column} = ? WHERE {conditions} "
+        f"AND (CASE {column} {cases} ELSE 0 END) < ?"
+    )
 
 
 @functools.cache
 def _add_sql(table: str, pk: tuple[str, ...], counters: tuple[str, ...]) -> str:
     columns = (*pk, *counters)
     updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in counters)
-    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
-            f"ON CONFLICT ({', '.join(pk)}) DO UPDATE SET {updates}")
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"ON CONFLICT ({', '.join(pk)}) DO UPDATE SET {updates}"
+    )
 
 
 @functools.cache
-def _merge_sql(table: str, columns: tuple[str, ...], pk: tuple[str, ...], keep: tuple[str, ...]) -> str:
+def _merge_sql(
+    table: str, columns: tuple[str, ...], pk: tuple[str, ...], keep: tuple[str, ...]
+) -> str:
     updates = ", ".join(f"{c} = COALESCE(excluded.{c}, {table}.{c})" for c in keep)
-    return (f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
-            f"ON CONFLICT ({', '.join(pk)}) DO UPDATE SET {updates}")
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"ON CONFLICT ({', '.join(pk)}) DO UPDATE SET {updates}"
+    )
 
 
 class SQLiteBuilding(Building):
@@ -394,8 +408,12 @@ class SQLiteBuilding(Building):
         # No journal (each page written once, not to a WAL and then again), a big cache,
         # no fsync until the file is made durable once, before the swap: a failed or
         # interrupted rebuild deletes it anyway.
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-262144",
-                       "temp_store=MEMORY"):
+        for pragma in (
+            "journal_mode=OFF",
+            "synchronous=OFF",
+            "cache_size=-262144",
+            "temp_store=MEMORY",
+        ):
             self.store.db.execute(f"PRAGMA {pragma}")
 
     def copy(self, tables: Sequence[str], tracking_name: str) -> int:

@@ -13,8 +13,14 @@ from projections.base import ReadModelProjection, ident
 from projections.rows import Rows, Table
 
 COUNTERS = (
-    "messages_sent", "messages_received", "media_sent", "media_received",
-    "total_media_size", "api_calls", "webhook_sent", "webhook_failed",
+    "messages_sent",
+    "messages_received",
+    "media_sent",
+    "media_received",
+    "total_media_size",
+    "api_calls",
+    "webhook_sent",
+    "webhook_failed",
 )
 NO_INSTANCE = ""
 
@@ -28,7 +34,8 @@ class Usage(ReadModelProjection):
         Table(
             "usage",
             {"user_id": str, "instance_id": str, "day": str, **dict.fromkeys(COUNTERS, int)},
-            pk=("user_id", "instance_id", "day"), counters=frozenset(COUNTERS),
+            pk=("user_id", "instance_id", "day"),
+            counters=frozenset(COUNTERS),
             indexes=[(("instance_id", "day"), False), (("day",), False)],
         ),
     )
@@ -48,28 +55,52 @@ class Usage(ReadModelProjection):
     @apply.register
     def _(self, event: UsageLedger.UsageRecorded, rows: Rows) -> None:
         for call in event.calls:
-            bump(rows, call["userId"], call.get("instanceId") or NO_INSTANCE, call["day"],
-                 api_calls=call["apiCalls"])
+            bump(
+                rows,
+                call["userId"],
+                call.get("instanceId") or NO_INSTANCE,
+                call["day"],
+                api_calls=call["apiCalls"],
+            )
 
     @apply.register
     def _(self, event: WebhookLog.WebhookDelivered, rows: Rows) -> None:
-        bump(rows, self._owner(rows, event.instance_id), event.instance_id,
-             event.timestamp.date().isoformat(), webhook_sent=1)
+        bump(
+            rows,
+            self._owner(rows, event.instance_id),
+            event.instance_id,
+            event.timestamp.date().isoformat(),
+            webhook_sent=1,
+        )
 
     @apply.register
     def _(self, event: WebhookLog.WebhookFailed, rows: Rows) -> None:
-        bump(rows, self._owner(rows, event.instance_id), event.instance_id,
-             event.timestamp.date().isoformat(), webhook_failed=1)
+        bump(
+            rows,
+            self._owner(rows, event.instance_id),
+            event.instance_id,
+            event.timestamp.date().isoformat(),
+            webhook_failed=1,
+        )
 
-    def _message(self, rows: Rows, event: Any, direction: str, media: dict[str, Any] | None) -> None:
+    def _message(
+        self, rows: Rows, event: Any, direction: str, media: dict[str, Any] | None
+    ) -> None:
         instance_id = ident(event.originator_id)
         counts = {f"messages_{direction}": 1}
         if media is not None:
             counts[f"media_{direction}"] = 1
             counts["total_media_size"] = int(media.get("size") or 0)
         owner = self._owners.get(instance_id) or self._owner(rows, instance_id)
-        rows.add("usage", {"user_id": owner, "instance_id": instance_id,
-                           "day": event.timestamp.date().isoformat()}, counts)
+        rows.add(
+            "usage",
+            {
+                "user_id": owner,
+                "instance_id": instance_id,
+                "day": event.timestamp.date().isoformat(),
+            },
+            counts,
+        )
 
     @functools.cached_property
     def _owners(self) -> dict[str, str]:

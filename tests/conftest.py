@@ -14,9 +14,11 @@ PROVIDERS = ("sqlite", "mongodb")
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "sqlite_only(reason): run this module's or test's servers on SQLite only")
+        "markers", "sqlite_only(reason): run this module's or test's servers on SQLite only"
+    )
     config.addinivalue_line(
-        "markers", "kills_the_server: kill -9s a server mid-transaction (see fresh_server)")
+        "markers", "kills_the_server: kill -9s a server mid-transaction (see fresh_server)"
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -52,10 +54,15 @@ SECANTUS_KILL_9 = (
 
 
 @pytest.fixture()
-def fresh_server(request: pytest.FixtureRequest, tmp_path: Path, storage: Storage) -> Iterator[Server]:
+def fresh_server(
+    request: pytest.FixtureRequest, tmp_path: Path, storage: Storage
+) -> Iterator[Server]:
     """A server of the test's own, for tests that restart or kill it."""
-    if (storage.provider == "mongodb" and request.node.get_closest_marker("kills_the_server")
-            and not os.environ.get(mongo.TEST_URL)):
+    if (
+        storage.provider == "mongodb"
+        and request.node.get_closest_marker("kills_the_server")
+        and not os.environ.get(mongo.TEST_URL)
+    ):
         pytest.skip(SECANTUS_KILL_9)
     with running_server(tmp_path, storage) as running:
         yield running
@@ -116,8 +123,9 @@ def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Provide
     if request.param == "sqlite":
         yield SQLiteProvider(tmp_path)
         return
-    chosen = MongoProvider(request.getfixturevalue("mongo_url"),
-                           request.getfixturevalue("mongo_database"))
+    chosen = MongoProvider(
+        request.getfixturevalue("mongo_url"), request.getfixturevalue("mongo_database")
+    )
     try:
         yield chosen
     finally:

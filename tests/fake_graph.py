@@ -17,7 +17,14 @@ RATE_LIMITED_NUMBER = "15550009999"
 
 def _error(status: int, code: int, message: str) -> web.Response:
     return web.json_response(
-        {"error": {"message": message, "type": "OAuthException", "code": code, "fbtrace_id": "Fake"}},
+        {
+            "error": {
+                "message": message,
+                "type": "OAuthException",
+                "code": code,
+                "fbtrace_id": "Fake",
+            }
+        },
         status=status,
     )
 
@@ -57,7 +64,11 @@ class FakeGraph:
     async def number(self, request: web.Request) -> web.Response:
         self.requests.append({"path": request.path, "query": dict(request.query)})
         return self._check(request) or web.json_response(
-            {"display_phone_number": "+1 555-010-0200", "verified_name": "Fake Shop", "id": PHONE_NUMBER_ID}
+            {
+                "display_phone_number": "+1 555-010-0200",
+                "verified_name": "Fake Shop",
+                "id": PHONE_NUMBER_ID,
+            }
         )
 
     async def messages(self, request: web.Request) -> web.Response:
@@ -66,23 +77,32 @@ class FakeGraph:
         self.requests.append({"path": request.path, "json": body})
         if refused:
             return refused
-        if body.get("messaging_product") != "whatsapp" or "to" not in body or body.get("type") not in body:
+        if (
+            body.get("messaging_product") != "whatsapp"
+            or "to" not in body
+            or body.get("type") not in body
+        ):
             return _error(400, 100, "Invalid parameter")
         if body["to"] == RATE_LIMITED_NUMBER:
             return _error(429, 130429, "Rate limit hit")
-        return web.json_response({
-            "messaging_product": "whatsapp",
-            "contacts": [{"input": body["to"], "wa_id": body["to"]}],
-            "messages": [{"id": f"wamid.FAKE{next(self._ids):06d}"}],
-        })
+        return web.json_response(
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": body["to"], "wa_id": body["to"]}],
+                "messages": [{"id": f"wamid.FAKE{next(self._ids):06d}"}],
+            }
+        )
 
     async def media(self, request: web.Request) -> web.Response:
         refused = self._check(request)
         form = await request.post()
         upload = form.get("file")
-        record = {"path": request.path, "form": {k: v for k, v in form.items() if isinstance(v, str)},
-                  "file": getattr(upload, "filename", None),
-                  "size": len(upload.file.read()) if hasattr(upload, "file") else 0}
+        record = {
+            "path": request.path,
+            "form": {k: v for k, v in form.items() if isinstance(v, str)},
+            "file": getattr(upload, "filename", None),
+            "size": len(upload.file.read()) if hasattr(upload, "file") else 0,
+        }
         self.requests.append(record)
         if refused:
             return refused

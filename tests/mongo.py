@@ -48,14 +48,28 @@ def with_database(url: str, database: str) -> str:
 
 @contextlib.contextmanager
 def secantus(
-    storage: Path | str = ":memory:", port: int | None = None, *, standalone: bool = False,
+    storage: Path | str = ":memory:",
+    port: int | None = None,
+    *,
+    standalone: bool = False,
     timeout: float = 60.0,
 ) -> Iterator[str]:
     """Run SecantusDB in a child process on 127.0.0.1; yield its URL."""
     port = port or free_port()
     command = [
-        sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
-        "--storage-path", str(storage), "--cache-size", "256M", "--log-level", "WARNING",
+        sys.executable,
+        "-m",
+        "secantus",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--storage-path",
+        str(storage),
+        "--cache-size",
+        "256M",
+        "--log-level",
+        "WARNING",
     ]
     if standalone:
         command.append("--standalone")
@@ -86,7 +100,9 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float) -
             return
         except PyMongoError:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"SecantusDB did not answer on {url} within {timeout} s") from None
+                raise RuntimeError(
+                    f"SecantusDB did not answer on {url} within {timeout} s"
+                ) from None
             time.sleep(0.2)
         finally:
             client.close()

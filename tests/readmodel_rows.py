@@ -23,6 +23,7 @@ Rows = dict[str, list[dict[str, Any]]]
 SPECS = {t.name: t for t in catalog.TABLES}
 KEYS = {"contacts": ("instance_id", "jid"), "usage": ("user_id", "instance_id", "day")}
 
+
 class Generation:
     """A collection accessor (`projections.queries.Collections`) over one database whose
     collections carry a rebuild's generation suffix."""
@@ -67,57 +68,127 @@ def document(table: str, row: dict[str, Any]) -> dict[str, Any]:
 # -- the rows -----------------------------------------------------------------------
 
 
-def user(id: str, email: str, created: str, *, active: int = 1, role: str = "user",
-         limits: dict[str, Any] | None = None) -> dict[str, Any]:
+def user(
+    id: str,
+    email: str,
+    created: str,
+    *,
+    active: int = 1,
+    role: str = "user",
+    limits: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     return {
-        "id": id, "email": email, "first_name": id.title(), "last_name": "Test", "role": role,
-        "active": active, "api_key_hash": f"hash-{id}", "limits": json.dumps(limits or {}),
-        "created_at": created, "updated_at": created,
+        "id": id,
+        "email": email,
+        "first_name": id.title(),
+        "last_name": "Test",
+        "role": role,
+        "active": active,
+        "api_key_hash": f"hash-{id}",
+        "limits": json.dumps(limits or {}),
+        "created_at": created,
+        "updated_at": created,
     }
 
 
-def instance(id: str, user_id: str, created: str, *, status: str = "connecting",
-             engine: str = "sandbox", deleted: int = 0) -> dict[str, Any]:
+def instance(
+    id: str,
+    user_id: str,
+    created: str,
+    *,
+    status: str = "connecting",
+    engine: str = "sandbox",
+    deleted: int = 0,
+) -> dict[str, Any]:
     return {
-        "id": id, "user_id": user_id, "name": f"name of {id}", "description": "", "engine": engine,
-        "status": status, "has_qr": 0, "phone": "4915100000" if status == "connected" else None,
-        "webhook": json.dumps({"url": f"http://hooks.test/{id}", "enabled": True, "hasSecret": True}),
-        "engine_settings": json.dumps({"phoneNumberId": id}), "created_at": created,
-        "updated_at": created, "deleted": deleted,
+        "id": id,
+        "user_id": user_id,
+        "name": f"name of {id}",
+        "description": "",
+        "engine": engine,
+        "status": status,
+        "has_qr": 0,
+        "phone": "4915100000" if status == "connected" else None,
+        "webhook": json.dumps(
+            {"url": f"http://hooks.test/{id}", "enabled": True, "hasSecret": True}
+        ),
+        "engine_settings": json.dumps({"phoneNumberId": id}),
+        "created_at": created,
+        "updated_at": created,
+        "deleted": deleted,
     }
 
 
-def message(instance_id: str, version: int, chat: str, at: str, *, from_me: int = 1,
-            media: dict[str, Any] | None = None) -> dict[str, Any]:
+def message(
+    instance_id: str,
+    version: int,
+    chat: str,
+    at: str,
+    *,
+    from_me: int = 1,
+    media: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     return {
-        "id": f"{instance_id}-{version}", "instance_id": instance_id, "remote_jid": chat,
-        "from_me": from_me, "message_type": "image" if media else "text", "content": f"text {version}",
-        "message_id": f"wamid-{instance_id}-{version}", "has_media": int(media is not None),
-        "media": json.dumps(media) if media else None, "status": "sent", "created_at": at,
+        "id": f"{instance_id}-{version}",
+        "instance_id": instance_id,
+        "remote_jid": chat,
+        "from_me": from_me,
+        "message_type": "image" if media else "text",
+        "content": f"text {version}",
+        "message_id": f"wamid-{instance_id}-{version}",
+        "has_media": int(media is not None),
+        "media": json.dumps(media) if media else None,
+        "status": "sent",
+        "created_at": at,
     }
 
 
 def activity(instance_id: str, version: int, action: str, at: str) -> dict[str, Any]:
-    return {"id": f"{instance_id}-{version}", "instance_id": instance_id, "action": action,
-            "details": json.dumps({"n": version}), "created_at": at}
+    return {
+        "id": f"{instance_id}-{version}",
+        "instance_id": instance_id,
+        "action": action,
+        "details": json.dumps({"n": version}),
+        "created_at": at,
+    }
 
 
 def delivery(instance_id: str, version: int, status: str, at: str) -> dict[str, Any]:
     return {
-        "id": f"log-{instance_id}-{version}", "instance_id": instance_id, "position": version * 10,
-        "event": "message.received", "delivery_id": f"d-{version}", "status": status,
-        "attempts": 1 if status == "delivered" else 3, "status_code": 200 if status == "delivered" else 500,
-        "error": "" if status == "delivered" else "HTTP 500", "replay": 0, "created_at": at,
+        "id": f"log-{instance_id}-{version}",
+        "instance_id": instance_id,
+        "position": version * 10,
+        "event": "message.received",
+        "delivery_id": f"d-{version}",
+        "status": status,
+        "attempts": 1 if status == "delivered" else 3,
+        "status_code": 200 if status == "delivered" else 500,
+        "error": "" if status == "delivered" else "HTTP 500",
+        "replay": 0,
+        "created_at": at,
     }
 
 
 def usage(user_id: str, instance_id: str, day: str, **counts: int) -> dict[str, Any]:
-    return {"user_id": user_id, "instance_id": instance_id, "day": day,
-            **dict.fromkeys(COUNTERS, 0), **counts}
+    return {
+        "user_id": user_id,
+        "instance_id": instance_id,
+        "day": day,
+        **dict.fromkeys(COUNTERS, 0),
+        **counts,
+    }
 
 
-def contact(instance_id: str, jid: str, name: str | None, number: str, is_group: int = 0) -> dict[str, Any]:
-    return {"instance_id": instance_id, "jid": jid, "name": name, "number": number, "is_group": is_group}
+def contact(
+    instance_id: str, jid: str, name: str | None, number: str, is_group: int = 0
+) -> dict[str, Any]:
+    return {
+        "instance_id": instance_id,
+        "jid": jid,
+        "name": name,
+        "number": number,
+        "is_group": is_group,
+    }
 
 
 CHAT = "4915111111111@s.whatsapp.net"
@@ -133,8 +204,12 @@ def story() -> Rows:
     return {
         "users": [
             user("admin", "admin@example.com", "2026-01-01T00:00:00.000Z", role="admin"),
-            user("alice", "alice@example.com", "2026-01-02T00:00:00.000Z",
-                 limits={"maxMessagesPerDay": 5}),
+            user(
+                "alice",
+                "alice@example.com",
+                "2026-01-02T00:00:00.000Z",
+                limits={"maxMessagesPerDay": 5},
+            ),
             user("bob", "bob@example.com", "2026-01-03T00:00:00.000Z", active=0),
         ],
         "instances": [
@@ -170,10 +245,27 @@ def story() -> Rows:
             delivery("b1", 1, "failed", at(4)),
         ],
         "usage": [
-            usage("alice", "a1", "2026-03-01", messages_sent=2, messages_received=1, media_sent=1,
-                  total_media_size=100, api_calls=3, webhook_sent=1),
-            usage("alice", "a1", "2026-03-02", messages_sent=1, messages_received=4,
-                  media_received=2, total_media_size=50, webhook_failed=1),
+            usage(
+                "alice",
+                "a1",
+                "2026-03-01",
+                messages_sent=2,
+                messages_received=1,
+                media_sent=1,
+                total_media_size=100,
+                api_calls=3,
+                webhook_sent=1,
+            ),
+            usage(
+                "alice",
+                "a1",
+                "2026-03-02",
+                messages_sent=1,
+                messages_received=4,
+                media_received=2,
+                total_media_size=50,
+                webhook_failed=1,
+            ),
             usage("alice", "a2", "2026-03-02", messages_sent=5),
             usage("alice", "", "2026-03-02", api_calls=7),  # calls made without an instance
             usage("admin", "a1", "2026-03-02", api_calls=2),

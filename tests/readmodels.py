@@ -53,7 +53,8 @@ class Provider(ABC):
         """Every table, rows in a canonical order (tracking included)."""
         return {
             t: sorted(json.dumps(r, sort_keys=True) for r in self.rows(t))
-            for t in sorted(self.tables()) if meta or t != "meta"
+            for t in sorted(self.tables())
+            if meta or t != "meta"
         }
 
     def close(self) -> None:

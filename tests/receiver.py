@@ -41,7 +41,9 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                item = Received({k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
+                item = Received(
+                    {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic()
+                )
                 receiver.attempts.append(item)
                 if receiver.hang:
                     time.sleep(receiver.hang)

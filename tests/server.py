@@ -50,8 +50,11 @@ class Server:
         if storage.provider == "mongodb":
             assert storage.mongodb_url is not None
             self.database = mongo.new_database_name("srv")
-            env = {"DATABASE_PROVIDER": "mongodb",
-                   "DATABASE_URL": mongo.with_database(storage.mongodb_url, self.database), **env}
+            env = {
+                "DATABASE_PROVIDER": "mongodb",
+                "DATABASE_URL": mongo.with_database(storage.mongodb_url, self.database),
+                **env,
+            }
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("APP_", "NODE_ENV"))},
             "PORT": str(self.port),
@@ -78,7 +81,10 @@ class Server:
         command = [whatsapp_api] if whatsapp_api else [sys.executable, "-m", "app.cli"]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [*command, "serve"], env=self.env, cwd=self.root, stdout=log,
+                [*command, "serve"],
+                env=self.env,
+                cwd=self.root,
+                stdout=log,
                 stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
@@ -141,8 +147,9 @@ class Server:
             while True:
                 page = store.recorder.select_notifications(start=start, limit=1000)
                 for notification in page:
-                    if (originator_id is None or str(notification.originator_id) == originator_id) \
-                            and notification.topic.endswith(topic):
+                    if (
+                        originator_id is None or str(notification.originator_id) == originator_id
+                    ) and notification.topic.endswith(topic):
                         found.append(store.mapper.to_domain_event(notification))
                 if len(page) < 1000:
                     return found
@@ -165,7 +172,11 @@ class Server:
         """Everything the server stored (event store, read models, cursors), as raw bytes:
         the files of its data directory, and the documents of its MongoDB databases."""
         data = self.root / "data"
-        files = b"".join(p.read_bytes() for p in data.iterdir() if p.is_file()) if data.exists() else b""
+        files = (
+            b"".join(p.read_bytes() for p in data.iterdir() if p.is_file())
+            if data.exists()
+            else b""
+        )
         if self.database is None:
             return files
         import bson
@@ -175,7 +186,8 @@ class Server:
         try:
             return files + b"".join(
                 bson.encode(document)
-                for name in client.list_database_names() if name.startswith(self.database)
+                for name in client.list_database_names()
+                if name.startswith(self.database)
                 for collection in client[name].list_collection_names()
                 for document in client[name][collection].find()
             )
@@ -202,7 +214,9 @@ def running_server(root: Path, storage: Storage = SQLITE, **env: str) -> Iterato
 class Api:
     """A signed-in API client with the steps stories repeat."""
 
-    def __init__(self, server: Server, token: str | None = None, api_key: str | None = None) -> None:
+    def __init__(
+        self, server: Server, token: str | None = None, api_key: str | None = None
+    ) -> None:
         headers = {}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -213,17 +227,23 @@ class Api:
 
     @classmethod
     def login(cls, server: Server, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD) -> Api:
-        answer = server.client().post("/api/auth/login", json={"email": email, "password": password})
+        answer = server.client().post(
+            "/api/auth/login", json={"email": email, "password": password}
+        )
         assert answer.status_code == 200, answer.text
         return cls(server, token=answer.json()["token"])
 
-    def create_user(self, email: str, password: str = "user-password-1", **fields: Any) -> dict[str, Any]:
+    def create_user(
+        self, email: str, password: str = "user-password-1", **fields: Any
+    ) -> dict[str, Any]:
         answer = self.http.post("/api/users", json={"email": email, "password": password, **fields})
         assert answer.status_code == 201, answer.text
         return answer.json()
 
     def create_instance(self, name: str, **fields: Any) -> dict[str, Any]:
-        answer = self.http.post("/api/instances", json={"name": name, "engine": "sandbox", **fields})
+        answer = self.http.post(
+            "/api/instances", json={"name": name, "engine": "sandbox", **fields}
+        )
         assert answer.status_code == 201, answer.text
         return answer.json()
 
@@ -245,7 +265,8 @@ class Api:
 
     def send(self, instance_id: str, phone: str, message: str, **headers: str) -> httpx.Response:
         return self.http.post(
-            f"/api/whatsapp/{instance_id}/send", json={"phone": phone, "message": message},
+            f"/api/whatsapp/{instance_id}/send",
+            json={"phone": phone, "message": message},
             headers=headers,
         )
 

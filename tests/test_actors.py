@@ -105,7 +105,11 @@ class World:
 
     def create(self, name: str) -> UUID:
         instance = Instance(
-            user_id="user-1", name=name, description="", engine="sandbox", webhook={},
+            user_id="user-1",
+            name=name,
+            description="",
+            engine="sandbox",
+            webhook={},
             engine_settings={},
         )
         self.committer.commit(instance.collect_events())
@@ -144,7 +148,9 @@ def world(tmp_path: Path) -> Iterator[World]:
     network = SandboxNetwork()
 
     def engine_for(instance: Instance, emit: Emit) -> Engine:
-        return SandboxEngine(network, tmp_path / "instances" / str(instance.id), instance.name, emit)
+        return SandboxEngine(
+            network, tmp_path / "instances" / str(instance.id), instance.name, emit
+        )
 
     def spawn(instance_id: UUID, on_crash: CrashReport) -> pykka.ActorRef[Any]:
         return InstanceActor.start(
@@ -214,17 +220,23 @@ def test_a_text_from_a_to_b_is_received_delivered_and_read(world: World) -> None
     sent_at = [type(e).__name__ for e in a_events].index("MessageSent")
     sent, delivered, read = a_events[sent_at:]
     assert (sent.message_id, sent.to, sent.body, sent.message_type) == (
-        message_id, jid(B_PHONE), "hello B", "text",
+        message_id,
+        jid(B_PHONE),
+        "hello B",
+        "text",
     )
     assert [type(e).__name__ for e in (delivered, read)] == ["MessageStatusChanged"] * 2
     assert [(e.message_id, e.status, e.from_me) for e in (delivered, read)] == [
-        (message_id, "delivered", True), (message_id, "read", True),
+        (message_id, "delivered", True),
+        (message_id, "read", True),
     ]
 
     received = [e for e in world.events(b) if type(e).__name__ == "MessageReceived"]
     assert len(received) == 1
     assert (received[0].message_id, received[0].sender, received[0].push_name) == (
-        message_id, jid(A_PHONE), "A",
+        message_id,
+        jid(A_PHONE),
+        "A",
     )
     assert received[0].body == "hello B"
     assert "MessageSent" not in world.names(b)
@@ -309,7 +321,9 @@ def test_a_crashed_actor_is_restarted_by_the_supervisor(world: World) -> None:
     ), "the supervisor did not restart the actor"
     # The new actor starts from what is stored and reconnects its saved session.
     assert wait_until(lambda: world.state(a)["status"] == "connected")
-    assert wait_until(lambda: world.names(a)[stored:] == ["ConnectionRequested", "ConnectionOpened"])
+    assert wait_until(
+        lambda: world.names(a)[stored:] == ["ConnectionRequested", "ConnectionOpened"]
+    )
     assert "MessageStatusChanged" not in world.names(a)
 
     outcome = world.proxy(a).send_text(jid(B_PHONE), "still here", None).get(timeout=WAIT)
@@ -330,18 +344,20 @@ def test_a_restart_that_fails_to_start_is_tried_again(world: World) -> None:
     crashed.tell(Receipt("SB-LOST", "read", jid(B_PHONE)))
 
     assert wait_until(
-        lambda: world.registry.get(a) not in (None, crashed)
-        and world.registry[a].is_alive()
-        and world.state(a)["status"] == "connected"
+        lambda: (
+            world.registry.get(a) not in (None, crashed)
+            and world.registry[a].is_alive()
+            and world.state(a)["status"] == "connected"
+        )
     ), "the instance was not restarted after a failed start"
 
 
 def test_an_instance_that_fails_to_start_is_restarted(world: World) -> None:
     world.load.fail_next()
     a = world.create("A")
-    assert wait_until(
-        lambda: world.registry[a].is_alive() and world.state(a)["hasQr"]
-    ), "the instance was not restarted after a failed start"
+    assert wait_until(lambda: world.registry[a].is_alive() and world.state(a)["hasQr"]), (
+        "the instance was not restarted after a failed start"
+    )
     assert wait_until(lambda: world.names(a) == ["Created", "ConnectionRequested", "QrReceived"])
 
 
@@ -355,7 +371,9 @@ def test_a_failed_command_restarts_the_instance_from_what_is_stored(world: World
     with pytest.raises(OSError, match="injected"):
         _ = lost.position  # the caller learns the send was not stored
     # The actor starts again from the store (forgetting the unsaved send) and reconnects.
-    assert wait_until(lambda: world.registry.get(a) not in (None, ref) and world.registry[a].is_alive())
+    assert wait_until(
+        lambda: world.registry.get(a) not in (None, ref) and world.registry[a].is_alive()
+    )
     assert wait_until(lambda: world.state(a)["ready"])
     retry = world.proxy(a).send_text(jid("15559999999"), "lost", "k-lost").get(timeout=WAIT)
     assert retry.position > 0

@@ -31,7 +31,12 @@ JSON = {"Content-Type": "application/json"}
 def assert_error(answer: httpx.Response, status: int, code: str) -> dict[str, Any]:
     """The answer is `status` with the documented error shape and machine `code`."""
     assert "Traceback" not in answer.text, answer.text
-    assert answer.status_code == status, (answer.request.method, answer.request.url, answer.status_code, answer.text)
+    assert answer.status_code == status, (
+        answer.request.method,
+        answer.request.url,
+        answer.status_code,
+        answer.text,
+    )
     body = answer.json()
     assert body["code"] == code, body
     assert isinstance(body["error"], str) and body["error"].strip(), body
@@ -46,11 +51,17 @@ def png_bytes() -> bytes:
     """A valid 1x1 PNG, built by hand (about 70 bytes)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00")) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00"))
+        + chunk(b"IEND", b"")
+    )
 
 
 # -- shared state on the module's server ---------------------------------------------
@@ -83,18 +94,30 @@ def unpaired(user: Api) -> str:
 def test_login_refuses_malformed_empty_unknown_wrong_and_long(server: Server) -> None:
     client = server.client()
     url = "/api/auth/login"
-    assert_error(client.post(url, content=b'{"email": "a@b.c", "password": ', headers=JSON), 400, "invalid_json")
+    assert_error(
+        client.post(url, content=b'{"email": "a@b.c", "password": ', headers=JSON),
+        400,
+        "invalid_json",
+    )
     assert_error(client.post(url, content=b"", headers=JSON), 400, "invalid_body")
     assert_error(client.post(url, content=b"   \n", headers=JSON), 400, "invalid_body")
     unknown = assert_error(
-        client.post(url, json={"email": "a@b.c", "password": "x", "admin": True}), 400, "validation_error"
+        client.post(url, json={"email": "a@b.c", "password": "x", "admin": True}),
+        400,
+        "validation_error",
     )
     assert "admin" in unknown["details"]
     assert_error(client.post(url, json={"email": 12345, "password": "x"}), 400, "validation_error")
     assert_error(client.post(url, json=["a@b.c", "x"]), 400, "validation_error")
     assert_error(client.post(url, json={"email": "a@b.c"}), 400, "validation_error")
-    assert_error(client.post(url, json={"email": "a" * 300 + "@b.c", "password": "x"}), 400, "validation_error")
-    assert_error(client.post(url, json={"email": "a@b.c", "password": "p" * 257}), 400, "validation_error")
+    assert_error(
+        client.post(url, json={"email": "a" * 300 + "@b.c", "password": "x"}),
+        400,
+        "validation_error",
+    )
+    assert_error(
+        client.post(url, json={"email": "a@b.c", "password": "p" * 257}), 400, "validation_error"
+    )
     assert_error(client.post(url, content=OVER_A_MIB, headers=JSON), 413, "payload_too_large")
 
 
@@ -102,14 +125,35 @@ def test_change_password_refuses_bad_bodies(user: Api) -> None:
     url = "/api/auth/password"
     assert_error(post_raw(user, url, b"{oops"), 400, "invalid_json")
     assert_error(post_raw(user, url, b""), 400, "invalid_body")
-    assert_error(user.http.post(url, json={"currentPassword": "bad-input-password", "newPassword": "long-enough-1",
-                                           "confirm": "long-enough-1"}), 400, "validation_error")
-    assert_error(user.http.post(url, json={"currentPassword": 1, "newPassword": "long-enough-1"}), 400,
-                 "validation_error")
-    assert_error(user.http.post(url, json={"currentPassword": "bad-input-password", "newPassword": "short"}), 400,
-                 "validation_error")
-    assert_error(user.http.post(url, json={"currentPassword": "bad-input-password", "newPassword": "n" * 257}), 400,
-                 "validation_error")
+    assert_error(
+        user.http.post(
+            url,
+            json={
+                "currentPassword": "bad-input-password",
+                "newPassword": "long-enough-1",
+                "confirm": "long-enough-1",
+            },
+        ),
+        400,
+        "validation_error",
+    )
+    assert_error(
+        user.http.post(url, json={"currentPassword": 1, "newPassword": "long-enough-1"}),
+        400,
+        "validation_error",
+    )
+    assert_error(
+        user.http.post(url, json={"currentPassword": "bad-input-password", "newPassword": "short"}),
+        400,
+        "validation_error",
+    )
+    assert_error(
+        user.http.post(
+            url, json={"currentPassword": "bad-input-password", "newPassword": "n" * 257}
+        ),
+        400,
+        "validation_error",
+    )
     assert_error(post_raw(user, url, OVER_A_MIB), 413, "payload_too_large")
     # None of that changed the password.
     Api.login(user.server, "bad-input@example.com", "bad-input-password")
@@ -126,10 +170,16 @@ def test_create_user_refuses_bad_bodies(admin: Api) -> None:
     assert_error(admin.http.post(url, json={**good, "isAdmin": True}), 400, "validation_error")
     assert_error(admin.http.post(url, json={**good, "email": ["x@y.z"]}), 400, "validation_error")
     assert_error(admin.http.post(url, json={**good, "firstName": 7}), 400, "validation_error")
-    assert_error(admin.http.post(url, json={**good, "email": "not-an-email"}), 400, "validation_error")
-    assert_error(admin.http.post(url, json={**good, "email": "a" * 250 + "@b.cd"}), 400, "validation_error")
+    assert_error(
+        admin.http.post(url, json={**good, "email": "not-an-email"}), 400, "validation_error"
+    )
+    assert_error(
+        admin.http.post(url, json={**good, "email": "a" * 250 + "@b.cd"}), 400, "validation_error"
+    )
     assert_error(admin.http.post(url, json={**good, "password": "short"}), 400, "validation_error")
-    assert_error(admin.http.post(url, json={**good, "firstName": "n" * 101}), 400, "validation_error")
+    assert_error(
+        admin.http.post(url, json={**good, "firstName": "n" * 101}), 400, "validation_error"
+    )
     assert_error(admin.http.post(url, json={**good, "role": "root"}), 400, "validation_error")
     assert_error(post_raw(admin, url, OVER_A_MIB), 413, "payload_too_large")
     # Nothing above created the user.
@@ -138,7 +188,12 @@ def test_create_user_refuses_bad_bodies(admin: Api) -> None:
 
 
 def test_user_paths_with_bad_or_unknown_ids_are_404(admin: Api) -> None:
-    for user_id in ("not-a-uuid", "1234", str(uuid.uuid4()), "00000000-0000-0000-0000-000000000000"):
+    for user_id in (
+        "not-a-uuid",
+        "1234",
+        str(uuid.uuid4()),
+        "00000000-0000-0000-0000-000000000000",
+    ):
         url = f"/api/users/{user_id}"
         assert_error(admin.http.get(url), 404, "user_not_found")
         assert_error(admin.http.put(url, json={"firstName": "X"}), 404, "user_not_found")
@@ -153,8 +208,12 @@ def test_update_user_refuses_bad_bodies(admin: Api) -> None:
     assert_error(admin.http.put(url, json={"email": "new@example.com"}), 400, "validation_error")
     assert_error(admin.http.put(url, json={"role": "superuser"}), 400, "validation_error")
     assert_error(admin.http.put(url, json={"lastName": "l" * 101}), 400, "validation_error")
-    assert_error(admin.http.put(url, json={"limits": {"maxInstances": -1}}), 400, "validation_error")
-    assert_error(admin.http.put(url, json={"limits": {"maxInstances": "many"}}), 400, "validation_error")
+    assert_error(
+        admin.http.put(url, json={"limits": {"maxInstances": -1}}), 400, "validation_error"
+    )
+    assert_error(
+        admin.http.put(url, json={"limits": {"maxInstances": "many"}}), 400, "validation_error"
+    )
     assert_error(admin.http.put(url, content=OVER_A_MIB, headers=JSON), 413, "payload_too_large")
     assert admin.http.get(url).json()["role"] == "user"
 
@@ -168,28 +227,60 @@ def test_create_instance_refuses_bad_bodies(user: Api) -> None:
     assert_error(post_raw(user, url, b'{"name": "x"'), 400, "invalid_json")
     assert_error(post_raw(user, url, b"null"), 400, "validation_error")
     assert_error(post_raw(user, url, b""), 400, "invalid_body")
-    assert_error(user.http.post(url, json={"name": "x", "engine": "sandbox", "color": "red"}), 400, "validation_error")
-    assert_error(user.http.post(url, json={"name": 5, "engine": "sandbox"}), 400, "validation_error")
-    assert_error(user.http.post(url, json={"name": "x", "engine": "sandbox", "webhookEnabled": "yes"}), 400,
-                 "validation_error")
-    assert_error(user.http.post(url, json={"name": "", "engine": "sandbox"}), 400, "validation_error")
-    assert_error(user.http.post(url, json={"name": "n" * 101, "engine": "sandbox"}), 400, "validation_error")
-    assert_error(user.http.post(url, json={"name": "x", "engine": "sandbox", "description": "d" * 2001}), 400,
-                 "validation_error")
-    assert_error(user.http.post(url, json={"name": "x", "engine": "sandbox", "maxRetries": 21}), 400,
-                 "validation_error")
-    assert_error(user.http.post(url, json={"name": "x", "engine": "telegram"}), 400, "validation_error")
-    assert_error(user.http.post(url, json={"name": "x", "engine": "cloud"}), 400, "validation_error")
+    assert_error(
+        user.http.post(url, json={"name": "x", "engine": "sandbox", "color": "red"}),
+        400,
+        "validation_error",
+    )
+    assert_error(
+        user.http.post(url, json={"name": 5, "engine": "sandbox"}), 400, "validation_error"
+    )
+    assert_error(
+        user.http.post(url, json={"name": "x", "engine": "sandbox", "webhookEnabled": "yes"}),
+        400,
+        "validation_error",
+    )
+    assert_error(
+        user.http.post(url, json={"name": "", "engine": "sandbox"}), 400, "validation_error"
+    )
+    assert_error(
+        user.http.post(url, json={"name": "n" * 101, "engine": "sandbox"}), 400, "validation_error"
+    )
+    assert_error(
+        user.http.post(url, json={"name": "x", "engine": "sandbox", "description": "d" * 2001}),
+        400,
+        "validation_error",
+    )
+    assert_error(
+        user.http.post(url, json={"name": "x", "engine": "sandbox", "maxRetries": 21}),
+        400,
+        "validation_error",
+    )
+    assert_error(
+        user.http.post(url, json={"name": "x", "engine": "telegram"}), 400, "validation_error"
+    )
+    assert_error(
+        user.http.post(url, json={"name": "x", "engine": "cloud"}), 400, "validation_error"
+    )
     assert_error(post_raw(user, url, OVER_A_MIB), 413, "payload_too_large")
     assert len(user.http.get(url).json()["instances"]) == before
 
 
-@pytest.mark.parametrize("webhook_url", [
-    "ftp://example.com/hook", "file:///etc/passwd", "javascript:alert(1)", "gopher://127.0.0.1:25/",
-    "http://", "example.com/hook",
-])
+@pytest.mark.parametrize(
+    "webhook_url",
+    [
+        "ftp://example.com/hook",
+        "file:///etc/passwd",
+        "javascript:alert(1)",
+        "gopher://127.0.0.1:25/",
+        "http://",
+        "example.com/hook",
+    ],
+)
 def test_webhook_url_must_be_http(user: Api, paired: str, webhook_url: str) -> None:
-    created = user.http.post("/api/instances", json={"name": "W", "engine": "sandbox", "webhookUrl": webhook_url})
+    created = user.http.post(
+        "/api/instances", json={"name": "W", "engine": "sandbox", "webhookUrl": webhook_url}
+    )
     assert_error(created, 400, "invalid_webhook_url")
     updated = user.http.put(f"/api/instances/{paired}", json={"webhookUrl": webhook_url})
     assert_error(updated, 400, "invalid_webhook_url")
@@ -203,15 +294,24 @@ def test_update_instance_refuses_bad_bodies(user: Api, paired: str) -> None:
     assert_error(user.http.put(url, json={"engine": "cloud"}), 400, "validation_error")
     assert_error(user.http.put(url, json={"name": ["a"]}), 400, "validation_error")
     assert_error(user.http.put(url, json={"name": "n" * 101}), 400, "validation_error")
-    assert_error(user.http.put(url, json={"webhookSettings": {"maxRetries": "3"}}), 400, "validation_error")
-    assert_error(user.http.put(url, json={"webhookSettings": {"retries": 3}}), 400, "validation_error")
-    assert_error(user.http.put(url, json={"cloud": {"phoneNumberId": "1", "accessToken": "t"}}), 400,
-                 "validation_error")
+    assert_error(
+        user.http.put(url, json={"webhookSettings": {"maxRetries": "3"}}), 400, "validation_error"
+    )
+    assert_error(
+        user.http.put(url, json={"webhookSettings": {"retries": 3}}), 400, "validation_error"
+    )
+    assert_error(
+        user.http.put(url, json={"cloud": {"phoneNumberId": "1", "accessToken": "t"}}),
+        400,
+        "validation_error",
+    )
     assert_error(user.http.put(url, content=OVER_A_MIB, headers=JSON), 413, "payload_too_large")
     assert user.http.get(url).json()["name"] == "Paired"
 
 
-@pytest.mark.parametrize("instance_id", ["not-a-uuid", "12345", "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz", "random"])
+@pytest.mark.parametrize(
+    "instance_id", ["not-a-uuid", "12345", "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz", "random"]
+)
 def test_instance_paths_with_bad_or_unknown_ids_are_404(user: Api, instance_id: str) -> None:
     if instance_id == "random":
         instance_id = str(uuid.uuid4())
@@ -227,7 +327,9 @@ def test_instance_paths_with_bad_or_unknown_ids_are_404(user: Api, instance_id: 
 
 
 @pytest.mark.parametrize("image_format", ["gif", "jpg", "SVG", "", "svg%00", "../png"])
-def test_qr_format_other_than_svg_or_png_is_400(user: Api, unpaired: str, image_format: str) -> None:
+def test_qr_format_other_than_svg_or_png_is_400(
+    user: Api, unpaired: str, image_format: str
+) -> None:
     for base in ("/api/instances", "/api/whatsapp"):
         answer = user.http.get(f"{base}/{unpaired}/qr", params={"format": image_format})
         assert_error(answer, 400, "invalid_format")
@@ -245,7 +347,9 @@ def test_qr_of_a_paired_instance_is_404_qr_not_available(user: Api, paired: str)
 
 
 @pytest.fixture(scope="module")
-def without_whatsmeow(tmp_path_factory: pytest.TempPathFactory, storage: Storage) -> Iterator[Server]:
+def without_whatsmeow(
+    tmp_path_factory: pytest.TempPathFactory, storage: Storage
+) -> Iterator[Server]:
     """A server on which the whatsmeow library cannot be found (neonize hidden at start-up)."""
     root = tmp_path_factory.mktemp("no-whatsmeow")
     hide = root / "hide"
@@ -271,15 +375,21 @@ def test_engine_whatsmeow_unavailable_is_400(without_whatsmeow: Server) -> None:
 def test_send_refuses_bad_bodies(user: Api, paired: str) -> None:
     url = f"/api/whatsapp/{paired}/send"
     good = {"phone": "15550101002", "message": "hello"}
-    assert_error(post_raw(user, url, b'{"phone": "15550101002", "message": "hi"'), 400, "invalid_json")
+    assert_error(
+        post_raw(user, url, b'{"phone": "15550101002", "message": "hi"'), 400, "invalid_json"
+    )
     assert_error(post_raw(user, url, b"\xff\xfe"), 400, "invalid_json")
     assert_error(post_raw(user, url, b""), 400, "invalid_body")
     assert_error(user.http.post(url, json={**good, "priority": "high"}), 400, "validation_error")
     assert_error(user.http.post(url, json={**good, "phone": 15550101002}), 400, "validation_error")
-    assert_error(user.http.post(url, json={**good, "message": {"text": "hi"}}), 400, "validation_error")
+    assert_error(
+        user.http.post(url, json={**good, "message": {"text": "hi"}}), 400, "validation_error"
+    )
     assert_error(user.http.post(url, json={"phone": "15550101002"}), 400, "validation_error")
     assert_error(user.http.post(url, json={**good, "message": ""}), 400, "validation_error")
-    assert_error(user.http.post(url, json={**good, "message": "m" * 65_537}), 400, "validation_error")
+    assert_error(
+        user.http.post(url, json={**good, "message": "m" * 65_537}), 400, "validation_error"
+    )
     assert_error(user.http.post(url, json={**good, "phone": "1" * 65}), 400, "validation_error")
     assert_error(post_raw(user, url, OVER_A_MIB), 413, "payload_too_large")
 
@@ -290,16 +400,29 @@ def other_digits(number: str, zero: int) -> str:
 
 
 FULL_WIDTH, ARABIC_INDIC = other_digits("15550101002", 0xFF10), other_digits("15550101002", 0x0660)
-BAD_PHONES = ["1234567", "1234567890123456", "1555abc0001", "phone", "++", "1555 0101 002 x",
-              "abc@s.whatsapp.net", "15550101002@example.com", "@g.us",
-              FULL_WIDTH, ARABIC_INDIC, FULL_WIDTH + "@s.whatsapp.net"]
+BAD_PHONES = [
+    "1234567",
+    "1234567890123456",
+    "1555abc0001",
+    "phone",
+    "++",
+    "1555 0101 002 x",
+    "abc@s.whatsapp.net",
+    "15550101002@example.com",
+    "@g.us",
+    FULL_WIDTH,
+    ARABIC_INDIC,
+    FULL_WIDTH + "@s.whatsapp.net",
+]
 
 
 @pytest.mark.parametrize("phone", BAD_PHONES)
 def test_bad_phone_numbers_are_400(user: Api, paired: str, phone: str) -> None:
     answer = user.http.post(f"/api/whatsapp/{paired}/send", json={"phone": phone, "message": "hi"})
     assert_error(answer, 400, "invalid_phone")
-    simple = user.http.get(f"/api/whatsapp-simple/{paired}/send", params={"phone": phone, "message": "hi"})
+    simple = user.http.get(
+        f"/api/whatsapp-simple/{paired}/send", params={"phone": phone, "message": "hi"}
+    )
     assert_error(simple, 400, "invalid_phone")
 
 
@@ -321,23 +444,60 @@ def test_whatsapp_paths_with_bad_or_unknown_ids_are_404(user: Api, instance_id: 
     assert_error(user.http.get(base + "/contacts"), 404, "instance_not_found")
     assert_error(user.http.post(base + "/logout"), 404, "instance_not_found")
     assert_error(user.http.post(base + "/send", json=message), 404, "instance_not_found")
-    assert_error(user.http.post(base + "/send-media", json={"phone": "15550101002", "url": "http://x/y.png"}), 404,
-                 "instance_not_found")
-    assert_error(user.http.post(base + "/send-file", data={"phone": "15550101002"},
-                                files={"file": ("a.txt", b"hi", "text/plain")}), 404, "instance_not_found")
-    assert_error(user.http.get(f"/api/whatsapp-simple/{instance_id}/send", params=message), 404, "instance_not_found")
-    assert_error(user.http.post(f"/api/whatsapp-simple/{instance_id}/send", data=message), 404, "instance_not_found")
+    assert_error(
+        user.http.post(
+            base + "/send-media", json={"phone": "15550101002", "url": "http://x/y.png"}
+        ),
+        404,
+        "instance_not_found",
+    )
+    assert_error(
+        user.http.post(
+            base + "/send-file",
+            data={"phone": "15550101002"},
+            files={"file": ("a.txt", b"hi", "text/plain")},
+        ),
+        404,
+        "instance_not_found",
+    )
+    assert_error(
+        user.http.get(f"/api/whatsapp-simple/{instance_id}/send", params=message),
+        404,
+        "instance_not_found",
+    )
+    assert_error(
+        user.http.post(f"/api/whatsapp-simple/{instance_id}/send", data=message),
+        404,
+        "instance_not_found",
+    )
 
 
 def test_send_on_an_unpaired_instance_is_409(user: Api, unpaired: str) -> None:
     message = {"phone": "15550101002", "message": "hi"}
-    assert_error(user.http.post(f"/api/whatsapp/{unpaired}/send", json=message), 409, "instance_not_connected")
-    assert_error(user.http.get(f"/api/whatsapp-simple/{unpaired}/send", params=message), 409,
-                 "instance_not_connected")
-    assert_error(user.http.post(f"/api/whatsapp-simple/{unpaired}/send", data=message), 409,
-                 "instance_not_connected")
-    assert_error(user.http.post(f"/api/whatsapp/{unpaired}/send-file", data={"phone": "15550101002"},
-                                files={"file": ("a.txt", b"hello", "text/plain")}), 409, "instance_not_connected")
+    assert_error(
+        user.http.post(f"/api/whatsapp/{unpaired}/send", json=message),
+        409,
+        "instance_not_connected",
+    )
+    assert_error(
+        user.http.get(f"/api/whatsapp-simple/{unpaired}/send", params=message),
+        409,
+        "instance_not_connected",
+    )
+    assert_error(
+        user.http.post(f"/api/whatsapp-simple/{unpaired}/send", data=message),
+        409,
+        "instance_not_connected",
+    )
+    assert_error(
+        user.http.post(
+            f"/api/whatsapp/{unpaired}/send-file",
+            data={"phone": "15550101002"},
+            files={"file": ("a.txt", b"hello", "text/plain")},
+        ),
+        409,
+        "instance_not_connected",
+    )
     assert user.status(unpaired)["ready"] is False
 
 
@@ -345,19 +505,36 @@ def test_send_on_an_unpaired_instance_is_409(user: Api, unpaired: str) -> None:
 def test_bad_idempotency_key_is_400(user: Api, paired: str, key: str) -> None:
     message = {"phone": "15550101002", "message": "idempotency check"}
     headers = {"Idempotency-Key": key}
-    assert_error(user.http.post(f"/api/whatsapp/{paired}/send", json=message, headers=headers), 400,
-                 "invalid_idempotency_key")
-    assert_error(user.http.get(f"/api/whatsapp-simple/{paired}/send", params=message, headers=headers), 400,
-                 "invalid_idempotency_key")
-    assert_error(user.http.post(f"/api/whatsapp/{paired}/send-file", data={"phone": "15550101002"},
-                                files={"file": ("a.txt", b"hello", "text/plain")}, headers=headers), 400,
-                 "invalid_idempotency_key")
+    assert_error(
+        user.http.post(f"/api/whatsapp/{paired}/send", json=message, headers=headers),
+        400,
+        "invalid_idempotency_key",
+    )
+    assert_error(
+        user.http.get(f"/api/whatsapp-simple/{paired}/send", params=message, headers=headers),
+        400,
+        "invalid_idempotency_key",
+    )
+    assert_error(
+        user.http.post(
+            f"/api/whatsapp/{paired}/send-file",
+            data={"phone": "15550101002"},
+            files={"file": ("a.txt", b"hello", "text/plain")},
+            headers=headers,
+        ),
+        400,
+        "invalid_idempotency_key",
+    )
     # The longest allowed key is fine.
-    assert user.send(paired, "15550101002", "ok", **{"Idempotency-Key": "k" * 200}).status_code == 200
+    assert (
+        user.send(paired, "15550101002", "ok", **{"Idempotency-Key": "k" * 200}).status_code == 200
+    )
 
 
 def chat(api: Api, instance: str, phone: str) -> list[dict[str, Any]]:
-    answer = api.http.get(f"/api/instances/{instance}/chats/{phone}/messages", params={"limit": 100})
+    answer = api.http.get(
+        f"/api/instances/{instance}/chats/{phone}/messages", params={"limit": 100}
+    )
     assert answer.status_code == 200, answer.text
     return answer.json()["messages"]
 
@@ -371,8 +548,11 @@ def test_idempotent_send_returns_the_first_result_and_sends_once(user: Api, pair
     assert again.status_code == 200, again.text
     assert again.json()["id"] == first.json()["id"]
     # The simple route shares the key space: still the first message.
-    simple = user.http.get(f"/api/whatsapp-simple/{paired}/send", params={"phone": phone, "message": "x"},
-                           headers={"Idempotency-Key": key})
+    simple = user.http.get(
+        f"/api/whatsapp-simple/{paired}/send",
+        params={"phone": phone, "message": "x"},
+        headers={"Idempotency-Key": key},
+    )
     assert simple.status_code == 200 and simple.json()["id"] == first.json()["id"]
     other = user.send(paired, phone, "your order shipped", **{"Idempotency-Key": key + "-2"})
     assert other.status_code == 200 and other.json()["id"] != first.json()["id"]
@@ -395,15 +575,25 @@ def test_simple_send_refuses_bad_input(user: Api, paired: str) -> None:
     assert_error(user.http.get(url, params={"phone": "", "message": "hi"}), 400, "validation_error")
     assert_error(user.http.post(url), 400, "validation_error")
     assert_error(user.http.post(url, data={"phone": "15550101002"}), 400, "validation_error")
-    assert_error(user.http.post(url, data={"phone": "15550101002", "message": "m" * 65_537}), 400,
-                 "validation_error")
+    assert_error(
+        user.http.post(url, data={"phone": "15550101002", "message": "m" * 65_537}),
+        400,
+        "validation_error",
+    )
     assert_error(post_raw(user, url, b'{"phone": '), 400, "invalid_json")
-    assert_error(user.http.post(url, json={"phone": 15550101002, "message": "hi"}), 400, "validation_error")
+    assert_error(
+        user.http.post(url, json={"phone": 15550101002, "message": "hi"}), 400, "validation_error"
+    )
     assert_error(user.http.post(url, json=["15550101002", "hi"]), 400, "validation_error")
     assert_error(post_raw(user, url, OVER_A_MIB), 413, "payload_too_large")
     form = b"phone=15550101002&message=" + b"m" * (MIB + 10)
-    assert_error(user.http.post(url, content=form, headers={"Content-Type": "application/x-www-form-urlencoded"}),
-                 413, "payload_too_large")
+    assert_error(
+        user.http.post(
+            url, content=form, headers={"Content-Type": "application/x-www-form-urlencoded"}
+        ),
+        413,
+        "payload_too_large",
+    )
 
 
 def test_simple_send_accepts_query_form_and_json(user: Api, paired: str) -> None:
@@ -425,7 +615,9 @@ def test_sandbox_routes_refuse_bad_bodies(user: Api, paired: str) -> None:
     scan = f"/api/sandbox/instances/{paired}/scan"
     inbound = f"/api/sandbox/instances/{paired}/inbound"
     assert_error(post_raw(user, scan, b'{"phone": "1555'), 400, "invalid_json")
-    assert_error(user.http.post(scan, json={"phone": "15550101009", "pin": "0000"}), 400, "validation_error")
+    assert_error(
+        user.http.post(scan, json={"phone": "15550101009", "pin": "0000"}), 400, "validation_error"
+    )
     assert_error(user.http.post(scan, json={"phone": 15550101009}), 400, "validation_error")
     assert_error(user.http.post(scan, json={"phone": "1" * 65}), 400, "validation_error")
     for phone in ("123", "1555abcd0001", "1234567890123456"):
@@ -435,15 +627,34 @@ def test_sandbox_routes_refuse_bad_bodies(user: Api, paired: str) -> None:
     assert_error(post_raw(user, inbound, b"{"), 400, "invalid_json")
     assert_error(post_raw(user, inbound, b""), 400, "invalid_body")
     assert_error(user.http.post(inbound, json={"message": "hi"}), 400, "validation_error")
-    assert_error(user.http.post(inbound, json={"sender": "15557770000", "message": "hi"}), 400, "validation_error")
-    assert_error(user.http.post(inbound, json={"from": "15557770000", "message": "hi", "extra": 1}), 400,
-                 "validation_error")
-    assert_error(user.http.post(inbound, json={"from": "15557770000", "message": 5}), 400, "validation_error")
-    assert_error(user.http.post(inbound, json={"from": "15557770000", "message": "m" * 65_537}), 400,
-                 "validation_error")
-    assert_error(user.http.post(inbound, json={"from": "15557770000", "message": "hi", "pushName": "p" * 101}), 400,
-                 "validation_error")
-    assert_error(user.http.post(inbound, json={"from": "not a phone", "message": "hi"}), 400, "invalid_phone")
+    assert_error(
+        user.http.post(inbound, json={"sender": "15557770000", "message": "hi"}),
+        400,
+        "validation_error",
+    )
+    assert_error(
+        user.http.post(inbound, json={"from": "15557770000", "message": "hi", "extra": 1}),
+        400,
+        "validation_error",
+    )
+    assert_error(
+        user.http.post(inbound, json={"from": "15557770000", "message": 5}), 400, "validation_error"
+    )
+    assert_error(
+        user.http.post(inbound, json={"from": "15557770000", "message": "m" * 65_537}),
+        400,
+        "validation_error",
+    )
+    assert_error(
+        user.http.post(
+            inbound, json={"from": "15557770000", "message": "hi", "pushName": "p" * 101}
+        ),
+        400,
+        "validation_error",
+    )
+    assert_error(
+        user.http.post(inbound, json={"from": "not a phone", "message": "hi"}), 400, "invalid_phone"
+    )
     assert_error(post_raw(user, inbound, OVER_A_MIB), 413, "payload_too_large")
     # Still paired as before, and a good inbound message is taken.
     assert user.status(paired)["ready"] is True
@@ -456,9 +667,14 @@ def test_sandbox_paths_with_bad_or_unknown_ids_are_404(user: Api, instance_id: s
     if instance_id == "random":
         instance_id = str(uuid.uuid4())
     base = f"/api/sandbox/instances/{instance_id}"
-    assert_error(user.http.post(base + "/scan", json={"phone": "15550101009"}), 404, "instance_not_found")
-    assert_error(user.http.post(base + "/inbound", json={"from": "15557770000", "message": "hi"}), 404,
-                 "instance_not_found")
+    assert_error(
+        user.http.post(base + "/scan", json={"phone": "15550101009"}), 404, "instance_not_found"
+    )
+    assert_error(
+        user.http.post(base + "/inbound", json={"from": "15557770000", "message": "hi"}),
+        404,
+        "instance_not_found",
+    )
     assert_error(user.http.post(base + "/drop"), 404, "instance_not_found")
 
 
@@ -530,28 +746,46 @@ class MediaHost:
 @pytest.fixture(scope="module")
 def media_host() -> Iterator[MediaHost]:
     big = b"B" * (SMALL_LIMIT * 5)
-    host = MediaHost({
-        "/pixel.png": (png_bytes(), "image/png", True),
-        "/big.bin": (big, "application/octet-stream", True),
-        "/big-unsized.bin": (big, "application/octet-stream", False),
-        "/empty.txt": (b"", "text/plain", True),
-    })
+    host = MediaHost(
+        {
+            "/pixel.png": (png_bytes(), "image/png", True),
+            "/big.bin": (big, "application/octet-stream", True),
+            "/big-unsized.bin": (big, "application/octet-stream", False),
+            "/empty.txt": (b"", "text/plain", True),
+        }
+    )
     yield host
     host.close()
 
 
-def upload(api: Api, instance: str, files: Any = None, data: Any = None, **headers: str) -> httpx.Response:
-    return api.http.post(f"/api/whatsapp/{instance}/send-file", files=files, data=data, headers=headers)
+def upload(
+    api: Api, instance: str, files: Any = None, data: Any = None, **headers: str
+) -> httpx.Response:
+    return api.http.post(
+        f"/api/whatsapp/{instance}/send-file", files=files, data=data, headers=headers
+    )
 
 
-def test_send_file_larger_than_max_file_size_is_413(small: Server, small_api: tuple[Api, str]) -> None:
+def test_send_file_larger_than_max_file_size_is_413(
+    small: Server, small_api: tuple[Api, str]
+) -> None:
     api, instance = small_api
     before = set((small.root / "uploads").iterdir())
     # Past MAX_FILE_SIZE but inside the multipart allowance: the file itself is refused.
-    answer = upload(api, instance, files={"file": ("big.bin", b"x" * (SMALL_LIMIT + 1))}, data={"phone": "15550102002"})
+    answer = upload(
+        api,
+        instance,
+        files={"file": ("big.bin", b"x" * (SMALL_LIMIT + 1))},
+        data={"phone": "15550102002"},
+    )
     assert_error(answer, 413, "payload_too_large")
     # Far past it: the body is refused from its Content-Length.
-    answer = upload(api, instance, files={"file": ("huge.bin", b"x" * (200 * 1024))}, data={"phone": "15550102002"})
+    answer = upload(
+        api,
+        instance,
+        files={"file": ("huge.bin", b"x" * (200 * 1024))},
+        data={"phone": "15550102002"},
+    )
     assert_error(answer, 413, "payload_too_large")
     # Nothing half-written is left behind.
     assert set((small.root / "uploads").iterdir()) == before
@@ -561,8 +795,12 @@ def test_send_file_uploads_to_a_paired_instance(small: Server, small_api: tuple[
     api, instance = small_api
     content = b"exactly the limit " + b"." * (SMALL_LIMIT - 18)
     assert len(content) == SMALL_LIMIT
-    answer = upload(api, instance, files={"file": ("notes.txt", content, "text/plain")},
-                    data={"phone": "15550102002", "caption": "see attached"})
+    answer = upload(
+        api,
+        instance,
+        files={"file": ("notes.txt", content, "text/plain")},
+        data={"phone": "15550102002", "caption": "see attached"},
+    )
     assert answer.status_code == 200, answer.text
     assert answer.json()["id"]
     stored = [p for p in (small.root / "uploads").iterdir() if p.read_bytes() == content]
@@ -576,28 +814,55 @@ def test_send_file_refuses_incomplete_or_wrong_bodies(small_api: tuple[Api, str]
     file = {"file": ("a.txt", b"hello", "text/plain")}
     assert_error(upload(api, instance, files=file), 400, "validation_error")  # no phone
     assert_error(upload(api, instance, files=file, data={"phone": ""}), 400, "validation_error")
-    assert_error(upload(api, instance, files={"other": ("a.txt", b"hi")}, data={"phone": "15550102002"}), 400,
-                 "validation_error")  # no file
-    assert_error(upload(api, instance, data={"phone": "15550102002", "file": "not a file"},
-                        files={"x": ("x", b"x")}), 400, "validation_error")
-    assert_error(upload(api, instance, files=file, data={"phone": "15550102002", "caption": "c" * 4097}), 400,
-                 "validation_error")
+    assert_error(
+        upload(api, instance, files={"other": ("a.txt", b"hi")}, data={"phone": "15550102002"}),
+        400,
+        "validation_error",
+    )  # no file
+    assert_error(
+        upload(
+            api,
+            instance,
+            data={"phone": "15550102002", "file": "not a file"},
+            files={"x": ("x", b"x")},
+        ),
+        400,
+        "validation_error",
+    )
+    assert_error(
+        upload(api, instance, files=file, data={"phone": "15550102002", "caption": "c" * 4097}),
+        400,
+        "validation_error",
+    )
     assert_error(upload(api, instance, files=file, data={"phone": "12ab"}), 400, "invalid_phone")
-    assert_error(upload(api, instance, files={"file": ("empty.txt", b"")}, data={"phone": "15550102002"}), 400,
-                 "empty_file")
+    assert_error(
+        upload(api, instance, files={"file": ("empty.txt", b"")}, data={"phone": "15550102002"}),
+        400,
+        "empty_file",
+    )
     url = f"/api/whatsapp/{instance}/send-file"
-    assert_error(api.http.post(url, json={"phone": "15550102002", "file": "aGVsbG8="}), 400, "invalid_body")
-    assert_error(api.http.post(url, data={"phone": "15550102002"}), 400, "invalid_body")  # urlencoded
+    assert_error(
+        api.http.post(url, json={"phone": "15550102002", "file": "aGVsbG8="}), 400, "invalid_body"
+    )
+    assert_error(
+        api.http.post(url, data={"phone": "15550102002"}), 400, "invalid_body"
+    )  # urlencoded
     assert_error(api.http.post(url, content=b"hello"), 400, "invalid_body")
-    broken = b"--XYZ\r\nContent-Disposition: form-data; name=\"phone\"\r\n\r\n1555"
-    answer = api.http.post(url, content=broken, headers={"Content-Type": "multipart/form-data; boundary=XYZ"})
+    broken = b'--XYZ\r\nContent-Disposition: form-data; name="phone"\r\n\r\n1555'
+    answer = api.http.post(
+        url, content=broken, headers={"Content-Type": "multipart/form-data; boundary=XYZ"}
+    )
     assert answer.status_code == 400 and "Traceback" not in answer.text, answer.text
     assert answer.json()["code"] in ("invalid_multipart", "validation_error")
-    answer = api.http.post(url, content=b"x", headers={"Content-Type": "multipart/form-data"})  # no boundary
+    answer = api.http.post(
+        url, content=b"x", headers={"Content-Type": "multipart/form-data"}
+    )  # no boundary
     assert answer.status_code == 400 and "Traceback" not in answer.text, answer.text
 
 
-@pytest.mark.parametrize("filename", ["../../etc/passwd", "..\\..\\etc\\passwd", "/etc/passwd", "....//passwd"])
+@pytest.mark.parametrize(
+    "filename", ["../../etc/passwd", "..\\..\\etc\\passwd", "/etc/passwd", "....//passwd"]
+)
 def test_send_file_keeps_a_traversing_filename_inside_uploads(
     small: Server, small_api: tuple[Api, str], filename: str
 ) -> None:
@@ -607,7 +872,12 @@ def test_send_file_keeps_a_traversing_filename_inside_uploads(
     before = {p for p in outside.rglob("*") if p.is_file() and uploads not in p.parents}
     system_passwd = Path("/etc/passwd").read_bytes()
     content = f"root:x:0:0:{uuid.uuid4()}:/root:/bin/sh\n".encode()
-    answer = upload(api, instance, files={"file": (filename, content, "text/plain")}, data={"phone": "15550102002"})
+    answer = upload(
+        api,
+        instance,
+        files={"file": (filename, content, "text/plain")},
+        data={"phone": "15550102002"},
+    )
     assert answer.status_code == 200, answer.text
     assert answer.json()["id"]
     stored = [p for p in uploads.iterdir() if p.read_bytes() == content]
@@ -621,13 +891,23 @@ def test_send_file_keeps_a_traversing_filename_inside_uploads(
     assert Path("/etc/passwd").read_bytes() == system_passwd
 
 
-@pytest.mark.parametrize("url", [
-    "file:///etc/passwd", "ftp://127.0.0.1/file.png", "gopher://127.0.0.1/x", "data:image/png;base64,AAAA",
-    "/etc/passwd", "http://", "javascript:alert(1)",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "ftp://127.0.0.1/file.png",
+        "gopher://127.0.0.1/x",
+        "data:image/png;base64,AAAA",
+        "/etc/passwd",
+        "http://",
+        "javascript:alert(1)",
+    ],
+)
 def test_send_media_refuses_urls_that_are_not_http(small_api: tuple[Api, str], url: str) -> None:
     api, instance = small_api
-    answer = api.http.post(f"/api/whatsapp/{instance}/send-media", json={"phone": "15550102002", "url": url})
+    answer = api.http.post(
+        f"/api/whatsapp/{instance}/send-media", json={"phone": "15550102002", "url": url}
+    )
     assert_error(answer, 400, "invalid_url")
 
 
@@ -641,27 +921,46 @@ def test_send_media_refuses_bad_bodies(small_api: tuple[Api, str], media_host: M
     assert_error(api.http.post(url, json={**good, "mime": "image/png"}), 400, "validation_error")
     assert_error(api.http.post(url, json={**good, "url": 42}), 400, "validation_error")
     assert_error(api.http.post(url, json={"phone": "15550102002"}), 400, "validation_error")
-    assert_error(api.http.post(url, json={**good, "url": "http://example.com/" + "a" * 2048}), 400,
-                 "validation_error")
+    assert_error(
+        api.http.post(url, json={**good, "url": "http://example.com/" + "a" * 2048}),
+        400,
+        "validation_error",
+    )
     assert_error(api.http.post(url, json={**good, "caption": "c" * 4097}), 400, "validation_error")
     assert_error(api.http.post(url, json={**good, "filename": "f" * 256}), 400, "validation_error")
     assert_error(api.http.post(url, json={**good, "phone": "12"}), 400, "invalid_phone")
     assert_error(post_raw(api, url, OVER_A_MIB), 413, "payload_too_large")
-    assert_error(api.http.post(url, json={**good, "url": media_host.url + "/missing.png"}), 400,
-                 "media_download_failed")
-    assert_error(api.http.post(url, json={**good, "url": media_host.url + "/empty.txt"}), 400,
-                 "media_download_failed")
-    assert_error(api.http.post(url, json=good, headers={"Idempotency-Key": "k" * 201}), 400,
-                 "invalid_idempotency_key")
+    assert_error(
+        api.http.post(url, json={**good, "url": media_host.url + "/missing.png"}),
+        400,
+        "media_download_failed",
+    )
+    assert_error(
+        api.http.post(url, json={**good, "url": media_host.url + "/empty.txt"}),
+        400,
+        "media_download_failed",
+    )
+    assert_error(
+        api.http.post(url, json=good, headers={"Idempotency-Key": "k" * 201}),
+        400,
+        "invalid_idempotency_key",
+    )
     # Nothing above reached the media host except the two failing downloads.
     assert sorted(media_host.requests) == ["/empty.txt", "/missing.png"]
 
 
-def test_send_media_fetches_an_http_url(small: Server, small_api: tuple[Api, str], media_host: MediaHost) -> None:
+def test_send_media_fetches_an_http_url(
+    small: Server, small_api: tuple[Api, str], media_host: MediaHost
+) -> None:
     api, instance = small_api
-    answer = api.http.post(f"/api/whatsapp/{instance}/send-media", json={
-        "phone": "15550102003", "url": media_host.url + "/pixel.png", "caption": "a pixel",
-    })
+    answer = api.http.post(
+        f"/api/whatsapp/{instance}/send-media",
+        json={
+            "phone": "15550102003",
+            "url": media_host.url + "/pixel.png",
+            "caption": "a pixel",
+        },
+    )
     assert answer.status_code == 200, answer.text
     assert answer.json()["id"]
     assert "/pixel.png" in media_host.requests
@@ -677,8 +976,10 @@ def test_send_media_larger_than_max_file_size_is_413(
 ) -> None:
     api, instance = small_api
     before = set((small.root / "uploads").iterdir())
-    answer = api.http.post(f"/api/whatsapp/{instance}/send-media",
-                           json={"phone": "15550102002", "url": media_host.url + path})
+    answer = api.http.post(
+        f"/api/whatsapp/{instance}/send-media",
+        json={"phone": "15550102002", "url": media_host.url + path},
+    )
     assert_error(answer, 413, "payload_too_large")
     assert path in media_host.requests
     assert set((small.root / "uploads").iterdir()) == before
@@ -691,7 +992,7 @@ def test_no_request_of_this_module_failed_on_the_server(server: Server, small: S
         assert "app.access" in log
         server_errors = re.findall(r"app\.access: \S+ \S+ 5\d\d .*", log)
         assert not server_errors, server_errors[:5]
-        assert "ERROR app.errors" not in log, log[log.find("ERROR app.errors"):][:3000]
+        assert "ERROR app.errors" not in log, log[log.find("ERROR app.errors") :][:3000]
 
 
 def test_error_bodies_are_json_objects(user: Api) -> None:

@@ -56,7 +56,12 @@ def fill(path: str, value: str | None = None) -> str:
 
 def assert_error(answer: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert "Traceback" not in answer.text, answer.text
-    assert answer.status_code == status, (answer.request.method, answer.request.url, answer.status_code, answer.text)
+    assert answer.status_code == status, (
+        answer.request.method,
+        answer.request.url,
+        answer.status_code,
+        answer.text,
+    )
     body = answer.json()
     assert body["code"] == code, body
     assert isinstance(body["error"], str) and body["error"].strip(), body
@@ -117,9 +122,16 @@ def alices_instance(alice: Api) -> str:
 def test_the_route_table_is_complete() -> None:
     paths = {path for _, path in ROUTES}
     assert len(ROUTES) >= 35, ROUTES
-    for expected in ("/api/auth/me", "/api/users/{userId}", "/api/instances/{instanceId}",
-                     "/api/whatsapp/{instanceId}/send-file", "/api/whatsapp-simple/{instanceId}/send",
-                     "/api/sandbox/instances/{instanceId}/scan", "/api/stats/system", "/api/events"):
+    for expected in (
+        "/api/auth/me",
+        "/api/users/{userId}",
+        "/api/instances/{instanceId}",
+        "/api/whatsapp/{instanceId}/send-file",
+        "/api/whatsapp-simple/{instanceId}/send",
+        "/api/sandbox/instances/{instanceId}/scan",
+        "/api/stats/system",
+        "/api/events",
+    ):
         assert expected in paths, expected
 
 
@@ -130,7 +142,10 @@ BAD_CREDENTIALS: list[dict[str, str]] = [
     {"Authorization": "Bearer not.a.jwt"},
     {"Authorization": "Bearer"},
     {"Authorization": "Bearer null"},
-    {"Authorization": "Basic " + base64.b64encode(f"{ADMIN_EMAIL}:{ADMIN_PASSWORD}".encode()).decode()},
+    {
+        "Authorization": "Basic "
+        + base64.b64encode(f"{ADMIN_EMAIL}:{ADMIN_PASSWORD}".encode()).decode()
+    },
     {"Authorization": "Token wa_anything"},
 ]
 
@@ -145,17 +160,27 @@ def test_every_api_route_needs_credentials(
     for url in urls:
         for headers in BAD_CREDENTIALS:
             # A broken body too: credentials are checked before the body is read.
-            answer = client.request(method, url, content=b"{broken", headers={**headers, "Content-Type": "application/json"})
+            answer = client.request(
+                method,
+                url,
+                content=b"{broken",
+                headers={**headers, "Content-Type": "application/json"},
+            )
             assert_error(answer, 401, "unauthorized")
 
 
-def test_metas_webhook_without_credentials_reveals_nothing(server: Server, alices_instance: str) -> None:
+def test_metas_webhook_without_credentials_reveals_nothing(
+    server: Server, alices_instance: str
+) -> None:
     """The one credential-free instance route only answers for cloud instances."""
     client = server.client()
     for instance in (alices_instance, str(uuid.uuid4()), "not-a-uuid"):
         url = f"/api/cloud/{instance}/webhook"
-        assert_error(client.get(url, params={"hub.mode": "subscribe", "hub.verify_token": "x"}), 404,
-                     "instance_not_found")
+        assert_error(
+            client.get(url, params={"hub.mode": "subscribe", "hub.verify_token": "x"}),
+            404,
+            "instance_not_found",
+        )
         assert_error(client.post(url, json={"entry": []}), 404, "instance_not_found")
 
 
@@ -175,14 +200,22 @@ def test_a_token_signed_with_the_servers_secret_works(server: Server, admin_id: 
 
 
 def test_a_token_signed_with_another_secret_is_401(server: Server, admin_id: str) -> None:
-    for secret in ("wrong-secret-" + "y" * 40, server.env["JWT_SECRET"] + "x", server.env["JWT_SECRET"][:-1]):
+    for secret in (
+        "wrong-secret-" + "y" * 40,
+        server.env["JWT_SECRET"] + "x",
+        server.env["JWT_SECRET"][:-1],
+    ):
         token = jwt.encode(claims_for(admin_id), secret, algorithm="HS256")
         assert_error(me(server, **bearer(token)), 401, "unauthorized")
 
 
 def test_an_expired_token_is_401(server: Server, admin_id: str) -> None:
     now = int(time.time())
-    token = jwt.encode(claims_for(admin_id, iat=now - 7200, exp=now - 60), server.env["JWT_SECRET"], algorithm="HS256")
+    token = jwt.encode(
+        claims_for(admin_id, iat=now - 7200, exp=now - 60),
+        server.env["JWT_SECRET"],
+        algorithm="HS256",
+    )
     body = assert_error(me(server, **bearer(token)), 401, "unauthorized")
     assert "expired" in body["error"].lower()
     assert_error(server.client().get("/api/instances", headers=bearer(token)), 401, "unauthorized")
@@ -205,7 +238,11 @@ def test_an_unsigned_alg_none_token_is_401(server: Server, admin: Api, admin_id:
     payload = b64(claims_for(admin_id))
     for alg in ("none", "None", "NONE"):
         header = b64({"alg": alg, "typ": "JWT"})
-        for token in (f"{header}.{payload}.", f"{header}.{payload}", f"{header}.{payload}.{signature}"):
+        for token in (
+            f"{header}.{payload}.",
+            f"{header}.{payload}",
+            f"{header}.{payload}.{signature}",
+        ):
             assert_error(me(server, **bearer(token)), 401, "unauthorized")
 
 
@@ -215,8 +252,11 @@ def test_a_tampered_token_is_401(server: Server, alice: Api, admin_id: str) -> N
     header, payload, signature = token.split(".")
     claims = unb64(payload)
     alice_id = claims["sub"]
-    for changed in ({**claims, "role": "admin"}, {**claims, "sub": admin_id},
-                    {**claims, "exp": claims["exp"] + 86400}):
+    for changed in (
+        {**claims, "role": "admin"},
+        {**claims, "sub": admin_id},
+        {**claims, "exp": claims["exp"] + 86400},
+    ):
         forged = f"{header}.{b64(changed)}.{signature}"
         assert_error(me(server, **bearer(forged)), 401, "unauthorized")
         assert_error(server.client().get("/api/users", headers=bearer(forged)), 401, "unauthorized")
@@ -244,14 +284,22 @@ def test_a_rotated_api_key_stops_working_at_once(server: Server, admin: Api) -> 
     new_key = rotated.json()["apiKey"]
     assert new_key and new_key != old_key
     assert_error(me(server, **{"x-api-key": old_key}), 401, "unauthorized")
-    assert_error(server.client().get("/api/instances", headers={"x-api-key": old_key}), 401, "unauthorized")
+    assert_error(
+        server.client().get("/api/instances", headers={"x-api-key": old_key}), 401, "unauthorized"
+    )
     answer = me(server, **{"x-api-key": new_key})
     assert answer.status_code == 200 and answer.json()["email"] == "rotate@example.com"
     # Sign-in hands back the new key; the token still works.
-    assert login(server, "rotate@example.com", "rotate-password").json()["user"]["apiKey"] == new_key
+    assert (
+        login(server, "rotate@example.com", "rotate-password").json()["user"]["apiKey"] == new_key
+    )
     assert me(server, **bearer(token)).status_code == 200
     # The old key cannot rotate again either.
-    assert_error(server.client().post("/api/auth/api-key", headers={"x-api-key": old_key}), 401, "unauthorized")
+    assert_error(
+        server.client().post("/api/auth/api-key", headers={"x-api-key": old_key}),
+        401,
+        "unauthorized",
+    )
 
 
 def test_a_deleted_users_key_and_token_are_401(server: Server, admin: Api) -> None:
@@ -267,11 +315,21 @@ def test_a_deleted_users_key_and_token_are_401(server: Server, admin: Api) -> No
 
     for headers in ({"x-api-key": key}, bearer(token)):
         assert_error(me(server, **headers), 401, "unauthorized")
-        assert_error(server.client().get(f"/api/instances/{instance}", headers=headers), 401, "unauthorized")
-        assert_error(server.client().post("/api/auth/api-key", headers=headers), 401, "unauthorized")
-        assert_error(server.client().post(f"/api/whatsapp/{instance}/send", headers=headers,
-                                          json={"phone": "15550201099", "message": "still here?"}),
-                     401, "unauthorized")
+        assert_error(
+            server.client().get(f"/api/instances/{instance}", headers=headers), 401, "unauthorized"
+        )
+        assert_error(
+            server.client().post("/api/auth/api-key", headers=headers), 401, "unauthorized"
+        )
+        assert_error(
+            server.client().post(
+                f"/api/whatsapp/{instance}/send",
+                headers=headers,
+                json={"phone": "15550201099", "message": "still here?"},
+            ),
+            401,
+            "unauthorized",
+        )
     assert_error(login(server, "leaving@example.com", "leaving-password"), 401, "unauthorized")
     assert_error(admin.http.get(f"/api/users/{user_id}"), 404, "user_not_found")
 
@@ -279,28 +337,49 @@ def test_a_deleted_users_key_and_token_are_401(server: Server, admin: Api) -> No
 # -- admin only --------------------------------------------------------------------------------
 
 
-def test_users_routes_are_403_for_non_admins(server: Server, admin: Api, alice: Api, admin_id: str) -> None:
+def test_users_routes_are_403_for_non_admins(
+    server: Server, admin: Api, alice: Api, admin_id: str
+) -> None:
     other = admin.create_user("bystander@example.com", firstName="By")["id"]
     alice_id = alice.http.get("/api/auth/me").json()["id"]
     key = login(server, "alice@example.com", "alice-password").json()["user"]["apiKey"]
     for caller in (alice.http, server.client(**{"x-api-key": key})):
         assert_error(caller.get("/api/users"), 403, "forbidden")
-        assert_error(caller.post("/api/users", json={"email": "sneaky@example.com", "password": "sneaky-password"}),
-                     403, "forbidden")
-        assert_error(caller.post("/api/users", content=b"{broken", headers={"Content-Type": "application/json"}),
-                     403, "forbidden")
+        assert_error(
+            caller.post(
+                "/api/users", json={"email": "sneaky@example.com", "password": "sneaky-password"}
+            ),
+            403,
+            "forbidden",
+        )
+        assert_error(
+            caller.post(
+                "/api/users", content=b"{broken", headers={"Content-Type": "application/json"}
+            ),
+            403,
+            "forbidden",
+        )
         for target in (admin_id, other, alice_id, str(uuid.uuid4()), "not-a-uuid"):
             assert_error(caller.get(f"/api/users/{target}"), 403, "forbidden")
-            assert_error(caller.put(f"/api/users/{target}", json={"role": "admin", "firstName": "Mallory"}), 403,
-                         "forbidden")
+            assert_error(
+                caller.put(f"/api/users/{target}", json={"role": "admin", "firstName": "Mallory"}),
+                403,
+                "forbidden",
+            )
             assert_error(caller.delete(f"/api/users/{target}"), 403, "forbidden")
         assert_error(caller.get("/api/stats/system"), 403, "forbidden")
         assert_error(caller.get("/api/events"), 403, "forbidden")
     # Nothing changed.
     users = {u["email"]: u for u in admin.http.get("/api/users").json()["users"]}
     assert "sneaky@example.com" not in users
-    assert users["alice@example.com"]["role"] == "user" and users["alice@example.com"]["firstName"] == "Alice"
-    assert users["bystander@example.com"]["active"] and users["bystander@example.com"]["firstName"] == "By"
+    assert (
+        users["alice@example.com"]["role"] == "user"
+        and users["alice@example.com"]["firstName"] == "Alice"
+    )
+    assert (
+        users["bystander@example.com"]["active"]
+        and users["bystander@example.com"]["firstName"] == "By"
+    )
     assert users[ADMIN_EMAIL]["role"] == "admin" and users[ADMIN_EMAIL]["active"]
     assert alice.http.get("/api/auth/me").json()["role"] == "user"
 
@@ -316,12 +395,20 @@ def strangers_requests(instance: str, valid: bool) -> list[tuple[str, str, dict[
         return {"json": good} if valid else broken
 
     file_upload = (
-        {"data": {"phone": "15550201002", "caption": "hi"}, "files": {"file": ("a.txt", b"hello", "text/plain")}}
-        if valid else {"content": b"not multipart", "headers": {"Content-Type": "text/plain"}}
+        {
+            "data": {"phone": "15550201002", "caption": "hi"},
+            "files": {"file": ("a.txt", b"hello", "text/plain")},
+        }
+        if valid
+        else {"content": b"not multipart", "headers": {"Content-Type": "text/plain"}}
     )
     return [
         ("GET", f"/api/instances/{instance}", {}),
-        ("PUT", f"/api/instances/{instance}", body({"name": "hijacked", "webhookUrl": "http://127.0.0.1:9/steal"})),
+        (
+            "PUT",
+            f"/api/instances/{instance}",
+            body({"name": "hijacked", "webhookUrl": "http://127.0.0.1:9/steal"}),
+        ),
         ("DELETE", f"/api/instances/{instance}", {}),
         ("POST", f"/api/instances/{instance}/reconnect", {}),
         ("POST", f"/api/instances/{instance}/logout", {}),
@@ -332,17 +419,35 @@ def strangers_requests(instance: str, valid: bool) -> list[tuple[str, str, dict[
         ("GET", f"/api/stats/instances/{instance}", {}),
         ("GET", f"/api/whatsapp/{instance}/status", {}),
         ("GET", f"/api/whatsapp/{instance}/qr", {}),
-        ("POST", f"/api/whatsapp/{instance}/send", body({"phone": "15550201002", "message": "from a stranger"})),
-        ("POST", f"/api/whatsapp/{instance}/send-media",
-         body({"phone": "15550201002", "url": "http://127.0.0.1:9/x.png"})),
+        (
+            "POST",
+            f"/api/whatsapp/{instance}/send",
+            body({"phone": "15550201002", "message": "from a stranger"}),
+        ),
+        (
+            "POST",
+            f"/api/whatsapp/{instance}/send-media",
+            body({"phone": "15550201002", "url": "http://127.0.0.1:9/x.png"}),
+        ),
         ("POST", f"/api/whatsapp/{instance}/send-file", file_upload),
         ("GET", f"/api/whatsapp/{instance}/contacts", {}),
         ("POST", f"/api/whatsapp/{instance}/logout", {}),
-        ("GET", f"/api/whatsapp-simple/{instance}/send",
-         {"params": {"phone": "15550201002" if valid else "x", "message": "from a stranger"}}),
-        ("POST", f"/api/whatsapp-simple/{instance}/send", body({"phone": "15550201002", "message": "from a stranger"})),
+        (
+            "GET",
+            f"/api/whatsapp-simple/{instance}/send",
+            {"params": {"phone": "15550201002" if valid else "x", "message": "from a stranger"}},
+        ),
+        (
+            "POST",
+            f"/api/whatsapp-simple/{instance}/send",
+            body({"phone": "15550201002", "message": "from a stranger"}),
+        ),
         ("POST", f"/api/sandbox/instances/{instance}/scan", body({"phone": "15550201003"})),
-        ("POST", f"/api/sandbox/instances/{instance}/inbound", body({"from": "15550201004", "message": "spoof"})),
+        (
+            "POST",
+            f"/api/sandbox/instances/{instance}/inbound",
+            body({"from": "15550201004", "message": "spoof"}),
+        ),
         ("POST", f"/api/sandbox/instances/{instance}/drop", {}),
     ]
 
@@ -354,7 +459,9 @@ def test_another_users_instance_is_404_everywhere(
     for method, url, kwargs in strangers_requests(alices_instance, valid):
         # The 404 comes first: a stranger never sees a 400 for a broken body.
         assert_error(bob.http.request(method, url, **kwargs), 404, "instance_not_found")
-    assert alices_instance not in [i["id"] for i in bob.http.get("/api/instances").json()["instances"]]
+    assert alices_instance not in [
+        i["id"] for i in bob.http.get("/api/instances").json()["instances"]
+    ]
 
     # Alice's instance is untouched and still works.
     status = alice.status(alices_instance)
@@ -365,7 +472,9 @@ def test_another_users_instance_is_404_everywhere(
     sent = alice.send(alices_instance, "15550201002", "still mine")
     assert sent.status_code == 200 and sent.json()["id"], sent.text
     messages = wait_until(
-        lambda: alice.http.get(f"/api/instances/{alices_instance}/chats/15550201002/messages").json()["messages"]
+        lambda: alice.http.get(
+            f"/api/instances/{alices_instance}/chats/15550201002/messages"
+        ).json()["messages"]
     )
     assert [m["content"] for m in messages if m["fromMe"]].count("from a stranger") == 0
     assert all(m["content"] != "spoof" for m in messages)
@@ -389,8 +498,12 @@ def test_a_stranger_cannot_reach_an_instance_through_his_own_id_space(
 
 
 def test_login_with_a_wrong_password_or_unknown_email_is_401(server: Server, alice: Api) -> None:
-    wrong = assert_error(login(server, "alice@example.com", "not-alices-password"), 401, "unauthorized")
-    unknown = assert_error(login(server, "nobody@example.com", "whatever-password"), 401, "unauthorized")
+    wrong = assert_error(
+        login(server, "alice@example.com", "not-alices-password"), 401, "unauthorized"
+    )
+    unknown = assert_error(
+        login(server, "nobody@example.com", "whatever-password"), 401, "unauthorized"
+    )
     assert wrong["error"] == unknown["error"]  # no hint about which accounts exist
     assert "token" not in wrong and "token" not in unknown
 
@@ -411,20 +524,29 @@ def test_login_returns_a_token_and_the_user_with_an_api_key(server: Server, alic
     by_key = me(server, **{"x-api-key": user["apiKey"]})
     for answer in (by_token, by_key):
         assert answer.status_code == 200, answer.text
-        assert answer.json() == {"id": user["id"], "email": "alice@example.com", "firstName": "Alice",
-                                 "lastName": "", "role": "user"}
+        assert answer.json() == {
+            "id": user["id"],
+            "email": "alice@example.com",
+            "firstName": "Alice",
+            "lastName": "",
+            "role": "user",
+        }
 
 
 def test_change_password(server: Server, admin: Api) -> None:
     admin.create_user("changer@example.com", password="first-password")
     api = Api.login(server, "changer@example.com", "first-password")
-    wrong = api.http.post("/api/auth/password",
-                          json={"currentPassword": "not-the-password", "newPassword": "second-password"})
+    wrong = api.http.post(
+        "/api/auth/password",
+        json={"currentPassword": "not-the-password", "newPassword": "second-password"},
+    )
     assert_error(wrong, 400, "wrong_password")
     assert login(server, "changer@example.com", "first-password").status_code == 200  # unchanged
 
-    changed = api.http.post("/api/auth/password",
-                            json={"currentPassword": "first-password", "newPassword": "second-password"})
+    changed = api.http.post(
+        "/api/auth/password",
+        json={"currentPassword": "first-password", "newPassword": "second-password"},
+    )
     assert changed.status_code == 200 and changed.json()["success"] is True, changed.text
     assert login(server, "changer@example.com", "second-password").status_code == 200
     assert_error(login(server, "changer@example.com", "first-password"), 401, "unauthorized")
@@ -434,9 +556,15 @@ def test_change_password(server: Server, admin: Api) -> None:
 
 
 def test_admin_user_crud(server: Server, admin: Api, admin_id: str) -> None:
-    created = admin.http.post("/api/users", json={
-        "email": "crud@example.com", "password": "crud-password", "firstName": "Cru", "lastName": "D",
-    })
+    created = admin.http.post(
+        "/api/users",
+        json={
+            "email": "crud@example.com",
+            "password": "crud-password",
+            "firstName": "Cru",
+            "lastName": "D",
+        },
+    )
     assert created.status_code == 201, created.text
     user = created.json()
     user_id = user["id"]
@@ -446,17 +574,27 @@ def test_admin_user_crud(server: Server, admin: Api, admin_id: str) -> None:
     assert me(server, **{"x-api-key": user["apiKey"]}).json()["id"] == user_id
 
     for email in ("crud@example.com", "CRUD@Example.com"):
-        duplicate = admin.http.post("/api/users", json={"email": email, "password": "other-password"})
+        duplicate = admin.http.post(
+            "/api/users", json={"email": email, "password": "other-password"}
+        )
         assert_error(duplicate, 409, "email_taken")
-    assert login(server, "crud@example.com", "crud-password").status_code == 200  # the first one stands
+    assert (
+        login(server, "crud@example.com", "crud-password").status_code == 200
+    )  # the first one stands
 
     got = admin.http.get(f"/api/users/{user_id}")
     assert got.status_code == 200 and got.json()["email"] == "crud@example.com"
     assert "apiKey" not in got.json()
 
-    changed = admin.http.put(f"/api/users/{user_id}", json={"firstName": "New", "lastName": "Name", "role": "admin"})
+    changed = admin.http.put(
+        f"/api/users/{user_id}", json={"firstName": "New", "lastName": "Name", "role": "admin"}
+    )
     assert changed.status_code == 200, changed.text
-    assert (changed.json()["firstName"], changed.json()["lastName"], changed.json()["role"]) == ("New", "Name", "admin")
+    assert (changed.json()["firstName"], changed.json()["lastName"], changed.json()["role"]) == (
+        "New",
+        "Name",
+        "admin",
+    )
     got = admin.http.get(f"/api/users/{user_id}").json()
     assert (got["firstName"], got["lastName"], got["role"]) == ("New", "Name", "admin")
     listed = {u["id"]: u for u in admin.http.get("/api/users").json()["users"]}
@@ -471,7 +609,9 @@ def test_admin_user_crud(server: Server, admin: Api, admin_id: str) -> None:
     deleted = admin.http.delete(f"/api/users/{user_id}")
     assert deleted.status_code == 200 and deleted.json()["success"] is True
     assert_error(admin.http.get(f"/api/users/{user_id}"), 404, "user_not_found")
-    assert_error(admin.http.put(f"/api/users/{user_id}", json={"firstName": "Ghost"}), 404, "user_not_found")
+    assert_error(
+        admin.http.put(f"/api/users/{user_id}", json={"firstName": "Ghost"}), 404, "user_not_found"
+    )
     assert_error(admin.http.delete(f"/api/users/{user_id}"), 404, "user_not_found")
     remaining = {u["id"]: u for u in admin.http.get("/api/users").json()["users"]}
     assert user_id not in remaining or remaining[user_id]["active"] is False

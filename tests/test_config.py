@@ -53,10 +53,15 @@ def test_a_bad_value_names_its_variable(environ: dict[str, str], variable: str) 
 def test_the_server_refuses_to_start_with_one_clear_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "app.cli", "serve"],
-        env={"PORT": "not-a-port", "PATH": "/usr/bin:/bin"}, cwd=tmp_path,
-        capture_output=True, text=True, timeout=60,
+        env={"PORT": "not-a-port", "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert lines == ["whatsapp-api: configuration error: PORT: must be a whole number (got 'not-a-port')"]
+    assert lines == [
+        "whatsapp-api: configuration error: PORT: must be a whole number (got 'not-a-port')"
+    ]
     assert not (tmp_path / "data").exists()

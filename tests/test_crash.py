@@ -21,11 +21,15 @@ def stored_message_ids(server: Server) -> set[str]:
     return {event.message_id for event in server.stored_events(topic="MessageSent")}
 
 
-def load(server: Server, token: str, instance: str, acknowledged: list[str], stop: threading.Event) -> None:
+def load(
+    server: Server, token: str, instance: str, acknowledged: list[str], stop: threading.Event
+) -> None:
     with httpx.Client(base_url=server.url, headers={"Authorization": token}, timeout=10) as client:
         while not stop.is_set():
             try:
-                answer = client.post(f"/api/whatsapp/{instance}/send", json={"phone": "15550007002", "message": "m"})
+                answer = client.post(
+                    f"/api/whatsapp/{instance}/send", json={"phone": "15550007002", "message": "m"}
+                )
             except httpx.HTTPError:
                 return
             if answer.status_code == 200:
@@ -41,8 +45,13 @@ def test_kill_9_under_load_loses_no_acknowledged_send(fresh_server: Server) -> N
     api.pair(b, "15550007002")
     acknowledged: list[str] = []
     stop = threading.Event()
-    workers = [threading.Thread(target=load, args=(fresh_server, api.http.headers["Authorization"], a, acknowledged, stop))
-               for _ in range(4)]
+    workers = [
+        threading.Thread(
+            target=load,
+            args=(fresh_server, api.http.headers["Authorization"], a, acknowledged, stop),
+        )
+        for _ in range(4)
+    ]
     for worker in workers:
         worker.start()
     time.sleep(1.5)
@@ -59,13 +68,19 @@ def test_kill_9_under_load_loses_no_acknowledged_send(fresh_server: Server) -> N
     fresh_server.start()
     api = Api.login(fresh_server)
     wait_until(lambda: api.status(a)["ready"] and api.status(b)["ready"], timeout=15)
-    history = api.http.get(f"/api/instances/{a}/chats/15550007002/messages", params={"limit": 1000}).json()
+    history = api.http.get(
+        f"/api/instances/{a}/chats/15550007002/messages", params={"limit": 1000}
+    ).json()
     shown = {m["messageId"] for m in history["messages"]}
     assert set(acknowledged) <= shown
     assert api.send(a, "15550007002", "after the crash").status_code == 200
-    record(f"kill -9 under load ({fresh_server.provider})", acknowledged=len(acknowledged),
-           stored=sum(m in stored for m in acknowledged), in_history=len(set(acknowledged) & shown),
-           lost=len(set(acknowledged) - shown))
+    record(
+        f"kill -9 under load ({fresh_server.provider})",
+        acknowledged=len(acknowledged),
+        stored=sum(m in stored for m in acknowledged),
+        in_history=len(set(acknowledged) & shown),
+        lost=len(set(acknowledged) - shown),
+    )
 
 
 # The full-disk and read-only drills are SQLite's by nature: they shrink or freeze the
@@ -78,8 +93,13 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 4 MB filesystem for the data directory (root only)."""
     mount = tmp_path / "tiny"
     mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("needs root to mount a small tmpfs")
     try:
         yield mount
@@ -103,7 +123,9 @@ def test_a_full_disk_gives_clear_errors_and_no_damage(tmp_path: Path, tiny_disk:
         for answer in failed:
             # 503 while writes fail; 409 once a restarted instance is still reconnecting.
             assert (answer.status_code, answer.json()["code"]) in {
-                (503, "storage_unavailable"), (503, "actor_timeout"), (503, "instance_unavailable"),
+                (503, "storage_unavailable"),
+                (503, "actor_timeout"),
+                (503, "instance_unavailable"),
                 (409, "instance_not_connected"),
             }, answer.text
             assert "Traceback" not in answer.text
@@ -119,11 +141,18 @@ def test_a_full_disk_gives_clear_errors_and_no_damage(tmp_path: Path, tiny_disk:
     db.close()
     stored = stored_message_ids(server)
     assert set(sent) <= stored
-    record("full disk (4 MB tmpfs)", refused_503=len(failed), acknowledged=len(sent),
-           lost=len(set(sent) - stored), integrity_ok=True)
+    record(
+        "full disk (4 MB tmpfs)",
+        refused_503=len(failed),
+        acknowledged=len(sent),
+        lost=len(set(sent) - stored),
+        integrity_ok=True,
+    )
 
 
-def test_a_read_only_data_directory_stops_start_up_with_a_clear_line(tmp_path: Path, tiny_disk: Path) -> None:
+def test_a_read_only_data_directory_stops_start_up_with_a_clear_line(
+    tmp_path: Path, tiny_disk: Path
+) -> None:
     subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
     server = Server(tmp_path, SQLITE_DATABASE_URL=f"file:{tiny_disk / 'data' / 'whatsapp-api.db'}")
     with pytest.raises(RuntimeError):

@@ -14,7 +14,10 @@ def test_no_dependency_has_a_known_vulnerability_with_a_fix() -> None:
     if audit is None:
         pytest.skip("pip-audit is not installed")
     result = subprocess.run(
-        [audit, "-f", "json", "--progress-spinner", "off"], capture_output=True, text=True, timeout=600
+        [audit, "-f", "json", "--progress-spinner", "off"],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if not result.stdout.strip().startswith("{"):
         if "Connection" in result.stderr or "Max retries" in result.stderr:

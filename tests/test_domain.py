@@ -21,8 +21,11 @@ from domain.user import USER_NAMESPACE, User, UserDeactivated, user_id_for
 
 def new_instance(**overrides: Any) -> Instance:
     values: dict[str, Any] = {
-        "user_id": "user-1", "name": "Shop", "description": "the shop's number",
-        "engine": "sandbox", "webhook": {"url": "http://hooks.test/x", "secret": "s"},
+        "user_id": "user-1",
+        "name": "Shop",
+        "description": "the shop's number",
+        "engine": "sandbox",
+        "webhook": {"url": "http://hooks.test/x", "secret": "s"},
         "engine_settings": {"proxy": None},
     }
     values.update(overrides)
@@ -38,15 +41,25 @@ def connected_instance() -> Instance:
 
 def new_user(email: str = "Alice@Example.com") -> User:
     return User(
-        email=email, password_hash="pw-hash", first_name="Alice", last_name="Liddell",
-        role="user", api_key_hash="key-hash", api_key_sealed="sealed",
+        email=email,
+        password_hash="pw-hash",
+        first_name="Alice",
+        last_name="Liddell",
+        role="user",
+        api_key_hash="key-hash",
+        api_key_sealed="sealed",
     )
 
 
 def send(instance: Instance, n: int, key: str | None = None) -> None:
     instance.record_sent(
-        message_id=f"MSG{n:08d}", to="15550002222@s.whatsapp.net", message_type="text",
-        body=f"message number {n}", media=None, sent_at=1_700_000_000 + n, idempotency_key=key,
+        message_id=f"MSG{n:08d}",
+        to="15550002222@s.whatsapp.net",
+        message_type="text",
+        body=f"message number {n}",
+        media=None,
+        sent_at=1_700_000_000 + n,
+        idempotency_key=key,
     )
 
 
@@ -110,8 +123,15 @@ def test_connection_lifecycle_statuses() -> None:
 
     names = [type(e).__name__ for e in instance.collect_events()]
     assert names == [
-        "Created", "ConnectionRequested", "QrReceived", "ConnectionOpened", "ConnectionClosed",
-        "ConnectionOpened", "QrReceived", "ConnectionClosed", "LoggedOut",
+        "Created",
+        "ConnectionRequested",
+        "QrReceived",
+        "ConnectionOpened",
+        "ConnectionClosed",
+        "ConnectionOpened",
+        "QrReceived",
+        "ConnectionClosed",
+        "LoggedOut",
     ]
     assert instance.version == len(names)
 
@@ -265,7 +285,9 @@ def test_user_commands_and_deactivation() -> None:
     user.update_profile("Al", "L")
     user.change_role("admin")
     assert (user.password_hash, user.api_key_hash, user.api_key_sealed) == (
-        "pw-2", "key-2", "sealed-2",
+        "pw-2",
+        "key-2",
+        "sealed-2",
     )
     assert (user.first_name, user.last_name, user.role) == ("Al", "L", "admin")
 
@@ -285,8 +307,13 @@ def test_replaying_an_instance_gives_the_same_state() -> None:
     for n in range(5):
         send(instance, n, key=f"k{n}")
     instance.record_received(
-        message_id="IN1", sender="15550003333@s.whatsapp.net", push_name="Carol",
-        message_type="text", body="hello", media=None, received_at=1_700_000_100,
+        message_id="IN1",
+        sender="15550003333@s.whatsapp.net",
+        push_name="Carol",
+        message_type="text",
+        body="hello",
+        media=None,
+        received_at=1_700_000_100,
     )
     instance.record_status("MSG00000001", "read", "15550002222@s.whatsapp.net", from_me=True)
     instance.sync_contacts([{"jid": "15550003333@s.whatsapp.net", "name": "Carol"}])
@@ -359,8 +386,13 @@ def test_snapshot_state_does_not_grow_with_message_count(mapper: Any) -> None:
     for n in range(1000):
         send(instance, n)
         instance.record_received(
-            message_id=f"IN{n}", sender="15550003333@s.whatsapp.net", push_name="Carol",
-            message_type="text", body="a reply " * 10, media=None, received_at=1_700_000_000 + n,
+            message_id=f"IN{n}",
+            sender="15550003333@s.whatsapp.net",
+            push_name="Carol",
+            message_type="text",
+            body="a reply " * 10,
+            media=None,
+            received_at=1_700_000_000 + n,
         )
         instance.record_status(f"MSG{n:08d}", "read", "15550002222@s.whatsapp.net", True)
         if n + 1 in (10, 1000):

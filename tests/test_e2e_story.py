@@ -19,9 +19,9 @@ def test_two_users_instances_message_each_other_and_survive_a_restart(fresh_serv
     b = alice.create_instance("Support")
     assert a["status"] == "connecting"
     assert alice.wait_for_qr(a["id"]).startswith("sandbox@")
-    assert alice.http.get(f"/api/instances/{a['id']}/qr", params={"format": "png"}).content.startswith(
-        b"\x89PNG"
-    )
+    assert alice.http.get(
+        f"/api/instances/{a['id']}/qr", params={"format": "png"}
+    ).content.startswith(b"\x89PNG")
 
     # The phones scan: both are connected under their numbers.
     alice.pair(a["id"], "15550000001")
@@ -44,11 +44,16 @@ def test_two_users_instances_message_each_other_and_survive_a_restart(fresh_serv
         lambda: alice.http.get(f"/api/whatsapp/{b['id']}/contacts").json()["contacts"]
     )
     assert contacts == [
-        {"id": "15550000001@s.whatsapp.net", "name": "Shop", "number": "15550000001", "isGroup": False}
+        {
+            "id": "15550000001@s.whatsapp.net",
+            "name": "Shop",
+            "number": "15550000001",
+            "isGroup": False,
+        }
     ]
-    assert [c["number"] for c in alice.http.get(f"/api/whatsapp/{a['id']}/contacts").json()["contacts"]] == [
-        "15550000002"
-    ]
+    assert [
+        c["number"] for c in alice.http.get(f"/api/whatsapp/{a['id']}/contacts").json()["contacts"]
+    ] == ["15550000002"]
 
     # After a restart both instances come back connected, with their settings and history.
     fresh_server.restart()
@@ -89,7 +94,12 @@ def test_inbound_from_an_outside_number_adds_a_named_contact(server: Server, adm
     assert answer.status_code == 200, answer.text
     contacts = admin.http.get(f"/api/whatsapp/{instance['id']}/contacts").json()["contacts"]
     assert contacts == [
-        {"id": "15557770000@s.whatsapp.net", "name": "Zed", "number": "15557770000", "isGroup": False}
+        {
+            "id": "15557770000@s.whatsapp.net",
+            "name": "Zed",
+            "number": "15557770000",
+            "isGroup": False,
+        }
     ]
 
 
@@ -112,9 +122,14 @@ def test_update_and_delete_an_instance(server: Server, admin: Api) -> None:
     assert "s3cret" not in changed.text
 
     deleted = admin.http.delete(f"/api/instances/{instance['id']}")
-    assert deleted.json() == {"success": True, "message": f"Instance {instance['id']} deleted successfully"}
+    assert deleted.json() == {
+        "success": True,
+        "message": f"Instance {instance['id']} deleted successfully",
+    }
     assert admin.http.get(f"/api/instances/{instance['id']}").status_code == 404
-    assert instance["id"] not in [i["id"] for i in admin.http.get("/api/instances").json()["instances"]]
+    assert instance["id"] not in [
+        i["id"] for i in admin.http.get("/api/instances").json()["instances"]
+    ]
 
 
 def test_health_reports_storage_and_actors(server: Server) -> None:

@@ -30,8 +30,12 @@ WAIT = 5.0  # upper bound for anything that should take milliseconds
 
 def new_instance(name: str = "Shop") -> Instance:
     return Instance(
-        user_id="user-1", name=name, description="", engine="sandbox",
-        webhook={"url": "http://hooks.test/x"}, engine_settings={},
+        user_id="user-1",
+        name=name,
+        description="",
+        engine="sandbox",
+        webhook={"url": "http://hooks.test/x"},
+        engine_settings={},
     )
 
 
@@ -44,8 +48,13 @@ def connected_instance(name: str = "Shop") -> Instance:
 
 def send(instance: Instance, n: int, key: str | None = None) -> None:
     instance.record_sent(
-        message_id=f"MSG{n:08d}", to="15550002222@s.whatsapp.net", message_type="text",
-        body=f"message {n}", media=None, sent_at=1_700_000_000 + n, idempotency_key=key,
+        message_id=f"MSG{n:08d}",
+        to="15550002222@s.whatsapp.net",
+        message_type="text",
+        body=f"message {n}",
+        media=None,
+        sent_at=1_700_000_000 + n,
+        idempotency_key=key,
     )
 
 
@@ -143,8 +152,13 @@ def test_saved_aggregates_reload_with_the_same_state(store: EventStore) -> None:
     send(instance, 1, key="k1")
     instance.update({"name": "Renamed"})
     user = User(
-        email="alice@example.com", password_hash="h", first_name="A", last_name="L",
-        role="user", api_key_hash="kh", api_key_sealed="ks",
+        email="alice@example.com",
+        password_hash="h",
+        first_name="A",
+        last_name="L",
+        role="user",
+        api_key_hash="kh",
+        api_key_sealed="ks",
     )
     recordings = store.save(instance, user)
 
@@ -165,8 +179,13 @@ def test_saved_aggregates_reload_with_the_same_state(store: EventStore) -> None:
 def test_a_second_registration_of_an_email_collides(store: EventStore) -> None:
     def register(email: str) -> User:
         return User(
-            email=email, password_hash="h", first_name="A", last_name="L",
-            role="user", api_key_hash="kh", api_key_sealed="ks",
+            email=email,
+            password_hash="h",
+            first_name="A",
+            last_name="L",
+            role="user",
+            api_key_hash="kh",
+            api_key_sealed="ks",
         )
 
     store.save(register("alice@example.com"))
@@ -368,7 +387,10 @@ def test_a_subscription_sees_events_saved_by_another_process(
     )
     result = subprocess.run(
         [sys.executable, "-c", script, json.dumps(env)],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     remote_id = UUID(result.stdout.strip())

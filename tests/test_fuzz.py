@@ -30,8 +30,12 @@ def fuzz(url: str, token: str, document: dict) -> tuple[int, int, list[str]]:
     for result in schema.get_all_operations():
         operation = result.ok()
 
-        @settings(max_examples=EXAMPLES, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=operation.as_strategy())
         def check(case: schemathesis.Case) -> None:
             nonlocal requests
@@ -65,8 +69,12 @@ def test_every_operation_survives_generated_requests(tmp_path: Path, role: str) 
         document = api.http.get("/openapi.json").json()
         token = api.http.headers["Authorization"].split(" ", 1)[1]
         operations, requests, failures = fuzz(server.url, token, document)
-        record("API fuzzing (schemathesis)", operations=operations, requests=requests,
-               failures=len(failures))
+        record(
+            "API fuzzing (schemathesis)",
+            operations=operations,
+            requests=requests,
+            failures=len(failures),
+        )
         assert operations >= 40
         assert "Traceback" not in server.log_text() or not failures
         assert not failures, "\n\n".join(failures)

@@ -36,16 +36,32 @@ def user(server: Server, pair: dict[str, str]) -> Api:
     return api
 
 
-def test_chat_history_both_directions_newest_first_with_current_status(user: Api, pair: dict[str, str]) -> None:
-    history = wait_until(lambda: (
-        h := user.http.get(f"/api/instances/{pair['a']}/chats/15551110002/messages").json()
-    )["pagination"]["total"] == 5 and h)
+def test_chat_history_both_directions_newest_first_with_current_status(
+    user: Api, pair: dict[str, str]
+) -> None:
+    history = wait_until(
+        lambda: (
+            (h := user.http.get(f"/api/instances/{pair['a']}/chats/15551110002/messages").json())[
+                "pagination"
+            ]["total"]
+            == 5
+            and h
+        )
+    )
     contents = [(m["content"], m["fromMe"]) for m in history["messages"]]
     assert contents == [("b1", False), ("b0", False), ("a2", True), ("a1", True), ("a0", True)]
     # Receipts arrived after sending: sent messages read, received ones stay received.
-    wait_until(lambda: [
-        m["status"] for m in user.http.get(f"/api/instances/{pair['a']}/chats/15551110002/messages").json()["messages"]
-    ] == ["received", "received", "read", "read", "read"])
+    wait_until(
+        lambda: (
+            [
+                m["status"]
+                for m in user.http.get(
+                    f"/api/instances/{pair['a']}/chats/15551110002/messages"
+                ).json()["messages"]
+            ]
+            == ["received", "received", "read", "read", "read"]
+        )
+    )
 
 
 def test_chat_history_pages_and_windows(user: Api, pair: dict[str, str]) -> None:
@@ -58,7 +74,9 @@ def test_chat_history_pages_and_windows(user: Api, pair: dict[str, str]) -> None
     everything = user.http.get(url).json()["messages"]
     middle = everything[2]["createdAt"]
     window = user.http.get(url, params={"startDate": middle, "endDate": middle}).json()
-    assert [m["createdAt"] for m in window["messages"]] == [m["createdAt"] for m in everything if m["createdAt"] == middle]
+    assert [m["createdAt"] for m in window["messages"]] == [
+        m["createdAt"] for m in everything if m["createdAt"] == middle
+    ]
     assert user.http.get(url, params={"startDate": "2999-01-01"}).json()["messages"] == []
     assert user.http.get(url, params={"limit": "lots"}).status_code == 400
 
@@ -68,7 +86,12 @@ def test_activity_log_filters_and_pages(user: Api, pair: dict[str, str]) -> None
     logs = user.http.get(url).json()
     actions = [entry["action"] for entry in logs["logs"]]
     # Newest first: created, connection requested, QR, opened.
-    assert actions[::-1][:4] == ["instance_created", "connection_requested", "qr_received", "connection_opened"]
+    assert actions[::-1][:4] == [
+        "instance_created",
+        "connection_requested",
+        "qr_received",
+        "connection_opened",
+    ]
     only = user.http.get(url, params={"actions": "qr_received,connection_opened"}).json()
     assert sorted(e["action"] for e in only["logs"]) == ["connection_opened", "qr_received"]
     assert only["pagination"]["total"] == 2
@@ -77,8 +100,15 @@ def test_activity_log_filters_and_pages(user: Api, pair: dict[str, str]) -> None
 
 
 def test_statistics_count_messages_per_instance_and_user(user: Api, pair: dict[str, str]) -> None:
-    wait_until(lambda: user.http.get(f"/api/stats/instances/{pair['a']}").json()["usage"]["messagesReceived"] == 2)
-    usage = user.http.get(f"/api/stats/instances/{pair['a']}", params={"period": "all"}).json()["usage"]
+    wait_until(
+        lambda: (
+            user.http.get(f"/api/stats/instances/{pair['a']}").json()["usage"]["messagesReceived"]
+            == 2
+        )
+    )
+    usage = user.http.get(f"/api/stats/instances/{pair['a']}", params={"period": "all"}).json()[
+        "usage"
+    ]
     assert (usage["messagesSent"], usage["messagesReceived"]) == (3, 2)
     assert len(usage["dailyStats"]) == 1 and usage["dailyStats"][0]["messagesSent"] == 3
     mine = user.http.get("/api/stats/user", params={"period": "week"}).json()
@@ -88,7 +118,9 @@ def test_statistics_count_messages_per_instance_and_user(user: Api, pair: dict[s
     assert user.http.get("/api/stats/system").status_code == 403
 
 
-def test_event_history_in_store_order_with_types_and_paging(user: Api, pair: dict[str, str]) -> None:
+def test_event_history_in_store_order_with_types_and_paging(
+    user: Api, pair: dict[str, str]
+) -> None:
     url = f"/api/instances/{pair['a']}/events"
     everything = user.http.get(url, params={"limit": 1000}).json()["events"]
     positions = [e["position"] for e in everything]
@@ -104,7 +136,9 @@ def test_event_history_in_store_order_with_types_and_paging(user: Api, pair: dic
 
 
 def test_event_history_hides_secrets(admin: Api) -> None:
-    instance = admin.create_instance("Secretive", webhookUrl="http://127.0.0.1:9/h", webhookSecret="hush-hush")
+    instance = admin.create_instance(
+        "Secretive", webhookUrl="http://127.0.0.1:9/h", webhookSecret="hush-hush"
+    )
     events = admin.http.get("/api/events", params={"limit": 1000}).json()["events"]
     text = json.dumps(events)
     assert "hush-hush" not in text and "argon2" not in text
@@ -132,21 +166,35 @@ def read_sse(response: httpx.Response, count: int, timeout: float = 10) -> list[
     return events
 
 
-def test_event_stream_delivers_new_events_and_resumes_without_gaps(user: Api, pair: dict[str, str]) -> None:
+def test_event_stream_delivers_new_events_and_resumes_without_gaps(
+    user: Api, pair: dict[str, str]
+) -> None:
     url = f"{user.server.url}/api/instances/{pair['a']}/events"
     headers = {"Authorization": user.http.headers["Authorization"], "Accept": "text/event-stream"}
-    head = user.http.get(f"/api/instances/{pair['a']}/events", params={"limit": 1000}).json()["next"]
+    head = user.http.get(f"/api/instances/{pair['a']}/events", params={"limit": 1000}).json()[
+        "next"
+    ]
 
     # Send once the stream is open: the stream must show the new MessageSent.
     threading.Timer(0.5, lambda: user.send(pair["a"], "15551110002", "live one")).start()
     with httpx.stream("GET", url, params={"after": head}, headers=headers, timeout=15) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         first = read_sse(response, 1)
-    assert first and first[0]["data"]["type"] == "MessageSent" and first[0]["data"]["data"]["body"] == "live one"
+    assert (
+        first
+        and first[0]["data"]["type"] == "MessageSent"
+        and first[0]["data"]["data"]["body"] == "live one"
+    )
 
     # Resume from that event: the next ones follow it with nothing repeated or skipped.
-    with httpx.stream("GET", url, headers={**headers, "Last-Event-ID": str(first[0]["id"])}, timeout=15) as response:
+    with httpx.stream(
+        "GET", url, headers={**headers, "Last-Event-ID": str(first[0]["id"])}, timeout=15
+    ) as response:
         resumed = read_sse(response, 2)
-    expected = [e["position"] for e in user.http.get(
-        f"/api/instances/{pair['a']}/events", params={"after": first[0]["id"], "limit": 2}).json()["events"]]
+    expected = [
+        e["position"]
+        for e in user.http.get(
+            f"/api/instances/{pair['a']}/events", params={"after": first[0]["id"], "limit": 2}
+        ).json()["events"]
+    ]
     assert [e["id"] for e in resumed] == expected and len(expected) == 2

@@ -38,11 +38,19 @@ def strangers(server: Server, admin: Api) -> tuple[Api, Api, str]:
 
 
 @pytest.mark.parametrize(("path", "method"), instance_routes())
-def test_no_instance_route_lets_a_stranger_in(strangers: tuple[Api, Api, str], path: str, method: str) -> None:
+def test_no_instance_route_lets_a_stranger_in(
+    strangers: tuple[Api, Api, str], path: str, method: str
+) -> None:
     owner, stranger, instance = strangers
-    url = path.replace("{instanceId}", instance).replace("{chatId}", "15550008002").replace("{phone}", "15550008002")
+    url = (
+        path.replace("{instanceId}", instance)
+        .replace("{chatId}", "15550008002")
+        .replace("{phone}", "15550008002")
+    )
     # A body that would be invalid anyway: ownership is decided before the body is read.
-    answer = stranger.http.request(method, url, content=b"{not json", headers={"Content-Type": "application/json"})
+    answer = stranger.http.request(
+        method, url, content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert answer.status_code == 404, (method, url, answer.text)
     assert answer.json()["code"] == "instance_not_found"
     assert owner.status(instance)["ready"]
@@ -58,8 +66,12 @@ def test_secrets_are_never_stored_or_logged_in_plain_text(tmp_path: Path, storag
         created = admin.create_user("secret@example.com", password="a-very-secret-password")
         api_key = created["apiKey"]
         user = Api.login(server, "secret@example.com", "a-very-secret-password")
-        instance = user.create_instance("S", webhookUrl="http://127.0.0.1:9/x", webhookSecret="webhook-secret-value")
-        assert "webhook-secret-value" not in json.dumps(user.http.get(f"/api/instances/{instance['id']}").json())
+        instance = user.create_instance(
+            "S", webhookUrl="http://127.0.0.1:9/x", webhookSecret="webhook-secret-value"
+        )
+        assert "webhook-secret-value" not in json.dumps(
+            user.http.get(f"/api/instances/{instance['id']}").json()
+        )
         assert user.http.get("/api/auth/me", headers={"x-api-key": api_key}).status_code == 200
         log = server.log_text()
         server.stop()
@@ -84,16 +96,29 @@ def test_media_urls_on_private_addresses_are_refused_when_not_allowed(tmp_path: 
         api = Api.login(server)
         instance = api.create_instance("M")["id"]
         api.pair(instance, "15550008101")
-        for url in ("http://127.0.0.1:9/a.png", "http://169.254.169.254/latest", "http://10.0.0.1/x.jpg"):
-            answer = api.http.post(f"/api/whatsapp/{instance}/send-media", json={"phone": "15550008102", "url": url})
+        for url in (
+            "http://127.0.0.1:9/a.png",
+            "http://169.254.169.254/latest",
+            "http://10.0.0.1/x.jpg",
+        ):
+            answer = api.http.post(
+                f"/api/whatsapp/{instance}/send-media", json={"phone": "15550008102", "url": url}
+            )
             assert answer.status_code == 400 and answer.json()["code"] == "url_not_allowed", url
 
 
 def test_cors_follows_cors_origin(tmp_path: Path) -> None:
     with running_server(tmp_path, CORS_ORIGIN="https://app.example.com") as server:
         client = server.client()
-        preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
-        allowed = client.options("/api/auth/login", headers={"Origin": "https://app.example.com", **preflight})
+        preflight = {
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        }
+        allowed = client.options(
+            "/api/auth/login", headers={"Origin": "https://app.example.com", **preflight}
+        )
         assert allowed.headers.get("access-control-allow-origin") == "https://app.example.com"
-        refused = client.options("/api/auth/login", headers={"Origin": "https://evil.example.com", **preflight})
+        refused = client.options(
+            "/api/auth/login", headers={"Origin": "https://evil.example.com", **preflight}
+        )
         assert refused.headers.get("access-control-allow-origin") is None

@@ -32,7 +32,9 @@ def test_cron_delays_follow_the_calendar() -> None:
         assert next_delay("0 12 * * *", datetime.now(UTC)) == 12 * 3600 - 270
 
 
-def test_a_failing_job_is_logged_and_does_not_stop_the_scheduler(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_failing_job_is_logged_and_does_not_stop_the_scheduler(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     runs: list[int] = []
 
     async def flaky() -> None:
@@ -65,15 +67,21 @@ def actor(tmp_path: Path) -> Iterator[tuple[Any, Instance, SandboxNetwork]]:
     store = EventStore(env=sqlite_env(str(tmp_path / "es.db")))
     committer = GroupCommitter(store)
     network = SandboxNetwork()
-    instance = Instance(user_id="u", name="Jobs", description="", engine="sandbox", webhook={}, engine_settings={})
+    instance = Instance(
+        user_id="u", name="Jobs", description="", engine="sandbox", webhook={}, engine_settings={}
+    )
     committer.commit(instance.collect_events())
     engines: list[SandboxEngine] = []
 
     def make(aggregate: Instance, emit: Any) -> SandboxEngine:
-        engines.append(SandboxEngine(network, tmp_path / "instances" / str(aggregate.id), aggregate.name, emit))
+        engines.append(
+            SandboxEngine(network, tmp_path / "instances" / str(aggregate.id), aggregate.name, emit)
+        )
         return engines[-1]
 
-    ref = InstanceActor.start(instance.id, store.repository.get, committer, make, 50, lambda *_: None)
+    ref = InstanceActor.start(
+        instance.id, store.repository.get, committer, make, 50, lambda *_: None
+    )
     proxy = ref.proxy()
     wait_until(lambda: proxy.state().get()["hasQr"])
     try:
@@ -91,7 +99,9 @@ def test_expired_qr_codes_are_dropped(actor: tuple[Any, Instance, SandboxNetwork
     assert proxy.state().get()["hasQr"] is False
 
 
-def test_a_connected_but_dead_session_is_reconnected(actor: tuple[Any, Instance, SandboxNetwork]) -> None:
+def test_a_connected_but_dead_session_is_reconnected(
+    actor: tuple[Any, Instance, SandboxNetwork],
+) -> None:
     proxy, _, network = actor
     proxy.engine_call("scan", "15550004444").get()
     wait_until(lambda: proxy.state().get()["ready"])
@@ -119,8 +129,13 @@ def test_an_expired_ban_reconnects_and_a_lost_session_logs_out(
 
 def test_quotas_refuse_with_429_and_leave_an_activity_entry(server: Server, admin: Api) -> None:
     user = admin.create_user("quota@example.com", password="quota-password")
-    limited = admin.http.put(f"/api/users/{user['id']}", json={"limits": {"maxInstances": 1, "maxMessagesPerDay": 2}})
-    assert limited.status_code == 200 and limited.json()["limits"] == {"maxInstances": 1, "maxMessagesPerDay": 2}
+    limited = admin.http.put(
+        f"/api/users/{user['id']}", json={"limits": {"maxInstances": 1, "maxMessagesPerDay": 2}}
+    )
+    assert limited.status_code == 200 and limited.json()["limits"] == {
+        "maxInstances": 1,
+        "maxMessagesPerDay": 2,
+    }
     api = Api.login(server, "quota@example.com", "quota-password")
     instance = api.create_instance("Only one")["id"]
     refused = api.http.post("/api/instances", json={"name": "Two", "engine": "sandbox"})
@@ -132,7 +147,9 @@ def test_quotas_refuse_with_429_and_leave_an_activity_entry(server: Server, admi
     assert api.send(instance, "15550006667", "two").status_code == 200
     third = api.send(instance, "15550006667", "three")
     assert third.status_code == 429 and "2 message(s) a day" in third.json()["error"]
-    entries = api.http.get(f"/api/instances/{instance}/activity", params={"actions": "quota_exceeded"}).json()
+    entries = api.http.get(
+        f"/api/instances/{instance}/activity", params={"actions": "quota_exceeded"}
+    ).json()
     assert entries["logs"][0]["details"] == {"quota": "maxMessagesPerDay", "limit": 2}
     # Lifting the quota lets the user send again.
     admin.http.put(f"/api/users/{user['id']}", json={"limits": {"maxMessagesPerDay": None}})

@@ -107,9 +107,14 @@ def test_threads_appending_to_the_same_aggregate(recorder: MongoApplicationRecor
     collector = Collector(recorder, threads * saves)
 
     with ThreadPoolExecutor(threads) as pool:
-        conflicts = sum(pool.map(lambda i: sum(
-            append_to_shared(recorder, shared, f"thread {i}") for _ in range(saves)
-        ), range(threads)))
+        conflicts = sum(
+            pool.map(
+                lambda i: sum(
+                    append_to_shared(recorder, shared, f"thread {i}") for _ in range(saves)
+                ),
+                range(threads),
+            )
+        )
 
     stored = recorder.select_events(shared)
     assert [s.originator_version for s in stored] == list(range(1, threads * saves + 1))
@@ -130,7 +135,9 @@ def test_a_version_conflict_stores_nothing_of_that_save(recorder: MongoApplicati
 
 
 def test_two_processes_appending_to_their_own_and_a_shared_aggregate(
-    recorder: MongoApplicationRecorder, mongodb_url: str, mongodb_database: str,
+    recorder: MongoApplicationRecorder,
+    mongodb_url: str,
+    mongodb_database: str,
 ) -> None:
     count = 25
     shared = uuid4()
@@ -139,9 +146,20 @@ def test_two_processes_appending_to_their_own_and_a_shared_aggregate(
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.mongo_appender", mongodb_url, mongodb_database,
-             str(own), str(shared), str(count)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "tests.mongo_appender",
+                mongodb_url,
+                mongodb_database,
+                str(own),
+                str(shared),
+                str(count),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for own in owners
     ]
@@ -221,10 +239,22 @@ def test_a_subscription_resumes_after_its_stream_dropped(tmp_path: Path) -> None
     with mongo.secantus(storage, port) as url:
         # Another process's appends: only the reopened change stream can ring for them.
         appender = subprocess.run(
-            [sys.executable, "-m", "tests.mongo_appender", url, "resume", str(uuid4()),
-             str(aggregate), "2"],
-            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-            text=True, timeout=120, check=False,
+            [
+                sys.executable,
+                "-m",
+                "tests.mongo_appender",
+                url,
+                "resume",
+                str(uuid4()),
+                str(aggregate),
+                "2",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         assert appender.returncode == 0, appender.stderr
         seen = collector.wait()

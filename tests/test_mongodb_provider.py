@@ -51,7 +51,9 @@ def test_the_provider_is_chosen_in_one_place(tmp_path: Path, database_url: str) 
 
 
 @pytest.mark.parametrize("provider", ["sqlite", "mongodb"])
-def test_webhook_cursors_only_move_forward(tmp_path: Path, database_url: str, provider: str) -> None:
+def test_webhook_cursors_only_move_forward(
+    tmp_path: Path, database_url: str, provider: str
+) -> None:
     settings = Settings(
         database_provider=provider, database_url=database_url, sqlite_path=tmp_path / "es.db"
     )
@@ -73,7 +75,9 @@ def test_webhook_cursors_only_move_forward(tmp_path: Path, database_url: str, pr
 def test_the_server_runs_on_mongodb(tmp_path: Path, database_url: str) -> None:
     receiver = Receiver()
     try:
-        with running_server(tmp_path, DATABASE_PROVIDER="mongodb", DATABASE_URL=database_url) as server:
+        with running_server(
+            tmp_path, DATABASE_PROVIDER="mongodb", DATABASE_URL=database_url
+        ) as server:
             health = server.client().get("/health").json()["checks"]["eventStore"]
             assert health["ok"] and health["provider"] == "mongodb" and health["replicaSet"]
             admin = Api.login(server)
@@ -98,7 +102,11 @@ def test_the_server_runs_on_mongodb(tmp_path: Path, database_url: str) -> None:
         # The event history command reads the same store.
         listing = subprocess.run(
             [sys.executable, "-m", "app.cli", "events", "--instance", a],
-            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
             env={**server.env},
         )
         assert listing.returncode == 0, listing.stderr
@@ -106,7 +114,11 @@ def test_the_server_runs_on_mongodb(tmp_path: Path, database_url: str) -> None:
         # So does the rebuild of the read models.
         rebuilt = subprocess.run(
             [sys.executable, "-m", "app.cli", "rebuild-projections"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
             env={**server.env},
         )
         assert rebuilt.returncode == 0, rebuilt.stderr
@@ -123,8 +135,11 @@ def standalone_url() -> Iterator[str]:
 
 
 def test_a_standalone_server_is_refused_with_one_line(tmp_path: Path, standalone_url: str) -> None:
-    server = Server(tmp_path, DATABASE_PROVIDER="mongodb",
-                    DATABASE_URL=mongo.with_database(standalone_url, "standalone"))
+    server = Server(
+        tmp_path,
+        DATABASE_PROVIDER="mongodb",
+        DATABASE_URL=mongo.with_database(standalone_url, "standalone"),
+    )
     with pytest.raises(RuntimeError):
         server.start(timeout=30)
     lines = [line for line in server.log_text().splitlines() if "standalone server" in line]
@@ -134,9 +149,14 @@ def test_a_standalone_server_is_refused_with_one_line(tmp_path: Path, standalone
 def environ(tmp_path: Path, **extra: str) -> dict[str, str]:
     return {
         "SQLITE_DATABASE_URL": f"file:{tmp_path / 'data' / 'app.db'}",
-        "UPLOADS_DIR": str(tmp_path / "uploads"), "INSTANCES_DIR": str(tmp_path / "instances"),
-        "LOGS_DIR": str(tmp_path / "logs"), "JWT_SECRET": "s" * 40, "PORT": str(free_port()),
-        "HOST": "127.0.0.1", "DATABASE_PROVIDER": "mongodb", **extra,
+        "UPLOADS_DIR": str(tmp_path / "uploads"),
+        "INSTANCES_DIR": str(tmp_path / "instances"),
+        "LOGS_DIR": str(tmp_path / "logs"),
+        "JWT_SECRET": "s" * 40,
+        "PORT": str(free_port()),
+        "HOST": "127.0.0.1",
+        "DATABASE_PROVIDER": "mongodb",
+        **extra,
     }
 
 
@@ -155,7 +175,9 @@ def test_doctor_fails_on_a_standalone_server(tmp_path: Path, standalone_url: str
     lines: list[str] = []
     code = doctor.run(environ(tmp_path, DATABASE_URL=standalone_url + "x"), lines.append)
     assert code == 1
-    assert "[FAIL] event store" in storage_line(lines) and "not a replica set" in storage_line(lines)
+    assert "[FAIL] event store" in storage_line(lines) and "not a replica set" in storage_line(
+        lines
+    )
 
 
 def test_doctor_fails_when_mongodb_is_unreachable(tmp_path: Path) -> None:

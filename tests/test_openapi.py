@@ -18,7 +18,9 @@ def test_the_document_is_valid_and_lists_every_route() -> None:
         for method in route.methods or ()
         if method != "HEAD"
     }
-    listed = {(path, method) for path, operations in document["paths"].items() for method in operations}
+    listed = {
+        (path, method) for path, operations in document["paths"].items() for method in operations
+    }
     assert listed == expected
     assert len(listed) > 40
 
@@ -27,7 +29,9 @@ def test_bodies_come_from_the_types_the_routes_decode() -> None:
     document = create_app(Settings()).state.openapi
     schemas = document["components"]["schemas"]
     send = document["paths"]["/api/whatsapp/{instanceId}/send"]["post"]
-    assert send["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/SendText"}
+    assert send["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/SendText"
+    }
     assert set(schemas["SendText"]["properties"]) == set(SendText.__struct_fields__)
     assert schemas["InstanceCreate"]["required"] == ["name"]
     assert set(schemas["InstanceCreate"]["properties"]) == set(InstanceCreate.__struct_fields__)
@@ -50,7 +54,13 @@ def test_metrics_need_an_admin_or_the_token(server: Server) -> None:
     user = Api.login(server, "metrics-user@example.com", "metrics-password")
     assert user.http.get("/metrics").status_code == 403
     text = admin.http.get("/metrics").text
-    for name in ("whatsapp_instances", "whatsapp_messages_sent_total", "whatsapp_event_store_position",
-                 "whatsapp_projection_lag_events", "whatsapp_actor_mailbox", "process_resident_memory_bytes",
-                 'whatsapp_http_requests_total{method="POST",route="/api/auth/login",status="200"}'):
+    for name in (
+        "whatsapp_instances",
+        "whatsapp_messages_sent_total",
+        "whatsapp_event_store_position",
+        "whatsapp_projection_lag_events",
+        "whatsapp_actor_mailbox",
+        "process_resident_memory_bytes",
+        'whatsapp_http_requests_total{method="POST",route="/api/auth/login",status="200"}',
+    ):
         assert name in text, name

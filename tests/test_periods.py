@@ -21,12 +21,17 @@ from app.errors import ApiError
 def test_periods_are_calendar_aligned_in_utc(period: str, start: date | None) -> None:
     # 23:30 on a Wednesday in UTC is already Thursday in Tokyo: UTC decides.
     with freeze_time("2026-03-04T23:30:00Z"):
-        assert query.period(QueryParams({"period": period}), query.PERIODS, "month") == (period, start)
+        assert query.period(QueryParams({"period": period}), query.PERIODS, "month") == (
+            period,
+            start,
+        )
 
 
 def test_a_week_starting_on_monday_includes_monday_itself() -> None:
     with freeze_time("2026-03-02T00:00:00Z"):
-        assert query.period(QueryParams({"period": "week"}), query.PERIODS, "week")[1] == date(2026, 3, 2)
+        assert query.period(QueryParams({"period": "week"}), query.PERIODS, "week")[1] == date(
+            2026, 3, 2
+        )
 
 
 def test_new_year_boundary() -> None:
@@ -49,4 +54,7 @@ def test_bad_periods_and_paging_are_400() -> None:
 
 def test_dates_are_normalised_to_stored_form() -> None:
     assert query.timestamp(QueryParams({"d": "2026-03-04"}), "d") == "2026-03-04T00:00:00.000Z"
-    assert query.timestamp(QueryParams({"d": "2026-03-04T10:00:00+02:00"}), "d") == "2026-03-04T08:00:00.000Z"
+    assert (
+        query.timestamp(QueryParams({"d": "2026-03-04T10:00:00+02:00"}), "d")
+        == "2026-03-04T08:00:00.000Z"
+    )

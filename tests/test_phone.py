@@ -5,7 +5,11 @@ from domain.phone import InvalidPhoneNumber, normalize_phone, to_jid
 
 @pytest.mark.parametrize(
     ("raw", "digits"),
-    [("15550000001", "15550000001"), ("+1 555-000-0001", "15550000001"), ("(49) 301234567", "49301234567")],
+    [
+        ("15550000001", "15550000001"),
+        ("+1 555-000-0001", "15550000001"),
+        ("(49) 301234567", "49301234567"),
+    ],
 )
 def test_phone_numbers_are_stripped_to_digits(raw: str, digits: str) -> None:
     assert normalize_phone(raw) == digits

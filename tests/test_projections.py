@@ -26,14 +26,22 @@ WAIT = 5.0
 
 def new_user(email: str = "alice@example.com") -> User:
     return User(
-        email=email, password_hash="pw", first_name="Alice", last_name="Liddell",
-        role="user", api_key_hash=f"key-of-{email}", api_key_sealed="sealed",
+        email=email,
+        password_hash="pw",
+        first_name="Alice",
+        last_name="Liddell",
+        role="user",
+        api_key_hash=f"key-of-{email}",
+        api_key_sealed="sealed",
     )
 
 
 def new_instance(user: User, name: str = "Shop") -> Instance:
     return Instance(
-        user_id=str(user.id), name=name, description="desc", engine="sandbox",
+        user_id=str(user.id),
+        name=name,
+        description="desc",
+        engine="sandbox",
         webhook={"url": "http://hooks.test/x", "secret": "s3cret"},
         engine_settings={"accessToken": "tok", "phoneNumberId": "123"},
     )
@@ -66,7 +74,9 @@ def running() -> Iterator[list[tuple[LiveProjections, ReadModels]]]:
 
 
 def start(
-    store: EventStore, provider: Provider, running: list[Any],
+    store: EventStore,
+    provider: Provider,
+    running: list[Any],
     make: Callable[[ReadModels], list[ReadModelProjection]] = lambda r: [Directory(r)],
     name: str = "read-models",
 ) -> LiveProjections:
@@ -97,7 +107,9 @@ def test_users_and_instances_become_rows(
     [user_row] = provider.rows("users")
     assert user_row["id"] == str(user.id)
     assert (user_row["email"], user_row["role"], user_row["active"]) == (
-        "alice@example.com", "user", 1,
+        "alice@example.com",
+        "user",
+        1,
     )
     assert user_row["api_key_hash"] == "key-of-alice@example.com"
     assert user_row["created_at"].endswith("Z")
@@ -109,7 +121,10 @@ def test_users_and_instances_become_rows(
     row = instance_row()
     assert (row["user_id"], row["name"], row["engine"]) == (str(user.id), "Shop", "sandbox")
     assert (row["status"], row["has_qr"], row["phone"], row["deleted"]) == (
-        "connecting", 0, None, 0,
+        "connecting",
+        0,
+        None,
+        0,
     )
     # Secrets stay out of the read models.
     assert json.loads(row["webhook"]) == {"url": "http://hooks.test/x", "hasSecret": True}
@@ -166,21 +181,41 @@ def test_contacts_come_from_messages_and_keep_push_names(
     group = "120363000000000001@g.us"
 
     instance.record_received(
-        message_id="IN1", sender=bob, push_name="Bob", message_type="text", body="hi",
-        media=None, received_at=1,
+        message_id="IN1",
+        sender=bob,
+        push_name="Bob",
+        message_type="text",
+        body="hi",
+        media=None,
+        received_at=1,
     )
     # Sending to Bob later must not forget his name.
     instance.record_sent(
-        message_id="OUT1", to=bob, message_type="text", body="hello", media=None, sent_at=2,
+        message_id="OUT1",
+        to=bob,
+        message_type="text",
+        body="hello",
+        media=None,
+        sent_at=2,
         idempotency_key=None,
     )
     instance.record_sent(
-        message_id="OUT2", to=carol, message_type="text", body="hello", media=None, sent_at=3,
+        message_id="OUT2",
+        to=carol,
+        message_type="text",
+        body="hello",
+        media=None,
+        sent_at=3,
         idempotency_key=None,
     )
     instance.record_sent(
-        message_id="OUT3", to=group, message_type="text", body="hello all", media=None,
-        sent_at=4, idempotency_key=None,
+        message_id="OUT3",
+        to=group,
+        message_type="text",
+        body="hello all",
+        media=None,
+        sent_at=4,
+        idempotency_key=None,
     )
     save(store, live, user, instance)
 
@@ -191,19 +226,31 @@ def test_contacts_come_from_messages_and_keep_push_names(
     found = contacts()
     assert set(found) == {bob, carol, group}
     assert (found[bob]["name"], found[bob]["number"], found[bob]["is_group"]) == (
-        "Bob", "15550002222", 0,
+        "Bob",
+        "15550002222",
+        0,
     )
     assert found[carol]["name"] is None
     assert found[group]["is_group"] == 1
 
     # A newer name replaces the old one; a message without a name keeps it.
     instance.record_received(
-        message_id="IN2", sender=bob, push_name="Robert", message_type="text", body="hi",
-        media=None, received_at=5,
+        message_id="IN2",
+        sender=bob,
+        push_name="Robert",
+        message_type="text",
+        body="hi",
+        media=None,
+        received_at=5,
     )
     instance.record_received(
-        message_id="IN3", sender=carol, push_name=None, message_type="text", body="hi",
-        media=None, received_at=6,
+        message_id="IN3",
+        sender=carol,
+        push_name=None,
+        message_type="text",
+        body="hi",
+        media=None,
+        received_at=6,
     )
     instance.sync_contacts([{"jid": carol, "name": "Carol"}, {"jid": "15550004444@s.whatsapp.net"}])
     save(store, live, instance)
@@ -224,13 +271,34 @@ def test_message_status_only_moves_forwards_and_usage_counts_by_day(
     instance = new_instance(user)
     instance.open_connection("15550001111", "Shop")
     bob = "15550002222@s.whatsapp.net"
-    instance.record_sent(message_id="OUT1", to=bob, message_type="text", body="hello",
-                         media=None, sent_at=1, idempotency_key=None)
+    instance.record_sent(
+        message_id="OUT1",
+        to=bob,
+        message_type="text",
+        body="hello",
+        media=None,
+        sent_at=1,
+        idempotency_key=None,
+    )
     media = {"path": "/x/y.jpg", "filename": "y.jpg", "mimetype": "image/jpeg", "size": 700}
-    instance.record_sent(message_id="OUT2", to=bob, message_type="image", body="",
-                         media=media, sent_at=2, idempotency_key=None)
-    instance.record_received(message_id="IN1", sender=bob, push_name="Bob", message_type="text",
-                             body="hi", media=None, received_at=3)
+    instance.record_sent(
+        message_id="OUT2",
+        to=bob,
+        message_type="image",
+        body="",
+        media=media,
+        sent_at=2,
+        idempotency_key=None,
+    )
+    instance.record_received(
+        message_id="IN1",
+        sender=bob,
+        push_name="Bob",
+        message_type="text",
+        body="hi",
+        media=None,
+        received_at=3,
+    )
     # In one batch: delivered, read, then a late delivered that must not win.
     instance.record_status("OUT1", "delivered", bob, True)
     instance.record_status("OUT1", "read", bob, True)
@@ -238,8 +306,15 @@ def test_message_status_only_moves_forwards_and_usage_counts_by_day(
     instance.record_status("OUT2", "nonsense", bob, True)  # unranked: never an advance
     # A receipt before its message (sent from another device, say) changes nothing later.
     instance.record_status("OUT3", "read", bob, True)
-    instance.record_sent(message_id="OUT3", to=bob, message_type="text", body="late",
-                         media=None, sent_at=4, idempotency_key=None)
+    instance.record_sent(
+        message_id="OUT3",
+        to=bob,
+        message_type="text",
+        body="late",
+        media=None,
+        sent_at=4,
+        idempotency_key=None,
+    )
     save(store, live, user, instance)
 
     def status(message_id: str) -> str:
@@ -250,7 +325,8 @@ def test_message_status_only_moves_forwards_and_usage_counts_by_day(
     assert status("OUT3") == "sent"
     [image] = provider.rows("messages", message_id="OUT2")
     assert (image["has_media"], json.loads(image["media"])) == (
-        1, {"filename": "y.jpg", "mimetype": "image/jpeg", "size": 700},
+        1,
+        {"filename": "y.jpg", "mimetype": "image/jpeg", "size": 700},
     )
     # A later batch cannot move it back either; a further step forwards still counts.
     instance.record_status("OUT1", "delivered", bob, True)
@@ -263,10 +339,23 @@ def test_message_status_only_moves_forwards_and_usage_counts_by_day(
 
     [usage] = provider.rows("usage", instance_id=str(instance.id))
     assert usage["user_id"] == str(user.id)
-    assert {k: usage[k] for k in ("messages_sent", "messages_received", "media_sent",
-                                  "media_received", "total_media_size", "api_calls")} == {
-        "messages_sent": 3, "messages_received": 1, "media_sent": 1, "media_received": 0,
-        "total_media_size": 700, "api_calls": 0,
+    assert {
+        k: usage[k]
+        for k in (
+            "messages_sent",
+            "messages_received",
+            "media_sent",
+            "media_received",
+            "total_media_size",
+            "api_calls",
+        )
+    } == {
+        "messages_sent": 3,
+        "messages_received": 1,
+        "media_sent": 1,
+        "media_received": 0,
+        "total_media_size": 700,
+        "api_calls": 0,
     }
     actions = sorted(r["action"] for r in provider.rows("activity", instance_id=str(instance.id)))
     assert actions == ["connection_opened", "instance_created"]
@@ -286,8 +375,15 @@ def test_reads_in_a_batch_see_the_writes_before_them(
     instance.update({"webhook": {"enabled": False}, "engine_settings": {"appSecret": "x", "a": 1}})
     instance.update({"webhook": {"secret": ""}, "name": "Renamed"})
     instance.open_connection("15550001111", "Shop")
-    instance.record_sent(message_id="OUT1", to="15550002222@s.whatsapp.net", message_type="text",
-                         body="hi", media=None, sent_at=1, idempotency_key=None)
+    instance.record_sent(
+        message_id="OUT1",
+        to="15550002222@s.whatsapp.net",
+        message_type="text",
+        body="hi",
+        media=None,
+        sent_at=1,
+        idempotency_key=None,
+    )
     live = start(store, provider, running, catalog.build)
     save(store, live, user, instance)
 
@@ -296,7 +392,9 @@ def test_reads_in_a_batch_see_the_writes_before_them(
     [row] = provider.rows("instances")
     assert row["name"] == "Renamed"
     assert json.loads(row["webhook"]) == {
-        "url": "http://hooks.test/x", "enabled": False, "hasSecret": False,
+        "url": "http://hooks.test/x",
+        "enabled": False,
+        "hasSecret": False,
     }
     assert json.loads(row["engine_settings"]) == {"phoneNumberId": "123", "a": 1}
     [usage] = provider.rows("usage")
@@ -349,8 +447,13 @@ def test_restart_resumes_from_the_tracking_position(
     instance = new_instance(user)
     instance.receive_qr("qr")
     instance.record_received(
-        message_id="IN1", sender="15550002222@s.whatsapp.net", push_name="Bob",
-        message_type="text", body="hi", media=None, received_at=1,
+        message_id="IN1",
+        sender="15550002222@s.whatsapp.net",
+        push_name="Bob",
+        message_type="text",
+        body="hi",
+        media=None,
+        received_at=1,
     )
     head = save(store, live, user, instance)
     before = {t: provider.count(t) for t in ("users", "instances", "contacts")}
@@ -400,8 +503,10 @@ class Ledger(ReadModelProjection):
             raise RuntimeError("boom")
         rows.insert(
             "ledger",
-            {"id": f"{event.originator_id}-{event.originator_version}",
-             "topic": type(event).__qualname__},
+            {
+                "id": f"{event.originator_id}-{event.originator_version}",
+                "topic": type(event).__qualname__,
+            },
         )
 
 
@@ -414,8 +519,13 @@ def test_a_failing_batch_leaves_no_rows_and_no_position(
     instance.receive_qr("qr")
     instance.open_connection("15550001111", "Shop")
     instance.record_received(
-        message_id="IN1", sender="15550002222@s.whatsapp.net", push_name="Bob",
-        message_type="text", body="hi", media=None, received_at=1,
+        message_id="IN1",
+        sender="15550002222@s.whatsapp.net",
+        push_name="Bob",
+        message_type="text",
+        body="hi",
+        media=None,
+        received_at=1,
     )
     instance.close_connection("lost", will_reconnect=False)
     store.save(user, instance)
@@ -460,8 +570,11 @@ def test_a_failure_after_good_batches_keeps_their_rows(
     user = new_user()
     instance = new_instance(user)
     live = start(
-        store, provider, running,
-        lambda r: [Directory(r), Ledger(r, explode_on=(instance.id, 2))], name="crashy",
+        store,
+        provider,
+        running,
+        lambda r: [Directory(r), Ledger(r, explode_on=(instance.id, 2))],
+        name="crashy",
     )
     good = save(store, live, user, instance)
 

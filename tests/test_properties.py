@@ -22,14 +22,18 @@ from projections import catalog
 from projections.runner import LiveProjections
 from tests.readmodels import MongoProvider, Provider, SQLiteProvider
 
-PHONES = st.sampled_from(["15550000001@s.whatsapp.net", "15550000002@s.whatsapp.net", "120363000000000001@g.us"])
+PHONES = st.sampled_from(
+    ["15550000001@s.whatsapp.net", "15550000002@s.whatsapp.net", "120363000000000001@g.us"]
+)
 COMMANDS = st.one_of(
     st.tuples(st.just("request"), st.sampled_from(["start", "reconnect"])),
     st.tuples(st.just("qr"), st.text(min_size=1, max_size=20)),
     st.tuples(st.just("open"), st.sampled_from(["15550000009", None])),
     st.tuples(st.just("close"), st.sampled_from(["lost", "dead_session"]), st.booleans()),
     st.tuples(st.just("logout")),
-    st.tuples(st.just("sent"), PHONES, st.text(max_size=30), st.sampled_from([None, "k1", "k2", "k3"])),
+    st.tuples(
+        st.just("sent"), PHONES, st.text(max_size=30), st.sampled_from([None, "k1", "k2", "k3"])
+    ),
     st.tuples(st.just("received"), PHONES, st.text(max_size=30), st.sampled_from([None, "Zed"])),
     st.tuples(st.just("status"), st.sampled_from(["delivered", "read", "played"])),
     st.tuples(st.just("update"), st.text(min_size=1, max_size=10), st.booleans()),
@@ -73,8 +77,12 @@ def state(instance: Instance) -> dict[str, Any]:
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(COMMANDS, max_size=40))
-def test_any_valid_command_sequence_replays_to_the_same_state(commands: list[tuple[Any, ...]]) -> None:
-    instance = Instance(user_id="u", name="P", description="", engine="sandbox", webhook={}, engine_settings={})
+def test_any_valid_command_sequence_replays_to_the_same_state(
+    commands: list[tuple[Any, ...]],
+) -> None:
+    instance = Instance(
+        user_id="u", name="P", description="", engine="sandbox", webhook={}, engine_settings={}
+    )
     counter = [0]
     for command in commands:
         # Refused commands change nothing (e.g. a send while not connected).
@@ -94,31 +102,67 @@ def background(user: User) -> list[Any]:
     user.change_limits({"maxMessagesPerDay": 100})
     user.update_profile("Zed", "Zee")
     log = WebhookLog("none")  # an instance nobody owns: usage under no user
-    log.delivered(instance_id="none", position=1, event_type="message_sent", delivery_id="d1",
-                  attempts=1, status_code=200, replay=False)
-    log.failed(instance_id="none", position=2, event_type="message_sent", delivery_id="d2",
-               attempts=3, status_code=None, error="refused", replay=True)
+    log.delivered(
+        instance_id="none",
+        position=1,
+        event_type="message_sent",
+        delivery_id="d1",
+        attempts=1,
+        status_code=200,
+        replay=False,
+    )
+    log.failed(
+        instance_id="none",
+        position=2,
+        event_type="message_sent",
+        delivery_id="d2",
+        attempts=3,
+        status_code=None,
+        error="refused",
+        replay=True,
+    )
     ledger = UsageLedger()
-    ledger.record([{"userId": str(user.id), "instanceId": None, "day": "2026-01-01", "apiCalls": 4}])
+    ledger.record(
+        [{"userId": str(user.id), "instanceId": None, "day": "2026-01-01", "apiCalls": 4}]
+    )
     return [user, log, ledger]
 
 
 def run_scripts(store: EventStore, scripts: list[list[tuple[Any, ...]]]) -> None:
-    user = User(email="p@example.com", password_hash="x", first_name="P", last_name="Q",
-                role="user", api_key_hash="h", api_key_sealed="s")
+    user = User(
+        email="p@example.com",
+        password_hash="x",
+        first_name="P",
+        last_name="Q",
+        role="user",
+        api_key_hash="h",
+        api_key_sealed="s",
+    )
     store.save(*background(user))
     for number, script in enumerate(scripts):
-        instance = Instance(user_id=str(user.id), name=f"I{number}", description="",
-                            engine="sandbox", webhook={}, engine_settings={})
+        instance = Instance(
+            user_id=str(user.id),
+            name=f"I{number}",
+            description="",
+            engine="sandbox",
+            webhook={},
+            engine_settings={},
+        )
         log = WebhookLog(str(instance.id))
         counter = [0]
         for command in script:
             with contextlib.suppress(InstanceError):
                 apply(instance, command, counter)
             if counter[0] % 5 == 0:
-                log.delivered(instance_id=str(instance.id), position=counter[0],
-                              event_type="message_sent", delivery_id=f"d{counter[0]}",
-                              attempts=1, status_code=200, replay=False)
+                log.delivered(
+                    instance_id=str(instance.id),
+                    position=counter[0],
+                    event_type="message_sent",
+                    delivery_id=f"d{counter[0]}",
+                    attempts=1,
+                    status_code=200,
+                    replay=False,
+                )
             store.save(instance, log)  # saved often: many small transactions, like the server
 
 
@@ -134,10 +178,14 @@ EXAMPLES = itertools.count()
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "mongodb"])
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(st.lists(COMMANDS, max_size=15), min_size=1, max_size=4))
 def test_read_models_built_live_equal_read_models_rebuilt(
-    kind: str, request: pytest.FixtureRequest, tmp_path_factory: Any,
+    kind: str,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: Any,
     scripts: list[list[tuple[Any, ...]]],
 ) -> None:
     root = tmp_path_factory.mktemp("property")
@@ -162,10 +210,14 @@ def test_read_models_built_live_equal_read_models_rebuilt(
         provider.close()
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(st.lists(COMMANDS, max_size=15), min_size=1, max_size=3))
 def test_every_provider_makes_the_same_rows(
-    request: pytest.FixtureRequest, tmp_path_factory: Any, scripts: list[list[tuple[Any, ...]]],
+    request: pytest.FixtureRequest,
+    tmp_path_factory: Any,
+    scripts: list[list[tuple[Any, ...]]],
 ) -> None:
     root = tmp_path_factory.mktemp("providers")
     providers = [provider_for(kind, request, root) for kind in ("sqlite", "mongodb")]

@@ -19,11 +19,15 @@ _numbers = itertools.count(1)
 
 
 @pytest.fixture()
-def sender(server: Server, admin: Api, request: pytest.FixtureRequest) -> Iterator[tuple[Api, Api, str, str]]:
+def sender(
+    server: Server, admin: Api, request: pytest.FixtureRequest
+) -> Iterator[tuple[Api, Api, str, str]]:
     """A user with a connected instance that has just sent, by token and by API key."""
     email = f"cache-{request.node.name[5:40].replace('_', '-')}@example.com"
     user = admin.create_user(email, password="cache-password-1")
-    signed_in = server.client().post("/api/auth/login", json={"email": email, "password": "cache-password-1"})
+    signed_in = server.client().post(
+        "/api/auth/login", json={"email": email, "password": "cache-password-1"}
+    )
     by_token = Api(server, token=signed_in.json()["token"])
     by_key = Api(server, api_key=signed_in.json()["user"]["apiKey"])
     instance = by_token.create_instance("Cached")["id"]
@@ -51,7 +55,9 @@ def test_a_deactivated_user_is_401_at_once(admin: Api, sender: tuple[Api, Api, s
         assert answer.status_code == 401, answer.text
 
 
-def test_a_rotated_key_is_401_at_once_and_the_new_one_works(sender: tuple[Api, Api, str, str]) -> None:
+def test_a_rotated_key_is_401_at_once_and_the_new_one_works(
+    sender: tuple[Api, Api, str, str],
+) -> None:
     _, by_key, instance, _ = sender
     rotated = by_key.http.post("/api/auth/api-key")
     assert rotated.status_code == 200, rotated.text
@@ -60,7 +66,9 @@ def test_a_rotated_key_is_401_at_once_and_the_new_one_works(sender: tuple[Api, A
     assert renewed.send(instance, "15553409999", "new key").status_code == 200
 
 
-def test_a_new_message_limit_applies_to_the_next_send(admin: Api, sender: tuple[Api, Api, str, str]) -> None:
+def test_a_new_message_limit_applies_to_the_next_send(
+    admin: Api, sender: tuple[Api, Api, str, str]
+) -> None:
     by_token, _, instance, user_id = sender
     changed = admin.http.put(f"/api/users/{user_id}", json={"limits": {"maxMessagesPerDay": 1}})
     assert changed.status_code == 200, changed.text
@@ -71,7 +79,9 @@ def test_a_new_message_limit_applies_to_the_next_send(admin: Api, sender: tuple[
     assert by_token.send(instance, "15553409999", "no limit").status_code == 200
 
 
-def test_a_new_role_applies_to_the_next_request(admin: Api, sender: tuple[Api, Api, str, str]) -> None:
+def test_a_new_role_applies_to_the_next_request(
+    admin: Api, sender: tuple[Api, Api, str, str]
+) -> None:
     by_token, _, _, user_id = sender
     assert by_token.http.get("/api/users").status_code == 403
     assert admin.http.put(f"/api/users/{user_id}", json={"role": "admin"}).status_code == 200

@@ -57,8 +57,9 @@ def ids(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def test_users_by_id_email_and_api_key(reads: ReadModelQueries) -> None:
-    expected = data.user("alice", "alice@example.com", "2026-01-02T00:00:00.000Z",
-                         limits={"maxMessagesPerDay": 5})
+    expected = data.user(
+        "alice", "alice@example.com", "2026-01-02T00:00:00.000Z", limits={"maxMessagesPerDay": 5}
+    )
     assert reads.user("alice") == expected
     assert reads.user_by_email("alice@example.com") == expected
     assert reads.user_by_api_key_hash("hash-alice") == expected
@@ -108,7 +109,9 @@ def test_engine_and_live_instances(reads: ReadModelQueries) -> None:
     assert reads.instance_engine("a3") is None  # deleted
     assert reads.instance_engine("missing") is None
     assert sorted((r["id"], r["engine"]) for r in reads.live_instances()) == [
-        ("a1", "sandbox"), ("a2", "cloud"), ("b1", "sandbox"),
+        ("a1", "sandbox"),
+        ("a2", "cloud"),
+        ("b1", "sandbox"),
     ]
 
 
@@ -149,8 +152,9 @@ def test_messages_of_a_chat_newest_first_in_pages(reads: ReadModelQueries) -> No
 
 def test_a_message_row_keeps_the_stored_values(reads: ReadModelQueries) -> None:
     (row,) = reads.messages("a1", CHAT, Window(limit=1, skip=2)).rows
-    assert row == data.message("a1", 3, CHAT, data.at(3),
-                               media={"mimetype": "image/png", "size": 100})
+    assert row == data.message(
+        "a1", 3, CHAT, data.at(3), media={"mimetype": "image/png", "size": 100}
+    )
     assert json.loads(row["media"]) == {"mimetype": "image/png", "size": 100}
 
 
@@ -176,14 +180,18 @@ def test_messages_stay_in_their_chat_and_instance(reads: ReadModelQueries) -> No
 def test_activity_newest_first_with_actions_and_dates(reads: ReadModelQueries) -> None:
     everything = reads.activity("a1", [], Window(limit=100))
     assert [r["action"] for r in everything.rows] == [
-        "connection_opened", "qr_received", "connection_requested", "instance_created",
+        "connection_opened",
+        "qr_received",
+        "connection_requested",
+        "instance_created",
     ]
     assert everything.total == 4
     assert json.loads(everything.rows[0]["details"]) == {"n": 4}
     chosen = reads.activity("a1", ["qr_received", "instance_created"], Window(limit=1))
     assert ids(chosen.rows) == ["a1-3"] and chosen.total == 2
-    both = reads.activity("a1", ["qr_received", "instance_created"],
-                          Window(limit=10, start=data.at(2)))
+    both = reads.activity(
+        "a1", ["qr_received", "instance_created"], Window(limit=10, start=data.at(2))
+    )
     assert ids(both.rows) == ["a1-3"] and both.total == 1
     paged = reads.activity("a1", [], Window(limit=2, skip=1, end=data.at(3)))
     assert ids(paged.rows) == ["a1-2", "a1-1"] and paged.total == 3
@@ -217,12 +225,22 @@ def test_deliveries_by_status_newest_first(reads: ReadModelQueries) -> None:
 
 def test_usage_of_a_user_all_time_and_from_a_day(reads: ReadModelQueries) -> None:
     assert reads.usage_of_user("alice", None) == usage(
-        messages_sent=8, messages_received=5, media_sent=1, media_received=2,
-        total_media_size=150, api_calls=10, webhook_sent=1, webhook_failed=1,
+        messages_sent=8,
+        messages_received=5,
+        media_sent=1,
+        media_received=2,
+        total_media_size=150,
+        api_calls=10,
+        webhook_sent=1,
+        webhook_failed=1,
     )
     assert reads.usage_of_user("alice", "2026-03-02") == usage(
-        messages_sent=6, messages_received=4, media_received=2, total_media_size=50,
-        api_calls=7, webhook_failed=1,
+        messages_sent=6,
+        messages_received=4,
+        media_received=2,
+        total_media_size=50,
+        api_calls=7,
+        webhook_failed=1,
     )
     assert reads.usage_of_user("alice", "2026-03-03") == usage()
     assert reads.usage_of_user("nobody", None) == usage()
@@ -230,13 +248,26 @@ def test_usage_of_a_user_all_time_and_from_a_day(reads: ReadModelQueries) -> Non
 
 def test_usage_by_instance_leaves_out_calls_without_one(reads: ReadModelQueries) -> None:
     assert reads.usage_by_instance("alice", None) == {
-        "a1": usage(messages_sent=3, messages_received=5, media_sent=1, media_received=2,
-                    total_media_size=150, api_calls=3, webhook_sent=1, webhook_failed=1),
+        "a1": usage(
+            messages_sent=3,
+            messages_received=5,
+            media_sent=1,
+            media_received=2,
+            total_media_size=150,
+            api_calls=3,
+            webhook_sent=1,
+            webhook_failed=1,
+        ),
         "a2": usage(messages_sent=5),
     }
     assert reads.usage_by_instance("alice", "2026-03-02") == {
-        "a1": usage(messages_sent=1, messages_received=4, media_received=2,
-                    total_media_size=50, webhook_failed=1),
+        "a1": usage(
+            messages_sent=1,
+            messages_received=4,
+            media_received=2,
+            total_media_size=50,
+            webhook_failed=1,
+        ),
         "a2": usage(messages_sent=5),
     }
     assert reads.usage_by_instance("bob", "2026-03-01") == {}
@@ -244,8 +275,14 @@ def test_usage_by_instance_leaves_out_calls_without_one(reads: ReadModelQueries)
 
 def test_usage_of_an_instance_counts_every_caller(reads: ReadModelQueries) -> None:
     assert reads.usage_of_instance("a1", None) == usage(
-        messages_sent=3, messages_received=5, media_sent=1, media_received=2,
-        total_media_size=150, api_calls=5, webhook_sent=1, webhook_failed=1,
+        messages_sent=3,
+        messages_received=5,
+        media_sent=1,
+        media_received=2,
+        total_media_size=150,
+        api_calls=5,
+        webhook_sent=1,
+        webhook_failed=1,
     )
     assert reads.usage_of_instance("a1", "2026-03-02")["api_calls"] == 2
     assert reads.usage_of_instance("a3", None) == usage()
@@ -253,10 +290,20 @@ def test_usage_of_an_instance_counts_every_caller(reads: ReadModelQueries) -> No
 
 def test_daily_usage_groups_by_day_in_order(reads: ReadModelQueries) -> None:
     assert reads.daily_usage("a1", None) == [
-        {"day": "2026-03-01", "messages_sent": 2, "messages_received": 1, "media_sent": 1,
-         "media_received": 0},
-        {"day": "2026-03-02", "messages_sent": 1, "messages_received": 4, "media_sent": 0,
-         "media_received": 2},
+        {
+            "day": "2026-03-01",
+            "messages_sent": 2,
+            "messages_received": 1,
+            "media_sent": 1,
+            "media_received": 0,
+        },
+        {
+            "day": "2026-03-02",
+            "messages_sent": 1,
+            "messages_received": 4,
+            "media_sent": 0,
+            "media_received": 2,
+        },
     ]
     assert [d["day"] for d in reads.daily_usage("a1", "2026-03-02")] == ["2026-03-02"]
     assert reads.daily_usage("a3", None) == []
@@ -264,8 +311,14 @@ def test_daily_usage_groups_by_day_in_order(reads: ReadModelQueries) -> None:
 
 def test_usage_of_the_system_and_of_one_day(reads: ReadModelQueries) -> None:
     assert reads.usage_of_system() == usage(
-        messages_sent=17, messages_received=14, media_sent=1, media_received=2,
-        total_media_size=150, api_calls=12, webhook_sent=1, webhook_failed=1,
+        messages_sent=17,
+        messages_received=14,
+        media_sent=1,
+        media_received=2,
+        total_media_size=150,
+        api_calls=12,
+        webhook_sent=1,
+        webhook_failed=1,
     )
     assert reads.messages_sent_on("alice", "2026-03-02") == 6
     assert reads.messages_sent_on("alice", "2026-03-01") == 2
@@ -308,8 +361,9 @@ class Commands(monitoring.CommandListener):
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         if event.command_name in ("find", "aggregate"):
-            self.reads.append({k: v for k, v in event.command.items()
-                               if not k.startswith(("$", "lsid"))})
+            self.reads.append(
+                {k: v for k, v in event.command.items() if not k.startswith(("$", "lsid"))}
+            )
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None: ...
 
@@ -328,7 +382,8 @@ def _stages(plan: Any) -> Iterator[str]:
 
 
 def test_mongodb_per_user_and_per_instance_queries_use_an_index(
-    mongo_url: str, mongo_db: Database,
+    mongo_url: str,
+    mongo_db: Database,
 ) -> None:
     data.into_mongo(mongo_db, data.story())
     commands = Commands()
@@ -336,18 +391,22 @@ def test_mongodb_per_user_and_per_instance_queries_use_an_index(
     try:
         reads = MongoReadModels(Generation(client[mongo_db.name], ""))
         asked = [
-            lambda: reads.user("alice"), lambda: reads.active_user("alice"),
+            lambda: reads.user("alice"),
+            lambda: reads.active_user("alice"),
             lambda: reads.user_by_email("alice@example.com"),
             lambda: reads.user_by_api_key_hash("hash-alice"),
-            lambda: reads.instances_of("alice"), lambda: reads.own_instance("a1", "alice"),
-            lambda: reads.instance_engine("a1"), lambda: reads.contacts("a1"),
+            lambda: reads.instances_of("alice"),
+            lambda: reads.own_instance("a1", "alice"),
+            lambda: reads.instance_engine("a1"),
+            lambda: reads.contacts("a1"),
             lambda: reads.messages("a1", CHAT, Window(limit=2, start=data.at(2))),
             lambda: reads.activity("a1", ["qr_received"], Window(limit=2)),
             lambda: reads.deliveries("a1", "failed", Window(limit=2)),
             lambda: reads.deliveries("a1", None, Window(limit=2)),
             lambda: reads.usage_of_user("alice", "2026-03-01"),
             lambda: reads.usage_by_instance("alice", None),
-            lambda: reads.usage_of_instance("a1", None), lambda: reads.daily_usage("a1", None),
+            lambda: reads.usage_of_instance("a1", None),
+            lambda: reads.daily_usage("a1", None),
             lambda: reads.messages_sent_on("alice", "2026-03-02"),
         ]
         for ask in asked:

@@ -36,7 +36,12 @@ def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     """Every table of a read-model file, rows sorted (tracking included)."""
     db = sqlite3.connect(path)
     try:
-        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+        tables = [
+            t
+            for (t,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name"
+            )
+        ]
         return {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
     finally:
         db.close()
@@ -56,8 +61,13 @@ def workload(server: Server) -> tuple[Api, str, str]:
     user.pair(b, "15552220002")
     for i in range(5):
         assert user.send(a, "15552220002", f"m{i}").status_code == 200
-    user.http.post(f"/api/sandbox/instances/{b}/inbound", json={"from": "15557770001", "message": "x", "pushName": "Q"})
-    user.http.put(f"/api/instances/{b}", json={"name": "B2", "webhookSettings": {"notifyRead": True}})
+    user.http.post(
+        f"/api/sandbox/instances/{b}/inbound",
+        json={"from": "15557770001", "message": "x", "pushName": "Q"},
+    )
+    user.http.put(
+        f"/api/instances/{b}", json={"name": "B2", "webhookSettings": {"notifyRead": True}}
+    )
     user.http.post(f"/api/sandbox/instances/{a}/drop")
     wait_until(lambda: user.status(a)["ready"])
     c = user.create_instance("C")["id"]
@@ -68,14 +78,21 @@ def workload(server: Server) -> tuple[Api, str, str]:
 def rebuild_cli(server: Server, *names: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app.cli", "rebuild-projections", *names],
-        env=server.env, cwd=server.root, capture_output=True, text=True, timeout=120,
+        env=server.env,
+        cwd=server.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
 def settled(server: Server) -> dict[str, list[tuple[Any, ...]]]:
     """The live read models once they have caught up with the event store."""
-    head = sqlite3.connect(server.root / "data" / "whatsapp-api.db").execute(
-        "SELECT MAX(rowid) FROM stored_events").fetchone()[0]
+    head = (
+        sqlite3.connect(server.root / "data" / "whatsapp-api.db")
+        .execute("SELECT MAX(rowid) FROM stored_events")
+        .fetchone()[0]
+    )
     wait_until(lambda: dict(dump(serving(server))["tracking"]).get(catalog.TRACKING_NAME) == head)
     return dump(serving(server))
 
@@ -143,12 +160,25 @@ def test_an_interrupted_rebuild_leaves_the_old_read_models_in_service(
 
 def fill(store: EventStore, instances: int = 3, messages: int = 8) -> None:
     """Users, instances, messages with receipts, contacts, webhook outcomes and usage."""
-    user = User(email="r@example.com", password_hash="x", first_name="R", last_name="S",
-                role="user", api_key_hash="h", api_key_sealed="s")
+    user = User(
+        email="r@example.com",
+        password_hash="x",
+        first_name="R",
+        last_name="S",
+        role="user",
+        api_key_hash="h",
+        api_key_sealed="s",
+    )
     store.save(user)
     for n in range(instances):
-        instance = Instance(user_id=str(user.id), name=f"I{n}", description="", engine="sandbox",
-                            webhook={"url": "http://127.0.0.1:9/h"}, engine_settings={})
+        instance = Instance(
+            user_id=str(user.id),
+            name=f"I{n}",
+            description="",
+            engine="sandbox",
+            webhook={"url": "http://127.0.0.1:9/h"},
+            engine_settings={},
+        )
         log = WebhookLog(str(instance.id))
         instance.open_connection(f"1555000{n}", None)
         store.save(instance, log)
@@ -157,8 +187,15 @@ def fill(store: EventStore, instances: int = 3, messages: int = 8) -> None:
             instance.record_sent(f"M{m}", peer, "text", f"m{m}", None, m, None)
             instance.record_received(f"R{m}", peer, "Zed", "text", "hi", None, m)
             instance.record_status(f"M{m}", "read", peer, True)
-            log.delivered(instance_id=str(instance.id), position=m, event_type="message_sent",
-                          delivery_id=f"d{m}", attempts=1, status_code=200, replay=False)
+            log.delivered(
+                instance_id=str(instance.id),
+                position=m,
+                event_type="message_sent",
+                delivery_id=f"d{m}",
+                attempts=1,
+                status_code=200,
+                replay=False,
+            )
             store.save(instance, log)
 
 
@@ -180,7 +217,8 @@ def events(tmp_path: Path) -> Iterator[EventStore]:
 
 
 def test_a_rebuild_while_events_arrive_misses_nothing_and_repeats_nothing(
-    events: EventStore, provider: Provider,
+    events: EventStore,
+    provider: Provider,
 ) -> None:
     fill(events)
     live = provider.store()
@@ -190,10 +228,23 @@ def test_a_rebuild_while_events_arrive_misses_nothing_and_repeats_nothing(
     stop = threading.Event()
 
     def keep_writing() -> None:  # the server carries on during the rebuild
-        user = User(email="w@example.com", password_hash="x", first_name="W", last_name="",
-                    role="user", api_key_hash="w", api_key_sealed="s")
-        instance = Instance(user_id=str(user.id), name="W", description="", engine="sandbox",
-                            webhook={}, engine_settings={})
+        user = User(
+            email="w@example.com",
+            password_hash="x",
+            first_name="W",
+            last_name="",
+            role="user",
+            api_key_hash="w",
+            api_key_sealed="s",
+        )
+        instance = Instance(
+            user_id=str(user.id),
+            name="W",
+            description="",
+            engine="sandbox",
+            webhook={},
+            engine_settings={},
+        )
         instance.open_connection("15559990000", None)
         events.save(user, instance)
         n = 0
@@ -226,7 +277,8 @@ def test_a_rebuild_while_events_arrive_misses_nothing_and_repeats_nothing(
 
 
 def test_rebuilding_some_read_models_copies_the_others(
-    events: EventStore, provider: Provider,
+    events: EventStore,
+    provider: Provider,
 ) -> None:
     fill(events)
     live = provider.store()
@@ -241,7 +293,9 @@ def test_rebuilding_some_read_models_copies_the_others(
 
 
 def test_an_interrupted_rebuild_leaves_the_old_read_models_answering(
-    events: EventStore, provider: Provider, monkeypatch: pytest.MonkeyPatch,
+    events: EventStore,
+    provider: Provider,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fill(events)
     live = provider.store()
@@ -267,8 +321,14 @@ def test_an_interrupted_rebuild_leaves_the_old_read_models_answering(
         killed.store.ensure(catalog.TABLES)
         assert provider.leftovers()
         # The live projection still writes where the readers look.
-        instance = Instance(user_id="u", name="after", description="", engine="sandbox",
-                            webhook={}, engine_settings={})
+        instance = Instance(
+            user_id="u",
+            name="after",
+            description="",
+            engine="sandbox",
+            webhook={},
+            engine_settings={},
+        )
         position = events.save(instance)[-1].notification.id
         assert projections.wait(position, timeout=20)
         assert provider.rows("instances", id=str(instance.id))
@@ -281,9 +341,15 @@ def test_an_interrupted_rebuild_leaves_the_old_read_models_answering(
 
 
 def test_the_command_rebuilds_read_models_on_mongodb(
-    tmp_path: Path, mongo_url: str, mongo_database: str,
+    tmp_path: Path,
+    mongo_url: str,
+    mongo_database: str,
 ) -> None:
-    url = mongo_url.replace("/?", f"/{mongo_database}?") if "/?" in mongo_url else f"{mongo_url.rstrip('/')}/{mongo_database}"
+    url = (
+        mongo_url.replace("/?", f"/{mongo_database}?")
+        if "/?" in mongo_url
+        else f"{mongo_url.rstrip('/')}/{mongo_database}"
+    )
     # With DATABASE_PROVIDER=mongodb the event store is in MongoDB too.
     events = EventStore(env=mongodb_env(url))
     fill(events, instances=2, messages=3)
@@ -291,11 +357,19 @@ def test_the_command_rebuilds_read_models_on_mongodb(
     try:
         catch_up(events, read.store())
         before = read.dump(meta=False)
-        env = {**os.environ, "DATABASE_PROVIDER": "mongodb", "DATABASE_URL": url,
-               "SQLITE_DATABASE_URL": f"file:{tmp_path / 'es.db'}"}
+        env = {
+            **os.environ,
+            "DATABASE_PROVIDER": "mongodb",
+            "DATABASE_URL": url,
+            "SQLITE_DATABASE_URL": f"file:{tmp_path / 'es.db'}",
+        }
         result = subprocess.run(
-            [sys.executable, "-m", "app.cli", "rebuild-projections"], env=env, cwd=tmp_path,
-            capture_output=True, text=True, timeout=120,
+            [sys.executable, "-m", "app.cli", "rebuild-projections"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert result.returncode == 0, result.stderr
         assert "rebuilt all read models" in result.stdout

@@ -21,10 +21,14 @@ def test_sigterm_during_load_loses_no_acknowledged_message(fresh_server: Server)
     stop = threading.Event()
 
     def load() -> None:
-        with httpx.Client(base_url=fresh_server.url, headers={"Authorization": token}, timeout=10) as client:
+        with httpx.Client(
+            base_url=fresh_server.url, headers={"Authorization": token}, timeout=10
+        ) as client:
             while not stop.is_set():
                 try:
-                    answer = client.post(f"/api/whatsapp/{a}/send", json={"phone": "15550008882", "message": "x"})
+                    answer = client.post(
+                        f"/api/whatsapp/{a}/send", json={"phone": "15550008882", "message": "x"}
+                    )
                 except httpx.HTTPError:
                     return  # the server went away
                 if answer.status_code == 200:
@@ -45,8 +49,11 @@ def test_sigterm_during_load_loses_no_acknowledged_message(fresh_server: Server)
 
     stored = {event.message_id for event in fresh_server.stored_events(topic="MessageSent")}
     assert set(acknowledged) <= stored
-    record(f"SIGTERM under load ({fresh_server.provider})", acknowledged=len(acknowledged),
-           lost=len(set(acknowledged) - stored))
+    record(
+        f"SIGTERM under load ({fresh_server.provider})",
+        acknowledged=len(acknowledged),
+        lost=len(set(acknowledged) - stored),
+    )
     log = fresh_server.log_text()
     assert "shutting down" in log and "Application shutdown complete" in log
     fresh_server.process = None

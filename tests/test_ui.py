@@ -17,8 +17,14 @@ from tests.server import ADMIN_EMAIL, ADMIN_PASSWORD, Api, Server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 PHONE = {"width": 390, "height": 844}
 
@@ -30,7 +36,9 @@ pytestmark = pytest.mark.sqlite_only("the browser test drives the UI once")
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
-        reason = f"Debian's chromium is not installed at {CHROMIUM}; `make test` installs it as root"
+        reason = (
+            f"Debian's chromium is not installed at {CHROMIUM}; `make test` installs it as root"
+        )
         if os.geteuid() == 0:
             pytest.fail(reason)  # CI runs as root: the browser test must run there
         pytest.skip(reason + " (apt-get install chromium)")
@@ -48,7 +56,9 @@ def open_page(browser: Browser, server: Server, **options: object) -> tuple[Page
     page = context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None)
+    page.on(
+        "console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None
+    )
     return page, problems
 
 
@@ -101,7 +111,9 @@ def test_the_console_story(browser: Browser, server: Server, admin: Api) -> None
     expect(page.locator("#pairing-form [data-error]")).to_contain_text("need the whatsmeow engine")
 
     # The phone scans (through the sandbox route, outside the page): the page sees it by itself.
-    answer = admin.http.post(f"/api/sandbox/instances/{instance_id}/scan", json={"phone": "15550004001"})
+    answer = admin.http.post(
+        f"/api/sandbox/instances/{instance_id}/scan", json={"phone": "15550004001"}
+    )
     assert answer.status_code == 200, answer.text
     expect(page.locator("#detail-status")).to_have_text("connected")
     expect(page.locator("#detail-phone")).to_have_text("+15550004001")
@@ -146,7 +158,9 @@ def test_the_console_story(browser: Browser, server: Server, admin: Api) -> None
     page.click("#tabs a[data-tab=activity]")
     expect(page.locator("#activity li", has_text="webhook_failed").first).to_be_visible()
     page.click("#tabs a[data-tab=usage]")
-    expect(page.locator("#instance-chart rect.bar.sent title", has_text=": 2 sent")).to_have_count(1)
+    expect(page.locator("#instance-chart rect.bar.sent title", has_text=": 2 sent")).to_have_count(
+        1
+    )
 
     # Someone writes in: the contact appears, and its chat opens from the list.
     answer = admin.http.post(
@@ -161,7 +175,9 @@ def test_the_console_story(browser: Browser, server: Server, admin: Api) -> None
     # The user's usage and, for an administrator, the users and the system.
     page.click("#nav a[href='#/usage']")
     expect(page.locator("#user-chart svg")).to_be_visible()
-    expect(page.locator("#user-instances-chart title", has_text="Browser shop: 2 sent")).to_have_count(1)
+    expect(
+        page.locator("#user-instances-chart title", has_text="Browser shop: 2 sent")
+    ).to_have_count(1)
     page.click("#nav-admin")
     expect(page.locator("#users tbody tr", has_text=ADMIN_EMAIL)).to_have_count(1)
     expect(page.locator("#system-stats")).to_contain_text("Connected")

@@ -13,7 +13,9 @@ ALL = {"notifyReceived": True, "notifySent": True, "notifyDelivery": True, "noti
 
 
 @pytest.mark.sqlite_only("it reads the SQLite event store and cursor files directly")
-def test_events_from_while_webhooks_were_off_are_not_sent_after_a_kill_9(fresh_server: Server) -> None:
+def test_events_from_while_webhooks_were_off_are_not_sent_after_a_kill_9(
+    fresh_server: Server,
+) -> None:
     receiver = Receiver()
     try:
         admin = Api.login(fresh_server)
@@ -32,7 +34,9 @@ def test_events_from_while_webhooks_were_off_are_not_sent_after_a_kill_9(fresh_s
         def cursor() -> int:
             cursors = sqlite3.connect(data / "webhooks.db")
             try:
-                row = cursors.execute("SELECT position FROM cursors WHERE instance_id=?", [quiet]).fetchone()
+                row = cursors.execute(
+                    "SELECT position FROM cursors WHERE instance_id=?", [quiet]
+                ).fetchone()
             finally:
                 cursors.close()
             return row[0] if row else 0
@@ -50,8 +54,14 @@ def test_events_from_while_webhooks_were_off_are_not_sent_after_a_kill_9(fresh_s
         admin = Api.login(fresh_server)
         wait_until(lambda: admin.status(quiet)["ready"])
         after = admin.send(quiet, "15553390002", "on").json()["id"]
-        sent = lambda: {r.json["data"].get("messageId") for r in receiver.received  # noqa: E731
-                        if r.event == "message_sent"}
+
+        def sent() -> set[str]:
+            return {
+                r.json["data"].get("messageId")
+                for r in receiver.received
+                if r.event == "message_sent"
+            }
+
         wait_until(lambda: after in sent(), timeout=20)
         assert not sent() & before
     finally:

@@ -24,7 +24,9 @@ def receiver() -> Iterator[Receiver]:
 
 
 def hooked(api: Api, name: str, url: str, **settings: object) -> str:
-    return api.create_instance(name, webhookUrl=url, webhookEnabled=True, **{**ALL, **settings})["id"]
+    return api.create_instance(name, webhookUrl=url, webhookEnabled=True, **{**ALL, **settings})[
+        "id"
+    ]
 
 
 def test_payloads_headers_and_signature(server: Server, admin: Api, receiver: Receiver) -> None:
@@ -33,39 +35,74 @@ def test_payloads_headers_and_signature(server: Server, admin: Api, receiver: Re
     admin.pair(a, "15553330001")
     admin.pair(b, "15553330002")
     sent = admin.send(a, "15553330002", "hello").json()["id"]
-    admin.http.post(f"/api/sandbox/instances/{a}/inbound", json={"from": "15557770002", "message": "yo", "pushName": "Ann"})
+    admin.http.post(
+        f"/api/sandbox/instances/{a}/inbound",
+        json={"from": "15557770002", "message": "yo", "pushName": "Ann"},
+    )
 
-    wait_until(lambda: receiver.events() == [
-        "qr_received", "connection_opened", "message_sent", "message_status", "message_status",
-        "message_received",
-    ])
+    wait_until(
+        lambda: (
+            receiver.events()
+            == [
+                "qr_received",
+                "connection_opened",
+                "message_sent",
+                "message_status",
+                "message_status",
+                "message_received",
+            ]
+        )
+    )
     by_event = {r.event: r for r in receiver.received}
     for item in receiver.received:
         assert item.headers["content-type"] == "application/json"
         assert item.headers["x-webhook-event"] == item.event
-        assert item.headers["x-webhook-signature"] == hmac.new(b"shh", item.body, hashlib.sha256).hexdigest()
-        assert set(item.json) == {"event", "data", "timestamp"} and item.json["timestamp"].endswith("Z")
+        assert (
+            item.headers["x-webhook-signature"]
+            == hmac.new(b"shh", item.body, hashlib.sha256).hexdigest()
+        )
+        assert set(item.json) == {"event", "data", "timestamp"} and item.json["timestamp"].endswith(
+            "Z"
+        )
     assert len({r.headers["x-webhook-delivery"] for r in receiver.received}) == 6
 
     assert by_event["message_sent"].json["data"] == {
-        "instanceId": a, "messageId": sent, "to": "15553330002@s.whatsapp.net", "body": "hello",
-        "type": "text", "timestamp": by_event["message_sent"].json["data"]["timestamp"], "hasMedia": False,
+        "instanceId": a,
+        "messageId": sent,
+        "to": "15553330002@s.whatsapp.net",
+        "body": "hello",
+        "type": "text",
+        "timestamp": by_event["message_sent"].json["data"]["timestamp"],
+        "hasMedia": False,
     }
     received = by_event["message_received"].json["data"]
     assert (received["from"], received["body"], received["type"], received["pushName"]) == (
-        "15557770002@s.whatsapp.net", "yo", "conversation", "Ann")
+        "15557770002@s.whatsapp.net",
+        "yo",
+        "conversation",
+        "Ann",
+    )
     statuses = [r.json["data"] for r in receiver.received if r.event == "message_status"]
-    assert [(s["status"], s["messageId"], s["fromMe"]) for s in statuses] == [("delivered", sent, True), ("read", sent, True)]
+    assert [(s["status"], s["messageId"], s["fromMe"]) for s in statuses] == [
+        ("delivered", sent, True),
+        ("read", sent, True),
+    ]
     assert by_event["qr_received"].json["data"]["qrCode"].startswith("sandbox@")
     assert by_event["connection_opened"].json["data"]["instanceId"] == a
 
 
 @pytest.mark.parametrize(
     ("flag", "missing"),
-    [("notifySent", "message_sent"), ("notifyDelivery", "delivered"), ("notifyRead", "read"),
-     ("notifyReceived", "message_received")],
+    [
+        ("notifySent", "message_sent"),
+        ("notifyDelivery", "delivered"),
+        ("notifyRead", "read"),
+        ("notifyReceived", "message_received"),
+    ],
 )
-def test_each_notify_flag_filters_its_events(server: Server, admin: Api, flag: str, missing: str) -> None:
+def test_each_notify_flag_filters_its_events(
+    server: Server, admin: Api, flag: str, missing: str
+) -> None:
     receiver = Receiver()
     try:
         a = hooked(admin, f"Filter {flag}", receiver.url, **{flag: False})
@@ -78,7 +115,10 @@ def test_each_notify_flag_filters_its_events(server: Server, admin: Api, flag: s
         # Everything else arrives; the filtered kind never does.
         wait_until(lambda: len(receiver.received) >= 5)
         time.sleep(0.3)
-        seen = [r.event if r.event != "message_status" else r.json["data"]["status"] for r in receiver.received]
+        seen = [
+            r.event if r.event != "message_status" else r.json["data"]["status"]
+            for r in receiver.received
+        ]
         assert missing not in seen
         assert {"message_sent", "delivered", "read", "message_received"} - {missing} <= set(seen)
     finally:
@@ -95,7 +135,17 @@ def test_a_receiver_that_is_down_for_a_while_gets_everything_in_order(
         admin.pair(a, "15553350001")
         admin.pair(peer, "15553350002")
         ids = [admin.send(a, "15553350002", f"m{i}").json()["id"] for i in range(3)]
-        wait_until(lambda: [r.json["data"].get("messageId") for r in receiver.received if r.event == "message_sent"] == ids, timeout=15)
+        wait_until(
+            lambda: (
+                [
+                    r.json["data"].get("messageId")
+                    for r in receiver.received
+                    if r.event == "message_sent"
+                ]
+                == ids
+            ),
+            timeout=15,
+        )
         assert receiver.events()[:2] == ["qr_received", "connection_opened"]
         # The first event was tried 5 times, 150 ms apart at least.
         first = receiver.attempts[0].headers["x-webhook-delivery"]
@@ -112,14 +162,19 @@ def test_an_always_failing_receiver_gets_a_failure_recorded_and_delivery_moves_o
     receiver = Receiver(status=503)
     try:
         a = hooked(admin, "Failing", receiver.url, maxRetries=2, retryInterval=50)
-        failed = wait_until(lambda: admin.http.get(
-            f"/api/instances/{a}/webhooks/deliveries", params={"status": "failed"}).json()["deliveries"])
+        failed = wait_until(
+            lambda: admin.http.get(
+                f"/api/instances/{a}/webhooks/deliveries", params={"status": "failed"}
+            ).json()["deliveries"]
+        )
         assert failed[-1]["event"] == "qr_received"
         assert failed[-1]["attempts"] == 3 and failed[-1]["lastStatusCode"] == 503
         # The next event (connection_opened) is attempted after the QR one was given up.
         admin.pair(a, "15553360001")
         wait_until(lambda: "connection_opened" in [r.event for r in receiver.attempts])
-        activity = admin.http.get(f"/api/instances/{a}/activity", params={"actions": "webhook_failed"}).json()
+        activity = admin.http.get(
+            f"/api/instances/{a}/activity", params={"actions": "webhook_failed"}
+        ).json()
         assert activity["pagination"]["total"] >= 1
         assert activity["logs"][-1]["details"]["event"] == "qr_received"
     finally:
@@ -140,7 +195,9 @@ def test_a_hanging_receiver_does_not_delay_another_instance(server: Server, admi
         prompt.close()
 
 
-def test_a_new_url_applies_to_the_next_attempt_without_a_restart(server: Server, admin: Api) -> None:
+def test_a_new_url_applies_to_the_next_attempt_without_a_restart(
+    server: Server, admin: Api
+) -> None:
     broken, fixed = Receiver(status=500), Receiver()
     try:
         a = hooked(admin, "Moving", broken.url, maxRetries=5, retryInterval=60_000)
@@ -177,13 +234,20 @@ def test_replay_resends_exactly_the_range_with_the_original_delivery_ids(
         admin.send(a, "15553370002", f"r{i}")
     wait_until(lambda: receiver.events().count("message_sent") == 3)
     wait_until(lambda: receiver.events().count("message_status") == 6)
-    sent = admin.http.get(f"/api/instances/{a}/events", params={"types": "MessageSent"}).json()["events"]
+    sent = admin.http.get(f"/api/instances/{a}/events", params={"types": "MessageSent"}).json()[
+        "events"
+    ]
     first, last = sent[1]["position"], sent[2]["position"]
-    originals = {r.json["data"].get("messageId"): r.headers["x-webhook-delivery"]
-                 for r in receiver.received if r.event == "message_sent"}
+    originals = {
+        r.json["data"].get("messageId"): r.headers["x-webhook-delivery"]
+        for r in receiver.received
+        if r.event == "message_sent"
+    }
     before = len(receiver.received)
 
-    answer = admin.http.post(f"/api/instances/{a}/webhooks/replay", json={"fromPosition": first, "toPosition": last})
+    answer = admin.http.post(
+        f"/api/instances/{a}/webhooks/replay", json={"fromPosition": first, "toPosition": last}
+    )
     assert answer.status_code == 202, answer.text
     expected = answer.json()["replaying"]
     wait_until(lambda: len(receiver.received) == before + expected)
@@ -204,9 +268,13 @@ def test_private_webhook_addresses_are_refused_when_not_allowed(tmp_path) -> Non
 
     with running_server(tmp_path, WEBHOOK_ALLOW_PRIVATE="false") as server:
         admin = Api.login(server)
-        answer = admin.http.post("/api/instances", json={"name": "x", "webhookUrl": "http://127.0.0.1:8/x"})
+        answer = admin.http.post(
+            "/api/instances", json={"name": "x", "webhookUrl": "http://127.0.0.1:8/x"}
+        )
         assert answer.status_code == 400 and answer.json()["code"] == "webhook_url_not_allowed"
-        answer = admin.http.post("/api/instances", json={"name": "x", "webhookUrl": "http://169.254.169.254/x"})
+        answer = admin.http.post(
+            "/api/instances", json={"name": "x", "webhookUrl": "http://169.254.169.254/x"}
+        )
         assert answer.status_code == 400
 
 
@@ -227,8 +295,17 @@ def test_kill_9_during_delivery_loses_nothing(fresh_server: Server) -> None:
         delivered_before = len(receiver.received)
         receiver.hang = 0.02
         fresh_server.start()
-        wait_until(lambda: {r.json["data"].get("messageId") for r in receiver.received
-                            if r.event == "message_sent"} >= set(acknowledged), timeout=20)
+        wait_until(
+            lambda: (
+                {
+                    r.json["data"].get("messageId")
+                    for r in receiver.received
+                    if r.event == "message_sent"
+                }
+                >= set(acknowledged)
+            ),
+            timeout=20,
+        )
         # Duplicates only ever repeat a delivery id; one id is always the same event.
         by_id: dict[str, bytes] = {}
         for r in receiver.received:

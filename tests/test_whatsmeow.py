@@ -20,7 +20,9 @@ neonize = pytest.importorskip("neonize")
 
 
 @pytest.fixture(scope="module")
-def dispatch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
+def dispatch(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
     """One neonize client (never connected) with our handlers, and the frames they send."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
@@ -45,7 +47,9 @@ def push(client: Any, event: Any) -> None:
 def jid(user: str) -> Any:
     from neonize.proto.Neonize_pb2 import JID
 
-    return JID(User=user, Server="s.whatsapp.net", RawAgent=0, Device=0, Integrator=0, IsEmpty=False)
+    return JID(
+        User=user, Server="s.whatsapp.net", RawAgent=0, Device=0, Integrator=0, IsEmpty=False
+    )
 
 
 def message_event(**message: Any) -> Any:
@@ -54,8 +58,12 @@ def message_event(**message: Any) -> Any:
     from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message
 
     from_me = message.pop("from_me", False)
-    source = MessageSource(Chat=jid("15550007777"), Sender=jid("15550007777"), IsFromMe=from_me, IsGroup=False)
-    info = MessageInfo(MessageSource=source, ID="3EB0ABC", Pushname="Zed", Timestamp=1_700_000_000_123)
+    source = MessageSource(
+        Chat=jid("15550007777"), Sender=jid("15550007777"), IsFromMe=from_me, IsGroup=False
+    )
+    info = MessageInfo(
+        MessageSource=source, ID="3EB0ABC", Pushname="Zed", Timestamp=1_700_000_000_123
+    )
     return MessageEv(Info=info, Message=Message(**message))
 
 
@@ -63,10 +71,18 @@ def test_text_messages_map_to_inbound_frames(dispatch: tuple[Any, list]) -> None
     client, frames = dispatch
     frames.clear()
     push(client, message_event(conversation="hello"))
-    assert frames == [{
-        "ev": "inbound", "id": "3EB0ABC", "sender": "15550007777@s.whatsapp.net", "push_name": "Zed",
-        "type": "text", "body": "hello", "media": None, "timestamp": 1_700_000_000,  # ms -> s
-    }]
+    assert frames == [
+        {
+            "ev": "inbound",
+            "id": "3EB0ABC",
+            "sender": "15550007777@s.whatsapp.net",
+            "push_name": "Zed",
+            "type": "text",
+            "body": "hello",
+            "media": None,
+            "timestamp": 1_700_000_000,  # ms -> s
+        }
+    ]
 
 
 def test_own_messages_and_captioned_media(dispatch: tuple[Any, list]) -> None:
@@ -76,22 +92,37 @@ def test_own_messages_and_captioned_media(dispatch: tuple[Any, list]) -> None:
     frames.clear()
     push(client, message_event(conversation="sent from the phone", from_me=True))
     assert frames == []
-    push(client, message_event(imageMessage=ImageMessage(caption="look", mimetype="image/jpeg", fileLength=1234)))
+    push(
+        client,
+        message_event(
+            imageMessage=ImageMessage(caption="look", mimetype="image/jpeg", fileLength=1234)
+        ),
+    )
     assert frames[0]["type"] == "image" and frames[0]["body"] == "look"
-    assert frames[0]["media"] == {"mimetype": "image/jpeg", "size": 1234, "filename": None, "path": None}
+    assert frames[0]["media"] == {
+        "mimetype": "image/jpeg",
+        "size": 1234,
+        "filename": None,
+        "path": None,
+    }
 
 
 def test_receipts_including_the_unset_type_trap(dispatch: tuple[Any, list]) -> None:
     from neonize.proto.Neonize_pb2 import MessageSource, Receipt
 
     client, frames = dispatch
-    source = MessageSource(Chat=jid("15550007777"), Sender=jid("15550007777"), IsFromMe=False, IsGroup=False)
+    source = MessageSource(
+        Chat=jid("15550007777"), Sender=jid("15550007777"), IsFromMe=False, IsGroup=False
+    )
     frames.clear()
     push(client, Receipt(MessageSource=source, MessageIDs=["A1", "A2"], Timestamp=1_700_000_000))
     assert [(f["id"], f["status"]) for f in frames] == [("A1", "delivered"), ("A2", "delivered")]
     frames.clear()
     push(client, Receipt(MessageSource=source, MessageIDs=["A1"], Timestamp=1, Type=Receipt.READ))
-    push(client, Receipt(MessageSource=source, MessageIDs=["A1"], Timestamp=1, Type=Receipt.READ_SELF))
+    push(
+        client,
+        Receipt(MessageSource=source, MessageIDs=["A1"], Timestamp=1, Type=Receipt.READ_SELF),
+    )
     push(client, Receipt(MessageSource=source, MessageIDs=["A1"], Timestamp=1, Type=Receipt.RETRY))
     assert [f["status"] for f in frames] == ["read"]
 
@@ -110,14 +141,28 @@ def test_connection_lifecycle_events(dispatch: tuple[Any, list]) -> None:
     frames.clear()
     client.event._qr(client, b"2@qr-code-data")  # what neonize's QR callback hands over
     push(client, Disconnected())
-    push(client, ConnectFailure(Reason=ConnectFailureReason.CLIENT_OUTDATED, Message="client outdated"))
+    push(
+        client,
+        ConnectFailure(Reason=ConnectFailureReason.CLIENT_OUTDATED, Message="client outdated"),
+    )
     push(client, StreamReplaced())
     push(client, LoggedOut(OnConnect=True, Reason=ConnectFailureReason.MAIN_DEVICE_GONE))
     push(client, TemporaryBan(Code=TemporaryBan.SEND_TO_TOO_MANY_PEOPLE, Expire=3600))
-    assert [f["ev"] for f in frames] == ["qr", "disconnected", "disconnected", "disconnected", "logged_out", "banned"]
+    assert [f["ev"] for f in frames] == [
+        "qr",
+        "disconnected",
+        "disconnected",
+        "disconnected",
+        "logged_out",
+        "banned",
+    ]
     assert frames[0]["code"] == "2@qr-code-data"
     assert frames[1]["will_reconnect"] is True
-    assert frames[2] == {"ev": "disconnected", "reason": "connect_failure: client outdated", "will_reconnect": False}
+    assert frames[2] == {
+        "ev": "disconnected",
+        "reason": "connect_failure: client outdated",
+        "will_reconnect": False,
+    }
     assert frames[3]["reason"] == "stream_replaced"
     assert frames[4] == {"ev": "logged_out", "reason": "logged_out: MAIN_DEVICE_GONE"}
     assert frames[5] == {"ev": "banned", "reason": "SEND_TO_TOO_MANY_PEOPLE", "expire": 3600}
@@ -125,7 +170,9 @@ def test_connection_lifecycle_events(dispatch: tuple[Any, list]) -> None:
 
 def test_the_child_process_starts_and_answers(tmp_path: Path) -> None:
     reports: list[Any] = []
-    engine = WhatsmeowEngine(tmp_path / "instance", tmp_path / "uploads", 1000, None, reports.append)
+    engine = WhatsmeowEngine(
+        tmp_path / "instance", tmp_path / "uploads", 1000, None, reports.append
+    )
     try:
         answer = engine.ping()
         assert answer["neonize"] == "0.5.2" and answer["pid"] != os.getpid()
@@ -149,9 +196,13 @@ def child_pids(instance_id: str) -> list[int]:
 
 
 def closed_reasons(api: Api, instance_id: str) -> list[tuple[str, bool]]:
-    logs = api.http.get(f"/api/instances/{instance_id}/activity",
-                        params={"actions": "connection_closed", "limit": 100}).json()["logs"]
-    return [(entry["details"]["reason"], entry["details"]["willReconnect"]) for entry in reversed(logs)]
+    logs = api.http.get(
+        f"/api/instances/{instance_id}/activity",
+        params={"actions": "connection_closed", "limit": 100},
+    ).json()["logs"]
+    return [
+        (entry["details"]["reason"], entry["details"]["willReconnect"]) for entry in reversed(logs)
+    ]
 
 
 def test_offline_connects_fail_clearly_and_retries_are_capped(tmp_path: Path) -> None:
@@ -163,7 +214,10 @@ def test_offline_connects_fail_clearly_and_retries_are_capped(tmp_path: Path) ->
         assert reasons[-1] == ("reconnect_limit", False)
         failures = [r for r in reasons[:-1] if r[1]]
         assert 1 <= len(failures) <= 6
-        assert all(reason.startswith(("connect failed", "connection ended", "engine_crashed")) for reason, _ in failures)
+        assert all(
+            reason.startswith(("connect failed", "connection ended", "engine_crashed"))
+            for reason, _ in failures
+        )
         assert child_pids(instance) == []  # no engine left running
         assert api.http.get("/health").status_code == 200
 

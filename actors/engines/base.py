@@ -75,9 +75,7 @@ class Contacts:
     contacts: list[dict[str, Any]]
 
 
-EngineEvent = (
-    QrCode | Connected | Disconnected | LoggedOut | Banned | Inbound | Receipt | Contacts
-)
+EngineEvent = QrCode | Connected | Disconnected | LoggedOut | Banned | Inbound | Receipt | Contacts
 Emit = Callable[[EngineEvent], None]
 
 
@@ -98,8 +96,10 @@ class Media:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "path": self.path, "filename": self.filename,
-            "mimetype": self.mimetype, "size": self.size,
+            "path": self.path,
+            "filename": self.filename,
+            "mimetype": self.mimetype,
+            "size": self.size,
         }
 
 

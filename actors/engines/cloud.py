@@ -78,8 +78,9 @@ def graph_error(status: int, body: Any) -> EngineError:
         return EngineError(f"Meta refused the access token: {message}", "cloud_auth_failed", 502)
     if status >= 500:
         return EngineError(f"Meta's Graph API failed: {message}", "cloud_unavailable", 502)
-    return EngineError(f"Meta's Graph API refused the request: {message} (code {code})",
-                       "cloud_rejected", 400)
+    return EngineError(
+        f"Meta's Graph API refused the request: {message} (code {code})", "cloud_rejected", 400
+    )
 
 
 class CloudEngine(Engine):
@@ -110,8 +111,11 @@ class CloudEngine(Engine):
 
     def _check(self) -> None:
         try:
-            number = self._call("GET", f"/{self.settings['phoneNumberId']}",
-                                params={"fields": "display_phone_number,verified_name"})
+            number = self._call(
+                "GET",
+                f"/{self.settings['phoneNumberId']}",
+                params={"fields": "display_phone_number,verified_name"},
+            )
         except EngineError as error:
             self.connected = False
             self.emit(Disconnected(f"{error.code}: {error}", will_reconnect=False))
@@ -165,20 +169,30 @@ class CloudEngine(Engine):
         for entry in document.get("entry", []) if isinstance(document, dict) else []:
             for change in entry.get("changes", []):
                 value = change.get("value", {})
-                names = {c.get("wa_id"): c.get("profile", {}).get("name")
-                         for c in value.get("contacts", [])}
+                names = {
+                    c.get("wa_id"): c.get("profile", {}).get("name")
+                    for c in value.get("contacts", [])
+                }
                 for message in value.get("messages", []):
                     if self._first_time(f"m:{message.get('id')}"):
                         self.emit(self._inbound(message, names))
                         reports += 1
                 for status in value.get("statuses", []):
                     key = f"s:{status.get('id')}:{status.get('status')}"
-                    if status.get("status") in ("delivered", "read", "failed", "sent") and self._first_time(key):
+                    if status.get("status") in (
+                        "delivered",
+                        "read",
+                        "failed",
+                        "sent",
+                    ) and self._first_time(key):
                         if status["status"] != "sent":
-                            self.emit(Receipt(
-                                status["id"], status["status"],
-                                f"{status.get('recipient_id', '')}@{USER_SERVER}",
-                            ))
+                            self.emit(
+                                Receipt(
+                                    status["id"],
+                                    status["status"],
+                                    f"{status.get('recipient_id', '')}@{USER_SERVER}",
+                                )
+                            )
                         reports += 1
         return reports
 
@@ -191,12 +205,20 @@ class CloudEngine(Engine):
         body = content.get("body") or content.get("caption") or ""
         media = None
         if kind in ("image", "video", "audio", "document", "sticker"):
-            media = {"id": content.get("id"), "mimetype": content.get("mime_type"),
-                     "filename": content.get("filename"), "size": None}
+            media = {
+                "id": content.get("id"),
+                "mimetype": content.get("mime_type"),
+                "filename": content.get("filename"),
+                "size": None,
+            }
         sender = str(message.get("from", ""))
         return Inbound(
-            message_id=str(message.get("id")), sender=f"{sender}@{USER_SERVER}",
-            push_name=names.get(sender), message_type=kind, body=body, media=media,
+            message_id=str(message.get("id")),
+            sender=f"{sender}@{USER_SERVER}",
+            push_name=names.get(sender),
+            message_type=kind,
+            body=body,
+            media=media,
             timestamp=int(message.get("timestamp") or time.time()),
         )
 
@@ -211,12 +233,20 @@ class CloudEngine(Engine):
 
     def _message(self, to: str, kind: str, content: dict[str, Any]) -> Sent:
         if not self.connected:
-            raise EngineError("The Cloud API credentials have not been confirmed",
-                              "instance_not_connected")
-        answer = self._call("POST", f"/{self.settings['phoneNumberId']}/messages", json_body={
-            "messaging_product": "whatsapp", "recipient_type": "individual",
-            "to": jid_number(to), "type": kind, kind: content,
-        })
+            raise EngineError(
+                "The Cloud API credentials have not been confirmed", "instance_not_connected"
+            )
+        answer = self._call(
+            "POST",
+            f"/{self.settings['phoneNumberId']}/messages",
+            json_body={
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": jid_number(to),
+                "type": kind,
+                kind: content,
+            },
+        )
         try:
             return Sent(str(answer["messages"][0]["id"]), int(time.time()))
         except (KeyError, IndexError, TypeError):
@@ -226,20 +256,36 @@ class CloudEngine(Engine):
         form = aiohttp.FormData()
         form.add_field("messaging_product", "whatsapp")
         form.add_field("type", media.mimetype)
-        form.add_field("file", Path(media.path).read_bytes(), filename=media.filename,
-                       content_type=media.mimetype)
+        form.add_field(
+            "file",
+            Path(media.path).read_bytes(),
+            filename=media.filename,
+            content_type=media.mimetype,
+        )
         answer = self._call("POST", f"/{self.settings['phoneNumberId']}/media", data=form)
         if "id" not in answer:
             raise EngineError("Meta's media upload answer had no id", "cloud_unavailable", 502)
         return str(answer["id"])
 
-    def _call(self, method: str, path: str, *, params: dict[str, str] | None = None,
-              json_body: Any = None, data: Any = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: Any = None,
+        data: Any = None,
+    ) -> Any:
         async def call() -> Any:
             try:
                 async with self._loop.session.request(
-                    method, self._base + path, params=params, json=json_body, data=data,
-                    headers=self._auth, allow_redirects=False,
+                    method,
+                    self._base + path,
+                    params=params,
+                    json=json_body,
+                    data=data,
+                    headers=self._auth,
+                    allow_redirects=False,
                 ) as response:
                     text = await response.text()
                     try:
@@ -250,7 +296,10 @@ class CloudEngine(Engine):
                         raise graph_error(response.status, body)
                     return body
             except (aiohttp.ClientError, TimeoutError) as error:
-                raise EngineError(f"Meta's Graph API is unreachable: {error or type(error).__name__}",
-                                  "cloud_unavailable", 502) from None
+                raise EngineError(
+                    f"Meta's Graph API is unreachable: {error or type(error).__name__}",
+                    "cloud_unavailable",
+                    502,
+                ) from None
 
         return self._loop.run(call())

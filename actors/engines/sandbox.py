@@ -152,8 +152,12 @@ class SandboxEngine(Engine):
         message_id = new_message_id()
         self.emit(
             Inbound(
-                message_id=message_id, sender=f"{sender_phone}@{USER_SERVER}",
-                push_name=push_name, message_type="text", body=text, media=None,
+                message_id=message_id,
+                sender=f"{sender_phone}@{USER_SERVER}",
+                push_name=push_name,
+                message_type="text",
+                body=text,
+                media=None,
                 timestamp=int(time.time()),
             )
         )
@@ -177,8 +181,12 @@ class SandboxEngine(Engine):
         recipient = self.network.find(jid_number(to))
         if recipient is not None and recipient._deliver(
             Inbound(
-                message_id=sent.message_id, sender=f"{sender}@{USER_SERVER}",
-                push_name=self.push_name, message_type=kind, body=body, media=media,
+                message_id=sent.message_id,
+                sender=f"{sender}@{USER_SERVER}",
+                push_name=self.push_name,
+                message_type=kind,
+                body=body,
+                media=media,
                 timestamp=sent.timestamp,
             )
         ):

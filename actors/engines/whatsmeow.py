@@ -51,8 +51,15 @@ QR_WATCHDOG = 180.0  # first code lives 60 s, then 20 s each: well past the last
 class WhatsmeowEngine(Engine):
     """An instance on WhatsApp Web, its neonize client isolated in a child process."""
 
-    def __init__(self, session_dir: Path, uploads_dir: Path, max_file_size: int,
-                 proxy: str | None, emit: Emit, retry_base: float = 1.0) -> None:
+    def __init__(
+        self,
+        session_dir: Path,
+        uploads_dir: Path,
+        max_file_size: int,
+        proxy: str | None,
+        emit: Emit,
+        retry_base: float = 1.0,
+    ) -> None:
         self.retry_base = retry_base
         self.session_dir = Path(session_dir)
         self.uploads_dir = Path(uploads_dir)
@@ -92,7 +99,9 @@ class WhatsmeowEngine(Engine):
                 try:
                     self._request("logout", timeout=20)
                 except EngineError as error:
-                    log.warning("logout on WhatsApp failed (%s); removing the session anyway", error)
+                    log.warning(
+                        "logout on WhatsApp failed (%s); removing the session anyway", error
+                    )
             self.disconnect()
             (self.session_dir / "session.db").unlink(missing_ok=True)
         self.emit(LoggedOut("logout"))
@@ -107,15 +116,21 @@ class WhatsmeowEngine(Engine):
 
     def send_media(self, to: str, media: Media, caption: str) -> Sent:
         answer = self._request(
-            "send_media", to=to, path=media.path, kind=media.kind, caption=caption,
-            filename=media.filename, mimetype=media.mimetype,
+            "send_media",
+            to=to,
+            path=media.path,
+            kind=media.kind,
+            caption=caption,
+            filename=media.filename,
+            mimetype=media.mimetype,
         )
         return Sent(answer["id"], answer["timestamp"])
 
     def healthy(self) -> bool:
         process = self._process
-        return (self.connected and process is not None and process.poll() is None
-                and self._keepalive_ok)
+        return (
+            self.connected and process is not None and process.poll() is None and self._keepalive_ok
+        )
 
     def session_valid(self) -> bool:
         return (self.session_dir / "session.db").exists()
@@ -145,16 +160,24 @@ class WhatsmeowEngine(Engine):
             return
         self.session_dir.mkdir(parents=True, exist_ok=True)
         process = subprocess.Popen(
-            [sys.executable, "-m", "actors.engines.whatsmeow_child",
-             str(self.session_dir / "session.db"), str(self.uploads_dir), str(self.max_file_size)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [
+                sys.executable,
+                "-m",
+                "actors.engines.whatsmeow_child",
+                str(self.session_dir / "session.db"),
+                str(self.uploads_dir),
+                str(self.max_file_size),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
             stderr=(self.session_dir / "engine.log").open("ab"),
         )
         assert process.stdin is not None and process.stdout is not None
         channel = Channel(process.stdout, process.stdin)
         self._process, self._channel = process, channel
-        threading.Thread(target=self._read, args=(process, channel), daemon=True,
-                         name=f"whatsmeow-{process.pid}").start()
+        threading.Thread(
+            target=self._read, args=(process, channel), daemon=True, name=f"whatsmeow-{process.pid}"
+        ).start()
 
     def _stop_child(self) -> None:
         process, channel = self._process, self._channel
@@ -192,7 +215,9 @@ class WhatsmeowEngine(Engine):
             self._process = self._channel = None
             self.connected = False
             for future in self._pending.values():
-                future.set_exception(EngineError("the WhatsApp engine crashed", "engine_crashed", 503))
+                future.set_exception(
+                    EngineError("the WhatsApp engine crashed", "engine_crashed", 503)
+                )
             self._pending.clear()
             if self._wanted:
                 self._retry("engine_crashed")
@@ -225,11 +250,17 @@ class WhatsmeowEngine(Engine):
         elif kind == "banned":
             self.emit(Banned(str(frame.get("reason", "unknown")), int(frame.get("expire", 0))))
         elif kind == "inbound":
-            self.emit(Inbound(
-                message_id=frame["id"], sender=frame["sender"], push_name=frame.get("push_name"),
-                message_type=frame["type"], body=frame.get("body", ""), media=frame.get("media"),
-                timestamp=int(frame["timestamp"]),
-            ))
+            self.emit(
+                Inbound(
+                    message_id=frame["id"],
+                    sender=frame["sender"],
+                    push_name=frame.get("push_name"),
+                    message_type=frame["type"],
+                    body=frame.get("body", ""),
+                    media=frame.get("media"),
+                    timestamp=int(frame["timestamp"]),
+                )
+            )
         elif kind == "keepalive":
             self._keepalive_ok = bool(frame.get("ok"))
         elif kind == "receipt":
@@ -246,7 +277,7 @@ class WhatsmeowEngine(Engine):
                 return
             self._attempts += 1
             self.emit(Disconnected(reason, will_reconnect=True))
-            delay = min(MAX_BACKOFF, self.retry_base * 2 ** self._attempts) * random.uniform(0.5, 1.0)
+            delay = min(MAX_BACKOFF, self.retry_base * 2**self._attempts) * random.uniform(0.5, 1.0)
             self._cancel_timer()
             self._timer = threading.Timer(delay, self._reconnect)
             self._timer.daemon = True
@@ -261,9 +292,14 @@ class WhatsmeowEngine(Engine):
 
     def _watch_qr(self) -> None:
         """When QR codes run out, whatsmeow goes quiet: end the pairing clearly."""
+
         def expire() -> None:
             with self._lock:
-                if self._wanted and not self.connected and time.monotonic() - self._last_qr >= QR_WATCHDOG:
+                if (
+                    self._wanted
+                    and not self.connected
+                    and time.monotonic() - self._last_qr >= QR_WATCHDOG
+                ):
                     self._wanted = False
                     self._stop_child()
                     self.emit(Disconnected("qr_expired", will_reconnect=False))
@@ -283,7 +319,9 @@ class WhatsmeowEngine(Engine):
         future: Future[Any] = Future()
         channel = self._channel
         if channel is None:
-            future.set_exception(EngineError("the WhatsApp engine is not running", "instance_not_connected"))
+            future.set_exception(
+                EngineError("the WhatsApp engine is not running", "instance_not_connected")
+            )
             return future
         request_id = next(self._ids)
         self._pending[request_id] = future
@@ -291,7 +329,9 @@ class WhatsmeowEngine(Engine):
             channel.send({"op": op, "id": request_id, "args": args})
         except (OSError, ValueError):
             self._pending.pop(request_id, None)
-            future.set_exception(EngineError("the WhatsApp engine is not running", "engine_crashed", 503))
+            future.set_exception(
+                EngineError("the WhatsApp engine is not running", "engine_crashed", 503)
+            )
         return future
 
     def _request(self, op: str, timeout: float = REQUEST_TIMEOUT, **args: Any) -> Any:
@@ -299,5 +339,6 @@ class WhatsmeowEngine(Engine):
         try:
             return future.result(timeout=timeout)
         except TimeoutError:
-            raise EngineError(f"the WhatsApp engine did not answer '{op}' in {timeout:g} s",
-                              "engine_timeout", 503) from None
+            raise EngineError(
+                f"the WhatsApp engine did not answer '{op}' in {timeout:g} s", "engine_timeout", 503
+            ) from None

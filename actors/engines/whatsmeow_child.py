@@ -21,8 +21,11 @@ from typing import Any
 from actors.engines.frames import Channel
 
 MEDIA_KINDS = {
-    "imageMessage": "image", "videoMessage": "video", "audioMessage": "audio",
-    "documentMessage": "document", "stickerMessage": "sticker",
+    "imageMessage": "image",
+    "videoMessage": "video",
+    "audioMessage": "audio",
+    "documentMessage": "document",
+    "stickerMessage": "sticker",
 }
 
 
@@ -39,8 +42,9 @@ def enum_name(event: Any, field: str = "Reason") -> str:
     return value.name if value is not None else str(number)
 
 
-def map_message(event: Any, uploads_dir: Path | None, max_size: int,
-                download: Any = None) -> dict[str, Any] | None:
+def map_message(
+    event: Any, uploads_dir: Path | None, max_size: int, download: Any = None
+) -> dict[str, Any] | None:
     """A neonize MessageEv as an `inbound` frame; None for our own or empty messages."""
     source = event.Info.MessageSource
     if source.IsFromMe:
@@ -54,8 +58,10 @@ def map_message(event: Any, uploads_dir: Path | None, max_size: int,
             kind = name
             body = getattr(part, "caption", "") or ""
             media = {
-                "mimetype": part.mimetype or None, "size": int(part.fileLength or 0),
-                "filename": getattr(part, "fileName", "") or None, "path": None,
+                "mimetype": part.mimetype or None,
+                "size": int(part.fileLength or 0),
+                "filename": getattr(part, "fileName", "") or None,
+                "path": None,
             }
             if download is not None and uploads_dir is not None and media["size"] <= max_size:
                 try:
@@ -73,9 +79,14 @@ def map_message(event: Any, uploads_dir: Path | None, max_size: int,
     if timestamp > 10**11:  # milliseconds in messages (receipts are in seconds)
         timestamp //= 1000
     return {
-        "ev": "inbound", "id": event.Info.ID, "sender": chat or jid_text(source.Sender),
-        "push_name": event.Info.Pushname or None, "type": kind, "body": body,
-        "media": media, "timestamp": timestamp,
+        "ev": "inbound",
+        "id": event.Info.ID,
+        "sender": chat or jid_text(source.Sender),
+        "push_name": event.Info.Pushname or None,
+        "type": kind,
+        "body": body,
+        "media": media,
+        "timestamp": timestamp,
     }
 
 
@@ -91,13 +102,17 @@ def map_receipt(event: Any) -> list[dict[str, Any]]:
         status = "delivered"
     else:
         status = {
-            Receipt.DELIVERED: "delivered", Receipt.READ: "read", Receipt.PLAYED: "played",
+            Receipt.DELIVERED: "delivered",
+            Receipt.READ: "read",
+            Receipt.PLAYED: "played",
         }.get(event.Type)
     if status is None or event.MessageSource.IsFromMe:
         return []
     chat = jid_text(event.MessageSource.Chat)
-    return [{"ev": "receipt", "id": message_id, "status": status, "chat": chat}
-            for message_id in event.MessageIDs]
+    return [
+        {"ev": "receipt", "id": message_id, "status": status, "chat": chat}
+        for message_id in event.MessageIDs
+    ]
 
 
 def register(client: Any, send: Any, uploads_dir: Path | None, max_size: int) -> None:
@@ -122,7 +137,13 @@ def register(client: Any, send: Any, uploads_dir: Path | None, max_size: int) ->
     def on_connected(c: Any, _: Any) -> None:
         me = getattr(c, "me", None)  # set by neonize from the Device event; never get_me()
         phone = me.JID.User if me is not None and me.HasField("JID") else None
-        send({"ev": "connected", "phone": phone or None, "push_name": getattr(me, "PushName", None) or None})
+        send(
+            {
+                "ev": "connected",
+                "phone": phone or None,
+                "push_name": getattr(me, "PushName", None) or None,
+            }
+        )
 
     def on_pair(_: Any, event: Any) -> None:
         if event.Status == 0 and not event.Error:
@@ -133,17 +154,35 @@ def register(client: Any, send: Any, uploads_dir: Path | None, max_size: int) ->
     client.event.qr(on_qr)
     client.event(ConnectedEv)(on_connected)
     client.event(PairStatusEv)(on_pair)
-    client.event(DisconnectedEv)(lambda c, e: send({"ev": "disconnected", "reason": "disconnected", "will_reconnect": True}))
-    client.event(ConnectFailureEv)(lambda c, e: send({
-        "ev": "disconnected", "reason": f"connect_failure: {e.Message or enum_name(e)}",
-        "will_reconnect": False}))
-    client.event(StreamReplacedEv)(lambda c, e: send({"ev": "disconnected", "reason": "stream_replaced", "will_reconnect": False}))
-    client.event(LoggedOutEv)(lambda c, e: send({"ev": "logged_out", "reason": f"logged_out: {enum_name(e)}"}))
-    client.event(TemporaryBanEv)(lambda c, e: send({"ev": "banned", "reason": enum_name(e, "Code"), "expire": int(e.Expire)}))
+    client.event(DisconnectedEv)(
+        lambda c, e: send({"ev": "disconnected", "reason": "disconnected", "will_reconnect": True})
+    )
+    client.event(ConnectFailureEv)(
+        lambda c, e: send(
+            {
+                "ev": "disconnected",
+                "reason": f"connect_failure: {e.Message or enum_name(e)}",
+                "will_reconnect": False,
+            }
+        )
+    )
+    client.event(StreamReplacedEv)(
+        lambda c, e: send(
+            {"ev": "disconnected", "reason": "stream_replaced", "will_reconnect": False}
+        )
+    )
+    client.event(LoggedOutEv)(
+        lambda c, e: send({"ev": "logged_out", "reason": f"logged_out: {enum_name(e)}"})
+    )
+    client.event(TemporaryBanEv)(
+        lambda c, e: send({"ev": "banned", "reason": enum_name(e, "Code"), "expire": int(e.Expire)})
+    )
     client.event(KeepAliveTimeoutEv)(lambda c, e: send({"ev": "keepalive", "ok": False}))
     client.event(KeepAliveRestoredEv)(lambda c, e: send({"ev": "keepalive", "ok": True}))
     download = getattr(client, "download_any", None)
-    client.event(MessageEv)(lambda c, e: (frame := map_message(e, uploads_dir, max_size, download)) and send(frame))
+    client.event(MessageEv)(
+        lambda c, e: (frame := map_message(e, uploads_dir, max_size, download)) and send(frame)
+    )
     client.event(ReceiptEv)(lambda c, e: [send(frame) for frame in map_receipt(e)])
 
 
@@ -173,7 +212,9 @@ class Child:
             result = getattr(self, f"op_{command['op']}")(**command.get("args", {}))
             self.channel.send({"re": command.get("id"), "ok": True, "result": result})
         except Exception as error:
-            self.channel.send({"re": command.get("id"), "ok": False, "error": f"{type(error).__name__}: {error}"})
+            self.channel.send(
+                {"re": command.get("id"), "ok": False, "error": f"{type(error).__name__}: {error}"}
+            )
 
     # -- commands ---------------------------------------------------------------------
 
@@ -193,9 +234,13 @@ class Child:
             if proxy:
                 self.client.set_proxy_address(proxy)
             self.client.connect()
-            self.channel.send({"ev": "disconnected", "reason": "connection ended", "will_reconnect": True})
+            self.channel.send(
+                {"ev": "disconnected", "reason": "connection ended", "will_reconnect": True}
+            )
         except Exception as error:
-            self.channel.send({"ev": "disconnected", "reason": f"connect failed: {error}", "will_reconnect": True})
+            self.channel.send(
+                {"ev": "disconnected", "reason": f"connect failed: {error}", "will_reconnect": True}
+            )
 
     def op_send_text(self, to: str, text: str) -> dict[str, Any]:
         from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message
@@ -205,7 +250,9 @@ class Child:
         response = self.client.send_message(_jid(to, build_jid), Message(conversation=text))
         return {"id": response.ID, "timestamp": int(response.Timestamp)}
 
-    def op_send_media(self, to: str, path: str, kind: str, caption: str, filename: str, mimetype: str) -> dict[str, Any]:
+    def op_send_media(
+        self, to: str, path: str, kind: str, caption: str, filename: str, mimetype: str
+    ) -> dict[str, Any]:
         from neonize.utils.jid import build_jid
 
         data = Path(path).read_bytes()  # bytes we hold: neonize never fetches URLs here
@@ -213,8 +260,12 @@ class Child:
             "image": lambda: self.client.build_image_message(data, caption=caption or None),
             "video": lambda: self.client.build_video_message(data, caption=caption or None),
             "audio": lambda: self.client.build_audio_message(data),
-        }.get(kind, lambda: self.client.build_document_message(
-            data, caption=caption or None, filename=filename, mimetype=mimetype))
+        }.get(
+            kind,
+            lambda: self.client.build_document_message(
+                data, caption=caption or None, filename=filename, mimetype=mimetype
+            ),
+        )
         response = self.client.send_message(_jid(to, build_jid), build())
         return {"id": response.ID, "timestamp": int(response.Timestamp)}
 

@@ -35,14 +35,19 @@ async def login(request: Request) -> JSONResponse:
         ctx.login_throttle.failed(account, address)
         raise unauthorized("Wrong e-mail or password")
     ctx.login_throttle.succeeded(account)
-    return JSONResponse({
-        "token": ctx.auth.issue_token(str(user.id), user.role),
-        "user": {
-            "id": str(user.id), "email": user.email, "firstName": user.first_name,
-            "lastName": user.last_name, "role": user.role,
-            "apiKey": ctx.auth.unseal(user.api_key_sealed),
-        },
-    })
+    return JSONResponse(
+        {
+            "token": ctx.auth.issue_token(str(user.id), user.role),
+            "user": {
+                "id": str(user.id),
+                "email": user.email,
+                "firstName": user.first_name,
+                "lastName": user.last_name,
+                "role": user.role,
+                "apiKey": ctx.auth.unseal(user.api_key_sealed),
+            },
+        }
+    )
 
 
 @doc("The signed-in user", "auth")
@@ -50,10 +55,15 @@ async def me(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
     row = ctx.queries.user(principal.user_id)
-    return JSONResponse({
-        "id": row["id"], "email": row["email"], "firstName": row["first_name"],
-        "lastName": row["last_name"], "role": row["role"],
-    })
+    return JSONResponse(
+        {
+            "id": row["id"],
+            "email": row["email"],
+            "firstName": row["first_name"],
+            "lastName": row["last_name"],
+            "role": row["role"],
+        }
+    )
 
 
 @doc("Change my password", "auth", body=ChangePassword)

@@ -25,13 +25,23 @@ def _cloud_instance(ctx: Context, request: Request) -> UUID:
     return instance_id
 
 
-@doc("Meta webhook subscription check", "cloud", auth=False, content="text/plain", errors=(403,), query={"hub.mode": "subscribe", "hub.verify_token": "token", "hub.challenge": "echoed"})
+@doc(
+    "Meta webhook subscription check",
+    "cloud",
+    auth=False,
+    content="text/plain",
+    errors=(403,),
+    query={"hub.mode": "subscribe", "hub.verify_token": "token", "hub.challenge": "echoed"},
+)
 async def verify(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = _cloud_instance(ctx, request)
     params = request.query_params
-    ok = await ctx.ask(ctx.proxy(instance_id).engine_call(
-        "verify_subscription", params.get("hub.mode"), params.get("hub.verify_token")))
+    ok = await ctx.ask(
+        ctx.proxy(instance_id).engine_call(
+            "verify_subscription", params.get("hub.mode"), params.get("hub.verify_token")
+        )
+    )
     if not ok:
         raise ApiError(403, "invalid_verify_token", "The verify token does not match")
     return PlainTextResponse(params.get("hub.challenge", ""))
@@ -42,8 +52,11 @@ async def receive(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = _cloud_instance(ctx, request)
     body = await read_body(request)
-    reports = await ctx.ask(ctx.proxy(instance_id).engine_call(
-        "handle_webhook", body, request.headers.get("x-hub-signature-256")))
+    reports = await ctx.ask(
+        ctx.proxy(instance_id).engine_call(
+            "handle_webhook", body, request.headers.get("x-hub-signature-256")
+        )
+    )
     return JSONResponse({"success": True, "received": reports})
 
 

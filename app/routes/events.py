@@ -37,14 +37,23 @@ def _filters(request: Request) -> tuple[int, int, list[str]]:
     return after, limit, topics
 
 
-@doc("An instance's events (JSON, or live with Accept: text/event-stream)", "audit", query={"after": "position", "limit": "page size", "types": "comma-separated event types"})
+@doc(
+    "An instance's events (JSON, or live with Accept: text/event-stream)",
+    "audit",
+    query={"after": "position", "limit": "page size", "types": "comma-separated event types"},
+)
 async def instance_events(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     return await _answer(request, ctx, UUID(row["id"]))
 
 
-@doc("Every event (admin)", "audit", admin=True, query={"after": "position", "limit": "page size", "types": "comma-separated event types"})
+@doc(
+    "Every event (admin)",
+    "audit",
+    admin=True,
+    query={"after": "position", "limit": "page size", "types": "comma-separated event types"},
+)
 async def all_events(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     ctx.admin(request)
@@ -55,7 +64,8 @@ async def _answer(request: Request, ctx: Context, originator: UUID | None) -> Re
     after, limit, topics = _filters(request)
     if "text/event-stream" in request.headers.get("accept", ""):
         return StreamingResponse(
-            _stream(request, ctx, originator, after, topics), media_type="text/event-stream",
+            _stream(request, ctx, originator, after, topics),
+            media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
     events = await asyncio.to_thread(history.read, ctx.store, originator, after, limit, topics)

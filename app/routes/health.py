@@ -34,7 +34,9 @@ async def health(request: Request) -> JSONResponse:
     }
     alive = sum(1 for ref in list(ctx.registry.values()) if ref.is_alive())
     checks["actors"] = {
-        "ok": ctx.supervisor.is_alive(), "instances": len(ctx.registry), "running": alive,
+        "ok": ctx.supervisor.is_alive(),
+        "instances": len(ctx.registry),
+        "running": alive,
     }
     healthy = all(check["ok"] for check in checks.values())
     return JSONResponse(

@@ -18,12 +18,24 @@ from projections.queries import Window
 def _window(request: Request, default_limit: int) -> Window:
     limit, skip = query.paging(request.query_params, default_limit)
     return Window(
-        limit, skip, query.timestamp(request.query_params, "startDate"),
+        limit,
+        skip,
+        query.timestamp(request.query_params, "startDate"),
         query.timestamp(request.query_params, "endDate"),
     )
 
 
-@doc("Activity log", "history", query={"limit": "default 100", "skip": "offset", "actions": "comma-separated actions", "startDate": "ISO 8601", "endDate": "ISO 8601"})
+@doc(
+    "Activity log",
+    "history",
+    query={
+        "limit": "default 100",
+        "skip": "offset",
+        "actions": "comma-separated actions",
+        "startDate": "ISO 8601",
+        "endDate": "ISO 8601",
+    },
+)
 async def activity(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
@@ -32,15 +44,22 @@ async def activity(request: Request) -> JSONResponse:
     page = ctx.queries.activity(row["id"], actions, window)
     logs = [
         {
-            "id": r["id"], "instanceId": r["instance_id"], "action": r["action"],
-            "details": json.loads(r["details"]), "createdAt": r["created_at"],
+            "id": r["id"],
+            "instanceId": r["instance_id"],
+            "action": r["action"],
+            "details": json.loads(r["details"]),
+            "createdAt": r["created_at"],
         }
         for r in page.rows
     ]
     return JSONResponse({"logs": logs, "pagination": _pagination(page.total, window)})
 
 
-@doc("Chat history, newest first", "history", query={"limit": "default 50", "skip": "offset", "startDate": "ISO 8601", "endDate": "ISO 8601"})
+@doc(
+    "Chat history, newest first",
+    "history",
+    query={"limit": "default 50", "skip": "offset", "startDate": "ISO 8601", "endDate": "ISO 8601"},
+)
 async def messages(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
@@ -49,12 +68,17 @@ async def messages(request: Request) -> JSONResponse:
     page = ctx.queries.messages(row["id"], chat, window)
     found = [
         {
-            "id": r["id"], "instanceId": r["instance_id"], "remoteJid": r["remote_jid"],
-            "fromMe": bool(r["from_me"]), "messageType": r["message_type"],
-            "content": r["content"], "messageId": r["message_id"],
+            "id": r["id"],
+            "instanceId": r["instance_id"],
+            "remoteJid": r["remote_jid"],
+            "fromMe": bool(r["from_me"]),
+            "messageType": r["message_type"],
+            "content": r["content"],
+            "messageId": r["message_id"],
             "hasMedia": bool(r["has_media"]),
             "media": json.loads(r["media"]) if r["media"] else None,
-            "status": r["status"], "createdAt": r["created_at"],
+            "status": r["status"],
+            "createdAt": r["created_at"],
         }
         for r in page.rows
     ]

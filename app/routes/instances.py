@@ -38,12 +38,19 @@ def check_engine(ctx: Context, engine: str) -> None:
     if engine not in ctx.engines:
         available = ", ".join(sorted(ctx.engines)) or "none"
         raise ApiError(
-            400, "engine_unavailable",
+            400,
+            "engine_unavailable",
             f"The '{engine}' engine is not available on this server (available: {available})",
         )
 
 
-@doc("Create an instance; it starts connecting at once", "instances", body=InstanceCreate, ok=201, errors=(429,))
+@doc(
+    "Create an instance; it starts connecting at once",
+    "instances",
+    body=InstanceCreate,
+    ok=201,
+    errors=(429,),
+)
 async def create_instance(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
@@ -63,12 +70,17 @@ async def create_instance(request: Request) -> JSONResponse:
         description=body.description,
         engine=engine,
         webhook={
-            "url": body.webhookUrl, "enabled": body.webhookEnabled and bool(body.webhookUrl),
-            "notifyReceived": body.notifyReceived, "notifySent": body.notifySent,
-            "notifyDelivery": body.notifyDelivery, "notifyRead": body.notifyRead,
-            "maxRetries": body.maxRetries if body.maxRetries is not None
+            "url": body.webhookUrl,
+            "enabled": body.webhookEnabled and bool(body.webhookUrl),
+            "notifyReceived": body.notifyReceived,
+            "notifySent": body.notifySent,
+            "notifyDelivery": body.notifyDelivery,
+            "notifyRead": body.notifyRead,
+            "maxRetries": body.maxRetries
+            if body.maxRetries is not None
             else ctx.settings.webhook_max_retries,
-            "retryInterval": body.retryInterval if body.retryInterval is not None
+            "retryInterval": body.retryInterval
+            if body.retryInterval is not None
             else ctx.settings.webhook_retry_interval,
             "secret": body.webhookSecret,
         },
@@ -118,7 +130,9 @@ async def update_instance(request: Request) -> JSONResponse:
     settings: dict[str, Any] = {}
     if body.cloud is not UNSET:
         if row["engine"] != "cloud":
-            raise ApiError(400, "validation_error", "'cloud' settings apply to cloud instances only")
+            raise ApiError(
+                400, "validation_error", "'cloud' settings apply to cloud instances only"
+            )
         settings.update(structs.asdict(body.cloud))
     if body.proxy is not UNSET:
         settings["proxy"] = body.proxy
@@ -155,7 +169,11 @@ async def logout(request: Request) -> JSONResponse:
     return JSONResponse({"success": True, "message": f"Instance {row['id']} logged out"})
 
 
-@doc("The current QR code (raw, or ?format=svg|png)", "instances", query={"format": "svg or png to get an image"})
+@doc(
+    "The current QR code (raw, or ?format=svg|png)",
+    "instances",
+    query={"format": "svg or png to get an image"},
+)
 async def qr_code(request: Request) -> Response:
     """The current QR code as its raw string, or drawn (?format=svg|png)."""
     ctx: Context = request.app.state.ctx
@@ -166,8 +184,7 @@ async def qr_code(request: Request) -> Response:
     state = await ctx.ask(ctx.proxy(row["id"]).state())
     code = state["qrCode"]
     if code is None:
-        raise ApiError(404, "qr_not_available",
-                       f"No QR code right now (status: {state['status']})")
+        raise ApiError(404, "qr_not_available", f"No QR code right now (status: {state['status']})")
     if image_format is None:
         return JSONResponse({"qrCode": code})
     buffer = io.BytesIO()

@@ -15,9 +15,13 @@ from app.openapi import doc
 from projections.queries import zero_usage
 
 FIELDS = {
-    "messagesSent": "messages_sent", "messagesReceived": "messages_received",
-    "mediaSent": "media_sent", "mediaReceived": "media_received",
-    "totalMediaSize": "total_media_size", "apiCalls": "api_calls", "webhookSent": "webhook_sent",
+    "messagesSent": "messages_sent",
+    "messagesReceived": "messages_received",
+    "mediaSent": "media_sent",
+    "mediaReceived": "media_received",
+    "totalMediaSize": "total_media_size",
+    "apiCalls": "api_calls",
+    "webhookSent": "webhook_sent",
 }
 
 
@@ -40,13 +44,19 @@ async def user_stats(request: Request) -> JSONResponse:
     total["instanceCount"] = len(instances)
     per_instance = ctx.queries.usage_by_instance(principal.user_id, since)
     zero = zero_usage()
-    return JSONResponse({
-        "total": total,
-        "instances": [
-            {"instanceId": i["id"], "name": i["name"], **_shown(per_instance.get(i["id"], zero))}
-            for i in instances
-        ],
-    })
+    return JSONResponse(
+        {
+            "total": total,
+            "instances": [
+                {
+                    "instanceId": i["id"],
+                    "name": i["name"],
+                    **_shown(per_instance.get(i["id"], zero)),
+                }
+                for i in instances
+            ],
+        }
+    )
 
 
 @doc("An instance's usage by day", "statistics", query={"period": "today, week, month or all"})
@@ -58,8 +68,10 @@ async def instance_stats(request: Request) -> JSONResponse:
     usage: dict[str, Any] = _shown(ctx.queries.usage_of_instance(row["id"], since))
     usage["dailyStats"] = [
         {
-            "date": f"{day['day']}T00:00:00.000Z", "messagesSent": day["messages_sent"],
-            "messagesReceived": day["messages_received"], "mediaSent": day["media_sent"],
+            "date": f"{day['day']}T00:00:00.000Z",
+            "messagesSent": day["messages_sent"],
+            "messagesReceived": day["messages_received"],
+            "mediaSent": day["media_sent"],
             "mediaReceived": day["media_received"],
         }
         for day in ctx.queries.daily_usage(row["id"], since)
@@ -73,11 +85,13 @@ async def system_stats(request: Request) -> JSONResponse:
     ctx.admin(request)
     instances = ctx.queries.instance_counts()
     users = ctx.queries.user_counts()
-    return JSONResponse({
-        "instances": {"total": instances.total, "active": instances.active},
-        "users": {"total": users.total, "active": users.active},
-        "usage": _shown(ctx.queries.usage_of_system()),
-    })
+    return JSONResponse(
+        {
+            "instances": {"total": instances.total, "active": instances.active},
+            "users": {"total": users.total, "active": users.active},
+            "usage": _shown(ctx.queries.usage_of_system()),
+        }
+    )
 
 
 routes = [

@@ -18,16 +18,18 @@ UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 
 # Scripts and styles only from files on this server (no inline code), images also as blob: URLs
 # (the QR code is fetched with the token), no framing, no plugins, forms post only here.
-CONTENT_SECURITY_POLICY = "; ".join([
-    "default-src 'none'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self' blob: data:",
-    "connect-src 'self'",
-    "form-action 'self'",
-    "base-uri 'none'",
-    "frame-ancestors 'none'",
-])
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' blob: data:",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
 HEADERS = [
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
     (b"x-frame-options", b"DENY"),
@@ -63,11 +65,15 @@ async def console(request: Request) -> FileResponse:
     return FileResponse(UI_DIR / "index.html", headers={"Cache-Control": "no-store"})
 
 
-console_app = SecurityHeaders(Router(routes=[
-    Route("/", to_console, methods=["GET"], include_in_schema=False),
-    Route("/instances", console, methods=["GET"], include_in_schema=False),
-    Mount("/static", StaticFiles(directory=UI_DIR, check_dir=False)),
-]))
+console_app = SecurityHeaders(
+    Router(
+        routes=[
+            Route("/", to_console, methods=["GET"], include_in_schema=False),
+            Route("/instances", console, methods=["GET"], include_in_schema=False),
+            Mount("/static", StaticFiles(directory=UI_DIR, check_dir=False)),
+        ]
+    )
+)
 
 routes = [
     Route("/ui", to_console, methods=["GET"], include_in_schema=False),

@@ -37,7 +37,9 @@ async def create_user(request: Request) -> JSONResponse:
             body.email, body.password, body.firstName, body.lastName, body.role
         )
     except IntegrityError:
-        raise ApiError(409, "email_taken", f"A user with e-mail {body.email} exists already") from None
+        raise ApiError(
+            409, "email_taken", f"A user with e-mail {body.email} exists already"
+        ) from None
     view = views.user(ctx.queries.user(str(user.id)))
     return JSONResponse({**view, "apiKey": api_key}, status_code=201)
 
@@ -56,7 +58,9 @@ async def update_user(request: Request) -> JSONResponse:
     row = _row(ctx, request)
     body = await parse(request, UserUpdate)
     password_hash = (
-        await asyncio.to_thread(hash_password, body.password) if body.password is not UNSET else None
+        await asyncio.to_thread(hash_password, body.password)
+        if body.password is not UNSET
+        else None
     )
 
     def change(user: User) -> None:

@@ -26,7 +26,11 @@ class Replay(Body):
     toPosition: Annotated[int, Meta(ge=0)] | None = None
 
 
-@doc("Webhook deliveries", "webhooks", query={"status": "failed or delivered", "limit": "page size", "skip": "offset"})
+@doc(
+    "Webhook deliveries",
+    "webhooks",
+    query={"status": "failed or delivered", "limit": "page size", "skip": "offset"},
+)
 async def deliveries(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
@@ -35,19 +39,27 @@ async def deliveries(request: Request) -> JSONResponse:
     if status is not None and status not in ("failed", "delivered"):
         raise ApiError(400, "invalid_query", "'status' must be failed or delivered")
     page = ctx.queries.deliveries(row["id"], status, Window(limit, skip))
-    return JSONResponse({
-        "deliveries": [
-            {
-                "id": r["id"], "instanceId": r["instance_id"], "position": r["position"],
-                "event": r["event"], "deliveryId": r["delivery_id"], "status": r["status"],
-                "attempts": r["attempts"], "lastStatusCode": r["status_code"],
-                "lastError": r["error"] or None, "replay": bool(r["replay"]),
-                "createdAt": r["created_at"],
-            }
-            for r in page.rows
-        ],
-        "pagination": query.pagination(page.total, limit, skip),
-    })
+    return JSONResponse(
+        {
+            "deliveries": [
+                {
+                    "id": r["id"],
+                    "instanceId": r["instance_id"],
+                    "position": r["position"],
+                    "event": r["event"],
+                    "deliveryId": r["delivery_id"],
+                    "status": r["status"],
+                    "attempts": r["attempts"],
+                    "lastStatusCode": r["status_code"],
+                    "lastError": r["error"] or None,
+                    "replay": bool(r["replay"]),
+                    "createdAt": r["created_at"],
+                }
+                for r in page.rows
+            ],
+            "pagination": query.pagination(page.total, limit, skip),
+        }
+    )
 
 
 @doc("Replay webhook deliveries from a position or a time", "webhooks", body=Replay, ok=202)

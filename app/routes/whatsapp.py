@@ -23,8 +23,11 @@ MAX_IDEMPOTENCY_KEY = 200
 def idempotency_key(request: Request) -> str | None:
     key = request.headers.get("idempotency-key")
     if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
-        raise ApiError(400, "invalid_idempotency_key",
-                       f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+        raise ApiError(
+            400,
+            "invalid_idempotency_key",
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
+        )
     return key
 
 
@@ -33,7 +36,9 @@ async def status(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     state = await ctx.ask(ctx.proxy(instance_id).state())
-    return JSONResponse({"ready": state["ready"], "status": state["status"], "hasQr": state["hasQr"]})
+    return JSONResponse(
+        {"ready": state["ready"], "status": state["status"], "hasQr": state["hasQr"]}
+    )
 
 
 @doc("Send a text message", "whatsapp", body=SendText, errors=(429, 502))
@@ -64,20 +69,31 @@ async def send_media(request: Request) -> JSONResponse:
     await quotas.check_messages(ctx, ctx.principal(request), row["id"])
     settings = ctx.settings
     file = await media.download(
-        body.url, body.filename, settings.uploads_dir, settings.max_file_size,
-        settings.media_download_timeout, settings.webhook_allow_private,
+        body.url,
+        body.filename,
+        settings.uploads_dir,
+        settings.max_file_size,
+        settings.media_download_timeout,
+        settings.webhook_allow_private,
     )
     message_id = await ctx.command(ctx.proxy(row["id"]).send_media(to, file, body.caption, key))
     return JSONResponse({"id": message_id})
 
 
-@doc("Send an uploaded file", "whatsapp", form={"phone": "string", "caption": "string", "file": "binary"}, errors=(429, 502))
+@doc(
+    "Send an uploaded file",
+    "whatsapp",
+    form={"phone": "string", "caption": "string", "file": "binary"},
+    errors=(429, 502),
+)
 async def send_file(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     settings = ctx.settings
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise ApiError(400, "invalid_body", "send-file takes multipart/form-data with phone and file")
+        raise ApiError(
+            400, "invalid_body", "send-file takes multipart/form-data with phone and file"
+        )
     limited = media.limit_body(request, settings.max_file_size + 64 * 1024)
     try:
         form = await limited.form(max_files=1, max_fields=10)
@@ -93,7 +109,9 @@ async def send_file(request: Request) -> JSONResponse:
         if not isinstance(upload, UploadFile):
             raise ApiError(400, "validation_error", "The 'file' field must be a file")
         if not isinstance(caption, str) or len(caption) > 4096:
-            raise ApiError(400, "validation_error", "'caption' must be text of at most 4096 characters")
+            raise ApiError(
+                400, "validation_error", "'caption' must be text of at most 4096 characters"
+            )
         to = to_jid(phone)
         key = idempotency_key(request)
         await quotas.check_messages(ctx, ctx.principal(request), row["id"])
@@ -109,12 +127,19 @@ async def contacts(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     rows = ctx.queries.contacts(row["id"])
-    return JSONResponse({
-        "contacts": [
-            {"id": c["jid"], "name": c["name"], "number": c["number"], "isGroup": bool(c["is_group"])}
-            for c in rows
-        ]
-    })
+    return JSONResponse(
+        {
+            "contacts": [
+                {
+                    "id": c["jid"],
+                    "name": c["name"],
+                    "number": c["number"],
+                    "isGroup": bool(c["is_group"]),
+                }
+                for c in rows
+            ]
+        }
+    )
 
 
 @doc("Log out of WhatsApp", "whatsapp")
@@ -125,7 +150,12 @@ async def logout(request: Request) -> JSONResponse:
     return JSONResponse({"success": True})
 
 
-@doc("Send text with query or form fields", "whatsapp", query={"phone": "recipient", "message": "text"}, errors=(429, 502))
+@doc(
+    "Send text with query or form fields",
+    "whatsapp",
+    query={"phone": "recipient", "message": "text"},
+    errors=(429, 502),
+)
 async def simple_send(request: Request) -> JSONResponse:
     """Send with query or form fields, for low-code tools that cannot send JSON."""
     ctx: Context = request.app.state.ctx
@@ -143,7 +173,9 @@ async def simple_send(request: Request) -> JSONResponse:
     if not phone or not text:
         raise ApiError(400, "validation_error", "Both 'phone' and 'message' are required")
     if len(text) > MAX_MESSAGE:
-        raise ApiError(400, "validation_error", f"'message' is longer than {MAX_MESSAGE} characters")
+        raise ApiError(
+            400, "validation_error", f"'message' is longer than {MAX_MESSAGE} characters"
+        )
     return await _send_text(ctx, request, instance_id, phone, text)
 
 
@@ -175,7 +207,9 @@ async def pairing_code(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     body = await parse(request, PairingCode)
-    code = await ctx.ask(ctx.proxy(row["id"]).engine_call("pairing_code", normalize_phone(body.phone)))
+    code = await ctx.ask(
+        ctx.proxy(row["id"]).engine_call("pairing_code", normalize_phone(body.phone))
+    )
     return JSONResponse({"pairingCode": code})
 
 

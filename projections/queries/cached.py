@@ -80,10 +80,16 @@ class CachedReadModels:
 
     def owns(self, instance_id: str, user_id: str) -> bool:
         """Whether the instance exists, is not deleted and is `user_id`'s."""
-        return self._kept(
-            self._owned, (instance_id, user_id),
-            lambda: {} if self._queries.own_instance(instance_id, user_id) is not None else None,
-        ) is not None
+        return (
+            self._kept(
+                self._owned,
+                (instance_id, user_id),
+                lambda: (
+                    {} if self._queries.own_instance(instance_id, user_id) is not None else None
+                ),
+            )
+            is not None
+        )
 
     def _kept(self, kept: dict[Any, Row], key: Any, load: Any) -> Row | None:
         with self._lock:

@@ -76,9 +76,12 @@ class MongoReadModels:
         return self._find("users", {"active": 1}, _OLDEST)
 
     def user_counts(self) -> Counts:
-        found = self._aggregate("users", [
-            {"$group": {"_id": None, "total": {"$sum": 1}, "active": {"$sum": "$active"}}},
-        ])
+        found = self._aggregate(
+            "users",
+            [
+                {"$group": {"_id": None, "total": {"$sum": 1}, "active": {"$sum": "$active"}}},
+            ],
+        )
         return Counts(found[0]["total"], found[0]["active"]) if found else Counts(0, 0)
 
     # -- instances ----------------------------------------------------------------
@@ -108,16 +111,23 @@ class MongoReadModels:
 
     def instance_counts(self) -> Counts:
         connected = {"$cond": [{"$eq": ["$status", "connected"]}, 1, 0]}
-        found = self._aggregate("instances", [
-            {"$match": {"deleted": 0}},
-            {"$group": {"_id": None, "total": {"$sum": 1}, "active": {"$sum": connected}}},
-        ])
+        found = self._aggregate(
+            "instances",
+            [
+                {"$match": {"deleted": 0}},
+                {"$group": {"_id": None, "total": {"$sum": 1}, "active": {"$sum": connected}}},
+            ],
+        )
         return Counts(found[0]["total"], found[0]["active"]) if found else Counts(0, 0)
 
     def instances_by_status(self) -> dict[str, int]:
-        found = self._aggregate("instances", [
-            {"$match": {"deleted": 0}}, {"$group": {"_id": "$status", "n": {"$sum": 1}}},
-        ])
+        found = self._aggregate(
+            "instances",
+            [
+                {"$match": {"deleted": 0}},
+                {"$group": {"_id": "$status", "n": {"$sum": 1}}},
+            ],
+        )
         return {doc["_id"]: doc["n"] for doc in found}
 
     # -- contacts, messages, activity, deliveries ---------------------------------
@@ -158,9 +168,14 @@ class MongoReadModels:
     def _sums(
         self, where: dict[str, Any], since: str | None, hint: Keys | None = None
     ) -> dict[str, int]:
-        found = self._aggregate("usage", [
-            {"$match": _since(where, since)}, {"$group": {"_id": None, **_SUMS}},
-        ], hint)
+        found = self._aggregate(
+            "usage",
+            [
+                {"$match": _since(where, since)},
+                {"$group": {"_id": None, **_SUMS}},
+            ],
+            hint,
+        )
         return {c: found[0][c] for c in COUNTERS} if found else zero_usage()
 
     def usage_of_user(self, user_id: str, since: str | None) -> dict[str, int]:
@@ -173,25 +188,40 @@ class MongoReadModels:
         return self._sums({}, None)
 
     def usage_by_instance(self, user_id: str, since: str | None) -> dict[str, dict[str, int]]:
-        found = self._aggregate("usage", [
-            {"$match": _since({"user_id": user_id, "instance_id": {"$ne": NO_INSTANCE}}, since)},
-            {"$group": {"_id": "$instance_id", **_SUMS}},
-        ], USAGE_KEY)
+        found = self._aggregate(
+            "usage",
+            [
+                {
+                    "$match": _since(
+                        {"user_id": user_id, "instance_id": {"$ne": NO_INSTANCE}}, since
+                    )
+                },
+                {"$group": {"_id": "$instance_id", **_SUMS}},
+            ],
+            USAGE_KEY,
+        )
         return {doc["_id"]: {c: doc[c] for c in COUNTERS} for doc in found}
 
     def daily_usage(self, instance_id: str, since: str | None) -> list[Row]:
-        found = self._aggregate("usage", [
-            {"$match": _since({"instance_id": instance_id}, since)},
-            {"$group": {"_id": "$day", **{c: {"$sum": f"${c}"} for c in DAILY}}},
-            {"$sort": {"_id": 1}},
-        ])
+        found = self._aggregate(
+            "usage",
+            [
+                {"$match": _since({"instance_id": instance_id}, since)},
+                {"$group": {"_id": "$day", **{c: {"$sum": f"${c}"} for c in DAILY}}},
+                {"$sort": {"_id": 1}},
+            ],
+        )
         return [{"day": doc["_id"], **{c: doc[c] for c in DAILY}} for doc in found]
 
     def messages_sent_on(self, user_id: str, day: str) -> int:
-        found = self._aggregate("usage", [
-            {"$match": {"user_id": user_id, "day": day}},
-            {"$group": {"_id": None, "sent": {"$sum": "$messages_sent"}}},
-        ], USAGE_KEY)
+        found = self._aggregate(
+            "usage",
+            [
+                {"$match": {"user_id": user_id, "day": day}},
+                {"$group": {"_id": None, "sent": {"$sum": "$messages_sent"}}},
+            ],
+            USAGE_KEY,
+        )
         return found[0]["sent"] if found else 0
 
 

@@ -35,7 +35,9 @@ class SqliteReadModels:
     def _one(self, sql: str, params: Sequence[Any]) -> Row | None:
         cursor = self._db.execute(sql, params)
         row = cursor.fetchone()
-        return None if row is None else dict(zip([d[0] for d in cursor.description], row, strict=True))
+        return (
+            None if row is None else dict(zip([d[0] for d in cursor.description], row, strict=True))
+        )
 
     # -- users --------------------------------------------------------------------
 
@@ -73,9 +75,11 @@ class SqliteReadModels:
         return found[0] if found else None
 
     def _instances(self, where: str, params: list[Any]) -> list[Row]:
-        rows = list(self._db["instances"].rows_where(
-            f"{where} AND deleted = 0", params, order_by="created_at"
-        ))
+        rows = list(
+            self._db["instances"].rows_where(
+                f"{where} AND deleted = 0", params, order_by="created_at"
+            )
+        )
         for row in rows:
             row["webhook"] = json.loads(row["webhook"])
             row["engine_settings"] = json.loads(row["engine_settings"])
@@ -97,20 +101,25 @@ class SqliteReadModels:
         return Counts(total, active)
 
     def instances_by_status(self) -> dict[str, int]:
-        return dict(self._db.execute(
-            "SELECT status, COUNT(*) FROM instances WHERE deleted = 0 GROUP BY status"
-        ).fetchall())
+        return dict(
+            self._db.execute(
+                "SELECT status, COUNT(*) FROM instances WHERE deleted = 0 GROUP BY status"
+            ).fetchall()
+        )
 
     # -- contacts, messages, activity, deliveries ---------------------------------
 
     def contacts(self, instance_id: str) -> list[Row]:
-        return list(self._db["contacts"].rows_where(
-            "instance_id = ?", [instance_id], order_by="number, jid"
-        ))
+        return list(
+            self._db["contacts"].rows_where(
+                "instance_id = ?", [instance_id], order_by="number, jid"
+            )
+        )
 
     def messages(self, instance_id: str, chat_jid: str, window: Window) -> Page:
-        return self._page("messages", ["instance_id = ?", "remote_jid = ?"],
-                          [instance_id, chat_jid], window)
+        return self._page(
+            "messages", ["instance_id = ?", "remote_jid = ?"], [instance_id, chat_jid], window
+        )
 
     def activity(self, instance_id: str, actions: Sequence[str], window: Window) -> Page:
         where, params = ["instance_id = ?"], [instance_id]
@@ -169,9 +178,11 @@ class SqliteReadModels:
         if since:
             where, params = f"{where} AND day >= ?", [*params, since]
         sums = ", ".join(f"SUM({c}) AS {c}" for c in DAILY)
-        return list(self._db.query(
-            f"SELECT day, {sums} FROM usage WHERE {where} GROUP BY day ORDER BY day", params
-        ))
+        return list(
+            self._db.query(
+                f"SELECT day, {sums} FROM usage WHERE {where} GROUP BY day ORDER BY day", params
+            )
+        )
 
     def messages_sent_on(self, user_id: str, day: str) -> int:
         (sent,) = self._db.execute(
