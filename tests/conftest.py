@@ -19,6 +19,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "kills_the_server: kill -9s a server mid-transaction (see fresh_server)"
     )
+    config.addinivalue_line(
+        "markers", "drill(label): a line of the drills screen (tests/drills.py)"
+    )
+    config.addinivalue_line(
+        "markers", "drill_cases(label): counted on a line of the drills screen (tests/drills.py)"
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -99,22 +105,18 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(line)
 
 
-_COUNTED = {
-    "test_api_bad_input.py": "bad input cases",
-    "test_api_security.py": "security cases",
-    "test_isolation.py": "isolation cases (from the route table)",
-}
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    from tests import drills
+
+    for item in items:
+        drills.collected(item)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Count the bad-input, security and isolation cases for the drills screen."""
-    if report.when != "call":
-        return
-    label = _COUNTED.get(Path(report.fspath).name)
-    if label is not None:
-        from tests import drills
+    """Every phase's outcome, for the drills screen (setup and teardown errors count)."""
+    from tests import drills
 
-        drills.record(label, passed=int(report.passed), failed=int(report.failed))
+    drills.reported(report)
 
 
 @pytest.fixture(params=["sqlite", "mongodb"])

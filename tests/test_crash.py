@@ -37,6 +37,7 @@ def load(
 
 
 @pytest.mark.kills_the_server
+@pytest.mark.drill("kill -9 under load ({server_provider})")
 def test_kill_9_under_load_loses_no_acknowledged_send(fresh_server: Server) -> None:
     api = Api.login(fresh_server)
     a = api.create_instance("Loaded")["id"]
@@ -59,10 +60,14 @@ def test_kill_9_under_load_loses_no_acknowledged_send(fresh_server: Server) -> N
     stop.set()
     for worker in workers:
         worker.join(timeout=10)
-    assert len(acknowledged) > 10
-
     # Every acknowledged send is in the event store...
     stored = stored_message_ids(fresh_server)
+    record(
+        acknowledged=len(acknowledged),
+        stored=sum(m in stored for m in acknowledged),
+        lost=len(set(acknowledged) - stored),
+    )
+    assert len(acknowledged) > 10
     assert set(acknowledged) <= stored
     # ...and, after a restart, in the read models; the instances come back connected.
     fresh_server.start()
@@ -72,15 +77,9 @@ def test_kill_9_under_load_loses_no_acknowledged_send(fresh_server: Server) -> N
         f"/api/instances/{a}/chats/15550007002/messages", params={"limit": 1000}
     ).json()
     shown = {m["messageId"] for m in history["messages"]}
+    record(in_history=len(set(acknowledged) & shown))
     assert set(acknowledged) <= shown
     assert api.send(a, "15550007002", "after the crash").status_code == 200
-    record(
-        f"kill -9 under load ({fresh_server.provider})",
-        acknowledged=len(acknowledged),
-        stored=sum(m in stored for m in acknowledged),
-        in_history=len(set(acknowledged) & shown),
-        lost=len(set(acknowledged) - shown),
-    )
 
 
 # The full-disk and read-only drills are SQLite's by nature: they shrink or freeze the
@@ -107,6 +106,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
+@pytest.mark.drill("full disk (4 MB tmpfs)")
 def test_a_full_disk_gives_clear_errors_and_no_damage(tmp_path: Path, tiny_disk: Path) -> None:
     """What the README promises: while the disk is full, sends answer `503
     storage_unavailable` (the instance keeps running: nothing restarts it), nothing
@@ -138,7 +138,6 @@ def test_a_full_disk_gives_clear_errors_and_no_damage(tmp_path: Path, tiny_disk:
     stored = stored_message_ids(server)
     storage_refusals = refused.count((503, "storage_unavailable"))
     record(
-        "full disk (4 MB tmpfs)",
         refused_503_storage_unavailable=storage_refusals,
         other_answers=len(refused) - storage_refusals,
         acknowledged=len(sent),
@@ -157,13 +156,20 @@ def test_a_full_disk_gives_clear_errors_and_no_damage(tmp_path: Path, tiny_disk:
     assert integrity == "ok"
 
 
+@pytest.mark.drill("read-only data directory")
 def test_a_read_only_data_directory_stops_start_up_with_a_clear_line(
     tmp_path: Path, tiny_disk: Path
 ) -> None:
     subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
     server = Server(tmp_path, SQLITE_DATABASE_URL=f"file:{tiny_disk / 'data' / 'whatsapp-api.db'}")
-    with pytest.raises(RuntimeError):
+    try:
         server.start(timeout=15)
+        refused = False
+    except RuntimeError:
+        refused = True
+    finally:
+        server.stop()
     log = server.log_text()
-    assert "cannot use the data directory" in log and str(tiny_disk) in log
-    record("read-only data directory", refused_start=True, clear_line=True)
+    clear_line = "cannot use the data directory" in log and str(tiny_disk) in log
+    record(refused_start=refused, clear_line=clear_line)
+    assert refused and clear_line, log[-2000:]
