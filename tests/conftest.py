@@ -1,4 +1,3 @@
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,25 +50,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, storage: Storage) -> Iterat
         yield running
 
 
-SECANTUS_KILL_9 = (
-    "kill -9 leaves MongoDB transactions of the killed server open; mongod aborts them after "
-    "transactionLifetimeLimitSeconds (60 s), SecantusDB 0.7.0b3 only when a later transaction "
-    "touches its registry, and a plain write spinning on the conflict wedges the whole test "
-    "server. Set MONGODB_TEST_URL (a real mongod) to run this drill on MongoDB"
-)
-
-
 @pytest.fixture()
-def fresh_server(
-    request: pytest.FixtureRequest, tmp_path: Path, storage: Storage
-) -> Iterator[Server]:
+def fresh_server(tmp_path: Path, storage: Storage) -> Iterator[Server]:
     """A server of the test's own, for tests that restart or kill it."""
-    if (
-        storage.provider == "mongodb"
-        and request.node.get_closest_marker("kills_the_server")
-        and not os.environ.get(mongo.TEST_URL)
-    ):
-        pytest.skip(SECANTUS_KILL_9)
     with running_server(tmp_path, storage) as running:
         yield running
 
