@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 
 import httpx
 import pytest
@@ -42,7 +41,7 @@ def test_sigterm_during_load_loses_no_acknowledged_message(fresh_server: Server)
     workers = [threading.Thread(target=load) for _ in range(4)]
     for worker in workers:
         worker.start()
-    time.sleep(1.0)
+    wait_until(lambda: len(acknowledged) >= 20, timeout=60)  # under load, on either provider
     assert fresh_server.process is not None
     fresh_server.process.send_signal(signal.SIGTERM)
     # uvicorn re-raises the signal once shut down: the conventional exit status.
@@ -54,7 +53,7 @@ def test_sigterm_during_load_loses_no_acknowledged_message(fresh_server: Server)
     stored = {event.message_id for event in fresh_server.stored_events(topic="MessageSent")}
     record(acknowledged=len(acknowledged), lost=len(set(acknowledged) - stored))
     assert status in (0, -signal.SIGTERM)
-    assert len(acknowledged) > 10
+    assert len(acknowledged) >= 20
     assert set(acknowledged) <= stored
     log = fresh_server.log_text()
     assert "shutting down" in log and "Application shutdown complete" in log
