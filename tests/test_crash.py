@@ -124,7 +124,8 @@ def test_a_full_disk_gives_clear_errors_and_no_damage(tmp_path: Path, tiny_disk:
         subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)
         answers = [api.send(a, "15550007102", "x" * 2000) for _ in range(30)]
         sent += [r.json()["id"] for r in answers if r.status_code == 200]
-        refused = [(r.status_code, r.json().get("code")) for r in answers if r.status_code != 200]
+        failed = [r for r in answers if r.status_code != 200]
+        refused = [(r.status_code, r.json().get("code")) for r in failed]
         health_while_full = server.client().get("/health").status_code
         filler.unlink()
         # Space again: the very instance carries on (no restart, no new pairing).
@@ -155,6 +156,11 @@ def test_a_full_disk_gives_clear_errors_and_no_damage(tmp_path: Path, tiny_disk:
     assert after.status_code == 200, after.text
     assert after_id in stored
     assert integrity == "ok"
+    # Every 5xx the server answered is an error line that names its request id.
+    errors = (tmp_path / "logs" / "error.log").read_text()
+    for answer in failed:
+        if answer.status_code >= 500:
+            assert f"request={answer.headers['x-request-id']}" in errors, answer.headers
 
 
 @pytest.mark.drill("read-only data directory")
