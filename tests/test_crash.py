@@ -54,8 +54,9 @@ def test_kill_9_under_load_loses_no_acknowledged_send(fresh_server: Server) -> N
     ]
     for worker in workers:
         worker.start()
-    # Kill once sends are being acknowledged (not after a fixed time: on a loaded machine,
-    # or on MongoDB, a second may see none).
+    # Load for a while, and until sends are being acknowledged (on a loaded machine, or on
+    # MongoDB, the first second may see none).
+    time.sleep(1.5)
     wait_until(lambda: len(acknowledged) >= 20, timeout=60)
     fresh_server.kill()
     stop.set()
