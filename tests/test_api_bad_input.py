@@ -661,6 +661,20 @@ def test_sandbox_routes_refuse_bad_bodies(user: Api, paired: str) -> None:
     assert ok.status_code == 200 and ok.json()["id"], ok.text
 
 
+def test_what_the_engine_cannot_do_is_400_unsupported_by_engine(user: Api, paired: str) -> None:
+    # SPEC: an engine that cannot do something answers 400 unsupported_by_engine naming it.
+    pairing = assert_error(
+        user.http.post(f"/api/instances/{paired}/pairing-code", json={"phone": "15550101009"}),
+        400,
+        "unsupported_by_engine",
+    )
+    assert pairing["error"] == "The sandbox engine cannot make pairing codes"
+    check = assert_error(
+        user.http.get(f"/api/whatsapp/{paired}/check/15550101009"), 400, "unsupported_by_engine"
+    )
+    assert "sandbox engine" in check["error"]
+
+
 @pytest.mark.parametrize("instance_id", ["not-a-uuid", "random"])
 def test_sandbox_paths_with_bad_or_unknown_ids_are_404(user: Api, instance_id: str) -> None:
     if instance_id == "random":

@@ -35,6 +35,7 @@ from actors.engines.base import (
     Receipt,
     Sent,
 )
+from actors.engines.capabilities import CloudWebhookReceiver
 from actors.webhooks import AddressNotAllowed, check_address
 from domain.phone import USER_SERVER, jid_number
 
@@ -158,7 +159,7 @@ def unreachable() -> EngineError:
     return EngineError("The Graph API could not be reached", "cloud_unavailable", 502)
 
 
-class CloudEngine(Engine):
+class CloudEngine(Engine, CloudWebhookReceiver):
     """An instance on the WhatsApp Business Cloud API.
 
     `allow_private` and `require_https` are the server's address policy
@@ -257,7 +258,7 @@ class CloudEngine(Engine):
             content["filename"] = media.filename
         return self._message(to, kind, content)
 
-    # -- Meta's webhook -----------------------------------------------------------
+    # -- capability: CloudWebhookReceiver (Meta's webhook) -----------------------
 
     def verify_subscription(self, mode: str | None, token: str | None) -> bool:
         expected = self.settings.get("verifyToken") or ""

@@ -197,7 +197,7 @@ async def check_number(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     phone = normalize_phone(request.path_params["phone"])
-    exists = await ctx.ask(ctx.proxy(row["id"]).engine_call("check", phone))
+    exists = await ctx.ask(ctx.proxy(row["id"]).check_number(phone))
     return JSONResponse({"phone": phone, "exists": bool(exists)})
 
 
@@ -207,9 +207,7 @@ async def pairing_code(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     body = await parse(request, PairingCode)
-    code = await ctx.ask(
-        ctx.proxy(row["id"]).engine_call("pairing_code", normalize_phone(body.phone))
-    )
+    code = await ctx.ask(ctx.proxy(row["id"]).pairing_code(normalize_phone(body.phone)))
     return JSONResponse({"pairingCode": code})
 
 
