@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from msgspec import structs
 
 from actors.engines.cloud import graph_url_problem, is_metas
-from actors.webhooks import AddressNotAllowed, check_address
+from actors.outbound import AddressNotAllowed, OutboundHTTP
 from app.context import Context
 from app.errors import ApiError
 from app.schemas import CloudSettings
@@ -61,6 +61,6 @@ async def check_proxy(ctx: Context, url: str | None) -> None:
 
 async def _allowed(ctx: Context, url: str, code: str, what: str) -> None:
     try:
-        await check_address(url, ctx.settings.webhook_allow_private)
+        await OutboundHTTP(ctx.settings.webhook_allow_private).check(url)
     except AddressNotAllowed:
         raise ApiError(400, code, f"{what} is not allowed on this server") from None

@@ -36,7 +36,7 @@ from actors.engines.base import (
     Sent,
 )
 from actors.engines.capabilities import CloudWebhookReceiver
-from actors.webhooks import AddressNotAllowed, check_address
+from actors.outbound import OutboundHTTP, refused
 from domain.phone import USER_SERVER, jid_number
 
 TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
@@ -49,7 +49,8 @@ _FBTRACE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")  # Meta's are 11-23 such charact
 
 
 class _Loop:
-    """One event loop thread and HTTP session shared by every cloud engine."""
+    """One event loop thread shared by every cloud engine, with one HTTP session per
+    address policy (connections through actors.outbound: only to allowed addresses)."""
 
     _lock = threading.Lock()
     _instance: _Loop | None = None
@@ -57,7 +58,7 @@ class _Loop:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="cloud-engine", daemon=True).start()
-        self.session: aiohttp.ClientSession = self.run(self._session())
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
 
     @classmethod
     def get(cls) -> _Loop:
@@ -66,9 +67,14 @@ class _Loop:
                 cls._instance = _Loop()
             return cls._instance
 
-    @staticmethod
-    async def _session() -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(timeout=TIMEOUT)
+    def session(self, allow_private: bool) -> aiohttp.ClientSession:
+        """The session for this policy (made in the loop's thread, on first use)."""
+        session = self._sessions.get(allow_private)
+        if session is None:
+            session = self._sessions[allow_private] = OutboundHTTP(allow_private).session(
+                timeout=TIMEOUT
+            )
+        return session
 
     def run(self, coroutine: Any, timeout: float = 60) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
@@ -391,17 +397,8 @@ class CloudEngine(Engine, CloudWebhookReceiver):
             raise EngineError(f"The graphBaseUrl {problem}", "graph_url_not_allowed", 400)
 
         async def call() -> Any:
-            if not (self.allow_private or is_metas(url)):
-                try:
-                    await check_address(url, allow_private=False)
-                except AddressNotAllowed:
-                    raise EngineError(
-                        "The graphBaseUrl is not allowed on this server",
-                        "graph_url_not_allowed",
-                        400,
-                    ) from None
             try:
-                async with self._loop.session.request(
+                async with self._loop.session(self.allow_private).request(
                     method,
                     self._base + path,
                     params=params,
@@ -418,7 +415,13 @@ class CloudEngine(Engine, CloudWebhookReceiver):
                             "The Graph API's answer was not understood", "cloud_unavailable", 502
                         )
                     return body
-            except (aiohttp.ClientError, TimeoutError):
+            except (aiohttp.ClientError, OSError, TimeoutError) as error:
+                if refused(error):
+                    raise EngineError(
+                        "The graphBaseUrl is not allowed on this server",
+                        "graph_url_not_allowed",
+                        400,
+                    ) from None
                 raise unreachable() from None
 
         return self._loop.run(call())
