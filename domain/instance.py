@@ -30,6 +30,8 @@ class InstanceNotConnected(InstanceError):
 class Instance(Aggregate):
     """A WhatsApp account driven by one engine on behalf of one user."""
 
+    lid: str | None = None  # read from snapshots taken before instances had one
+
     @event("Created")
     def __init__(
         self,
@@ -49,6 +51,7 @@ class Instance(Aggregate):
         self.status = "connecting"
         self.qr_code: str | None = None
         self.phone: str | None = None
+        self.lid: str | None = None
         self.push_name: str | None = None
         self.deleted = False
         # Insertion-ordered (a plain dict survives snapshot encoding), oldest first.
@@ -115,11 +118,31 @@ class Instance(Aggregate):
     def expire_qr(self) -> None:
         self.qr_code = None
 
-    @event("ConnectionOpened")
-    def open_connection(self, phone: str | None, push_name: str | None) -> None:
+    class ConnectionOpened(Aggregate.Event):
+        """Connected as `phone` (digits), known to WhatsApp also as `lid` (`…@lid`)."""
+
+        class_version = 2
+        phone: str | None
+        push_name: str | None
+        lid: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["lid"] = None
+
+    def open_connection(
+        self, phone: str | None, push_name: str | None, lid: str | None = None
+    ) -> None:
+        self._connection_opened(phone=phone, push_name=push_name, lid=lid)
+
+    @event(ConnectionOpened)
+    def _connection_opened(self, phone: str | None, push_name: str | None, lid: str | None) -> None:
         self.status = "connected"
         self.qr_code = None
+        if phone and phone != self.phone:
+            self.lid = None  # another number: its LID is another too
         self.phone = phone or self.phone
+        self.lid = lid or self.lid
         self.push_name = push_name or self.push_name
 
     @event("ConnectionClosed")
@@ -132,6 +155,7 @@ class Instance(Aggregate):
         self.status = "logged_out"
         self.qr_code = None
         self.phone = None
+        self.lid = None
 
     @event("TemporarilyBanned")
     def ban(self, reason: str, expires_at: int) -> None:
@@ -140,6 +164,38 @@ class Instance(Aggregate):
         self.banned_until = expires_at
 
     # -- messages -----------------------------------------------------------------
+    #
+    # Every message event names the chat and carries the other party's `phone` (digits)
+    # and `lid` (`…@lid`) whenever either is known: the chat's for a one-to-one chat,
+    # the participant's in a group. `data` is the structured part of a location
+    # (`{latitude, longitude, name, address}`), contact cards (`{contacts: [{name,
+    # phone}]}`), poll (`{question, options, multipleAnswers}`) or template (`{name,
+    # language, components}`) message, by `message_type`.
+
+    class MessageSent(Aggregate.Event):
+        """We sent a message. `recipients`: the participants a group message went to
+        (their receipts decide when it counts as delivered and read); empty otherwise."""
+
+        class_version = 2
+        message_id: str
+        to: str
+        message_type: str
+        body: str
+        media: dict[str, Any] | None
+        sent_at: int
+        idempotency_key: str | None
+        quoted_message_id: str | None
+        mentions: list[str]
+        data: dict[str, Any] | None
+        phone: str | None
+        lid: str | None
+        recipients: list[str]
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.update(
+                quoted_message_id=None, mentions=[], data=None, phone=None, lid=None, recipients=[]
+            )
 
     def record_sent(
         self,
@@ -150,6 +206,12 @@ class Instance(Aggregate):
         media: dict[str, Any] | None,
         sent_at: int,
         idempotency_key: str | None,
+        quoted_message_id: str | None = None,
+        mentions: list[str] | None = None,
+        data: dict[str, Any] | None = None,
+        phone: str | None = None,
+        lid: str | None = None,
+        recipients: list[str] | None = None,
     ) -> None:
         self.check_connected()
         self._message_sent(
@@ -160,9 +222,15 @@ class Instance(Aggregate):
             media=media,
             sent_at=sent_at,
             idempotency_key=idempotency_key,
+            quoted_message_id=quoted_message_id,
+            mentions=list(mentions or []),
+            data=data,
+            phone=phone,
+            lid=lid,
+            recipients=list(recipients or []),
         )
 
-    @event("MessageSent")
+    @event(MessageSent)
     def _message_sent(
         self,
         message_id: str,
@@ -172,13 +240,48 @@ class Instance(Aggregate):
         media: dict[str, Any] | None,
         sent_at: int,
         idempotency_key: str | None,
+        quoted_message_id: str | None,
+        mentions: list[str],
+        data: dict[str, Any] | None,
+        phone: str | None,
+        lid: str | None,
+        recipients: list[str],
     ) -> None:
         if idempotency_key:
             self.idempotency[idempotency_key] = message_id
             while len(self.idempotency) > IDEMPOTENCY_MEMORY:
                 del self.idempotency[next(iter(self.idempotency))]
 
-    @event("MessageReceived")
+    class MessageReceived(Aggregate.Event):
+        """A message arrived. `sender` wrote it; `chat` is where (a group's JID in a
+        group, else the sender's own)."""
+
+        class_version = 2
+        message_id: str
+        sender: str
+        push_name: str | None
+        message_type: str
+        body: str
+        media: dict[str, Any] | None
+        received_at: int
+        chat: str
+        quoted_message_id: str | None
+        mentions: list[str]
+        data: dict[str, Any] | None
+        phone: str | None
+        lid: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.update(
+                chat=state["sender"],
+                quoted_message_id=None,
+                mentions=[],
+                data=None,
+                phone=None,
+                lid=None,
+            )
+
     def record_received(
         self,
         message_id: str,
@@ -188,13 +291,213 @@ class Instance(Aggregate):
         body: str,
         media: dict[str, Any] | None,
         received_at: int,
+        chat: str | None = None,
+        quoted_message_id: str | None = None,
+        mentions: list[str] | None = None,
+        data: dict[str, Any] | None = None,
+        phone: str | None = None,
+        lid: str | None = None,
+    ) -> None:
+        self._message_received(
+            message_id=message_id,
+            sender=sender,
+            push_name=push_name,
+            message_type=message_type,
+            body=body,
+            media=media,
+            received_at=received_at,
+            chat=chat or sender,
+            quoted_message_id=quoted_message_id,
+            mentions=list(mentions or []),
+            data=data,
+            phone=phone,
+            lid=lid,
+        )
+
+    @event(MessageReceived)
+    def _message_received(
+        self,
+        message_id: str,
+        sender: str,
+        push_name: str | None,
+        message_type: str,
+        body: str,
+        media: dict[str, Any] | None,
+        received_at: int,
+        chat: str,
+        quoted_message_id: str | None,
+        mentions: list[str],
+        data: dict[str, Any] | None,
+        phone: str | None,
+        lid: str | None,
     ) -> None:
         pass
 
-    @event("MessageStatusChanged")
-    def record_status(self, message_id: str, status: str, remote_jid: str, from_me: bool) -> None:
+    class MessageStatusChanged(Aggregate.Event):
+        """A receipt: `participant` is who delivered or read it, in a group."""
+
+        class_version = 2
+        message_id: str
+        status: str
+        remote_jid: str
+        from_me: bool
+        participant: str | None
+        phone: str | None
+        lid: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.update(participant=None, phone=None, lid=None)
+
+    def record_status(
+        self,
+        message_id: str,
+        status: str,
+        remote_jid: str,
+        from_me: bool,
+        participant: str | None = None,
+        phone: str | None = None,
+        lid: str | None = None,
+    ) -> None:
+        self._status_changed(
+            message_id=message_id,
+            status=status,
+            remote_jid=remote_jid,
+            from_me=from_me,
+            participant=participant,
+            phone=phone,
+            lid=lid,
+        )
+
+    @event(MessageStatusChanged)
+    def _status_changed(
+        self,
+        message_id: str,
+        status: str,
+        remote_jid: str,
+        from_me: bool,
+        participant: str | None,
+        phone: str | None,
+        lid: str | None,
+    ) -> None:
         pass
 
     @event("ContactsSynced")
     def sync_contacts(self, contacts: list[dict[str, Any]]) -> None:
         pass
+
+    # -- what happens to messages already sent or received --------------------------
+    #
+    # `sender` is who did it (None: this instance, from_me true), `chat` where the
+    # message is. An empty emoji removes a reaction; an empty list of options withdraws
+    # a vote (each vote replaces the voter's earlier one).
+
+    @event("MessageReacted")
+    def record_reaction(
+        self,
+        message_id: str,
+        chat: str,
+        sender: str | None,
+        from_me: bool,
+        emoji: str,
+        phone: str | None,
+        lid: str | None,
+        reacted_at: int,
+    ) -> None:
+        pass
+
+    @event("MessageEdited")
+    def record_edit(
+        self,
+        message_id: str,
+        chat: str,
+        sender: str | None,
+        from_me: bool,
+        body: str,
+        phone: str | None,
+        lid: str | None,
+        edited_at: int,
+    ) -> None:
+        pass
+
+    @event("MessageRevoked")
+    def record_revocation(
+        self,
+        message_id: str,
+        chat: str,
+        sender: str | None,
+        from_me: bool,
+        phone: str | None,
+        lid: str | None,
+        revoked_at: int,
+    ) -> None:
+        pass
+
+    @event("PollVoted")
+    def record_vote(
+        self,
+        message_id: str,
+        chat: str,
+        voter: str | None,
+        from_me: bool,
+        options: list[str],
+        phone: str | None,
+        lid: str | None,
+        voted_at: int,
+    ) -> None:
+        pass
+
+    @event("ChatRead")
+    def record_read(
+        self, chat: str, message_ids: list[str], phone: str | None, lid: str | None
+    ) -> None:
+        """This instance marked messages of a chat read (read receipts went to the sender)."""
+
+    # -- groups ---------------------------------------------------------------------
+    #
+    # `group` is a whole group as `domain.groups.Group.describe()` gives it; `by` is the
+    # participant who made a change (None: this instance).
+
+    @event("GroupCreated")
+    def record_group_created(self, group: dict[str, Any]) -> None:
+        """This instance created a group."""
+
+    @event("GroupJoined")
+    def record_group_joined(self, group: dict[str, Any], reason: str, by: str | None) -> None:
+        """This instance is in a group it was not in: `reason` is "added" (by `by`),
+        "invite" (it joined by an invite code) or "sync" (the engine found it)."""
+
+    @event("GroupLeft")
+    def record_group_left(self, group_id: str, reason: str, by: str | None) -> None:
+        """This instance is no longer in a group: `reason` "left" or "removed" (by `by`)."""
+
+    @event("GroupParticipantsChanged")
+    def record_group_participants(
+        self, group_id: str, action: str, participants: list[dict[str, Any]], by: str | None
+    ) -> None:
+        """Participants were added, removed, promoted or demoted (`action`); each is
+        `{id, phone, lid}`."""
+
+    @event("GroupSettingsChanged")
+    def record_group_settings(self, group_id: str, changes: dict[str, Any], by: str | None) -> None:
+        """Some of subject, description, announce, locked changed (only those are given)."""
+
+    # -- who is who -----------------------------------------------------------------
+
+    @event("IdentityLearnt")
+    def learn_identity(self, phone: str, lid: str) -> None:
+        """WhatsApp names the person with phone number `phone` (digits) also by `lid`
+        (`…@lid`): from now on, and in what was recorded before, they are one party."""
+
+    @event("PresenceUpdated")
+    def record_presence(
+        self, jid: str, state: str, phone: str | None, lid: str | None, last_seen: int | None
+    ) -> None:
+        """Someone's presence (available, unavailable, composing, recording, paused).
+        Recorded only while webhooks want it (notifyPresence): see `wants_presence`."""
+
+    @property
+    def wants_presence(self) -> bool:
+        """Presence updates are frequent and worthless once past; they are stored only to be
+        delivered to a webhook that asked for them."""
+        return bool(self.webhook.get("enabled")) and bool(self.webhook.get("notifyPresence"))

@@ -4,6 +4,7 @@ import re
 
 USER_SERVER = "s.whatsapp.net"
 GROUP_SERVER = "g.us"
+LID_SERVER = "lid"
 
 _STRIP = re.compile(r"[+\s\-()]")
 _DIGITS = re.compile(
@@ -44,3 +45,12 @@ def jid_number(jid: str) -> str:
 
 def is_group(jid: str) -> bool:
     return jid.endswith("@" + GROUP_SERVER)
+
+
+def is_lid(jid: str) -> bool:
+    """A LID (`…@lid`): WhatsApp's name for a person that does not reveal the number."""
+    return jid.endswith("@" + LID_SERVER)
+
+
+def phone_jid(phone: str) -> str:
+    return f"{phone}@{USER_SERVER}"

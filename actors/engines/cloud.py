@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from actors.engines.base import (
+    NO_OPTIONS,
     Connected,
     Disconnected,
     Emit,
@@ -33,6 +34,7 @@ from actors.engines.base import (
     Inbound,
     Media,
     Receipt,
+    SendOptions,
     Sent,
 )
 from actors.engines.capabilities import CloudWebhookReceiver
@@ -248,10 +250,12 @@ class CloudEngine(Engine, CloudWebhookReceiver):
     def forget(self) -> None:
         self.connected = False
 
-    def send_text(self, to: str, text: str) -> Sent:
+    def send_text(self, to: str, text: str, options: SendOptions = NO_OPTIONS) -> Sent:
         return self._message(to, "text", {"body": text, "preview_url": False})
 
-    def send_media(self, to: str, media: Media, caption: str) -> Sent:
+    def send_media(
+        self, to: str, media: Media, caption: str, options: SendOptions = NO_OPTIONS
+    ) -> Sent:
         kind = media.kind
         content: dict[str, Any] = {}
         if media.url:

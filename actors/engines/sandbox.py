@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.engines.base import (
+    NO_OPTIONS,
     Connected,
     Disconnected,
     Emit,
@@ -29,6 +30,7 @@ from actors.engines.base import (
     Media,
     QrCode,
     Receipt,
+    SendOptions,
     Sent,
 )
 from actors.engines.capabilities import SandboxControls
@@ -118,10 +120,12 @@ class SandboxEngine(Engine, SandboxControls):
         self.disconnect()
         shutil.rmtree(self.session_file.parent, ignore_errors=True)
 
-    def send_text(self, to: str, text: str) -> Sent:
+    def send_text(self, to: str, text: str, options: SendOptions = NO_OPTIONS) -> Sent:
         return self._send(to, "text", text, None)
 
-    def send_media(self, to: str, media: Media, caption: str) -> Sent:
+    def send_media(
+        self, to: str, media: Media, caption: str, options: SendOptions = NO_OPTIONS
+    ) -> Sent:
         return self._send(to, media.kind, caption, media.describe())
 
     def healthy(self) -> bool:

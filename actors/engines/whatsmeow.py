@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from actors.engines.base import (
+    NO_OPTIONS,
     Banned,
     Connected,
     Disconnected,
@@ -36,6 +37,7 @@ from actors.engines.base import (
     Media,
     QrCode,
     Receipt,
+    SendOptions,
     Sent,
 )
 from actors.engines.capabilities import NumberCheck, Pairing
@@ -111,11 +113,13 @@ class WhatsmeowEngine(Engine, Pairing, NumberCheck):
         self.disconnect()
         shutil.rmtree(self.session_dir, ignore_errors=True)
 
-    def send_text(self, to: str, text: str) -> Sent:
+    def send_text(self, to: str, text: str, options: SendOptions = NO_OPTIONS) -> Sent:
         answer = self._request("send_text", to=to, text=text)
         return Sent(answer["id"], answer["timestamp"])
 
-    def send_media(self, to: str, media: Media, caption: str) -> Sent:
+    def send_media(
+        self, to: str, media: Media, caption: str, options: SendOptions = NO_OPTIONS
+    ) -> Sent:
         answer = self._request(
             "send_media",
             to=to,
