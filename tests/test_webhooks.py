@@ -26,6 +26,24 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
+# What the instance stores for each notify flag's kind (type, and status for receipts).
+NOTIFIED_KINDS = {
+    "MessageSent",
+    "MessageStatusChanged:delivered",
+    "MessageStatusChanged:read",
+    "MessageReceived",
+}
+
+
+def stored_kinds(api: Api, instance: str) -> list[str]:
+    """The instance's stored events, as their type (with the status, for receipts)."""
+    answer = api.http.get(f"/api/instances/{instance}/events", params={"limit": 1000})
+    return [
+        event["type"] + (f":{event['data']['status']}" if event["data"].get("status") else "")
+        for event in answer.json()["events"]
+    ]
+
+
 def hooked(api: Api, name: str, url: str, **settings: object) -> str:
     return api.create_instance(name, webhookUrl=url, webhookEnabled=True, **{**ALL, **settings})[
         "id"
@@ -144,9 +162,12 @@ def test_each_notify_flag_filters_its_events(
         admin.pair(peer, str(int(number) + 1000))
         admin.send(a, str(int(number) + 1000), "hi")
         admin.send(peer, number, "back")
-        # Everything else arrives; the filtered kind never does.
-        wait_until(lambda: len(receiver.received) >= 5)
-        time.sleep(0.3)
+        # Every kind is stored for the instance, the filtered one too...
+        wait_until(lambda: set(stored_kinds(admin, a)) >= NOTIFIED_KINDS)
+        # ...and then an event that is always sent: deliveries are in order, so once it has
+        # arrived, the filtered kind would have arrived before it (no fixed wait).
+        assert admin.http.post(f"/api/sandbox/instances/{a}/drop").status_code == 200
+        wait_until(lambda: "connection_closed" in receiver.events())
         seen = [
             r.event if r.event != "message_status" else r.json["data"]["status"]
             for r in receiver.received
@@ -291,8 +312,18 @@ def test_replay_resends_exactly_the_range_with_the_original_delivery_ids(
     for r in replayed:
         if r.event == "message_sent":
             assert r.headers["x-webhook-delivery"] == originals[r.json["data"]["messageId"]]
-    time.sleep(0.3)
-    assert len(receiver.received) == before + expected
+    # Nothing else comes. Not a fixed wait: a live send after the replay arrives with its
+    # receipts, and live deliveries are in order, so a stray re-send would come before them.
+    r3 = admin.send(a, "15553370002", "r3").json()["id"]
+    wait_until(
+        lambda: any(
+            r.json["data"].get("messageId") == r3 and r.json["data"].get("status") == "read"
+            for r in receiver.received
+        )
+    )
+    later = receiver.received[before + expected :]
+    assert [r.headers.get("x-webhook-replay") for r in later] == [None] * len(later)
+    assert {r.json["data"]["messageId"] for r in later} == {r3}, [r.json for r in later]
 
 
 def test_private_webhook_addresses_are_refused_when_not_allowed(tmp_path) -> None:
