@@ -19,6 +19,7 @@ from actors.engines.base import (
     GroupSettings,
     IdentityPair,
     Inbound,
+    Notice,
     PollVote,
     Presence,
     Reaction,
@@ -66,10 +67,12 @@ def record(instance: Instance, report: EngineEvent, known: KnownIdentities) -> b
                 body=m.body,
                 media=m.media,
                 received_at=m.timestamp,
+                data=m.data,
+                bsuid=m.bsuid,
+                username=m.username,
                 chat=m.chat,
                 quoted_message_id=m.quoted_message_id,
                 mentions=list(m.mentions),
-                data=m.data,
                 phone=m.phone,
                 lid=m.lid,
             )
@@ -80,10 +83,13 @@ def record(instance: Instance, report: EngineEvent, known: KnownIdentities) -> b
                 r.status,
                 r.remote_jid,
                 from_me=True,
+                error=r.error,
                 participant=r.participant,
                 phone=r.phone,
                 lid=r.lid,
             )
+        case Notice(kind, details):
+            instance.receive_notice(kind, details)
         case Contacts(contacts):
             instance.sync_contacts(contacts)
         case Reaction() as r:

@@ -46,6 +46,7 @@ EVENT_TYPES: dict[str, type] = {
     "MessageReceived": Instance.MessageReceived,
     "MessageStatusChanged": Instance.MessageStatusChanged,
     "ContactsSynced": Instance.ContactsSynced,
+    "NoticeReceived": Instance.NoticeReceived,
     "MessageReacted": Instance.MessageReacted,
     "MessageEdited": Instance.MessageEdited,
     "MessageRevoked": Instance.MessageRevoked,

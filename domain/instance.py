@@ -119,24 +119,41 @@ class Instance(Aggregate):
         self.qr_code = None
 
     class ConnectionOpened(Aggregate.Event):
-        """Connected as `phone` (digits), known to WhatsApp also as `lid` (`…@lid`)."""
+        """The engine connected as `phone` (digits), known to WhatsApp also as `lid`
+        (`…@lid`). `details`: what the engine says about the account (the Cloud API: the
+        number's status, quality rating, messaging limit...)."""
 
-        class_version = 2
+        class_version = 3
         phone: str | None
         push_name: str | None
+        details: dict[str, Any] | None
         lid: str | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["details"] = None
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
             state["lid"] = None
 
     def open_connection(
-        self, phone: str | None, push_name: str | None, lid: str | None = None
+        self,
+        phone: str | None,
+        push_name: str | None,
+        details: dict[str, Any] | None = None,
+        lid: str | None = None,
     ) -> None:
-        self._connection_opened(phone=phone, push_name=push_name, lid=lid)
+        self._connection_opened(phone=phone, push_name=push_name, details=details, lid=lid)
 
     @event(ConnectionOpened)
-    def _connection_opened(self, phone: str | None, push_name: str | None, lid: str | None) -> None:
+    def _connection_opened(
+        self,
+        phone: str | None,
+        push_name: str | None,
+        details: dict[str, Any] | None,
+        lid: str | None,
+    ) -> None:
         self.status = "connected"
         self.qr_code = None
         if phone and phone != self.phone:
@@ -167,10 +184,11 @@ class Instance(Aggregate):
     #
     # Every message event names the chat and carries the other party's `phone` (digits)
     # and `lid` (`…@lid`) whenever either is known: the chat's for a one-to-one chat,
-    # the participant's in a group. `data` is the structured part of a location
-    # (`{latitude, longitude, name, address}`), contact cards (`{contacts: [{name,
-    # phone}]}`), poll (`{question, options, multipleAnswers}`) or template (`{name,
-    # language, components}`) message, by `message_type`.
+    # the participant's in a group. `data` is the structured content by kind: a
+    # location (`{"location": {latitude, longitude, name, address}}`), contact cards
+    # (`{"contacts": [{name, phone}]}`), a poll (`{"poll": {question, options,
+    # multipleAnswers}}`), a template (`{"template": {name, language, components}}`),
+    # and what the Cloud API adds to received messages (see MessageReceived).
 
     class MessageSent(Aggregate.Event):
         """We sent a message. `recipients`: the participants a group message went to
@@ -212,8 +230,15 @@ class Instance(Aggregate):
         phone: str | None = None,
         lid: str | None = None,
         recipients: list[str] | None = None,
+        accepted: bool = False,
     ) -> None:
-        self.check_connected()
+        """Record a sent message. `accepted`: the network has taken it already (a send
+        that ran while the actor went on), so it is recorded whatever the connection's
+        state is now."""
+        if accepted:
+            self.check_not_deleted()
+        else:
+            self.check_connected()
         self._message_sent(
             message_id=message_id,
             to=to,
@@ -253,10 +278,15 @@ class Instance(Aggregate):
                 del self.idempotency[next(iter(self.idempotency))]
 
     class MessageReceived(Aggregate.Event):
-        """A message arrived. `sender` wrote it; `chat` is where (a group's JID in a
-        group, else the sender's own)."""
+        """A message arrived. `sender` wrote it; `chat` is where (a group's JID in a group,
+        else the sender's own). `body` is its text for a person (a caption, a button's
+        title, a place's name...); `data` what a program needs, by kind (`location`,
+        `contacts`, `poll`, and from the Cloud API `interactive`, `button`, `reaction`,
+        `order`, `system`, `unsupported`, `context`, `referral`); `bsuid` the sender's
+        business-scoped user id and `username` their WhatsApp username (Cloud API), when
+        known."""
 
-        class_version = 2
+        class_version = 3
         message_id: str
         sender: str
         push_name: str | None
@@ -264,22 +294,23 @@ class Instance(Aggregate):
         body: str
         media: dict[str, Any] | None
         received_at: int
+        data: dict[str, Any] | None
+        bsuid: str | None
+        username: str | None
         chat: str
         quoted_message_id: str | None
         mentions: list[str]
-        data: dict[str, Any] | None
         phone: str | None
         lid: str | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.update(data=None, bsuid=None, username=None)
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
             state.update(
-                chat=state["sender"],
-                quoted_message_id=None,
-                mentions=[],
-                data=None,
-                phone=None,
-                lid=None,
+                chat=state["sender"], quoted_message_id=None, mentions=[], phone=None, lid=None
             )
 
     def record_received(
@@ -291,10 +322,12 @@ class Instance(Aggregate):
         body: str,
         media: dict[str, Any] | None,
         received_at: int,
+        data: dict[str, Any] | None = None,
+        bsuid: str | None = None,
+        username: str | None = None,
         chat: str | None = None,
         quoted_message_id: str | None = None,
         mentions: list[str] | None = None,
-        data: dict[str, Any] | None = None,
         phone: str | None = None,
         lid: str | None = None,
     ) -> None:
@@ -306,10 +339,12 @@ class Instance(Aggregate):
             body=body,
             media=media,
             received_at=received_at,
+            data=data,
+            bsuid=bsuid,
+            username=username,
             chat=chat or sender,
             quoted_message_id=quoted_message_id,
             mentions=list(mentions or []),
-            data=data,
             phone=phone,
             lid=lid,
         )
@@ -324,29 +359,39 @@ class Instance(Aggregate):
         body: str,
         media: dict[str, Any] | None,
         received_at: int,
+        data: dict[str, Any] | None,
+        bsuid: str | None,
+        username: str | None,
         chat: str,
         quoted_message_id: str | None,
         mentions: list[str],
-        data: dict[str, Any] | None,
         phone: str | None,
         lid: str | None,
     ) -> None:
         pass
 
     class MessageStatusChanged(Aggregate.Event):
-        """A receipt: `participant` is who delivered or read it, in a group."""
+        """A sent message's status moved (`sent`, `delivered`, `read`, `played`) or it
+        `failed` after it was accepted; a failure carries `error`: `{code, title,
+        details}` as the network said it. In a group, `participant` is who delivered or
+        read it."""
 
-        class_version = 2
+        class_version = 3
         message_id: str
         status: str
         remote_jid: str
         from_me: bool
+        error: dict[str, Any] | None
         participant: str | None
         phone: str | None
         lid: str | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["error"] = None
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
             state.update(participant=None, phone=None, lid=None)
 
     def record_status(
@@ -355,6 +400,7 @@ class Instance(Aggregate):
         status: str,
         remote_jid: str,
         from_me: bool,
+        error: dict[str, Any] | None = None,
         participant: str | None = None,
         phone: str | None = None,
         lid: str | None = None,
@@ -364,6 +410,7 @@ class Instance(Aggregate):
             status=status,
             remote_jid=remote_jid,
             from_me=from_me,
+            error=error,
             participant=participant,
             phone=phone,
             lid=lid,
@@ -376,11 +423,18 @@ class Instance(Aggregate):
         status: str,
         remote_jid: str,
         from_me: bool,
+        error: dict[str, Any] | None,
         participant: str | None,
         phone: str | None,
         lid: str | None,
     ) -> None:
         pass
+
+    @event("NoticeReceived")
+    def receive_notice(self, kind: str, details: dict[str, Any]) -> None:
+        """The network said something about the account that is not a message: the
+        Cloud API's `account_update` (bans, restrictions, quality) and webhook-level
+        `errors`."""
 
     @event("ContactsSynced")
     def sync_contacts(self, contacts: list[dict[str, Any]]) -> None:

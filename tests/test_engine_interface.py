@@ -7,16 +7,13 @@ exercised whichever engines implement it.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
-from uuid import UUID
 
 import pykka
 import pytest
-from eventsourcing.persistence import StoredEvent
 
 from actors.engines import capabilities as caps
 from actors.engines.base import (
@@ -667,63 +664,6 @@ def test_the_edit_window_is_fifteen_minutes() -> None:
         sent.check_editable(1000.0 + EDIT_WINDOW_SECONDS + 1)
     with pytest.raises(NotEditable):
         message(revoked=True).check_editable(1000.0)
-
-
-def test_events_stored_before_this_version_read_with_empty_new_fields(tmp_path: Path) -> None:
-    """Events of the first version (no chat, quote, mentions, data, phone or lid) are
-    upcast when read: a store written before keeps working."""
-    store = EventStore(env=sqlite_env(str(tmp_path / "es.db")))
-    try:
-        topic = "domain.instance:Instance."
-        ts = {"_type_": "datetime_iso", "_data_": "2026-01-01T00:00:00+00:00"}
-        v1 = {
-            "MessageSent": {
-                "message_id": "OLD1",
-                "to": BOB,
-                "message_type": "text",
-                "body": "old",
-                "media": None,
-                "sent_at": 1,
-                "idempotency_key": None,
-            },
-            "MessageReceived": {
-                "message_id": "OLD2",
-                "sender": BOB,
-                "push_name": None,
-                "message_type": "text",
-                "body": "old",
-                "media": None,
-                "received_at": 1,
-            },
-            "MessageStatusChanged": {
-                "message_id": "OLD1",
-                "status": "read",
-                "remote_jid": BOB,
-                "from_me": True,
-            },
-            "ConnectionOpened": {"phone": "15550000001", "push_name": None},
-        }
-        originator = UUID(int=7)
-        for version, (name, state) in enumerate(v1.items(), start=1):
-            raw = StoredEvent(
-                originator_id=originator,
-                originator_version=version,
-                topic=topic + name,
-                state=json.dumps({"timestamp": ts, **state}).encode(),
-            )
-            event = store.mapper.to_domain_event(raw)
-            assert type(event) is getattr(Instance, name)
-            if name == "MessageSent":
-                assert (event.quoted_message_id, event.mentions, event.data) == (None, [], None)
-                assert (event.phone, event.lid, event.recipients) == (None, None, [])
-            if name == "MessageReceived":
-                assert (event.chat, event.phone, event.lid) == (BOB, None, None)
-            if name == "MessageStatusChanged":
-                assert event.participant is None
-            if name == "ConnectionOpened":
-                assert event.lid is None
-    finally:
-        store.close()
 
 
 def test_every_instance_event_has_a_name_in_the_audit_trail() -> None:

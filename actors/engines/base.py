@@ -23,8 +23,9 @@ from domain.messages import MessageRef
 
 
 class EngineError(Exception):
-    """The engine refused or failed a command; `code` says why, for the API, and
-    `details` (optional) what a program may act on."""
+    """The engine refused or failed a command; `code` says why, for the API,
+    `details` (optional) what a program may act on, and `retry_after` when to try
+    again."""
 
     def __init__(
         self,
@@ -32,11 +33,13 @@ class EngineError(Exception):
         code: str = "engine_error",
         status: int = 409,
         details: dict[str, Any] | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
         self.details = details
+        self.retry_after = retry_after  # seconds, for a 429 or 503 (Retry-After)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class QrCode:
 class Connected:
     phone: str | None
     push_name: str | None
+    details: dict[str, Any] | None = None  # what the network says about the account
     lid: str | None = None  # the LID WhatsApp knows this account by
 
 
@@ -73,8 +77,9 @@ class Banned:
 @dataclass(frozen=True)
 class Inbound:
     """A message arrived. `sender` wrote it; `chat` is where (None: the sender's own chat;
-    a group's JID in a group). `data`: the structured part of a location, contact cards,
-    poll or template message (see `domain.instance.Instance.MessageSent`)."""
+    a group's JID in a group). `body` is its text for a person, `data` its structured
+    content by kind (`{"location": {...}}`, `{"poll": {...}}`...; see
+    `Instance.MessageReceived`)."""
 
     message_id: str
     sender: str
@@ -83,10 +88,12 @@ class Inbound:
     body: str
     media: dict[str, Any] | None
     timestamp: int
+    data: dict[str, Any] | None = None
+    bsuid: str | None = None  # the sender's business-scoped user id (Cloud API)
+    username: str | None = None
     chat: str | None = None
     quoted_message_id: str | None = None
     mentions: tuple[str, ...] = ()
-    data: dict[str, Any] | None = None
     phone: str | None = None
     lid: str | None = None
 
@@ -99,9 +106,19 @@ class Receipt:
     message_id: str
     status: str
     remote_jid: str
+    error: dict[str, Any] | None = None  # {code, title, details} of a `failed` status
     participant: str | None = None
     phone: str | None = None
     lid: str | None = None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the network said about the account that is not a message (`kind`:
+    `account_update`, `error`, ...), with its details."""
+
+    kind: str
+    details: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -241,6 +258,7 @@ EngineEvent = (
     | GroupSettings
     | Presence
     | IdentityPair
+    | Notice
 )
 Emit = Callable[[EngineEvent], None]
 
@@ -276,6 +294,8 @@ class Sent:
 
     message_id: str
     timestamp: int
+    chat: str | None = None  # the JID the network delivered to, when it says (may differ)
+    message_type: str | None = None  # the type it went out as, when the engine chose
     phone: str | None = None
     lid: str | None = None
     recipients: tuple[str, ...] = ()
@@ -360,6 +380,9 @@ class Identity:
 
 class Engine(ABC):
     """A connection to a WhatsApp network on behalf of one instance."""
+
+    # The JID servers this engine can send to (a person, a group, a LID).
+    addressable: tuple[str, ...] = ("s.whatsapp.net", "g.us", "lid")
 
     @abstractmethod
     def connect(self) -> None:

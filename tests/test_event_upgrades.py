@@ -1,0 +1,89 @@
+"""Events stored by an earlier version of the domain still load, with the fields added
+since then at their defaults (each event class upcasts its older versions)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from app.config import Settings
+from app.eventstore import open_store
+from domain.instance import Instance
+
+# The fields each event gained, by the class version that added them.
+ADDED = {
+    "ConnectionOpened": {2: ("details",), 3: ("lid",)},
+    "MessageSent": {
+        2: ("quoted_message_id", "mentions", "data", "phone", "lid", "recipients"),
+    },
+    "MessageReceived": {
+        2: ("data", "bsuid", "username"),
+        3: ("chat", "quoted_message_id", "mentions", "phone", "lid"),
+    },
+    "MessageStatusChanged": {2: ("error",), 3: ("participant", "phone", "lid")},
+}
+
+
+@pytest.mark.parametrize("written_as", [1, 2])
+def test_events_stored_before_fields_were_added_load_with_defaults(
+    tmp_path: Path, written_as: int
+) -> None:
+    settings = Settings(sqlite_path=tmp_path / "events.db")
+    store = open_store(settings)
+    instance = Instance("user-1", "Shop", "", "cloud", {}, {})
+    instance.open_connection("15550001111", "Shop")
+    instance.record_received("wamid.1", "15550002222@s.whatsapp.net", "Zed", "text", "hi", None, 1)
+    instance.record_status("wamid.0", "read", "15550002222@s.whatsapp.net", True)
+    instance.record_sent("wamid.2", "15550002222@s.whatsapp.net", "text", "yo", None, 2, None)
+    store.save(instance)
+    # Rewrite the stored events as an earlier version wrote them: without the fields added
+    # since, and with that class version (none for the first).
+    transcoder = store.mapper.transcoder
+    with sqlite3.connect(settings.sqlite_path) as db:
+        rows = db.execute("SELECT rowid, topic, state FROM stored_events").fetchall()
+        for rowid, topic, state in rows:
+            name = topic.rsplit(".", 1)[-1]
+            if name not in ADDED:
+                continue
+            decoded = transcoder.decode(state)
+            current = getattr(Instance, name).class_version
+            assert decoded.pop("class_version") == current == max(ADDED[name])
+            for version, fields in ADDED[name].items():
+                if version > written_as:
+                    for field in fields:
+                        decoded.pop(field)
+            if 1 < written_as < current:
+                decoded["class_version"] = written_as
+            elif written_as >= current:
+                decoded["class_version"] = current
+            db.execute(
+                "UPDATE stored_events SET state = ? WHERE rowid = ?",
+                (transcoder.encode(decoded), rowid),
+            )
+    store.close()
+
+    store = open_store(settings)
+    try:
+        events = list(store.events.get(instance.id))
+    finally:
+        store.close()
+    opened, received, status, sent = events[1:]
+    assert (opened.phone, opened.details, opened.lid) == ("15550001111", None, None)
+    assert (received.body, received.data, received.bsuid, received.username) == (
+        "hi",
+        None,
+        None,
+        None,
+    )
+    # A message from before chats had their own field is in its sender's chat.
+    assert (received.chat, received.quoted_message_id, received.mentions) == (
+        "15550002222@s.whatsapp.net",
+        None,
+        [],
+    )
+    assert (received.phone, received.lid) == (None, None)
+    assert (status.status, status.error, status.participant) == ("read", None, None)
+    assert (sent.body, sent.quoted_message_id, sent.mentions, sent.data) == ("yo", None, [], None)
+    assert (sent.phone, sent.lid, sent.recipients) == (None, None, [])
