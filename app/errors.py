@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError, PersistenceError
@@ -134,6 +133,5 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ActorDeadError: _actor_gone,
     IntegrityError: _conflict,
     PersistenceError: _storage,
-    sqlite3.OperationalError: _storage,
     Exception: _unexpected,
 }
