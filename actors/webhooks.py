@@ -28,6 +28,8 @@ from uuid import UUID
 
 import aiohttp
 import msgspec
+import pykka
+from pykka.typing import ActorMemberMixin, proxy_method
 
 from actors.bridge import BridgedActor
 from actors.webhook_payloads import payload
@@ -550,3 +552,10 @@ class WebhookActor(BridgedActor):
         return self.service.call(self.service.replay(instance_id, after, until, since)).result(
             timeout=30
         )
+
+
+class WebhookProxy(ActorMemberMixin, pykka.ActorProxy[WebhookActor]):
+    """The webhook actor as callers hold it (typed as in pykka's examples/proxy_typing.py)."""
+
+    refresh = proxy_method(WebhookActor.refresh)
+    replay = proxy_method(WebhookActor.replay)

@@ -49,6 +49,15 @@ def limit_body(request: Request, limit: int) -> Request:
     return Request(request.scope, receive)
 
 
+def file_too_large(what: str, limit: int) -> ApiError:
+    """413 for a file (not the request body) over MAX_FILE_SIZE."""
+    return ApiError(
+        413,
+        "file_too_large",
+        f"{what} is larger than this server's limit of {limit} bytes (MAX_FILE_SIZE)",
+    )
+
+
 def _destination(uploads_dir: Path, filename: str) -> Path:
     uploads_dir.mkdir(parents=True, exist_ok=True)
     return uploads_dir / f"{uuid.uuid4().hex}-{filename}"
@@ -70,7 +79,7 @@ async def keep_upload(upload: UploadFile, uploads_dir: Path, max_size: int) -> M
             while chunk := await upload.read(CHUNK):
                 size += len(chunk)
                 if size > max_size:
-                    raise too_large(max_size)
+                    raise file_too_large("The uploaded file", max_size)
                 await asyncio.to_thread(out.write, chunk)
     except BaseException:
         path.unlink(missing_ok=True)
@@ -114,12 +123,12 @@ async def download(
                     f"Fetching the media URL answered HTTP {response.status}",
                 )
             if (response.content_length or 0) > max_size:
-                raise too_large(max_size)
+                raise file_too_large("The file at the media URL", max_size)
             with path.open("wb") as out:
                 async for chunk in response.content.iter_chunked(CHUNK):
                     size += len(chunk)
                     if size > max_size:
-                        raise too_large(max_size)
+                        raise file_too_large("The file at the media URL", max_size)
                     out.write(chunk)
             declared = response.headers.get("content-type")
     except (aiohttp.ClientError, TimeoutError) as error:
