@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from actors.webhooks import AddressNotAllowed, check_address
+from actors.outbound import AddressNotAllowed, OutboundHTTP
 from app import quotas, views
 from app.context import Context
 from app.errors import ApiError, invalid
@@ -29,7 +29,7 @@ async def check_webhook_url(ctx: Context, url: str | None) -> None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ApiError(400, "invalid_webhook_url", f"'{url}' is not an http(s) URL")
     try:
-        await check_address(url, ctx.settings.webhook_allow_private)
+        await OutboundHTTP(ctx.settings.webhook_allow_private).check(url)
     except AddressNotAllowed as error:
         raise ApiError(400, "webhook_url_not_allowed", f"Webhook URL refused: {error}") from None
 
