@@ -6,8 +6,9 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.local_http import LocalHttp, QuietHandler
 
 
 @dataclass
@@ -34,36 +35,38 @@ class Receiver:
     hang: float = 0.0
     received: list[Received] = field(default_factory=list)
     attempts: list[Received] = field(default_factory=list)
+    in_flight: int = 0  # requests being answered now
+    most_in_flight: int = 0  # the most at once
 
     def __post_init__(self) -> None:
         receiver = self
+        lock = threading.Lock()
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 item = Received(
                     {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic()
                 )
-                receiver.attempts.append(item)
+                with lock:
+                    receiver.attempts.append(item)
+                    receiver.in_flight += 1
+                    receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)
                 if receiver.hang:
                     time.sleep(receiver.hang)
+                with lock:
+                    receiver.in_flight -= 1
                 failing = len(receiver.attempts) <= receiver.fail_first or receiver.status >= 300
                 self.send_response(500 if failing and receiver.status < 300 else receiver.status)
                 self.end_headers()
                 if not failing:
                     receiver.received.append(item)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.http = LocalHttp(Handler)
+        self.url = f"{self.http.url}/hook"
 
     def events(self) -> list[str]:
         return [r.event for r in self.received]
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()
