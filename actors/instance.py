@@ -315,7 +315,7 @@ class InstanceActor(BridgedActor):
             lambda: engine.send_location(to, location, options),
             "location",
             location.name or "",
-            data=location.describe(),
+            data={"location": location.describe()},
         )
 
     def send_contacts(
@@ -353,7 +353,7 @@ class InstanceActor(BridgedActor):
             lambda: engine.send_poll(to, poll, options),
             "poll",
             poll.question,
-            data=poll.describe(),
+            data={"poll": poll.describe()},
         )
 
     def send_template(
@@ -368,7 +368,7 @@ class InstanceActor(BridgedActor):
             lambda: engine.send_template(to, template),
             "template",
             template.name,
-            data=template.describe(),
+            data={"template": template.describe()},
         )
 
     # -- acting on messages already sent or received ---------------------------------
@@ -586,13 +586,15 @@ class InstanceActor(BridgedActor):
         """Whether a phone number has WhatsApp."""
         return NumberCheck.of(*self._live_engine()).check(phone)
 
-    def sandbox_scan(self, phone: str | None) -> str:
+    def sandbox_scan(self, phone: str | None, lid: str | None = None) -> str:
         """Sandbox: the phone scans the QR code; return the paired number."""
-        return SandboxControls.of(*self._live_engine()).scan(phone)
+        return SandboxControls.of(*self._live_engine()).scan(phone, lid)
 
-    def sandbox_inbound(self, sender_phone: str, text: str, push_name: str | None) -> str:
-        """Sandbox: a text from an outside number arrives; return its message id."""
-        return SandboxControls.of(*self._live_engine()).inbound(sender_phone, text, push_name)
+    def sandbox_inbound(
+        self, sender_phone: str, text: str, push_name: str | None, lid: str | None = None
+    ) -> str:
+        """Sandbox: a text from an outside number (or LID) arrives; return its message id."""
+        return SandboxControls.of(*self._live_engine()).inbound(sender_phone, text, push_name, lid)
 
     def sandbox_drop(self) -> None:
         """Sandbox: the connection drops (it comes back by itself)."""

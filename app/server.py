@@ -21,7 +21,8 @@ from starlette.routing import BaseRoute
 
 from actors.engines.base import Emit, Engine, EngineError
 from actors.engines.cloud import CloudDirectory, CloudEngine
-from actors.engines.sandbox import SandboxEngine, SandboxNetwork
+from actors.engines.sandbox import sandbox_engine
+from actors.engines.sandbox_network import SandboxGroups, SandboxNetwork
 from actors.engines.whatsmeow import WhatsmeowEngine
 from actors.instance import InstanceActor
 from actors.supervisor import CrashReport, Supervisor
@@ -38,9 +39,11 @@ from app.routes import (
     auth,
     cloud,
     events,
+    groups,
     health,
     history,
     instances,
+    messages,
     sandbox,
     stats,
     ui,
@@ -72,6 +75,8 @@ def create_app(settings: Settings, started: Context | None = None) -> Starlette:
         *users.routes,
         *instances.routes,
         *whatsapp.routes,
+        *messages.routes,
+        *groups.routes,
         *history.routes,
         *stats.routes,
         *events.routes,
@@ -189,7 +194,7 @@ def _start_serving(
             " (run `whatsapp-api rebuild-projections` to rebuild them from the event store)"
         )
 
-    network = SandboxNetwork()
+    network = SandboxNetwork(SandboxGroups(store.repository.get, committer.commit))
     cloud_directory = CloudDirectory()
     engines = {"cloud", "sandbox"} if settings.sandbox_enabled else {"cloud"}
     if importlib.util.find_spec("neonize") is not None:
@@ -197,9 +202,7 @@ def _start_serving(
 
     def engine_for(instance: Instance, emit: Emit) -> Engine:
         if instance.engine == "sandbox" and settings.sandbox_enabled:
-            return SandboxEngine(
-                network, settings.instances_dir / str(instance.id), instance.name, emit
-            )
+            return sandbox_engine(network, instance, emit)
         if instance.engine == "cloud":
             return CloudEngine(
                 str(instance.id),

@@ -55,8 +55,9 @@ class MessageRef:
 
     `chat` is the chat it is in (a group's JID in a group); `sender` its author (the
     participant in a group, the other party in a one-to-one chat, None for our own).
-    `sent_at` is seconds since the epoch. `data` is the structured part of a location,
-    contact cards, poll or template message; `media` the stored file's description.
+    `sent_at` is seconds since the epoch. `data` is the structured content by kind
+    (`{"poll": {question, options, multipleAnswers}}`...); `media` the stored file's
+    description.
     """
 
     message_id: str
@@ -96,13 +97,14 @@ class MessageRef:
 
     def check_vote(self, options: list[str]) -> None:
         """A vote names options of this poll (at most one unless it allows several)."""
-        if self.message_type != "poll" or not self.data:
+        poll = (self.data or {}).get("poll")
+        if self.message_type != "poll" or not poll:
             raise NotAPoll(f"message {self.message_id} is not a poll")
-        names = set(self.data.get("options", []))
+        names = set(poll.get("options", []))
         unknown = [o for o in options if o not in names]
         if unknown:
             raise InvalidVote(
                 f"the poll has no option {unknown[0]!r} (options: {', '.join(sorted(names))})"
             )
-        if len(options) > 1 and not self.data.get("multipleAnswers", False):
+        if len(options) > 1 and not poll.get("multipleAnswers", False):
             raise InvalidVote("this poll takes one answer only")

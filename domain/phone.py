@@ -68,3 +68,14 @@ def is_lid(jid: str) -> bool:
 
 def phone_jid(phone: str) -> str:
     return f"{phone}@{USER_SERVER}"
+
+
+_LID = re.compile(r"\d{5,32}@lid", re.ASCII)
+
+
+def to_lid(raw: str) -> str:
+    """A LID as given (`<digits>@lid`); InvalidPhoneNumber otherwise."""
+    raw = raw.strip()
+    if not _LID.fullmatch(raw):
+        raise InvalidPhoneNumber(f"'{raw}' is not a LID: expected digits followed by @lid")
+    return raw

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial, singledispatchmethod
 from typing import Any
 from uuid import UUID
@@ -25,6 +25,13 @@ def iso(ts: datetime) -> str:
 
 
 _last_time: tuple[datetime | None, str] = (None, "")
+
+
+def iso_seconds(seconds: int | None) -> str | None:
+    """Seconds since the epoch (0 or None: unknown) as `iso` writes times."""
+    if not seconds:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")[:23] + "Z"
 
 
 def ident(uuid: UUID) -> str:

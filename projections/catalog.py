@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from projections.activity import Activity
 from projections.base import ReadModelProjection
+from projections.chats import Chats
 from projections.deliveries import Deliveries
 from projections.directory import Directory
+from projections.groups import Groups
 from projections.messages import Messages
 from projections.rows import ReadModels, Table
 from projections.usage import Usage
 
-# Usage reads the instances table that Directory writes, so Directory comes first.
+# Usage reads the instances table that Directory writes, so Directory comes first; Chats
+# reads the groups table (a group chat's name), so Groups comes before it.
 PROJECTIONS: tuple[type[ReadModelProjection], ...] = (
     Directory,
     Messages,
+    Groups,
+    Chats,
     Activity,
     Usage,
     Deliveries,
@@ -22,7 +27,7 @@ NAMES = tuple(p.name for p in PROJECTIONS)
 TRACKING_NAME = "read-models"
 # Bump VERSION when a projection writes different rows; a read-model file made under
 # another signature is rebuilt from the event store before the server serves it.
-VERSION = 5
+VERSION = 6
 SIGNATURE = f"{VERSION}:{','.join(NAMES)}"
 
 

@@ -17,11 +17,13 @@ import pytest
 
 from actors.bridge import ActorTimeout, BridgedActor, ask
 from actors.engines.base import Disconnected, Emit, Engine, Receipt
-from actors.engines.sandbox import SandboxEngine, SandboxNetwork
+from actors.engines.sandbox import sandbox_engine
+from actors.engines.sandbox_network import SandboxGroups, SandboxNetwork, lid_for
 from actors.instance import InstanceActor, InstanceProxy, Outcome
 from actors.supervisor import CrashReport, Supervisor
 from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter
 from domain.instance import Instance, InstanceNotConnected
+from domain.messages import MessageRef
 from storage.sqlite.events import environment as sqlite_env
 
 WAIT = 5.0
@@ -175,12 +177,10 @@ def world(tmp_path: Path) -> Iterator[World]:
     group = GroupCommitter(store)
     committer = FlakyCommitter(group)
     load = FlakyLoad(store)
-    network = SandboxNetwork()
+    network = SandboxNetwork(SandboxGroups(store.repository.get, group.commit))
 
     def engine_for(instance: Instance, emit: Emit) -> Engine:
-        return SandboxEngine(
-            network, tmp_path / "instances" / str(instance.id), instance.name, emit
-        )
+        return sandbox_engine(network, instance, emit)
 
     def spawn(instance_id: UUID, on_crash: CrashReport) -> pykka.ActorRef[Any]:
         return InstanceActor.start(
@@ -248,18 +248,25 @@ def test_a_text_from_a_to_b_is_received_delivered_and_read(world: World) -> None
 
     a_events = world.events(a)
     sent_at = [type(e).__name__ for e in a_events].index("MessageSent")
-    sent, delivered, read = a_events[sent_at:]
+    sent, learnt, delivered = a_events[sent_at:]
     assert (sent.message_id, sent.to, sent.body, sent.message_type) == (
         message_id,
         jid(B_PHONE),
         "hello B",
         "text",
     )
-    assert [type(e).__name__ for e in (delivered, read)] == ["MessageStatusChanged"] * 2
-    assert [(e.message_id, e.status, e.from_me) for e in (delivered, read)] == [
-        (message_id, "delivered", True),
-        (message_id, "read", True),
-    ]
+    # The network told A who B is: the number and its LID, learnt once.
+    assert (sent.phone, sent.lid) == (B_PHONE, lid_for(B_PHONE))
+    assert (type(learnt).__name__, learnt.phone, learnt.lid) == (
+        "IdentityLearnt",
+        B_PHONE,
+        lid_for(B_PHONE),
+    )
+    assert (type(delivered).__name__, delivered.status, delivered.from_me) == (
+        "MessageStatusChanged",
+        "delivered",
+        True,
+    )
 
     received = [e for e in world.events(b) if type(e).__name__ == "MessageReceived"]
     assert len(received) == 1
@@ -268,8 +275,24 @@ def test_a_text_from_a_to_b_is_received_delivered_and_read(world: World) -> None
         jid(A_PHONE),
         "A",
     )
-    assert received[0].body == "hello B"
+    assert (received[0].body, received[0].phone, received[0].lid) == (
+        "hello B",
+        A_PHONE,
+        lid_for(A_PHONE),
+    )
     assert "MessageSent" not in world.names(b)
+
+    # Read only when B marks it read, as on a phone that opens the chat.
+    ref = MessageRef(message_id, jid(A_PHONE), jid(A_PHONE), False, "text", "hello B", 0.0)
+    assert world.proxy(b).mark_read(jid(A_PHONE), (ref,)).get(timeout=WAIT).position > 0
+    world.settled(a)
+    read = world.events(a)[-1]
+    assert (type(read).__name__, read.message_id, read.status) == (
+        "MessageStatusChanged",
+        message_id,
+        "read",
+    )
+    assert world.names(b)[-1] == "ChatRead"
 
 
 def test_a_text_to_a_stranger_is_sent_but_never_acknowledged(world: World) -> None:

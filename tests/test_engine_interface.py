@@ -44,7 +44,7 @@ from actors.engines.base import (
     Template,
 )
 from actors.instance import InstanceActor, InstanceProxy
-from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, sqlite_env
+from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter
 from app.history import EVENT_TYPES
 from domain.groups import Group, GroupChanges, Participant, ParticipantResult
 from domain.instance import Instance, InstanceNotConnected
@@ -57,6 +57,7 @@ from domain.messages import (
     NotEditable,
     NotOwnMessage,
 )
+from storage.sqlite.events import environment as sqlite_env
 
 WAIT = 5.0
 BOB = "15550000002@s.whatsapp.net"
@@ -76,7 +77,7 @@ class Bare(Engine):
     def connect(self) -> None:
         from actors.engines.base import Connected
 
-        self.emit(Connected("15550000001", "Shop", "111111111111111@lid"))
+        self.emit(Connected("15550000001", "Shop", lid="111111111111111@lid"))
 
     def disconnect(self) -> None: ...
 
@@ -171,9 +172,6 @@ class Full(
     def group_info(self, group_id: str) -> Group:
         self._did("group_info", group_id)
         return GROUP_INFO
-
-    def joined_groups(self) -> tuple[Group, ...]:
-        return (GROUP_INFO,)
 
     def update_group(self, group_id: str, changes: GroupChanges) -> Group:
         self._did("update_group", group_id, changes)
@@ -297,7 +295,7 @@ POLL = message(
     message_id="P1",
     message_type="poll",
     body="Lunch?",
-    data={"question": "Lunch?", "options": ["pizza", "sushi"], "multipleAnswers": False},
+    data={"poll": {"question": "Lunch?", "options": ["pizza", "sushi"], "multipleAnswers": False}},
 )
 
 
@@ -471,7 +469,14 @@ def test_a_reply_with_mentions_records_what_it_quotes(rig: Rig) -> None:
         (
             "location",
             lambda p: p.send_location(BOB, Location(48.85, 2.35, "Louvre", "Paris"), None),
-            {"latitude": 48.85, "longitude": 2.35, "name": "Louvre", "address": "Paris"},
+            {
+                "location": {
+                    "latitude": 48.85,
+                    "longitude": 2.35,
+                    "name": "Louvre",
+                    "address": "Paris",
+                }
+            },
             "Louvre",
         ),
         (
@@ -483,13 +488,19 @@ def test_a_reply_with_mentions_records_what_it_quotes(rig: Rig) -> None:
         (
             "poll",
             lambda p: p.send_poll(BOB, Poll("Lunch?", ("pizza", "sushi"), True), None),
-            {"question": "Lunch?", "options": ["pizza", "sushi"], "multipleAnswers": True},
+            {
+                "poll": {
+                    "question": "Lunch?",
+                    "options": ["pizza", "sushi"],
+                    "multipleAnswers": True,
+                }
+            },
             "Lunch?",
         ),
         (
             "template",
             lambda p: p.send_template(BOB, Template("hello_world", "en_US"), None),
-            {"name": "hello_world", "language": "en_US", "components": []},
+            {"template": {"name": "hello_world", "language": "en_US", "components": []}},
             "hello_world",
         ),
     ],

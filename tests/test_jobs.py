@@ -16,7 +16,8 @@ import pytest
 from freezegun import freeze_time
 
 from actors.engines.base import Banned
-from actors.engines.sandbox import SandboxEngine, SandboxNetwork
+from actors.engines.sandbox import SandboxEngine, sandbox_engine
+from actors.engines.sandbox_network import SandboxGroups, SandboxNetwork
 from actors.instance import InstanceActor
 from app.eventstore import EventStore, GroupCommitter
 from app.jobs import cleanup_uploads
@@ -67,7 +68,7 @@ def actor(tmp_path: Path) -> Iterator[tuple[Any, Instance, SandboxNetwork]]:
     """A sandbox instance actor over a real event store, paired as 15550004444."""
     store = EventStore(env=sqlite_env(str(tmp_path / "es.db")))
     committer = GroupCommitter(store)
-    network = SandboxNetwork()
+    network = SandboxNetwork(SandboxGroups(store.repository.get, committer.commit))
     instance = Instance(
         user_id="u", name="Jobs", description="", engine="sandbox", webhook={}, engine_settings={}
     )
@@ -75,9 +76,7 @@ def actor(tmp_path: Path) -> Iterator[tuple[Any, Instance, SandboxNetwork]]:
     engines: list[SandboxEngine] = []
 
     def make(aggregate: Instance, emit: Any) -> SandboxEngine:
-        engines.append(
-            SandboxEngine(network, tmp_path / "instances" / str(aggregate.id), aggregate.name, emit)
-        )
+        engines.append(sandbox_engine(network, aggregate, emit))
         return engines[-1]
 
     ref = InstanceActor.start(
@@ -116,14 +115,17 @@ def test_a_connected_but_dead_session_is_reconnected(
 def test_an_expired_ban_reconnects_and_a_lost_session_logs_out(
     actor: tuple[Any, Instance, SandboxNetwork], tmp_path: Path
 ) -> None:
-    proxy, instance, _ = actor
+    proxy, _, network = actor
     proxy.sandbox_scan("15550005555").get()
     wait_until(lambda: proxy.state().get()["ready"])
     proxy.actor_ref.tell(Banned("SEND_TO_TOO_MANY_PEOPLE", -1))  # already expired
     wait_until(lambda: proxy.state().get()["status"] == "banned")
     assert proxy.check_session().get() == "ban_expired"
     wait_until(lambda: proxy.state().get()["ready"])
-    (tmp_path / "instances" / str(instance.id) / "sandbox-session.json").unlink()
+    # The phone unlinks the device while the server looks away: the session is gone.
+    engine = network.find("15550005555")
+    assert engine is not None
+    engine.paired = None
     assert proxy.check_session().get() == "session_invalid"
     assert proxy.state().get()["status"] == "logged_out"
 

@@ -87,13 +87,16 @@ class SandboxControls(Capability):
     action = "simulate a scan, an inbound message or a dropped connection"
 
     @abstractmethod
-    def scan(self, phone: str | None) -> str:
-        """The phone scans the current QR code: pair as `phone` (made up if None);
-        return the paired number."""
+    def scan(self, phone: str | None, lid: str | None = None) -> str:
+        """The phone scans the current QR code: pair as `phone` (made up if None), known
+        as `lid` (derived from the number if None); return the paired number."""
 
     @abstractmethod
-    def inbound(self, sender_phone: str, text: str, push_name: str | None) -> str:
-        """A text from an outside number arrives; return its message id."""
+    def inbound(
+        self, sender_phone: str, text: str, push_name: str | None, lid: str | None = None
+    ) -> str:
+        """A text from an outside number (or a LID: `…@lid`) arrives, from `lid` too when
+        given; return its message id."""
 
     @abstractmethod
     def drop(self) -> None:
@@ -215,10 +218,6 @@ class Groups(Capability):
     @abstractmethod
     def group_info(self, group_id: str) -> Group:
         """The group as WhatsApp has it now (EngineError `group_not_found`, 404)."""
-
-    @abstractmethod
-    def joined_groups(self) -> tuple[Group, ...]:
-        """Every group this account is in."""
 
     @abstractmethod
     def update_group(self, group_id: str, changes: GroupChanges) -> Group:

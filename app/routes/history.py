@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from app import query
 from app.context import Context
+from app.message_views import chat_view, history_message
 from app.openapi import doc
-from domain.phone import to_jid
+from domain.phone import phone_jid, to_jid
 from projections.queries import Window
 
 
@@ -65,26 +67,29 @@ async def messages(request: Request) -> JSONResponse:
     row = ctx.own_instance(request)
     chat = to_jid(request.path_params["chatId"])
     window = _window(request, 50)
-    page = ctx.queries.messages(row["id"], chat, window)
-    found = [
-        {
-            "id": r["id"],
-            "instanceId": r["instance_id"],
-            "remoteJid": r["remote_jid"],
-            "fromMe": bool(r["from_me"]),
-            "messageType": r["message_type"],
-            "content": r["content"],
-            "messageId": r["message_id"],
-            "hasMedia": bool(r["has_media"]),
-            "media": json.loads(r["media"]) if r["media"] else None,
-            "status": r["status"],
-            "createdAt": r["created_at"],
-            **({"data": json.loads(r["data"])} if r.get("data") else {}),
-            **({"error": json.loads(r["error"])} if r.get("error") else {}),
-        }
-        for r in page.rows
-    ]
+    # One chat whichever name addressed it: a person's number and LID are one chat.
+    names = [chat]
+    pair = ctx.queries.identities(row["id"], [chat]).get(chat)
+    if pair is not None:
+        names += [phone_jid(pair["phone"]), pair["lid"]]
+    page = ctx.queries.messages(row["id"], names, window)
+    parties = {r.get("sender") or r["remote_jid"] for r in page.rows}
+    known = ctx.queries.identities(row["id"], sorted(parties))
+    found = [msgspec.to_builtins(history_message(r, known)) for r in page.rows]
     return JSONResponse({"messages": found, "pagination": _pagination(page.total, window)})
+
+
+@doc(
+    "Chats, most recently active first", "history", query={"limit": "default 50", "skip": "offset"}
+)
+async def chats(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    limit, skip = query.paging(request.query_params, 50)
+    window = Window(limit, skip)
+    page = ctx.queries.chats(row["id"], window)
+    found = [msgspec.to_builtins(chat_view(r)) for r in page.rows]
+    return JSONResponse({"chats": found, "pagination": _pagination(page.total, window)})
 
 
 def _pagination(total: int, window: Window) -> dict:
@@ -93,5 +98,6 @@ def _pagination(total: int, window: Window) -> dict:
 
 routes = [
     Route("/api/instances/{instanceId}/activity", activity, methods=["GET"]),
+    Route("/api/instances/{instanceId}/chats", chats, methods=["GET"]),
     Route("/api/instances/{instanceId}/chats/{chatId}/messages", messages, methods=["GET"]),
 ]

@@ -4,32 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from actors.engines.base import NO_OPTIONS, EngineError, SendOptions
 from actors.outbound import OutboundHTTP
-from app import media, quotas
+from app import media
 from app.context import Context
 from app.errors import ApiError, invalid
+from app.message_views import PersonView, person
 from app.openapi import doc
 from app.routes.instances import qr_code
-from app.schemas import MAX_MESSAGE, PairingCode, SendMedia, SendText, parse
-from domain.phone import normalize_phone, to_jid
-
-MAX_IDEMPOTENCY_KEY = 200
-
-
-def idempotency_key(request: Request) -> str | None:
-    key = request.headers.get("idempotency-key")
-    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
-        raise ApiError(
-            400,
-            "invalid_idempotency_key",
-            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
-        )
-    return key
+from app.schemas import MAX_MESSAGE, PairingCode, Send, SendMedia, SendText, decode, parse
+from app.sending import begin_send, send_options
+from domain.instance import InstanceNotConnected
+from domain.phone import is_group, normalize_phone, phone_jid, to_jid
 
 
 @doc("Connection status", "whatsapp")
@@ -47,17 +39,21 @@ async def send(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     body = await parse(request, SendText)
-    return await _send_text(ctx, request, instance_id, body.phone, body.message)
+    to = to_jid(body.phone)
+    options = await send_options(ctx, instance_id, to, body)
+    return await _send_text(ctx, request, instance_id, to, body.message, options)
 
 
 async def _send_text(
-    ctx: Context, request: Request, instance_id: str, phone: str, text: str
+    ctx: Context,
+    request: Request,
+    instance_id: str,
+    to: str,
+    text: str,
+    options: SendOptions = NO_OPTIONS,
 ) -> JSONResponse:
-    to = to_jid(phone)
-    key = idempotency_key(request)
-    ctx.check_webhook_backlog(instance_id)
-    await quotas.check_messages(ctx, ctx.principal(request), instance_id)
-    message_id = await ctx.command(ctx.proxy(instance_id).send_text(to, text, key))
+    key = await begin_send(ctx, request, instance_id)
+    message_id = await ctx.command(ctx.proxy(instance_id).send_text(to, text, key, options))
     return JSONResponse({"id": message_id})
 
 
@@ -67,9 +63,8 @@ async def send_media(request: Request) -> JSONResponse:
     row = ctx.own_instance(request)
     body = await parse(request, SendMedia)
     to = to_jid(body.phone)
-    key = idempotency_key(request)
-    ctx.check_webhook_backlog(row["id"])
-    await quotas.check_messages(ctx, ctx.principal(request), row["id"])
+    options = await send_options(ctx, row["id"], to, body)
+    key = await begin_send(ctx, request, row["id"])
     settings = ctx.settings
     file = await media.download(
         body.url,
@@ -79,14 +74,22 @@ async def send_media(request: Request) -> JSONResponse:
         settings.media_download_timeout,
         OutboundHTTP(settings.webhook_allow_private),
     )
-    message_id = await ctx.command(ctx.proxy(row["id"]).send_media(to, file, body.caption, key))
+    message_id = await ctx.command(
+        ctx.proxy(row["id"]).send_media(to, file, body.caption, key, options)
+    )
     return JSONResponse({"id": message_id})
 
 
 @doc(
     "Send an uploaded file",
     "whatsapp",
-    form={"phone": "string", "caption": "string", "file": "binary"},
+    form={
+        "phone": "string",
+        "caption": "string",
+        "file": "binary",
+        "quotedMessageId": "string",
+        "mentions": "string",
+    },
     errors=(429, 502),
 )
 async def send_file(request: Request) -> JSONResponse:
@@ -114,14 +117,24 @@ async def send_file(request: Request) -> JSONResponse:
         if not isinstance(caption, str) or len(caption) > 4096:
             raise invalid("'caption' must be text of at most 4096 characters", "caption")
         to = to_jid(phone)
-        key = idempotency_key(request)
-        ctx.check_webhook_backlog(row["id"])
-        await quotas.check_messages(ctx, ctx.principal(request), row["id"])
+        options = await send_options(ctx, row["id"], to, _form_send(phone, form))
+        key = await begin_send(ctx, request, row["id"])
         file = await media.keep_upload(upload, settings.uploads_dir, settings.max_file_size)
     finally:
         await form.close()
-    message_id = await ctx.command(ctx.proxy(row["id"]).send_media(to, file, caption, key))
+    message_id = await ctx.command(ctx.proxy(row["id"]).send_media(to, file, caption, key, options))
     return JSONResponse({"id": message_id})
+
+
+def _form_send(phone: str, form: Any) -> Send:
+    """A multipart send's `quotedMessageId` and `mentions` (comma-separated)."""
+    quoted, mentions = form.get("quotedMessageId") or None, form.get("mentions") or ""
+    if not isinstance(quoted, str | None) or not isinstance(mentions, str):
+        raise invalid("'quotedMessageId' and 'mentions' are text fields", "mentions")
+    named = [m.strip() for m in mentions.split(",") if m.strip()]
+    return decode(
+        msgspec.json.encode({"phone": phone, "quotedMessageId": quoted, "mentions": named}), Send
+    )
 
 
 @doc("Contacts of an instance", "whatsapp")
@@ -142,6 +155,35 @@ async def contacts(request: Request) -> JSONResponse:
             ]
         }
     )
+
+
+@doc("Who a phone number or LID is: both names, when known, and the contact's name", "whatsapp")
+async def contact(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    jid = to_jid(request.path_params["phoneOrLid"])
+    known = ctx.queries.identities(row["id"], [jid])
+    phone, lid = person(jid, known)
+    if not is_group(jid) and (phone is None or lid is None):
+        # Not learnt yet: an engine that can asks WhatsApp (and records what it learns).
+        try:
+            found = await ctx.command(ctx.proxy(row["id"]).lookup_identity(jid))
+            phone, lid = phone or found.phone, lid or found.lid
+        except InstanceNotConnected:
+            pass  # what is known, then
+        except EngineError as refused:
+            if refused.code not in ("unsupported_by_engine", "instance_not_connected"):
+                raise
+    names = [jid, *([phone_jid(phone)] if phone else []), *([lid] if lid else [])]
+    name = next(
+        (c["name"] for n in names if (c := ctx.queries.contact(row["id"], n)) and c["name"]),
+        None,
+    )
+    if is_group(jid):
+        group = ctx.queries.group(row["id"], jid)
+        name = group["subject"] if group is not None else name
+    view = PersonView(id=jid, phone=phone, lid=lid, name=name, isGroup=is_group(jid))
+    return JSONResponse(msgspec.to_builtins(view))
 
 
 @doc("Log out of WhatsApp", "whatsapp")
@@ -177,7 +219,7 @@ async def simple_send(request: Request) -> JSONResponse:
         raise invalid("Both 'phone' and 'message' are required", missing, "missing")
     if len(text) > MAX_MESSAGE:
         raise invalid(f"'message' is longer than {MAX_MESSAGE} characters", "message")
-    return await _send_text(ctx, request, instance_id, phone, text)
+    return await _send_text(ctx, request, instance_id, to_jid(phone), text)
 
 
 routes = [
@@ -187,6 +229,7 @@ routes = [
     Route("/api/whatsapp/{instanceId}/send-media", send_media, methods=["POST"]),
     Route("/api/whatsapp/{instanceId}/send-file", send_file, methods=["POST"]),
     Route("/api/whatsapp/{instanceId}/contacts", contacts, methods=["GET"]),
+    Route("/api/whatsapp/{instanceId}/contacts/{phoneOrLid}", contact, methods=["GET"]),
     Route("/api/whatsapp/{instanceId}/logout", logout, methods=["POST"]),
     Route("/api/whatsapp-simple/{instanceId}/send", simple_send, methods=["GET", "POST"]),
 ]

@@ -1,0 +1,244 @@
+"""Everything else a chat does: locations, contact cards, polls and votes, templates,
+reactions, edits, revocations, media downloads, presence and read marks.
+
+As on every instance route: ownership first, then the body, then the instance. A message
+named by id is looked up in the instance's read models (404 `message_not_found`), and
+WhatsApp's rules are checked on it before the engine is asked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import emoji as emoji_data
+import msgspec
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from actors.engines.base import (
+    ContactCard,
+    Location,
+    Media,
+    Poll,
+    Template,
+)
+from app.context import Context
+from app.errors import ApiError, invalid
+from app.message_views import SentMessageView
+from app.openapi import doc
+from app.schemas import (
+    EditMessage,
+    MarkRead,
+    React,
+    SendContact,
+    SendLocation,
+    SendPoll,
+    SendTemplate,
+    SetPresence,
+    Vote,
+    parse,
+)
+from app.sending import begin_send, chat_names, find_message, send_options
+from domain.messages import MessageNotFound
+from domain.phone import is_group, normalize_phone, to_jid
+
+CHAT_STATES = ("composing", "recording", "paused")
+
+
+def _sent(message_id: str) -> JSONResponse:
+    return JSONResponse(msgspec.to_builtins(SentMessageView(id=message_id)))
+
+
+# -- the new sends -------------------------------------------------------------------------
+
+
+@doc("Send a location", "whatsapp", body=SendLocation, errors=(429, 502))
+async def send_location(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    instance_id = ctx.own_instance_id(request)
+    body = await parse(request, SendLocation)
+    to = to_jid(body.phone)
+    options = await send_options(ctx, instance_id, to, body)
+    key = await begin_send(ctx, request, instance_id)
+    place = Location(body.latitude, body.longitude, body.name, body.address)
+    return _sent(await ctx.command(ctx.proxy(instance_id).send_location(to, place, key, options)))
+
+
+@doc("Send contact cards (1 to 10)", "whatsapp", body=SendContact, errors=(429, 502))
+async def send_contact(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    instance_id = ctx.own_instance_id(request)
+    body = await parse(request, SendContact)
+    to = to_jid(body.phone)
+    cards = tuple(ContactCard(c.name, _card_phone(c.phone, n)) for n, c in enumerate(body.contacts))
+    options = await send_options(ctx, instance_id, to, body)
+    key = await begin_send(ctx, request, instance_id)
+    return _sent(await ctx.command(ctx.proxy(instance_id).send_contacts(to, cards, key, options)))
+
+
+def _card_phone(raw: str, index: int) -> str:
+    try:
+        return normalize_phone(raw)
+    except ValueError as error:
+        raise invalid(str(error), f"contacts.{index}.phone") from None
+
+
+@doc("Send a poll (2 to 12 options)", "whatsapp", body=SendPoll, errors=(429, 502))
+async def send_poll(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    instance_id = ctx.own_instance_id(request)
+    body = await parse(request, SendPoll)
+    if len(set(body.options)) != len(body.options):
+        raise invalid("Poll options must differ from each other", "options", "duplicate option")
+    to = to_jid(body.phone)
+    options = await send_options(ctx, instance_id, to, body)
+    key = await begin_send(ctx, request, instance_id)
+    poll = Poll(body.question, tuple(body.options), body.multipleAnswers)
+    return _sent(await ctx.command(ctx.proxy(instance_id).send_poll(to, poll, key, options)))
+
+
+@doc("Send a message template (Cloud API)", "whatsapp", body=SendTemplate, errors=(429, 502))
+async def send_template(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    instance_id = ctx.own_instance_id(request)
+    body = await parse(request, SendTemplate)
+    to = to_jid(body.phone)
+    key = await begin_send(ctx, request, instance_id)
+    template = Template(body.name, body.language, tuple(body.components))
+    return _sent(await ctx.command(ctx.proxy(instance_id).send_template(to, template, key)))
+
+
+# -- acting on a message ---------------------------------------------------------------------
+
+
+@doc("Vote in a poll ([] withdraws the vote)", "whatsapp", body=Vote)
+async def vote(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    instance_id = ctx.own_instance_id(request)
+    body = await parse(request, Vote)
+    poll = await find_message(ctx, instance_id, request.path_params["messageId"])
+    choice = tuple(dict.fromkeys(body.options))
+    return _sent(await ctx.command(ctx.proxy(instance_id).vote(poll, choice)))
+
+
+@doc("React to a message (an empty emoji removes the reaction)", "whatsapp", body=React)
+async def react(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    instance_id = ctx.own_instance_id(request)
+    body = await parse(request, React)
+    if body.emoji and not emoji_data.is_emoji(body.emoji):
+        raise invalid(
+            f"{body.emoji!r} is not a single emoji (an empty one removes the reaction)",
+            "emoji",
+            "not a single emoji",
+        )
+    message = await find_message(ctx, instance_id, request.path_params["messageId"])
+    return _sent(await ctx.command(ctx.proxy(instance_id).react(message, body.emoji)))
+
+
+@doc("Edit an own text message (within 15 minutes)", "whatsapp", body=EditMessage)
+async def edit(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    instance_id = ctx.own_instance_id(request)
+    body = await parse(request, EditMessage)
+    message = await find_message(ctx, instance_id, request.path_params["messageId"])
+    return _sent(await ctx.command(ctx.proxy(instance_id).edit(message, body.message)))
+
+
+@doc("Delete an own message for everyone", "whatsapp")
+async def revoke(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    instance_id = ctx.own_instance_id(request)
+    message = await find_message(ctx, instance_id, request.path_params["messageId"])
+    await ctx.command(ctx.proxy(instance_id).revoke(message))
+    return JSONResponse({"success": True})
+
+
+@doc("The media of a sent or received message", "whatsapp", content="application/octet-stream")
+async def download_media(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    instance_id = ctx.own_instance_id(request)
+    message = await find_message(ctx, instance_id, request.path_params["messageId"])
+    if message.media is None:
+        raise ApiError(404, "no_media", f"Message {message.message_id} has no media")
+    file = _local(ctx, message.media.get("path"))
+    if file is None:  # not on this server (yet): the engine fetches it
+        fetched: Media = await ctx.ask(ctx.proxy(instance_id).download_media(message))
+        file = _local(ctx, fetched.path)
+        if file is None:
+            raise ApiError(404, "no_media", f"The media of {message.message_id} is not available")
+        mimetype, filename = fetched.mimetype, fetched.filename
+    else:
+        mimetype = message.media.get("mimetype") or "application/octet-stream"
+        filename = message.media.get("filename") or file.name
+    return FileResponse(file, media_type=mimetype, filename=filename)
+
+
+def _local(ctx: Context, path: str | None) -> Path | None:
+    """A file under UPLOADS_DIR, or None (a path from elsewhere is never served)."""
+    if not path:
+        return None
+    uploads = ctx.settings.uploads_dir.resolve()
+    file = Path(path).resolve()
+    if not file.is_relative_to(uploads) or not file.is_file():
+        return None
+    return file
+
+
+# -- presence and read marks ---------------------------------------------------------------
+
+
+@doc(
+    "Show presence: in a chat (composing, recording, paused) or at all",
+    "whatsapp",
+    body=SetPresence,
+)
+async def presence(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    instance_id = ctx.own_instance_id(request)
+    body = await parse(request, SetPresence)
+    if body.state in CHAT_STATES and body.phone is None:
+        raise invalid(f"'{body.state}' is shown in a chat: give its 'phone'", "phone", "missing")
+    if body.state not in CHAT_STATES and body.phone is not None:
+        raise invalid(f"'{body.state}' is shown to everyone: leave out 'phone'", "phone")
+    to = to_jid(body.phone) if body.phone is not None else None
+    await ctx.ask(ctx.proxy(instance_id).send_presence(body.state, to))
+    return JSONResponse({"success": True})
+
+
+@doc(
+    "Mark received messages of a chat read (read receipts to the sender)", "whatsapp", body=MarkRead
+)
+async def mark_read(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    instance_id = ctx.own_instance_id(request)
+    body = await parse(request, MarkRead)
+    chat = to_jid(body.chatId)
+    names = chat_names(ctx, instance_id, chat)
+    found = []
+    for message_id in dict.fromkeys(body.messageIds):
+        message = await find_message(ctx, instance_id, message_id)
+        if message.chat not in names:
+            raise MessageNotFound(f"The chat {chat} has no message {message_id}")
+        if not message.from_me:
+            found.append(message)
+    if not is_group(chat) and found:
+        chat = found[0].chat  # the name the chat goes by at WhatsApp
+    await ctx.command(ctx.proxy(instance_id).mark_read(chat, tuple(found)))
+    return JSONResponse({"success": True})
+
+
+routes = [
+    Route("/api/whatsapp/{instanceId}/send-location", send_location, methods=["POST"]),
+    Route("/api/whatsapp/{instanceId}/send-contact", send_contact, methods=["POST"]),
+    Route("/api/whatsapp/{instanceId}/send-poll", send_poll, methods=["POST"]),
+    Route("/api/whatsapp/{instanceId}/send-template", send_template, methods=["POST"]),
+    Route("/api/whatsapp/{instanceId}/messages/{messageId}/vote", vote, methods=["POST"]),
+    Route("/api/whatsapp/{instanceId}/messages/{messageId}/reaction", react, methods=["POST"]),
+    Route("/api/whatsapp/{instanceId}/messages/{messageId}/media", download_media, methods=["GET"]),
+    Route("/api/whatsapp/{instanceId}/messages/{messageId}", edit, methods=["PUT"]),
+    Route("/api/whatsapp/{instanceId}/messages/{messageId}", revoke, methods=["DELETE"]),
+    Route("/api/whatsapp/{instanceId}/presence", presence, methods=["POST"]),
+    Route("/api/whatsapp/{instanceId}/read", mark_read, methods=["POST"]),
+]

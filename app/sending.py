@@ -1,0 +1,67 @@
+"""What every send and every command on a message has in common: the idempotency key,
+the checks before a send goes, the message a command names, and a reply's quote."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from actors.engines.base import SendOptions
+from app import quotas
+from app.context import Context
+from app.errors import ApiError
+from app.message_views import message_ref
+from app.schemas import Send
+from domain.messages import MessageNotFound, MessageRef
+from domain.phone import phone_jid, to_jid
+
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise ApiError(
+            400,
+            "invalid_idempotency_key",
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
+        )
+    return key
+
+
+async def find_message(ctx: Context, instance_id: str, message_id: str) -> MessageRef:
+    """A message the instance sent or received; 404 message_not_found if none."""
+    row = ctx.queries.message(instance_id, message_id)
+    if row is None:
+        raise MessageNotFound(f"This instance has no message {message_id}")
+    return message_ref(row)
+
+
+def chat_names(ctx: Context, instance_id: str, jid: str) -> set[str]:
+    """The names one chat goes by: a person's phone JID and LID, when the pair is known."""
+    names = {jid}
+    pair = ctx.queries.identities(instance_id, [jid]).get(jid)
+    if pair is not None:
+        names |= {phone_jid(pair["phone"]), pair["lid"]}
+    return names
+
+
+async def send_options(ctx: Context, instance_id: str, to: str, body: Send) -> SendOptions:
+    """The reply and mentions a send asks for; the quoted message must be of that chat."""
+    quoted = None
+    if body.quotedMessageId is not None:
+        quoted = await find_message(ctx, instance_id, body.quotedMessageId)
+        if quoted.chat not in chat_names(ctx, instance_id, to):
+            raise MessageNotFound(
+                f"The chat {to} has no message {body.quotedMessageId} to reply to"
+            )
+    mentions = tuple(dict.fromkeys(to_jid(m) for m in body.mentions))
+    return SendOptions(quoted=quoted, mentions=mentions)
+
+
+async def begin_send(ctx: Context, request: Request, instance_id: str) -> str | None:
+    """What every send checks before it goes: the idempotency key, webhook backlog, quota;
+    the key is the value."""
+    key = idempotency_key(request)
+    ctx.check_webhook_backlog(instance_id)
+    await quotas.check_messages(ctx, ctx.principal(request), instance_id)
+    return key
