@@ -85,6 +85,9 @@ class WebhookSettings(Body):
     notifySent: bool | UnsetType = UNSET
     notifyDelivery: bool | UnsetType = UNSET
     notifyRead: bool | UnsetType = UNSET
+    notifyMessageUpdates: bool | UnsetType = UNSET
+    notifyGroups: bool | UnsetType = UNSET
+    notifyPresence: bool | UnsetType = UNSET
     maxRetries: Retries | UnsetType = UNSET
     retryInterval: IntervalMs | UnsetType = UNSET
     secret: Secret | UnsetType | None = UNSET
@@ -100,6 +103,11 @@ class InstanceCreate(Body):
     notifySent: bool = True
     notifyDelivery: bool = False
     notifyRead: bool = False
+    # Off by default, so existing receivers see nothing new: reactions, edits, revocations
+    # and poll votes; group changes; others' presence.
+    notifyMessageUpdates: bool = False
+    notifyGroups: bool = False
+    notifyPresence: bool = False
     maxRetries: Retries | None = None
     retryInterval: IntervalMs | None = None
     webhookSecret: Secret | None = None

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from actors.engines.sandbox_network import lid_for
 from tests.readmodels import MongoProvider, SQLiteProvider
 from tests.receiver import Receiver
 from tests.server import Api, Server, wait_until
@@ -96,6 +97,9 @@ def test_payloads_headers_and_signature(server: Server, admin: Api, receiver: Re
         "type": "text",
         "timestamp": by_event["message_sent"].json["data"]["timestamp"],
         "hasMedia": False,
+        # The recipient as WhatsApp names it: its number and its LID (a sandbox number's own).
+        "phone": "15553330002",
+        "lid": lid_for("15553330002"),
     }
     received = by_event["message_received"].json["data"]
     assert (received["from"], received["body"], received["type"], received["pushName"]) == (

@@ -435,3 +435,80 @@ def test_a_chat_by_lid_and_by_number_is_one_chat(people: dict[str, Party]) -> No
     assert (by_phone["id"], by_phone["phone"], by_phone["lid"]) == (b.jid, B, B_LID)
     refused(a_new.get("contacts/not-a-number"), 400, "invalid_phone")
     assert a.get(f"contacts/{B}").json()["lid"] == B_LID  # A learnt it when it wrote to B
+
+
+# -- webhooks ------------------------------------------------------------------------------------
+
+NEW_EVENTS = {"message_reaction", "message_edited", "message_revoked", "poll_vote", "group_update",
+              "presence_update"}  # fmt: skip
+
+
+def test_webhooks_for_updates_groups_and_presence_only_when_asked(
+    server: Server, people: dict[str, Party]
+) -> None:
+    from tests.receiver import Receiver
+
+    api = people[A].api
+    asked, quiet = Receiver(), Receiver()
+    try:
+        flags = {"notifyMessageUpdates": True, "notifyGroups": True, "notifyPresence": True}
+        parties = {}
+        for phone, receiver, extra in (
+            ("15552220011", asked, flags),
+            ("15552220012", quiet, {}),
+        ):
+            made = api.create_instance(f"W{phone[-1]}", webhookUrl=receiver.url, **extra)
+            assert made["webhookSettings"]["notifyGroups"] is bool(extra)
+            api.pair(made["id"], phone)
+            parties[phone] = Party(api, made["id"], phone)
+        peer = people[B]
+        for phone, party in parties.items():
+            # The peer writes; reacts to, edits and revokes its message; answers a poll; makes
+            # a group with the instance; shows that it is typing.
+            said = peer.send(phone, "hello")
+            party.message(B, said, lambda m: True)
+            peer.post(f"messages/{said}/reaction", {"emoji": "🎉"})
+            peer.api.http.put(f"/api/whatsapp/{peer.id}/messages/{said}", json={"message": "hi"})
+            peer.api.http.delete(f"/api/whatsapp/{peer.id}/messages/{said}")
+            poll = party.post("send-poll", {"phone": B, "question": "Q?", "options": ["x", "y"]})
+            peer.message(phone, poll.json()["id"], lambda m: True)
+            peer.post(f"messages/{poll.json()['id']}/vote", {"options": ["y"]})
+            peer.post("groups", {"subject": f"G{phone[-1]}", "participants": [phone]})
+            peer.post("presence", {"phone": phone, "state": "composing"})
+            party.send(B, "last")  # message_sent: always after the rest, in order
+
+        wait_until(lambda: "message_sent" in asked.events() and "message_sent" in quiet.events())
+        assert set(asked.events()) >= NEW_EVENTS
+        assert not NEW_EVENTS & set(quiet.events())
+        by_event = {r.event: r.json["data"] for r in asked.received}
+        who = {"phone": B, "lid": B_LID}
+        me = parties["15552220011"]
+        assert by_event["message_received"]["phone"] == B
+        assert by_event["message_reaction"] == {
+            "instanceId": me.id, "messageId": by_event["message_reaction"]["messageId"],
+            "chat": peer.jid, "from": peer.jid, "fromMe": False, "emoji": "🎉", **who,
+        }  # fmt: skip
+        assert (by_event["message_edited"]["body"], by_event["message_edited"]["lid"]) == (
+            "hi",
+            B_LID,
+        )
+        assert by_event["message_revoked"]["from"] == peer.jid
+        assert (by_event["poll_vote"]["voter"], by_event["poll_vote"]["options"]) == (
+            peer.jid,
+            ["y"],
+        )
+        group = by_event["group_update"]
+        assert (group["action"], group["reason"], group["by"], group["subject"]) == (
+            "joined",
+            "added",
+            peer.jid,
+            "G1",
+        )
+        assert (by_event["presence_update"]["jid"], by_event["presence_update"]["state"]) == (
+            peer.jid,
+            "composing",
+        )
+        assert set(by_event["message_sent"]) >= {"phone", "lid"}
+    finally:
+        asked.close()
+        quiet.close()

@@ -39,8 +39,14 @@ def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
             "hasMedia": event.media is not None,
             "pushName": event.push_name,
         }
-        # Structured content and the sender's Cloud API identity, when there are any.
+        # The chat (a group's, in a group), the sender's phone and LID, the quoted message,
+        # mentions, structured content and Cloud API identity, when there are any.
         for key, value in (
+            ("chat", event.chat if event.chat != event.sender else None),
+            ("phone", event.phone),
+            ("lid", event.lid),
+            ("quotedMessageId", event.quoted_message_id),
+            ("mentions", event.mentions),
             ("data", event.data),
             ("bsuid", event.bsuid),
             ("username", event.username),
@@ -60,6 +66,15 @@ def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
             "timestamp": event.sent_at,
             "hasMedia": event.media is not None,
         }
+        for key, value in (
+            ("phone", event.phone),
+            ("lid", event.lid),
+            ("quotedMessageId", event.quoted_message_id),
+            ("mentions", event.mentions),
+            ("data", event.data),
+        ):
+            if value:
+                data[key] = value
     elif isinstance(event, Instance.MessageStatusChanged):
         # A failure after acceptance is always sent (SPEC 5): the message is lost otherwise.
         if event.status != "failed":
@@ -76,6 +91,13 @@ def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
         }
         if event.error is not None:
             data["error"] = event.error
+        for key, value in (
+            ("participant", event.participant),
+            ("phone", event.phone),
+            ("lid", event.lid),
+        ):
+            if value:
+                data[key] = value
     elif isinstance(event, Instance.ConnectionOpened):
         name = "connection_opened"
         data = {"instanceId": instance_id}
@@ -96,5 +118,94 @@ def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
         name = "qr_received"
         data = {"instanceId": instance_id, "qrCode": event.qr_code}
     else:
-        return None
+        found = _update(event, settings)
+        if found is None:
+            return None
+        name, data = found
+        data = {"instanceId": instance_id, **data}
     return {"event": name, "data": data, "timestamp": _iso(event)}
+
+
+# The flag that asks for each of the events beyond the seed's (all off by default).
+UPDATE_FLAGS = {
+    Instance.MessageReacted: "notifyMessageUpdates",
+    Instance.MessageEdited: "notifyMessageUpdates",
+    Instance.MessageRevoked: "notifyMessageUpdates",
+    Instance.PollVoted: "notifyMessageUpdates",
+    Instance.GroupCreated: "notifyGroups",
+    Instance.GroupJoined: "notifyGroups",
+    Instance.GroupLeft: "notifyGroups",
+    Instance.GroupParticipantsChanged: "notifyGroups",
+    Instance.GroupSettingsChanged: "notifyGroups",
+    Instance.PresenceUpdated: "notifyPresence",
+}
+
+
+def _update(event: Any, settings: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The name and data of a message update, group update or presence update, or None
+    when it is not one or its flag is off."""
+    flag = UPDATE_FLAGS.get(type(event))
+    if flag is None or not settings.get(flag, False):
+        return None
+    who = {k: v for k in ("phone", "lid") if (v := getattr(event, k, None))}
+    if isinstance(event, Instance.PresenceUpdated):
+        return "presence_update", {
+            "jid": event.jid,
+            "state": event.state,
+            "lastSeen": event.last_seen,
+            **who,
+        }
+    if isinstance(event, Instance.PollVoted):
+        return "poll_vote", {
+            "messageId": event.message_id,
+            "chat": event.chat,
+            "voter": event.voter,
+            "fromMe": event.from_me,
+            "options": event.options,
+            **who,
+        }
+    if isinstance(
+        event, Instance.MessageReacted | Instance.MessageEdited | Instance.MessageRevoked
+    ):
+        data: dict[str, Any] = {
+            "messageId": event.message_id,
+            "chat": event.chat,
+            "from": event.sender,
+            "fromMe": event.from_me,
+            **who,
+        }
+        if isinstance(event, Instance.MessageReacted):
+            return "message_reaction", {**data, "emoji": event.emoji}
+        if isinstance(event, Instance.MessageEdited):
+            return "message_edited", {**data, "body": event.body}
+        return "message_revoked", data
+    return "group_update", _group_update(event)
+
+
+def _group_update(event: Any) -> dict[str, Any]:
+    if isinstance(event, Instance.GroupCreated | Instance.GroupJoined):
+        group = event.group
+        data: dict[str, Any] = {
+            "groupId": group["id"],
+            "action": "created" if isinstance(event, Instance.GroupCreated) else "joined",
+            "subject": group["subject"],
+            "participants": group["participants"],
+        }
+        if isinstance(event, Instance.GroupJoined):
+            data.update(reason=event.reason, by=event.by)
+        return data
+    if isinstance(event, Instance.GroupLeft):
+        return {"groupId": event.group_id, "action": "left", "reason": event.reason, "by": event.by}
+    if isinstance(event, Instance.GroupParticipantsChanged):
+        return {
+            "groupId": event.group_id,
+            "action": event.action,
+            "participants": event.participants,
+            "by": event.by,
+        }
+    return {
+        "groupId": event.group_id,
+        "action": "settings",
+        "changes": event.changes,
+        "by": event.by,
+    }

@@ -79,6 +79,9 @@ async def create_instance(request: Request) -> JSONResponse:
             "notifySent": body.notifySent,
             "notifyDelivery": body.notifyDelivery,
             "notifyRead": body.notifyRead,
+            "notifyMessageUpdates": body.notifyMessageUpdates,
+            "notifyGroups": body.notifyGroups,
+            "notifyPresence": body.notifyPresence,
             "maxRetries": body.maxRetries
             if body.maxRetries is not None
             else ctx.settings.webhook_max_retries,
