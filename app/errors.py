@@ -7,13 +7,15 @@ import sqlite3
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError, PersistenceError
+from msgspec import UNSET
 from pykka import ActorDeadError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from actors.bridge import ActorTimeout
 from actors.engines.base import EngineError
+from app.answers import Error, JSONAnswer
 from domain.instance import InstanceDeleted, InstanceNotConnected
 from domain.phone import InvalidPhoneNumber
 from domain.user import UserDeactivated
@@ -43,10 +45,8 @@ def error_response(
     details: Any | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    body: dict[str, Any] = {"error": message, "code": code}
-    if details is not None:
-        body["details"] = details
-    return JSONResponse(body, status_code=status, headers=headers)
+    body = Error(error=message, code=code, details=UNSET if details is None else details)
+    return JSONAnswer(body, status_code=status, headers=headers)
 
 
 _HTTP_CODES = {

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 from starlette.datastructures import QueryParams
 
+from app.answers import Pagination
 from app.errors import ApiError
 
 MAX_LIMIT = 1000
@@ -34,8 +34,8 @@ def paging(params: QueryParams, default_limit: int) -> tuple[int, int]:
     )
 
 
-def pagination(total: int, limit: int, skip: int) -> dict[str, Any]:
-    return {"total": total, "limit": limit, "skip": skip, "hasMore": skip + limit < total}
+def pagination(total: int, limit: int, skip: int) -> Pagination:
+    return Pagination(total=total, limit=limit, skip=skip, hasMore=skip + limit < total)
 
 
 def timestamp(params: QueryParams, name: str) -> str | None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from uuid import UUID
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from app.answers import CloudWebhookReceived, answer
 from app.context import Context, parse_id
 from app.errors import ApiError, not_found
 from app.openapi import doc
@@ -29,7 +30,7 @@ def _cloud_instance(ctx: Context, request: Request) -> UUID:
     "Meta webhook subscription check",
     "cloud",
     auth=False,
-    content="text/plain",
+    media={"text/plain": "string"},
     errors=(403,),
     query={"hub.mode": "subscribe", "hub.verify_token": "token", "hub.challenge": "echoed"},
 )
@@ -47,7 +48,13 @@ async def verify(request: Request) -> Response:
     return PlainTextResponse(params.get("hub.challenge", ""))
 
 
-@doc("Meta webhook delivery (signed)", "cloud", auth=False, errors=(403,))
+@doc(
+    "Meta webhook delivery (signed)",
+    "cloud",
+    answer=CloudWebhookReceived,
+    auth=False,
+    errors=(403,),
+)
 async def receive(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = _cloud_instance(ctx, request)
@@ -57,7 +64,7 @@ async def receive(request: Request) -> Response:
             body, request.headers.get("x-hub-signature-256")
         )
     )
-    return JSONResponse({"success": True, "received": reports})
+    return answer(request, CloudWebhookReceived(success=True, received=reports))
 
 
 routes = [
