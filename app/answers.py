@@ -52,12 +52,19 @@ def answer(
 # -- shared -------------------------------------------------------------------------------
 
 
+class ErrorDetails(Answer):
+    """What a validation error is about."""
+
+    field: str | None  # dotted for nested JSON fields; null for the body as a whole
+    problem: str
+
+
 class Error(Answer):
     """Every error: for a person (`error`) and for a program (`code`)."""
 
     error: str
     code: str
-    details: str | UnsetType = UNSET
+    details: ErrorDetails | UnsetType = UNSET  # validation errors
 
 
 class Done(Answer):
@@ -340,6 +347,15 @@ class SandboxPaired(Answer):
 class SandboxInboundSent(Answer):
     success: bool
     id: str
+
+
+class Index(Answer):
+    """`GET /` for a client that is not a browser: where to go next."""
+
+    name: str
+    version: str
+    docs: str
+    health: str
 
 
 # -- health ---------------------------------------------------------------------------------

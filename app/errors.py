@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 from typing import Any
@@ -15,7 +16,7 @@ from starlette.responses import Response
 
 from actors.bridge import ActorTimeout
 from actors.engines.base import EngineError
-from app.answers import Error, JSONAnswer
+from app.answers import Error, ErrorDetails, JSONAnswer
 from domain.instance import InstanceDeleted, InstanceNotConnected
 from domain.phone import InvalidPhoneNumber
 from domain.user import UserDeactivated
@@ -26,7 +27,9 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """An answer other than success, for a person and for a program."""
 
-    def __init__(self, status: int, code: str, message: str, details: Any | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, details: ErrorDetails | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -38,15 +41,30 @@ def not_found(what: str = "instance") -> ApiError:
     return ApiError(404, f"{what}_not_found", f"{what.capitalize()} not found")
 
 
+def invalid(message: str, field: str | None, problem: str | None = None) -> ApiError:
+    """A 400 `validation_error`: `message` for a person; `details` say which field (dotted
+    for nested JSON fields, None for the body as a whole) and what is wrong with it."""
+    return ApiError(
+        400, "validation_error", message, ErrorDetails(field=field, problem=problem or message)
+    )
+
+
+def request_id(request: Request) -> str:
+    """The id the access log gave this request (also its X-Request-Id answer header)."""
+    return str(request.scope.get("request_id", "-"))
+
+
 def error_response(
     status: int,
     code: str,
     message: str,
-    details: Any | None = None,
+    details: ErrorDetails | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
     body = Error(error=message, code=code, details=UNSET if details is None else details)
-    return JSONAnswer(body, status_code=status, headers=headers)
+    response = JSONAnswer(body, status_code=status, headers=headers)
+    response.error_code = code  # type: ignore[attr-defined]
+    return response
 
 
 _HTTP_CODES = {
@@ -81,7 +99,13 @@ async def _engine(request: Request, exc: Exception) -> Response:
 
 
 async def _timeout(request: Request, exc: Exception) -> Response:
-    log.warning("%s %s: actor timeout: %s", request.method, request.url.path, exc)
+    log.warning(
+        "%s %s: actor timeout: %s request=%s",
+        request.method,
+        request.url.path,
+        exc,
+        request_id(request),
+    )
     return error_response(
         503,
         "actor_timeout",
@@ -95,7 +119,13 @@ async def _conflict(request: Request, exc: Exception) -> Response:
 
 
 async def _storage(request: Request, exc: Exception) -> Response:
-    log.error("%s %s: storage failure: %s", request.method, request.url.path, exc)
+    log.error(
+        "%s %s: storage failure: %s request=%s",
+        request.method,
+        request.url.path,
+        exc,
+        request_id(request),
+    )
     return error_response(
         503,
         "storage_unavailable",
@@ -107,7 +137,11 @@ async def _storage(request: Request, exc: Exception) -> Response:
 
 async def _actor_gone(request: Request, exc: Exception) -> Response:
     log.warning(
-        "%s %s: the instance stopped before answering: %s", request.method, request.url.path, exc
+        "%s %s: the instance stopped before answering: %s request=%s",
+        request.method,
+        request.url.path,
+        exc,
+        request_id(request),
     )
     return error_response(
         503,
@@ -118,8 +152,36 @@ async def _actor_gone(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("%s %s failed", request.method, request.url.path)
-    return error_response(500, "internal_error", "Something went wrong on the server")
+    rid = request_id(request)
+    log.exception("%s %s failed request=%s", request.method, request.url.path, rid)
+    # Starlette re-raises it for the server to log again: once, with the request id, is enough.
+    with contextlib.suppress(AttributeError):
+        setattr(exc, LOGGED, True)
+    return error_response(
+        500, "internal_error", "Something went wrong on the server", headers={REQUEST_ID: rid}
+    )
+
+
+LOGGED = "_whatsapp_api_logged"
+REQUEST_ID = "X-Request-Id"
+
+
+def not_logged_yet(record: logging.LogRecord) -> bool:
+    """A logging filter for the server's "Exception in ASGI application" lines: drops those
+    whose exception `_unexpected` has logged already, with its request id."""
+    error = record.exc_info[1] if record.exc_info else None
+    return not getattr(error, LOGGED, False)
+
+
+def _noting_the_code(handler: Any) -> Any:
+    """The access log line names the error code of the answer (scope["error_code"])."""
+
+    async def noted(request: Request, exc: Exception) -> Response:
+        response = await handler(request, exc)
+        request.scope["error_code"] = getattr(response, "error_code", None)
+        return response
+
+    return noted
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
@@ -137,3 +199,4 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     sqlite3.OperationalError: _storage,
     Exception: _unexpected,
 }
+EXCEPTION_HANDLERS = {kind: _noting_the_code(h) for kind, h in EXCEPTION_HANDLERS.items()}

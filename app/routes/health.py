@@ -7,7 +7,7 @@ import hmac
 
 from msgspec import UNSET
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from app.answers import (
@@ -15,6 +15,7 @@ from app.answers import (
     EventStoreCheck,
     Health,
     HealthChecks,
+    Index,
     JSONAnswer,
     ReadModelsCheck,
     answer,
@@ -78,7 +79,19 @@ async def docs(request: Request) -> HTMLResponse:
     return HTMLResponse(DOCS_PAGE)
 
 
+async def index(request: Request) -> Response:
+    """A browser (it asks for HTML) goes to the web console; anything else, curl's `*/*`
+    included, gets a short index of where to go next."""
+    vary = {"Vary": "Accept"}
+    if "text/html" in request.headers.get("accept", ""):
+        return RedirectResponse("/ui/", status_code=307, headers=vary)
+    info = request.app.state.openapi["info"]
+    index = Index(name=info["title"], version=info["version"], docs="/docs", health="/health")
+    return JSONAnswer(index, headers=vary)
+
+
 routes = [
+    Route("/", index, methods=["GET"], include_in_schema=False),
     Route("/health", health, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"], include_in_schema=False),
     Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
