@@ -10,6 +10,7 @@ from app.answers import Pagination
 from app.errors import ApiError
 
 MAX_LIMIT = 1000
+MAX_SKIP = 10**9
 
 
 def integer(params: QueryParams, name: str, default: int, low: int, high: int) -> int:
@@ -30,7 +31,7 @@ def integer(params: QueryParams, name: str, default: int, low: int, high: int) -
 def paging(params: QueryParams, default_limit: int) -> tuple[int, int]:
     return (
         integer(params, "limit", default_limit, 1, MAX_LIMIT),
-        integer(params, "skip", 0, 0, 10**9),
+        integer(params, "skip", 0, 0, MAX_SKIP),
     )
 
 

@@ -18,7 +18,7 @@ from app.answers import (
     answer,
 )
 from app.context import Context
-from app.openapi import doc
+from app.openapi import doc, whole
 from domain.phone import to_jid
 from projections.queries import Window
 
@@ -38,8 +38,8 @@ def _window(request: Request, default_limit: int) -> Window:
     "history",
     answer=ActivityLog,
     query={
-        "limit": "default 100",
-        "skip": "offset",
+        "limit": whole("page size (default 100)", 1, query.MAX_LIMIT),
+        "skip": whole("offset", 0, query.MAX_SKIP),
         "actions": "comma-separated actions",
         "startDate": "ISO 8601",
         "endDate": "ISO 8601",
@@ -68,7 +68,12 @@ async def activity(request: Request) -> Response:
     "Chat history, newest first",
     "history",
     answer=ChatHistory,
-    query={"limit": "default 50", "skip": "offset", "startDate": "ISO 8601", "endDate": "ISO 8601"},
+    query={
+        "limit": whole("page size (default 50)", 1, query.MAX_LIMIT),
+        "skip": whole("offset", 0, query.MAX_SKIP),
+        "startDate": "ISO 8601",
+        "endDate": "ISO 8601",
+    },
 )
 async def messages(request: Request) -> Response:
     ctx: Context = request.app.state.ctx

@@ -34,7 +34,7 @@ class Replay(Body):
     query={
         "status": choice("failed or delivered", "failed", "delivered"),
         "limit": whole("page size", 1, query.MAX_LIMIT),
-        "skip": whole("offset", 0, 10**9),
+        "skip": whole("offset", 0, query.MAX_SKIP),
     },
 )
 async def deliveries(request: Request) -> Response:
