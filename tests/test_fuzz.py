@@ -218,7 +218,7 @@ def prepare(server: Server, graph: FakeGraph, role: str, credential: str, number
     )["id"]
     wait_until(lambda: api.status(cloud)["ready"])
     me = api.http.get("/api/auth/me").json()["id"]
-    if credential == "key":
+    if credential == "api-key":
         key = api.http.post("/api/auth/api-key").json()["apiKey"]
         headers = {"x-api-key": key}
     else:
@@ -253,9 +253,10 @@ def prepare(server: Server, graph: FakeGraph, role: str, credential: str, number
     )
 
 
+@pytest.mark.drill("API fuzzing ({role}, {credential})")
 @pytest.mark.parametrize(
     ("role", "credential", "number"),
-    [("user", "bearer", 1), ("user", "key", 2), ("admin", "bearer", 3)],
+    [("user", "bearer", 1), ("user", "api-key", 2), ("admin", "bearer", 3)],
     ids=["user-bearer", "user-api-key", "admin-bearer"],
 )
 def test_every_operation_survives_generated_requests(
@@ -268,7 +269,6 @@ def test_every_operation_survives_generated_requests(
     reached = tally.outcomes["reached"]
     share = f"{reached / max(tally.requests, 1):.0%}"
     record(
-        f"API fuzzing ({role}, {'API key' if credential == 'key' else 'bearer'})",
         operations=operations,
         requests=tally.requests,
         reached_a_handler=f"{reached:,} ({share})",
