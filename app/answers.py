@@ -53,10 +53,16 @@ def answer(
 
 
 class ErrorDetails(Answer):
-    """What a validation error is about."""
+    """What a program may act on: for a validation error, the field and the problem; for a
+    Cloud API error, what Meta's Graph API answered (its HTTP status, code, subcode and
+    trace id, when they are well formed)."""
 
-    field: str | None  # dotted for nested JSON fields; null for the body as a whole
-    problem: str
+    field: str | UnsetType | None = UNSET  # dotted for nested fields; null: the whole body
+    problem: str | UnsetType = UNSET
+    httpStatus: int | UnsetType = UNSET
+    code: int | UnsetType = UNSET
+    subcode: int | UnsetType = UNSET
+    fbtraceId: str | UnsetType = UNSET
 
 
 class Error(Answer):

@@ -7,6 +7,7 @@ import logging
 import sqlite3
 from typing import Any
 
+import msgspec
 from eventsourcing.persistence import IntegrityError, PersistenceError
 from msgspec import UNSET
 from pykka import ActorDeadError
@@ -95,7 +96,10 @@ def _mapped(status: int, code: str) -> Any:
 async def _engine(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, EngineError)
     headers = {"Retry-After": "60"} if exc.status == 429 else None
-    return error_response(exc.status, exc.code, str(exc), exc.details, headers)
+    # Engines say their details as a dict (actors do not know the answer types); only the
+    # fields ErrorDetails declares are answered, so the document stays true.
+    details = msgspec.convert(exc.details, ErrorDetails) if exc.details else None
+    return error_response(exc.status, exc.code, str(exc), details, headers)
 
 
 async def _timeout(request: Request, exc: Exception) -> Response:
