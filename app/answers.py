@@ -338,6 +338,7 @@ class DeliveryList(Answer):
 class ReplayStarted(Answer):
     success: bool
     replaying: int  # how many events will be sent again
+    nextPosition: int | None  # where the rest starts, past WEBHOOK_REPLAY_LIMIT; null: none
 
 
 class CloudWebhookReceived(Answer):

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from actors.webhooks import ReplayRunning
 from app import query
 from app.answers import DeliveryList, DeliveryView, ReplayStarted, answer
 from app.context import Context
@@ -68,11 +69,13 @@ async def deliveries(request: Request) -> Response:
 
 
 @doc(
-    "Replay webhook deliveries from a position or a time",
+    "Replay webhook deliveries from a position or a time (one replay at a time per instance, "
+    "at most WEBHOOK_REPLAY_LIMIT events)",
     "webhooks",
     answer=ReplayStarted,
     body=Replay,
     ok=202,
+    errors=(409,),
 )
 async def replay(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
@@ -92,10 +95,15 @@ async def replay(request: Request) -> Response:
     if not row["webhook"].get("enabled") or not row["webhook"].get("url"):
         raise ApiError(409, "webhook_disabled", "Webhooks are not enabled for this instance")
     try:
-        count = await ctx.ask(ctx.webhooks_proxy.replay(row["id"], after, body.toPosition, since))
+        count, rest = await ctx.ask(
+            ctx.webhooks_proxy.replay(row["id"], after, body.toPosition, since)
+        )
     except LookupError as error:
         raise ApiError(409, "webhook_not_running", str(error)) from None
-    return answer(request, ReplayStarted(success=True, replaying=count))
+    except ReplayRunning as error:
+        raise ApiError(409, "replay_running", str(error)) from None
+    # At most WEBHOOK_REPLAY_LIMIT events per replay; `nextPosition` is where the rest starts.
+    return answer(request, ReplayStarted(success=True, replaying=count, nextPosition=rest))
 
 
 routes = [

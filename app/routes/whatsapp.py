@@ -66,6 +66,7 @@ async def _send_text(
 ) -> Response:
     to = to_jid(phone)
     key = idempotency_key(request)
+    ctx.check_webhook_backlog(instance_id)
     await quotas.check_messages(ctx, ctx.principal(request), instance_id)
     message_id = await ctx.command(ctx.proxy(instance_id).send_text(to, text, key))
     return answer(request, SentMessage(id=message_id))
@@ -84,6 +85,7 @@ async def send_media(request: Request) -> Response:
     body = await parse(request, SendMedia)
     to = to_jid(body.phone)
     key = idempotency_key(request)
+    ctx.check_webhook_backlog(row["id"])
     await quotas.check_messages(ctx, ctx.principal(request), row["id"])
     settings = ctx.settings
     file = await media.download(
@@ -131,6 +133,7 @@ async def send_file(request: Request) -> Response:
             raise invalid("'caption' must be text of at most 4096 characters", "caption")
         to = to_jid(phone)
         key = idempotency_key(request)
+        ctx.check_webhook_backlog(row["id"])
         await quotas.check_messages(ctx, ctx.principal(request), row["id"])
         file = await media.keep_upload(upload, settings.uploads_dir, settings.max_file_size)
     finally:
