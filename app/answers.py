@@ -170,6 +170,7 @@ class InstanceView(Answer):
     connectionStatus: ConnectionStatus
     webhookSettings: WebhookSettingsView | UnsetType = UNSET  # one instance, not in lists
     engineSettings: dict[str, Any] | UnsetType = UNSET  # secrets left out
+    connectionDetails: dict[str, Any] | UnsetType = UNSET  # what the engine said on connecting
 
 
 class InstanceList(Answer):
@@ -235,6 +236,8 @@ class MessageView(Answer):
     media: dict[str, Any] | None
     status: str
     createdAt: str
+    data: dict[str, Any] | UnsetType = UNSET  # a received message's structured content
+    error: dict[str, Any] | UnsetType = UNSET  # why a message failed: {code, title, details}
 
 
 class ChatHistory(Answer):
@@ -344,6 +347,7 @@ class ReplayStarted(Answer):
 class CloudWebhookReceived(Answer):
     success: bool
     received: int  # messages and statuses it held that were new
+    dropped: int  # changes for numbers that are not this instance's (or no running instance's)
 
 
 class SandboxPaired(Answer):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 from typing import Any
 
 import msgspec
@@ -101,7 +100,8 @@ def _mapped(status: int, code: str) -> Any:
 
 async def _engine(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, EngineError)
-    headers = {"Retry-After": "60"} if exc.status == 429 else None
+    retry = exc.retry_after if exc.retry_after is not None else 60 if exc.status == 429 else None
+    headers = {"Retry-After": str(retry)} if retry is not None else None
     # Engines say their details as a dict (actors do not know the answer types); only the
     # fields ErrorDetails declares are answered, so the document stays true.
     details = msgspec.convert(exc.details, ErrorDetails) if exc.details else None
@@ -206,7 +206,6 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ActorDeadError: _actor_gone,
     IntegrityError: _conflict,
     PersistenceError: _storage,
-    sqlite3.OperationalError: _storage,
     Exception: _unexpected,
 }
 EXCEPTION_HANDLERS = {kind: _noting_the_code(h) for kind, h in EXCEPTION_HANDLERS.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import msgspec
@@ -49,6 +50,8 @@ def instance(row: dict[str, Any], *, detailed: bool = True) -> InstanceView:
         view.webhookSettings = webhook_settings(webhook)
         if row.get("engine_settings"):
             view.engineSettings = row["engine_settings"]
+        if row.get("connection"):
+            view.connectionDetails = json.loads(row["connection"])
     return view
 
 

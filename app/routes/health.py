@@ -21,7 +21,6 @@ from app.answers import (
     answer,
 )
 from app.context import Context
-from app.eventstore import storage_details
 from app.openapi import DOCS_PAGE, doc
 
 
@@ -37,7 +36,7 @@ async def health(request: Request) -> Response:
 
     def probe() -> EventStoreCheck:
         position = ctx.store.recorder.max_notification_id()
-        return EventStoreCheck(ok=True, position=position or 0, **storage_details(ctx.store))
+        return EventStoreCheck(ok=True, position=position or 0, **ctx.storage.details())
 
     try:
         store = await asyncio.wait_for(asyncio.to_thread(probe), timeout=2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from msgspec import UNSET
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -94,6 +95,8 @@ async def messages(request: Request) -> Response:
             media=json.loads(r["media"]) if r["media"] else None,
             status=r["status"],
             createdAt=r["created_at"],
+            data=json.loads(r["data"]) if r.get("data") else UNSET,
+            error=json.loads(r["error"]) if r.get("error") else UNSET,
         )
         for r in page.rows
     ]
