@@ -11,94 +11,24 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from msgspec import UNSET, Struct, UnsetType
+import msgspec
 
+from app.answers import (
+    ChatSummary,
+    GroupView,
+    LastMessage,
+    MessageView,
+    ParticipantView,
+    PollOptionView,
+    PollView,
+    ReactionView,
+)
 from domain.groups import Group
 from domain.messages import MessageRef
 from domain.phone import USER_SERVER, is_group, is_lid, jid_number
 from projections.base import iso_seconds
 
 Row = Mapping[str, Any]
-
-
-class View(Struct, kw_only=True, omit_defaults=False):
-    """Base of the answers this module writes."""
-
-
-class SentMessageView(View):
-    id: str
-
-
-class PollOptionView(View):
-    name: str
-    votes: list[str]
-
-
-class PollView(View):
-    question: str
-    multipleAnswers: bool
-    options: list[PollOptionView]
-
-
-class HistoryMessage(View):
-    id: str
-    instanceId: str
-    remoteJid: str
-    fromMe: bool
-    messageType: str
-    content: str
-    messageId: str
-    hasMedia: bool
-    media: dict[str, Any] | None
-    status: str
-    createdAt: str
-    sender: str | None
-    phone: str | None
-    lid: str | None
-    quotedMessageId: str | None
-    reactions: list[dict[str, str]]
-    edited: bool
-    revoked: bool
-    location: dict[str, Any] | UnsetType = UNSET
-    contacts: list[dict[str, Any]] | UnsetType = UNSET
-    poll: PollView | UnsetType = UNSET
-    data: dict[str, Any] | UnsetType = UNSET
-    error: dict[str, Any] | UnsetType = UNSET
-
-
-class ParticipantView(View):
-    id: str
-    phone: str | None
-    lid: str | None
-    role: str
-
-
-class GroupView(View):
-    id: str
-    subject: str
-    description: str
-    owner: str | None
-    announce: bool
-    locked: bool
-    createdAt: str | None
-    participants: list[ParticipantView]
-
-
-class ChatView(View):
-    id: str
-    name: str | None
-    isGroup: bool
-    lastMessage: dict[str, Any] | None
-    unreadCount: int
-    updatedAt: str | None
-
-
-class PersonView(View):
-    id: str
-    phone: str | None
-    lid: str | None
-    name: str | None
-    isGroup: bool
 
 
 # -- messages -----------------------------------------------------------------------------
@@ -129,13 +59,13 @@ def seconds(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def history_message(row: Row, known: Mapping[str, Row]) -> HistoryMessage:
+def history_message(row: Row, known: Mapping[str, Row]) -> MessageView:
     """A history row, with the other party's phone and LID filled in from the pairs the
     instance learnt (also those learnt after the message)."""
     data = json.loads(row["data"]) if row.get("data") else {}
     party = row.get("sender") or row["remote_jid"]
     phone, lid = person(party, known, row.get("phone"), row.get("lid"))
-    view = HistoryMessage(
+    view = MessageView(
         id=row["id"],
         instanceId=row["instance_id"],
         remoteJid=row["remote_jid"],
@@ -151,7 +81,10 @@ def history_message(row: Row, known: Mapping[str, Row]) -> HistoryMessage:
         phone=phone,
         lid=lid,
         quotedMessageId=row.get("quoted_message_id"),
-        reactions=json.loads(row["reactions"]) if row.get("reactions") else [],
+        reactions=[
+            ReactionView(sender=r["from"], emoji=r["emoji"])
+            for r in (json.loads(row["reactions"]) if row.get("reactions") else [])
+        ],
         edited=bool(row.get("edited")),
         revoked=bool(row.get("revoked")),
     )
@@ -228,12 +161,16 @@ def group_row_view(row: Row) -> GroupView:
     )
 
 
-def chat_view(row: Row) -> ChatView:
-    return ChatView(
+def chat_view(row: Row) -> ChatSummary:
+    return ChatSummary(
         id=row["jid"],
         name=row["name"],
         isGroup=bool(row["is_group"]),
-        lastMessage=json.loads(row["last_message"]) if row["last_message"] else None,
+        lastMessage=(
+            msgspec.json.decode(row["last_message"], type=LastMessage)
+            if row["last_message"]
+            else None
+        ),
         unreadCount=int(row["unread_count"] or 0),
         updatedAt=row["updated_at"],
     )

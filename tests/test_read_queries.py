@@ -141,12 +141,12 @@ def test_messages_of_a_chat_newest_first_in_pages(reads: ReadModelQueries) -> No
     first = reads.messages("a1", [CHAT], Window(limit=2))
     assert ids(first.rows) == ["a1-5", "a1-4"]
     assert first.total == 5
-    assert query.pagination(first.total, 2, 0)["hasMore"]
+    assert query.pagination(first.total, 2, 0).hasMore
     middle = reads.messages("a1", [CHAT], Window(limit=2, skip=2))
     assert ids(middle.rows) == ["a1-3", "a1-2"]
     last = reads.messages("a1", [CHAT], Window(limit=2, skip=4))
     assert ids(last.rows) == ["a1-1"]
-    assert last.total == 5 and not query.pagination(last.total, 2, 4)["hasMore"]
+    assert last.total == 5 and not query.pagination(last.total, 2, 4).hasMore
     beyond = reads.messages("a1", [CHAT], Window(limit=2, skip=10))
     assert beyond.rows == [] and beyond.total == 5
 
@@ -170,8 +170,8 @@ def test_messages_between_dates_both_ends_included(reads: ReadModelQueries) -> N
 
 def test_messages_stay_in_their_chat_and_instance(reads: ReadModelQueries) -> None:
     assert ids(reads.messages("a1", [OTHER_CHAT], Window(limit=50)).rows) == ["a1-6"]
-    assert ids(reads.messages("b1", CHAT, Window(limit=50)).rows) == ["b1-1"]
-    empty = reads.messages("a2", CHAT, Window(limit=50))
+    assert ids(reads.messages("b1", [CHAT], Window(limit=50)).rows) == ["b1-1"]
+    empty = reads.messages("a2", [CHAT], Window(limit=50))
     assert empty.rows == [] and empty.total == 0
 
 

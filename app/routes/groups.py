@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import re
 
-import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from app.answers import (
+    Done,
+    GroupList,
+    GroupView,
+    InviteView,
+    ParticipantChange,
+    ParticipantChanges,
+    answer,
+)
 from app.context import Context
 from app.message_views import group_row_view, group_view
 from app.openapi import doc
@@ -35,10 +43,6 @@ def group_id(request: Request) -> str:
     return f"{digits}@{GROUP_SERVER}"
 
 
-def _json(value: msgspec.Struct, status: int = 200) -> JSONResponse:
-    return JSONResponse(msgspec.to_builtins(value), status_code=status)
-
-
 def _participants(raw: list[str]) -> tuple[str, ...]:
     jids = tuple(dict.fromkeys(to_jid(p) for p in raw))
     if any(j.endswith("@" + GROUP_SERVER) for j in jids):
@@ -46,35 +50,41 @@ def _participants(raw: list[str]) -> tuple[str, ...]:
     return jids
 
 
-@doc("The groups this instance is in", "groups")
+@doc("The groups this instance is in", "groups", answer=GroupList)
 async def list_groups(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
-    groups = [msgspec.to_builtins(group_row_view(g)) for g in ctx.queries.groups(row["id"])]
-    return JSONResponse({"groups": groups})
+    groups = [group_row_view(g) for g in ctx.queries.groups(row["id"])]
+    return answer(request, GroupList(groups=groups))
 
 
-@doc("Create a group", "groups", body=CreateGroup, ok=201)
+@doc("Create a group", "groups", errors=(502,), answer=GroupView, body=CreateGroup, ok=201)
 async def create_group(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     body = await parse(request, CreateGroup)
     participants = _participants(body.participants)
     group = await ctx.command(ctx.proxy(instance_id).create_group(body.subject, participants))
-    return _json(group_view(group), 201)
+    return answer(request, group_view(group))
 
 
-@doc("A group this instance is in", "groups")
+@doc("A group this instance is in", "groups", answer=GroupView)
 async def get_group(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     found = ctx.queries.group(row["id"], group_id(request))
     if found is None or found["left"]:
         raise GroupNotFound("This instance is not in that group")
-    return _json(group_row_view(found))
+    return answer(request, group_row_view(found))
 
 
-@doc("Change a group's subject, description, announce or locked", "groups", body=UpdateGroup)
+@doc(
+    "Change a group's subject, description, announce or locked",
+    "groups",
+    errors=(502,),
+    answer=GroupView,
+    body=UpdateGroup,
+)
 async def update_group(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
@@ -82,10 +92,16 @@ async def update_group(request: Request) -> Response:
     jid = group_id(request)
     changes = GroupChanges(body.subject, body.description, body.announce, body.locked)
     group = await ctx.command(ctx.proxy(instance_id).update_group(jid, changes))
-    return _json(group_view(group))
+    return answer(request, group_view(group))
 
 
-@doc("Add, remove, promote or demote participants", "groups", body=ChangeParticipants)
+@doc(
+    "Add, remove, promote or demote participants",
+    "groups",
+    errors=(502,),
+    answer=ParticipantChanges,
+    body=ChangeParticipants,
+)
 async def participants(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
@@ -95,15 +111,18 @@ async def participants(request: Request) -> Response:
     results = await ctx.command(
         ctx.proxy(instance_id).change_participants(jid, body.action, people)
     )
-    return JSONResponse({"participants": [{"id": r.id, "status": r.status} for r in results]})
+    changed = [ParticipantChange(id=r.id, status=r.status) for r in results]
+    return answer(request, ParticipantChanges(participants=changed))
 
 
-@doc("The group's invite code and link (admins)", "groups")
+@doc("The group's invite code and link (admins)", "groups", errors=(502,), answer=InviteView)
 async def invite(request: Request) -> Response:
     return await _invite(request, reset=False)
 
 
-@doc("Revoke the invite code; a new one is made (admins)", "groups")
+@doc(
+    "Revoke the invite code; a new one is made (admins)", "groups", errors=(502,), answer=InviteView
+)
 async def revoke_invite(request: Request) -> Response:
     return await _invite(request, reset=True)
 
@@ -112,25 +131,31 @@ async def _invite(request: Request, reset: bool) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     code = await ctx.ask(ctx.proxy(instance_id).invite_code(group_id(request), reset))
-    return JSONResponse({"inviteCode": code, "inviteLink": INVITE_LINK + code})
+    return answer(request, InviteView(inviteCode=code, inviteLink=INVITE_LINK + code))
 
 
-@doc("Join a group by its invite code (or link)", "groups", body=JoinGroup)
+@doc(
+    "Join a group by its invite code (or link)",
+    "groups",
+    errors=(502,),
+    answer=GroupView,
+    body=JoinGroup,
+)
 async def join(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     body = await parse(request, JoinGroup)
     code = body.inviteCode.strip().removeprefix(INVITE_LINK)
     group = await ctx.command(ctx.proxy(instance_id).join_group(code))
-    return _json(group_view(group))
+    return answer(request, group_view(group))
 
 
-@doc("Leave a group", "groups")
+@doc("Leave a group", "groups", errors=(502,), answer=Done)
 async def leave(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     await ctx.command(ctx.proxy(instance_id).leave_group(group_id(request)))
-    return JSONResponse({"success": True})
+    return answer(request, Done(success=True))
 
 
 routes = [

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import json
 
-import msgspec
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from app import query
+from app.answers import (
+    ActivityEntry,
+    ActivityLog,
+    ChatHistory,
+    ChatList,
+    Pagination,
+    answer,
+)
 from app.context import Context
 from app.message_views import chat_view, history_message
-from app.openapi import doc
+from app.openapi import doc, whole
 from domain.phone import phone_jid, to_jid
 from projections.queries import Window
 
@@ -30,39 +37,46 @@ def _window(request: Request, default_limit: int) -> Window:
 @doc(
     "Activity log",
     "history",
+    answer=ActivityLog,
     query={
-        "limit": "default 100",
-        "skip": "offset",
+        "limit": whole("page size (default 100)", 1, query.MAX_LIMIT),
+        "skip": whole("offset", 0, query.MAX_SKIP),
         "actions": "comma-separated actions",
         "startDate": "ISO 8601",
         "endDate": "ISO 8601",
     },
 )
-async def activity(request: Request) -> JSONResponse:
+async def activity(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     window = _window(request, 100)
     actions = [a.strip() for a in request.query_params.get("actions", "").split(",") if a.strip()]
     page = ctx.queries.activity(row["id"], actions, window)
     logs = [
-        {
-            "id": r["id"],
-            "instanceId": r["instance_id"],
-            "action": r["action"],
-            "details": json.loads(r["details"]),
-            "createdAt": r["created_at"],
-        }
+        ActivityEntry(
+            id=r["id"],
+            instanceId=r["instance_id"],
+            action=r["action"],
+            details=json.loads(r["details"]),
+            createdAt=r["created_at"],
+        )
         for r in page.rows
     ]
-    return JSONResponse({"logs": logs, "pagination": _pagination(page.total, window)})
+    return answer(request, ActivityLog(logs=logs, pagination=_pagination(page.total, window)))
 
 
 @doc(
     "Chat history, newest first",
     "history",
-    query={"limit": "default 50", "skip": "offset", "startDate": "ISO 8601", "endDate": "ISO 8601"},
+    answer=ChatHistory,
+    query={
+        "limit": whole("page size (default 50)", 1, query.MAX_LIMIT),
+        "skip": whole("offset", 0, query.MAX_SKIP),
+        "startDate": "ISO 8601",
+        "endDate": "ISO 8601",
+    },
 )
-async def messages(request: Request) -> JSONResponse:
+async def messages(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     chat = to_jid(request.path_params["chatId"])
@@ -75,24 +89,30 @@ async def messages(request: Request) -> JSONResponse:
     page = ctx.queries.messages(row["id"], names, window)
     parties = {r.get("sender") or r["remote_jid"] for r in page.rows}
     known = ctx.queries.identities(row["id"], sorted(parties))
-    found = [msgspec.to_builtins(history_message(r, known)) for r in page.rows]
-    return JSONResponse({"messages": found, "pagination": _pagination(page.total, window)})
+    found = [history_message(r, known) for r in page.rows]
+    return answer(request, ChatHistory(messages=found, pagination=_pagination(page.total, window)))
 
 
 @doc(
-    "Chats, most recently active first", "history", query={"limit": "default 50", "skip": "offset"}
+    "Chats, most recently active first",
+    "history",
+    answer=ChatList,
+    query={
+        "limit": whole("page size (default 50)", 1, query.MAX_LIMIT),
+        "skip": whole("offset", 0, query.MAX_SKIP),
+    },
 )
-async def chats(request: Request) -> JSONResponse:
+async def chats(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     limit, skip = query.paging(request.query_params, 50)
     window = Window(limit, skip)
     page = ctx.queries.chats(row["id"], window)
-    found = [msgspec.to_builtins(chat_view(r)) for r in page.rows]
-    return JSONResponse({"chats": found, "pagination": _pagination(page.total, window)})
+    found = [chat_view(r) for r in page.rows]
+    return answer(request, ChatList(chats=found, pagination=_pagination(page.total, window)))
 
 
-def _pagination(total: int, window: Window) -> dict:
+def _pagination(total: int, window: Window) -> Pagination:
     return query.pagination(total, window.limit, window.skip)
 
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import emoji as emoji_data
-import msgspec
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from actors.engines.base import (
@@ -23,9 +22,9 @@ from actors.engines.base import (
     Poll,
     Template,
 )
+from app.answers import Done, SentMessage, answer
 from app.context import Context
 from app.errors import ApiError, invalid
-from app.message_views import SentMessageView
 from app.openapi import doc
 from app.schemas import (
     EditMessage,
@@ -46,14 +45,14 @@ from domain.phone import is_group, normalize_phone, to_jid
 CHAT_STATES = ("composing", "recording", "paused")
 
 
-def _sent(message_id: str) -> JSONResponse:
-    return JSONResponse(msgspec.to_builtins(SentMessageView(id=message_id)))
+def _sent(request: Request, message_id: str) -> Response:
+    return answer(request, SentMessage(id=message_id))
 
 
 # -- the new sends -------------------------------------------------------------------------
 
 
-@doc("Send a location", "whatsapp", body=SendLocation, errors=(429, 502))
+@doc("Send a location", "whatsapp", answer=SentMessage, body=SendLocation, errors=(429, 502))
 async def send_location(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
@@ -62,10 +61,18 @@ async def send_location(request: Request) -> Response:
     options = await send_options(ctx, instance_id, to, body)
     key = await begin_send(ctx, request, instance_id)
     place = Location(body.latitude, body.longitude, body.name, body.address)
-    return _sent(await ctx.command(ctx.proxy(instance_id).send_location(to, place, key, options)))
+    return _sent(
+        request, await ctx.command(ctx.proxy(instance_id).send_location(to, place, key, options))
+    )
 
 
-@doc("Send contact cards (1 to 10)", "whatsapp", body=SendContact, errors=(429, 502))
+@doc(
+    "Send contact cards (1 to 10)",
+    "whatsapp",
+    answer=SentMessage,
+    body=SendContact,
+    errors=(429, 502),
+)
 async def send_contact(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
@@ -74,7 +81,9 @@ async def send_contact(request: Request) -> Response:
     cards = tuple(ContactCard(c.name, _card_phone(c.phone, n)) for n, c in enumerate(body.contacts))
     options = await send_options(ctx, instance_id, to, body)
     key = await begin_send(ctx, request, instance_id)
-    return _sent(await ctx.command(ctx.proxy(instance_id).send_contacts(to, cards, key, options)))
+    return _sent(
+        request, await ctx.command(ctx.proxy(instance_id).send_contacts(to, cards, key, options))
+    )
 
 
 def _card_phone(raw: str, index: int) -> str:
@@ -84,7 +93,13 @@ def _card_phone(raw: str, index: int) -> str:
         raise invalid(str(error), f"contacts.{index}.phone") from None
 
 
-@doc("Send a poll (2 to 12 options)", "whatsapp", body=SendPoll, errors=(429, 502))
+@doc(
+    "Send a poll (2 to 12 options)",
+    "whatsapp",
+    answer=SentMessage,
+    body=SendPoll,
+    errors=(429, 502),
+)
 async def send_poll(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
@@ -95,10 +110,18 @@ async def send_poll(request: Request) -> Response:
     options = await send_options(ctx, instance_id, to, body)
     key = await begin_send(ctx, request, instance_id)
     poll = Poll(body.question, tuple(body.options), body.multipleAnswers)
-    return _sent(await ctx.command(ctx.proxy(instance_id).send_poll(to, poll, key, options)))
+    return _sent(
+        request, await ctx.command(ctx.proxy(instance_id).send_poll(to, poll, key, options))
+    )
 
 
-@doc("Send a message template (Cloud API)", "whatsapp", body=SendTemplate, errors=(429, 502))
+@doc(
+    "Send a message template (Cloud API)",
+    "whatsapp",
+    answer=SentMessage,
+    body=SendTemplate,
+    errors=(429, 502),
+)
 async def send_template(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
@@ -106,23 +129,31 @@ async def send_template(request: Request) -> Response:
     to = to_jid(body.phone)
     key = await begin_send(ctx, request, instance_id)
     template = Template(body.name, body.language, tuple(body.components))
-    return _sent(await ctx.command(ctx.proxy(instance_id).send_template(to, template, key)))
+    return _sent(
+        request, await ctx.command(ctx.proxy(instance_id).send_template(to, template, key))
+    )
 
 
 # -- acting on a message ---------------------------------------------------------------------
 
 
-@doc("Vote in a poll ([] withdraws the vote)", "whatsapp", body=Vote)
+@doc("Vote in a poll ([] withdraws the vote)", "whatsapp", answer=SentMessage, body=Vote)
 async def vote(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     body = await parse(request, Vote)
     poll = await find_message(ctx, instance_id, request.path_params["messageId"])
     choice = tuple(dict.fromkeys(body.options))
-    return _sent(await ctx.command(ctx.proxy(instance_id).vote(poll, choice)))
+    return _sent(request, await ctx.command(ctx.proxy(instance_id).vote(poll, choice)))
 
 
-@doc("React to a message (an empty emoji removes the reaction)", "whatsapp", body=React)
+@doc(
+    "React to a message (an empty emoji removes the reaction)",
+    "whatsapp",
+    errors=(502,),
+    answer=SentMessage,
+    body=React,
+)
 async def react(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
@@ -134,28 +165,39 @@ async def react(request: Request) -> Response:
             "not a single emoji",
         )
     message = await find_message(ctx, instance_id, request.path_params["messageId"])
-    return _sent(await ctx.command(ctx.proxy(instance_id).react(message, body.emoji)))
+    return _sent(request, await ctx.command(ctx.proxy(instance_id).react(message, body.emoji)))
 
 
-@doc("Edit an own text message (within 15 minutes)", "whatsapp", body=EditMessage)
+@doc(
+    "Edit an own text message (within 15 minutes)",
+    "whatsapp",
+    errors=(502,),
+    answer=SentMessage,
+    body=EditMessage,
+)
 async def edit(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     body = await parse(request, EditMessage)
     message = await find_message(ctx, instance_id, request.path_params["messageId"])
-    return _sent(await ctx.command(ctx.proxy(instance_id).edit(message, body.message)))
+    return _sent(request, await ctx.command(ctx.proxy(instance_id).edit(message, body.message)))
 
 
-@doc("Delete an own message for everyone", "whatsapp")
+@doc("Delete an own message for everyone", "whatsapp", answer=Done)
 async def revoke(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     message = await find_message(ctx, instance_id, request.path_params["messageId"])
     await ctx.command(ctx.proxy(instance_id).revoke(message))
-    return JSONResponse({"success": True})
+    return answer(request, Done(success=True))
 
 
-@doc("The media of a sent or received message", "whatsapp", content="application/octet-stream")
+@doc(
+    "The media of a sent or received message",
+    "whatsapp",
+    media={"application/octet-stream": "binary"},
+    errors=(502,),
+)
 async def download_media(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
@@ -192,6 +234,8 @@ def _local(ctx: Context, path: str | None) -> Path | None:
 @doc(
     "Show presence: in a chat (composing, recording, paused) or at all",
     "whatsapp",
+    errors=(502,),
+    answer=Done,
     body=SetPresence,
 )
 async def presence(request: Request) -> Response:
@@ -204,11 +248,15 @@ async def presence(request: Request) -> Response:
         raise invalid(f"'{body.state}' is shown to everyone: leave out 'phone'", "phone")
     to = to_jid(body.phone) if body.phone is not None else None
     await ctx.ask(ctx.proxy(instance_id).send_presence(body.state, to))
-    return JSONResponse({"success": True})
+    return answer(request, Done(success=True))
 
 
 @doc(
-    "Mark received messages of a chat read (read receipts to the sender)", "whatsapp", body=MarkRead
+    "Mark received messages of a chat read (read receipts to the sender)",
+    "whatsapp",
+    errors=(502,),
+    answer=Done,
+    body=MarkRead,
 )
 async def mark_read(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
@@ -226,7 +274,7 @@ async def mark_read(request: Request) -> Response:
     if not is_group(chat) and found:
         chat = found[0].chat  # the name the chat goes by at WhatsApp
     await ctx.command(ctx.proxy(instance_id).mark_read(chat, tuple(found)))
-    return JSONResponse({"success": True})
+    return answer(request, Done(success=True))
 
 
 routes = [

@@ -7,15 +7,26 @@ from typing import Any
 import msgspec
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from actors.engines.base import NO_OPTIONS, EngineError, SendOptions
 from actors.outbound import OutboundHTTP
 from app import media
+from app.answers import (
+    ConnectionStatus,
+    ContactList,
+    ContactView,
+    Done,
+    NumberCheckView,
+    PairingCodeView,
+    PersonView,
+    SentMessage,
+    answer,
+)
 from app.context import Context
 from app.errors import ApiError, invalid
-from app.message_views import PersonView, person
+from app.message_views import person
 from app.openapi import doc
 from app.routes.instances import qr_code
 from app.schemas import MAX_MESSAGE, PairingCode, Send, SendMedia, SendText, decode, parse
@@ -24,18 +35,19 @@ from domain.instance import InstanceNotConnected
 from domain.phone import is_group, normalize_phone, phone_jid, to_jid
 
 
-@doc("Connection status", "whatsapp")
-async def status(request: Request) -> JSONResponse:
+@doc("Connection status", "whatsapp", answer=ConnectionStatus)
+async def status(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     state = await ctx.ask(ctx.proxy(instance_id).state())
-    return JSONResponse(
-        {"ready": state["ready"], "status": state["status"], "hasQr": state["hasQr"]}
+    return answer(
+        request,
+        ConnectionStatus(ready=state["ready"], status=state["status"], hasQr=state["hasQr"]),
     )
 
 
-@doc("Send a text message", "whatsapp", body=SendText, errors=(429, 502))
-async def send(request: Request) -> JSONResponse:
+@doc("Send a text message", "whatsapp", answer=SentMessage, body=SendText, errors=(429, 502))
+async def send(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     body = await parse(request, SendText)
@@ -51,14 +63,20 @@ async def _send_text(
     to: str,
     text: str,
     options: SendOptions = NO_OPTIONS,
-) -> JSONResponse:
+) -> Response:
     key = await begin_send(ctx, request, instance_id)
     message_id = await ctx.command(ctx.proxy(instance_id).send_text(to, text, key, options))
-    return JSONResponse({"id": message_id})
+    return answer(request, SentMessage(id=message_id))
 
 
-@doc("Send media fetched from a URL", "whatsapp", body=SendMedia, errors=(429, 502))
-async def send_media(request: Request) -> JSONResponse:
+@doc(
+    "Send media fetched from a URL",
+    "whatsapp",
+    answer=SentMessage,
+    body=SendMedia,
+    errors=(429, 502),
+)
+async def send_media(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     body = await parse(request, SendMedia)
@@ -77,12 +95,13 @@ async def send_media(request: Request) -> JSONResponse:
     message_id = await ctx.command(
         ctx.proxy(row["id"]).send_media(to, file, body.caption, key, options)
     )
-    return JSONResponse({"id": message_id})
+    return answer(request, SentMessage(id=message_id))
 
 
 @doc(
     "Send an uploaded file",
     "whatsapp",
+    answer=SentMessage,
     form={
         "phone": "string",
         "caption": "string",
@@ -92,7 +111,7 @@ async def send_media(request: Request) -> JSONResponse:
     },
     errors=(429, 502),
 )
-async def send_file(request: Request) -> JSONResponse:
+async def send_file(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     settings = ctx.settings
@@ -123,7 +142,7 @@ async def send_file(request: Request) -> JSONResponse:
     finally:
         await form.close()
     message_id = await ctx.command(ctx.proxy(row["id"]).send_media(to, file, caption, key, options))
-    return JSONResponse({"id": message_id})
+    return answer(request, SentMessage(id=message_id))
 
 
 def _form_send(phone: str, form: Any) -> Send:
@@ -137,28 +156,25 @@ def _form_send(phone: str, form: Any) -> Send:
     )
 
 
-@doc("Contacts of an instance", "whatsapp")
-async def contacts(request: Request) -> JSONResponse:
+@doc("Contacts of an instance", "whatsapp", answer=ContactList)
+async def contacts(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     rows = ctx.queries.contacts(row["id"])
-    return JSONResponse(
-        {
-            "contacts": [
-                {
-                    "id": c["jid"],
-                    "name": c["name"],
-                    "number": c["number"],
-                    "isGroup": bool(c["is_group"]),
-                }
-                for c in rows
-            ]
-        }
-    )
+    found = [
+        ContactView(id=c["jid"], name=c["name"], number=c["number"], isGroup=bool(c["is_group"]))
+        for c in rows
+    ]
+    return answer(request, ContactList(contacts=found))
 
 
-@doc("Who a phone number or LID is: both names, when known, and the contact's name", "whatsapp")
-async def contact(request: Request) -> JSONResponse:
+@doc(
+    "Who a phone number or LID is: both names, when known, and the contact's name",
+    "whatsapp",
+    answer=PersonView,
+    errors=(502,),
+)
+async def contact(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     jid = to_jid(request.path_params["phoneOrLid"])
@@ -183,24 +199,25 @@ async def contact(request: Request) -> JSONResponse:
         group = ctx.queries.group(row["id"], jid)
         name = group["subject"] if group is not None else name
     view = PersonView(id=jid, phone=phone, lid=lid, name=name, isGroup=is_group(jid))
-    return JSONResponse(msgspec.to_builtins(view))
+    return answer(request, view)
 
 
-@doc("Log out of WhatsApp", "whatsapp")
-async def logout(request: Request) -> JSONResponse:
+@doc("Log out of WhatsApp", "whatsapp", answer=Done)
+async def logout(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     await ctx.command(ctx.proxy(row["id"]).logout())
-    return JSONResponse({"success": True})
+    return answer(request, Done(success=True))
 
 
 @doc(
     "Send text with query or form fields",
     "whatsapp",
+    answer=SentMessage,
     query={"phone": "recipient", "message": "text"},
     errors=(429, 502),
 )
-async def simple_send(request: Request) -> JSONResponse:
+async def simple_send(request: Request) -> Response:
     """Send with query or form fields, for low-code tools that cannot send JSON."""
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
@@ -235,24 +252,29 @@ routes = [
 ]
 
 
-@doc("Whether a number has WhatsApp (whatsmeow)", "whatsapp")
-async def check_number(request: Request) -> JSONResponse:
+@doc("Whether a number has WhatsApp (whatsmeow)", "whatsapp", answer=NumberCheckView)
+async def check_number(request: Request) -> Response:
     """Whether a phone number has WhatsApp (whatsmeow instances)."""
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     phone = normalize_phone(request.path_params["phone"])
     exists = await ctx.ask(ctx.proxy(row["id"]).check_number(phone))
-    return JSONResponse({"phone": phone, "exists": bool(exists)})
+    return answer(request, NumberCheckView(phone=phone, exists=bool(exists)))
 
 
-@doc("A pairing code to link by phone number (whatsmeow)", "instances", body=PairingCode)
-async def pairing_code(request: Request) -> JSONResponse:
+@doc(
+    "A pairing code to link by phone number (whatsmeow)",
+    "instances",
+    answer=PairingCodeView,
+    body=PairingCode,
+)
+async def pairing_code(request: Request) -> Response:
     """Pair by phone number instead of QR: the code to type on the phone (whatsmeow)."""
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     body = await parse(request, PairingCode)
     code = await ctx.ask(ctx.proxy(row["id"]).pairing_code(normalize_phone(body.phone)))
-    return JSONResponse({"pairingCode": code})
+    return answer(request, PairingCodeView(pairingCode=code))
 
 
 routes += [
