@@ -117,7 +117,7 @@ class LagSampler:
     """Polls the event store's head and the read models' position; records stored -> visible."""
 
     def __init__(self, data: Path) -> None:
-        from projections.store import ReadModelStore
+        from storage.sqlite.read_models import ReadModelStore
 
         self._store = sqlite3.connect(data / "whatsapp-api.db", check_same_thread=False)
         self._read = ReadModelStore(data / "whatsapp-api-read.db")

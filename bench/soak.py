@@ -186,7 +186,7 @@ def main() -> int:
         )
 
         def settled() -> bool:
-            from projections.store import ReadModelStore
+            from storage.sqlite.read_models import ReadModelStore
 
             read = ReadModelStore(Path(scratch) / "data" / "whatsapp-api-read.db")
             row = read.db.execute(
@@ -204,7 +204,7 @@ def main() -> int:
             "(topic LIKE '%MessageSent' OR topic LIKE '%MessageReceived' OR topic LIKE '%MessageStatusChanged' "
             "OR topic LIKE '%QrReceived' OR topic LIKE '%ConnectionOpened' OR topic LIKE '%ConnectionClosed')"
         ).fetchone()[0]
-        from projections.store import ReadModelStore
+        from storage.sqlite.read_models import ReadModelStore
 
         read = ReadModelStore(Path(scratch) / "data" / "whatsapp-api-read.db")
         history_rows = read.db.execute(
