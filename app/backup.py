@@ -3,17 +3,17 @@
 A backup holds the event store (the one source of truth), the webhook delivery cursors,
 the JWT secret file and the engines' session files under INSTANCES_DIR. Not the read
 models: a restore rebuilds them from the event store. It is taken while the server runs,
-and is consistent: the event store is copied as of one moment (SQLite's online backup
-API, or on MongoDB every event up to the position counter read at that moment), and the
-cursors are copied before it, so no cursor is ahead of the events it points into (after a
-restore an event may be delivered twice, never skipped). Live SQLite files (the cursors,
-whatsmeow's session stores) are copied with SQLite's backup API, not as raw bytes.
+and is consistent: the storage provider writes the cursors, then the event store as of
+one moment (`StorageProvider.backup`), so no cursor is ahead of the events it points into
+(after a restore an event may be delivered twice, never skipped). The engines' session
+files may be live SQLite databases (whatsmeow's): they are copied with SQLite's backup
+API (`storage.files`), not as raw bytes.
 
 The archive, written under a temporary name and renamed when complete, readable by its
 owner only (it holds the JWT secret and the WhatsApp sessions):
 
     manifest.json         what is inside: counts, and each file's size and SHA-256
-    store/...             the provider's files (see `StoreBackup`)
+    store/...             the storage provider's files (see its `backup`)
     secrets/jwt-secret    when the server generated its secret (not when JWT_SECRET is set)
     instances/<id>/...    each instance's engine session files (logs are left out)
 
@@ -41,10 +41,12 @@ from typing import IO, Literal
 
 import msgspec
 
-from app.backup_store import DumpResult, StoreBackup, copy_file_or_database, store_backup
 from app.config import Settings
+from app.storage import open_storage
+from storage.files import copy_live_file
+from storage.provider import BackedUp, Step, StorageProvider
 
-FORMAT = "whatsapp-api-backup"
+FORMAT: Literal["whatsapp-api-backup"] = "whatsapp-api-backup"
 MANIFEST = "manifest.json"
 SECRET_FILES = ("jwt-secret",)
 # Engine logs are not needed to come back; SQLite's side files are folded into the copy.
@@ -53,9 +55,6 @@ SKIPPED = re.compile(r"(\.log(\.\d+)?|-wal|-shm|-journal)$")
 SAFE_PATH = re.compile(r"(store|secrets|instances)(/[A-Za-z0-9_][A-Za-z0-9._-]{0,200}){1,2}")
 MAX_MANIFEST = 16 * 1024 * 1024
 CHUNK = 1024 * 1024
-
-Step = Callable[[str, int, int | None], None]
-"""Progress: (what, done, total or None when unknown)."""
 
 
 class BackupError(Exception):
@@ -93,20 +92,19 @@ class Manifest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 def backup(settings: Settings, output: Path, step: Step) -> Manifest:
     """Write a backup of the installation `settings` describe to `output`."""
-    store = store_backup(settings)
     output = output.resolve()
     if output.exists():
         raise BackupError(f"{output} exists already; choose another --output")
     output.parent.mkdir(parents=True, exist_ok=True)
-    with _staging(output.parent, ".backup-") as staging:
-        dumped = store.dump(staging / "store", step)
+    with _staging(output.parent, ".backup-") as staging, _opened(settings) as storage:
+        dumped = storage.backup(staging / "store", step)
         secret = _copy_secrets(settings, staging / "secrets")
         instances = _copy_instances(settings.instances_dir, staging / "instances", step)
         files = [_entry(staging, path) for path in sorted(_files(staging))]
         manifest = Manifest(
             created=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             serverVersion=version("whatsapp-api"),
-            provider=store.provider,
+            provider=storage.name,  # type: ignore[arg-type]  # "sqlite" or "mongodb"
             position=dumped.position,
             events=dumped.events,
             webhookCursors=dumped.cursors,
@@ -147,7 +145,7 @@ def _copy_instances(instances_dir: Path, into: Path, step: Step) -> int:
         if files:
             copied += 1
             for source in files:
-                copy_file_or_database(source, into / directory.name / source.name)
+                copy_live_file(source, into / directory.name / source.name)
         step("instance sessions", n, len(directories))
     return copied
 
@@ -230,47 +228,66 @@ def restore(settings: Settings, archive: Path, force: bool, step: Step) -> Manif
     """Restore `archive` into the installation `settings` describe, which must be empty
     unless `force` (then what is there is deleted first); the read models are rebuilt
     by the caller."""
-    store = store_backup(settings)
     if not archive.is_file():
         raise BackupError(f"no backup at {archive}")
-    found = _occupied(settings, store)
-    if found and not force:
-        raise BackupError(
-            f"the target is not empty ({'; '.join(found)}): restore into an empty data "
-            "directory, or add --force to replace what is there"
-        )
-    if found:
-        _refuse_if_serving(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with _staging(settings.data_dir, ".restore-") as staging:
-        manifest = unpack(archive, staging, step)
-        if manifest.provider != store.provider:
+    with _opened(settings) as storage:
+        found = _occupied(settings, storage)
+        if found and not force:
             raise BackupError(
-                f"this is a backup of a {manifest.provider} event store, and "
-                f"DATABASE_PROVIDER is {store.provider}: restore it with "
-                f"DATABASE_PROVIDER={manifest.provider}"
+                f"the target is not empty ({'; '.join(found)}): restore into an empty data "
+                "directory, or add --force to replace what is there"
             )
         if found:
-            store.clear()
-            for name in SECRET_FILES:
-                (settings.data_dir / name).unlink(missing_ok=True)
-            if settings.instances_dir.is_dir():
-                shutil.rmtree(settings.instances_dir)
-        store.load(
-            staging / "store",
-            DumpResult(manifest.position, manifest.events, manifest.webhookCursors),
-            step,
-        )
-        for name in SECRET_FILES:
-            source = staging / "secrets" / name
-            if source.is_file():
-                _place(source, settings.data_dir / name)
-                (settings.data_dir / name).chmod(0o600)
-        instances = staging / "instances"
-        if instances.is_dir():
-            for source in sorted(_files(instances)):
-                _place(source, settings.instances_dir / source.relative_to(instances))
+            _refuse_if_serving(settings)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with _staging(settings.data_dir, ".restore-") as staging:
+            manifest = unpack(archive, staging, step)
+            if manifest.provider != storage.name:
+                raise BackupError(
+                    f"this is a backup of a {manifest.provider} event store, and "
+                    f"DATABASE_PROVIDER is {storage.name}: restore it with "
+                    f"DATABASE_PROVIDER={manifest.provider}"
+                )
+            if found:
+                _erase(settings, storage)
+            storage.restore(
+                staging / "store",
+                BackedUp(manifest.position, manifest.events, manifest.webhookCursors),
+                step,
+            )
+            _place_files(settings, staging)
     return manifest
+
+
+def _erase(settings: Settings, storage: StorageProvider) -> None:
+    """What a forced restore replaces."""
+    storage.erase()
+    for name in SECRET_FILES:
+        (settings.data_dir / name).unlink(missing_ok=True)
+    if settings.instances_dir.is_dir():
+        shutil.rmtree(settings.instances_dir)
+
+
+def _place_files(settings: Settings, staging: Path) -> None:
+    """The secrets and the engines' session files, from the checked staging directory."""
+    for name in SECRET_FILES:
+        source = staging / "secrets" / name
+        if source.is_file():
+            _place(source, settings.data_dir / name)
+            (settings.data_dir / name).chmod(0o600)
+    instances = staging / "instances"
+    if instances.is_dir():
+        for source in sorted(_files(instances)):
+            _place(source, settings.instances_dir / source.relative_to(instances))
+
+
+@contextlib.contextmanager
+def _opened(settings: Settings) -> Iterator[StorageProvider]:
+    storage = open_storage(settings)
+    try:
+        yield storage
+    finally:
+        storage.close()
 
 
 def unpack(archive: Path, into: Path, step: Step) -> Manifest:
@@ -347,9 +364,9 @@ def _reason(error: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _occupied(settings: Settings, store: StoreBackup) -> list[str]:
+def _occupied(settings: Settings, storage: StorageProvider) -> list[str]:
     """What is in the way of a restore (empty when the target is empty)."""
-    found = store.occupied()
+    found = storage.held()
     found += [
         f"{settings.data_dir / name} exists"
         for name in SECRET_FILES

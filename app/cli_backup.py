@@ -8,15 +8,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from eventsourcing.persistence import PersistenceError
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from app import backup as backups
 from app.config import Settings
-from app.eventstore import StoreUnavailable
+from storage.provider import Step, StoreUnavailable
 
 
 @contextmanager
-def progress_bars() -> Iterator[backups.Step]:
+def progress_bars() -> Iterator[Step]:
     """One bar per kind of work, made the first time it is reported. On stderr, and only on
     a terminal, and gone when done: what stays is the one line that says what happened."""
     from rich.console import Console
@@ -31,7 +39,7 @@ def progress_bars() -> Iterator[backups.Step]:
     with Progress(
         *columns, console=console, transient=True, disable=not console.is_terminal
     ) as bars:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def step(what: str, done: int, total: int | None) -> None:
             if what not in tasks:
@@ -47,7 +55,7 @@ def backup_command(settings: Settings, output: Path | None) -> int:
     try:
         with progress_bars() as step:
             manifest = backups.backup(settings, target, step)
-    except (backups.BackupError, StoreUnavailable, FileNotFoundError) as error:
+    except (backups.BackupError, StoreUnavailable, FileNotFoundError, PersistenceError) as error:
         print(f"whatsapp-api: backup failed: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -77,7 +85,7 @@ def restore_command(settings: Settings, archive: Path, force: bool) -> int:
     except backups.DamagedBackup as error:
         print(f"whatsapp-api: {archive} is damaged: {error}; nothing was restored", file=sys.stderr)
         return 1
-    except (backups.BackupError, StoreUnavailable) as error:
+    except (backups.BackupError, StoreUnavailable, PersistenceError) as error:
         print(f"whatsapp-api: restore failed: {error}", file=sys.stderr)
         return 1
     # The read models are not in a backup: rebuild them all from the restored events.
@@ -98,12 +106,12 @@ def restore_command(settings: Settings, archive: Path, force: bool) -> int:
 
 def _counts(settings: Settings) -> tuple[int, int, int]:
     """Users, live instances and messages sent, from the rebuilt read models."""
-    from app.read_queries import open_read_models
-    from app.storage import read_model_store
+    from app.storage import open_storage
 
-    store = read_model_store(settings)
+    storage = open_storage(settings)
+    read_models = storage.read_models()
     try:
-        queries = open_read_models(settings, store)
+        queries = storage.queries(read_models)
         usage = queries.usage_of_system()
         return (
             queries.user_counts().total,
@@ -111,4 +119,5 @@ def _counts(settings: Settings) -> tuple[int, int, int]:
             usage.get("messages_sent", 0),
         )
     finally:
-        store.close()
+        read_models.close()
+        storage.close()

@@ -45,13 +45,15 @@ def tool(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
 
 def cursors_of(server: Server, instances: list[str]) -> dict[str, int]:
     """The webhook cursors stored for `server`, read as the server reads them."""
-    from app.eventstore import open_cursors
+    from app.storage import open_storage
 
-    cursors = open_cursors(server.settings())
+    storage = open_storage(server.settings())
+    cursors = storage.cursors()
     try:
         return {instance: cursors.get(instance) for instance in instances}
     finally:
         cursors.close()
+        storage.close()
 
 
 def sender(
