@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.types import Message
 
 from actors.engines.base import Media
-from actors.webhooks import AddressNotAllowed, check_address
+from actors.outbound import OutboundHTTP, refused
 from app.errors import ApiError
 from app.schemas import too_large
 
@@ -96,24 +96,21 @@ async def download(
     uploads_dir: Path,
     max_size: int,
     timeout: float,
-    allow_private: bool = True,
+    outbound: OutboundHTTP,
 ) -> Media:
-    """Fetch a file by http(s) URL, refusing other schemes, redirects, oversize files and,
-    unless allowed, private addresses (so the server cannot be aimed at its own network)."""
+    """Fetch a file by http(s) URL, refusing other schemes, redirects, oversize files and
+    addresses the outbound policy does not allow (so the server cannot be aimed at its
+    own network, even by a name that resolves differently at the connect)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ApiError(400, "invalid_url", f"Only http(s) URLs can be fetched (got '{url}')")
-    try:
-        await check_address(url, allow_private)
-    except AddressNotAllowed as error:
-        raise ApiError(400, "url_not_allowed", f"Media URL refused: {error}") from None
     name = safe_filename(filename or unquote(parts.path.rsplit("/", 1)[-1]), "media")
     path = _destination(uploads_dir, name)
     size = 0
     client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10))
     try:
         async with (
-            aiohttp.ClientSession(timeout=client_timeout) as session,
+            outbound.session(timeout=client_timeout) as session,
             session.get(url, allow_redirects=False) as response,
         ):
             if response.status != 200:
@@ -133,6 +130,9 @@ async def download(
             declared = response.headers.get("content-type")
     except (aiohttp.ClientError, TimeoutError) as error:
         path.unlink(missing_ok=True)
+        refusal = refused(error)
+        if refusal is not None:
+            raise ApiError(400, "url_not_allowed", f"Media URL refused: {refusal}") from None
         raise ApiError(
             400,
             "media_download_failed",

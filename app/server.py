@@ -200,7 +200,12 @@ def _start_serving(
                 network, settings.instances_dir / str(instance.id), instance.name, emit
             )
         if instance.engine == "cloud":
-            return CloudEngine(dict(instance.engine_settings), emit)
+            return CloudEngine(
+                dict(instance.engine_settings),
+                emit,
+                allow_private=settings.webhook_allow_private,
+                require_https=settings.production,
+            )
         if instance.engine == "whatsmeow" and "whatsmeow" in engines:
             return WhatsmeowEngine(
                 settings.instances_dir / str(instance.id),

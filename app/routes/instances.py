@@ -12,9 +12,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from actors.webhooks import AddressNotAllowed, check_address
+from actors.outbound import AddressNotAllowed, OutboundHTTP
 from app import quotas, views
 from app.context import Context
+from app.engine_settings import check_proxy, cloud_settings
 from app.errors import ApiError, invalid
 from app.openapi import doc
 from app.schemas import InstanceCreate, InstanceUpdate, parse
@@ -29,7 +30,7 @@ async def check_webhook_url(ctx: Context, url: str | None) -> None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ApiError(400, "invalid_webhook_url", f"'{url}' is not an http(s) URL")
     try:
-        await check_address(url, ctx.settings.webhook_allow_private)
+        await OutboundHTTP(ctx.settings.webhook_allow_private).check(url)
     except AddressNotAllowed as error:
         raise ApiError(400, "webhook_url_not_allowed", f"Webhook URL refused: {error}") from None
 
@@ -61,8 +62,9 @@ async def create_instance(request: Request) -> JSONResponse:
     if engine == "cloud" and body.cloud is None:
         raise invalid("The cloud engine needs 'cloud' settings", "cloud", "missing")
     await check_webhook_url(ctx, body.webhookUrl)
-    settings: dict[str, Any] = structs.asdict(body.cloud) if body.cloud else {}
+    settings: dict[str, Any] = await cloud_settings(ctx, body.cloud) if body.cloud else {}
     if body.proxy:
+        await check_proxy(ctx, body.proxy)
         settings["proxy"] = body.proxy
     instance = Instance(
         user_id=principal.user_id,
@@ -132,8 +134,9 @@ async def update_instance(request: Request) -> JSONResponse:
     if body.cloud is not UNSET:
         if row["engine"] != "cloud":
             raise invalid("'cloud' settings apply to cloud instances only", "cloud")
-        settings.update(structs.asdict(body.cloud))
+        settings.update(await cloud_settings(ctx, body.cloud))
     if body.proxy is not UNSET:
+        await check_proxy(ctx, body.proxy)
         settings["proxy"] = body.proxy
     if settings:
         changes["engine_settings"] = settings

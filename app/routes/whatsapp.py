@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from actors.outbound import OutboundHTTP
 from app import media, quotas
 from app.context import Context
 from app.errors import ApiError, invalid
@@ -74,7 +75,7 @@ async def send_media(request: Request) -> JSONResponse:
         settings.uploads_dir,
         settings.max_file_size,
         settings.media_download_timeout,
-        settings.webhook_allow_private,
+        OutboundHTTP(settings.webhook_allow_private),
     )
     message_id = await ctx.command(ctx.proxy(row["id"]).send_media(to, file, body.caption, key))
     return JSONResponse({"id": message_id})
