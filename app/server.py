@@ -268,7 +268,7 @@ def _start_serving(
     _seed_admin(ctx)
     live = [UUID(row["id"]) for row in queries.live_instances() if row["engine"] in engines]
     supervisor.proxy().start_all(live).get()
-    ctx.webhooks = WebhookActor.start(webhook_service, [str(i) for i in live], ctx.projections)
+    ctx.webhooks = WebhookActor.start(webhook_service, [str(i) for i in live])
     log.info(
         "started %d instance(s); event store (%s) at position %s",
         len(live),

@@ -19,7 +19,7 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from actors.outbound import AddressNotAllowed, OutboundHTTP, allowed
-from actors.webhooks import WebhookPoster
+from actors.webhooks.poster import WebhookPoster
 from app import media
 from app.errors import ApiError
 from tests.receiver import Receiver
