@@ -58,6 +58,8 @@ class Settings:
     cors_origin: str = "*"
     webhook_retry_interval: int = 60_000
     webhook_max_retries: int = 3
+    webhook_replay_limit: int = 1000
+    webhook_backlog_limit: int = 10_000
     webhook_allow_private: bool = True
     metrics_token: str | None = None
     default_engine: str = "whatsmeow"
@@ -135,6 +137,8 @@ class Settings:
             cors_origin=e.get("CORS_ORIGIN", "*"),
             webhook_retry_interval=_int(e, "WEBHOOK_RETRY_INTERVAL", 60_000, 0, 86_400_000),
             webhook_max_retries=_int(e, "WEBHOOK_MAX_RETRIES", 3, 0, 100),
+            webhook_replay_limit=_int(e, "WEBHOOK_REPLAY_LIMIT", 1000, 1, 1_000_000),
+            webhook_backlog_limit=_int(e, "WEBHOOK_BACKLOG_LIMIT", 10_000, 100, 10_000_000),
             webhook_allow_private=_bool(e, "WEBHOOK_ALLOW_PRIVATE", not production),
             metrics_token=e.get("METRICS_TOKEN") or None,
             default_engine=default_engine,

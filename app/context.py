@@ -18,7 +18,7 @@ from actors.bridge import ask
 from actors.engines.sandbox import SandboxNetwork
 from actors.instance import InstanceProxy, Outcome
 from actors.supervisor import SupervisorProxy
-from actors.webhooks import WebhookProxy
+from actors.webhooks import WebhookProxy, WebhookService
 from app.auth import Authenticator, Principal, api_key_hash, hash_password, new_api_key
 from app.config import Settings
 from app.errors import ApiError, not_found
@@ -54,6 +54,7 @@ class Context:
     engines: frozenset[str]
     usage: ApiCallCounter
     webhooks: pykka.ActorRef[Any] | None = None
+    webhook_service: WebhookService | None = None
     last_system_metrics: dict[str, Any] | None = None
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     _proxies: dict[UUID, tuple[pykka.ActorRef[Any], InstanceProxy]] = field(default_factory=dict)
@@ -97,6 +98,20 @@ class Context:
         if not self.queries.owns(instance_id, principal.user_id):
             raise not_found()
         return instance_id
+
+    def check_webhook_backlog(self, instance_id: str) -> None:
+        """503 `webhook_backlog` (with Retry-After) for a send of an instance with webhooks
+        on while webhook delivery is more than WEBHOOK_BACKLOG_LIMIT events behind."""
+        service = self.webhook_service
+        wait = service.pressure(instance_id) if service is not None else None
+        if service is not None and wait is not None:
+            raise ApiError(
+                503,
+                "webhook_backlog",
+                f"Webhook delivery is {service.backlog:,} events behind (the limit is "
+                f"{service.defaults.backlog_limit:,}); send again in {wait} s",
+                retry_after=wait,
+            )
 
     def instances_of(self, user_id: str) -> list[dict[str, Any]]:
         return self.queries.instances_of(user_id)

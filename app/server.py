@@ -243,6 +243,8 @@ def _start_serving(
             settings.webhook_max_retries,
             settings.webhook_retry_interval,
             settings.webhook_allow_private,
+            replay_limit=settings.webhook_replay_limit,
+            backlog_limit=settings.webhook_backlog_limit,
         ),
     )
     queries = CachedReadModels(storage.queries(read_models))
@@ -268,6 +270,7 @@ def _start_serving(
     _seed_admin(ctx)
     live = [UUID(row["id"]) for row in queries.live_instances() if row["engine"] in engines]
     supervisor.proxy().start_all(live).get()
+    ctx.webhook_service = webhook_service
     ctx.webhooks = WebhookActor.start(webhook_service, [str(i) for i in live])
     log.info(
         "started %d instance(s); event store (%s) at position %s",

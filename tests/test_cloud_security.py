@@ -20,6 +20,8 @@ from tests.fake_graph import PHONE_NUMBER_ID, TOKEN, FakeGraph
 from tests.local_http import LocalHttp, QuietHandler
 from tests.server import Api, Server, wait_until
 
+pytestmark = pytest.mark.drill_cases("security cases")
+
 SECRET = "internal-db-password-hunter2"
 
 

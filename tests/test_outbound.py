@@ -25,6 +25,8 @@ from app.errors import ApiError
 from tests.receiver import Receiver
 from tests.server import Api, running_server
 
+pytestmark = pytest.mark.drill_cases("security cases")
+
 PUBLIC = "93.184.216.34"  # a public address: answered to checks, never connected to
 
 

@@ -26,6 +26,24 @@ def receiver() -> Iterator[Receiver]:
     r.close()
 
 
+# What the instance stores for each notify flag's kind (type, and status for receipts).
+NOTIFIED_KINDS = {
+    "MessageSent",
+    "MessageStatusChanged:delivered",
+    "MessageStatusChanged:read",
+    "MessageReceived",
+}
+
+
+def stored_kinds(api: Api, instance: str) -> list[str]:
+    """The instance's stored events, as their type (with the status, for receipts)."""
+    answer = api.http.get(f"/api/instances/{instance}/events", params={"limit": 1000})
+    return [
+        event["type"] + (f":{event['data']['status']}" if event["data"].get("status") else "")
+        for event in answer.json()["events"]
+    ]
+
+
 def hooked(api: Api, name: str, url: str, **settings: object) -> str:
     return api.create_instance(name, webhookUrl=url, webhookEnabled=True, **{**ALL, **settings})[
         "id"
@@ -144,9 +162,12 @@ def test_each_notify_flag_filters_its_events(
         admin.pair(peer, str(int(number) + 1000))
         admin.send(a, str(int(number) + 1000), "hi")
         admin.send(peer, number, "back")
-        # Everything else arrives; the filtered kind never does.
-        wait_until(lambda: len(receiver.received) >= 5)
-        time.sleep(0.3)
+        # Every kind is stored for the instance, the filtered one too...
+        wait_until(lambda: set(stored_kinds(admin, a)) >= NOTIFIED_KINDS)
+        # ...and then an event that is always sent: deliveries are in order, so once it has
+        # arrived, the filtered kind would have arrived before it (no fixed wait).
+        assert admin.http.post(f"/api/sandbox/instances/{a}/drop").status_code == 200
+        wait_until(lambda: "connection_closed" in receiver.events())
         seen = [
             r.event if r.event != "message_status" else r.json["data"]["status"]
             for r in receiver.received
@@ -291,8 +312,18 @@ def test_replay_resends_exactly_the_range_with_the_original_delivery_ids(
     for r in replayed:
         if r.event == "message_sent":
             assert r.headers["x-webhook-delivery"] == originals[r.json["data"]["messageId"]]
-    time.sleep(0.3)
-    assert len(receiver.received) == before + expected
+    # Nothing else comes. Not a fixed wait: a live send after the replay arrives with its
+    # receipts, and live deliveries are in order, so a stray re-send would come before them.
+    r3 = admin.send(a, "15553370002", "r3").json()["id"]
+    wait_until(
+        lambda: any(
+            r.json["data"].get("messageId") == r3 and r.json["data"].get("status") == "read"
+            for r in receiver.received
+        )
+    )
+    later = receiver.received[before + expected :]
+    assert [r.headers.get("x-webhook-replay") for r in later] == [None] * len(later)
+    assert {r.json["data"]["messageId"] for r in later} == {r3}, [r.json for r in later]
 
 
 def test_private_webhook_addresses_are_refused_when_not_allowed(tmp_path) -> None:
@@ -403,3 +434,89 @@ def test_webhooks_arrive_while_a_projection_is_broken(fresh_server: Server) -> N
         assert not admin.http.get("/health").json()["checks"]["readModels"]["ok"]
     finally:
         receiver.close()
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with small webhook limits (they are settings; one SQLite server is enough)."""
+    from tests.server import running_server
+
+    with running_server(
+        tmp_path_factory.mktemp("tuned"), WEBHOOK_REPLAY_LIMIT="3", WEBHOOK_BACKLOG_LIMIT="100"
+    ) as running:
+        yield running
+
+
+def test_one_replay_at_a_time_bounded_and_paced_like_delivery(tuned: Server) -> None:
+    receiver = Receiver()
+    try:
+        admin = Api.login(tuned)
+        a = hooked(admin, "Replays", receiver.url)
+        peer = admin.create_instance("Replays peer")["id"]
+        admin.pair(a, "15553400001")
+        admin.pair(peer, "15553400002")
+        for i in range(3):
+            admin.send(a, "15553400002", f"p{i}")
+        wait_until(lambda: len(receiver.received) == 11)  # qr, opened, 3 x sent/delivered/read
+        receiver.hang = 0.1
+
+        first = admin.http.post(f"/api/instances/{a}/webhooks/replay", json={"fromPosition": 0})
+        again = admin.http.post(f"/api/instances/{a}/webhooks/replay", json={"fromPosition": 0})
+        live = admin.send(a, "15553400002", "during the replay").json()["id"]
+
+        assert first.status_code == 202, first.text
+        assert first.json()["replaying"] == 3  # WEBHOOK_REPLAY_LIMIT, not all 11
+        rest = first.json()["nextPosition"]
+        assert isinstance(rest, int) and rest > 0
+        assert again.status_code == 409 and again.json()["code"] == "replay_running"
+        wait_until(
+            lambda: (
+                sum(r.headers.get("x-webhook-replay") == "true" for r in receiver.received) == 3
+                and live in [r.json["data"].get("messageId") for r in receiver.received]
+            ),
+            timeout=10,
+        )
+        # Replayed and live deliveries went out one at a time, as delivery does.
+        assert receiver.most_in_flight == 1
+        replayed = [r.event for r in receiver.received if r.headers.get("x-webhook-replay")]
+        assert replayed == ["qr_received", "connection_opened", "message_sent"]
+        # The first replay is done: the rest of the range can follow.
+        receiver.hang = 0
+        wait_until(
+            lambda: (
+                admin.http.post(
+                    f"/api/instances/{a}/webhooks/replay", json={"fromPosition": rest}
+                ).status_code
+                == 202
+            )
+        )
+    finally:
+        receiver.close()
+
+
+def test_sends_wait_while_webhook_delivery_is_too_far_behind(tuned: Server) -> None:
+    slow = Receiver(hang=0.3)
+    try:
+        admin = Api.login(tuned)
+        a = hooked(admin, "Backlogged", slow.url)
+        quiet = admin.create_instance("No webhooks")["id"]
+        admin.pair(a, "15553410001")
+        admin.pair(quiet, "15553410002")
+        refused = None
+        for i in range(200):
+            answer = admin.send(a, "15553410002", f"b{i}")
+            if answer.status_code != 200:
+                refused = answer
+                break
+        assert refused is not None, "200 sends accepted with a receiver 50 times too slow"
+        assert refused.status_code == 503 and refused.json()["code"] == "webhook_backlog"
+        assert 1 <= int(refused.headers["retry-after"]) <= 30
+        # An instance without webhooks adds nothing to the backlog and is not held up.
+        assert admin.send(quiet, "15553410001", "not held up").status_code == 200
+        # Once delivery has caught up, sends go through again; nothing was lost meanwhile.
+        slow.hang = 0
+        wait_until(lambda: admin.send(a, "15553410002", "again").status_code == 200, timeout=60)
+        sent = [e for e in tuned.stored_events(a) if type(e).__name__ == "MessageSent"]
+        wait_until(lambda: slow.events().count("message_sent") == len(sent), timeout=30)
+    finally:
+        slow.close()
