@@ -190,17 +190,35 @@ def test_the_backup_says_what_it_holds_and_only_its_owner_can_read_it(taken: Bac
     assert manifest["provider"] == taken.storage.provider and manifest["position"] > 0
 
 
+@pytest.mark.drill("backup under load ({server_provider})")
 def test_a_restored_server_has_everything_acknowledged_before_the_backup(
     taken: Backup, tmp_path: Path
 ) -> None:
     target = new_target(taken, tmp_path / "restored")
     restored = tool(target, "restore", str(taken.archive))
     assert restored.returncode == 0, restored.stdout + restored.stderr
+    stored = {event.message_id for event in target.stored_events(topic="MessageSent")}
+    acknowledged = {m for ids in taken.during.values() for m in ids}
+    before = {m for ids in taken.before.values() for m in ids}
+    record(
+        acknowledged=len(acknowledged),
+        before_backup=len(before),
+        restored=len(stored & acknowledged),
+        lost=len(before - stored),
+    )
     assert "restored" in restored.stdout and "2 user(s), 3 instance(s)" in restored.stdout
     # The webhook cursors, as of a moment during the backup (never ahead of the events).
     cursors = cursors_of(target, list(taken.instances.values()))
     for instance, position in cursors.items():
         assert taken.cursors_before[instance] <= position <= taken.cursors_after[instance]
+
+    # Every send acknowledged before the backup began is in the event store; those
+    # acknowledged while it ran are there up to a point, in order (a copy of one moment).
+    kept: dict[str, list[str]] = {}
+    for name in ("a", "b"):
+        assert set(taken.before[name]) <= stored
+        kept[name] = [m for m in taken.during[name] if m in stored]
+        assert kept[name] == taken.during[name][: len(kept[name])]
     target.start()
 
     # The JWT secret came back: a token issued by the old server is still valid.
@@ -216,37 +234,24 @@ def test_a_restored_server_has_everything_acknowledged_before_the_backup(
     for instance in taken.instances.values():
         wait_until(lambda i=instance: alice.status(i)["ready"], timeout=30)
 
-    # Every send acknowledged before the backup began is there, in the event store and in
-    # the chat history; those acknowledged while it ran are there up to a point, in order
-    # (a consistent copy of one moment, not a sample).
-    stored = {event.message_id for event in target.stored_events(topic="MessageSent")}
+    # The rebuilt chat histories show what the event store holds.
     for name, other in (("a", "b"), ("b", "a")):
-        assert set(taken.before[name]) <= stored
-        kept = [m for m in taken.during[name] if m in stored]
-        assert kept == taken.during[name][: len(kept)]
         history = alice.http.get(
             f"/api/instances/{taken.instances[name]}/chats/{PHONES[other]}/messages",
             params={"limit": 1000},
         ).json()
-        assert set(kept) <= {m["messageId"] for m in history["messages"]}
+        assert set(kept[name]) <= {m["messageId"] for m in history["messages"]}
 
-    # So what the quiet instance sent while its webhooks were off is still never sent.
+    # What the quiet instance sent while its webhooks were off is still never sent.
     quiet = taken.instances["quiet"]
     after = alice.send(quiet, PHONES["a"], "after the restore").json()["id"]
-    sent = lambda: {  # noqa: E731
-        r.json["data"].get("messageId")
-        for r in taken.receiver.received
-        if r.event == "message_sent"
-    }
+
+    def sent() -> set[str]:
+        received = taken.receiver.received
+        return {r.json["data"].get("messageId") for r in received if r.event == "message_sent"}
+
     wait_until(lambda: after in sent(), timeout=30)
     assert not sent() & taken.quiet_sends
-    record(
-        f"backup under load ({taken.storage.provider})",
-        acknowledged=sum(map(len, taken.during.values())),
-        before_backup=sum(map(len, taken.before.values())),
-        restored=len(stored & {m for ids in taken.during.values() for m in ids}),
-        lost=len({m for ids in taken.before.values() for m in ids} - stored),
-    )
 
 
 def test_a_target_that_is_not_empty_is_refused_unless_forced(taken: Backup, tmp_path: Path) -> None:
