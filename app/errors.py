@@ -99,7 +99,8 @@ def _mapped(status: int, code: str) -> Any:
 
 async def _engine(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, EngineError)
-    headers = {"Retry-After": "60"} if exc.status == 429 else None
+    retry = exc.retry_after if exc.retry_after is not None else 60 if exc.status == 429 else None
+    headers = {"Retry-After": str(retry)} if retry is not None else None
     return error_response(exc.status, exc.code, str(exc), exc.details, headers)
 
 

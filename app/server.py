@@ -20,7 +20,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute
 
 from actors.engines.base import Emit, Engine, EngineError
-from actors.engines.cloud import CloudEngine
+from actors.engines.cloud import CloudDirectory, CloudEngine
 from actors.engines.sandbox import SandboxEngine, SandboxNetwork
 from actors.engines.whatsmeow import WhatsmeowEngine
 from actors.instance import InstanceActor
@@ -190,6 +190,7 @@ def _start_serving(
         )
 
     network = SandboxNetwork()
+    cloud_directory = CloudDirectory()
     engines = {"cloud", "sandbox"} if settings.sandbox_enabled else {"cloud"}
     if importlib.util.find_spec("neonize") is not None:
         engines.add("whatsmeow")
@@ -201,10 +202,14 @@ def _start_serving(
             )
         if instance.engine == "cloud":
             return CloudEngine(
+                str(instance.id),
                 dict(instance.engine_settings),
                 emit,
+                directory=cloud_directory,
                 allow_private=settings.webhook_allow_private,
                 require_https=settings.production,
+                default_version=settings.cloud_api_version,
+                retry_base=settings.engine_retry_base,
             )
         if instance.engine == "whatsmeow" and "whatsmeow" in engines:
             return WhatsmeowEngine(
@@ -264,6 +269,7 @@ def _start_serving(
         supervisor=supervisor,
         registry=registry,
         network=network,
+        cloud=cloud_directory,
         engines=frozenset(engines),
         usage=ApiCallCounter(store, committer),
     )

@@ -116,6 +116,7 @@ def instance(
         "created_at": created,
         "updated_at": created,
         "deleted": deleted,
+        "connection": None,
     }
 
 
@@ -140,6 +141,8 @@ def message(
         "media": json.dumps(media) if media else None,
         "status": "sent",
         "created_at": at,
+        "data": None,
+        "error": None,
     }
 
 
