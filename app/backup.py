@@ -95,6 +95,8 @@ def backup(settings: Settings, output: Path, step: Step) -> Manifest:
     output = output.resolve()
     if output.exists():
         raise BackupError(f"{output} exists already; choose another --output")
+    if any(parent.exists() and not parent.is_dir() for parent in output.parents):
+        raise BackupError(f"cannot write {output}: a file stands where its directory would be")
     output.parent.mkdir(parents=True, exist_ok=True)
     with _staging(output.parent, ".backup-") as staging, _opened(settings) as storage:
         dumped = storage.backup(staging / "store", step)

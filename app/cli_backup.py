@@ -20,7 +20,7 @@ from rich.progress import (
 
 from app import backup as backups
 from app.config import Settings
-from storage.provider import Step, StoreUnavailable
+from storage.provider import Step, StoreUnavailable, one_line
 
 
 @contextmanager
@@ -55,8 +55,9 @@ def backup_command(settings: Settings, output: Path | None) -> int:
     try:
         with progress_bars() as step:
             manifest = backups.backup(settings, target, step)
-    except (backups.BackupError, StoreUnavailable, FileNotFoundError, PersistenceError) as error:
-        print(f"whatsapp-api: backup failed: {error}", file=sys.stderr)
+    except (backups.BackupError, StoreUnavailable, PersistenceError, OSError) as error:
+        # OSError: no such directory for --output, a full disk, no permission.
+        print(f"whatsapp-api: backup failed: {one_line(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("whatsapp-api: backup interrupted; nothing was written", file=sys.stderr)
@@ -85,8 +86,10 @@ def restore_command(settings: Settings, archive: Path, force: bool) -> int:
     except backups.DamagedBackup as error:
         print(f"whatsapp-api: {archive} is damaged: {error}; nothing was restored", file=sys.stderr)
         return 1
-    except (backups.BackupError, StoreUnavailable, PersistenceError) as error:
-        print(f"whatsapp-api: restore failed: {error}", file=sys.stderr)
+    except (backups.BackupError, StoreUnavailable, PersistenceError, OSError) as error:
+        # OSError: a full disk or no permission while unpacking (the staging directory
+        # is removed; what was there before is untouched unless --force had erased it).
+        print(f"whatsapp-api: restore failed: {one_line(error)}", file=sys.stderr)
         return 1
     # The read models are not in a backup: rebuild them all from the restored events.
     rebuilt = rebuild_command(settings, [])

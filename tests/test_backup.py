@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -342,3 +343,29 @@ def test_restore_needs_a_backup_file(taken: Backup, tmp_path: Path) -> None:
     shutil.copyfile(taken.archive, tmp_path / "copy.tar.gz")
     exists = tool(target, "backup", "--output", str(tmp_path / "copy.tar.gz"))
     assert exists.returncode == 1 and "exists already" in exists.stderr
+    # A place that cannot be written: one line, no traceback.
+    nowhere = tool(target, "backup", "--output", str(tmp_path / "copy.tar.gz" / "backup.tar.gz"))
+    assert nowhere.returncode == 1 and "Traceback" not in nowhere.stderr, nowhere.stderr
+    assert nowhere.stderr.startswith("whatsapp-api: backup failed: cannot write ")
+    assert len(nowhere.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="no second filesystem at /dev/shm")
+def test_a_sqlite_event_store_elsewhere_is_restored_across_filesystems(tmp_path: Path) -> None:
+    """SQLITE_DATABASE_URL may put the event store on another filesystem than the data
+    directory, where the staging directory is: a rename cannot cross, so it is moved."""
+    from storage.provider import BackedUp
+    from storage.sqlite import backup as sqlite_backup
+
+    staged = tmp_path / "staging"
+    staged.mkdir()
+    (staged / sqlite_backup.EVENTS).write_bytes(b"the event store")
+    (staged / sqlite_backup.CURSORS).write_bytes(b"the cursors")
+    elsewhere = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        events, cursors = elsewhere / "store" / "events.db", tmp_path / "data" / "webhooks.db"
+        sqlite_backup.restore(staged, events, cursors, BackedUp(1, 1, 1), lambda *_: None)
+        assert events.read_bytes() == b"the event store"
+        assert cursors.read_bytes() == b"the cursors"
+    finally:
+        shutil.rmtree(elsewhere)

@@ -7,6 +7,7 @@ cursors first, so that no cursor in a backup is ahead of the events in it.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -53,10 +54,12 @@ def erase(events: Path, cursors: Path, read_models: Path) -> None:
 
 def restore(source: Path, events: Path, cursors: Path, backed_up: BackedUp, step: Step) -> None:
     events.parent.mkdir(parents=True, exist_ok=True)
-    # The staging directory is inside the data directory: a rename, on one filesystem.
-    (source / EVENTS).replace(events)
+    # A rename when the event store is on the data directory's filesystem (the staging
+    # directory is in the data directory), a copy when SQLITE_DATABASE_URL points elsewhere.
+    shutil.move(source / EVENTS, events)
     if (source / CURSORS).exists():
-        (source / CURSORS).replace(cursors)
+        cursors.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(source / CURSORS, cursors)
     step("event store", backed_up.events, backed_up.events)
 
 
