@@ -22,15 +22,16 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.drills import record
+from tests.places import Storage, place
 from tests.receiver import Receiver
-from tests.server import Api, Server, Storage, running_server, wait_until
+from tests.server import Api, Server, running_server, wait_until
 
 ALL = {"notifyReceived": True, "notifySent": True, "notifyDelivery": True, "notifyRead": True}
 PHONES = {"a": "15550401001", "b": "15550401002", "quiet": "15550401003"}
@@ -78,7 +79,7 @@ class Backup:
     """An archive, and what the server it was taken from had done."""
 
     archive: Path
-    storage: Storage
+    provider: str
     instances: dict[str, str]
     token: str
     api_key: str
@@ -89,15 +90,20 @@ class Backup:
     cursors_after: dict[str, int]
     receiver: Receiver
     summary: str = ""
-    targets: list[Server] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
-def taken(tmp_path_factory: pytest.TempPathFactory, storage: Storage) -> Iterator[Backup]:
+def taken(
+    request: pytest.FixtureRequest, provider: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backup]:
     root = tmp_path_factory.mktemp("backed-up")
     receiver = Receiver()
     # No JWT_SECRET: the server generates its secret and keeps it in the data directory.
-    with running_server(root, storage, JWT_SECRET="") as old:
+    # The place is dropped once the backup is taken: what is restored comes from the archive.
+    with (
+        place(request, provider, root) as storage,
+        running_server(root, storage, JWT_SECRET="") as old,
+    ):
         admin = Api.login(old)
         admin.create_user("alice@example.com", password="alice-password-1")
         login = old.client().post(
@@ -147,7 +153,7 @@ def taken(tmp_path_factory: pytest.TempPathFactory, storage: Storage) -> Iterato
         cursors_after = cursors_of(old, list(instances.values()))
         backup = Backup(
             archive,
-            storage,
+            provider,
             instances,
             token,
             login.json()["user"]["apiKey"],
@@ -163,17 +169,17 @@ def taken(tmp_path_factory: pytest.TempPathFactory, storage: Storage) -> Iterato
         yield backup
     finally:
         receiver.close()
-        for target in backup.targets:
-            target.stop()
-            target.drop_storage()
 
 
-def new_target(taken: Backup, root: Path) -> Server:
-    """A server configuration over a new, empty data directory (and MongoDB database)."""
-    root.mkdir(parents=True, exist_ok=True)
-    target = Server(root, taken.storage, JWT_SECRET="")
-    taken.targets.append(target)
-    return target
+@pytest.fixture()
+def target(storage: Storage) -> Iterator[Server]:
+    """A server configuration (not started) over a new, empty place of the test's own: a
+    data directory, and on MongoDB a database; stopped at the end, its place dropped."""
+    server = Server(storage.root, storage, JWT_SECRET="")
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def test_the_backup_says_what_it_holds_and_only_its_owner_can_read_it(taken: Backup) -> None:
@@ -188,14 +194,13 @@ def test_the_backup_says_what_it_holds_and_only_its_owner_can_read_it(taken: Bac
     assert "secrets/jwt-secret" in names
     assert all(f"instances/{i}/sandbox-session.json" in names for i in taken.instances.values())
     assert not [n for n in names if "-read" in n or n.endswith(".log")]  # no read models, logs
-    assert manifest["provider"] == taken.storage.provider and manifest["position"] > 0
+    assert manifest["provider"] == taken.provider and manifest["position"] > 0
 
 
-@pytest.mark.drill("backup under load ({server_provider})")
+@pytest.mark.drill("backup under load ({provider})")
 def test_a_restored_server_has_everything_acknowledged_before_the_backup(
-    taken: Backup, tmp_path: Path
+    taken: Backup, target: Server
 ) -> None:
-    target = new_target(taken, tmp_path / "restored")
     restored = tool(target, "restore", str(taken.archive))
     assert restored.returncode == 0, restored.stdout + restored.stderr
     stored = {event.message_id for event in target.stored_events(topic="MessageSent")}
@@ -255,8 +260,7 @@ def test_a_restored_server_has_everything_acknowledged_before_the_backup(
     assert not sent() & taken.quiet_sends
 
 
-def test_a_target_that_is_not_empty_is_refused_unless_forced(taken: Backup, tmp_path: Path) -> None:
-    target = new_target(taken, tmp_path / "occupied")
+def test_a_target_that_is_not_empty_is_refused_unless_forced(taken: Backup, target: Server) -> None:
     target.start()  # a server of its own: an event store, an administrator, a secret
     Api.login(target).create_instance("In the way")
     target.stop()
@@ -321,10 +325,9 @@ def damaged_copies(archive: Path, into: Path) -> dict[str, Path]:
     ],
 )
 def test_a_damaged_archive_is_refused_with_one_clear_line(
-    taken: Backup, tmp_path: Path, damage: str, says: str
+    taken: Backup, target: Server, tmp_path_factory: pytest.TempPathFactory, damage: str, says: str
 ) -> None:
-    archive = damaged_copies(taken.archive, tmp_path)[damage]
-    target = new_target(taken, tmp_path / "target")
+    archive = damaged_copies(taken.archive, tmp_path_factory.mktemp("damaged"))[damage]
     refused = tool(target, "restore", str(archive))
     assert refused.returncode == 1
     lines = refused.stderr.strip().splitlines()
@@ -336,8 +339,10 @@ def test_a_damaged_archive_is_refused_with_one_clear_line(
     assert leftovers == [] and target.stored_bytes() == b""
 
 
-def test_restore_needs_a_backup_file(taken: Backup, tmp_path: Path) -> None:
-    target = new_target(taken, tmp_path / "target")
+def test_restore_needs_a_backup_file(
+    taken: Backup, target: Server, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    tmp_path = tmp_path_factory.mktemp("elsewhere")
     missing = tool(target, "restore", str(tmp_path / "nothing.tar.gz"))
     assert missing.returncode == 1 and "no backup at" in missing.stderr
     shutil.copyfile(taken.archive, tmp_path / "copy.tar.gz")
