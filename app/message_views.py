@@ -88,12 +88,13 @@ def history_message(row: Row, known: Mapping[str, Row]) -> MessageView:
         edited=bool(row.get("edited")),
         revoked=bool(row.get("revoked")),
     )
+    # The content by type has a field of its own; `data` keeps all of it, as it always has.
     if "location" in data:
-        view.location = data.pop("location")
+        view.location = data["location"]
     if "contacts" in data:
-        view.contacts = data.pop("contacts")
+        view.contacts = data["contacts"]
     if "poll" in data:
-        poll = data.pop("poll")
+        poll = data["poll"]
         votes: dict[str, list[str]] = json.loads(row["votes"]) if row.get("votes") else {}
         view.poll = PollView(
             question=poll["question"],
