@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -58,6 +59,15 @@ def cursors_of(server: Server, instances: list[str]) -> dict[str, int]:
         storage.close()
 
 
+def notifications(server: Server, stop: int | None = None) -> list[tuple[Any, ...]]:
+    """The event store's notifications (up to position `stop`), each as its position,
+    aggregate, version, topic and stored bytes."""
+    return [
+        (n.id, str(n.originator_id), n.originator_version, n.topic, bytes(n.state))
+        for n in server.stored_notifications(stop)
+    ]
+
+
 def sender(
     server: Server, token: str, source: str, to: str, acked: list[str], stop: threading.Event
 ) -> None:
@@ -88,6 +98,7 @@ class Backup:
     quiet_sends: set[str]  # sent while the quiet instance's webhooks were off
     cursors_before: dict[str, int]
     cursors_after: dict[str, int]
+    events: list[tuple[Any, ...]]  # the old store's events up to the backup's position
     receiver: Receiver
     summary: str = ""
 
@@ -151,6 +162,10 @@ def taken(
         assert made.returncode == 0, made.stdout + made.stderr
         assert not [m for ids in acked.values() for m in ids if m.startswith("failed")]
         cursors_after = cursors_of(old, list(instances.values()))
+        with tarfile.open(archive) as tar:
+            manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        events = notifications(old, stop=manifest["position"])
+        assert len(events) == manifest["events"] > 0
         backup = Backup(
             archive,
             provider,
@@ -162,6 +177,7 @@ def taken(
             quiet_sends,
             cursors_before,
             cursors_after,
+            events,
             receiver,
             made.stdout,
         )
@@ -213,6 +229,8 @@ def test_a_restored_server_has_everything_acknowledged_before_the_backup(
         lost=len(before - stored),
     )
     assert "restored" in restored.stdout and "2 user(s), 3 instance(s)" in restored.stdout
+    # The event store is the old one as of the backup's position: every event, unchanged.
+    assert notifications(target) == taken.events
     # The webhook cursors, as of a moment during the backup (never ahead of the events).
     cursors = cursors_of(target, list(taken.instances.values()))
     for instance, position in cursors.items():
