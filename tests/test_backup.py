@@ -15,6 +15,7 @@ import io
 import json
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -29,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.config import Settings
 from tests.drills import record
 from tests.places import Storage, place
 from tests.receiver import Receiver
@@ -392,3 +394,47 @@ def test_a_sqlite_event_store_elsewhere_is_restored_across_filesystems(tmp_path:
         assert cursors.read_bytes() == b"the cursors"
     finally:
         shutil.rmtree(elsewhere)
+
+
+@pytest.mark.sqlite_only("the engines' session files are the same on either provider")
+def test_a_live_session_database_is_copied_whole_as_of_one_moment(
+    storage: Storage, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """whatsmeow keeps an instance's session in a SQLite database under INSTANCES_DIR, written
+    while the server runs. In WAL mode its last commits are in `session.db-wal` until a
+    checkpoint: a byte copy of `session.db` would miss them. The backup copies the database
+    through SQLite's backup API, as one file of one moment; the engine's log stays out."""
+    from app import backup as backups
+
+    storage.event_store()  # an installation to back up
+    instances = storage.root / "instances"
+    live = instances / "a-whatsmeow-instance" / "session.db"
+    live.parent.mkdir(parents=True)
+    (live.parent / "engine.log").write_text("not needed to come back\n")
+    writer = sqlite3.connect(live)
+    try:
+        writer.execute("PRAGMA journal_mode = WAL")
+        writer.execute("PRAGMA wal_autocheckpoint = 0")  # every commit stays in the -wal
+        writer.execute("CREATE TABLE whatsmeow_device (jid TEXT PRIMARY KEY, identity BLOB)")
+        writer.executemany(
+            "INSERT INTO whatsmeow_device VALUES (?, ?)",
+            [(f"1555040{n:04}@s.whatsapp.net", bytes(32)) for n in range(200)],
+        )
+        writer.commit()
+        assert live.with_name("session.db-wal").stat().st_size > 0
+        settings = Settings.from_env({**storage.env(), "INSTANCES_DIR": str(instances)})
+        out = tmp_path_factory.mktemp("out")
+        manifest = backups.backup(settings, out / "backup.tar.gz", lambda *_: None)
+    finally:
+        writer.close()
+    assert manifest.instances == 1
+    with tarfile.open(out / "backup.tar.gz") as tar:
+        names = tar.getnames()
+        tar.extract("instances/a-whatsmeow-instance/session.db", out, filter="data")
+    assert not [n for n in names if n.endswith(("engine.log", "-wal", "-shm"))], names
+    copy = sqlite3.connect(out / "instances" / "a-whatsmeow-instance" / "session.db")
+    try:
+        assert copy.execute("SELECT count(*) FROM whatsmeow_device").fetchone() == (200,)
+        assert copy.execute("PRAGMA journal_mode").fetchone() == ("delete",)  # one file
+    finally:
+        copy.close()
