@@ -15,6 +15,7 @@ import io
 import json
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -24,10 +25,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from app.config import Settings
 from tests.drills import record
 from tests.places import Storage, place
 from tests.receiver import Receiver
@@ -56,6 +59,15 @@ def cursors_of(server: Server, instances: list[str]) -> dict[str, int]:
     finally:
         cursors.close()
         storage.close()
+
+
+def notifications(server: Server, stop: int | None = None) -> list[tuple[Any, ...]]:
+    """The event store's notifications (up to position `stop`), each as its position,
+    aggregate, version, topic and stored bytes."""
+    return [
+        (n.id, str(n.originator_id), n.originator_version, n.topic, bytes(n.state))
+        for n in server.stored_notifications(stop)
+    ]
 
 
 def sender(
@@ -88,6 +100,7 @@ class Backup:
     quiet_sends: set[str]  # sent while the quiet instance's webhooks were off
     cursors_before: dict[str, int]
     cursors_after: dict[str, int]
+    events: list[tuple[Any, ...]]  # the old store's events up to the backup's position
     receiver: Receiver
     summary: str = ""
 
@@ -151,6 +164,10 @@ def taken(
         assert made.returncode == 0, made.stdout + made.stderr
         assert not [m for ids in acked.values() for m in ids if m.startswith("failed")]
         cursors_after = cursors_of(old, list(instances.values()))
+        with tarfile.open(archive) as tar:
+            manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+        events = notifications(old, stop=manifest["position"])
+        assert len(events) == manifest["events"] > 0
         backup = Backup(
             archive,
             provider,
@@ -162,6 +179,7 @@ def taken(
             quiet_sends,
             cursors_before,
             cursors_after,
+            events,
             receiver,
             made.stdout,
         )
@@ -213,6 +231,8 @@ def test_a_restored_server_has_everything_acknowledged_before_the_backup(
         lost=len(before - stored),
     )
     assert "restored" in restored.stdout and "2 user(s), 3 instance(s)" in restored.stdout
+    # The event store is the old one as of the backup's position: every event, unchanged.
+    assert notifications(target) == taken.events
     # The webhook cursors, as of a moment during the backup (never ahead of the events).
     cursors = cursors_of(target, list(taken.instances.values()))
     for instance, position in cursors.items():
@@ -374,3 +394,47 @@ def test_a_sqlite_event_store_elsewhere_is_restored_across_filesystems(tmp_path:
         assert cursors.read_bytes() == b"the cursors"
     finally:
         shutil.rmtree(elsewhere)
+
+
+@pytest.mark.sqlite_only("the engines' session files are the same on either provider")
+def test_a_live_session_database_is_copied_whole_as_of_one_moment(
+    storage: Storage, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """whatsmeow keeps an instance's session in a SQLite database under INSTANCES_DIR, written
+    while the server runs. In WAL mode its last commits are in `session.db-wal` until a
+    checkpoint: a byte copy of `session.db` would miss them. The backup copies the database
+    through SQLite's backup API, as one file of one moment; the engine's log stays out."""
+    from app import backup as backups
+
+    storage.event_store()  # an installation to back up
+    instances = storage.root / "instances"
+    live = instances / "a-whatsmeow-instance" / "session.db"
+    live.parent.mkdir(parents=True)
+    (live.parent / "engine.log").write_text("not needed to come back\n")
+    writer = sqlite3.connect(live)
+    try:
+        writer.execute("PRAGMA journal_mode = WAL")
+        writer.execute("PRAGMA wal_autocheckpoint = 0")  # every commit stays in the -wal
+        writer.execute("CREATE TABLE whatsmeow_device (jid TEXT PRIMARY KEY, identity BLOB)")
+        writer.executemany(
+            "INSERT INTO whatsmeow_device VALUES (?, ?)",
+            [(f"1555040{n:04}@s.whatsapp.net", bytes(32)) for n in range(200)],
+        )
+        writer.commit()
+        assert live.with_name("session.db-wal").stat().st_size > 0
+        settings = Settings.from_env({**storage.env(), "INSTANCES_DIR": str(instances)})
+        out = tmp_path_factory.mktemp("out")
+        manifest = backups.backup(settings, out / "backup.tar.gz", lambda *_: None)
+    finally:
+        writer.close()
+    assert manifest.instances == 1
+    with tarfile.open(out / "backup.tar.gz") as tar:
+        names = tar.getnames()
+        tar.extract("instances/a-whatsmeow-instance/session.db", out, filter="data")
+    assert not [n for n in names if n.endswith(("engine.log", "-wal", "-shm"))], names
+    copy = sqlite3.connect(out / "instances" / "a-whatsmeow-instance" / "session.db")
+    try:
+        assert copy.execute("SELECT count(*) FROM whatsmeow_device").fetchone() == (200,)
+        assert copy.execute("PRAGMA journal_mode").fetchone() == ("delete",)  # one file
+    finally:
+        copy.close()
