@@ -36,6 +36,7 @@ from actors.engines.base import (
     Media,
     Poll,
     QrCode,
+    Reaction,
     Receipt,
     SendOptions,
     Sent,
@@ -855,6 +856,9 @@ def _report_key(report: EngineEvent) -> tuple[str, ...] | None:
         return ("message", report.message_id)
     if isinstance(report, Receipt):
         return ("status", report.message_id, report.status)
+    if isinstance(report, Reaction):
+        sender = report.sender or ""
+        return ("reaction", report.message_id, sender, report.emoji, str(report.timestamp))
     return None
 
 

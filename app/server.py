@@ -213,6 +213,8 @@ def _start_serving(
                 require_https=settings.production,
                 default_version=settings.cloud_api_version,
                 retry_base=settings.engine_retry_base,
+                uploads_dir=settings.uploads_dir,
+                max_file_size=settings.max_file_size,
             )
         if instance.engine == "whatsmeow" and "whatsmeow" in engines:
             return WhatsmeowEngine(
