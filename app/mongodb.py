@@ -234,6 +234,10 @@ def translated_errors() -> Iterator[None]:
         raise InterfaceError(str(error)) from error
 
 
+# What the recorder asks, inside an append's transaction, when several nodes share the store.
+Fence = Callable[[ClientSession, Sequence[StoredEvent]], list[dict[str, Any] | None]]
+
+
 class MongoRecorder:
     """Base class of the recorders: the datastore and the collections' creation."""
 
@@ -313,7 +317,9 @@ class MongoAggregateRecorder(MongoRecorder, AggregateRecorder):
             ]
 
 
-def _document(s: StoredEvent, position: int | None = None) -> dict[str, Any]:
+def _document(
+    s: StoredEvent, position: int | None = None, stamp: dict[str, Any] | None = None
+) -> dict[str, Any]:
     # UUIDs are stored as BSON UUIDs (binary subtype 4) and come back as UUIDs.
     document: dict[str, Any] = {
         "originator_id": s.originator_id,
@@ -323,6 +329,8 @@ def _document(s: StoredEvent, position: int | None = None) -> dict[str, Any]:
     }
     if position is not None:
         document["_id"] = position
+    if stamp is not None:  # which node appended it, under which lease epoch (several nodes)
+        document["lease"] = stamp
     return document
 
 
@@ -342,6 +350,9 @@ class MongoApplicationRecorder(MongoAggregateRecorder, ApplicationRecorder):
     def __init__(self, datastore: MongoDatastore, events_collection_name: str = "stored_events"):
         super().__init__(datastore, events_collection_name)
         self.positions: Collection[dict[str, Any]] = datastore.db[POSITIONS]
+        # Several nodes: checks, inside each append's transaction, the leases its events
+        # need, and says what to stamp on each (app.cluster.mongo_store.MongoFence).
+        self.fencing: Fence | None = None
 
     def create_table(self) -> None:
         super().create_table()
@@ -385,8 +396,12 @@ class MongoApplicationRecorder(MongoAggregateRecorder, ApplicationRecorder):
         if counter is None:
             raise OperationalError(f"no position counter for {self.events_collection_name}")
         first = int(counter["last"]) - n + 1
+        stamps = self.fencing(session, stored_events) if self.fencing is not None else None
         self.events.insert_many(
-            [_document(s, first + i) for i, s in enumerate(stored_events)],
+            [
+                _document(s, first + i, stamps[i] if stamps else None)
+                for i, s in enumerate(stored_events)
+            ],
             ordered=True,
             session=session,
         )

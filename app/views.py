@@ -26,7 +26,11 @@ def connection_status(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def instance(row: dict[str, Any], *, detailed: bool = True) -> dict[str, Any]:
+def instance(
+    row: dict[str, Any], *, detailed: bool = True, node: str | bool | None = False
+) -> dict[str, Any]:
+    """An instance. On several nodes `node` is the node that runs it (None while it moves);
+    on one node (False) there is no `node` field."""
     webhook = row["webhook"]
     view: dict[str, Any] = {
         "id": row["id"],
@@ -42,6 +46,8 @@ def instance(row: dict[str, Any], *, detailed: bool = True) -> dict[str, Any]:
         "updatedAt": row["updated_at"],
         "connectionStatus": connection_status(row),
     }
+    if node is not False:
+        view["node"] = node
     if detailed:
         view["webhookSettings"] = webhook_settings(webhook)
         if row.get("engine_settings"):

@@ -42,14 +42,18 @@ SQLITE = Storage()
 class Server:
     """One server process over one data directory; can be stopped, killed and started again."""
 
-    def __init__(self, root: Path, storage: Storage = SQLITE, **env: str) -> None:
+    def __init__(
+        self, root: Path, storage: Storage = SQLITE, database: str | None = None, **env: str
+    ) -> None:
+        """`database`: the MongoDB database to use (several nodes share one); a new one
+        of the server's own by default."""
         self.root = root
         self.port = free_port()
         self.storage = storage
         self.database: str | None = None
         if storage.provider == "mongodb":
             assert storage.mongodb_url is not None
-            self.database = mongo.new_database_name("srv")
+            self.database = database or mongo.new_database_name("srv")
             env = {
                 "DATABASE_PROVIDER": "mongodb",
                 "DATABASE_URL": mongo.with_database(storage.mongodb_url, self.database),
@@ -74,9 +78,11 @@ class Server:
         self.log = root / "server.log"
 
     def start(self, timeout: float | None = None) -> None:
-        # On MongoDB, a server killed mid-transaction leaves its writes locked until the
-        # database aborts that transaction (60 s on mongod): a restart may wait that long.
-        timeout = timeout or (90 if self.database is not None else 30)
+        self.launch()
+        self.wait_until_up(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (`wait_until_up` does)."""
         whatsapp_api = shutil.which("whatsapp-api", path=str(Path(sys.executable).parent))
         command = [whatsapp_api] if whatsapp_api else [sys.executable, "-m", "app.cli"]
         with self.log.open("ab") as log:
@@ -87,6 +93,12 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
+    def wait_until_up(self, timeout: float | None = None) -> None:
+        # On MongoDB, a server killed mid-transaction leaves its writes locked until the
+        # database aborts that transaction (60 s on mongod): a restart may wait that long.
+        timeout = timeout or (90 if self.database is not None else 30)
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -38,11 +39,34 @@ async def health(request: Request) -> JSONResponse:
         "instances": len(ctx.registry),
         "running": alive,
     }
+    if ctx.cluster is not None:
+        checks["cluster"] = cluster_health(ctx.cluster, request.app.state.forwards)
     healthy = all(check["ok"] for check in checks.values())
     return JSONResponse(
         {"status": "ok" if healthy else "unhealthy", "checks": checks},
         status_code=200 if healthy else 503,
     )
+
+
+def cluster_health(node: Any, forwards: Any) -> dict[str, object]:
+    """Several nodes: this node, its leases, the live nodes, forwards and takeovers; not ok
+    while it has stopped its engines for lack of lease renewals."""
+    counts = node.counts
+    return {
+        "ok": not node.fenced,
+        "node": node.id,
+        "leader": node.leader_id(),
+        "nodes": len(node.view.nodes),
+        "leases": len(node.held()),
+        "takeovers": counts.takeovers,
+        "forwards": {
+            "sent": forwards.sent,
+            "failed": forwards.failed,
+            "received": forwards.received,
+        },
+        "lastRenewalMs": round(counts.renewal_seconds * 1000, 1),
+        **({"draining": True} if node.draining else {}),
+    }
 
 
 async def metrics(request: Request) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,6 +34,11 @@ async def check_webhook_url(ctx: Context, url: str | None) -> None:
         await OutboundHTTP(ctx.settings.webhook_allow_private).check(url)
     except AddressNotAllowed as error:
         raise ApiError(400, "webhook_url_not_allowed", f"Webhook URL refused: {error}") from None
+
+
+def _view(ctx: Context, row: dict[str, Any], detailed: bool = True) -> dict[str, Any]:
+    node = False if ctx.cluster is None else ctx.node_of(row["id"])
+    return views.instance(row, detailed=detailed, node=node)
 
 
 def check_engine(ctx: Context, engine: str) -> None:
@@ -90,9 +96,12 @@ async def create_instance(request: Request) -> JSONResponse:
         engine_settings=settings,
     )
     await ctx.save(instance)
-    await ctx.ask(ctx.supervisor_proxy.start_instance(instance.id))
+    if ctx.cluster is None:
+        await ctx.ask(ctx.supervisor_proxy.start_instance(instance.id))
+    else:  # runs here if it is this node's, else its node starts it when it sees it
+        await asyncio.to_thread(ctx.cluster.claim, str(instance.id))
     request.path_params["instanceId"] = str(instance.id)
-    return JSONResponse(views.instance(ctx.own_instance(request)), status_code=201)
+    return JSONResponse(_view(ctx, ctx.own_instance(request)), status_code=201)
 
 
 @doc("My instances", "instances")
@@ -100,13 +109,13 @@ async def list_instances(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
     rows = ctx.instances_of(principal.user_id)
-    return JSONResponse({"instances": [views.instance(row, detailed=False) for row in rows]})
+    return JSONResponse({"instances": [_view(ctx, row, detailed=False) for row in rows]})
 
 
 @doc("An instance with its webhook settings and connection status", "instances")
 async def get_instance(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
-    return JSONResponse(views.instance(ctx.own_instance(request)))
+    return JSONResponse(_view(ctx, ctx.own_instance(request)))
 
 
 @doc("Change an instance (name, webhook, engine settings)", "instances", body=InstanceUpdate)
@@ -143,7 +152,7 @@ async def update_instance(request: Request) -> JSONResponse:
     versioned_webhook = await ctx.command(ctx.proxy(row["id"]).update(changes))
     if "webhook" in changes:
         await ctx.ask(ctx.webhooks_proxy.refresh(row["id"], versioned_webhook))
-    return JSONResponse(views.instance(ctx.own_instance(request)))
+    return JSONResponse(_view(ctx, ctx.own_instance(request)))
 
 
 @doc("Delete an instance and its session", "instances")

@@ -1,0 +1,183 @@
+"""Leases and the fence on MongoDB (SecantusDB): an owner that lost its lease stores nothing
+more, checked in the same transaction as the append, even when it was frozen in the middle
+of one while another node took its instance over."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from uuid import UUID, uuid4
+
+import pytest
+from eventsourcing.persistence import StoredEvent
+
+from app.cluster.mongo_store import MongoClusterStore
+from app.cluster.store import LEADER, LeaseLost
+from app.mongodb import MongoApplicationRecorder, MongoDatastore
+
+pytestmark = pytest.mark.drill_cases("security cases")
+
+TOPIC = "domain.instance:Instance.MessageSent"
+TTL = 5.0
+
+
+@pytest.fixture()
+def recorder(mongodb_url: str, mongodb_database: str) -> Iterator[MongoApplicationRecorder]:
+    datastore = MongoDatastore(mongodb_url, mongodb_database)
+    recorder = MongoApplicationRecorder(datastore, "whatsapp_events")
+    recorder.create_table()
+    yield recorder
+    datastore.close()
+
+
+class Node:
+    """One node's view of the store: its own recorder (as its own process would have) and
+    the leases it believes it holds, which its fence policy answers from."""
+
+    def __init__(self, url: str, database: str, node_id: str) -> None:
+        self.datastore = MongoDatastore(url, database)
+        self.recorder = MongoApplicationRecorder(self.datastore, "whatsapp_events")
+        self.store = MongoClusterStore(self.recorder)
+        self.id = node_id
+        self.held: dict[str, int] = {}
+        self.lost: list[str] = []
+        self.pause: threading.Event | None = None  # set: the next append waits in its txn
+        self.paused = threading.Event()
+        self.store.fence(node_id, self.policy, self.lost.extend)
+
+    def policy(self, originator_id: UUID, topic: str) -> tuple[str, int] | None:
+        if self.pause is not None:  # frozen after the counter write, before the lease read
+            self.paused.set()
+            self.pause.wait(30)
+            self.pause = None
+        key = str(originator_id)
+        if key not in self.held:
+            raise LeaseLost([key])
+        return key, self.held[key]
+
+    def take(self, instance: UUID, now: float) -> bool:
+        lease = self.store.acquire(str(instance), self.id, now, now + TTL)
+        if lease is None:
+            return False
+        self.held[lease.key] = lease.epoch
+        return True
+
+    def append(self, instance: UUID, version: int) -> list[int]:
+        stored = StoredEvent(instance, version, TOPIC, b"{}")
+        return list(self.recorder.insert_events([stored]) or [])
+
+    def close(self) -> None:
+        self.datastore.close()
+
+
+@pytest.fixture()
+def nodes(
+    mongodb_url: str, mongodb_database: str, recorder: MongoApplicationRecorder
+) -> Iterator[tuple[Node, Node]]:
+    a, b = Node(mongodb_url, mongodb_database, "a"), Node(mongodb_url, mongodb_database, "b")
+    yield a, b
+    a.close()
+    b.close()
+
+
+def stamps(recorder: MongoApplicationRecorder) -> list[tuple[int, str, int]]:
+    return [
+        (d["_id"], d["lease"]["node"], d["lease"]["epoch"])
+        for d in recorder.events.find({}, {"lease": 1}).sort("_id", 1)
+    ]
+
+
+def test_a_lease_is_taken_once_renewed_by_its_holder_and_free_after_release(
+    nodes: tuple[Node, Node],
+) -> None:
+    a, b = nodes
+    instance = str(uuid4())
+    now = time.time()
+    assert a.take(UUID(instance), now)
+    assert not b.take(UUID(instance), now)  # held and not expired
+    assert a.store.renew("a", [instance], now + TTL) == {instance}
+    assert b.store.renew("b", [instance], now + TTL) == set()  # not b's to renew
+    a.store.release(instance, "a", 1)
+    assert b.take(UUID(instance), now)
+    assert b.held[instance] == 2  # every acquisition is a new epoch
+    assert a.store.renew("a", [instance], now + TTL) == set()  # a sees it lost
+
+
+def test_an_expired_lease_goes_to_whoever_takes_it_and_the_old_holder_appends_nothing(
+    nodes: tuple[Node, Node], recorder: MongoApplicationRecorder
+) -> None:
+    a, b = nodes
+    instance = uuid4()
+    now = time.time()
+    assert a.take(instance, now)
+    a.append(instance, 1)
+    # a goes silent; once its lease has expired, b takes the instance over.
+    assert b.take(instance, now + TTL + 1)
+    with pytest.raises(LeaseLost):
+        a.append(instance, 2)  # a still believes it holds epoch 1
+    assert a.lost == [str(instance)]
+    b.append(instance, 2)
+    assert stamps(recorder) == [(1, "a", 1), (2, "b", 2)]
+
+
+def test_a_node_never_appends_for_an_instance_it_holds_no_lease_of(
+    nodes: tuple[Node, Node], recorder: MongoApplicationRecorder
+) -> None:
+    a, b = nodes
+    instance = uuid4()
+    assert b.take(instance, time.time())
+    a.held[str(instance)] = 1  # a claims b's epoch without holding the lease
+    with pytest.raises(LeaseLost):
+        a.append(instance, 1)
+    assert stamps(recorder) == []
+
+
+def test_an_append_frozen_mid_transaction_commits_before_the_takeover_or_not_at_all(
+    nodes: tuple[Node, Node], recorder: MongoApplicationRecorder
+) -> None:
+    """a is frozen inside its append's transaction (it has read nothing of the lease yet,
+    but holds the counter) while b takes the instance over. The takeover writes the
+    counter too, so it cannot commit while a's transaction is open: a's append lands
+    before b's epoch begins, and a's next append is refused. Without that write, b would
+    take the lease while a is frozen, and a's append would commit under b's epoch."""
+    a, b = nodes
+    instance = uuid4()
+    now = time.time()
+    assert a.take(instance, now)
+    order: list[str] = []
+    a.pause = threading.Event()
+    release_a = a.pause
+
+    def append() -> None:
+        a.append(instance, 1)
+        order.append("a appended")
+
+    def take_over() -> None:
+        assert b.take(instance, now + TTL + 1)
+        order.append("b took over")
+
+    appending = threading.Thread(target=append)
+    appending.start()
+    assert a.paused.wait(30)
+    taking = threading.Thread(target=take_over)
+    taking.start()
+    taking.join(timeout=2)  # a correct fence keeps it waiting for a's transaction
+    release_a.set()
+    appending.join(timeout=60)
+    taking.join(timeout=60)
+    assert order == ["a appended", "b took over"]
+    with pytest.raises(LeaseLost):
+        a.append(instance, 2)
+    b.append(instance, 2)
+    assert stamps(recorder) == [(1, "a", 1), (2, "b", 2)]
+
+
+def test_the_leader_lease_has_one_holder_at_a_time(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    now = time.time()
+    first = a.store.acquire(LEADER, "a", now, now + TTL)
+    assert first is not None and first.owner == "a"
+    assert b.store.acquire(LEADER, "b", now, now + TTL) is None
+    later = b.store.acquire(LEADER, "b", now + TTL + 1, now + 2 * TTL)
+    assert later is not None and later.owner == "b" and later.epoch == first.epoch + 1
