@@ -15,6 +15,10 @@ from croniter import croniter
 ENGINES = ("whatsmeow", "cloud", "sandbox")
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
 _DURATION = re.compile(r"^(\d+)([smhd])$")
+_API_VERSION = re.compile(r"v[0-9]{1,3}\.[0-9]{1,2}", re.ASCII)
+# The Graph API version of Cloud API instances that chose none: Meta's changelog lists
+# v26.0 from 29 July 2026 with no end date yet (v21.0 ends on 21 January 2027).
+CLOUD_API_VERSION = "v26.0"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _SECONDS = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)?$")
 _NODE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -95,6 +99,7 @@ class Settings:
     engine_retry_base: float = 1.0
     upload_retention_days: int = 30
     actor_timeout: float = 10.0
+    cloud_api_version: str = CLOUD_API_VERSION
     media_download_timeout: float = 30.0
     cluster: Cluster | None = None  # one node unless NODE_URL is set
 
@@ -143,6 +148,12 @@ class Settings:
         default_engine = e.get("DEFAULT_ENGINE", "whatsmeow")
         if default_engine not in ENGINES:
             raise ConfigError("DEFAULT_ENGINE", f"must be one of {', '.join(ENGINES)}")
+        cloud_api_version = e.get("CLOUD_API_VERSION", "").strip() or CLOUD_API_VERSION
+        if not _API_VERSION.fullmatch(cloud_api_version):
+            raise ConfigError(
+                "CLOUD_API_VERSION",
+                f"must be a Graph API version like v26.0 (got '{cloud_api_version}')",
+            )
         log_level = e.get("LOG_LEVEL", "info").lower()
         if log_level not in LOG_LEVELS:
             raise ConfigError("LOG_LEVEL", "must be one of debug, info, warn, error")
@@ -176,6 +187,7 @@ class Settings:
             upload_retention_days=_int(e, "UPLOAD_RETENTION_DAYS", 30, 1, 36500),
             engine_retry_base=_int(e, "ENGINE_RETRY_BASE_MS", 1000, 10, 600_000) / 1000,
             sandbox_enabled=_bool(e, "SANDBOX_ENABLED", not production),
+            cloud_api_version=cloud_api_version,
             schedules=Schedules(
                 cleanup=_cron(e, "CLEANUP_CRON", Schedules.cleanup),
                 socket_check=_cron(e, "SOCKET_CHECK_CRON", Schedules.socket_check),

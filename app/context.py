@@ -14,7 +14,8 @@ import pykka
 from eventsourcing.application import AggregateNotFoundError
 from starlette.requests import Request
 
-from actors.bridge import ask
+from actors.bridge import ActorTimeout, ask
+from actors.engines.cloud import CloudDirectory
 from actors.engines.sandbox import SandboxNetwork
 from actors.instance import InstanceProxy, Outcome
 from actors.supervisor import SupervisorProxy
@@ -30,8 +31,13 @@ from domain.user import User
 from projections.queries.cached import CachedReadModels
 from projections.rows import ReadModels
 from projections.runner import LiveProjections
+from storage.provider import StorageProvider
 
 log = logging.getLogger(__name__)
+
+# How long a command that goes on outside its actor (a Cloud API send: an upload and a
+# message, 30 s each at most) may take before the caller gets a 503.
+LATER_TIMEOUT = 90.0
 
 T = TypeVar("T")
 
@@ -41,6 +47,7 @@ class Context:
     """The running server's parts."""
 
     settings: Settings
+    storage: StorageProvider
     store: EventStore
     committer: GroupCommitter
     read_models: ReadModels
@@ -50,6 +57,7 @@ class Context:
     supervisor: pykka.ActorRef[Any]
     registry: dict[UUID, pykka.ActorRef[Any]]
     network: SandboxNetwork
+    cloud: CloudDirectory
     engines: frozenset[str]
     usage: ApiCallCounter
     webhooks: pykka.ActorRef[Any] | None = None
@@ -163,6 +171,11 @@ class Context:
     async def command(self, future: pykka.Future[Outcome[T]]) -> T:
         """Await an actor command, then until the read models show its effect."""
         outcome = await self.ask(future)
+        if outcome.later is not None:  # the actor went on while the network answered
+            try:
+                outcome = await asyncio.wait_for(asyncio.wrap_future(outcome.later), LATER_TIMEOUT)
+            except TimeoutError:
+                raise ActorTimeout(f"no answer within {LATER_TIMEOUT:g} s") from None
         if outcome.commit is not None:
             positions = await asyncio.wrap_future(outcome.commit)  # durable before we answer
             await self.settle(positions[-1])

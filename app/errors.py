@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError, PersistenceError
@@ -15,10 +14,10 @@ from starlette.responses import JSONResponse, Response
 
 from actors.bridge import ActorTimeout
 from actors.engines.base import EngineError
-from app.cluster.store import LeaseLost
 from domain.instance import InstanceDeleted, InstanceNotConnected
 from domain.phone import InvalidPhoneNumber
 from domain.user import UserDeactivated
+from storage.cluster import LeaseLost
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +100,8 @@ def _mapped(status: int, code: str) -> Any:
 
 async def _engine(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, EngineError)
-    headers = {"Retry-After": "60"} if exc.status == 429 else None
+    retry = exc.retry_after if exc.retry_after is not None else 60 if exc.status == 429 else None
+    headers = {"Retry-After": str(retry)} if retry is not None else None
     return error_response(exc.status, exc.code, str(exc), exc.details, headers)
 
 
@@ -230,7 +230,6 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     IntegrityError: _conflict,
     LeaseLost: _lease_lost,
     PersistenceError: _storage,
-    sqlite3.OperationalError: _storage,
     Exception: _unexpected,
 }
 EXCEPTION_HANDLERS = {kind: _noting_the_code(h) for kind, h in EXCEPTION_HANDLERS.items()}

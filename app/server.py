@@ -20,7 +20,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute
 
 from actors.engines.base import Emit, Engine, EngineError
-from actors.engines.cloud import CloudEngine
+from actors.engines.cloud import CloudDirectory, CloudEngine
 from actors.engines.sandbox import SandboxEngine, SandboxNetwork
 from actors.engines.whatsmeow import WhatsmeowEngine
 from actors.instance import InstanceActor
@@ -36,18 +36,8 @@ from app.cluster.signing import Signer
 from app.config import Settings
 from app.context import Context
 from app.errors import EXCEPTION_HANDLERS
-from app.eventstore import (
-    SNAPSHOT_INTERVAL,
-    EventStore,
-    GroupCommitter,
-    StoreUnavailable,
-    open_cursors,
-    open_store,
-    storage_details,
-)
+from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, open_store
 from app.metrics import Metrics
-from app.read_queries import open_read_models
-from app.rebuild import rebuild
 from app.routes import (
     auth,
     cloud,
@@ -64,14 +54,16 @@ from app.routes import (
     whatsapp,
 )
 from app.scheduler import Scheduler
-from app.storage import read_model_store
+from app.storage import open_storage
 from app.usage import ApiCallCounter
 from domain.instance import Instance
 from domain.user import User, user_id_for
 from projections import catalog
 from projections.queries.cached import CachedReadModels, changes_cached
+from projections.rebuild import rebuild
 from projections.rows import ReadModels
 from projections.runner import CACHE_MARK, LiveProjections
+from storage.provider import StorageProvider, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +93,7 @@ def create_app(settings: Settings, started: Context | None = None) -> Starlette:
     origins = [o.strip() for o in settings.cors_origin.split(",") if o.strip()]
     metrics = Metrics()
     forwards = ForwardCounts()
+    state: dict[str, Any] = {}  # the app, once made (the router asks it who owns what)
     middleware = [
         Middleware(
             AccessLog, count=lambda m, r, s: metrics.http_requests.labels(m, r, str(s)).inc()
@@ -112,7 +105,7 @@ def create_app(settings: Settings, started: Context | None = None) -> Starlette:
                 ClusterRouter,
                 node_id=settings.cluster.node_id,
                 signer=Signer(settings.cluster.secret),
-                routing=lambda: getattr(getattr(app.state, "ctx", None), "cluster", None),
+                routing=lambda: getattr(getattr(state["app"].state, "ctx", None), "cluster", None),
                 prefixes=instance_prefixes(getattr(r, "path", "") for r in routes),
                 counts=forwards,
             )
@@ -150,6 +143,7 @@ def create_app(settings: Settings, started: Context | None = None) -> Starlette:
     app.state.openapi = openapi.build(routes, version("whatsapp-api"))
     app.state.metrics = metrics
     app.state.forwards = forwards
+    state["app"] = app
     return app
 
 
@@ -172,14 +166,16 @@ def start(settings: Settings) -> Context:
                 "%s (check its permissions and free space; `whatsapp-api doctor` helps)", message
             )
             raise StartupError(message) from None
+    storage = open_storage(settings)
     try:
-        store = open_store(settings)
+        store = open_store(storage)
     except StoreUnavailable as error:
+        storage.close()
         log.error("%s", error)
         raise StartupError(str(error)) from None
     committer = GroupCommitter(store)
-    read_models = read_model_store(settings)
-    node = wiring.join(settings, store) if settings.cluster is not None else None
+    read_models = storage.read_models()
+    node = wiring.join(settings, storage, store) if settings.cluster is not None else None
     try:
         if (
             node is None
@@ -203,7 +199,7 @@ def start(settings: Settings) -> Context:
         projections.writing = node.leader
     projections.start()
     try:
-        return _start_serving(settings, store, committer, read_models, projections, node)
+        return _start_serving(settings, storage, store, committer, read_models, projections, node)
     except BaseException:
         # Leave nothing running (the store's subscription thread would keep the process alive).
         if node is not None:
@@ -213,6 +209,7 @@ def start(settings: Settings) -> Context:
         committer.close()
         read_models.close()
         store.close()
+        storage.close()
         raise
 
 
@@ -222,6 +219,7 @@ class StartupError(RuntimeError):
 
 def _start_serving(
     settings: Settings,
+    storage: StorageProvider,
     store: EventStore,
     committer: GroupCommitter,
     read_models: ReadModels,
@@ -241,6 +239,7 @@ def _start_serving(
         )
 
     network = SandboxNetwork()
+    cloud_directory = CloudDirectory()
     engines = {"cloud", "sandbox"} if settings.sandbox_enabled else {"cloud"}
     if importlib.util.find_spec("neonize") is not None:
         engines.add("whatsmeow")
@@ -252,10 +251,14 @@ def _start_serving(
             )
         if instance.engine == "cloud":
             return CloudEngine(
+                str(instance.id),
                 dict(instance.engine_settings),
                 emit,
+                directory=cloud_directory,
                 allow_private=settings.webhook_allow_private,
                 require_https=settings.production,
+                default_version=settings.cloud_api_version,
+                retry_base=settings.engine_retry_base,
             )
         if instance.engine == "whatsmeow" and "whatsmeow" in engines:
             return WhatsmeowEngine(
@@ -289,7 +292,7 @@ def _start_serving(
         store,
         committer,
         webhook_settings,
-        open_cursors(settings),
+        storage.cursors(),
         WebhookDefaults(
             settings.webhook_max_retries,
             settings.webhook_retry_interval,
@@ -298,13 +301,14 @@ def _start_serving(
             backlog_limit=settings.webhook_backlog_limit,
         ),
     )
-    queries = CachedReadModels(open_read_models(settings, read_models))
+    queries = CachedReadModels(storage.queries(read_models))
     projections.observers.append(queries.observe)
     auth = Authenticator(
         load_jwt_secret(settings.jwt_secret, settings.data_dir), settings.jwt_expiration, queries
     )
     ctx = Context(
         settings=settings,
+        storage=storage,
         store=store,
         committer=committer,
         read_models=read_models,
@@ -314,6 +318,7 @@ def _start_serving(
         supervisor=supervisor,
         registry=registry,
         network=network,
+        cloud=cloud_directory,
         engines=frozenset(engines),
         usage=ApiCallCounter(store, committer),
     )
@@ -344,7 +349,7 @@ def _start_serving(
     log.info(
         "started %d instance(s); event store (%s) at position %s",
         len(live),
-        ", ".join(f"{k} {v}" for k, v in storage_details(store).items()),
+        ", ".join(f"{k} {v}" for k, v in storage.details().items()),
         head,
     )
     return ctx
@@ -380,6 +385,7 @@ def stop(ctx: Context) -> None:
     ctx.projections.stop()
     ctx.read_models.close()
     ctx.store.close()
+    ctx.storage.close()
 
 
 def _check_read_model_shape(store: EventStore, read_models: ReadModels) -> None:

@@ -52,6 +52,8 @@ def instance(
         view["webhookSettings"] = webhook_settings(webhook)
         if row.get("engine_settings"):
             view["engineSettings"] = row["engine_settings"]
+        if row.get("connection"):
+            view["connectionDetails"] = json.loads(row["connection"])
     return view
 
 

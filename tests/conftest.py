@@ -39,7 +39,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def storage(request: pytest.FixtureRequest, server_provider: str) -> Storage:
     """Where this test's servers keep their data; each MongoDB server gets a database of its own."""
     if server_provider == "mongodb":
-        return Storage("mongodb", request.getfixturevalue("mongodb_url"))
+        # The whole server suite runs on MongoDB as a cluster of one node (NODE_URL set).
+        return Storage("mongodb", request.getfixturevalue("mongodb_url"), one_node_cluster=True)
     return SQLITE
 
 

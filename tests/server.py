@@ -30,10 +30,13 @@ ADMIN_PASSWORD = "admin-password-for-tests"
 @dataclass(frozen=True)
 class Storage:
     """Where a test server keeps its data: SQLite files under its root (the default), or
-    a MongoDB database of its own on `mongodb_url` (its read models in `<database>_read`)."""
+    a MongoDB database of its own on `mongodb_url` (its read models in `<database>_read`).
+    `one_node_cluster`: the server runs as a cluster of one (NODE_URL set), with leases,
+    fencing and the leader lease at work."""
 
     provider: str = "sqlite"
     mongodb_url: str | None = None
+    one_node_cluster: bool = False
 
 
 SQLITE = Storage()
@@ -75,6 +78,10 @@ class Server:
         }
         self.process: subprocess.Popen[bytes] | None = None
         self.url = f"http://127.0.0.1:{self.port}"
+        if storage.one_node_cluster:
+            self.env.setdefault("NODE_URL", self.url)
+            self.env.setdefault("NODE_ID", f"node-{self.port}")
+            self.env.setdefault("CLUSTER_SECRET", "one-node-cluster-secret-" + "c" * 16)
         self.log = root / "server.log"
 
     def start(self, timeout: float | None = None) -> None:
@@ -152,8 +159,10 @@ class Server:
         """The domain events in the event store (of one aggregate, and whose topic ends
         with `topic`, if given), in their order, read through a store of the test's own."""
         from app.eventstore import open_store
+        from app.storage import open_storage
 
-        store = open_store(self.settings(), create=False)
+        storage = open_storage(self.settings())
+        store = open_store(storage, create=False)
         try:
             found, start = [], 1
             while True:
@@ -168,6 +177,7 @@ class Server:
                 start = page[-1].id + 1
         finally:
             store.close()
+            storage.close()
 
     def read_models(self) -> Provider:
         """The server's read models, read as another reader would (tests/readmodels.py)."""

@@ -149,6 +149,33 @@ def test_an_instance_view_names_its_node_and_the_cluster_lists_every_node(
     assert sum(n["instances"] for n in view["nodes"]) == len(owners)
     health = httpx.get(cluster.nodes[1].url + "/health").json()["checks"]["cluster"]
     assert health["ok"] and health["node"] == "node1" and health["nodes"] == 3
+    metrics = httpx.get(cluster.nodes[1].url + "/metrics", headers=_bearer(cluster)).text
+    held = len([i for i, o in owners.items() if o == "node1"])
+    assert f"whatsapp_cluster_leases_held {held}.0" in metrics
+    assert "whatsapp_cluster_lease_renewal_seconds_count" in metrics
+    assert 'whatsapp_cluster_forwards_total{outcome="sent"}' in metrics
+
+
+def test_doctor_sees_the_other_nodes_their_clocks_and_the_shared_volume(
+    cluster: Cluster, instances: list[str]
+) -> None:
+    from app import doctor
+
+    def cluster_lines(**changes: str) -> list[str]:
+        lines: list[str] = []
+        doctor.run({**cluster.nodes[0].env, **changes}, lines.append)
+        return [line for line in lines if "cluster" in line or "] node " in line]
+
+    good = "\n".join(cluster_lines())
+    assert "[ok  ] cluster clock: within" in good
+    assert "2 other live node(s): node1, node2" in good
+    assert "[ok  ] node node1: answers at" in good and "FAIL" not in good
+    # A node with another secret cannot trust the others' records; one whose volume is
+    # not the others' misses their marks.
+    wrong = "\n".join(cluster_lines(CLUSTER_SECRET="another-secret-" + "z" * 30))
+    assert "[FAIL] node node1: its record is not signed with this node's CLUSTER_SECRET" in wrong
+    alone = "\n".join(cluster_lines(UPLOADS_DIR=str(cluster.root / "elsewhere")))
+    assert "[FAIL] node node2: UPLOADS_DIR is not shared with it" in alone
 
 
 def test_a_forwarded_answer_comes_back_unchanged_images_and_streams_included(

@@ -12,9 +12,10 @@ from uuid import UUID, uuid4
 import pytest
 from eventsourcing.persistence import StoredEvent
 
-from app.cluster.mongo_store import MongoClusterStore
-from app.cluster.store import LEADER, LeaseLost
-from app.mongodb import MongoApplicationRecorder, MongoDatastore
+from storage.cluster import LEADER, LeaseLost
+from storage.mongodb.cluster import MongoClusterStore
+from storage.mongodb.datastore import MongoDatastore
+from storage.mongodb.events import MongoApplicationRecorder
 
 pytestmark = pytest.mark.drill_cases("security cases")
 

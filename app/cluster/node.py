@@ -10,7 +10,7 @@ leader lease free takes it and runs the singletons (projection writers, schedule
 A watchdog thread stops every engine of this node once its last successful renewal is
 older than LEASE_TTL minus LEASE_FENCE_MARGIN (self-fencing): a node cut off from the
 database, or frozen, stops before the others may take its instances, and whatever it still
-tries to append is refused by the fence in the store (app/cluster/store.py).
+tries to append is refused by the fence in the store (storage/cluster.py).
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from eventsourcing.utils import get_topic
 from app.cluster import rendezvous
 from app.cluster.forward import Owner, Routing
 from app.cluster.signing import Signer
-from app.cluster.store import LEADER, ClusterStore, Lease, LeaseLost, NodeRecord
 from app.config import Cluster
 from domain.instance import Instance
 from domain.webhook import WebhookLog, webhook_log_id
+from storage.cluster import LEADER, ClusterStore, Lease, LeaseLost, NodeRecord
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class ClusterNode(Routing):
         self.view = View({}, [], {})
         self.draining = False
         self._held: dict[str, int] = {}  # instance id -> epoch
-        self._log_owner: dict[UUID, str] = {}  # webhook log id -> instance id
+        self._log_owner: dict[str, str] = {}  # webhook log id -> instance id
         self._leader_epoch: int | None = None
         self._fenced = False  # stopped everything; waits for a renewal before taking more
         self._lost: set[str] = set()  # refused by the fence; stopped by the loop
@@ -212,7 +212,7 @@ class ClusterNode(Routing):
 
     # -- the fence policy (called in the group commit's thread) ------------------------
 
-    def fence_policy(self, originator_id: UUID, topic: str) -> tuple[str, int] | None:
+    def fence_policy(self, originator_id: UUID | str, topic: str) -> tuple[str, int] | None:
         """The lease an event needs: an instance's events (but its creation) and its
         webhook log's need the instance's; the others need none."""
         if topic.startswith(INSTANCE_TOPICS):
@@ -220,7 +220,7 @@ class ClusterNode(Routing):
                 return None
             key = str(originator_id)
         elif topic.startswith(WEBHOOK_LOG_TOPICS):
-            found = self._log_owner.get(originator_id)
+            found = self._log_owner.get(str(originator_id))
             if found is None:
                 raise LeaseLost([str(originator_id)])
             key = found
@@ -445,12 +445,13 @@ class ClusterNode(Routing):
         got = self.store.acquire(instance_id, self.id, now, now + self.config.lease_ttl)
         if got is None:
             return
-        takeover = before is not None and before.owner not in (None, self.id)
+        previous = before.owner if before is not None else None
+        takeover = previous not in (None, self.id)
         with self._lock:
             refused = self._fenced or self.draining
             if not refused:
                 self._held[instance_id] = got.epoch
-                self._log_owner[webhook_log_id(instance_id)] = instance_id
+                self._log_owner[str(webhook_log_id(instance_id))] = instance_id
                 if before is not None:  # moved here (not a new instance)
                     self._taken_at[instance_id] = time.monotonic()
         if refused:  # the watchdog or a drain came in between
@@ -459,9 +460,7 @@ class ClusterNode(Routing):
         self.counts.acquired += 1
         if takeover:
             self.counts.takeovers += 1
-            log.warning(
-                "took over instance %s from %s (its lease expired)", instance_id, before.owner
-            )
+            log.warning("took over instance %s from %s (its lease expired)", instance_id, previous)
         else:
             log.info("instance %s runs here now (epoch %d)", instance_id, got.epoch)
         try:

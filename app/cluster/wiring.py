@@ -8,23 +8,23 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
+from app.cluster.doctor import mark_volume
 from app.cluster.node import ClusterNode, NodeHooks
 from app.cluster.signing import Signer
 from app.config import Settings
+from storage.provider import StorageProvider
 
 log = logging.getLogger(__name__)
 
 
-def join(settings: Settings, store: Any) -> ClusterNode:
+def join(settings: Settings, storage: StorageProvider, store: Any) -> ClusterNode:
     """Join the cluster of the event store `store` (registers this node, installs the fence
     and takes the leader lease if it is free)."""
-    from app.cluster.mongo_store import MongoClusterStore
-
     config = settings.cluster
     assert config is not None
     node = ClusterNode(
         config,
-        MongoClusterStore(store.recorder),
+        storage.cluster(store.recorder),
         Signer(config.secret),
         NodeHooks(
             instances=lambda: (),
@@ -34,6 +34,7 @@ def join(settings: Settings, store: Any) -> ClusterNode:
         ),
     )
     node.join()
+    mark_volume(settings)
     return node
 
 

@@ -29,8 +29,9 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.client_session import ClientSession
 
-from app.cluster.store import ClusterStore, FencePolicy, Lease, LeaseLost, NodeRecord
-from app.mongodb import MongoApplicationRecorder, MongoDatastore, translated_errors
+from storage.cluster import ClusterStore, FencePolicy, Lease, LeaseLost, NodeRecord
+from storage.mongodb.datastore import MongoDatastore, translated_errors
+from storage.mongodb.events import MongoApplicationRecorder
 
 log = logging.getLogger(__name__)
 

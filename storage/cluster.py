@@ -63,7 +63,7 @@ class LeaseLost(PersistenceError):
 #: For an event about to be appended (its originator id and topic): the lease and epoch the
 #: appender must hold, or None if the event needs no lease. Raises LeaseLost when the
 #: appender knows already that it holds no such lease.
-FencePolicy = Callable[[UUID, str], tuple[str, int] | None]
+FencePolicy = Callable[[UUID | str, str], tuple[str, int] | None]
 
 
 class ClusterStore(ABC):
