@@ -65,6 +65,7 @@ class Context:
     last_system_metrics: dict[str, Any] | None = None
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     cluster: ClusterNode | None = None  # several nodes (NODE_URL set)
+    sandbox_relay: Any = None  # several nodes: sandbox messages between them
     _proxies: dict[UUID, tuple[pykka.ActorRef[Any], InstanceProxy]] = field(default_factory=dict)
 
     # -- callers and what they may touch --------------------------------------------

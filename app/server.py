@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute
 from actors.engines.base import Emit, Engine, EngineError
 from actors.engines.cloud import CloudDirectory, CloudEngine
 from actors.engines.sandbox import SandboxEngine, SandboxNetwork
+from actors.engines.sandbox_relay import SandboxRelay, paired_sandbox_instances
 from actors.engines.whatsmeow import WhatsmeowEngine
 from actors.instance import InstanceActor
 from actors.supervisor import CrashReport, Supervisor
@@ -246,9 +247,7 @@ def _start_serving(
 
     def engine_for(instance: Instance, emit: Emit) -> Engine:
         if instance.engine == "sandbox" and settings.sandbox_enabled:
-            return SandboxEngine(
-                network, settings.instances_dir / str(instance.id), instance.name, emit
-            )
+            return SandboxEngine.for_instance(network, instance, emit)
         if instance.engine == "cloud":
             return CloudEngine(
                 str(instance.id),
@@ -344,6 +343,9 @@ def _start_serving(
         queries.follow_mark(lambda: read_models.meta(CACHE_MARK))
         projections.observers.append(node.observe)
         ctx.cluster = node
+        if settings.sandbox_enabled:  # sandbox messages between nodes
+            ctx.sandbox_relay = _sandbox_relay(store, committer, network, queries)
+            ctx.sandbox_relay.start()
         node.start()
         live = []
     log.info(
@@ -355,6 +357,15 @@ def _start_serving(
     return ctx
 
 
+def _sandbox_relay(
+    store: EventStore, committer: GroupCommitter, network: SandboxNetwork, queries: Any
+) -> SandboxRelay:
+    start_at = store.recorder.max_notification_id() or 0  # read first: nothing is missed
+    ids = [row["id"] for row in queries.live_instances() if row["engine"] == "sandbox"]
+    paired, sandbox = paired_sandbox_instances(ids, store.repository.get)
+    return SandboxRelay(store, committer, network, paired, sandbox, start_at)
+
+
 def stop(ctx: Context) -> None:
     """Hand instances over to the other nodes (if any), stop actors (they may still write),
     then the writers, then the stores."""
@@ -363,6 +374,8 @@ def stop(ctx: Context) -> None:
             ctx.cluster.stop()
         except Exception:
             log.exception("could not hand every instance over")
+    if ctx.sandbox_relay is not None:
+        ctx.sandbox_relay.stop()
     try:
         ctx.usage.flush()
     except Exception:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -289,6 +290,35 @@ def test_what_one_node_answers_is_what_the_next_request_sees_on_any_node(
         created = admin.post(f"{cluster.nodes[1].url}/api/instances", json={"name": "seen"})
         listed = admin.get(f"{cluster.nodes[2].url}/api/instances").json()["instances"]
         assert created.json()["id"] in [i["id"] for i in listed]
+
+
+def test_a_sandbox_message_between_nodes_arrives_through_the_event_store(
+    cluster: Cluster, lb: RoundRobin, instances: list[str]
+) -> None:
+    owners = cluster.lease_owners()
+    sender = instances[0]
+    recipient = next(i for i in instances if owners[i] != owners[sender])
+    phones = {i: lb.get(f"/api/instances/{i}").json()["phone"] for i in (sender, recipient)}
+    sent = lb.post(
+        f"/api/whatsapp/{sender}/send", json={"phone": phones[recipient], "message": "across"}
+    )
+    assert sent.status_code == 200, sent.text
+    message_id = sent.json()["id"]
+
+    def received() -> list[dict[str, Any]]:
+        page = lb.get(f"/api/instances/{recipient}/chats/{phones[sender]}/messages").json()
+        return [m for m in page["messages"] if m["messageId"] == message_id]
+
+    arrived = wait_until(received, 30, 0.1)
+    assert arrived[0]["content"] == "across" and not arrived[0]["fromMe"]
+
+    def status() -> str | None:
+        page = lb.get(f"/api/instances/{sender}/chats/{phones[recipient]}/messages").json()
+        return next((m["status"] for m in page["messages"] if m["messageId"] == message_id), None)
+
+    wait_until(lambda: status() == "read", 30, 0.1)  # the receipts came back the same way
+    relays = [e for e in cluster.nodes[0].stored_events(topic="SandboxRelay.Relayed")]
+    assert {r.to for r in relays} >= {phones[recipient], phones[sender]}
 
 
 # -- faults ------------------------------------------------------------------------------------
