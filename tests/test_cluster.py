@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -319,6 +320,62 @@ def test_a_sandbox_message_between_nodes_arrives_through_the_event_store(
     wait_until(lambda: status() == "read", 30, 0.1)  # the receipts came back the same way
     relays = [e for e in cluster.nodes[0].stored_events(topic="SandboxRelay.Relayed")]
     assert {r.to for r in relays} >= {phones[recipient], phones[sender]}
+
+
+def whatsmeow_children(instance_id: str) -> dict[int, tuple[int, str]]:
+    """The whatsmeow child processes of an instance: pid -> (parent pid, command line)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if "whatsmeow_child" in command and instance_id in command:
+                found[int(entry.name)] = (parent, command)
+    return found
+
+
+def test_a_whatsmeow_instance_that_moves_opens_the_same_session_on_its_new_node(
+    cluster: Cluster, lb: RoundRobin
+) -> None:
+    """Offline, so nothing pairs: what can be shown is that the new owner's engine runs on
+    the very session file (on the shared volume) the old owner's ran on, which is what
+    lets a paired session reconnect there without a new QR code."""
+    created = lb.post("/api/instances", json={"name": "moving phone", "engine": "whatsmeow"})
+    assert created.status_code == 201, created.text
+    instance_id = created.json()["id"]
+    session = str(cluster.root / "shared" / "instances" / instance_id / "session.db")
+    try:
+        owner, _ = wait_until(lambda: _owner_if_any(cluster, instance_id), 30, 0.1)
+        assert owner.process is not None
+        first_pid = owner.process.pid
+        before = wait_until(
+            lambda: [c for _, (p, c) in whatsmeow_children(instance_id).items() if p == first_pid],
+            30,
+            0.05,
+        )
+        assert session in before[0]
+        owner.stop()  # SIGINT: it hands the instance over
+        try:
+            pids = {n.process.pid for n in cluster.running() if n.process is not None}
+            after = wait_until(
+                lambda: [c for _, (p, c) in whatsmeow_children(instance_id).items() if p in pids],
+                60,
+                0.05,
+            )
+            assert session in after[0]
+        finally:
+            owner.start(timeout=90)
+    finally:
+        lb.request("DELETE", f"/api/instances/{instance_id}")
+
+
+def _owner_if_any(cluster: Cluster, instance_id: str) -> tuple[Server, Server] | None:
+    if cluster.lease_owners().get(instance_id) is None:
+        return None
+    return _owner_and_other(cluster, instance_id)
 
 
 # -- faults ------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from storage.cluster import LEADER, LeaseLost
 from storage.mongodb.cluster import MongoClusterStore
 from storage.mongodb.datastore import MongoDatastore
 from storage.mongodb.events import MongoApplicationRecorder
+from tests import mongo
 
 pytestmark = pytest.mark.drill_cases("security cases")
 
@@ -182,3 +183,42 @@ def test_the_leader_lease_has_one_holder_at_a_time(nodes: tuple[Node, Node]) -> 
     assert b.store.acquire(LEADER, "b", now, now + TTL) is None
     later = b.store.acquire(LEADER, "b", now + TTL + 1, now + 2 * TTL)
     assert later is not None and later.owner == "b" and later.epoch == first.epoch + 1
+
+
+def test_nodes_flushing_api_call_counts_at_once_all_get_stored(
+    mongodb_url: str, mongodb_database: str
+) -> None:
+    """Every node counts its own API calls into the one usage ledger; flushes that meet
+    (they run on the same cron) load the ledger again and record after each other."""
+    from app.eventstore import EventStore, GroupCommitter
+    from app.usage import ApiCallCounter
+    from storage.mongodb.events import environment
+
+    env = environment(mongo.with_database(mongodb_url, mongodb_database))
+    nodes = []
+    for _ in range(3):  # as three processes would: a store and a committer each
+        store = EventStore(env=env)
+        nodes.append((store, GroupCommitter(store)))
+    counters = [ApiCallCounter(store, committer) for store, committer in nodes]
+    try:
+        for _ in range(3):  # three rounds of counting and flushing at once
+            for n, counter in enumerate(counters):
+                for _call in range(n + 1):
+                    counter.count(f"user-{n}", None)
+            flushes = [threading.Thread(target=c.flush) for c in counters]
+            for thread in flushes:
+                thread.start()
+            for thread in flushes:
+                thread.join(timeout=60)
+        store = nodes[0][0]
+        recorded = [
+            call["apiCalls"]
+            for n in store.recorder.select_notifications(start=1, limit=1000)
+            if n.topic.endswith("UsageRecorded")
+            for call in store.mapper.to_domain_event(n).calls
+        ]
+        assert sum(recorded) == 3 * (1 + 2 + 3)
+    finally:
+        for store, committer in nodes:
+            committer.close()
+            store.close()
