@@ -222,3 +222,52 @@ def test_nodes_flushing_api_call_counts_at_once_all_get_stored(
         for store, committer in nodes:
             committer.close()
             store.close()
+
+
+def test_a_node_cut_off_from_mongodb_stops_its_engines_before_its_leases_expire() -> None:
+    """Self-fencing: a node whose renewals fail (here its database goes away: a SecantusDB
+    of this test's own, stopped) stops every engine once its last renewal is older than
+    LEASE_TTL - LEASE_FENCE_MARGIN, before any other node may take its instances."""
+    from app.cluster.node import ClusterNode, NodeHooks
+    from app.cluster.signing import Signer
+    from app.config import Cluster
+
+    config = Cluster("http://127.0.0.1:9", "cut-off", "s" * 40, lease_ttl=3.0, fence_margin=1.5)
+    instance_id = str(uuid4())
+    started = threading.Event()
+    stopped: list[tuple[str, float]] = []
+    with mongo.secantus() as url:
+        datastore = MongoDatastore(url, "fencing", timeout=1.0)
+        recorder = MongoApplicationRecorder(datastore, "whatsapp_events")
+        recorder.create_table()
+        node = ClusterNode(
+            config,
+            MongoClusterStore(recorder),
+            Signer(config.secret),
+            NodeHooks(
+                instances=lambda: [instance_id],
+                start=lambda key: started.set(),
+                stop=lambda key, drain: stopped.append((key, time.time())),
+                leader=lambda on: None,
+            ),
+        )
+        node.join()
+        node.start()
+        assert started.wait(30)
+        renewals = node.counts.renewals
+        deadline = time.monotonic() + 10
+        while node.counts.renewals < renewals + 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # two renewals seen: the lease's expiry is fresh
+        expiry = datastore.db["cluster_leases"].find_one({"_id": instance_id})["expires"]
+        assert node.holds(instance_id) and not node.fenced
+    # The database is gone: the lease stored there expires at `expiry` (or one renewal later).
+    try:
+        deadline = time.monotonic() + 3 * config.lease_ttl
+        while not stopped and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert stopped and stopped[0][0] == instance_id
+        assert stopped[0][1] < expiry  # stopped before any other node could take it
+        assert node.fenced and not node.holds(instance_id) and not node.leader
+    finally:
+        node.stop()  # it cannot say goodbye: its attempts time out and are logged
+        datastore.close()
