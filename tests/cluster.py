@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 
-from tests import mongo
-from tests.server import ADMIN_EMAIL, ADMIN_PASSWORD, Server, Storage, wait_until
+from tests.places import Storage
+from tests.server import ADMIN_EMAIL, ADMIN_PASSWORD, Server, wait_until
 
 SECRET = "cluster-secret-for-tests-" + "s" * 20
 LEASE_TTL = "5s"
@@ -34,8 +34,8 @@ class Cluster:
     ) -> None:
         self.root = root
         self.mongodb_url = mongodb_url
-        self.database = mongo.new_database_name("cl")
-        storage = Storage("mongodb", mongodb_url)
+        self.storage = Storage("mongodb", root, mongodb_url)  # one database for every node
+        self.database = self.storage.database
         shared = {
             "UPLOADS_DIR": str(root / "shared" / "uploads"),
             "INSTANCES_DIR": str(root / "shared" / "instances"),
@@ -46,7 +46,7 @@ class Cluster:
         self.nodes: list[Server] = []
         for i in range(size):
             (root / f"node{i}").mkdir(parents=True, exist_ok=True)
-            node = Server(root / f"node{i}", storage, database=self.database, **shared)
+            node = Server(root / f"node{i}", self.storage, **shared)
             node.env["NODE_ID"] = f"node{i}"
             node.env["NODE_URL"] = node.url
             self.nodes.append(node)
@@ -66,7 +66,7 @@ class Cluster:
         return [n for n in self.nodes if n.process is not None and n.process.poll() is None]
 
     def drop(self) -> None:
-        mongo.drop_databases(self.mongodb_url, self.database)
+        self.storage.close()
 
     def lease_owners(self) -> dict[str, str | None]:
         """Instance id -> the node holding its lease, straight from the database."""
