@@ -123,6 +123,29 @@ def test_an_expired_lease_goes_to_whoever_takes_it_and_the_old_holder_appends_no
     assert stamps(recorder) == [(1, "a", 1), (2, "b", 2)]
 
 
+def test_an_append_under_an_older_epoch_of_the_same_node_is_refused(
+    nodes: tuple[Node, Node], recorder: MongoApplicationRecorder
+) -> None:
+    """The owner alone is not enough: a node that lost an instance and took it back (or was
+    restarted under the same NODE_ID) may still run an actor from before, and what that
+    actor appends under the old epoch must not be stored beside the new one's."""
+    a, _ = nodes
+    instance = uuid4()
+    now = time.time()
+    assert a.take(instance, now)
+    stale = a.held[str(instance)]
+    a.append(instance, 1)
+    assert a.take(instance, now + TTL + 1)  # taken again by the same node: a new epoch
+    current = a.held[str(instance)]
+    assert current == stale + 1
+    a.held[str(instance)] = stale  # the actor from before
+    with pytest.raises(LeaseLost):
+        a.append(instance, 2)
+    a.held[str(instance)] = current
+    a.append(instance, 2)
+    assert stamps(recorder) == [(1, "a", stale), (2, "a", current)]
+
+
 def test_a_node_never_appends_for_an_instance_it_holds_no_lease_of(
     nodes: tuple[Node, Node], recorder: MongoApplicationRecorder
 ) -> None:
