@@ -275,6 +275,34 @@ def test_cluster_headers_that_do_not_verify_are_refused(
     assert SECRET not in owner.log_text()
 
 
+@pytest.mark.drill_cases("security cases")
+def test_a_forwarded_request_is_never_forwarded_again(
+    cluster: Cluster, instances: list[str]
+) -> None:
+    """A node that receives a forwarded request for an instance it does not run (the
+    forwarding node's view was stale) answers it itself: no loops between nodes."""
+    owner, other = _owner_and_other(cluster, instances[0])
+    path = f"/api/whatsapp/{instances[0]}/status"
+    signed = Signer(SECRET).forward_headers("node9", "GET", path.encode(), "127.0.0.1")
+
+    def forwards(node: Server) -> dict[str, int]:
+        counts: dict[str, int] = httpx.get(node.url + "/health").json()["checks"]["cluster"][
+            "forwards"
+        ]
+        return counts
+
+    before = forwards(other)
+    answer = httpx.get(
+        other.url + path,
+        headers={**_bearer(cluster), **{k.decode(): v.decode() for k, v in signed}},
+    )
+    after = forwards(other)
+    assert after["received"] == before["received"] + 1
+    assert after["sent"] == before["sent"]  # not sent on to the owner
+    assert answer.status_code == 503 and answer.json()["code"] == "instance_moving"
+    assert "via=node9" not in owner.log_text()
+
+
 def test_what_one_node_answers_is_what_the_next_request_sees_on_any_node(
     cluster: Cluster, lb: RoundRobin
 ) -> None:
