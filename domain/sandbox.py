@@ -1,4 +1,5 @@
-"""The sandbox network's own records: its groups, as WhatsApp's servers would keep them.
+"""The sandbox network's own records: its groups, as WhatsApp's servers would keep them,
+and what it passes between nodes (reports for an instance paired elsewhere).
 
 A sandbox group is shared by the instances in it, so it belongs to none of them: it is an
 aggregate of its own in the event store (and so survives a restart and is the same on
@@ -99,3 +100,14 @@ class SandboxGroup(Aggregate):
     @event("InviteReset")
     def reset_invite(self, invite_code: str, by: str) -> None:
         self.invite_code = invite_code
+
+
+class SandboxRelay(Aggregate):
+    """One hand-over of the simulated network between nodes (one aggregate each, so that
+    relays never contend): reports (a message, its receipts) for the instance paired as
+    `to`, stored by the sender's node and delivered by whichever node runs the recipient."""
+
+    @event("Relayed")
+    def __init__(self, to: str, reports: list[dict[str, Any]]) -> None:
+        self.to = to
+        self.reports = reports

@@ -113,7 +113,7 @@ def test_a_connected_but_dead_session_is_reconnected(
 
 
 def test_an_expired_ban_reconnects_and_a_lost_session_logs_out(
-    actor: tuple[Any, Instance, SandboxNetwork], tmp_path: Path
+    actor: tuple[Any, Instance, SandboxNetwork],
 ) -> None:
     proxy, _, network = actor
     proxy.sandbox_scan("15550005555").get()
@@ -122,10 +122,9 @@ def test_an_expired_ban_reconnects_and_a_lost_session_logs_out(
     wait_until(lambda: proxy.state().get()["status"] == "banned")
     assert proxy.check_session().get() == "ban_expired"
     wait_until(lambda: proxy.state().get()["ready"])
-    # The phone unlinks the device while the server looks away: the session is gone.
     engine = network.find("15550005555")
     assert engine is not None
-    engine.paired = None
+    engine.unlink()  # the phone removed the linked device
     assert proxy.check_session().get() == "session_invalid"
     assert proxy.state().get()["status"] == "logged_out"
 

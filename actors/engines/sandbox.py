@@ -132,8 +132,14 @@ class SandboxEngine(
         self.phone: str | None = None  # online as
         self.lid: str | None = None
         self.qr: str | None = None
+        self.unlinked = False  # the phone removed this device (see `unlink`)
         self._lock = threading.Lock()
         self._reconnect: threading.Timer | None = None
+
+    @classmethod
+    def for_instance(cls, network: SandboxNetwork, instance: Instance, emit: Emit) -> SandboxEngine:
+        """The engine of a stored instance, paired as its events say (a logout unpairs)."""
+        return sandbox_engine(network, instance, emit)
 
     # -- the connection -------------------------------------------------------------------
 
@@ -175,7 +181,12 @@ class SandboxEngine(
         return phone is not None and self.network.find(phone) is self
 
     def session_valid(self) -> bool:
-        return self.paired is not None
+        return self.paired is not None and not self.unlinked
+
+    def unlink(self) -> None:
+        """(Tests.) The phone removes this linked device: the session is no longer valid,
+        which the session check finds and records as a logout."""
+        self.unlinked = True
 
     # -- what the sandbox API plays -------------------------------------------------------
 
@@ -305,8 +316,8 @@ class SandboxEngine(
             seen, phone = message(None, self._jid(lid_mode=True), None, self.lid), None
         else:
             seen = message(None, self._jid(), me, self.lid)
-        recipient = self.network.find_jid(to)
-        if recipient is not None and recipient._deliver(seen):
+        number = self.network.phone_of(to)
+        if number is not None and self._deliver_to(number, seen):
             self.emit(Receipt(sent.message_id, "delivered", to, phone=phone, lid=lid))
         return Sent(sent.message_id, sent.timestamp, phone=phone, lid=lid)
 
@@ -364,9 +375,11 @@ class SandboxEngine(
             return sent
         lid_mode = is_lid(message.chat)
         us = self._jid(lid_mode)
-        recipient = self.network.find_jid(message.chat)
-        if recipient is not None:
-            recipient._deliver(report(us, us, None if lid_mode else me, self.lid, sent.timestamp))
+        number = self.network.phone_of(message.chat)
+        if number is not None:
+            self._deliver_to(
+                number, report(us, us, None if lid_mode else me, self.lid, sent.timestamp)
+            )
         return sent
 
     def download(self, message: MessageRef) -> Media:
@@ -397,10 +410,11 @@ class SandboxEngine(
                     self._deliver_to(phone, Presence(self._jid(), state, None, me, self.lid))
             return
         lid_mode = is_lid(to)
-        recipient = self.network.find_jid(to)
-        if recipient is not None:
-            recipient._deliver(
-                Presence(self._jid(lid_mode), state, None, None if lid_mode else me, self.lid)
+        number = self.network.phone_of(to)
+        if number is not None:
+            self._deliver_to(
+                number,
+                Presence(self._jid(lid_mode), state, None, None if lid_mode else me, self.lid),
             )
 
     def mark_read(self, chat: str, messages: tuple[MessageRef, ...]) -> None:
@@ -409,11 +423,12 @@ class SandboxEngine(
         for message in messages:
             if message.from_me:
                 continue
-            author = self.network.find_jid(message.sender or message.chat)
+            author = self.network.phone_of(message.sender or message.chat)
             if author is None:
                 continue
             if is_group(chat):
-                author._deliver(
+                self._deliver_to(
+                    author,
                     Receipt(
                         message.message_id,
                         "read",
@@ -421,18 +436,19 @@ class SandboxEngine(
                         participant=self._jid(),
                         phone=me,
                         lid=self.lid,
-                    )
+                    ),
                 )
             else:
                 lid_mode = is_lid(chat)
-                author._deliver(
+                self._deliver_to(
+                    author,
                     Receipt(
                         message.message_id,
                         "read",
                         self._jid(lid_mode),
                         phone=None if lid_mode else me,
                         lid=self.lid,
-                    )
+                    ),
                 )
 
     def lookup_identity(self, jid: str) -> Identity:
@@ -568,8 +584,9 @@ class SandboxEngine(
                 self._deliver_to(phone, report)
 
     def _deliver_to(self, phone: str, report: EngineEvent) -> bool:
-        engine = self.network.find(phone)
-        return engine is not None and engine._deliver(report)
+        """Deliver to the instance paired as `phone`: True if it is online on this node (a
+        report for one on another node is relayed, and its receipt comes back later)."""
+        return self.network.deliver(phone, report)
 
     def _deliver(self, report: EngineEvent) -> bool:
         if self.phone is None:

@@ -15,19 +15,38 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
-from actors.engines.base import EngineError
+from actors.engines.base import (
+    Edit,
+    EngineError,
+    EngineEvent,
+    Inbound,
+    PollVote,
+    Presence,
+    Reaction,
+    Receipt,
+    Revocation,
+)
 from domain.groups import Group, GroupNotFound, Participant
-from domain.phone import GROUP_SERVER, LID_SERVER, USER_SERVER, is_lid, jid_number
+from domain.phone import GROUP_SERVER, LID_SERVER, USER_SERVER, is_group, is_lid, jid_number
 from domain.sandbox import SandboxGroup, sandbox_group_id
 
 if TYPE_CHECKING:
     from actors.engines.sandbox import SandboxEngine
+
+
+# What can travel between nodes: reports of plain fields (group changes carry the group
+# as this node's sandbox knows it, and stay on the node that made them).
+RELAYABLE = (Inbound, Receipt, Reaction, Edit, Revocation, PollVote, Presence)
+
+
+def relayable(report: EngineEvent) -> bool:
+    return isinstance(report, RELAYABLE)
 
 
 def lid_for(phone: str) -> str:
@@ -112,15 +131,55 @@ def invite_group(code: str) -> str | None:
     return f"{digits}@{GROUP_SERVER}"
 
 
+class Relay(Protocol):
+    """Passes reports to numbers paired on other nodes (actors/engines/sandbox_relay.py)."""
+
+    def send(self, phone: str, reports: list[EngineEvent]) -> bool:
+        """Pass `reports` on to the instance paired as `phone` elsewhere; False if no
+        sandbox instance is paired as `phone`."""
+
+
 class SandboxNetwork:
-    """Who is online under which number, the LIDs of the numbers, and the groups."""
+    """Who is online under which number (on this node), the LIDs of the numbers, the
+    groups, and the way to the other nodes (`relay`)."""
 
     def __init__(self, groups: SandboxGroups) -> None:
         self.groups = groups
+        self.relay: Relay | None = None  # several nodes
         self._lock = threading.Lock()
         self._online: dict[str, SandboxEngine] = {}
         self._lids: dict[str, str] = {}  # phone -> LID, for every number paired here
         self._phones: dict[str, str] = {}  # LID -> phone
+
+    def deliver(self, phone: str, report: EngineEvent) -> bool:
+        """Deliver `report` to the instance paired as `phone`: True if it is online on this
+        node; one on another node gets it through the relay (and answers the same way)."""
+        engine = self.find(phone)
+        if engine is not None:
+            return engine._deliver(report)
+        if self.relay is not None and relayable(report):
+            self.relay.send(phone, [report])
+        return False
+
+    def relayed(self, phone: str, reports: list[EngineEvent]) -> None:
+        """Reports another node passed on for `phone`: a message is delivered and its
+        `delivered` receipt goes back the same way; anything else is delivered."""
+        engine = self.find(phone)
+        if engine is None:
+            return  # not online here (any more): like a number that is offline
+        for report in reports:
+            if not engine._deliver(report) or not isinstance(report, Inbound):
+                continue
+            author = report.phone or (None if is_lid(report.sender) else jid_number(report.sender))
+            if author is None or self.relay is None:
+                continue
+            me = f"{phone}@{USER_SERVER}"
+            receipt = (
+                Receipt(report.message_id, "delivered", report.chat, participant=me, phone=phone)
+                if report.chat is not None and is_group(report.chat)
+                else Receipt(report.message_id, "delivered", me, phone=phone, lid=engine.lid)
+            )
+            self.relay.send(author, [receipt])
 
     def join(self, phone: str, engine: SandboxEngine, lid: str | None = None) -> str:
         """Put `engine` online as `phone`; return the number's LID."""
