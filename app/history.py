@@ -13,6 +13,7 @@ from eventsourcing.persistence import Notification
 
 from app.eventstore import EventStore
 from domain.instance import Instance
+from domain.timestamps import iso_us
 from domain.usage import UsageLedger
 from domain.user import User
 from domain.webhook import WebhookLog
@@ -89,7 +90,7 @@ def redact(value: Any) -> Any:
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        return iso_us(value)
     return value
 
 

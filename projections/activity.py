@@ -7,9 +7,10 @@ from functools import singledispatchmethod
 from typing import Any
 
 from domain.instance import Instance
+from domain.timestamps import iso_ms
 from domain.user import User
 from domain.webhook import WebhookLog
-from projections.base import ReadModelProjection, ident, iso, row_id
+from projections.base import ReadModelProjection, ident, row_id
 from projections.rows import Rows, Table
 
 
@@ -136,6 +137,6 @@ class Activity(ReadModelProjection):
                 "instance_id": instance_id or ident(event.originator_id),
                 "action": action,
                 "details": json.dumps(details),
-                "created_at": iso(event.timestamp),
+                "created_at": iso_ms(event.timestamp),
             },
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from functools import partial, singledispatchmethod
 from typing import Any
 from uuid import UUID
@@ -11,20 +10,6 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 
 from projections.rows import ReadModels, Rows, Table
-
-
-def iso(ts: datetime) -> str:
-    """ISO 8601 UTC with milliseconds and a Z, as the API shows times."""
-    global _last_time
-    last = _last_time
-    if last[0] is ts:  # several projections format the same event's time in a row
-        return last[1]
-    text = ts.isoformat(timespec="milliseconds")[:23] + "Z"
-    _last_time = (ts, text)
-    return text
-
-
-_last_time: tuple[datetime | None, str] = (None, "")
 
 
 def ident(uuid: UUID) -> str:

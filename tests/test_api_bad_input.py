@@ -308,6 +308,28 @@ def test_replay_refuses_bad_bodies(user: Api, paired: str) -> None:
     assert wrong["details"]["field"] == "fromPosition"
 
 
+# Times no calendar holds once in UTC, digits of other scripts, impossible days, 5,000
+# digits: a 400 that names the parameter, never a 500 (the event-history routes too).
+BAD_TIMES = (
+    "9999-12-31T23:59:59-14:00",
+    "0001-01-01T00:00:00+14:00",
+    "²⁰²⁶-01-01",
+    "2026-02-30",
+    "2026-01-01T24:61:00Z",
+    "9" * 5000,
+)
+
+
+@pytest.mark.parametrize("bad", BAD_TIMES)
+def test_bad_or_extreme_dates_are_400(user: Api, paired: str, bad: str) -> None:
+    for route in ("activity", "chats/15550009999/messages"):
+        for name in ("startDate", "endDate"):
+            answer = user.http.get(f"/api/instances/{paired}/{route}", params={name: bad})
+            assert name in assert_error(answer, 400, "invalid_query")["error"]
+    replay = user.http.post(f"/api/instances/{paired}/webhooks/replay", json={"since": bad[:40]})
+    assert assert_error(replay, 400, "validation_error")["details"]["field"] == "since"
+
+
 def test_update_instance_refuses_bad_bodies(user: Api, paired: str) -> None:
     url = f"/api/instances/{paired}"
     assert_error(user.http.put(url, content=b"{,}", headers=JSON), 400, "invalid_json")

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
 from domain.instance import Instance
 from domain.phone import USER_SERVER
-
-
-def _iso(event: Any) -> str:
-    ts = event.timestamp
-    if ts.utcoffset():
-        ts = ts.astimezone(UTC)
-    return ts.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
-
+from domain.timestamps import iso_ms
 
 # The setting that asks for each receipt; `played` (a voice message listened to) is a read.
 STATUS_FLAGS = {"delivered": "notifyDelivery", "read": "notifyRead", "played": "notifyRead"}
@@ -97,4 +89,4 @@ def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
         data = {"instanceId": instance_id, "qrCode": event.qr_code}
     else:
         return None
-    return {"event": name, "data": data, "timestamp": _iso(event)}
+    return {"event": name, "data": data, "timestamp": iso_ms(event.timestamp)}

@@ -17,12 +17,8 @@ from projections.queries import Window
 
 def _window(request: Request, default_limit: int) -> Window:
     limit, skip = query.paging(request.query_params, default_limit)
-    return Window(
-        limit,
-        skip,
-        query.timestamp(request.query_params, "startDate"),
-        query.timestamp(request.query_params, "endDate"),
-    )
+    start, end = query.window_bounds(request.query_params)
+    return Window(limit, skip, start, end)
 
 
 @doc(
@@ -32,8 +28,8 @@ def _window(request: Request, default_limit: int) -> Window:
         "limit": "default 100",
         "skip": "offset",
         "actions": "comma-separated actions",
-        "startDate": "ISO 8601",
-        "endDate": "ISO 8601",
+        "startDate": "ISO 8601 (a date alone: from the start of that day)",
+        "endDate": "ISO 8601 (a date alone: to the end of that day)",
     },
 )
 async def activity(request: Request) -> JSONResponse:
@@ -58,7 +54,12 @@ async def activity(request: Request) -> JSONResponse:
 @doc(
     "Chat history, newest first",
     "history",
-    query={"limit": "default 50", "skip": "offset", "startDate": "ISO 8601", "endDate": "ISO 8601"},
+    query={
+        "limit": "default 50",
+        "skip": "offset",
+        "startDate": "ISO 8601 (a date alone: from the start of that day)",
+        "endDate": "ISO 8601 (a date alone: to the end of that day)",
+    },
 )
 async def messages(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
