@@ -12,11 +12,8 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import Notification
 
 from app.eventstore import EventStore
-from domain.instance import Instance
+from domain import events
 from domain.timestamps import iso_us
-from domain.usage import UsageLedger
-from domain.user import User
-from domain.webhook import WebhookLog
 
 REDACTED = "[redacted]"
 _SECRET_KEYS = frozenset(
@@ -33,37 +30,8 @@ _SECRET_KEYS = frozenset(
 _SKIP = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 
 
-EVENT_TYPES: dict[str, type] = {
-    "InstanceCreated": Instance.Created,
-    "InstanceUpdated": Instance.Updated,
-    "InstanceDeleted": Instance.Deleted,
-    "ConnectionRequested": Instance.ConnectionRequested,
-    "QrReceived": Instance.QrReceived,
-    "QrExpired": Instance.QrExpired,
-    "ConnectionOpened": Instance.ConnectionOpened,
-    "ConnectionClosed": Instance.ConnectionClosed,
-    "LoggedOut": Instance.LoggedOut,
-    "TemporarilyBanned": Instance.TemporarilyBanned,
-    "MessageSent": Instance.MessageSent,
-    "MessageReceived": Instance.MessageReceived,
-    "MessageStatusChanged": Instance.MessageStatusChanged,
-    "ContactsSynced": Instance.ContactsSynced,
-    "UserRegistered": User.Registered,
-    "PasswordChanged": User.PasswordChanged,
-    "ApiKeyRotated": User.ApiKeyRotated,
-    "ProfileUpdated": User.ProfileUpdated,
-    "RoleChanged": User.RoleChanged,
-    "UserDeactivated": User.Deactivated,
-    "LimitsChanged": User.LimitsChanged,
-    "QuotaExceeded": User.QuotaExceeded,
-    "UsageLedgerOpened": UsageLedger.Opened,
-    "UsageRecorded": UsageLedger.UsageRecorded,
-    "WebhookLogOpened": WebhookLog.Opened,
-    "WebhookDelivered": WebhookLog.WebhookDelivered,
-    "WebhookFailed": WebhookLog.WebhookFailed,
-}
-EVENT_TOPICS = {name: f"{cls.__module__}:{cls.__qualname__}" for name, cls in EVENT_TYPES.items()}
-_NAMES = {cls: name for name, cls in EVENT_TYPES.items()}
+EVENT_TOPICS = {e.name: e.topic for e in events.EVENT_TYPES}
+_NAMES = {e.cls: e.name for e in events.EVENT_TYPES}
 
 
 def topics_for(types: Sequence[str]) -> list[str]:

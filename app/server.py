@@ -32,7 +32,7 @@ from app.auth import Authenticator, load_jwt_secret
 from app.config import Settings
 from app.context import Context
 from app.errors import EXCEPTION_HANDLERS
-from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, open_store
+from app.eventstore import EventStore, GroupCommitter, open_store
 from app.metrics import Metrics
 from app.routes import (
     auth,
@@ -224,7 +224,7 @@ def _start_serving(
 
     def spawn(instance_id: UUID, on_crash: CrashReport) -> pykka.ActorRef[Any]:
         return InstanceActor.start(
-            instance_id, store.repository.get, committer, engine_for, SNAPSHOT_INTERVAL, on_crash
+            instance_id, store.repository.get, committer, engine_for, on_crash
         )
 
     registry: dict[UUID, pykka.ActorRef[Any]] = {}

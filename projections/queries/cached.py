@@ -21,12 +21,15 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from domain import events
+from domain.instance import Instance
+from domain.user import User
 from projections.queries.base import ReadModelQueries, Row
 
-USER_TOPICS = "domain.user:"
+USER_TOPICS = events.topics_of(User)
 # The instance events that change who owns an instance, or whether it exists.
 OWNERSHIP_TOPICS = frozenset(
-    f"domain.instance:Instance.{name}" for name in ("Created", "Updated", "Deleted")
+    events.topic(cls) for cls in (Instance.Created, Instance.Updated, Instance.Deleted)
 )
 
 
@@ -50,7 +53,7 @@ class CachedReadModels:
         """Forget what events with these topics may have changed."""
         users = owners = False
         for topic in topics:
-            if topic.startswith(USER_TOPICS):
+            if topic in USER_TOPICS:
                 users = True
             elif topic in OWNERSHIP_TOPICS:
                 owners = True
