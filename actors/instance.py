@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
 import pykka
@@ -51,7 +51,7 @@ RECENT_REPORTS = 10_000  # reports recorded lately, by id, to drop a retried del
 EngineFactory = Callable[[Instance, Emit], Engine]
 
 
-class Committer:
+class Committer(Protocol):
     """What an instance actor needs of the event store (handed down by the app)."""
 
     def submit(self, events: Any) -> Future[list[int]]:

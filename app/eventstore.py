@@ -52,7 +52,7 @@ class EventStore(Application):
         self._create = create
         super().__init__(env)
 
-    def construct_factory(self, env: Environment) -> InfrastructureFactory:
+    def construct_factory(self, env: Environment) -> InfrastructureFactory[Any]:
         if self._storage is None:
             return super().construct_factory(env)
         return self._storage.infrastructure(env, create=self._create)

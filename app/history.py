@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.application import Application
+from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import Notification
 
 from app.eventstore import EventStore
@@ -64,7 +65,8 @@ def redact(value: Any) -> Any:
 
 def describe(app: Application[Any], notification: Notification) -> dict[str, Any]:
     """A stored event as the API and the CLI show it."""
-    event = app.mapper.to_domain_event(notification)
+    # Every event of the domain is a DomainEvent (eventsourcing's protocol has no timestamp).
+    event = cast(DomainEvent, app.mapper.to_domain_event(notification))
     data = {camel(k): v for k, v in vars(event).items() if k not in _SKIP}
     kind = type(event)
     return {

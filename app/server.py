@@ -232,7 +232,7 @@ def _start_serving(
 
     def webhook_settings(instance_id: str) -> VersionedSettings | None:
         try:
-            instance = store.repository.get(UUID(instance_id))
+            instance: Instance = store.repository.get(UUID(instance_id))
         except AggregateNotFoundError:
             return None
         if not isinstance(instance, Instance) or instance.deleted:

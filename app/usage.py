@@ -56,7 +56,7 @@ class ApiCallCounter:
             ]
             try:
                 try:
-                    ledger = self._store.repository.get(LEDGER_ID)
+                    ledger: UsageLedger = self._store.repository.get(LEDGER_ID)
                 except AggregateNotFoundError:
                     ledger = UsageLedger()
                 ledger.record(calls)

@@ -81,7 +81,7 @@ class Activity(ReadModelProjection):
 
     @apply.register
     def _(self, event: Instance.ConnectionOpened, rows: Rows) -> None:
-        details = {"phone": event.phone}
+        details: dict[str, Any] = {"phone": event.phone}
         if event.details:
             details["account"] = event.details
         self._log(rows, event, details)

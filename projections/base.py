@@ -52,7 +52,9 @@ class Dispatch:
                 handle(event, rows)
 
 
-class ReadModelProjection(Projection[ReadModels]):
+# The view is our ReadModels, not one of eventsourcing's TrackingRecorders (which the type
+# parameter asks for): the library's runner is not used, positions are kept by ReadModels.
+class ReadModelProjection(Projection[ReadModels]):  # type: ignore[type-var]
     """A projection whose `apply` describes, through `Rows`, what one event does to its
     tables; the same code runs on every read-model provider.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
@@ -55,7 +55,7 @@ class StorageProvider(ABC):
     name: str  # what /health and the logs call it
 
     @abstractmethod
-    def infrastructure(self, env: Environment, *, create: bool) -> InfrastructureFactory:
+    def infrastructure(self, env: Environment, *, create: bool) -> InfrastructureFactory[Any]:
         """eventsourcing's infrastructure for an application over the event store
         (`env` is the application's; the provider adds its keys). Without `create`, a
         missing event store is StoreUnavailable, and nothing is created."""

@@ -54,7 +54,7 @@ async def login(request: Request) -> JSONResponse:
 async def me(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
-    row = ctx.queries.user(principal.user_id)
+    row = ctx.user_row(principal.user_id)
     return JSONResponse(
         {
             "id": row["id"],

@@ -40,7 +40,7 @@ async def create_user(request: Request) -> JSONResponse:
         raise ApiError(
             409, "email_taken", f"A user with e-mail {body.email} exists already"
         ) from None
-    view = views.user(ctx.queries.user(str(user.id)))
+    view = views.user(ctx.user_row(str(user.id)))
     return JSONResponse({**view, "apiKey": api_key}, status_code=201)
 
 
@@ -80,7 +80,7 @@ async def update_user(request: Request) -> JSONResponse:
                 user.change_limits(limits)
 
     await ctx.change_user(row["id"], change)
-    return JSONResponse(views.user(ctx.queries.user(row["id"])))
+    return JSONResponse(views.user(ctx.user_row(row["id"])))
 
 
 @doc("Delete (deactivate) a user", "users", admin=True)

@@ -4,6 +4,7 @@ snapshots, position counter, webhook cursors) and the read models in `<database>
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory, PersistenceError
 from eventsourcing.utils import Environment
@@ -45,7 +46,7 @@ class MongoStorage(StorageProvider):
         with translated_errors():  # a URL pymongo cannot use
             return MongoDatastore(self.url, self.database, self.timeout)
 
-    def infrastructure(self, env: Environment, *, create: bool) -> InfrastructureFactory:
+    def infrastructure(self, env: Environment, *, create: bool) -> InfrastructureFactory[Any]:
         env.update(environment(self.url))
         if not create:
             env["CREATE_TABLE"] = "no"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
@@ -32,7 +33,7 @@ class SQLiteStorage(StorageProvider):
         self.read_models_path = read_models
         self.cursors_path = cursors
 
-    def infrastructure(self, env: Environment, *, create: bool) -> InfrastructureFactory:
+    def infrastructure(self, env: Environment, *, create: bool) -> InfrastructureFactory[Any]:
         if not create and not self.events.exists():
             raise StoreUnavailable(f"no event store at {self.events}")
         env.update(environment(str(self.events)))
