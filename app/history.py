@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -12,6 +11,7 @@ from eventsourcing.application import Application
 from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import Notification
 
+from app.answers import ENCODER
 from app.eventstore import EventStore
 from domain import events
 from domain.timestamps import iso_us
@@ -101,4 +101,4 @@ def read(
 
 
 def to_json(event: dict[str, Any]) -> str:
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    return ENCODER.encode(event).decode()

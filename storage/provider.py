@@ -73,7 +73,7 @@ class StorageProvider(ABC):
         """Where webhook delivery keeps its positions, beside the event store."""
 
     @abstractmethod
-    def details(self) -> dict[str, object]:
+    def details(self) -> dict[str, str]:
         """What /health and the start-up log say about this storage (may ask the server)."""
 
     @abstractmethod

@@ -63,7 +63,7 @@ class MongoStorage(StorageProvider):
     def cursors(self) -> MongoCursors:
         return MongoCursors(self.datastore.db)
 
-    def details(self) -> dict[str, object]:
+    def details(self) -> dict[str, str]:
         return {"provider": self.name, "replicaSet": self.datastore.replica_set()}
 
     def unavailable(self, error: BaseException) -> StoreUnavailable:

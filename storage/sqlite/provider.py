@@ -52,7 +52,7 @@ class SQLiteStorage(StorageProvider):
     def cursors(self) -> SQLiteCursors:
         return SQLiteCursors(self.cursors_path)
 
-    def details(self) -> dict[str, object]:
+    def details(self) -> dict[str, str]:
         return {"provider": self.name}
 
     def unavailable(self, error: BaseException) -> StoreUnavailable:
