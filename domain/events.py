@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain.instance import Instance
+from domain.sandbox import SandboxRelay
 from domain.usage import UsageLedger
 from domain.user import User
 from domain.webhook import WebhookLog
 
-AGGREGATES: tuple[type[Any], ...] = (Instance, User, UsageLedger, WebhookLog)
+AGGREGATES: tuple[type[Any], ...] = (Instance, User, UsageLedger, WebhookLog, SandboxRelay)
 
 
 def topic(cls: type[Any]) -> str:
@@ -88,6 +89,8 @@ EVENT_TYPES: tuple[EventType, ...] = (
     # Deliveries have a read model of their own; a failure is worth an activity line.
     EventType(WebhookLog.WebhookDelivered, "WebhookDelivered", None, None),
     EventType(WebhookLog.WebhookFailed, "WebhookFailed", "webhook_failed", None),
+    # -- the sandbox network between nodes (a relay is its instance's report, shown there) ------
+    EventType(SandboxRelay.Relayed, "SandboxRelayed", None, None),
 )
 
 BY_CLASS: dict[type[Any], EventType] = {e.cls: e for e in EVENT_TYPES}
