@@ -26,7 +26,7 @@ from app.answers import (
 from domain.groups import Group
 from domain.messages import MessageRef
 from domain.phone import USER_SERVER, is_group, is_lid, jid_number
-from projections.base import iso_seconds
+from domain.timestamps import iso_seconds
 
 Row = Mapping[str, Any]
 

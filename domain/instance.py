@@ -34,7 +34,15 @@ class Instance(Aggregate):
 
     lid: str | None = None  # read from snapshots taken before instances had one
 
-    @event("Created")
+    class Created(Aggregate.Created):
+        user_id: str
+        name: str
+        description: str
+        engine: str
+        webhook: dict[str, Any]
+        engine_settings: dict[str, Any]
+
+    @event(Created)
     def __init__(
         self,
         user_id: str,
@@ -87,7 +95,10 @@ class Instance(Aggregate):
         if changes:
             self._updated(changes=changes)
 
-    @event("Updated")
+    class Updated(Aggregate.Event):
+        changes: dict[str, Any]
+
+    @event(Updated)
     def _updated(self, changes: dict[str, Any]) -> None:
         for key in ("name", "description"):
             if key in changes:
@@ -99,7 +110,10 @@ class Instance(Aggregate):
         self.check_not_deleted()
         self._deleted()
 
-    @event("Deleted")
+    class Deleted(Aggregate.Event):
+        pass
+
+    @event(Deleted)
     def _deleted(self) -> None:
         self.deleted = True
         self.status = "deleted"
@@ -107,16 +121,25 @@ class Instance(Aggregate):
 
     # -- connection ---------------------------------------------------------------
 
-    @event("ConnectionRequested")
+    class ConnectionRequested(Aggregate.Event):
+        reason: str
+
+    @event(ConnectionRequested)
     def request_connection(self, reason: str) -> None:
         self.status = "connecting"
 
-    @event("QrReceived")
+    class QrReceived(Aggregate.Event):
+        qr_code: str
+
+    @event(QrReceived)
     def receive_qr(self, qr_code: str) -> None:
         self.qr_code = qr_code
         self.status = "connecting"
 
-    @event("QrExpired")
+    class QrExpired(Aggregate.Event):
+        pass
+
+    @event(QrExpired)
     def expire_qr(self) -> None:
         self.qr_code = None
 
@@ -164,19 +187,30 @@ class Instance(Aggregate):
         self.lid = lid or self.lid
         self.push_name = push_name or self.push_name
 
-    @event("ConnectionClosed")
+    class ConnectionClosed(Aggregate.Event):
+        reason: str
+        will_reconnect: bool
+
+    @event(ConnectionClosed)
     def close_connection(self, reason: str, will_reconnect: bool) -> None:
         self.status = "connecting" if will_reconnect else "disconnected"
         self.qr_code = None
 
-    @event("LoggedOut")
+    class LoggedOut(Aggregate.Event):
+        reason: str
+
+    @event(LoggedOut)
     def log_out(self, reason: str) -> None:
         self.status = "logged_out"
         self.qr_code = None
         self.phone = None
         self.lid = None
 
-    @event("TemporarilyBanned")
+    class TemporarilyBanned(Aggregate.Event):
+        reason: str
+        expires_at: int
+
+    @event(TemporarilyBanned)
     def ban(self, reason: str, expires_at: int) -> None:
         self.status = "banned"
         self.qr_code = None
@@ -432,13 +466,20 @@ class Instance(Aggregate):
     ) -> None:
         pass
 
-    @event("NoticeReceived")
+    class NoticeReceived(Aggregate.Event):
+        kind: str
+        details: dict[str, Any]
+
+    @event(NoticeReceived)
     def receive_notice(self, kind: str, details: dict[str, Any]) -> None:
         """The network said something about the account that is not a message: the
         Cloud API's `account_update` (bans, restrictions, quality) and webhook-level
         `errors`."""
 
-    @event("ContactsSynced")
+    class ContactsSynced(Aggregate.Event):
+        contacts: list[dict[str, Any]]
+
+    @event(ContactsSynced)
     def sync_contacts(self, contacts: list[dict[str, Any]]) -> None:
         pass
 
@@ -448,7 +489,17 @@ class Instance(Aggregate):
     # message is. An empty emoji removes a reaction; an empty list of options withdraws
     # a vote (each vote replaces the voter's earlier one).
 
-    @event("MessageReacted")
+    class MessageReacted(Aggregate.Event):
+        message_id: str
+        chat: str
+        sender: str | None
+        from_me: bool
+        emoji: str
+        phone: str | None
+        lid: str | None
+        reacted_at: int
+
+    @event(MessageReacted)
     def record_reaction(
         self,
         message_id: str,
@@ -462,7 +513,17 @@ class Instance(Aggregate):
     ) -> None:
         pass
 
-    @event("MessageEdited")
+    class MessageEdited(Aggregate.Event):
+        message_id: str
+        chat: str
+        sender: str | None
+        from_me: bool
+        body: str
+        phone: str | None
+        lid: str | None
+        edited_at: int
+
+    @event(MessageEdited)
     def record_edit(
         self,
         message_id: str,
@@ -476,7 +537,16 @@ class Instance(Aggregate):
     ) -> None:
         pass
 
-    @event("MessageRevoked")
+    class MessageRevoked(Aggregate.Event):
+        message_id: str
+        chat: str
+        sender: str | None
+        from_me: bool
+        phone: str | None
+        lid: str | None
+        revoked_at: int
+
+    @event(MessageRevoked)
     def record_revocation(
         self,
         message_id: str,
@@ -489,7 +559,17 @@ class Instance(Aggregate):
     ) -> None:
         pass
 
-    @event("PollVoted")
+    class PollVoted(Aggregate.Event):
+        message_id: str
+        chat: str
+        voter: str | None
+        from_me: bool
+        options: list[str]
+        phone: str | None
+        lid: str | None
+        voted_at: int
+
+    @event(PollVoted)
     def record_vote(
         self,
         message_id: str,
@@ -503,7 +583,13 @@ class Instance(Aggregate):
     ) -> None:
         pass
 
-    @event("ChatRead")
+    class ChatRead(Aggregate.Event):
+        chat: str
+        message_ids: list[str]
+        phone: str | None
+        lid: str | None
+
+    @event(ChatRead)
     def record_read(
         self, chat: str, message_ids: list[str], phone: str | None, lid: str | None
     ) -> None:
@@ -514,38 +600,73 @@ class Instance(Aggregate):
     # `group` is a whole group as `domain.groups.Group.describe()` gives it; `by` is the
     # participant who made a change (None: this instance).
 
-    @event("GroupCreated")
+    class GroupCreated(Aggregate.Event):
+        group: dict[str, Any]
+
+    @event(GroupCreated)
     def record_group_created(self, group: dict[str, Any]) -> None:
         """This instance created a group."""
 
-    @event("GroupJoined")
+    class GroupJoined(Aggregate.Event):
+        group: dict[str, Any]
+        reason: str
+        by: str | None
+
+    @event(GroupJoined)
     def record_group_joined(self, group: dict[str, Any], reason: str, by: str | None) -> None:
         """This instance is in a group it was not in: `reason` is "added" (by `by`),
         "invite" (it joined by an invite code) or "sync" (the engine found it)."""
 
-    @event("GroupLeft")
+    class GroupLeft(Aggregate.Event):
+        group_id: str
+        reason: str
+        by: str | None
+
+    @event(GroupLeft)
     def record_group_left(self, group_id: str, reason: str, by: str | None) -> None:
         """This instance is no longer in a group: `reason` "left" or "removed" (by `by`)."""
 
-    @event("GroupParticipantsChanged")
+    class GroupParticipantsChanged(Aggregate.Event):
+        group_id: str
+        action: str
+        participants: list[dict[str, Any]]
+        by: str | None
+
+    @event(GroupParticipantsChanged)
     def record_group_participants(
         self, group_id: str, action: str, participants: list[dict[str, Any]], by: str | None
     ) -> None:
         """Participants were added, removed, promoted or demoted (`action`); each is
         `{id, phone, lid}`."""
 
-    @event("GroupSettingsChanged")
+    class GroupSettingsChanged(Aggregate.Event):
+        group_id: str
+        changes: dict[str, Any]
+        by: str | None
+
+    @event(GroupSettingsChanged)
     def record_group_settings(self, group_id: str, changes: dict[str, Any], by: str | None) -> None:
         """Some of subject, description, announce, locked changed (only those are given)."""
 
     # -- who is who -----------------------------------------------------------------
 
-    @event("IdentityLearnt")
+    class IdentityLearnt(Aggregate.Event):
+        phone: str
+        lid: str
+
+    @event(IdentityLearnt)
     def learn_identity(self, phone: str, lid: str) -> None:
         """WhatsApp names the person with phone number `phone` (digits) also by `lid`
         (`…@lid`): from now on, and in what was recorded before, they are one party."""
 
-    @event("PresenceUpdated")
+    class PresenceUpdated(Aggregate.Event):
+        jid: str
+        state: str
+        phone: str | None
+        lid: str | None
+        last_seen: int | None
+
+    @event(PresenceUpdated)
     def record_presence(
         self, jid: str, state: str, phone: str | None, lid: str | None, last_seen: int | None
     ) -> None:

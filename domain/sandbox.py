@@ -31,7 +31,15 @@ class SandboxGroup(Aggregate):
     def create_id(jid: str) -> UUID:
         return sandbox_group_id(jid)
 
-    @event("Created")
+    class Created(Aggregate.Created):
+        jid: str
+        subject: str
+        owner: str
+        members: dict[str, str]
+        created_at: int
+        invite_code: str
+
+    @event(Created)
     def __init__(
         self,
         jid: str,
@@ -80,7 +88,12 @@ class SandboxGroup(Aggregate):
 
     # -- changes ------------------------------------------------------------------------
 
-    @event("ParticipantsChanged")
+    class ParticipantsChanged(Aggregate.Event):
+        action: str
+        phones: list[str]
+        by: str
+
+    @event(ParticipantsChanged)
     def change_participants(self, action: str, phones: list[str], by: str) -> None:
         for phone in phones:
             if action == "add":
@@ -92,12 +105,20 @@ class SandboxGroup(Aggregate):
             elif action == "demote" and phone in self.members:
                 self.members[phone] = "member"
 
-    @event("SettingsChanged")
+    class SettingsChanged(Aggregate.Event):
+        changes: dict[str, Any]
+        by: str
+
+    @event(SettingsChanged)
     def change_settings(self, changes: dict[str, Any], by: str) -> None:
         for key, value in changes.items():
             setattr(self, key, value)
 
-    @event("InviteReset")
+    class InviteReset(Aggregate.Event):
+        invite_code: str
+        by: str
+
+    @event(InviteReset)
     def reset_invite(self, invite_code: str, by: str) -> None:
         self.invite_code = invite_code
 
@@ -107,7 +128,11 @@ class SandboxRelay(Aggregate):
     relays never contend): reports (a message, its receipts) for the instance paired as
     `to`, stored by the sender's node and delivered by whichever node runs the recipient."""
 
-    @event("Relayed")
+    class Relayed(Aggregate.Created):
+        to: str
+        reports: list[dict[str, Any]]
+
+    @event(Relayed)
     def __init__(self, to: str, reports: list[dict[str, Any]]) -> None:
         self.to = to
         self.reports = reports

@@ -17,7 +17,8 @@ from typing import Any
 
 from domain.instance import Instance
 from domain.phone import USER_SERVER, is_group
-from projections.base import ReadModelProjection, ident, iso
+from domain.timestamps import iso_ms
+from projections.base import ReadModelProjection, ident
 from projections.rows import Rows, Table
 
 PREVIEW = 200  # characters of the last message kept for the chat list
@@ -69,7 +70,7 @@ class Chats(ReadModelProjection):
     def _message(self, rows: Rows, event: Any, jid: str, from_me: bool, name: str | None) -> None:
         instance_id = ident(event.originator_id)
         key, row = find_chat(rows, instance_id, jid)
-        at = iso(event.timestamp)
+        at = iso_ms(event.timestamp)
         last = {
             "id": event.message_id,
             "fromMe": from_me,

@@ -7,7 +7,8 @@ from functools import singledispatchmethod
 from typing import Any
 
 from domain.instance import Instance
-from projections.base import ReadModelProjection, ident, iso, iso_seconds
+from domain.timestamps import iso_ms, iso_seconds
+from projections.base import ReadModelProjection, ident
 from projections.rows import Rows, Table
 
 
@@ -60,7 +61,7 @@ class Groups(ReadModelProjection):
             "created_at": iso_seconds(group.get("created_at")),
             "participants": json.dumps(group.get("participants", [])),
             "left": 0,
-            "updated_at": iso(event.timestamp),
+            "updated_at": iso_ms(event.timestamp),
         }
         if rows.get("groups", key) is None:
             rows.insert("groups", {**key, **values})
@@ -85,7 +86,7 @@ class Groups(ReadModelProjection):
         rows.update(
             "groups",
             key,
-            {"participants": json.dumps(members), "updated_at": iso(event.timestamp)},
+            {"participants": json.dumps(members), "updated_at": iso_ms(event.timestamp)},
         )
 
     @apply.register
@@ -93,7 +94,7 @@ class Groups(ReadModelProjection):
         key = {"instance_id": ident(event.originator_id), "jid": event.group_id}
         if rows.get("groups", key) is None:
             return
-        values: dict[str, Any] = {"updated_at": iso(event.timestamp)}
+        values: dict[str, Any] = {"updated_at": iso_ms(event.timestamp)}
         for name in ("subject", "description"):
             if name in event.changes:
                 values[name] = event.changes[name]
@@ -106,7 +107,7 @@ class Groups(ReadModelProjection):
     def _(self, event: Instance.GroupLeft, rows: Rows) -> None:
         key = {"instance_id": ident(event.originator_id), "jid": event.group_id}
         if rows.get("groups", key) is not None:
-            rows.update("groups", key, {"left": 1, "updated_at": iso(event.timestamp)})
+            rows.update("groups", key, {"left": 1, "updated_at": iso_ms(event.timestamp)})
 
 
 def _same(member: dict[str, Any], changed: dict[str, Any]) -> bool:

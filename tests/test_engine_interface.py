@@ -44,8 +44,7 @@ from actors.engines.base import (
     Template,
 )
 from actors.instance import InstanceActor, InstanceProxy
-from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter
-from app.history import EVENT_TYPES
+from app.eventstore import EventStore, GroupCommitter
 from domain.groups import Group, GroupChanges, Participant, ParticipantResult
 from domain.instance import Instance, InstanceNotConnected
 from domain.messages import (
@@ -225,7 +224,6 @@ class Rig:
             self.store.repository.get,
             self.committer,
             engine_for,
-            SNAPSHOT_INTERVAL,
             lambda *_: None,
         )
         self.proxy = cast(InstanceProxy, self.ref.proxy())
@@ -676,15 +674,3 @@ def test_the_edit_window_is_fifteen_minutes() -> None:
     with pytest.raises(NotEditable):
         message(revoked=True).check_editable(1000.0)
 
-
-def test_every_instance_event_has_a_name_in_the_audit_trail() -> None:
-    declared = {
-        value
-        for value in vars(Instance).values()
-        if isinstance(value, type) and issubclass(value, Instance.Event)
-    }
-    declared.discard(Instance.Event)
-    missing = {cls.__qualname__ for cls in declared} - {
-        cls.__qualname__ for cls in EVENT_TYPES.values()
-    }
-    assert missing == set()

@@ -79,9 +79,7 @@ def actor(tmp_path: Path) -> Iterator[tuple[Any, Instance, SandboxNetwork]]:
         engines.append(sandbox_engine(network, aggregate, emit))
         return engines[-1]
 
-    ref = InstanceActor.start(
-        instance.id, store.repository.get, committer, make, 50, lambda *_: None
-    )
+    ref = InstanceActor.start(instance.id, store.repository.get, committer, make, lambda *_: None)
     proxy = ref.proxy()
     wait_until(lambda: proxy.state().get()["hasQr"])
     try:

@@ -28,7 +28,7 @@ from actors.engines.base import (
 from actors.engines.sandbox import sandbox_engine
 from actors.engines.sandbox_network import SandboxGroups, SandboxNetwork, lid_for
 from actors.instance import InstanceActor, InstanceProxy
-from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter
+from app.eventstore import EventStore, GroupCommitter
 from domain.groups import GroupChanges, GroupNotFound, NotGroupAdmin, NotGroupParticipant
 from domain.instance import Instance
 from domain.messages import MessageRef
@@ -66,7 +66,6 @@ class Net:
             self.store.repository.get,
             self.committer,
             engine_for,
-            SNAPSHOT_INTERVAL,
             lambda *_: None,
         )
         self.actors[phone], self.ids[phone] = ref, instance.id

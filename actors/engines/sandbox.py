@@ -311,15 +311,15 @@ class SandboxEngine(
                 sent.timestamp,
                 recipients=tuple(f"{p}@{USER_SERVER}" for p in members),
             )
-        phone, lid = self.network.person(to)
+        their_phone, their_lid = self.network.person(to)
         if is_lid(to):  # LID mode: neither side sees the other's number
-            seen, phone = message(None, self._jid(lid_mode=True), None, self.lid), None
+            seen, their_phone = message(None, self._jid(lid_mode=True), None, self.lid), None
         else:
             seen = message(None, self._jid(), me, self.lid)
         number = self.network.phone_of(to)
         if number is not None and self._deliver_to(number, seen):
-            self.emit(Receipt(sent.message_id, "delivered", to, phone=phone, lid=lid))
-        return Sent(sent.message_id, sent.timestamp, phone=phone, lid=lid)
+            self.emit(Receipt(sent.message_id, "delivered", to, phone=their_phone, lid=their_lid))
+        return Sent(sent.message_id, sent.timestamp, phone=their_phone, lid=their_lid)
 
     # -- acting on messages -----------------------------------------------------------------
 

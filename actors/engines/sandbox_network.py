@@ -14,7 +14,7 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
@@ -62,7 +62,7 @@ class SandboxGroups:
     another node meets the store's version check and is tried again once.
     """
 
-    def __init__(self, load: Callable[[UUID], Any], save: Callable[[list[Any]], Any]) -> None:
+    def __init__(self, load: Callable[[UUID], Any], save: Callable[[Sequence[Any]], Any]) -> None:
         self._load = load
         self._save = save
         self._lock = threading.RLock()
