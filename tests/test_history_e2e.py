@@ -198,6 +198,8 @@ def test_event_stream_delivers_new_events_and_resumes_without_gaps(
         and first[0]["data"]["data"]["body"] == "live one"
     )
 
+    # B reads it: A gets its delivered and then its read receipt.
+    user.read(pair["b"], "15551110001", [first[0]["data"]["data"]["messageId"]])
     # Resume from that event: the next ones follow it with nothing repeated or skipped.
     with httpx.stream(
         "GET", url, headers={**headers, "Last-Event-ID": str(first[0]["id"])}, timeout=15
