@@ -12,6 +12,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import Notification
 
 from domain.instance import Instance
+from domain.session import Session
 from domain.usage import UsageLedger
 from domain.user import User
 from domain.webhook import WebhookLog
@@ -54,6 +55,8 @@ EVENT_TYPES: dict[str, type] = {
     "UserDeactivated": User.Deactivated,
     "LimitsChanged": User.LimitsChanged,
     "QuotaExceeded": User.QuotaExceeded,
+    "SessionStarted": Session.Started,
+    "SessionEnded": Session.Ended,
     "UsageLedgerOpened": UsageLedger.Opened,
     "UsageRecorded": UsageLedger.UsageRecorded,
     "WebhookLogOpened": WebhookLog.Opened,

@@ -51,6 +51,17 @@ def instance(row: dict[str, Any], *, detailed: bool = True) -> dict[str, Any]:
     return view
 
 
+def profile(row: dict[str, Any]) -> dict[str, Any]:
+    """Who is signed in (`GET /api/auth/me`)."""
+    return {
+        "id": row["id"],
+        "email": row["email"],
+        "firstName": row["first_name"],
+        "lastName": row["last_name"],
+        "role": row["role"],
+    }
+
+
 def user(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],

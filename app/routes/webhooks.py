@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Annotated
 
-from msgspec import Meta
+from msgspec import Meta, structs
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -20,11 +21,14 @@ from projections.queries import Window
 
 
 class Replay(Body):
-    """Replay from a position (inclusive) or from a time, optionally up to a position."""
+    """Replay from a position (inclusive) or from a time, optionally up to a position;
+    with `failedOnly`, only the deliveries in that range that failed and stay failed
+    (from the first of them when neither `fromPosition` nor `since` is given)."""
 
     fromPosition: Annotated[int, Meta(ge=0)] | None = None
     since: Annotated[str, Meta(max_length=40)] | None = None
     toPosition: Annotated[int, Meta(ge=0)] | None = None
+    failedOnly: bool = False
 
 
 @doc(
@@ -75,6 +79,15 @@ async def replay(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     body = await parse(request, Replay)
+    only: frozenset[int] | None = None
+    if body.failedOnly:
+        only = _unresolved(ctx, row["id"])
+        if body.fromPosition is None and body.since is None:
+            body = structs.replace(body, fromPosition=min(only, default=0))
+        if not only:
+            return JSONResponse(
+                {"success": True, "replaying": 0, "nextPosition": None}, status_code=202
+            )
     if (body.fromPosition is None) == (body.since is None):
         raise invalid("Give exactly one of fromPosition or since", "fromPosition")
     since = None
@@ -90,7 +103,7 @@ async def replay(request: Request) -> JSONResponse:
         raise ApiError(409, "webhook_disabled", "Webhooks are not enabled for this instance")
     try:
         count, rest = await ctx.ask(
-            ctx.webhooks_proxy.replay(row["id"], after, body.toPosition, since)
+            ctx.webhooks_proxy.replay(row["id"], after, body.toPosition, since, only)
         )
     except LookupError as error:
         raise ApiError(409, "webhook_not_running", str(error)) from None
@@ -102,7 +115,82 @@ async def replay(request: Request) -> JSONResponse:
     )
 
 
+def _unresolved(ctx: Context, instance_id: str) -> frozenset[int]:
+    """Positions of the instance's deliveries that failed and stay failed (as many as one
+    replay may send)."""
+    limit = ctx.settings.webhook_replay_limit
+    page = ctx.queries.webhook_outcomes(instance_id, "failed", Window(limit))
+    return frozenset(r["position"] for r in page.rows)
+
+
+@doc(
+    "Webhook deliveries, one per event sent (its attempts and replays together) with how it "
+    "ended last: `failed` ones are unresolved",
+    "webhooks",
+    query={"status": "failed or delivered", "limit": "page size", "skip": "offset"},
+)
+async def outcomes(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    limit, skip = query.paging(request.query_params, 50)
+    status = request.query_params.get("status")
+    if status is not None and status not in ("failed", "delivered"):
+        raise ApiError(400, "invalid_query", "'status' must be failed or delivered")
+    page = ctx.queries.webhook_outcomes(row["id"], status, Window(limit, skip))
+    unresolved = ctx.queries.unresolved_webhooks([row["id"]]).get(row["id"], 0)
+    return JSONResponse(
+        {
+            "outcomes": [
+                {
+                    "deliveryId": r["delivery_id"],
+                    "position": r["position"],
+                    "event": r["event"],
+                    "status": r["status"],
+                    "attempts": r["attempts"],
+                    "failures": r["failures"],
+                    "recovered": bool(r["recovered"]),
+                    "replay": bool(r["replay"]),
+                    "lastStatusCode": r["status_code"],
+                    "lastError": r["error"] or None,
+                    "firstAt": r["first_at"],
+                    "lastAt": r["created_at"],
+                }
+                for r in page.rows
+            ],
+            "unresolved": unresolved,
+            "pagination": query.pagination(page.total, limit, skip),
+        }
+    )
+
+
+@doc(
+    "Send a test event to the webhook URL now (signed like deliveries, not recorded): what "
+    "the receiver answered",
+    "webhooks",
+    errors=(409,),
+)
+async def send_test(request: Request) -> JSONResponse:
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    service = ctx.webhook_service
+    if service is None:
+        raise ApiError(503, "webhook_not_running", "Webhook delivery is not running")
+    try:
+        attempt = await asyncio.wait_for(
+            asyncio.wrap_future(service.call(service.send_test(row["id"]))),
+            service.defaults.timeout + 5,
+        )
+    except LookupError as error:
+        raise ApiError(409, "no_webhook_url", str(error)) from None
+    delivered = attempt.status is not None and 200 <= attempt.status < 300
+    return JSONResponse(
+        {"delivered": delivered, "statusCode": attempt.status, "error": attempt.error or None}
+    )
+
+
 routes = [
     Route("/api/instances/{instanceId}/webhooks/deliveries", deliveries, methods=["GET"]),
     Route("/api/instances/{instanceId}/webhooks/replay", replay, methods=["POST"]),
+    Route("/api/instances/{instanceId}/webhooks/outcomes", outcomes, methods=["GET"]),
+    Route("/api/instances/{instanceId}/webhooks/test", send_test, methods=["POST"]),
 ]
