@@ -32,18 +32,8 @@ from app.auth import Authenticator, load_jwt_secret
 from app.config import Settings
 from app.context import Context
 from app.errors import EXCEPTION_HANDLERS
-from app.eventstore import (
-    SNAPSHOT_INTERVAL,
-    EventStore,
-    GroupCommitter,
-    StoreUnavailable,
-    open_cursors,
-    open_store,
-    storage_details,
-)
+from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, open_store
 from app.metrics import Metrics
-from app.read_queries import open_read_models
-from app.rebuild import rebuild
 from app.routes import (
     auth,
     cloud,
@@ -61,15 +51,17 @@ from app.routes import (
 )
 from app.scheduler import Scheduler
 from app.sessions import Sessions
-from app.storage import read_model_store
+from app.storage import open_storage
 from app.usage import ApiCallCounter
 from domain.instance import Instance
 from domain.session import Session
 from domain.user import User, user_id_for
 from projections import catalog
 from projections.queries.cached import CachedReadModels
+from projections.rebuild import rebuild
 from projections.rows import ReadModels
 from projections.runner import LiveProjections
+from storage.provider import StorageProvider, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -155,18 +147,20 @@ def start(settings: Settings) -> Context:
                 "%s (check its permissions and free space; `whatsapp-api doctor` helps)", message
             )
             raise StartupError(message) from None
+    storage = open_storage(settings)
     try:
-        store = open_store(settings)
+        store = open_store(storage)
     except StoreUnavailable as error:
+        storage.close()
         log.error("%s", error)
         raise StartupError(str(error)) from None
     committer = GroupCommitter(store)
-    read_models = read_model_store(settings)
+    read_models = storage.read_models()
     _check_read_model_shape(store, read_models)
     projections = LiveProjections(store, catalog.build(read_models), catalog.TRACKING_NAME)
     projections.start()
     try:
-        return _start_serving(settings, store, committer, read_models, projections)
+        return _start_serving(settings, storage, store, committer, read_models, projections)
     except BaseException:
         # Leave nothing running (the store's subscription thread would keep the process alive).
         pykka.ActorRegistry.stop_all(block=True, timeout=10)
@@ -174,6 +168,7 @@ def start(settings: Settings) -> Context:
         committer.close()
         read_models.close()
         store.close()
+        storage.close()
         raise
 
 
@@ -183,6 +178,7 @@ class StartupError(RuntimeError):
 
 def _start_serving(
     settings: Settings,
+    storage: StorageProvider,
     store: EventStore,
     committer: GroupCommitter,
     read_models: ReadModels,
@@ -251,7 +247,7 @@ def _start_serving(
         store,
         committer,
         webhook_settings,
-        open_cursors(settings),
+        storage.cursors(),
         WebhookDefaults(
             settings.webhook_max_retries,
             settings.webhook_retry_interval,
@@ -260,7 +256,7 @@ def _start_serving(
             backlog_limit=settings.webhook_backlog_limit,
         ),
     )
-    queries = CachedReadModels(open_read_models(settings, read_models))
+    queries = CachedReadModels(storage.queries(read_models))
     projections.observers.append(queries.observe)
     secret = load_jwt_secret(settings.jwt_secret, settings.data_dir)
     auth = Authenticator(secret, settings.jwt_expiration, queries)
@@ -275,6 +271,7 @@ def _start_serving(
     auth.sessions = Sessions(secret, settings.jwt_expiration, console_session)
     ctx = Context(
         settings=settings,
+        storage=storage,
         store=store,
         committer=committer,
         read_models=read_models,
@@ -296,7 +293,7 @@ def _start_serving(
     log.info(
         "started %d instance(s); event store (%s) at position %s",
         len(live),
-        ", ".join(f"{k} {v}" for k, v in storage_details(store).items()),
+        ", ".join(f"{k} {v}" for k, v in storage.details().items()),
         head,
     )
     return ctx
@@ -325,6 +322,7 @@ def stop(ctx: Context) -> None:
     ctx.projections.stop()
     ctx.read_models.close()
     ctx.store.close()
+    ctx.storage.close()
 
 
 def _check_read_model_shape(store: EventStore, read_models: ReadModels) -> None:

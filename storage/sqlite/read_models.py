@@ -27,6 +27,7 @@ import sqlite_utils
 from eventsourcing.persistence import IntegrityError
 
 from projections.rows import Building, ReadModels, Rows, Table
+from storage.sqlite.errors import translated, translated_errors
 
 T = TypeVar("T")
 
@@ -40,7 +41,7 @@ class ReadModelStore(ReadModels):
         self._follow = follow_pointer
         self._local = threading.local()
         self.tables: dict[str, Table] = {}
-        with self.transaction() as db:
+        with translated_errors(), self.transaction() as db:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS tracking (name TEXT PRIMARY KEY, position INTEGER)"
             )
@@ -106,6 +107,7 @@ class ReadModelStore(ReadModels):
 
     # -- the provider-neutral interface ---------------------------------------------------
 
+    @translated
     def ensure(self, tables: Iterable[Table]) -> None:
         with self.transaction() as db:
             for table in tables:
@@ -120,6 +122,7 @@ class ReadModelStore(ReadModels):
                 for columns, unique in table.indexes:
                     db[table.name].create_index(list(columns), unique=unique, if_not_exists=True)
 
+    @translated
     def atomically(self, work: Callable[[Rows], T]) -> T:
         with self.transaction() as db:
             rows = SQLiteRows(db.conn, self.tables)
@@ -127,21 +130,26 @@ class ReadModelStore(ReadModels):
             rows.flush()
         return result
 
+    @translated
     def meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", [key]).fetchone()
         return row[0] if row else None
 
+    @translated
     def position(self, name: str) -> int:
         row = self.db.execute("SELECT position FROM tracking WHERE name=?", [name]).fetchone()
         return row[0] if row else 0
 
+    @translated
     def tracked_count(self) -> int:
         (count,) = self.db.execute("SELECT COUNT(*) FROM tracking").fetchone()
         return int(count)
 
+    @translated
     def building(self) -> SQLiteBuilding:
         return SQLiteBuilding(self)
 
+    @translated
     def close(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
@@ -416,6 +424,7 @@ class SQLiteBuilding(Building):
         self.file = self.target.with_name(self.target.name + ".building")
         self.store = ReadModelStore(self.file, follow_pointer=False)
 
+    @translated
     def fast(self) -> None:
         # No journal (each page written once, not to a WAL and then again), a big cache,
         # no fsync until the file is made durable once, before the swap: a failed or
@@ -428,6 +437,7 @@ class SQLiteBuilding(Building):
         ):
             self.store.db.execute(f"PRAGMA {pragma}")
 
+    @translated
     def copy(self, tables: Sequence[str], tracking_name: str) -> int:
         source = self.live.current_file()
         conn = sqlite3.connect(self.file, isolation_level=None, timeout=30)
@@ -445,6 +455,7 @@ class SQLiteBuilding(Building):
             conn.close()
         return row[0] if row else 0
 
+    @translated
     def swap_in(self, catch_up: Callable[[], None]) -> str:
         live = self.live
         # Hold the old file's write lock: the live projection waits, nothing is missed.
@@ -473,6 +484,7 @@ class SQLiteBuilding(Building):
             _remove(previous)
         return self.target.name
 
+    @translated
     def discard(self) -> None:
         self.store.close()
         _remove(self.file)
