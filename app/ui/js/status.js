@@ -35,11 +35,39 @@ export function groupOf(instance) {
   return (GROUPS.find((g) => g.statuses.includes(status)) || { key: status }).key;
 }
 
+// The server's reasons (`lastError`: a code, then maybe ": " and what the engine said), as a
+// person reads them; an unknown one is shown as it came.
+const REASONS = {
+  qr_expired: "The QR codes ran out without a scan; Reconnect shows new ones",
+  connection_lost: "The connection was lost",
+  engine_error: "The engine failed",
+  engine_crashed: "The engine stopped unexpectedly",
+  stream_replaced: "Another client took this session over",
+  logout: "Logged out from here",
+  logged_out: "Unlinked from the phone",
+  session_invalid: "The stored session is no longer valid; pair again",
+  dead_session: "The connection had died",
+  reconnect_requested: "A reconnect was asked for",
+  banned: "WhatsApp banned the number for a while",
+  client_outdated: "WhatsApp refuses this engine version",
+  "pairing failed": "Pairing failed",
+};
+
+export function reasonText(raw) {
+  if (!raw) return "";
+  const cut = raw.indexOf(": ");
+  const code = cut < 0 ? raw : raw.slice(0, cut);
+  const detail = cut < 0 ? "" : raw.slice(cut + 2);
+  const known = REASONS[code];
+  if (!known) return raw;
+  return detail ? `${known} (${detail})` : known;
+}
+
 /** {label, tone: ok|wait|bad, reason, problem} for an instance (list row or detail). */
 export function human(instance) {
   const status = statusOf(instance);
   const { lastError, retryAt } = instance.connectionStatus || {};
-  const reason = lastError || failedSend(instance) || "";
+  const reason = reasonText(lastError) || failedSend(instance) || "";
   switch (status) {
     case "connected":
       return { label: "Connected", tone: "ok", reason: "", problem: false };
