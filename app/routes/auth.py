@@ -1,17 +1,27 @@
-"""Sign in, who am I, change my password, rotate my API key."""
+"""Sign in, who am I, change my password, rotate my API key; and the web console's cookie
+session (see app/sessions.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
-from app import views
+from app.answers import (
+    ApiKey,
+    ConsoleSession,
+    Done,
+    Me,
+    PasswordChanged,
+    SignedIn,
+    SignedInUser,
+    answer,
+)
 from app.auth import api_key_hash, hash_password, new_api_key, unauthorized, verify_password
 from app.context import Context
 from app.errors import ApiError
@@ -23,15 +33,23 @@ from domain.user import User, user_id_for
 from projections.base import iso
 
 
-@doc("Sign in with e-mail and password", "auth", body=Login, auth=False, errors=(401, 429))
-async def login(request: Request) -> JSONResponse:
+@doc(
+    "Sign in with e-mail and password",
+    "auth",
+    answer=SignedIn,
+    body=Login,
+    auth=False,
+    errors=(401, 429),
+)
+async def login(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     user = await _signed_in(ctx, request, await parse(request, Login))
-    return JSONResponse(
-        {
-            "token": ctx.auth.issue_token(str(user.id), user.role),
-            "user": {**_profile(user), "apiKey": ctx.auth.unseal(user.api_key_sealed)},
-        }
+    return answer(
+        request,
+        SignedIn(
+            token=ctx.auth.issue_token(str(user.id), user.role),
+            user=SignedInUser(**_profile(user), apiKey=ctx.auth.unseal(user.api_key_sealed)),
+        ),
     )
 
 
@@ -55,7 +73,7 @@ async def _signed_in(ctx: Context, request: Request, body: Login) -> User:
     return user
 
 
-def _profile(user: User) -> dict[str, str]:
+def _profile(user: User) -> dict[str, Any]:
     return {
         "id": str(user.id),
         "email": user.email,
@@ -65,59 +83,79 @@ def _profile(user: User) -> dict[str, str]:
     }
 
 
+def _me(row: dict[str, Any]) -> Me:
+    return Me(
+        id=row["id"],
+        email=row["email"],
+        firstName=row["first_name"],
+        lastName=row["last_name"],
+        role=row["role"],
+    )
+
+
 @doc(
     "Sign the web console in: an HttpOnly session cookie, and the CSRF token to send with it",
     "auth",
+    answer=ConsoleSession,
     body=Login,
     auth=False,
     errors=(401, 429),
 )
-async def start_session(request: Request) -> JSONResponse:
+async def start_session(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     user = await _signed_in(ctx, request, await parse(request, Login))
-    return await _new_session(ctx, request, user)
-
-
-async def _new_session(ctx: Context, request: Request, user: User) -> JSONResponse:
-    sessions = _sessions(ctx)
-    session = sessions.start(str(user.id), getattr(user, "token_generation", 0))
-    await ctx.save(session)
-    response = JSONResponse(_session_answer(sessions, session.id, _profile(user), session))
-    set_cookie(response, request, sessions.cookie_value(session), sessions.expiration)
+    session = await _new_session(ctx, user)
+    response = answer(request, _session_answer(ctx, session.id, Me(**_profile(user)), session))
+    _set(ctx, request, response, session)
     return response
 
 
-def _session_answer(
-    sessions: Sessions, session_id: UUID, user: dict[str, str], session: Session
-) -> dict[str, object]:
-    return {
-        "user": user,
-        "csrfToken": sessions.csrf_token(session_id),
-        "expiresAt": iso(datetime.fromtimestamp(session.expires_at, UTC)),
-    }
+async def _new_session(ctx: Context, user: User) -> Session:
+    session = _sessions(ctx).start(str(user.id), getattr(user, "token_generation", 0))
+    await ctx.save(session)
+    return session
 
 
-@doc("The console session of this browser (from its cookie), with its CSRF token", "auth")
-async def current_session(request: Request) -> JSONResponse:
+def _set(ctx: Context, request: Request, response: Response, session: Session) -> None:
+    sessions = _sessions(ctx)
+    set_cookie(response, request, sessions.cookie_value(session), sessions.expiration)
+
+
+def _session_answer(ctx: Context, session_id: UUID, user: Me, session: Session) -> ConsoleSession:
+    return ConsoleSession(
+        user=user,
+        csrfToken=_sessions(ctx).csrf_token(session_id),
+        expiresAt=iso(datetime.fromtimestamp(session.expires_at, UTC)),
+    )
+
+
+@doc(
+    "The console session of this browser (from its cookie), with its CSRF token",
+    "auth",
+    answer=ConsoleSession,
+)
+async def current_session(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
     if principal.session is None:
         raise unauthorized("No console session: sign in with POST /api/auth/session")
     session = await asyncio.to_thread(ctx.store.repository.get, principal.session)
-    row = ctx.queries.user(principal.user_id)
-    return JSONResponse(
-        _session_answer(_sessions(ctx), principal.session, views.profile(row), session)
-    )
+    user = _me(ctx.queries.user(principal.user_id))
+    return answer(request, _session_answer(ctx, principal.session, user, session))
 
 
-@doc("Sign the web console out: the session ends on every server, the cookie is cleared", "auth")
-async def end_session(request: Request) -> JSONResponse:
+@doc(
+    "Sign the web console out: the session ends on every server, the cookie is cleared",
+    "auth",
+    answer=Done,
+)
+async def end_session(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
     if principal.session is None:
         raise ApiError(400, "no_session", "Only a console session can be signed out")
     await _end(ctx, principal.session, "signed_out")
-    response = JSONResponse({"success": True, "message": "Signed out"})
+    response = answer(request, Done(success=True, message="Signed out"))
     clear_cookie(response, request)
     return response
 
@@ -135,15 +173,15 @@ def _sessions(ctx: Context) -> Sessions:
     return ctx.auth.sessions
 
 
-@doc("The signed-in user", "auth")
-async def me(request: Request) -> JSONResponse:
+@doc("The signed-in user", "auth", answer=Me)
+async def me(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
-    return JSONResponse(views.profile(ctx.queries.user(principal.user_id)))
+    return answer(request, _me(ctx.queries.user(principal.user_id)))
 
 
-@doc("Change my password", "auth", body=ChangePassword)
-async def change_password(request: Request) -> JSONResponse:
+@doc("Change my password", "auth", answer=PasswordChanged, body=ChangePassword)
+async def change_password(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
     body = await parse(request, ChangePassword)
@@ -153,26 +191,25 @@ async def change_password(request: Request) -> JSONResponse:
     new_hash = await asyncio.to_thread(hash_password, body.newPassword)
     user.change_password(new_hash)
     await ctx.save(user)
-    if principal.session is not None:
-        # The console that changed it stays signed in, under a new session (and cookie).
-        await _end(ctx, principal.session, "password_changed")
-        renewed = await _new_session(ctx, request, user)
-        return _with(renewed, {"success": True, "message": "Password changed"})
-    return JSONResponse({"success": True, "message": "Password changed"})
+    if principal.session is None:
+        return answer(request, PasswordChanged(success=True, message="Password changed"))
+    # The console that changed it stays signed in, under a new session (and cookie).
+    await _end(ctx, principal.session, "password_changed")
+    session = await _new_session(ctx, user)
+    response = answer(
+        request,
+        PasswordChanged(
+            success=True,
+            message="Password changed",
+            csrfToken=_sessions(ctx).csrf_token(session.id),
+        ),
+    )
+    _set(ctx, request, response, session)
+    return response
 
 
-def _with(response: JSONResponse, extra: dict[str, object]) -> JSONResponse:
-    """The same response (its cookies too) with more fields in its JSON body."""
-    body = {**json.loads(response.body), **extra}
-    renewed = JSONResponse(body, status_code=response.status_code)
-    for name, value in response.raw_headers:
-        if name == b"set-cookie":
-            renewed.raw_headers.append((name, value))
-    return renewed
-
-
-@doc("Rotate my API key (the old one stops working)", "auth")
-async def rotate_api_key(request: Request) -> JSONResponse:
+@doc("Rotate my API key (the old one stops working)", "auth", answer=ApiKey)
+async def rotate_api_key(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
     key = new_api_key()
@@ -182,7 +219,7 @@ async def rotate_api_key(request: Request) -> JSONResponse:
         user.rotate_api_key(api_key_hash(key), ctx.auth.seal(key))
 
     await ctx.change_user(principal.user_id, rotate)
-    return JSONResponse({"apiKey": key})
+    return answer(request, ApiKey(apiKey=key))
 
 
 _DUMMY_HASH = hash_password("not a real password, only here to spend the same time")

@@ -12,20 +12,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from app import views
+from app.answers import ENCODER, Engines, Fleet, FleetInstance, answer
 from app.auth import Principal
 from app.context import Context
 from app.errors import ApiError
-from app.openapi import doc
+from app.openapi import choice, doc
 
 KEEPALIVE = 15.0
 MIN_INTERVAL = 0.5  # seconds between two answers of a stream, however busy the fleet
 
 
-def fleet(ctx: Context, principal: Principal, everyone: bool) -> dict[str, Any]:
+def fleet(ctx: Context, principal: Principal, everyone: bool) -> Fleet:
     """`{instances, counts}`: each instance as the list shows it, plus `owner` (the owner's
     e-mail), `messagesSentToday`, `messagesReceivedToday` and `failedWebhooks` (deliveries
     that failed and stay failed); `counts` is how many instances are in each status."""
@@ -44,31 +45,34 @@ def fleet(ctx: Context, principal: Principal, everyone: bool) -> dict[str, Any]:
     instances = []
     for row, owner in rows:
         used = usage.get(row["id"], {})
+        view = views.instance(row, detailed=False)
         instances.append(
-            {
-                **views.instance(row, detailed=False),
-                "owner": owner["email"],
-                "messagesSentToday": used.get("messages_sent", 0),
-                "messagesReceivedToday": used.get("messages_received", 0),
-                "failedWebhooks": failed.get(row["id"], 0),
-            }
+            FleetInstance(
+                **{name: getattr(view, name) for name in view.__struct_fields__},
+                owner=owner["email"],
+                messagesSentToday=used.get("messages_sent", 0),
+                messagesReceivedToday=used.get("messages_received", 0),
+                failedWebhooks=failed.get(row["id"], 0),
+            )
         )
-    return {"instances": instances, "counts": dict(Counter(i["status"] for i in instances))}
+    return Fleet(instances=instances, counts=dict(Counter(i.status for i in instances)))
 
 
 @doc(
     "My instances as a fleet, with today's messages and unresolved webhook failures "
     "(JSON, or live with Accept: text/event-stream); all=true: everyone's (administrators)",
     "instances",
-    query={"all": "true for every user's instances (administrators only)"},
+    answer=Fleet,
+    media={"text/event-stream": "string"},
+    query={"all": choice("true for every user's instances (administrators only)", "true", "false")},
 )
 async def get_fleet(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
     everyone = request.query_params.get("all", "false").lower()
-    if everyone not in ("true", "false", "1", "0"):
+    if everyone not in ("true", "false"):
         raise ApiError(400, "invalid_query", "'all' must be true or false")
-    everyone_wanted = everyone in ("true", "1")
+    everyone_wanted = everyone == "true"
     if everyone_wanted and not principal.admin:
         raise ApiError(403, "forbidden", "Every user's instances are for administrators")
     if "text/event-stream" in request.headers.get("accept", ""):
@@ -77,8 +81,7 @@ async def get_fleet(request: Request) -> Response:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
-    answer = await asyncio.to_thread(fleet, ctx, principal, everyone_wanted)
-    return JSONResponse(answer)
+    return answer(request, await asyncio.to_thread(fleet, ctx, principal, everyone_wanted))
 
 
 async def _stream(request: Request, ctx: Context, everyone: bool) -> AsyncIterator[str]:
@@ -96,27 +99,32 @@ async def _stream(request: Request, ctx: Context, everyone: bool) -> AsyncIterat
         except ApiError as error:
             yield f"event: signed_out\ndata: {json.dumps({'error': error.message})}\n\n"
             return
-        answer = json.dumps(await asyncio.to_thread(fleet, ctx, principal, everyone))
-        if answer != last:
-            yield f"event: fleet\ndata: {answer}\n\n"
-            last = answer
+        now = ENCODER.encode(await asyncio.to_thread(fleet, ctx, principal, everyone)).decode()
+        if now != last:
+            yield f"event: fleet\ndata: {now}\n\n"
+            last = now
         await asyncio.sleep(MIN_INTERVAL)
         # Wake when anything new is stored (the read models see every event).
         if not await ctx.projections.wait_async(seen + 1, timeout=KEEPALIVE):
             yield ": keep-alive\n\n"
 
 
-@doc("The engines this server runs, and the one an instance gets when none is named", "instances")
-async def engines(request: Request) -> JSONResponse:
+@doc(
+    "The engines this server runs, and the one an instance gets when none is named",
+    "instances",
+    answer=Engines,
+)
+async def engines(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     ctx.principal(request)
     default = ctx.settings.default_engine
     available = sorted(ctx.engines)
-    return JSONResponse(
-        {
-            "engines": available,
-            "default": default if default in ctx.engines else (available or [None])[0],
-        }
+    return answer(
+        request,
+        Engines(
+            engines=available,
+            default=default if default in ctx.engines else (available or [None])[0],
+        ),
     )
 
 

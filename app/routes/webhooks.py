@@ -8,14 +8,23 @@ from typing import Annotated
 
 from msgspec import Meta, structs
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from actors.webhooks import ReplayRunning
 from app import query
+from app.answers import (
+    DeliveryList,
+    DeliveryView,
+    OutcomeList,
+    OutcomeView,
+    ReplayStarted,
+    WebhookTested,
+    answer,
+)
 from app.context import Context
 from app.errors import ApiError, invalid
-from app.openapi import doc
+from app.openapi import choice, doc, whole
 from app.schemas import Body, parse
 from projections.queries import Window
 
@@ -34,9 +43,14 @@ class Replay(Body):
 @doc(
     "Webhook deliveries",
     "webhooks",
-    query={"status": "failed or delivered", "limit": "page size", "skip": "offset"},
+    answer=DeliveryList,
+    query={
+        "status": choice("failed or delivered", "failed", "delivered"),
+        "limit": whole("page size", 1, query.MAX_LIMIT),
+        "skip": whole("offset", 0, query.MAX_SKIP),
+    },
 )
-async def deliveries(request: Request) -> JSONResponse:
+async def deliveries(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     limit, skip = query.paging(request.query_params, 50)
@@ -44,26 +58,25 @@ async def deliveries(request: Request) -> JSONResponse:
     if status is not None and status not in ("failed", "delivered"):
         raise ApiError(400, "invalid_query", "'status' must be failed or delivered")
     page = ctx.queries.deliveries(row["id"], status, Window(limit, skip))
-    return JSONResponse(
-        {
-            "deliveries": [
-                {
-                    "id": r["id"],
-                    "instanceId": r["instance_id"],
-                    "position": r["position"],
-                    "event": r["event"],
-                    "deliveryId": r["delivery_id"],
-                    "status": r["status"],
-                    "attempts": r["attempts"],
-                    "lastStatusCode": r["status_code"],
-                    "lastError": r["error"] or None,
-                    "replay": bool(r["replay"]),
-                    "createdAt": r["created_at"],
-                }
-                for r in page.rows
-            ],
-            "pagination": query.pagination(page.total, limit, skip),
-        }
+    found = [
+        DeliveryView(
+            id=r["id"],
+            instanceId=r["instance_id"],
+            position=r["position"],
+            event=r["event"],
+            deliveryId=r["delivery_id"],
+            status=r["status"],
+            attempts=r["attempts"],
+            lastStatusCode=r["status_code"],
+            lastError=r["error"] or None,
+            replay=bool(r["replay"]),
+            createdAt=r["created_at"],
+        )
+        for r in page.rows
+    ]
+    return answer(
+        request,
+        DeliveryList(deliveries=found, pagination=query.pagination(page.total, limit, skip)),
     )
 
 
@@ -71,11 +84,12 @@ async def deliveries(request: Request) -> JSONResponse:
     "Replay webhook deliveries from a position or a time (one replay at a time per instance, "
     "at most WEBHOOK_REPLAY_LIMIT events)",
     "webhooks",
+    answer=ReplayStarted,
     body=Replay,
     ok=202,
     errors=(409,),
 )
-async def replay(request: Request) -> JSONResponse:
+async def replay(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     body = await parse(request, Replay)
@@ -85,9 +99,7 @@ async def replay(request: Request) -> JSONResponse:
         if body.fromPosition is None and body.since is None:
             body = structs.replace(body, fromPosition=min(only, default=0))
         if not only:
-            return JSONResponse(
-                {"success": True, "replaying": 0, "nextPosition": None}, status_code=202
-            )
+            return answer(request, ReplayStarted(success=True, replaying=0, nextPosition=None))
     if (body.fromPosition is None) == (body.since is None):
         raise invalid("Give exactly one of fromPosition or since", "fromPosition")
     since = None
@@ -110,9 +122,7 @@ async def replay(request: Request) -> JSONResponse:
     except ReplayRunning as error:
         raise ApiError(409, "replay_running", str(error)) from None
     # At most WEBHOOK_REPLAY_LIMIT events per replay; `nextPosition` is where the rest starts.
-    return JSONResponse(
-        {"success": True, "replaying": count, "nextPosition": rest}, status_code=202
-    )
+    return answer(request, ReplayStarted(success=True, replaying=count, nextPosition=rest))
 
 
 def _unresolved(ctx: Context, instance_id: str) -> frozenset[int]:
@@ -127,9 +137,14 @@ def _unresolved(ctx: Context, instance_id: str) -> frozenset[int]:
     "Webhook deliveries, one per event sent (its attempts and replays together) with how it "
     "ended last: `failed` ones are unresolved",
     "webhooks",
-    query={"status": "failed or delivered", "limit": "page size", "skip": "offset"},
+    answer=OutcomeList,
+    query={
+        "status": choice("failed or delivered", "failed", "delivered"),
+        "limit": whole("page size", 1, query.MAX_LIMIT),
+        "skip": whole("offset", 0, query.MAX_SKIP),
+    },
 )
-async def outcomes(request: Request) -> JSONResponse:
+async def outcomes(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     limit, skip = query.paging(request.query_params, 50)
@@ -138,28 +153,30 @@ async def outcomes(request: Request) -> JSONResponse:
         raise ApiError(400, "invalid_query", "'status' must be failed or delivered")
     page = ctx.queries.webhook_outcomes(row["id"], status, Window(limit, skip))
     unresolved = ctx.queries.unresolved_webhooks([row["id"]]).get(row["id"], 0)
-    return JSONResponse(
-        {
-            "outcomes": [
-                {
-                    "deliveryId": r["delivery_id"],
-                    "position": r["position"],
-                    "event": r["event"],
-                    "status": r["status"],
-                    "attempts": r["attempts"],
-                    "failures": r["failures"],
-                    "recovered": bool(r["recovered"]),
-                    "replay": bool(r["replay"]),
-                    "lastStatusCode": r["status_code"],
-                    "lastError": r["error"] or None,
-                    "firstAt": r["first_at"],
-                    "lastAt": r["created_at"],
-                }
-                for r in page.rows
-            ],
-            "unresolved": unresolved,
-            "pagination": query.pagination(page.total, limit, skip),
-        }
+    found = [
+        OutcomeView(
+            deliveryId=r["delivery_id"],
+            position=r["position"],
+            event=r["event"],
+            status=r["status"],
+            attempts=r["attempts"],
+            failures=r["failures"],
+            recovered=bool(r["recovered"]),
+            replay=bool(r["replay"]),
+            lastStatusCode=r["status_code"],
+            lastError=r["error"] or None,
+            firstAt=r["first_at"],
+            lastAt=r["created_at"],
+        )
+        for r in page.rows
+    ]
+    return answer(
+        request,
+        OutcomeList(
+            outcomes=found,
+            unresolved=unresolved,
+            pagination=query.pagination(page.total, limit, skip),
+        ),
     )
 
 
@@ -167,9 +184,10 @@ async def outcomes(request: Request) -> JSONResponse:
     "Send a test event to the webhook URL now (signed like deliveries, not recorded): what "
     "the receiver answered",
     "webhooks",
+    answer=WebhookTested,
     errors=(409,),
 )
-async def send_test(request: Request) -> JSONResponse:
+async def send_test(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     service = ctx.webhook_service
@@ -183,8 +201,9 @@ async def send_test(request: Request) -> JSONResponse:
     except LookupError as error:
         raise ApiError(409, "no_webhook_url", str(error)) from None
     delivered = attempt.status is not None and 200 <= attempt.status < 300
-    return JSONResponse(
-        {"delivered": delivered, "statusCode": attempt.status, "error": attempt.error or None}
+    return answer(
+        request,
+        WebhookTested(delivered=delivered, statusCode=attempt.status, error=attempt.error or None),
     )
 
 
