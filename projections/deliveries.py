@@ -5,8 +5,9 @@ from __future__ import annotations
 from functools import singledispatchmethod
 from typing import Any
 
+from domain.timestamps import iso_ms
 from domain.webhook import WebhookLog
-from projections.base import ReadModelProjection, iso, row_id
+from projections.base import ReadModelProjection, row_id
 from projections.rows import Rows, Table
 
 
@@ -72,7 +73,7 @@ class Deliveries(ReadModelProjection):
 
     @staticmethod
     def _row(rows: Rows, event: Any, status: str, code: int | None, error: str) -> None:
-        at = iso(event.timestamp)
+        at = iso_ms(event.timestamp)
         key = {"instance_id": event.instance_id, "delivery_id": event.delivery_id}
         before = rows.get("webhook_outcomes", key)
         failures = (before["failures"] if before else 0) + (status == "failed")

@@ -29,8 +29,8 @@ from app.openapi import doc
 from app.schemas import ChangePassword, Login, parse
 from app.sessions import Sessions, clear_cookie, set_cookie
 from domain.session import Session
+from domain.timestamps import iso_ms
 from domain.user import User, user_id_for
-from projections.base import iso
 
 
 @doc(
@@ -125,7 +125,7 @@ def _session_answer(ctx: Context, session_id: UUID, user: Me, session: Session) 
     return ConsoleSession(
         user=user,
         csrfToken=_sessions(ctx).csrf_token(session_id),
-        expiresAt=iso(datetime.fromtimestamp(session.expires_at, UTC)),
+        expiresAt=iso_ms(datetime.fromtimestamp(session.expires_at, UTC)),
     )
 
 
@@ -140,7 +140,7 @@ async def current_session(request: Request) -> Response:
     if principal.session is None:
         raise unauthorized("No console session: sign in with POST /api/auth/session")
     session = await asyncio.to_thread(ctx.store.repository.get, principal.session)
-    user = _me(ctx.queries.user(principal.user_id))
+    user = _me(ctx.user_row(principal.user_id))
     return answer(request, _session_answer(ctx, principal.session, user, session))
 
 
@@ -177,7 +177,7 @@ def _sessions(ctx: Context) -> Sessions:
 async def me(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
-    return answer(request, _me(ctx.queries.user(principal.user_id)))
+    return answer(request, _me(ctx.user_row(principal.user_id)))
 
 
 @doc("Change my password", "auth", answer=PasswordChanged, body=ChangePassword)
