@@ -311,7 +311,7 @@ def _start_serving(
 
     def console_session(session_id: UUID) -> Session | None:
         try:
-            session = store.repository.get(session_id)
+            session: Session = store.repository.get(session_id)
         except AggregateNotFoundError:
             return None
         return session if isinstance(session, Session) else None

@@ -13,7 +13,12 @@ from eventsourcing.domain import Aggregate, event
 class Session(Aggregate):
     """One console sign-in of one user, until `expires_at` (epoch seconds) or its end."""
 
-    @event("Started")
+    class Started(Aggregate.Created):
+        user_id: str
+        expires_at: int
+        generation: int
+
+    @event(Started)
     def __init__(self, user_id: str, expires_at: int, generation: int) -> None:
         self.user_id = user_id
         self.expires_at = expires_at
@@ -22,7 +27,10 @@ class Session(Aggregate):
         self.generation = generation
         self.ended = False
 
-    @event("Ended")
+    class Ended(Aggregate.Event):
+        reason: str
+
+    @event(Ended)
     def end(self, reason: str) -> None:
         """Signed out (`signed_out`) or replaced after a password change (`password_changed`)."""
         self.ended = True

@@ -139,7 +139,7 @@ async def current_session(request: Request) -> Response:
     principal = ctx.principal(request)
     if principal.session is None:
         raise unauthorized("No console session: sign in with POST /api/auth/session")
-    session = await asyncio.to_thread(ctx.store.repository.get, principal.session)
+    session: Session = await asyncio.to_thread(ctx.store.repository.get, principal.session)
     user = _me(ctx.user_row(principal.user_id))
     return answer(request, _session_answer(ctx, principal.session, user, session))
 
@@ -161,7 +161,7 @@ async def end_session(request: Request) -> Response:
 
 
 async def _end(ctx: Context, session_id: UUID, reason: str) -> None:
-    session = await asyncio.to_thread(ctx.store.repository.get, session_id)
+    session: Session = await asyncio.to_thread(ctx.store.repository.get, session_id)
     if not session.ended:
         session.end(reason)
         await ctx.save(session)

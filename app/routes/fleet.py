@@ -123,7 +123,7 @@ async def engines(request: Request) -> Response:
         request,
         Engines(
             engines=available,
-            default=default if default in ctx.engines else (available or [None])[0],
+            default=default if default in ctx.engines else next(iter(available), None),
         ),
     )
 
