@@ -40,24 +40,33 @@ class Replay(Body):
     failedOnly: bool = False
 
 
-@doc(
-    "Webhook deliveries",
-    "webhooks",
-    answer=DeliveryList,
-    query={
-        "status": choice("failed or delivered", "failed", "delivered"),
-        "limit": whole("page size", 1, query.MAX_LIMIT),
-        "skip": whole("offset", 0, query.MAX_SKIP),
-    },
-)
-async def deliveries(request: Request) -> Response:
-    ctx: Context = request.app.state.ctx
-    row = ctx.own_instance(request)
+# The query of both delivery listings: a status filter and a page.
+DELIVERY_QUERY = {
+    "status": choice("failed or delivered", "failed", "delivered"),
+    "limit": whole("page size", 1, query.MAX_LIMIT),
+    "skip": whole("offset", 0, query.MAX_SKIP),
+}
+
+
+def _delivery_query(request: Request) -> tuple[str | None, Window]:
     limit, skip = query.paging(request.query_params, 50)
     status = request.query_params.get("status")
     if status is not None and status not in ("failed", "delivered"):
         raise ApiError(400, "invalid_query", "'status' must be failed or delivered")
-    page = ctx.queries.deliveries(row["id"], status, Window(limit, skip))
+    return status, Window(limit, skip)
+
+
+@doc(
+    "Webhook deliveries",
+    "webhooks",
+    answer=DeliveryList,
+    query=DELIVERY_QUERY,
+)
+async def deliveries(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    status, window = _delivery_query(request)
+    page = ctx.queries.deliveries(row["id"], status, window)
     found = [
         DeliveryView(
             id=r["id"],
@@ -76,7 +85,9 @@ async def deliveries(request: Request) -> Response:
     ]
     return answer(
         request,
-        DeliveryList(deliveries=found, pagination=query.pagination(page.total, limit, skip)),
+        DeliveryList(
+            deliveries=found, pagination=query.pagination(page.total, window.limit, window.skip)
+        ),
     )
 
 
@@ -136,20 +147,13 @@ def _unresolved(ctx: Context, instance_id: str) -> frozenset[int]:
     "ended last: `failed` ones are unresolved",
     "webhooks",
     answer=OutcomeList,
-    query={
-        "status": choice("failed or delivered", "failed", "delivered"),
-        "limit": whole("page size", 1, query.MAX_LIMIT),
-        "skip": whole("offset", 0, query.MAX_SKIP),
-    },
+    query=DELIVERY_QUERY,
 )
 async def outcomes(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
-    limit, skip = query.paging(request.query_params, 50)
-    status = request.query_params.get("status")
-    if status is not None and status not in ("failed", "delivered"):
-        raise ApiError(400, "invalid_query", "'status' must be failed or delivered")
-    page = ctx.queries.webhook_outcomes(row["id"], status, Window(limit, skip))
+    status, window = _delivery_query(request)
+    page = ctx.queries.webhook_outcomes(row["id"], status, window)
     unresolved = ctx.queries.unresolved_webhooks([row["id"]]).get(row["id"], 0)
     found = [
         OutcomeView(
@@ -173,7 +177,7 @@ async def outcomes(request: Request) -> Response:
         OutcomeList(
             outcomes=found,
             unresolved=unresolved,
-            pagination=query.pagination(page.total, limit, skip),
+            pagination=query.pagination(page.total, window.limit, window.skip),
         ),
     )
 
