@@ -45,6 +45,7 @@ from app.routes import (
     cloud,
     cluster,
     events,
+    fleet,
     groups,
     health,
     history,
@@ -58,9 +59,11 @@ from app.routes import (
     whatsapp,
 )
 from app.scheduler import Scheduler
+from app.sessions import Sessions
 from app.storage import open_storage
 from app.usage import ApiCallCounter
 from domain.instance import Instance
+from domain.session import Session
 from domain.user import User, user_id_for
 from projections import catalog
 from projections.queries.cached import CachedReadModels, changes_cached
@@ -80,6 +83,7 @@ def create_app(settings: Settings, started: Context | None = None) -> Starlette:
         *auth.routes,
         *users.routes,
         *instances.routes,
+        *fleet.routes,
         *whatsapp.routes,
         *messages.routes,
         *groups.routes,
@@ -309,9 +313,17 @@ def _start_serving(
     )
     queries = CachedReadModels(storage.queries(read_models))
     projections.observers.append(queries.observe)
-    auth = Authenticator(
-        load_jwt_secret(settings.jwt_secret, settings.data_dir), settings.jwt_expiration, queries
-    )
+    secret = load_jwt_secret(settings.jwt_secret, settings.data_dir)
+    auth = Authenticator(secret, settings.jwt_expiration, queries)
+
+    def console_session(session_id: UUID) -> Session | None:
+        try:
+            session: Session = store.repository.get(session_id)
+        except AggregateNotFoundError:
+            return None
+        return session if isinstance(session, Session) else None
+
+    auth.sessions = Sessions(secret, settings.jwt_expiration, console_session)
     ctx = Context(
         settings=settings,
         storage=storage,

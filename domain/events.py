@@ -17,6 +17,7 @@ from typing import Any
 
 from domain.instance import Instance
 from domain.sandbox import SandboxGroup, SandboxRelay
+from domain.session import Session
 from domain.usage import UsageLedger
 from domain.user import User
 from domain.webhook import WebhookLog
@@ -24,6 +25,7 @@ from domain.webhook import WebhookLog
 AGGREGATES: tuple[type[Any], ...] = (
     Instance,
     User,
+    Session,
     UsageLedger,
     WebhookLog,
     SandboxRelay,
@@ -115,6 +117,9 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType(User.LimitsChanged, "LimitsChanged", None, None),
     # Logged in the activity of the instance it names, if it names one.
     EventType(User.QuotaExceeded, "QuotaExceeded", "quota_exceeded", None),
+    # -- web console sign-ins (the audit trail has them; no instance's) ----------------------
+    EventType(Session.Started, "SessionStarted", None, None),
+    EventType(Session.Ended, "SessionEnded", None, None),
     # -- usage and webhook outcomes -----------------------------------------------------------
     EventType(UsageLedger.Opened, "UsageLedgerOpened", None, None),
     EventType(UsageLedger.UsageRecorded, "UsageRecorded", None, None),
