@@ -673,4 +673,3 @@ def test_the_edit_window_is_fifteen_minutes() -> None:
         sent.check_editable(1000.0 + EDIT_WINDOW_SECONDS + 1)
     with pytest.raises(NotEditable):
         message(revoked=True).check_editable(1000.0)
-
