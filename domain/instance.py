@@ -32,7 +32,15 @@ class InstanceNotConnected(InstanceError):
 class Instance(Aggregate):
     """A WhatsApp account driven by one engine on behalf of one user."""
 
-    @event("Created")
+    class Created(Aggregate.Created):
+        user_id: str
+        name: str
+        description: str
+        engine: str
+        webhook: dict[str, Any]
+        engine_settings: dict[str, Any]
+
+    @event(Created)
     def __init__(
         self,
         user_id: str,
@@ -84,7 +92,10 @@ class Instance(Aggregate):
         if changes:
             self._updated(changes=changes)
 
-    @event("Updated")
+    class Updated(Aggregate.Event):
+        changes: dict[str, Any]
+
+    @event(Updated)
     def _updated(self, changes: dict[str, Any]) -> None:
         for key in ("name", "description"):
             if key in changes:
@@ -96,7 +107,10 @@ class Instance(Aggregate):
         self.check_not_deleted()
         self._deleted()
 
-    @event("Deleted")
+    class Deleted(Aggregate.Event):
+        pass
+
+    @event(Deleted)
     def _deleted(self) -> None:
         self.deleted = True
         self.status = "deleted"
@@ -104,16 +118,25 @@ class Instance(Aggregate):
 
     # -- connection ---------------------------------------------------------------
 
-    @event("ConnectionRequested")
+    class ConnectionRequested(Aggregate.Event):
+        reason: str
+
+    @event(ConnectionRequested)
     def request_connection(self, reason: str) -> None:
         self.status = "connecting"
 
-    @event("QrReceived")
+    class QrReceived(Aggregate.Event):
+        qr_code: str
+
+    @event(QrReceived)
     def receive_qr(self, qr_code: str) -> None:
         self.qr_code = qr_code
         self.status = "connecting"
 
-    @event("QrExpired")
+    class QrExpired(Aggregate.Event):
+        pass
+
+    @event(QrExpired)
     def expire_qr(self) -> None:
         self.qr_code = None
 
@@ -139,18 +162,29 @@ class Instance(Aggregate):
         self.phone = phone or self.phone
         self.push_name = push_name or self.push_name
 
-    @event("ConnectionClosed")
+    class ConnectionClosed(Aggregate.Event):
+        reason: str
+        will_reconnect: bool
+
+    @event(ConnectionClosed)
     def close_connection(self, reason: str, will_reconnect: bool) -> None:
         self.status = "connecting" if will_reconnect else "disconnected"
         self.qr_code = None
 
-    @event("LoggedOut")
+    class LoggedOut(Aggregate.Event):
+        reason: str
+
+    @event(LoggedOut)
     def log_out(self, reason: str) -> None:
         self.status = "logged_out"
         self.qr_code = None
         self.phone = None
 
-    @event("TemporarilyBanned")
+    class TemporarilyBanned(Aggregate.Event):
+        reason: str
+        expires_at: int
+
+    @event(TemporarilyBanned)
     def ban(self, reason: str, expires_at: int) -> None:
         self.status = "banned"
         self.qr_code = None
@@ -186,7 +220,16 @@ class Instance(Aggregate):
             idempotency_key=idempotency_key,
         )
 
-    @event("MessageSent")
+    class MessageSent(Aggregate.Event):
+        message_id: str
+        to: str
+        message_type: str
+        body: str
+        media: dict[str, Any] | None
+        sent_at: int
+        idempotency_key: str | None
+
+    @event(MessageSent)
     def _message_sent(
         self,
         message_id: str,
@@ -268,12 +311,19 @@ class Instance(Aggregate):
     ) -> None:
         pass
 
-    @event("NoticeReceived")
+    class NoticeReceived(Aggregate.Event):
+        kind: str
+        details: dict[str, Any]
+
+    @event(NoticeReceived)
     def receive_notice(self, kind: str, details: dict[str, Any]) -> None:
         """The network said something about the account that is not a message: the
         Cloud API's `account_update` (bans, restrictions, quality) and webhook-level
         `errors`."""
 
-    @event("ContactsSynced")
+    class ContactsSynced(Aggregate.Event):
+        contacts: list[dict[str, Any]]
+
+    @event(ContactsSynced)
     def sync_contacts(self, contacts: list[dict[str, Any]]) -> None:
         pass
