@@ -77,6 +77,7 @@ class Principal:
     user_id: str
     email: str
     role: str
+    expires: int | None = None  # when the token expires (epoch seconds); None for an API key
 
     @property
     def admin(self) -> bool:
@@ -121,24 +122,26 @@ class Authenticator:
     def authenticate(self, request: Request) -> Principal:
         """The caller of a request, from a Bearer JWT or an x-api-key; 401 otherwise."""
         api_key, authorization = _credential_headers(request)
+        expires: int | None = None
         if api_key is not None:  # an API key that is sent must be valid, even beside a token
             row = self._users.user_by_api_key_hash(api_key_hash(api_key))
         elif authorization[:7].lower() == "bearer ":
-            user_id = self._user_id_from_token(authorization[7:].strip())
+            user_id, expires = self._token(authorization[7:].strip())
             row = self._users.user(user_id)
         else:
             raise unauthorized("Sign in: send Authorization: Bearer <token> or x-api-key")
         if row is None or not row["active"]:
             raise unauthorized()
-        return Principal(user_id=row["id"], email=row["email"], role=row["role"])
+        return Principal(user_id=row["id"], email=row["email"], role=row["role"], expires=expires)
 
-    def _user_id_from_token(self, token: str) -> str:
+    def _token(self, token: str) -> tuple[str, int]:
+        """The subject and expiry of a valid token; 401 otherwise."""
         verified = self._verified.get(token)
         if verified is not None and time.time() < verified[1]:
-            return verified[0]
+            return verified
         return self._verify(token)
 
-    def _verify(self, token: str) -> str:
+    def _verify(self, token: str) -> tuple[str, int]:
         try:
             claims = jwt.decode(
                 token,
@@ -153,12 +156,13 @@ class Authenticator:
         subject = claims.get("sub")
         if not isinstance(subject, str):
             raise unauthorized("The token is invalid")
-        expiry = claims.get("exp")
-        if isinstance(expiry, int):
-            if len(self._verified) >= VERIFIED_TOKENS:
-                self._verified.clear()
-            self._verified[token] = (subject, expiry)
-        return subject
+        expiry = claims["exp"]
+        if not isinstance(expiry, int):
+            raise unauthorized("The token is invalid")
+        if len(self._verified) >= VERIFIED_TOKENS:
+            self._verified.clear()
+        self._verified[token] = (subject, expiry)
+        return subject, expiry
 
 
 def _credential_headers(request: Request) -> tuple[str | None, str]:

@@ -67,6 +67,8 @@ class Settings:
     upload_retention_days: int = 30
     actor_timeout: float = 10.0
     media_download_timeout: float = 30.0
+    max_event_streams_per_user: int = 5
+    max_event_streams: int = 200
 
     @property
     def production(self) -> bool:
@@ -141,6 +143,8 @@ class Settings:
             upload_retention_days=_int(e, "UPLOAD_RETENTION_DAYS", 30, 1, 36500),
             engine_retry_base=_int(e, "ENGINE_RETRY_BASE_MS", 1000, 10, 600_000) / 1000,
             sandbox_enabled=_bool(e, "SANDBOX_ENABLED", not production),
+            max_event_streams_per_user=_int(e, "MAX_EVENT_STREAMS_PER_USER", 5, 1, 1000),
+            max_event_streams=_int(e, "MAX_EVENT_STREAMS", 200, 1, 100_000),
             schedules=Schedules(
                 cleanup=_cron(e, "CLEANUP_CRON", Schedules.cleanup),
                 socket_check=_cron(e, "SOCKET_CHECK_CRON", Schedules.socket_check),

@@ -21,6 +21,7 @@ from app.auth import Authenticator, Principal, api_key_hash, hash_password, new_
 from app.config import Settings
 from app.errors import ApiError, not_found
 from app.eventstore import EventStore, GroupCommitter
+from app.streams import EventStreams
 from app.throttle import LoginThrottle
 from app.usage import ApiCallCounter
 from domain.user import User
@@ -49,6 +50,7 @@ class Context:
     network: SandboxNetwork
     engines: frozenset[str]
     usage: ApiCallCounter
+    streams: EventStreams
     webhooks: pykka.ActorRef[Any] | None = None
     last_system_metrics: dict[str, Any] | None = None
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)

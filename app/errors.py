@@ -24,12 +24,20 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """An answer other than success, for a person and for a program."""
 
-    def __init__(self, status: int, code: str, message: str, details: Any | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any | None = None,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        self.retry_after = retry_after  # seconds, for 429 and 503 (1 when not given)
 
 
 def not_found(what: str = "instance") -> ApiError:
@@ -57,7 +65,7 @@ _HTTP_CODES = {
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    headers = {"Retry-After": "1"} if exc.status in (429, 503) else None
+    headers = {"Retry-After": str(exc.retry_after or 1)} if exc.status in (429, 503) else None
     return error_response(exc.status, exc.code, exc.message, exc.details, headers)
 
 

@@ -60,6 +60,7 @@ from app.routes import (
 )
 from app.scheduler import Scheduler
 from app.storage import read_model_store
+from app.streams import EventStreams
 from app.usage import ApiCallCounter
 from domain.instance import Instance
 from domain.user import User, user_id_for
@@ -262,6 +263,12 @@ def _start_serving(
         network=network,
         engines=frozenset(engines),
         usage=ApiCallCounter(store, committer),
+        streams=EventStreams(
+            store,
+            projections,
+            settings.max_event_streams_per_user,
+            settings.max_event_streams,
+        ),
     )
     _seed_admin(ctx)
     live = [UUID(row["id"]) for row in queries.live_instances() if row["engine"] in engines]

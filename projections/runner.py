@@ -102,7 +102,8 @@ class LiveProjections:
         self._listeners = (*self._listeners, listener)
 
     def unlisten(self, listener: Callable[[Notification], None]) -> None:
-        self._listeners = tuple(x for x in self._listeners if x is not listener)
+        # `!=`, not `is not`: each `obj.method` is a new bound-method object (equal, not same).
+        self._listeners = tuple(x for x in self._listeners if x != listener)
 
     # -- threads ------------------------------------------------------------------
 
