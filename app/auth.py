@@ -78,6 +78,11 @@ class Principal:
     email: str
     role: str
     expires: int | None = None  # when the token expires (epoch seconds); None for an API key
+    issued: int | None = None  # when the token was issued; None for an API key
+
+    def signed_in_within(self, seconds: float) -> bool:
+        """Whether the caller holds a token issued in the last `seconds` (a recent sign-in)."""
+        return self.issued is not None and time.time() - self.issued <= seconds
 
     @property
     def admin(self) -> bool:
@@ -92,15 +97,22 @@ class Authenticator:
         self._expiration = expiration
         self._users = users
         self._seal_key = hashlib.sha256(b"api-key-seal:" + secret.encode()).digest()
-        # Tokens whose signature and claims were checked: token -> (subject, expiry).
-        # A token is immutable and the secret fixed for the process, so only the
-        # expiry needs checking again; the user behind it is still looked up (and
-        # must be active) on every request.
-        self._verified: dict[str, tuple[str, int]] = {}
+        # Tokens whose signature and claims were checked. A token is immutable and the
+        # secret fixed for the process, so only the expiry needs checking again; the user
+        # behind it is still looked up on every request (active, and the password not
+        # changed since the token was issued).
+        self._verified: dict[str, _Token] = {}
 
-    def issue_token(self, user_id: str, role: str) -> str:
+    def issue_token(self, user_id: str, role: str, generation: int) -> str:
+        """A token for a user whose password has changed `generation` times so far."""
         now = int(time.time())
-        claims = {"sub": user_id, "role": role, "iat": now, "exp": now + self._expiration}
+        claims = {
+            "sub": user_id,
+            "role": role,
+            "iat": now,
+            "exp": now + self._expiration,
+            "gen": generation,
+        }
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def seal(self, api_key: str) -> str:
@@ -122,26 +134,38 @@ class Authenticator:
     def authenticate(self, request: Request) -> Principal:
         """The caller of a request, from a Bearer JWT or an x-api-key; 401 otherwise."""
         api_key, authorization = _credential_headers(request)
-        expires: int | None = None
+        token: _Token | None = None
         if api_key is not None:  # an API key that is sent must be valid, even beside a token
             row = self._users.user_by_api_key_hash(api_key_hash(api_key))
         elif authorization[:7].lower() == "bearer ":
-            user_id, expires = self._token(authorization[7:].strip())
-            row = self._users.user(user_id)
+            token = self._token(authorization[7:].strip())
+            row = self._users.user(token.subject)
         else:
             raise unauthorized("Sign in: send Authorization: Bearer <token> or x-api-key")
         if row is None or not row["active"]:
             raise unauthorized()
-        return Principal(user_id=row["id"], email=row["email"], role=row["role"], expires=expires)
+        if token is None:
+            return Principal(user_id=row["id"], email=row["email"], role=row["role"])
+        if token.generation < (row.get("token_generation") or 0):
+            raise unauthorized(
+                "The password has changed since this token was issued; sign in again"
+            )
+        return Principal(
+            user_id=row["id"],
+            email=row["email"],
+            role=row["role"],
+            expires=token.expires,
+            issued=token.issued,
+        )
 
-    def _token(self, token: str) -> tuple[str, int]:
-        """The subject and expiry of a valid token; 401 otherwise."""
+    def _token(self, token: str) -> _Token:
+        """The claims of a valid token; 401 otherwise."""
         verified = self._verified.get(token)
-        if verified is not None and time.time() < verified[1]:
+        if verified is not None and time.time() < verified.expires:
             return verified
         return self._verify(token)
 
-    def _verify(self, token: str) -> tuple[str, int]:
+    def _verify(self, token: str) -> _Token:
         try:
             claims = jwt.decode(
                 token,
@@ -153,16 +177,27 @@ class Authenticator:
             raise unauthorized("The token has expired; sign in again") from None
         except jwt.InvalidTokenError:
             raise unauthorized("The token is invalid") from None
-        subject = claims.get("sub")
-        if not isinstance(subject, str):
+        subject, expires, issued = claims["sub"], claims["exp"], claims["iat"]
+        generation = claims.get("gen", 0)  # tokens from before generations were counted: 0
+        if not (
+            isinstance(subject, str) and all(type(n) is int for n in (expires, issued, generation))
+        ):
             raise unauthorized("The token is invalid")
-        expiry = claims["exp"]
-        if not isinstance(expiry, int):
-            raise unauthorized("The token is invalid")
+        verified = _Token(subject, expires, issued, generation)
         if len(self._verified) >= VERIFIED_TOKENS:
             self._verified.clear()
-        self._verified[token] = (subject, expiry)
-        return subject, expiry
+        self._verified[token] = verified
+        return verified
+
+
+@dataclass(frozen=True)
+class _Token:
+    """The claims of a token whose signature was checked."""
+
+    subject: str
+    expires: int
+    issued: int
+    generation: int
 
 
 def _credential_headers(request: Request) -> tuple[str | None, str]:

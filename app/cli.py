@@ -99,6 +99,10 @@ def serve_command(settings: Settings, host: str | None, port: int | None) -> int
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=20,
+        # X-Forwarded-For names the client only when a proxy we trust says so; uvicorn's
+        # own default believes any local process (and so lets it pick its address).
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or "",
     )
     # uvicorn re-raises Ctrl-C once it has shut down cleanly: nothing is left to report.
     with contextlib.suppress(KeyboardInterrupt):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -69,6 +70,7 @@ class Settings:
     media_download_timeout: float = 30.0
     max_event_streams_per_user: int = 5
     max_event_streams: int = 200
+    forwarded_allow_ips: str = ""  # proxies whose X-Forwarded-For is believed ("": none)
 
     @property
     def production(self) -> bool:
@@ -145,6 +147,7 @@ class Settings:
             sandbox_enabled=_bool(e, "SANDBOX_ENABLED", not production),
             max_event_streams_per_user=_int(e, "MAX_EVENT_STREAMS_PER_USER", 5, 1, 1000),
             max_event_streams=_int(e, "MAX_EVENT_STREAMS", 200, 1, 100_000),
+            forwarded_allow_ips=_addresses(e, "FORWARDED_ALLOW_IPS"),
             schedules=Schedules(
                 cleanup=_cron(e, "CLEANUP_CRON", Schedules.cleanup),
                 socket_check=_cron(e, "SOCKET_CHECK_CRON", Schedules.socket_check),
@@ -179,6 +182,23 @@ def _bool(e: Mapping[str, str], name: str, default: bool) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ConfigError(name, f"must be true or false (got '{raw}')")
+
+
+def _addresses(e: Mapping[str, str], name: str) -> str:
+    """A comma-separated list of IP addresses or networks, or `*` (any)."""
+    raw = e.get(name, "").strip()
+    if raw == "*":
+        return raw
+    entries = [part.strip() for part in raw.split(",") if part.strip()]
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(
+                name,
+                f"must be * or list IP addresses or networks, like 10.0.0.5,10.1.0.0/16 (got '{entry}')",
+            ) from None
+    return ",".join(entries)
 
 
 def _duration(raw: str) -> int:

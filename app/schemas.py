@@ -42,6 +42,12 @@ class ChangePassword(Body):
     newPassword: Password
 
 
+class RotateApiKey(Body):
+    """Optional: without a body, a token from a sign-in in the last 5 minutes is needed."""
+
+    currentPassword: Annotated[str, Meta(max_length=256)] | None = None
+
+
 class UserCreate(Body):
     email: Email
     password: Password

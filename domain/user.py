@@ -61,9 +61,16 @@ class User(Aggregate):
         if not self.active:
             raise UserDeactivated(f"user {self.id} is deactivated")
 
+    @property
+    def token_generation(self) -> int:
+        """How many times the password changed: tokens carry the number they were issued
+        under, and those issued before the latest change are refused."""
+        return getattr(self, "_token_generation", 0)
+
     @event("PasswordChanged")
     def change_password(self, password_hash: str) -> None:
         self.password_hash = password_hash
+        self._token_generation = self.token_generation + 1
 
     @event("ApiKeyRotated")
     def rotate_api_key(self, api_key_hash: str, api_key_sealed: str) -> None:

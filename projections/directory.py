@@ -30,6 +30,7 @@ class Directory(ReadModelProjection):
                 "active": int,
                 "api_key_hash": str,
                 "limits": str,
+                "token_generation": int,
                 "created_at": str,
                 "updated_at": str,
             },
@@ -83,6 +84,7 @@ class Directory(ReadModelProjection):
                 "active": 1,
                 "api_key_hash": event.api_key_hash,
                 "limits": "{}",
+                "token_generation": 0,
                 "created_at": at,
                 "updated_at": at,
             },
@@ -113,7 +115,9 @@ class Directory(ReadModelProjection):
 
     @apply.register
     def _(self, event: User.PasswordChanged, rows: Rows) -> None:
-        self._update_user(rows, event)
+        row = rows.get("users", ident(event.originator_id))
+        if row is not None:  # tokens issued before this change are refused from now on
+            self._update_user(rows, event, token_generation=(row["token_generation"] or 0) + 1)
 
     @staticmethod
     def _update_user(rows: Rows, event: Any, **values: Any) -> None:

@@ -151,17 +151,50 @@ def delete_instance(admin: Api, user: Api, user_id: str, instance: str) -> httpx
     return user.http.delete(f"/api/instances/{instance}")
 
 
+def change_password(admin: Api, user: Api, user_id: str, instance: str) -> httpx.Response:
+    return user.http.post(
+        "/api/auth/password",
+        json={"currentPassword": "watcher-password", "newPassword": "watcher-password-2"},
+    )
+
+
+def rotate_api_key(admin: Api, user: Api, user_id: str, instance: str) -> httpx.Response:
+    return user.http.post("/api/auth/api-key", json={"currentPassword": "watcher-password"})
+
+
 @pytest.mark.parametrize(
-    ("change", "code"),
-    [(deactivate_user, "unauthorized"), (delete_instance, "instance_not_found")],
-    ids=["user-deactivated", "instance-deleted"],
+    ("change", "by_key", "code"),
+    [
+        (deactivate_user, False, "unauthorized"),
+        (deactivate_user, True, "unauthorized"),
+        (delete_instance, False, "instance_not_found"),
+        (change_password, False, "unauthorized"),
+        (rotate_api_key, True, "unauthorized"),
+    ],
+    ids=[
+        "user-deactivated",
+        "user-deactivated-key",
+        "instance-deleted",
+        "password-changed",
+        "api-key-rotated",
+    ],
 )
 def test_an_instance_stream_ends_with_its_owners_access(
-    server: Server, admin: Api, change: Any, code: str
+    server: Server, admin: Api, change: Any, by_key: bool, code: str
 ) -> None:
     user, user_id = new_user(server, admin)
     instance = user.create_instance("Watched")["id"]
-    with watching(server, f"/api/instances/{instance}/events", auth(user)) as events:
+    credentials = auth(user)
+    if by_key:
+        signed_in = server.client().post(
+            "/api/auth/login",
+            json={
+                "email": user.http.get("/api/auth/me").json()["email"],
+                "password": "watcher-password",
+            },
+        )
+        credentials = {"x-api-key": signed_in.json()["user"]["apiKey"]}
+    with watching(server, f"/api/instances/{instance}/events", credentials) as events:
         assert events.next()["data"]["type"] == "InstanceCreated"
         assert change(admin, user, user_id, instance).status_code == 200
         rest = events.rest()

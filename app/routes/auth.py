@@ -12,7 +12,7 @@ from app.auth import api_key_hash, hash_password, new_api_key, unauthorized, ver
 from app.context import Context
 from app.errors import ApiError
 from app.openapi import doc
-from app.schemas import ChangePassword, Login, parse
+from app.schemas import ChangePassword, Login, RotateApiKey, decode, parse, read_body
 from domain.user import User, user_id_for
 
 
@@ -22,22 +22,23 @@ async def login(request: Request) -> JSONResponse:
     body = await parse(request, Login)
     account = body.email.strip().lower()
     address = request.client.host if request.client else "unknown"
-    ctx.login_throttle.check(account, address)
+    # Counted before the password is checked, so concurrent guesses all see each other.
+    attempt = ctx.login_throttle.begin(account, address)
     try:
         user = await asyncio.to_thread(ctx.get_user, user_id_for(body.email))
     except ApiError:
         user = None
     if user is None or not user.active:
         await asyncio.to_thread(verify_password, _DUMMY_HASH, body.password)  # same timing
-        ctx.login_throttle.failed(account, address)
+        ctx.login_throttle.failed(attempt)
         raise unauthorized("Wrong e-mail or password")
     if not await asyncio.to_thread(verify_password, user.password_hash, body.password):
-        ctx.login_throttle.failed(account, address)
+        ctx.login_throttle.failed(attempt)
         raise unauthorized("Wrong e-mail or password")
-    ctx.login_throttle.succeeded(account)
+    ctx.login_throttle.succeeded(attempt)
     return JSONResponse(
         {
-            "token": ctx.auth.issue_token(str(user.id), user.role),
+            "token": ctx.auth.issue_token(str(user.id), user.role, user.token_generation),
             "user": {
                 "id": str(user.id),
                 "email": user.email,
@@ -66,7 +67,7 @@ async def me(request: Request) -> JSONResponse:
     )
 
 
-@doc("Change my password", "auth", body=ChangePassword)
+@doc("Change my password (signs out every other session)", "auth", body=ChangePassword)
 async def change_password(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
@@ -75,15 +76,41 @@ async def change_password(request: Request) -> JSONResponse:
     if not await asyncio.to_thread(verify_password, user.password_hash, body.currentPassword):
         raise ApiError(400, "wrong_password", "The current password is wrong")
     new_hash = await asyncio.to_thread(hash_password, body.newPassword)
+    user.check_active()
     user.change_password(new_hash)
     await ctx.save(user)
-    return JSONResponse({"success": True, "message": "Password changed"})
+    # Every token issued before this change is refused from now on; the caller gets a new one.
+    return JSONResponse(
+        {
+            "success": True,
+            "message": "Password changed; other sessions are signed out",
+            "token": ctx.auth.issue_token(str(user.id), user.role, user.token_generation),
+        }
+    )
 
 
-@doc("Rotate my API key (the old one stops working)", "auth")
+@doc(
+    "Rotate my API key (the old one stops working); needs currentPassword or a recent sign-in",
+    "auth",
+    body=RotateApiKey,
+    errors=(403,),
+)
 async def rotate_api_key(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
+    raw = await read_body(request)
+    body = decode(raw, RotateApiKey) if raw.strip() else RotateApiKey()
+    if body.currentPassword is not None:
+        user = await asyncio.to_thread(ctx.get_user, principal.user_id)
+        if not await asyncio.to_thread(verify_password, user.password_hash, body.currentPassword):
+            raise ApiError(400, "wrong_password", "The current password is wrong")
+    elif not principal.signed_in_within(RECENT_SIGN_IN):
+        raise ApiError(
+            403,
+            "current_password_required",
+            "Rotating the API key needs your currentPassword, or a token from a sign-in "
+            f"in the last {RECENT_SIGN_IN // 60} minutes",
+        )
     key = new_api_key()
 
     def rotate(user: User) -> None:
@@ -93,6 +120,9 @@ async def rotate_api_key(request: Request) -> JSONResponse:
     await ctx.change_user(principal.user_id, rotate)
     return JSONResponse({"apiKey": key})
 
+
+# A token this young stands in for the password when rotating the API key.
+RECENT_SIGN_IN = 5 * 60
 
 _DUMMY_HASH = hash_password("not a real password, only here to spend the same time")
 

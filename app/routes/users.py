@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from app import views
-from app.auth import hash_password
+from app.auth import api_key_hash, hash_password, new_api_key
 from app.context import Context, parse_id
 from app.errors import ApiError, not_found
 from app.openapi import doc
@@ -73,7 +73,12 @@ async def update_user(request: Request) -> JSONResponse:
         if body.role is not UNSET and body.role != user.role:
             user.change_role(body.role)
         if password_hash is not None:
+            # A reset is what an administrator does for a lost or leaked account: every
+            # token is refused from now on, and the API key is replaced (the user sees
+            # the new one when they sign in).
             user.change_password(password_hash)
+            key = new_api_key()
+            user.rotate_api_key(api_key_hash(key), ctx.auth.seal(key))
         if body.limits is not UNSET:
             limits = {k: v for k, v in structs.asdict(body.limits).items() if v is not UNSET}
             if limits:
