@@ -98,7 +98,7 @@ class InstanceActor(BridgedActor):
         try:
             self.instance = self._load(self.instance_id)
             self.engine = self._engine_factory(self.instance, self.actor_ref.tell)
-            if not self.instance.deleted and self.instance.status != "logged_out":
+            if not self.instance.deleted and self.instance.status not in ("logged_out", "disabled"):
                 self._connect("start")
         except Exception as error:
             # pykka stops an actor whose on_start fails without calling on_failure:
@@ -137,8 +137,8 @@ class InstanceActor(BridgedActor):
             raise RuntimeError(
                 f"events of instance {self.instance_id} were not stored: {message.error}"
             )
-        if self.instance.deleted:
-            return
+        if self.instance.deleted or self.instance.disabled:
+            return  # a stopped engine's last words change nothing
         match message:
             case QrCode(code):
                 self._qr_seen_at = time.monotonic()
@@ -204,12 +204,34 @@ class InstanceActor(BridgedActor):
             # New credentials or proxy: a new engine, connected afresh.
             self.engine.disconnect()
             self.engine = self._engine_factory(self.instance, self.actor_ref.tell)
-            commit = self._connect("settings_changed")
-        return Outcome((self.instance.version, dict(self.instance.webhook)), commit)
+            if not self.instance.disabled:
+                commit = self._connect("settings_changed")
+        return Outcome(self._webhook_delivery(), commit)
+
+    def disable(self, reason: str) -> Outcome:
+        """Stop the engine and keep it stopped (the owner was deactivated); the value is
+        the webhook settings from now on (off), with the version they are from."""
+        self.instance.check_not_deleted()
+        if self.instance.disabled:
+            return Outcome(self._webhook_delivery())
+        self.engine.disconnect()
+        self.instance.disable(reason)
+        return Outcome(self._webhook_delivery(), self._record())
+
+    def enable(self) -> Outcome:
+        """Start again after `disable` (the owner was reactivated); the value as for disable."""
+        self.instance.check_not_deleted()
+        if not self.instance.disabled:
+            return Outcome(self._webhook_delivery())
+        self.instance.enable()
+        commit = self._record()
+        if self.instance.status != "logged_out":
+            commit = self._connect("enabled")
+        return Outcome(self._webhook_delivery(), commit)
 
     def reconnect(self) -> Outcome:
         """Drop the connection, if any, and connect again."""
-        self.instance.check_not_deleted()
+        self.instance.check_enabled()
         self.engine.disconnect()
         if self.instance.status == "connected":
             self.instance.close_connection("reconnect_requested", will_reconnect=True)
@@ -217,7 +239,7 @@ class InstanceActor(BridgedActor):
 
     def logout(self) -> Outcome:
         """Unlink the WhatsApp session."""
-        self.instance.check_not_deleted()
+        self.instance.check_enabled()
         self.engine.logout()
         # The engine reports LoggedOut; record it now so the answer reflects it.
         if self.instance.status != "logged_out":
@@ -235,7 +257,7 @@ class InstanceActor(BridgedActor):
 
     def engine_call(self, name: str, *args: Any) -> Any:
         """Call an engine-specific operation (the sandbox's scan, inbound, drop)."""
-        self.instance.check_not_deleted()
+        self.instance.check_enabled()
         operation = getattr(self.engine, name, None)
         if operation is None:
             raise EngineError(
@@ -298,6 +320,9 @@ class InstanceActor(BridgedActor):
         }
 
     # -- inside -----------------------------------------------------------------------
+
+    def _webhook_delivery(self) -> tuple[int, dict[str, Any]]:
+        return self.instance.version, self.instance.webhook_delivery()
 
     def _send(
         self,

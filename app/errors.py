@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from actors.bridge import ActorTimeout
 from actors.engines.base import EngineError
-from domain.instance import InstanceDeleted, InstanceNotConnected
+from domain.instance import InstanceDeleted, InstanceDisabled, InstanceNotConnected
 from domain.phone import InvalidPhoneNumber
 from domain.user import UserDeactivated
 
@@ -136,6 +136,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     InvalidPhoneNumber: _mapped(400, "invalid_phone"),
     InstanceNotConnected: _mapped(409, "instance_not_connected"),
     InstanceDeleted: _mapped(404, "instance_not_found"),
+    InstanceDisabled: _mapped(409, "instance_disabled"),
     UserDeactivated: _mapped(401, "unauthorized"),
     EngineError: _engine,
     ActorTimeout: _timeout,

@@ -12,6 +12,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from app import owners
 from app.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ async def cleanup(ctx: Any) -> dict[str, int]:
 
 
 async def socket_check(ctx: Any) -> list[str]:
+    await owners.reconcile(ctx)  # no deactivated user's instance runs, none of the others stops
     answers = await _each_instance(ctx, lambda p: p.check_connection())
     reconnected = [i for i, done in answers.items() if done]
     if reconnected:

@@ -67,6 +67,7 @@ class UserUpdate(Body):
     lastName: Name | UnsetType = UNSET
     role: Annotated[str, Meta(pattern="^(user|admin)$")] | UnsetType = UNSET
     password: Password | UnsetType = UNSET
+    active: bool | UnsetType = UNSET
 
 
 class CloudSettings(Body):

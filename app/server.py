@@ -26,7 +26,7 @@ from actors.engines.whatsmeow import WhatsmeowEngine
 from actors.instance import InstanceActor
 from actors.supervisor import CrashReport, Supervisor
 from actors.webhooks import VersionedSettings, WebhookActor, WebhookDefaults, WebhookService
-from app import jobs, openapi
+from app import jobs, openapi, owners
 from app.access_log import AccessLog
 from app.auth import Authenticator, load_jwt_secret
 from app.config import Settings
@@ -116,6 +116,7 @@ def create_app(settings: Settings, started: Context | None = None) -> Starlette:
         scheduler = Scheduler()
         jobs.schedule(scheduler, ctx)
         scheduler.start()
+        await owners.reconcile(ctx)  # a crash may have come between a user and their instances
         try:
             yield
         finally:
@@ -232,7 +233,7 @@ def _start_serving(
             return None
         if not isinstance(instance, Instance) or instance.deleted:
             return None
-        return instance.version, dict(instance.webhook)
+        return instance.version, instance.webhook_delivery()
 
     webhook_service = WebhookService(
         store,

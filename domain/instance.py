@@ -27,6 +27,10 @@ class InstanceNotConnected(InstanceError):
     pass
 
 
+class InstanceDisabled(InstanceError):
+    """The instance's owner is deactivated: it stays stopped until they are reactivated."""
+
+
 class Instance(Aggregate):
     """A WhatsApp account driven by one engine on behalf of one user."""
 
@@ -60,8 +64,13 @@ class Instance(Aggregate):
         if self.deleted:
             raise InstanceDeleted(f"instance {self.id} is deleted")
 
-    def check_connected(self) -> None:
+    def check_enabled(self) -> None:
         self.check_not_deleted()
+        if self.status == "disabled":
+            raise InstanceDisabled(f"instance {self.id} is disabled (its owner is deactivated)")
+
+    def check_connected(self) -> None:
+        self.check_enabled()
         if self.status != "connected":
             raise InstanceNotConnected(
                 f"instance {self.id} is not connected (status: {self.status})"
@@ -70,6 +79,14 @@ class Instance(Aggregate):
     @property
     def ready(self) -> bool:
         return self.status == "connected"
+
+    @property
+    def disabled(self) -> bool:
+        return self.status == "disabled"
+
+    def webhook_delivery(self) -> dict[str, Any]:
+        """The webhook settings delivery goes by: none while the instance is disabled."""
+        return {**self.webhook, "enabled": False} if self.disabled else dict(self.webhook)
 
     def sent_for_key(self, key: str | None) -> str | None:
         """The message id a send with this idempotency key already produced."""
@@ -99,6 +116,24 @@ class Instance(Aggregate):
         self.deleted = True
         self.status = "deleted"
         self.qr_code = None
+
+    # -- owner deactivated and reactivated -----------------------------------------
+
+    @event("Disabled")
+    def disable(self, reason: str) -> None:
+        """Stopped because its owner was deactivated; status `disabled`, webhooks off."""
+        self.enabled_status = self.status
+        self.status = "disabled"
+        self.qr_code = None
+
+    def enable(self) -> None:
+        """Its owner is active again: back to where it was (a logged-out session stays so)."""
+        before = getattr(self, "enabled_status", "disconnected")
+        self._enabled(status="logged_out" if before == "logged_out" else "disconnected")
+
+    @event("Enabled")
+    def _enabled(self, status: str) -> None:
+        self.status = status
 
     # -- connection ---------------------------------------------------------------
 

@@ -98,3 +98,7 @@ class User(Aggregate):
     @event("Deactivated")
     def deactivate(self) -> None:
         self.active = False
+
+    @event("Reactivated")
+    def reactivate(self) -> None:
+        self.active = True

@@ -85,6 +85,14 @@ class Activity(ReadModelProjection):
         self._log(rows, event, "logged_out", {"reason": event.reason})
 
     @apply.register
+    def _(self, event: Instance.Disabled, rows: Rows) -> None:
+        self._log(rows, event, "instance_disabled", {"reason": event.reason})
+
+    @apply.register
+    def _(self, event: Instance.Enabled, rows: Rows) -> None:
+        self._log(rows, event, "instance_enabled", {})
+
+    @apply.register
     def _(self, event: User.QuotaExceeded, rows: Rows) -> None:
         if event.instance_id:
             self._log(

@@ -114,6 +114,10 @@ class Directory(ReadModelProjection):
         self._update_user(rows, event, active=0)
 
     @apply.register
+    def _(self, event: User.Reactivated, rows: Rows) -> None:
+        self._update_user(rows, event, active=1)
+
+    @apply.register
     def _(self, event: User.PasswordChanged, rows: Rows) -> None:
         row = rows.get("users", ident(event.originator_id))
         if row is not None:  # tokens issued before this change are refused from now on
@@ -201,6 +205,14 @@ class Directory(ReadModelProjection):
     @apply.register
     def _(self, event: Instance.LoggedOut, rows: Rows) -> None:
         self._update_instance(rows, event, status="logged_out", has_qr=0, phone=None)
+
+    @apply.register
+    def _(self, event: Instance.Disabled, rows: Rows) -> None:
+        self._update_instance(rows, event, status="disabled", has_qr=0)
+
+    @apply.register
+    def _(self, event: Instance.Enabled, rows: Rows) -> None:
+        self._update_instance(rows, event, status=event.status)
 
     @staticmethod
     def _update_instance(rows: Rows, event: Any, **values: Any) -> None:

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app import views
+from app import owners, views
 from app.auth import api_key_hash, hash_password, new_api_key
 from app.context import Context, parse_id
 from app.errors import ApiError, not_found
@@ -51,12 +51,25 @@ async def get_user(request: Request) -> JSONResponse:
     return JSONResponse(views.user(_row(ctx, request)))
 
 
-@doc("Change a user", "users", body=UserUpdate, admin=True)
+@doc(
+    'Change a user ({"active": false} deactivates, {"active": true} brings one back)',
+    "users",
+    body=UserUpdate,
+    admin=True,
+)
 async def update_user(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
-    ctx.admin(request)
-    row = _row(ctx, request)
+    principal = ctx.admin(request)
+    user_id = str(parse_id(request.path_params["userId"], "user"))
+    row = ctx.queries.user(user_id)
+    if row is None:
+        raise not_found("user")
     body = await parse(request, UserUpdate)
+    # A deactivated user is gone from every user route, except to be brought back.
+    if not (row["active"] or body.active is True):
+        raise not_found("user")
+    if body.active is False and user_id == principal.user_id:
+        raise ApiError(400, "cannot_delete_self", "An administrator cannot deactivate themselves")
     password_hash = (
         await asyncio.to_thread(hash_password, body.password)
         if body.password is not UNSET
@@ -64,6 +77,8 @@ async def update_user(request: Request) -> JSONResponse:
     )
 
     def change(user: User) -> None:
+        if body.active is True and not user.active:
+            user.reactivate()
         user.check_active()
         if body.firstName is not UNSET or body.lastName is not UNSET:
             user.update_profile(
@@ -83,12 +98,16 @@ async def update_user(request: Request) -> JSONResponse:
             limits = {k: v for k, v in structs.asdict(body.limits).items() if v is not UNSET}
             if limits:
                 user.change_limits(limits)
+        if body.active is False:
+            user.deactivate()
 
-    await ctx.change_user(row["id"], change)
-    return JSONResponse(views.user(ctx.queries.user(row["id"])))
+    await ctx.change_user(user_id, change)
+    if body.active is not UNSET and body.active != bool(row["active"]):
+        await owners.follow(ctx, user_id, active=body.active)
+    return JSONResponse(views.user(ctx.queries.user(user_id)))
 
 
-@doc("Delete (deactivate) a user", "users", admin=True)
+@doc("Delete (deactivate) a user; their instances stop", "users", admin=True)
 async def delete_user(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     principal = ctx.admin(request)
@@ -96,6 +115,7 @@ async def delete_user(request: Request) -> JSONResponse:
     if row["id"] == principal.user_id:
         raise ApiError(400, "cannot_delete_self", "An administrator cannot delete themselves")
     await ctx.change_user(row["id"], lambda user: user.deactivate())
+    await owners.follow(ctx, row["id"], active=False)
     return JSONResponse({"success": True, "message": f"User {row['id']} deleted successfully"})
 
 
