@@ -191,8 +191,25 @@ LOG_FILE_BYTES = 10 * 1024 * 1024
 LOG_FILE_BACKUPS = 5
 
 
+# Control characters (line breaks above all) a message must not write into a log as they
+# are: a client could otherwise end a line and forge the next one.
+_ESCAPES = {
+    code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, 0x85) if chr(code) not in "\t"
+} | {0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+MAX_MESSAGE = 4000  # characters of one message; the rest is counted, not written
+
+
+def loggable(text: str, limit: int = MAX_MESSAGE) -> str:
+    """`text` on one line (control characters escaped) and at most `limit` characters."""
+    text = text.translate(_ESCAPES)
+    if len(text) > limit:
+        return f"{text[:limit]}…[{len(text) - limit} more characters]"
+    return text
+
+
 class OnceFormatter(logging.Formatter):
-    """Formats a record once however many handlers write it (stdout and the log files)."""
+    """Formats a record once however many handlers write it (stdout and the log files),
+    with its message on one line of bounded length (a traceback keeps its own lines)."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: str | None = getattr(record, "_formatted", None)
@@ -200,6 +217,10 @@ class OnceFormatter(logging.Formatter):
             line = super().format(record)
             record._formatted = line
         return line
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = loggable(record.message)
+        return super().formatMessage(record)
 
 
 class SizedRotatingFileHandler(logging.handlers.RotatingFileHandler):

@@ -63,9 +63,18 @@ class Context:
         if principal is None:
             principal = self.auth.authenticate(request)
             request.scope["principal"] = principal
-            if self.usage.count(principal.user_id, request.path_params.get("instanceId")):
-                asyncio.get_running_loop().run_in_executor(None, self._flush_usage)
+            if "instanceId" not in request.path_params:
+                self._count(request, principal, None)
         return principal
+
+    def _count(self, request: Request, principal: Principal, instance_id: str | None) -> None:
+        """Count the request once: to the caller's instance once it is known to be theirs,
+        else to the caller alone (never a raw path segment, never someone else's instance)."""
+        if request.scope.get("counted"):
+            return
+        request.scope["counted"] = True
+        if self.usage.count(principal.user_id, instance_id):
+            asyncio.get_running_loop().run_in_executor(None, self._flush_usage)
 
     def _flush_usage(self) -> None:
         try:
@@ -82,8 +91,13 @@ class Context:
     def own_instance(self, request: Request) -> dict[str, Any]:
         """The caller's instance named by the path; 404 for anyone else's or a bad id."""
         principal = self.principal(request)
-        instance_id = parse_id(request.path_params["instanceId"])
-        row = self.queries.own_instance(str(instance_id), principal.user_id)
+        try:
+            instance_id = str(parse_id(request.path_params["instanceId"]))
+        except ApiError:
+            self._count(request, principal, None)
+            raise
+        row = self.queries.own_instance(instance_id, principal.user_id)
+        self._count(request, principal, instance_id if row is not None else None)
         if row is None:
             raise not_found()
         return row
@@ -91,8 +105,14 @@ class Context:
     def own_instance_id(self, request: Request) -> str:
         """As `own_instance`, for routes that need only the id: asks the kept ownership."""
         principal = self.principal(request)
-        instance_id = str(parse_id(request.path_params["instanceId"]))
-        if not self.queries.owns(instance_id, principal.user_id):
+        try:
+            instance_id = str(parse_id(request.path_params["instanceId"]))
+        except ApiError:
+            self._count(request, principal, None)
+            raise
+        owned = self.queries.owns(instance_id, principal.user_id)
+        self._count(request, principal, instance_id if owned else None)
+        if not owned:
             raise not_found()
         return instance_id
 

@@ -263,7 +263,7 @@ def _start_serving(
         registry=registry,
         network=network,
         engines=frozenset(engines),
-        usage=ApiCallCounter(store, committer),
+        usage=ApiCallCounter(store, committer, lambda: projections.position),
         streams=EventStreams(
             store,
             projections,

@@ -39,24 +39,19 @@ async def user_stats(request: Request) -> JSONResponse:
     principal = ctx.principal(request)
     _, start = query.period(request.query_params, ("week", "month", "year", "all"), "month")
     since = _since(start)
-    total: dict[str, int] = _shown(ctx.queries.usage_of_user(principal.user_id, since))
-    instances = ctx.instances_of(principal.user_id)
+    user = principal.user_id
+    total: dict[str, int] = _shown(ctx.queries.usage_of_user(user, since))
+    total["apiCalls"] += ctx.usage.pending(user, since=since)  # counted, not yet stored
+    instances = ctx.instances_of(user)
     total["instanceCount"] = len(instances)
-    per_instance = ctx.queries.usage_by_instance(principal.user_id, since)
+    per_instance = ctx.queries.usage_by_instance(user, since)
     zero = zero_usage()
-    return JSONResponse(
-        {
-            "total": total,
-            "instances": [
-                {
-                    "instanceId": i["id"],
-                    "name": i["name"],
-                    **_shown(per_instance.get(i["id"], zero)),
-                }
-                for i in instances
-            ],
-        }
-    )
+    shown = []
+    for i in instances:
+        usage = _shown(per_instance.get(i["id"], zero))
+        usage["apiCalls"] += ctx.usage.pending(user, i["id"], since)
+        shown.append({"instanceId": i["id"], "name": i["name"], **usage})
+    return JSONResponse({"total": total, "instances": shown})
 
 
 @doc("An instance's usage by day", "statistics", query={"period": "today, week, month or all"})
@@ -66,6 +61,7 @@ async def instance_stats(request: Request) -> JSONResponse:
     _, start = query.period(request.query_params, ("today", "week", "month", "all"), "today")
     since = _since(start)
     usage: dict[str, Any] = _shown(ctx.queries.usage_of_instance(row["id"], since))
+    usage["apiCalls"] += ctx.usage.pending(instance_id=row["id"], since=since)
     usage["dailyStats"] = [
         {
             "date": f"{day['day']}T00:00:00.000Z",
@@ -85,11 +81,13 @@ async def system_stats(request: Request) -> JSONResponse:
     ctx.admin(request)
     instances = ctx.queries.instance_counts()
     users = ctx.queries.user_counts()
+    usage = _shown(ctx.queries.usage_of_system())
+    usage["apiCalls"] += ctx.usage.pending()
     return JSONResponse(
         {
             "instances": {"total": instances.total, "active": instances.active},
             "users": {"total": users.total, "active": users.active},
-            "usage": _shown(ctx.queries.usage_of_system()),
+            "usage": usage,
         }
     )
 
