@@ -91,11 +91,7 @@ class Context:
     def own_instance(self, request: Request) -> dict[str, Any]:
         """The caller's instance named by the path; 404 for anyone else's or a bad id."""
         principal = self.principal(request)
-        try:
-            instance_id = str(parse_id(request.path_params["instanceId"]))
-        except ApiError:
-            self._count(request, principal, None)
-            raise
+        instance_id = self._path_instance(request, principal)
         row = self.queries.own_instance(instance_id, principal.user_id)
         self._count(request, principal, instance_id if row is not None else None)
         if row is None:
@@ -105,16 +101,21 @@ class Context:
     def own_instance_id(self, request: Request) -> str:
         """As `own_instance`, for routes that need only the id: asks the kept ownership."""
         principal = self.principal(request)
-        try:
-            instance_id = str(parse_id(request.path_params["instanceId"]))
-        except ApiError:
-            self._count(request, principal, None)
-            raise
+        instance_id = self._path_instance(request, principal)
         owned = self.queries.owns(instance_id, principal.user_id)
         self._count(request, principal, instance_id if owned else None)
         if not owned:
             raise not_found()
         return instance_id
+
+    def _path_instance(self, request: Request, principal: Principal) -> str:
+        """The instance id of the path, written the one way; 404 (counted to the caller
+        alone) when it is not an id."""
+        try:
+            return str(parse_id(request.path_params["instanceId"]))
+        except ApiError:
+            self._count(request, principal, None)
+            raise
 
     def instances_of(self, user_id: str) -> list[dict[str, Any]]:
         return self.queries.instances_of(user_id)
