@@ -11,8 +11,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
+
+import pykka
+from pykka.typing import ActorMemberMixin, proxy_method
 
 from actors.bridge import BridgedActor
 from actors.engines.base import (
@@ -22,13 +25,19 @@ from actors.engines.base import (
     Disconnected,
     Emit,
     Engine,
-    EngineError,
     EngineEvent,
     Inbound,
     LoggedOut,
     Media,
     QrCode,
     Receipt,
+    Sent,
+)
+from actors.engines.capabilities import (
+    CloudWebhookReceiver,
+    NumberCheck,
+    Pairing,
+    SandboxControls,
 )
 from domain.instance import Instance
 
@@ -45,8 +54,11 @@ class Committer:
     def reset(self, originator_id: Any) -> None: ...
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
-class Outcome:
+class Outcome(Generic[T]):
     """A command's result, and the commit of its events (None: nothing to store).
 
     The actor does not wait for the commit (it goes on with its next message); the
@@ -54,7 +66,7 @@ class Outcome:
     is durable.
     """
 
-    value: Any
+    value: T
     commit: Future[list[int]] | None = None
 
     @property
@@ -174,7 +186,7 @@ class InstanceActor(BridgedActor):
 
     # -- commands (proxy calls) -------------------------------------------------------
 
-    def send_text(self, to: str, text: str, idempotency_key: str | None) -> Outcome:
+    def send_text(self, to: str, text: str, idempotency_key: str | None) -> Outcome[str]:
         """Send text to a JID; answer with the message id once MessageSent is stored."""
         return self._send(
             to, idempotency_key, lambda: self.engine.send_text(to, text), "text", text, None
@@ -182,7 +194,7 @@ class InstanceActor(BridgedActor):
 
     def send_media(
         self, to: str, media: Media, caption: str, idempotency_key: str | None
-    ) -> Outcome:
+    ) -> Outcome[str]:
         """Send a file we hold to a JID; answer once MessageSent is stored."""
         return self._send(
             to,
@@ -193,7 +205,7 @@ class InstanceActor(BridgedActor):
             media.describe(),
         )
 
-    def update(self, changes: dict[str, Any]) -> Outcome:
+    def update(self, changes: dict[str, Any]) -> Outcome[tuple[int, dict[str, Any]]]:
         """Change settings (name, webhook, engine settings); the value is the webhook
         settings as of this change, with the version they are from."""
         self.instance.update(changes)
@@ -208,7 +220,7 @@ class InstanceActor(BridgedActor):
                 commit = self._connect("settings_changed")
         return Outcome(self._webhook_delivery(), commit)
 
-    def disable(self, reason: str) -> Outcome:
+    def disable(self, reason: str) -> Outcome[tuple[int, dict[str, Any]]]:
         """Stop the engine and keep it stopped (the owner was deactivated); the value is
         the webhook settings from now on (off), with the version they are from."""
         self.instance.check_not_deleted()
@@ -218,7 +230,7 @@ class InstanceActor(BridgedActor):
         self.instance.disable(reason)
         return Outcome(self._webhook_delivery(), self._record())
 
-    def enable(self) -> Outcome:
+    def enable(self) -> Outcome[tuple[int, dict[str, Any]]]:
         """Start again after `disable` (the owner was reactivated); the value as for disable."""
         self.instance.check_not_deleted()
         if not self.instance.disabled:
@@ -229,7 +241,7 @@ class InstanceActor(BridgedActor):
             commit = self._connect("enabled")
         return Outcome(self._webhook_delivery(), commit)
 
-    def reconnect(self) -> Outcome:
+    def reconnect(self) -> Outcome[None]:
         """Drop the connection, if any, and connect again."""
         self.instance.check_enabled()
         self.engine.disconnect()
@@ -237,7 +249,7 @@ class InstanceActor(BridgedActor):
             self.instance.close_connection("reconnect_requested", will_reconnect=True)
         return Outcome(None, self._connect("reconnect"))
 
-    def logout(self) -> Outcome:
+    def logout(self) -> Outcome[None]:
         """Unlink the WhatsApp session."""
         self.instance.check_enabled()
         self.engine.logout()
@@ -246,7 +258,7 @@ class InstanceActor(BridgedActor):
             self.instance.log_out("logout")
         return Outcome(None, self._record())
 
-    def delete(self) -> Outcome:
+    def delete(self) -> Outcome[None]:
         """Forget the session and mark the instance deleted; the actor then stops."""
         self.instance.check_not_deleted()
         self.engine.forget()
@@ -255,15 +267,35 @@ class InstanceActor(BridgedActor):
         self.actor_ref.stop(block=False)
         return Outcome(None, commit)
 
-    def engine_call(self, name: str, *args: Any) -> Any:
-        """Call an engine-specific operation (the sandbox's scan, inbound, drop)."""
-        self.instance.check_enabled()
-        operation = getattr(self.engine, name, None)
-        if operation is None:
-            raise EngineError(
-                f"the {self.instance.engine} engine does not support '{name}'", "not_supported"
-            )
-        return operation(*args)
+    # -- what some engines can do (actors/engines/capabilities.py) ---------------------
+
+    def pairing_code(self, phone: str) -> str:
+        """A code to link the device by typing it on the phone with this number."""
+        return Pairing.of(*self._live_engine()).pairing_code(phone)
+
+    def check_number(self, phone: str) -> bool:
+        """Whether a phone number has WhatsApp."""
+        return NumberCheck.of(*self._live_engine()).check(phone)
+
+    def verify_cloud_subscription(self, mode: str | None, token: str | None) -> bool:
+        """Whether Meta's webhook subscription check matches this instance."""
+        return CloudWebhookReceiver.of(*self._live_engine()).verify_subscription(mode, token)
+
+    def receive_cloud_webhook(self, body: bytes, signature: str | None) -> int:
+        """A signed delivery of Meta's webhook; return how many reports it made."""
+        return CloudWebhookReceiver.of(*self._live_engine()).handle_webhook(body, signature)
+
+    def sandbox_scan(self, phone: str | None) -> str:
+        """Sandbox: the phone scans the QR code; return the paired number."""
+        return SandboxControls.of(*self._live_engine()).scan(phone)
+
+    def sandbox_inbound(self, sender_phone: str, text: str, push_name: str | None) -> str:
+        """Sandbox: a text from an outside number arrives; return its message id."""
+        return SandboxControls.of(*self._live_engine()).inbound(sender_phone, text, push_name)
+
+    def sandbox_drop(self) -> None:
+        """Sandbox: the connection drops (it comes back by itself)."""
+        SandboxControls.of(*self._live_engine()).drop()
 
     # -- scheduled checks (proxy calls from the scheduler) --------------------------
 
@@ -324,15 +356,20 @@ class InstanceActor(BridgedActor):
     def _webhook_delivery(self) -> tuple[int, dict[str, Any]]:
         return self.instance.version, self.instance.webhook_delivery()
 
+    def _live_engine(self) -> tuple[Engine, str]:
+        """The engine and its name, for a capability's `of` (not once deleted or disabled)."""
+        self.instance.check_enabled()
+        return self.engine, self.instance.engine
+
     def _send(
         self,
         to: str,
         key: str | None,
-        send: Callable[[], Any],
+        send: Callable[[], Sent],
         kind: str,
         body: str,
         media: dict[str, Any] | None,
-    ) -> Outcome:
+    ) -> Outcome[str]:
         earlier = self.instance.sent_for_key(key)
         if earlier is not None:
             return Outcome(earlier)
@@ -380,3 +417,27 @@ class InstanceActor(BridgedActor):
         commit.add_done_callback(failed)
         self._last_commit = commit
         return commit
+
+
+class InstanceProxy(ActorMemberMixin, pykka.ActorProxy[InstanceActor]):
+    """An instance actor as callers hold it: every call answers with a future (typed as
+    in pykka's examples/proxy_typing.py)."""
+
+    send_text = proxy_method(InstanceActor.send_text)
+    send_media = proxy_method(InstanceActor.send_media)
+    update = proxy_method(InstanceActor.update)
+    reconnect = proxy_method(InstanceActor.reconnect)
+    logout = proxy_method(InstanceActor.logout)
+    delete = proxy_method(InstanceActor.delete)
+    pairing_code = proxy_method(InstanceActor.pairing_code)
+    check_number = proxy_method(InstanceActor.check_number)
+    verify_cloud_subscription = proxy_method(InstanceActor.verify_cloud_subscription)
+    receive_cloud_webhook = proxy_method(InstanceActor.receive_cloud_webhook)
+    sandbox_scan = proxy_method(InstanceActor.sandbox_scan)
+    sandbox_inbound = proxy_method(InstanceActor.sandbox_inbound)
+    sandbox_drop = proxy_method(InstanceActor.sandbox_drop)
+    expire_qr = proxy_method(InstanceActor.expire_qr)
+    check_connection = proxy_method(InstanceActor.check_connection)
+    check_session = proxy_method(InstanceActor.check_session)
+    position = proxy_method(InstanceActor.position)
+    state = proxy_method(InstanceActor.state)

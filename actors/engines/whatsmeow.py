@@ -38,6 +38,7 @@ from actors.engines.base import (
     Receipt,
     Sent,
 )
+from actors.engines.capabilities import NumberCheck, Pairing
 from actors.engines.frames import Channel
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ REQUEST_TIMEOUT = 60.0
 QR_WATCHDOG = 180.0  # first code lives 60 s, then 20 s each: well past the last one
 
 
-class WhatsmeowEngine(Engine):
+class WhatsmeowEngine(Engine, Pairing, NumberCheck):
     """An instance on WhatsApp Web, its neonize client isolated in a child process."""
 
     def __init__(
@@ -135,7 +136,7 @@ class WhatsmeowEngine(Engine):
     def session_valid(self) -> bool:
         return (self.session_dir / "session.db").exists()
 
-    # -- whatsmeow-only operations (through the actor's engine_call) -----------------
+    # -- capabilities: Pairing, NumberCheck ----------------------------------------------
 
     def pairing_code(self, phone: str) -> str:
         """Pair by phone number instead of QR: the code to type on the phone."""
