@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -186,24 +187,49 @@ class InstanceActor(BridgedActor):
 
     # -- commands (proxy calls) -------------------------------------------------------
 
-    def send_text(self, to: str, text: str, idempotency_key: str | None) -> Outcome[str]:
-        """Send text to a JID; answer with the message id once MessageSent is stored."""
+    def send_text(
+        self, to: str, text: str, idempotency_key: str | None, fingerprint: str | None = None
+    ) -> Outcome[str]:
+        """Send text to a JID; answer with the message id once MessageSent is stored.
+        `fingerprint` identifies the request, so a reused idempotency key is told apart."""
         return self._send(
-            to, idempotency_key, lambda: self.engine.send_text(to, text), "text", text, None
+            to,
+            (idempotency_key, fingerprint),
+            lambda: self.engine.send_text(to, text),
+            "text",
+            text,
+            None,
         )
 
     def send_media(
-        self, to: str, media: Media, caption: str, idempotency_key: str | None
+        self,
+        to: str,
+        media: Media,
+        caption: str,
+        idempotency_key: str | None,
+        fingerprint: str | None = None,
     ) -> Outcome[str]:
-        """Send a file we hold to a JID; answer once MessageSent is stored."""
+        """Send a file we hold to a JID; answer once MessageSent is stored. A send the
+        idempotency key made already answers with its message, and the file this request
+        brought (used by no message) is removed."""
         return self._send(
             to,
-            idempotency_key,
+            (idempotency_key, fingerprint),
             lambda: self.engine.send_media(to, media, caption),
             media.kind,
             caption,
             media.describe(),
+            unused=media.path,
         )
+
+    def check_send(self, idempotency_key: str | None, fingerprint: str | None) -> str | None:
+        """Before a send fetches or keeps a file: the message id an earlier send with this
+        key produced (IdempotencyKeyReused if it was another request), or None when a send
+        can go ahead now (InstanceNotConnected if it cannot)."""
+        earlier = self.instance.sent_for_key(idempotency_key, fingerprint)
+        if earlier is None:
+            self.instance.check_connected()
+        return earlier
 
     def update(self, changes: dict[str, Any]) -> Outcome[tuple[int, dict[str, Any]]]:
         """Change settings (name, webhook, engine settings); the value is the webhook
@@ -364,14 +390,18 @@ class InstanceActor(BridgedActor):
     def _send(
         self,
         to: str,
-        key: str | None,
+        idempotency: tuple[str | None, str | None],
         send: Callable[[], Sent],
         kind: str,
         body: str,
         media: dict[str, Any] | None,
+        unused: str | None = None,
     ) -> Outcome[str]:
-        earlier = self.instance.sent_for_key(key)
+        key, fingerprint = idempotency
+        earlier = self.instance.sent_for_key(key, fingerprint)
         if earlier is not None:
+            if unused is not None:
+                Path(unused).unlink(missing_ok=True)
             return Outcome(earlier)
         self.instance.check_connected()
         sent = send()
@@ -383,6 +413,7 @@ class InstanceActor(BridgedActor):
             media=media,
             sent_at=sent.timestamp,
             idempotency_key=key,
+            idempotency_fingerprint=fingerprint,
         )
         return Outcome(sent.message_id, self._record())
 

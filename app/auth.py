@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import logging
@@ -14,10 +13,10 @@ from pathlib import Path
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from Crypto.Cipher import AES
 from starlette.requests import Request
 
 from app.errors import ApiError
+from app.sealing import decrypt, encrypt, key_for
 from projections.queries import ReadModelQueries
 
 log = logging.getLogger(__name__)
@@ -96,7 +95,7 @@ class Authenticator:
         self._secret = secret
         self._expiration = expiration
         self._users = users
-        self._seal_key = hashlib.sha256(b"api-key-seal:" + secret.encode()).digest()
+        self._seal_key = key_for(secret, "api-key-seal")
         # Tokens whose signature and claims were checked. A token is immutable and the
         # secret fixed for the process, so only the expiry needs checking again; the user
         # behind it is still looked up on every request (active, and the password not
@@ -117,19 +116,11 @@ class Authenticator:
 
     def seal(self, api_key: str) -> str:
         """Encrypt an API key so that login can return it (AES-GCM)."""
-        nonce = secrets.token_bytes(12)
-        cipher = AES.new(self._seal_key, AES.MODE_GCM, nonce=nonce)
-        data, tag = cipher.encrypt_and_digest(api_key.encode())
-        return base64.b64encode(nonce + tag + data).decode()
+        return encrypt(self._seal_key, api_key)
 
     def unseal(self, sealed: str) -> str | None:
         """The API key, or None when it was sealed under another JWT secret."""
-        raw = base64.b64decode(sealed)
-        cipher = AES.new(self._seal_key, AES.MODE_GCM, nonce=raw[:12])
-        try:
-            return cipher.decrypt_and_verify(raw[28:], raw[12:28]).decode()
-        except ValueError:
-            return None
+        return decrypt(self._seal_key, sealed)
 
     def authenticate(self, request: Request) -> Principal:
         """The caller of a request, from a Bearer JWT or an x-api-key; 401 otherwise."""

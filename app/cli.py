@@ -14,6 +14,7 @@ from typing import Any
 import uvicorn
 
 from app.config import ConfigError, Settings
+from app.permissions import OWNER_ONLY
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Check this installation and say how to fix what is wrong. Exit code 1 on failure.",
     )
     args = parser.parse_args(argv)
+    # Whatever any command creates (stores, logs, uploads, sessions, backups) is the
+    # owner's alone: the data holds messages and sealed secrets.
+    os.umask(OWNER_ONLY)
     if args.command == "doctor":
         from app import doctor
 

@@ -23,6 +23,7 @@ from app.auth import Authenticator, Principal, api_key_hash, hash_password, new_
 from app.config import Settings
 from app.errors import ApiError, not_found
 from app.eventstore import EventStore, GroupCommitter
+from app.sealing import Sealer, open_webhook
 from app.streams import EventStreams
 from app.throttle import LoginThrottle
 from app.usage import ApiCallCounter
@@ -53,6 +54,7 @@ class Context:
     engines: frozenset[str]
     usage: ApiCallCounter
     streams: EventStreams
+    sealer: Sealer
     webhooks: pykka.ActorRef[Any] | None = None
     last_system_metrics: dict[str, Any] | None = None
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
@@ -150,6 +152,13 @@ class Context:
             cached = (ref, cast(InstanceProxy, ref.proxy()))
             self._proxies[key] = cached
         return cached[1]
+
+    async def refresh_webhooks(
+        self, instance_id: str, versioned: tuple[int, dict[str, Any]]
+    ) -> None:
+        """Hand new webhook settings (as a change returned them) to delivery."""
+        opened = open_webhook(self.sealer, instance_id, versioned)
+        await self.ask(self.webhooks_proxy.refresh(instance_id, opened))
 
     async def ask(self, future: pykka.Future[T]) -> T:
         return await ask(future, self.settings.actor_timeout)

@@ -15,7 +15,12 @@ from starlette.responses import JSONResponse, Response
 
 from actors.bridge import ActorTimeout
 from actors.engines.base import EngineError
-from domain.instance import InstanceDeleted, InstanceDisabled, InstanceNotConnected
+from domain.instance import (
+    IdempotencyKeyReused,
+    InstanceDeleted,
+    InstanceDisabled,
+    InstanceNotConnected,
+)
 from domain.phone import InvalidPhoneNumber
 from domain.user import UserDeactivated
 
@@ -197,6 +202,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     InstanceNotConnected: _mapped(409, "instance_not_connected"),
     InstanceDeleted: _mapped(404, "instance_not_found"),
     InstanceDisabled: _mapped(409, "instance_disabled"),
+    IdempotencyKeyReused: _mapped(422, "idempotency_key_reused"),
     UserDeactivated: _mapped(401, "unauthorized"),
     EngineError: _engine,
     ActorTimeout: _timeout,

@@ -46,7 +46,7 @@ async def _apply(ctx: Any, instance_id: str, active: bool) -> int:
         return 0
     try:
         versioned = await ctx.command(proxy.enable() if active else proxy.disable(REASON))
-        await ctx.ask(ctx.webhooks_proxy.refresh(instance_id, versioned))
+        await ctx.refresh_webhooks(instance_id, versioned)
     except Exception as error:  # the next reconcile tries again
         log.warning(
             "instance %s could not be %s: %s",

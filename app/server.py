@@ -26,7 +26,7 @@ from actors.engines.whatsmeow import WhatsmeowEngine
 from actors.instance import InstanceActor
 from actors.supervisor import CrashReport, Supervisor
 from actors.webhooks import VersionedSettings, WebhookActor, WebhookDefaults, WebhookService
-from app import jobs, openapi, owners
+from app import jobs, openapi, owners, permissions
 from app.access_log import AccessLog
 from app.auth import Authenticator, load_jwt_secret
 from app.config import Settings
@@ -59,6 +59,7 @@ from app.routes import (
     whatsapp,
 )
 from app.scheduler import Scheduler
+from app.sealing import ENGINE_SECRETS, Sealer, Unreadable, open_webhook
 from app.storage import read_model_store
 from app.streams import EventStreams
 from app.usage import ApiCallCounter
@@ -153,6 +154,7 @@ def start(settings: Settings) -> Context:
                 "%s (check its permissions and free space; `whatsapp-api doctor` helps)", message
             )
             raise StartupError(message) from None
+    permissions.tighten(settings)
     try:
         store = open_store(settings)
     except StoreUnavailable as error:
@@ -195,6 +197,8 @@ def _start_serving(
             " (run `whatsapp-api rebuild-projections` to rebuild them from the event store)"
         )
 
+    jwt_secret = load_jwt_secret(settings.jwt_secret, settings.data_dir)
+    sealer = Sealer(jwt_secret)
     network = SandboxNetwork()
     engines = {"cloud", "sandbox"} if settings.sandbox_enabled else {"cloud"}
     if importlib.util.find_spec("neonize") is not None:
@@ -206,7 +210,11 @@ def _start_serving(
                 network, settings.instances_dir / str(instance.id), instance.name, emit
             )
         if instance.engine == "cloud":
-            return CloudEngine(dict(instance.engine_settings), emit)
+            try:
+                opened = sealer.open_fields(instance.engine_settings, ENGINE_SECRETS)
+            except Unreadable as error:
+                raise EngineError(str(error), "secrets_unreadable") from None
+            return CloudEngine(opened, emit)
         if instance.engine == "whatsmeow" and "whatsmeow" in engines:
             return WhatsmeowEngine(
                 settings.instances_dir / str(instance.id),
@@ -233,7 +241,7 @@ def _start_serving(
             return None
         if not isinstance(instance, Instance) or instance.deleted:
             return None
-        return instance.version, instance.webhook_delivery()
+        return open_webhook(sealer, instance_id, (instance.version, instance.webhook_delivery()))
 
     webhook_service = WebhookService(
         store,
@@ -248,9 +256,7 @@ def _start_serving(
     )
     queries = CachedReadModels(open_read_models(settings, read_models))
     projections.observers.append(queries.observe)
-    auth = Authenticator(
-        load_jwt_secret(settings.jwt_secret, settings.data_dir), settings.jwt_expiration, queries
-    )
+    auth = Authenticator(jwt_secret, settings.jwt_expiration, queries)
     ctx = Context(
         settings=settings,
         store=store,
@@ -270,6 +276,7 @@ def _start_serving(
             settings.max_event_streams_per_user,
             settings.max_event_streams,
         ),
+        sealer=sealer,
     )
     _seed_admin(ctx)
     live = [UUID(row["id"]) for row in queries.live_instances() if row["engine"] in engines]

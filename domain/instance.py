@@ -27,6 +27,10 @@ class InstanceNotConnected(InstanceError):
     pass
 
 
+class IdempotencyKeyReused(InstanceError):
+    """An Idempotency-Key came back with a different request than the one it first sent."""
+
+
 class InstanceDisabled(InstanceError):
     """The instance's owner is deactivated: it stays stopped until they are reactivated."""
 
@@ -56,7 +60,9 @@ class Instance(Aggregate):
         self.push_name: str | None = None
         self.deleted = False
         # Insertion-ordered (a plain dict survives snapshot encoding), oldest first.
-        self.idempotency: dict[str, str] = {}
+        # key -> [message id, fingerprint of the request] (a bare id: kept before
+        # fingerprints were).
+        self.idempotency: dict[str, Any] = {}
 
     # -- checks -------------------------------------------------------------------
 
@@ -88,9 +94,21 @@ class Instance(Aggregate):
         """The webhook settings delivery goes by: none while the instance is disabled."""
         return {**self.webhook, "enabled": False} if self.disabled else dict(self.webhook)
 
-    def sent_for_key(self, key: str | None) -> str | None:
-        """The message id a send with this idempotency key already produced."""
-        return self.idempotency.get(key) if key else None
+    def sent_for_key(self, key: str | None, fingerprint: str | None = None) -> str | None:
+        """The message id a send with this idempotency key already produced; raises
+        IdempotencyKeyReused when the key sent a request with another fingerprint."""
+        kept = self.idempotency.get(key) if key else None
+        if kept is None:
+            return None
+        if isinstance(kept, str):  # remembered before fingerprints were kept
+            return kept
+        message_id, first = kept
+        if first is not None and fingerprint is not None and first != fingerprint:
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key '{key}' was used for a different request (message "
+                f"{message_id}); use a new key for a new message"
+            )
+        return str(message_id)
 
     # -- settings -----------------------------------------------------------------
 
@@ -185,6 +203,7 @@ class Instance(Aggregate):
         media: dict[str, Any] | None,
         sent_at: int,
         idempotency_key: str | None,
+        idempotency_fingerprint: str | None = None,
     ) -> None:
         self.check_connected()
         self._message_sent(
@@ -195,6 +214,7 @@ class Instance(Aggregate):
             media=media,
             sent_at=sent_at,
             idempotency_key=idempotency_key,
+            idempotency_fingerprint=idempotency_fingerprint,
         )
 
     @event("MessageSent")
@@ -207,9 +227,10 @@ class Instance(Aggregate):
         media: dict[str, Any] | None,
         sent_at: int,
         idempotency_key: str | None,
+        idempotency_fingerprint: str | None = None,
     ) -> None:
         if idempotency_key:
-            self.idempotency[idempotency_key] = message_id
+            self.idempotency[idempotency_key] = [message_id, idempotency_fingerprint]
             while len(self.idempotency) > IDEMPOTENCY_MEMORY:
                 del self.idempotency[next(iter(self.idempotency))]
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from domain.instance import Instance
 from domain.phone import is_group, jid_number
+from domain.urls import redact_url
 from domain.user import User
 from projections.base import ReadModelProjection, ident, iso
 from projections.rows import Rows, Table
@@ -146,9 +147,7 @@ class Directory(ReadModelProjection):
                 "has_qr": 0,
                 "phone": None,
                 "webhook": json.dumps(_public_webhook(event.webhook)),
-                "engine_settings": json.dumps(
-                    {k: v for k, v in event.engine_settings.items() if k not in SECRET_SETTINGS}
-                ),
+                "engine_settings": json.dumps(_public_settings(event.engine_settings)),
                 "created_at": at,
                 "updated_at": at,
                 "deleted": 0,
@@ -167,10 +166,11 @@ class Directory(ReadModelProjection):
             webhook = {**json.loads(row["webhook"]), **_public_webhook(event.changes["webhook"])}
             values["webhook"] = json.dumps(webhook)
         if "engine_settings" in event.changes:
-            settings = {**json.loads(row["engine_settings"]), **event.changes["engine_settings"]}
-            values["engine_settings"] = json.dumps(
-                {k: v for k, v in settings.items() if k not in SECRET_SETTINGS}
-            )
+            settings = {
+                **json.loads(row["engine_settings"]),
+                **_public_settings(event.changes["engine_settings"]),
+            }
+            values["engine_settings"] = json.dumps(settings)
         self._update_instance(rows, event, **values)
 
     @apply.register
@@ -254,8 +254,19 @@ SECRET_SETTINGS = frozenset({"accessToken", "appSecret", "verifyToken"})
 
 
 def _public_webhook(webhook: dict[str, Any]) -> dict[str, Any]:
-    """Webhook settings without the secret: read models only say whether there is one."""
+    """Webhook settings without the secret (read models only say whether there is one) and
+    with the URL's credentials hidden."""
     public = {k: v for k, v in webhook.items() if k != "secret"}
     if "secret" in webhook:
         public["hasSecret"] = bool(webhook["secret"])
+    if "url" in public:
+        public["url"] = redact_url(public["url"])
+    return public
+
+
+def _public_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Engine settings without secrets, a proxy's credentials hidden."""
+    public = {k: v for k, v in settings.items() if k not in SECRET_SETTINGS}
+    if "proxy" in public:
+        public["proxy"] = redact_url(public["proxy"])
     return public

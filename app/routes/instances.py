@@ -18,7 +18,9 @@ from app.context import Context
 from app.errors import ApiError, invalid
 from app.openapi import doc
 from app.schemas import InstanceCreate, InstanceUpdate, parse
+from app.sealing import ENGINE_SECRETS, WEBHOOK_SECRETS
 from domain.instance import Instance
+from domain.urls import HIDDEN
 
 
 async def check_webhook_url(ctx: Context, url: str | None) -> None:
@@ -61,7 +63,9 @@ async def create_instance(request: Request) -> JSONResponse:
     if engine == "cloud" and body.cloud is None:
         raise invalid("The cloud engine needs 'cloud' settings", "cloud", "missing")
     await check_webhook_url(ctx, body.webhookUrl)
-    settings: dict[str, Any] = structs.asdict(body.cloud) if body.cloud else {}
+    settings: dict[str, Any] = (
+        ctx.sealer.seal_fields(structs.asdict(body.cloud), ENGINE_SECRETS) if body.cloud else {}
+    )
     if body.proxy:
         settings["proxy"] = body.proxy
     instance = Instance(
@@ -83,7 +87,7 @@ async def create_instance(request: Request) -> JSONResponse:
             "retryInterval": body.retryInterval
             if body.retryInterval is not None
             else ctx.settings.webhook_retry_interval,
-            "secret": body.webhookSecret,
+            "secret": ctx.sealer.seal(body.webhookSecret),
         },
         engine_settings=settings,
     )
@@ -117,7 +121,7 @@ async def update_instance(request: Request) -> JSONResponse:
         if getattr(body, field) is not UNSET:
             changes[field] = getattr(body, field)
     webhook: dict[str, Any] = {}
-    if body.webhookUrl is not UNSET:
+    if body.webhookUrl is not UNSET and not _as_shown(body.webhookUrl, row["webhook"].get("url")):
         await check_webhook_url(ctx, body.webhookUrl)
         webhook["url"] = body.webhookUrl
     if body.webhookEnabled is not UNSET:
@@ -125,22 +129,29 @@ async def update_instance(request: Request) -> JSONResponse:
     if body.webhookSettings is not UNSET:
         for key, value in structs.asdict(body.webhookSettings).items():
             if value is not UNSET:
-                webhook[key] = value
+                webhook[key] = ctx.sealer.seal(value) if key in WEBHOOK_SECRETS else value
     if webhook:
         changes["webhook"] = webhook
     settings: dict[str, Any] = {}
     if body.cloud is not UNSET:
         if row["engine"] != "cloud":
             raise invalid("'cloud' settings apply to cloud instances only", "cloud")
-        settings.update(structs.asdict(body.cloud))
-    if body.proxy is not UNSET:
+        settings.update(ctx.sealer.seal_fields(structs.asdict(body.cloud), ENGINE_SECRETS))
+    if body.proxy is not UNSET and not _as_shown(
+        body.proxy, (row.get("engine_settings") or {}).get("proxy")
+    ):
         settings["proxy"] = body.proxy
     if settings:
         changes["engine_settings"] = settings
     versioned_webhook = await ctx.command(ctx.proxy(row["id"]).update(changes))
     if "webhook" in changes:
-        await ctx.ask(ctx.webhooks_proxy.refresh(row["id"], versioned_webhook))
+        await ctx.refresh_webhooks(row["id"], versioned_webhook)
     return JSONResponse(views.instance(ctx.own_instance(request)))
+
+
+def _as_shown(given: str | None, shown: str | None) -> bool:
+    """A URL sent back exactly as this API shows it (credentials hidden): unchanged."""
+    return given is not None and given == shown and HIDDEN in given
 
 
 @doc("Delete an instance and its session", "instances")

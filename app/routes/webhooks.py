@@ -21,9 +21,9 @@ from projections.queries import Window
 class Replay(Body):
     """Replay from a position (inclusive) or from a time, optionally up to a position."""
 
-    fromPosition: Annotated[int, Meta(ge=0)] | None = None
+    fromPosition: Annotated[int, Meta(ge=0, le=query.MAX_POSITION)] | None = None
     since: Annotated[str, Meta(max_length=40)] | None = None
-    toPosition: Annotated[int, Meta(ge=0)] | None = None
+    toPosition: Annotated[int, Meta(ge=0, le=query.MAX_POSITION)] | None = None
 
 
 @doc(
