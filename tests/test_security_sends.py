@@ -158,6 +158,14 @@ def test_media_events_name_a_file_by_id_never_by_path(
         assert set(media) == {"id", "filename", "mimetype", "size"}, media
         assert media["filename"] == "pixel.png" and "/" not in media["id"]
     assert (server.root / "uploads" / mine["id"]).read_bytes() == PNG  # the id names the file
+    # What is stored says the same (the audit trail would hide an old event's path).
+    for instance, kind in ((a, "MessageSent"), (b, "MessageReceived")):
+        [stored] = [
+            e
+            for e in server.stored_events(instance, f"Instance.{kind}")
+            if e.message_id == message_id
+        ]
+        assert "path" not in stored.media and stored.media["id"] == mine["id"]
     uploads_dir = str(server.root / "uploads")
     for api, instance in ((alice, a), (bob, b)):
         everything = api.http.get(f"/api/instances/{instance}/events", params={"limit": 1000}).text
