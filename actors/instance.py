@@ -285,11 +285,18 @@ class InstanceActor(BridgedActor):
         return Outcome(None, self._record())
 
     def delete(self) -> Outcome[None]:
-        """Forget the session and mark the instance deleted; the actor then stops."""
+        """Mark the instance deleted, then forget its session; the actor then stops.
+
+        `Deleted` is durable before a file is touched: a crash in between leaves a deleted
+        instance whose files the next start removes (`remove_deleted_sessions`), never an
+        instance that lives on without its pairing."""
         self.instance.check_not_deleted()
-        self.engine.forget()
+        self.engine.disconnect()
         self.instance.delete()
         commit = self._record()
+        assert commit is not None
+        commit.result(timeout=60)  # raises if it was not stored: then nothing is removed
+        self.engine.forget()
         self.actor_ref.stop(block=False)
         return Outcome(None, commit)
 

@@ -71,6 +71,7 @@ class Settings:
     max_event_streams_per_user: int = 5
     max_event_streams: int = 200
     forwarded_allow_ips: str = ""  # proxies whose X-Forwarded-For is believed ("": none)
+    max_instances_per_user: int = 100  # unless the user's own limit says otherwise; 0: none
 
     @property
     def production(self) -> bool:
@@ -148,6 +149,7 @@ class Settings:
             max_event_streams_per_user=_int(e, "MAX_EVENT_STREAMS_PER_USER", 5, 1, 1000),
             max_event_streams=_int(e, "MAX_EVENT_STREAMS", 200, 1, 100_000),
             forwarded_allow_ips=_addresses(e, "FORWARDED_ALLOW_IPS"),
+            max_instances_per_user=_int(e, "MAX_INSTANCES_PER_USER", 100, 0, 1_000_000),
             schedules=Schedules(
                 cleanup=_cron(e, "CLEANUP_CRON", Schedules.cleanup),
                 socket_check=_cron(e, "SOCKET_CHECK_CRON", Schedules.socket_check),

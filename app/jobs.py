@@ -12,7 +12,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from app import owners
+from app import owners, quotas
 from app.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,10 @@ def over_quota(ctx: Any, day: str | None = None) -> list[dict[str, Any]]:
     day = day or datetime.now(UTC).date().isoformat()
     found = []
     for row in ctx.queries.active_users():
-        limits = json.loads(row["limits"] or "{}")
+        limits = {
+            **json.loads(row["limits"] or "{}"),
+            "maxInstances": quotas.instance_limit(ctx, row["id"]),
+        }
         instances = len(ctx.instances_of(row["id"]))
         sent = ctx.queries.messages_sent_on(row["id"], day)
         for quota, used in (("maxInstances", instances), ("maxMessagesPerDay", sent)):

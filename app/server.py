@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -279,7 +281,9 @@ def _start_serving(
         sealer=sealer,
     )
     _seed_admin(ctx)
-    live = [UUID(row["id"]) for row in queries.live_instances() if row["engine"] in engines]
+    rows = queries.live_instances()
+    remove_deleted_sessions(settings.instances_dir, {row["id"] for row in rows})
+    live = [UUID(row["id"]) for row in rows if row["engine"] in engines]
     supervisor.proxy().start_all(live).get()
     ctx.webhooks = WebhookActor.start(webhook_service, [str(i) for i in live], ctx.projections)
     log.info(
@@ -289,6 +293,24 @@ def _start_serving(
         head,
     )
     return ctx
+
+
+def remove_deleted_sessions(instances_dir: Path, live: set[str]) -> int:
+    """Remove the session directories of deleted instances: a crash after an instance's
+    `Deleted` was stored and before its files were gone leaves them. Only directories
+    named by an instance id are touched; return how many were removed."""
+    removed = 0
+    for directory in sorted(instances_dir.iterdir()) if instances_dir.is_dir() else ():
+        try:
+            name = str(UUID(directory.name))
+        except ValueError:
+            continue
+        if name != directory.name or name in live or not directory.is_dir():
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+        log.info("removed the session files of deleted instance %s", name)
+        removed += 1
+    return removed
 
 
 def stop(ctx: Context) -> None:

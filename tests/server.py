@@ -73,12 +73,16 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = root / "server.log"
 
-    def start(self, timeout: float | None = None) -> None:
+    def start(self, timeout: float | None = None, fault: str | None = None) -> None:
+        """Start the server; `fault` is Python run in its process first (a drill's way to
+        make it die at one exact moment, e.g. by patching a function to SIGKILL it)."""
         # On MongoDB, a server killed mid-transaction leaves its writes locked until the
         # database aborts that transaction (60 s on mongod): a restart may wait that long.
         timeout = timeout or (90 if self.database is not None else 30)
         whatsapp_api = shutil.which("whatsapp-api", path=str(Path(sys.executable).parent))
         command = [whatsapp_api] if whatsapp_api else [sys.executable, "-m", "app.cli"]
+        if fault is not None:
+            command = [sys.executable, "-c", f"{fault}\nfrom app.cli import main\nmain()"]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [*command, "serve"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from uuid import UUID
 
@@ -18,9 +19,20 @@ import pytest
 
 from app.eventstore import open_store
 from tests.receiver import Receiver
-from tests.server import Api, Server, wait_until
+from tests.server import Api, Server, running_server, wait_until
 
 _numbers = itertools.count(1)
+
+
+DEFAULT_QUOTA = 3
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, storage: Any) -> Iterator[Server]:
+    with running_server(
+        tmp_path_factory.mktemp("accounts"), storage, MAX_INSTANCES_PER_USER=str(DEFAULT_QUOTA)
+    ) as running:
+        yield running
 
 
 @pytest.fixture()
@@ -139,3 +151,36 @@ def test_an_instance_out_of_step_with_its_owner_is_stopped_at_start(
     requested = instance_events(admin, a, "ConnectionRequested")
     disabled = instance_events(admin, a, "InstanceDisabled")
     assert requested[-1]["position"] < disabled[-1]["position"]
+
+
+def test_every_user_has_an_instance_quota_by_default(server: Server, admin: Api) -> None:
+    """MAX_INSTANCES_PER_USER (100; 3 on this server) applies to everyone without a limit
+    of their own, concurrent requests included; an administrator can raise it per user."""
+    alice, alice_id, _ = new_user(server, admin)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(
+            pool.map(
+                lambda n: alice.http.post(
+                    "/api/instances", json={"name": f"Rush {n}", "engine": "sandbox"}
+                ),
+                range(6),
+            )
+        )
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [201] * DEFAULT_QUOTA + [429] * (6 - DEFAULT_QUOTA), statuses
+    refused = next(a for a in answers if a.status_code == 429).json()
+    assert refused["code"] == "quota_exceeded" and f"at most {DEFAULT_QUOTA}" in refused["error"]
+    assert len(alice.http.get("/api/instances").json()["instances"]) == DEFAULT_QUOTA
+
+    raised = admin.http.put(f"/api/users/{alice_id}", json={"limits": {"maxInstances": 4}})
+    assert raised.status_code == 200, raised.text
+    assert alice.http.post("/api/instances", json={"name": "Fourth"}).status_code == 201
+    assert alice.http.post("/api/instances", json={"name": "Fifth"}).status_code == 429
+    # null takes the user's own limit away: the server's default applies again.
+    assert (
+        admin.http.put(
+            f"/api/users/{alice_id}", json={"limits": {"maxInstances": None}}
+        ).status_code
+        == 200
+    )
+    assert alice.http.post("/api/instances", json={"name": "Sixth"}).status_code == 429

@@ -57,7 +57,16 @@ async def create_instance(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
     body = await parse(request, InstanceCreate)
-    await quotas.check_instances(ctx, principal)
+    # One creation per user at a time: concurrent requests cannot all pass the quota.
+    async with quotas.creating(principal.user_id):
+        await quotas.check_instances(ctx, principal)
+        instance = await _create(ctx, principal.user_id, body)
+    await ctx.ask(ctx.supervisor_proxy.start_instance(instance.id))
+    request.path_params["instanceId"] = str(instance.id)
+    return JSONResponse(views.instance(ctx.own_instance(request)), status_code=201)
+
+
+async def _create(ctx: Context, user_id: str, body: InstanceCreate) -> Instance:
     engine = body.engine or ctx.settings.default_engine
     check_engine(ctx, engine)
     if engine == "cloud" and body.cloud is None:
@@ -69,7 +78,7 @@ async def create_instance(request: Request) -> JSONResponse:
     if body.proxy:
         settings["proxy"] = body.proxy
     instance = Instance(
-        user_id=principal.user_id,
+        user_id=user_id,
         name=body.name,
         description=body.description,
         engine=engine,
@@ -91,10 +100,8 @@ async def create_instance(request: Request) -> JSONResponse:
         },
         engine_settings=settings,
     )
-    await ctx.save(instance)
-    await ctx.ask(ctx.supervisor_proxy.start_instance(instance.id))
-    request.path_params["instanceId"] = str(instance.id)
-    return JSONResponse(views.instance(ctx.own_instance(request)), status_code=201)
+    await ctx.save(instance)  # the read models include it before the next one is counted
+    return instance
 
 
 @doc("My instances", "instances")
