@@ -79,6 +79,7 @@ class Outcome(Generic[T]):
 @dataclass(frozen=True)
 class _CommitFailed:
     error: BaseException
+    epoch: int  # the actor's reload count when the failed batch was queued
 
 
 class InstanceActor(BridgedActor):
@@ -104,6 +105,7 @@ class InstanceActor(BridgedActor):
         self.engine: Engine
         self._last_commit: Future[list[int]] | None = None
         self._qr_seen_at = 0.0
+        self._epoch = 0  # reloads from the store after a failed commit
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -142,14 +144,8 @@ class InstanceActor(BridgedActor):
     def on_receive(self, message: EngineEvent) -> None:
         """An engine report: record it as a domain event."""
         if isinstance(message, _CommitFailed):
-            # The aggregate (and maybe the engine) ran ahead of the store. Start again from
-            # what is stored: the supervisor restarts this actor, which reloads the
-            # aggregate and reconnects the engine. The reset goes into the commit queue
-            # after everything this actor queued, so none of that can be stored later.
-            self._committer.reset(self.instance_id)
-            raise RuntimeError(
-                f"events of instance {self.instance_id} were not stored: {message.error}"
-            )
+            self._commit_failed(message)
+            return
         if self.instance.deleted or self.instance.disabled:
             return  # a stopped engine's last words change nothing
         match message:
@@ -389,6 +385,33 @@ class InstanceActor(BridgedActor):
     def _webhook_delivery(self) -> tuple[int, dict[str, Any]]:
         return self.instance.version, self.instance.webhook_delivery()
 
+    def _commit_failed(self, message: _CommitFailed) -> None:
+        """The aggregate ran ahead of the store: carry on from what is stored.
+
+        The reset goes into the commit queue after everything this actor queued, so none
+        of that can be stored later; failures of batches queued before this reload are
+        covered by it (same epoch). If only message events were lost (a full disk refuses
+        sends), the engine is still what the stored aggregate says, and the actor keeps
+        running: the next command is refused or stored on its own. If the connection state
+        was lost too, the engine ran ahead: crash, and the supervisor restarts this actor,
+        which reconnects the engine.
+        """
+        if message.epoch != self._epoch:
+            return
+        self._epoch += 1
+        self._committer.reset(self.instance_id)
+        running = self.state()
+        self.instance = self._load(self.instance_id)
+        if self.state() != running:
+            raise RuntimeError(
+                f"events of instance {self.instance_id} were not stored: {message.error}"
+            )
+        log.error(
+            "instance %s: events were not stored (%s); carrying on from the stored state",
+            self.instance_id,
+            message.error,
+        )
+
     def _live_engine(self) -> tuple[Engine, str]:
         """The engine and its name, for a capability's `of` (not once deleted or disabled)."""
         self.instance.check_enabled()
@@ -445,12 +468,12 @@ class InstanceActor(BridgedActor):
         if before // self._snapshot_interval != self.instance.version // self._snapshot_interval:
             snapshot = Instance.Snapshot.take(self.instance)
         commit = self._committer.submit(events, snapshot)
-        me = self.actor_ref
+        me, epoch = self.actor_ref, self._epoch
 
         def failed(done: Future[list[int]]) -> None:
             error = done.exception()
             if error is not None and me.is_alive():
-                me.tell(_CommitFailed(error))
+                me.tell(_CommitFailed(error, epoch))
 
         commit.add_done_callback(failed)
         self._last_commit = commit

@@ -216,7 +216,12 @@ def _start_serving(
                 opened = sealer.open_fields(instance.engine_settings, ENGINE_SECRETS)
             except Unreadable as error:
                 raise EngineError(str(error), "secrets_unreadable") from None
-            return CloudEngine(opened, emit)
+            return CloudEngine(
+                opened,
+                emit,
+                allow_private=settings.webhook_allow_private,
+                require_https=settings.production,
+            )
         if instance.engine == "whatsmeow" and "whatsmeow" in engines:
             return WhatsmeowEngine(
                 settings.instances_dir / str(instance.id),
@@ -285,7 +290,7 @@ def _start_serving(
     remove_deleted_sessions(settings.instances_dir, {row["id"] for row in rows})
     live = [UUID(row["id"]) for row in rows if row["engine"] in engines]
     supervisor.proxy().start_all(live).get()
-    ctx.webhooks = WebhookActor.start(webhook_service, [str(i) for i in live], ctx.projections)
+    ctx.webhooks = WebhookActor.start(webhook_service, [str(i) for i in live])
     log.info(
         "started %d instance(s); event store (%s) at position %s",
         len(live),

@@ -1,9 +1,9 @@
 """Live audit streams (server-sent events): one feed for every stream, fanned out in memory.
 
-Each stored event reaches the streams once: the live projections' subscription hands
-every notification to `EventStreams` (only while a stream is open), which waits until
-the read models include the batch, decodes each event that some stream wants once, and
-appends its text to those streams' buffers. A stream reads the store only to catch up:
+Each stored event reaches the streams once: while a stream is open, `EventStreams`
+follows one subscription to the store for all of them, waits until the read models
+include each batch, decodes each event that some stream wants once, and appends its
+text to those streams' buffers. A stream reads the store only to catch up:
 when it opens (from `after` / `Last-Event-ID`) and when it fell so far behind that its
 buffer overflowed; a slow client therefore costs its own store reads, never memory
 without bound, and never a store read per event for everyone.
@@ -21,6 +21,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -92,6 +93,7 @@ class EventStreams:
         self._scheduled = False
         self._drainer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._subscription: Any = None
         # For /metrics: store reads and decoded events, however many streams are open.
         self.store_reads = 0
         self.decoded = 0
@@ -119,8 +121,7 @@ class EventStreams:
             )
         stream = Stream(user_id, originator, frozenset(topics), after, check)
         if not self.streams:
-            self._loop = asyncio.get_running_loop()
-            self.projections.listen(self._notice)
+            self._follow()
         self.streams.add(stream)
         self._users[user_id] += 1
         if originator is None:
@@ -144,13 +145,43 @@ class EventStreams:
                 watchers.discard(stream)
                 if not watchers:
                     del self._by_originator[stream.originator]
-        if not self.streams:
-            self.projections.unlisten(self._notice)
+        if not self.streams and self._subscription is not None:
+            self._subscription.stop()  # its reader thread ends with it
+            self._subscription = None
 
     # -- the feed ----------------------------------------------------------------------
 
+    def _follow(self) -> None:
+        """Subscribe to the store for the streams (from where the read models are: each
+        stream reads what came before from the store itself, and positions it has sent
+        already are not sent again)."""
+        self._loop = asyncio.get_running_loop()
+        subscription = self.store.recorder.subscribe(gt=self.projections.position)
+        self._subscription = subscription
+
+        def read() -> None:
+            try:
+                for notification in subscription:
+                    self._notice(notification)
+            except Exception:
+                if subscription is not self._subscription:
+                    return  # stopped: no stream is open any more
+                log.exception("event streams: the store subscription failed")
+                if self._loop is not None:  # the streams catch up from the store
+                    self._loop.call_soon_threadsafe(self._fall_back)
+
+        threading.Thread(target=read, name="event-streams", daemon=True).start()
+
+    def _fall_back(self) -> None:
+        for stream in self.streams:
+            stream.behind = True
+            stream.wake.set()
+        if self.streams and self._subscription is not None:
+            self._subscription = None
+            self._follow()
+
     def _notice(self, notification: Notification) -> None:
-        """(The projections' reader thread.) A new stored event; drained in batches."""
+        """(The subscription's thread.) A new stored event; drained in batches."""
         self._pending.append(notification)
         if not self._scheduled and self._loop is not None:
             self._scheduled = True

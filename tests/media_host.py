@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+
+from tests.local_http import LocalHttp, QuietHandler
 
 
 class MediaHost:
@@ -17,7 +17,7 @@ class MediaHost:
         self._release = threading.Event()
         host = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 host.requests.append(self.path)
                 if self.path in host.held:
@@ -36,18 +36,12 @@ class MediaHost:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.http = LocalHttp(Handler)
+        self.url = self.http.url
 
     def release(self) -> None:
         self._release.set()
 
     def close(self) -> None:
         self._release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()

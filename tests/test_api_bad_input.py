@@ -22,6 +22,8 @@ import pytest
 from tests.media_host import MediaHost
 from tests.server import Api, Server, Storage, running_server, wait_until
 
+pytestmark = pytest.mark.drill_cases("bad input cases")
+
 MIB = 1024 * 1024
 OVER_A_MIB = b'{"pad": "' + b"x" * (MIB + 10) + b'"}'
 JSON = {"Content-Type": "application/json"}

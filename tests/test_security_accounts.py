@@ -21,6 +21,8 @@ from app.eventstore import open_store
 from tests.receiver import Receiver
 from tests.server import Api, Server, running_server, wait_until
 
+pytestmark = pytest.mark.drill_cases("security cases")
+
 _numbers = itertools.count(1)
 
 

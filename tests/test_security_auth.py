@@ -18,6 +18,8 @@ import pytest
 
 from tests.server import ADMIN_EMAIL, ADMIN_PASSWORD, Api, Server, running_server, wait_until
 
+pytestmark = pytest.mark.drill_cases("security cases")
+
 _numbers = itertools.count(1)
 
 

@@ -17,6 +17,8 @@ import pytest
 from tests.drills import record
 from tests.server import Api, Server, wait_until
 
+pytestmark = pytest.mark.drill_cases("security cases")
+
 # Run in the server's process before it starts: `forget` (the removal of an instance's
 # session files) SIGKILLs the server, before or after doing its work.
 KILL_IN_FORGET = """
@@ -32,6 +34,7 @@ SandboxEngine.forget = forget
 
 
 @pytest.mark.kills_the_server
+@pytest.mark.drill("kill -9 during an instance's deletion ({server_provider})")
 @pytest.mark.parametrize("files_removed", [False, True], ids=["before-removal", "after-removal"])
 def test_a_delete_killed_midway_is_finished_by_the_next_start(
     fresh_server: Server, files_removed: bool
@@ -58,10 +61,11 @@ def test_a_delete_killed_midway_is_finished_by_the_next_start(
 
     fresh_server.start()
     api = Api.login(fresh_server)
-    assert api.http.get(f"/api/instances/{doomed}").status_code == 404
+    deleted = api.http.get(f"/api/instances/{doomed}").status_code == 404
+    record(killed=1, deleted=int(deleted), leftovers=int((sessions / doomed).exists()))
+    assert deleted
     assert doomed not in [i["id"] for i in api.http.get("/api/instances").json()["instances"]]
     assert not (sessions / doomed).exists()  # removed at start if the crash left it
     # The other instance lost nothing: it reconnects with its session, without a QR code.
     assert (sessions / kept).is_dir()
     wait_until(lambda: api.status(kept)["ready"], timeout=10)
-    record("kill -9 during an instance's deletion", killed=1, deleted=1, leftovers=0)

@@ -13,8 +13,11 @@ import uuid
 from urllib.parse import quote
 
 import httpx
+import pytest
 
 from tests.server import Api, Server
+
+pytestmark = pytest.mark.drill_cases("security cases")
 
 FORGED = "2031-01-01 00:00:00,000 ERROR app.auth: administrator password reset from 10.9.9.9"
 

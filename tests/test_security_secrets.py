@@ -25,6 +25,8 @@ from tests.fake_graph import PHONE_NUMBER_ID, TOKEN, FakeGraph
 from tests.receiver import Receiver
 from tests.server import Api, Server, wait_until
 
+pytestmark = pytest.mark.drill_cases("security cases")
+
 
 @pytest.fixture(scope="module")
 def graph() -> Iterator[FakeGraph]:

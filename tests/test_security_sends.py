@@ -24,6 +24,8 @@ from domain.instance import Instance
 from tests.media_host import MediaHost
 from tests.server import Api, Server, wait_until
 
+pytestmark = pytest.mark.drill_cases("security cases")
+
 PNG = b"\x89PNG\r\n\x1a\n" + b"pixels" * 50
 _numbers = itertools.count(1)
 

@@ -33,6 +33,8 @@ from projections.runner import LiveProjections
 from tests.server import Api, Server, running_server, wait_until
 from tests.sse import SseReader
 
+pytestmark = pytest.mark.drill_cases("security cases")
+
 PER_USER = 3
 PER_SERVER = 10
 _numbers = itertools.count(1)

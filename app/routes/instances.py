@@ -15,6 +15,7 @@ from starlette.routing import Route
 from actors.outbound import AddressNotAllowed, OutboundHTTP
 from app import quotas, views
 from app.context import Context
+from app.engine_settings import check_proxy, cloud_settings
 from app.errors import ApiError, invalid
 from app.openapi import doc
 from app.schemas import InstanceCreate, InstanceUpdate, parse
@@ -73,9 +74,12 @@ async def _create(ctx: Context, user_id: str, body: InstanceCreate) -> Instance:
         raise invalid("The cloud engine needs 'cloud' settings", "cloud", "missing")
     await check_webhook_url(ctx, body.webhookUrl)
     settings: dict[str, Any] = (
-        ctx.sealer.seal_fields(structs.asdict(body.cloud), ENGINE_SECRETS) if body.cloud else {}
+        ctx.sealer.seal_fields(await cloud_settings(ctx, body.cloud), ENGINE_SECRETS)
+        if body.cloud
+        else {}
     )
     if body.proxy:
+        await check_proxy(ctx, body.proxy)
         settings["proxy"] = body.proxy
     instance = Instance(
         user_id=user_id,
@@ -143,10 +147,13 @@ async def update_instance(request: Request) -> JSONResponse:
     if body.cloud is not UNSET:
         if row["engine"] != "cloud":
             raise invalid("'cloud' settings apply to cloud instances only", "cloud")
-        settings.update(ctx.sealer.seal_fields(structs.asdict(body.cloud), ENGINE_SECRETS))
+        settings.update(
+            ctx.sealer.seal_fields(await cloud_settings(ctx, body.cloud), ENGINE_SECRETS)
+        )
     if body.proxy is not UNSET and not _as_shown(
         body.proxy, (row.get("engine_settings") or {}).get("proxy")
     ):
+        await check_proxy(ctx, body.proxy)
         settings["proxy"] = body.proxy
     if settings:
         changes["engine_settings"] = settings
