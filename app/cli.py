@@ -142,6 +142,7 @@ def rebuild_command(settings: Settings, names: list[str]) -> int:
     from app.eventstore import StoreUnavailable, open_store
     from app.rebuild import check_names, rebuild
     from app.storage import read_model_store
+    from projections.rows import RebuildRunning
 
     try:
         check_names(names)
@@ -180,6 +181,9 @@ def rebuild_command(settings: Settings, names: list[str]) -> int:
             file=sys.stderr,
         )
         return 130
+    except RebuildRunning as error:
+        print(f"whatsapp-api: {error}", file=sys.stderr)
+        return 1
     finally:
         live.close()
         store.close()

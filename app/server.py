@@ -164,6 +164,8 @@ def start(settings: Settings) -> Context:
         raise StartupError(str(error)) from None
     committer = GroupCommitter(store)
     read_models = read_model_store(settings)
+    for name in read_models.remove_leftovers():
+        log.info("removed %s, left behind by an interrupted rebuild", name)
     _check_read_model_shape(store, read_models)
     projections = LiveProjections(store, catalog.build(read_models), catalog.TRACKING_NAME)
     projections.start()
