@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -26,23 +27,27 @@ from actors.engines.base import (
     Disconnected,
     Emit,
     Engine,
+    EngineError,
     EngineEvent,
     Inbound,
     LoggedOut,
     Media,
+    Notice,
     QrCode,
     Receipt,
     Sent,
 )
 from actors.engines.capabilities import (
-    CloudWebhookReceiver,
+    ConcurrentSends,
     NumberCheck,
     Pairing,
     SandboxControls,
 )
-from domain.instance import Instance
+from domain.instance import IdempotencyKeyReused, Instance, InstanceError
 
 log = logging.getLogger(__name__)
+
+RECENT_REPORTS = 10_000  # reports recorded lately, by id, to drop a retried delivery's
 
 EngineFactory = Callable[[Instance, Emit], Engine]
 
@@ -69,6 +74,9 @@ class Outcome(Generic[T]):
 
     value: T
     commit: Future[list[int]] | None = None
+    # The command goes on outside the actor (a send on the network); its outcome, once
+    # the actor has recorded it, comes here (and then `value` means nothing).
+    later: Future[Outcome[T]] | None = None
 
     @property
     def position(self) -> int:
@@ -80,6 +88,35 @@ class Outcome(Generic[T]):
 class _CommitFailed:
     error: BaseException
     epoch: int  # the actor's reload count when the failed batch was queued
+
+
+@dataclass(frozen=True)
+class _SendFinished:
+    """The network answered a send the actor started (`ConcurrentSends`)."""
+
+    started: _Started
+    sent: Sent | None
+    error: BaseException | None
+
+
+@dataclass(frozen=True)
+class _Key:
+    """A send's idempotency key (None: none), the fingerprint of its request, and the file
+    it brought (removed if an earlier send with the key answers instead)."""
+
+    name: str | None
+    fingerprint: str | None = None
+    unused: str | None = None
+
+
+@dataclass(frozen=True)
+class _Started:
+    to: str
+    kind: str
+    body: str
+    media: dict[str, Any] | None
+    key: _Key
+    outcome: Future[Outcome[str]]
 
 
 class InstanceActor(BridgedActor):
@@ -105,6 +142,8 @@ class InstanceActor(BridgedActor):
         self.engine: Engine
         self._last_commit: Future[list[int]] | None = None
         self._qr_seen_at = 0.0
+        self._recent: OrderedDict[tuple[str, ...], None] = OrderedDict()
+        self._in_flight: dict[str, _Started] = {}  # sends under way, by idempotency key
         self._epoch = 0  # reloads from the store after a failed commit
 
     # -- lifecycle ------------------------------------------------------------------
@@ -146,21 +185,29 @@ class InstanceActor(BridgedActor):
         if isinstance(message, _CommitFailed):
             self._commit_failed(message)
             return
+        if isinstance(message, _SendFinished):
+            self._send_finished(message)
+            return
         if self.instance.deleted or self.instance.disabled:
             return  # a stopped engine's last words change nothing
+        if self._apply(message):
+            self._record()
+
+    def _apply(self, message: EngineEvent) -> bool:
+        """Apply one engine report to the aggregate; False if it changes nothing."""
         match message:
             case QrCode(code):
                 self._qr_seen_at = time.monotonic()
                 self.instance.receive_qr(code)
-            case Connected(phone, push_name):
-                self.instance.open_connection(phone, push_name)
+            case Connected(phone, push_name, details):
+                self.instance.open_connection(phone, push_name, details)
             case Disconnected(reason, will_reconnect):
                 self.instance.close_connection(reason, will_reconnect)
             case Banned(reason, expire):
                 self.instance.ban(reason, int(time.time()) + expire)
             case LoggedOut(reason):
                 if self.instance.status == "logged_out":
-                    return  # already recorded by the logout command
+                    return False  # already recorded by the logout command
                 self.instance.log_out(reason)
             case Inbound() as m:
                 self.instance.record_received(
@@ -171,15 +218,39 @@ class InstanceActor(BridgedActor):
                     body=m.body,
                     media=m.media,
                     received_at=m.timestamp,
+                    data=m.data,
+                    bsuid=m.bsuid,
+                    username=m.username,
                 )
-            case Receipt(message_id, status, remote_jid):
-                self.instance.record_status(message_id, status, remote_jid, from_me=True)
+            case Receipt(message_id, status, remote_jid, error):
+                self.instance.record_status(message_id, status, remote_jid, True, error)
+            case Notice(kind, details):
+                self.instance.receive_notice(kind, details)
             case Contacts(contacts):
                 self.instance.sync_contacts(contacts)
             case _:
                 log.warning("instance %s: unknown engine report %r", self.instance_id, message)
-                return
-        self._record()
+                return False
+        return True
+
+    def record_reports(self, reports: list[EngineEvent]) -> Outcome[int]:
+        """Reports that reached the server outside the engine (Meta's webhook, verified
+        and parsed by the route) recorded like the engine's own; one this actor recorded
+        lately (a retried delivery) is dropped. The value is how many were recorded;
+        the caller answers once they are durable."""
+        self.instance.check_not_deleted()
+        recorded = 0
+        for report in reports:
+            key = _report_key(report)
+            if key is not None and key in self._recent:
+                continue
+            if self._apply(report):
+                recorded += 1
+                if key is not None:
+                    self._recent[key] = None
+                    while len(self._recent) > RECENT_REPORTS:
+                        self._recent.popitem(last=False)
+        return Outcome(recorded, self._record())
 
     # -- commands (proxy calls) -------------------------------------------------------
 
@@ -188,14 +259,11 @@ class InstanceActor(BridgedActor):
     ) -> Outcome[str]:
         """Send text to a JID; answer with the message id once MessageSent is stored.
         `fingerprint` identifies the request, so a reused idempotency key is told apart."""
-        return self._send(
-            to,
-            (idempotency_key, fingerprint),
-            lambda: self.engine.send_text(to, text),
-            "text",
-            text,
-            None,
-        )
+        engine = self.engine
+        key = _Key(idempotency_key, fingerprint)
+        if isinstance(engine, ConcurrentSends):
+            return self._start(to, key, lambda: engine.start_text(to, text), "text", text, None)
+        return self._send(to, key, lambda: self.engine.send_text(to, text), "text", text, None)
 
     def send_media(
         self,
@@ -208,14 +276,24 @@ class InstanceActor(BridgedActor):
         """Send a file we hold to a JID; answer once MessageSent is stored. A send the
         idempotency key made already answers with its message, and the file this request
         brought (used by no message) is removed."""
+        engine = self.engine
+        key = _Key(idempotency_key, fingerprint, unused=media.path)
+        if isinstance(engine, ConcurrentSends):
+            return self._start(
+                to,
+                key,
+                lambda: engine.start_media(to, media, caption),
+                media.kind,
+                caption,
+                media.describe(),
+            )
         return self._send(
             to,
-            (idempotency_key, fingerprint),
+            key,
             lambda: self.engine.send_media(to, media, caption),
             media.kind,
             caption,
             media.describe(),
-            unused=media.path,
         )
 
     def check_send(self, idempotency_key: str | None, fingerprint: str | None) -> str | None:
@@ -306,14 +384,6 @@ class InstanceActor(BridgedActor):
         """Whether a phone number has WhatsApp."""
         return NumberCheck.of(*self._live_engine()).check(phone)
 
-    def verify_cloud_subscription(self, mode: str | None, token: str | None) -> bool:
-        """Whether Meta's webhook subscription check matches this instance."""
-        return CloudWebhookReceiver.of(*self._live_engine()).verify_subscription(mode, token)
-
-    def receive_cloud_webhook(self, body: bytes, signature: str | None) -> int:
-        """A signed delivery of Meta's webhook; return how many reports it made."""
-        return CloudWebhookReceiver.of(*self._live_engine()).handle_webhook(body, signature)
-
     def sandbox_scan(self, phone: str | None) -> str:
         """Sandbox: the phone scans the QR code; return the paired number."""
         return SandboxControls.of(*self._live_engine()).scan(phone)
@@ -382,9 +452,6 @@ class InstanceActor(BridgedActor):
 
     # -- inside -----------------------------------------------------------------------
 
-    def _webhook_delivery(self) -> tuple[int, dict[str, Any]]:
-        return self.instance.version, self.instance.webhook_delivery()
-
     def _commit_failed(self, message: _CommitFailed) -> None:
         """The aggregate ran ahead of the store: carry on from what is stored.
 
@@ -400,6 +467,7 @@ class InstanceActor(BridgedActor):
             return
         self._epoch += 1
         self._committer.reset(self.instance_id)
+        self._recent.clear()  # what it remembers may not have been stored
         running = self.state()
         self.instance = self._load(self.instance_id)
         if self.state() != running:
@@ -417,35 +485,124 @@ class InstanceActor(BridgedActor):
         self.instance.check_enabled()
         return self.engine, self.instance.engine
 
+    def _webhook_delivery(self) -> tuple[int, dict[str, Any]]:
+        return self.instance.version, self.instance.webhook_delivery()
+
+    def _earlier(self, key: _Key) -> str | None:
+        """The message an earlier send with this key produced (its request's file, if any,
+        is then not needed); IdempotencyKeyReused if that send had another request."""
+        earlier = self.instance.sent_for_key(key.name, key.fingerprint)
+        if earlier is not None and key.unused is not None:
+            Path(key.unused).unlink(missing_ok=True)
+        return earlier
+
     def _send(
         self,
         to: str,
-        idempotency: tuple[str | None, str | None],
+        key: _Key,
         send: Callable[[], Sent],
         kind: str,
         body: str,
         media: dict[str, Any] | None,
-        unused: str | None = None,
     ) -> Outcome[str]:
-        key, fingerprint = idempotency
-        earlier = self.instance.sent_for_key(key, fingerprint)
+        earlier = self._earlier(key)
         if earlier is not None:
-            if unused is not None:
-                Path(unused).unlink(missing_ok=True)
             return Outcome(earlier)
         self.instance.check_connected()
+        self._check_addressable(to)
         sent = send()
         self.instance.record_sent(
             message_id=sent.message_id,
-            to=to,
-            message_type=kind,
+            to=sent.chat or to,
+            message_type=sent.message_type or kind,
             body=body,
             media=media,
             sent_at=sent.timestamp,
-            idempotency_key=key,
-            idempotency_fingerprint=fingerprint,
+            idempotency_key=key.name,
+            idempotency_fingerprint=key.fingerprint,
         )
         return Outcome(sent.message_id, self._record())
+
+    def _start(
+        self,
+        to: str,
+        key: _Key,
+        start: Callable[[], Future[Sent]],
+        kind: str,
+        body: str,
+        media: dict[str, Any] | None,
+    ) -> Outcome[str]:
+        """A send the engine runs without this actor: the actor goes on with its mailbox
+        while the network answers, and records the message when it has (`_SendFinished`).
+        A send with the idempotency key of one in flight shares its outcome."""
+        earlier = self._earlier(key)
+        if earlier is not None:
+            return Outcome(earlier)
+        flying = self._in_flight.get(key.name) if key.name is not None else None
+        if flying is not None:
+            if None not in (flying.key.fingerprint, key.fingerprint) and (
+                flying.key.fingerprint != key.fingerprint
+            ):
+                raise IdempotencyKeyReused(
+                    f"Idempotency-Key '{key.name}' is in use by a different request that is "
+                    "being sent; use a new key for a new message"
+                )
+            if key.unused is not None:
+                Path(key.unused).unlink(missing_ok=True)
+            return Outcome("", later=flying.outcome)
+        self.instance.check_connected()
+        self._check_addressable(to)
+        started = _Started(to, kind, body, media, key, Future())
+        network = start()
+        if key.name is not None:
+            self._in_flight[key.name] = started
+        me = self.actor_ref
+
+        def answered(done: Future[Sent]) -> None:
+            error = done.exception()
+            try:
+                me.tell(_SendFinished(started, None if error else done.result(), error))
+            except pykka.ActorDeadError as dead:
+                started.outcome.set_exception(error or dead)
+
+        network.add_done_callback(answered)
+        return Outcome("", later=started.outcome)
+
+    def _send_finished(self, finished: _SendFinished) -> None:
+        started = finished.started
+        if started.key.name is not None:
+            self._in_flight.pop(started.key.name, None)
+        if finished.sent is None:
+            started.outcome.set_exception(finished.error or RuntimeError("send failed"))
+            return
+        sent = finished.sent
+        # The network took the message: it is recorded whatever happened to the
+        # connection meanwhile (not once the instance is deleted).
+        try:
+            self.instance.record_sent(
+                message_id=sent.message_id,
+                to=sent.chat or started.to,
+                message_type=sent.message_type or started.kind,
+                body=started.body,
+                media=started.media,
+                sent_at=sent.timestamp,
+                idempotency_key=started.key.name,
+                idempotency_fingerprint=started.key.fingerprint,
+                accepted=True,
+            )
+        except InstanceError as error:
+            started.outcome.set_exception(error)
+            return
+        started.outcome.set_result(Outcome(sent.message_id, self._record()))
+
+    def _check_addressable(self, to: str) -> None:
+        server = to.partition("@")[2]
+        if server not in self.engine.addressable:
+            raise EngineError(
+                f"The {self.instance.engine} engine cannot send to {server or to} chats",
+                "unsupported_by_engine",
+                400,
+            )
 
     def _connect(self, reason: str) -> Future[list[int]] | None:
         self.instance.request_connection(reason)
@@ -480,6 +637,15 @@ class InstanceActor(BridgedActor):
         return commit
 
 
+def _report_key(report: EngineEvent) -> tuple[str, ...] | None:
+    """What makes a report the same as one recorded before (a retried delivery)."""
+    if isinstance(report, Inbound):
+        return ("message", report.message_id)
+    if isinstance(report, Receipt):
+        return ("status", report.message_id, report.status)
+    return None
+
+
 class InstanceProxy(ActorMemberMixin, pykka.ActorProxy[InstanceActor]):
     """An instance actor as callers hold it: every call answers with a future (typed as
     in pykka's examples/proxy_typing.py)."""
@@ -492,8 +658,7 @@ class InstanceProxy(ActorMemberMixin, pykka.ActorProxy[InstanceActor]):
     delete = proxy_method(InstanceActor.delete)
     pairing_code = proxy_method(InstanceActor.pairing_code)
     check_number = proxy_method(InstanceActor.check_number)
-    verify_cloud_subscription = proxy_method(InstanceActor.verify_cloud_subscription)
-    receive_cloud_webhook = proxy_method(InstanceActor.receive_cloud_webhook)
+    record_reports = proxy_method(InstanceActor.record_reports)
     sandbox_scan = proxy_method(InstanceActor.sandbox_scan)
     sandbox_inbound = proxy_method(InstanceActor.sandbox_inbound)
     sandbox_drop = proxy_method(InstanceActor.sandbox_drop)

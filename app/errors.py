@@ -36,14 +36,14 @@ class ApiError(Exception):
         code: str,
         message: str,
         details: Any | None = None,
-        retry_after: int | None = None,
+        retry_after: int = 1,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
-        self.retry_after = retry_after  # seconds, for 429 and 503 (1 when not given)
+        self.retry_after = retry_after  # seconds, said with 429 and 503
 
 
 def not_found(what: str = "instance") -> ApiError:
@@ -86,7 +86,7 @@ _HTTP_CODES = {
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    headers = {"Retry-After": str(exc.retry_after or 1)} if exc.status in (429, 503) else None
+    headers = {"Retry-After": str(exc.retry_after)} if exc.status in (429, 503) else None
     return error_response(exc.status, exc.code, exc.message, exc.details, headers)
 
 
@@ -105,7 +105,8 @@ def _mapped(status: int, code: str) -> Any:
 
 async def _engine(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, EngineError)
-    headers = {"Retry-After": "60"} if exc.status == 429 else None
+    retry = exc.retry_after if exc.retry_after is not None else 60 if exc.status == 429 else None
+    headers = {"Retry-After": str(retry)} if retry is not None else None
     return error_response(exc.status, exc.code, str(exc), exc.details, headers)
 
 

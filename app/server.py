@@ -22,7 +22,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute
 
 from actors.engines.base import Emit, Engine, EngineError
-from actors.engines.cloud import CloudEngine
+from actors.engines.cloud import CloudDirectory, CloudEngine
 from actors.engines.sandbox import SandboxEngine, SandboxNetwork
 from actors.engines.whatsmeow import WhatsmeowEngine
 from actors.instance import InstanceActor
@@ -204,6 +204,7 @@ def _start_serving(
     jwt_secret = load_jwt_secret(settings.jwt_secret, settings.data_dir)
     sealer = Sealer(jwt_secret)
     network = SandboxNetwork()
+    cloud_directory = CloudDirectory()
     engines = {"cloud", "sandbox"} if settings.sandbox_enabled else {"cloud"}
     if importlib.util.find_spec("neonize") is not None:
         engines.add("whatsmeow")
@@ -219,10 +220,14 @@ def _start_serving(
             except Unreadable as error:
                 raise EngineError(str(error), "secrets_unreadable") from None
             return CloudEngine(
+                str(instance.id),
                 opened,
                 emit,
+                directory=cloud_directory,
                 allow_private=settings.webhook_allow_private,
                 require_https=settings.production,
+                default_version=settings.cloud_api_version,
+                retry_base=settings.engine_retry_base,
             )
         if instance.engine == "whatsmeow" and "whatsmeow" in engines:
             return WhatsmeowEngine(
@@ -261,6 +266,8 @@ def _start_serving(
             settings.webhook_max_retries,
             settings.webhook_retry_interval,
             settings.webhook_allow_private,
+            replay_limit=settings.webhook_replay_limit,
+            backlog_limit=settings.webhook_backlog_limit,
         ),
     )
     queries = CachedReadModels(open_read_models(settings, read_models))
@@ -277,6 +284,7 @@ def _start_serving(
         supervisor=supervisor,
         registry=registry,
         network=network,
+        cloud=cloud_directory,
         engines=frozenset(engines),
         usage=ApiCallCounter(store, committer, lambda: projections.position),
         streams=EventStreams(
@@ -292,6 +300,7 @@ def _start_serving(
     remove_deleted_sessions(settings.instances_dir, {row["id"] for row in rows})
     live = [UUID(row["id"]) for row in rows if row["engine"] in engines]
     supervisor.proxy().start_all(live).get()
+    ctx.webhook_service = webhook_service
     ctx.webhooks = WebhookActor.start(webhook_service, [str(i) for i in live])
     log.info(
         "started %d instance(s); event store (%s) at position %s",

@@ -168,8 +168,23 @@ class Instance(Aggregate):
     def expire_qr(self) -> None:
         self.qr_code = None
 
-    @event("ConnectionOpened")
-    def open_connection(self, phone: str | None, push_name: str | None) -> None:
+    class ConnectionOpened(Aggregate.Event):
+        """The engine connected. `details`: what the engine says about the account
+        (the Cloud API: the number's status, quality rating, messaging limit...)."""
+
+        class_version = 2
+        phone: str | None
+        push_name: str | None
+        details: dict[str, Any] | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["details"] = None
+
+    @event(ConnectionOpened)
+    def open_connection(
+        self, phone: str | None, push_name: str | None, details: dict[str, Any] | None = None
+    ) -> None:
         self.status = "connected"
         self.qr_code = None
         self.phone = phone or self.phone
@@ -204,8 +219,15 @@ class Instance(Aggregate):
         sent_at: int,
         idempotency_key: str | None,
         idempotency_fingerprint: str | None = None,
+        accepted: bool = False,
     ) -> None:
-        self.check_connected()
+        """Record a sent message. `accepted`: the network has taken it already (a send
+        that ran while the actor went on), so it is recorded whatever the connection's
+        state is now."""
+        if accepted:
+            self.check_not_deleted()
+        else:
+            self.check_connected()
         self._message_sent(
             message_id=message_id,
             to=to,
@@ -217,7 +239,25 @@ class Instance(Aggregate):
             idempotency_fingerprint=idempotency_fingerprint,
         )
 
-    @event("MessageSent")
+    class MessageSent(Aggregate.Event):
+        """A message was sent. `idempotency_fingerprint` identifies the request that sent
+        it under `idempotency_key` (None before fingerprints were kept, version 1)."""
+
+        class_version = 2
+        message_id: str
+        to: str
+        message_type: str
+        body: str
+        media: dict[str, Any] | None
+        sent_at: int
+        idempotency_key: str | None
+        idempotency_fingerprint: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["idempotency_fingerprint"] = None
+
+    @event(MessageSent)
     def _message_sent(
         self,
         message_id: str,
@@ -234,7 +274,30 @@ class Instance(Aggregate):
             while len(self.idempotency) > IDEMPOTENCY_MEMORY:
                 del self.idempotency[next(iter(self.idempotency))]
 
-    @event("MessageReceived")
+    class MessageReceived(Aggregate.Event):
+        """A message arrived. `body` is its text for a person (a caption, a button's
+        title, a place's name...); `data` what a program needs, by kind (`interactive`,
+        `button`, `location`, `contacts`, `reaction`, `order`, `system`, `unsupported`,
+        `context`, `referral`); `bsuid` the sender's business-scoped user id and
+        `username` their WhatsApp username (Cloud API), when known."""
+
+        class_version = 2
+        message_id: str
+        sender: str
+        push_name: str | None
+        message_type: str
+        body: str
+        media: dict[str, Any] | None
+        received_at: int
+        data: dict[str, Any] | None
+        bsuid: str | None
+        username: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.update(data=None, bsuid=None, username=None)
+
+    @event(MessageReceived)
     def record_received(
         self,
         message_id: str,
@@ -244,12 +307,44 @@ class Instance(Aggregate):
         body: str,
         media: dict[str, Any] | None,
         received_at: int,
+        data: dict[str, Any] | None = None,
+        bsuid: str | None = None,
+        username: str | None = None,
     ) -> None:
         pass
 
-    @event("MessageStatusChanged")
-    def record_status(self, message_id: str, status: str, remote_jid: str, from_me: bool) -> None:
+    class MessageStatusChanged(Aggregate.Event):
+        """A sent message's status moved (`sent`, `delivered`, `read`, `played`) or it
+        `failed` after it was accepted; a failure carries `error`: `{code, title,
+        details}` as the network said it."""
+
+        class_version = 2
+        message_id: str
+        status: str
+        remote_jid: str
+        from_me: bool
+        error: dict[str, Any] | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["error"] = None
+
+    @event(MessageStatusChanged)
+    def record_status(
+        self,
+        message_id: str,
+        status: str,
+        remote_jid: str,
+        from_me: bool,
+        error: dict[str, Any] | None = None,
+    ) -> None:
         pass
+
+    @event("NoticeReceived")
+    def receive_notice(self, kind: str, details: dict[str, Any]) -> None:
+        """The network said something about the account that is not a message: the
+        Cloud API's `account_update` (bans, restrictions, quality) and webhook-level
+        `errors`."""
 
     @event("ContactsSynced")
     def sync_contacts(self, contacts: list[dict[str, Any]]) -> None:

@@ -62,10 +62,6 @@ class Activity(ReadModelProjection):
         self._log(rows, event, "qr_expired", {})
 
     @apply.register
-    def _(self, event: Instance.ConnectionOpened, rows: Rows) -> None:
-        self._log(rows, event, "connection_opened", {"phone": event.phone})
-
-    @apply.register
     def _(self, event: Instance.ConnectionClosed, rows: Rows) -> None:
         self._log(
             rows,
@@ -91,6 +87,19 @@ class Activity(ReadModelProjection):
     @apply.register
     def _(self, event: Instance.Enabled, rows: Rows) -> None:
         self._log(rows, event, "instance_enabled", {})
+
+    @apply.register
+    def _(self, event: Instance.ConnectionOpened, rows: Rows) -> None:
+        details = {"phone": event.phone}
+        if event.details:
+            details["account"] = event.details
+        self._log(rows, event, "connection_opened", details)
+
+    @apply.register
+    def _(self, event: Instance.NoticeReceived, rows: Rows) -> None:
+        # The Cloud API's account updates (bans, restrictions) and webhook-level errors.
+        action = "account_update" if event.kind == "account_update" else "platform_error"
+        self._log(rows, event, action, event.details)
 
     @apply.register
     def _(self, event: User.QuotaExceeded, rows: Rows) -> None:

@@ -54,6 +54,7 @@ class Directory(ReadModelProjection):
                 "created_at": str,
                 "updated_at": str,
                 "deleted": int,
+                "connection": str,  # JSON: what the engine said of the account on connecting
             },
             pk=("id",),
             indexes=[(("user_id",), False)],
@@ -151,6 +152,7 @@ class Directory(ReadModelProjection):
                 "created_at": at,
                 "updated_at": at,
                 "deleted": 0,
+                "connection": None,
             },
         )
 
@@ -191,7 +193,14 @@ class Directory(ReadModelProjection):
 
     @apply.register
     def _(self, event: Instance.ConnectionOpened, rows: Rows) -> None:
-        self._update_instance(rows, event, status="connected", has_qr=0, phone=event.phone)
+        self._update_instance(
+            rows,
+            event,
+            status="connected",
+            has_qr=0,
+            phone=event.phone,
+            connection=json.dumps(event.details) if event.details else None,
+        )
 
     @apply.register
     def _(self, event: Instance.ConnectionClosed, rows: Rows) -> None:

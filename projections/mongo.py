@@ -200,7 +200,13 @@ class MongoRows(Rows):
         self._queue(table, UpdateOne({"_id": self._id(table, key)}, {"$set": values}))
 
     def advance(
-        self, table: str, where: dict[str, Any], column: str, value: str, rank: Mapping[str, int]
+        self,
+        table: str,
+        where: dict[str, Any],
+        column: str,
+        value: str,
+        rank: Mapping[str, int],
+        also: dict[str, Any] | None = None,
     ) -> None:
         # As SQLite's CASE: a value that is not ranked counts as 0.
         wanted = rank.get(value, 0)
@@ -208,7 +214,8 @@ class MongoRows(Rows):
             condition: dict[str, Any] = {"$nin": [s for s, r in rank.items() if r >= wanted]}
         else:
             condition = {"$in": [s for s, r in rank.items() if r < wanted]}
-        self._queue(table, UpdateMany({**where, column: condition}, {"$set": {column: value}}))
+        changes = {column: value, **(also or {})}
+        self._queue(table, UpdateMany({**where, column: condition}, {"$set": changes}))
 
     def add(self, table: str, key: dict[str, Any], counts: dict[str, int]) -> None:
         spec = self.tables[table]

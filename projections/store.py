@@ -188,18 +188,26 @@ class SQLiteRows(Rows):
         pending.changes.append((_update_sql(table, tuple(values), pk), (*values.values(), *match)))
 
     def advance(
-        self, table: str, where: dict[str, Any], column: str, value: str, rank: Mapping[str, int]
+        self,
+        table: str,
+        where: dict[str, Any],
+        column: str,
+        value: str,
+        rank: Mapping[str, int],
+        also: dict[str, Any] | None = None,
     ) -> None:
         shape = tuple(where)
         match = tuple(where.values())
         wanted = rank.get(value, 0)
-        pending = self._change(table, (column,), shape)
+        extra = also or {}
+        pending = self._change(table, (column, *extra), shape)
         if pending.inserts:
             for row in pending.matching(shape, match):
                 if rank.get(row[column], 0) < wanted:  # as the CASE below: unranked is 0
                     row[column] = value
-        sql = _advance_sql(table, shape, column, tuple(rank.items()))
-        pending.changes.append((sql, (value, *match, wanted)))
+                    row.update(extra)
+        sql = _advance_sql(table, shape, column, tuple(rank.items()), tuple(extra))
+        pending.changes.append((sql, (value, *extra.values(), *match, wanted)))
 
     def _change(self, table: str, columns: tuple[str, ...], shape: tuple[str, ...]) -> _Pending:
         """The table's buffer, flushed first where a change cannot be applied in memory
@@ -360,13 +368,17 @@ def _update_sql(table: str, columns: tuple[str, ...], pk: tuple[str, ...]) -> st
 
 @functools.cache
 def _advance_sql(
-    table: str, where: tuple[str, ...], column: str, rank: tuple[tuple[str, int], ...]
+    table: str,
+    where: tuple[str, ...],
+    column: str,
+    rank: tuple[tuple[str, int], ...],
+    also: tuple[str, ...] = (),
 ) -> str:
     cases = " ".join(f"WHEN '{s}' THEN {r}" for s, r in rank)
     conditions = " AND ".join(f"{c} = ?" for c in where)
+    sets = ", ".join(f"{c} = ?" for c in (column, *also))
     return (
-        f"UPDATE {table} SET {column} = ? WHERE {conditions} "
-        f"AND (CASE {column} {cases} ELSE 0 END) < ?"
+        f"UPDATE {table} SET {sets} WHERE {conditions} AND (CASE {column} {cases} ELSE 0 END) < ?"
     )
 
 

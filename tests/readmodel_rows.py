@@ -117,6 +117,7 @@ def instance(
         "created_at": created,
         "updated_at": created,
         "deleted": deleted,
+        "connection": None,
     }
 
 
@@ -141,6 +142,8 @@ def message(
         "media": json.dumps(media) if media else None,
         "status": "sent",
         "created_at": at,
+        "data": None,
+        "error": None,
     }
 
 

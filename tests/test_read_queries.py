@@ -174,6 +174,15 @@ def test_messages_stay_in_their_chat_and_instance(reads: ReadModelQueries) -> No
     assert empty.rows == [] and empty.total == 0
 
 
+def test_message_statuses_by_id_of_one_instance(reads: ReadModelQueries) -> None:
+    # What Meta's webhook route asks to recognise a delivery it stored before.
+    wanted = ["wamid-a1-1", "wamid-a1-6", "wamid-b1-1", "wamid-unknown"]
+    assert reads.message_statuses("a1", wanted) == {"wamid-a1-1": "sent", "wamid-a1-6": "sent"}
+    assert reads.message_statuses("a1", []) == {}
+    many = [f"wamid-none-{n}" for n in range(1200)] + ["wamid-a1-2"]  # past one batch
+    assert reads.message_statuses("a1", many) == {"wamid-a1-2": "sent"}
+
+
 # -- activity -----------------------------------------------------------------------
 
 

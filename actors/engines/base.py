@@ -15,8 +15,9 @@ from typing import Any
 
 
 class EngineError(Exception):
-    """The engine refused or failed a command; `code` says why, for the API, and
-    `details` (optional) what a program may act on."""
+    """The engine refused or failed a command; `code` says why, for the API,
+    `details` (optional) what a program may act on, and `retry_after` when to try
+    again."""
 
     def __init__(
         self,
@@ -24,11 +25,13 @@ class EngineError(Exception):
         code: str = "engine_error",
         status: int = 409,
         details: dict[str, Any] | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
         self.details = details
+        self.retry_after = retry_after  # seconds, for a 429 or 503 (Retry-After)
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class QrCode:
 class Connected:
     phone: str | None
     push_name: str | None
+    details: dict[str, Any] | None = None  # what the network says about the account
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,9 @@ class Banned:
 
 @dataclass(frozen=True)
 class Inbound:
+    """A message arrived: `body` is its text for a person, `data` its structured
+    content by kind (see `Instance.MessageReceived`)."""
+
     message_id: str
     sender: str
     push_name: str | None
@@ -70,6 +77,9 @@ class Inbound:
     body: str
     media: dict[str, Any] | None
     timestamp: int
+    data: dict[str, Any] | None = None
+    bsuid: str | None = None  # the sender's business-scoped user id (Cloud API)
+    username: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,16 @@ class Receipt:
     message_id: str
     status: str
     remote_jid: str
+    error: dict[str, Any] | None = None  # {code, title, details} of a `failed` status
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the network said about the account that is not a message (`kind`:
+    `account_update`, `error`, ...), with its details."""
+
+    kind: str
+    details: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -84,7 +104,9 @@ class Contacts:
     contacts: list[dict[str, Any]]
 
 
-EngineEvent = QrCode | Connected | Disconnected | LoggedOut | Banned | Inbound | Receipt | Contacts
+EngineEvent = (
+    QrCode | Connected | Disconnected | LoggedOut | Banned | Inbound | Receipt | Contacts | Notice
+)
 Emit = Callable[[EngineEvent], None]
 
 
@@ -124,10 +146,15 @@ def media_id(path: str) -> str:
 class Sent:
     message_id: str
     timestamp: int
+    chat: str | None = None  # the JID the network delivered to, when it says (may differ)
+    message_type: str | None = None  # the type it went out as, when the engine chose
 
 
 class Engine(ABC):
     """A connection to a WhatsApp network on behalf of one instance."""
+
+    # The JID servers this engine can send to (a person, a group, a LID).
+    addressable: tuple[str, ...] = ("s.whatsapp.net", "g.us", "lid")
 
     @abstractmethod
     def connect(self) -> None:

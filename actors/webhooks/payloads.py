@@ -16,6 +16,10 @@ def _iso(event: Any) -> str:
     return ts.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
+# The setting that asks for each receipt; `played` (a voice message listened to) is a read.
+STATUS_FLAGS = {"delivered": "notifyDelivery", "read": "notifyRead", "played": "notifyRead"}
+
+
 def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
     """`{event, data, timestamp}` for a domain event, or None when the settings filter it out."""
     instance_id = str(event.originator_id)
@@ -35,6 +39,14 @@ def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
             "hasMedia": event.media is not None,
             "pushName": event.push_name,
         }
+        # Structured content and the sender's Cloud API identity, when there are any.
+        for key, value in (
+            ("data", event.data),
+            ("bsuid", event.bsuid),
+            ("username", event.username),
+        ):
+            if value:
+                data[key] = value
     elif isinstance(event, Instance.MessageSent):
         if not settings.get("notifySent", True):
             return None
@@ -49,9 +61,11 @@ def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
             "hasMedia": event.media is not None,
         }
     elif isinstance(event, Instance.MessageStatusChanged):
-        wanted = {"delivered": "notifyDelivery", "read": "notifyRead"}.get(event.status)
-        if wanted is None or not settings.get(wanted, False):
-            return None
+        # A failure after acceptance is always sent (SPEC 5): the message is lost otherwise.
+        if event.status != "failed":
+            wanted = STATUS_FLAGS.get(event.status)
+            if wanted is None or not settings.get(wanted, False):
+                return None
         name = "message_status"
         data = {
             "instanceId": instance_id,
@@ -60,6 +74,8 @@ def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
             "from": event.remote_jid,
             "fromMe": event.from_me,
         }
+        if event.error is not None:
+            data["error"] = event.error
     elif isinstance(event, Instance.ConnectionOpened):
         name = "connection_opened"
         data = {"instanceId": instance_id}

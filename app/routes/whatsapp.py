@@ -62,6 +62,7 @@ async def _send_text(
 ) -> JSONResponse:
     to = to_jid(phone)
     key = idempotency_key(request)
+    ctx.check_webhook_backlog(instance_id)
     await quotas.check_messages(ctx, ctx.principal(request), instance_id)
     proxy = ctx.proxy(instance_id)
     sent = proxy.send_text(to, text, key, fingerprint("text", to, text) if key else None)
@@ -75,6 +76,7 @@ async def send_media(request: Request) -> JSONResponse:
     body = await parse(request, SendMedia)
     to = to_jid(body.phone)
     key = idempotency_key(request)
+    ctx.check_webhook_backlog(row["id"])
     media.fetchable(body.url)
     proxy = ctx.proxy(row["id"])
     request_print = fingerprint("url", to, body.url, body.caption, body.filename)
@@ -129,6 +131,7 @@ async def send_file(request: Request) -> JSONResponse:
             raise invalid("'caption' must be text of at most 4096 characters", "caption")
         to = to_jid(phone)
         key = idempotency_key(request)
+        ctx.check_webhook_backlog(row["id"])
         await quotas.check_messages(ctx, ctx.principal(request), row["id"])
         file = await media.keep_upload(upload, settings.uploads_dir, settings.max_file_size)
     finally:

@@ -98,6 +98,10 @@ class ReadModelQueries(Protocol):
     def messages(self, instance_id: str, chat_jid: str, window: Window) -> Page:
         """A page of one chat's messages, newest first."""
 
+    def message_statuses(self, instance_id: str, message_ids: Sequence[str]) -> dict[str, str]:
+        """The status of each of these messages the instance has (sent or received), by
+        message id; ids it does not have are left out."""
+
     def activity(self, instance_id: str, actions: Sequence[str], window: Window) -> Page:
         """A page of an instance's activity log, newest first; all actions if none given."""
 

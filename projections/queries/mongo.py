@@ -138,6 +138,15 @@ class MongoReadModels:
     def messages(self, instance_id: str, chat_jid: str, window: Window) -> Page:
         return self._page("messages", {"instance_id": instance_id, "remote_jid": chat_jid}, window)
 
+    def message_statuses(self, instance_id: str, message_ids: Sequence[str]) -> dict[str, str]:
+        if not message_ids:
+            return {}
+        cursor = self._collections.collection("messages").find(
+            {"instance_id": instance_id, "message_id": {"$in": list(message_ids)}},
+            {"message_id": 1, "status": 1},
+        )
+        return {doc["message_id"]: doc["status"] for doc in cursor}
+
     def activity(self, instance_id: str, actions: Sequence[str], window: Window) -> Page:
         where: dict[str, Any] = {"instance_id": instance_id}
         if actions:

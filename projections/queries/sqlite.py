@@ -121,6 +121,19 @@ class SqliteReadModels:
             "messages", ["instance_id = ?", "remote_jid = ?"], [instance_id, chat_jid], window
         )
 
+    def message_statuses(self, instance_id: str, message_ids: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(message_ids), 500):  # SQLite's bound parameters are few
+            chunk = list(message_ids[start : start + 500])
+            found.update(
+                self._db.execute(
+                    "SELECT message_id, status FROM messages WHERE instance_id = ? "
+                    f"AND message_id IN ({', '.join('?' * len(chunk))})",
+                    [instance_id, *chunk],
+                ).fetchall()
+            )
+        return found
+
     def activity(self, instance_id: str, actions: Sequence[str], window: Window) -> Page:
         where, params = ["instance_id = ?"], [instance_id]
         if actions:
