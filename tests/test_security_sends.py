@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from domain.instance import Instance
+from tests.fake_graph import PHONE_NUMBER_ID, TOKEN, FakeGraph
 from tests.media_host import MediaHost
 from tests.server import Api, Server, wait_until
 
@@ -245,3 +246,33 @@ def test_uploads_are_owner_only(server: Server, alice: Api) -> None:
     directory = server.root / "uploads"
     assert oct(directory.stat().st_mode & 0o777) == "0o700"
     assert {oct(p.stat().st_mode & 0o777) for p in directory.iterdir()} == {"0o600"}
+
+
+def test_a_reused_key_is_422_on_the_cloud_engine_too(server: Server, alice: Api) -> None:
+    """The Cloud API engine sends without holding its actor (the network answers later):
+    the key is checked there too, for a send that is stored and for one still under way."""
+    graph = FakeGraph()
+    try:
+        instance = alice.create_instance(
+            "Cloud retries",
+            engine="cloud",
+            cloud={
+                "phoneNumberId": PHONE_NUMBER_ID,
+                "accessToken": TOKEN,
+                "appSecret": "cloud-app-secret",
+                "verifyToken": "cloud-verify",
+                "graphBaseUrl": graph.url,
+            },
+        )["id"]
+        wait_until(lambda: alice.status(instance)["ready"], timeout=15)
+        key = f"cloud-{uuid.uuid4().hex}"
+        first = alice.send(instance, "15558604444", "shipped", **{"Idempotency-Key": key})
+        assert first.status_code == 200, first.text
+        again = alice.send(instance, "15558604444", "shipped", **{"Idempotency-Key": key})
+        assert again.json() == first.json()
+        reused = alice.send(instance, "15558604444", "cancelled", **{"Idempotency-Key": key})
+        assert reused.status_code == 422 and reused.json()["code"] == "idempotency_key_reused"
+        posted = [r for r in graph.requests if r["path"].endswith("/messages")]
+        assert len(posted) == 1  # one message went to Meta
+    finally:
+        graph.close()
