@@ -32,6 +32,7 @@ from domain.user import User
 from projections.queries.cached import CachedReadModels
 from projections.rows import ReadModels
 from projections.runner import LiveProjections
+from storage.provider import StorageProvider
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class Context:
     """The running server's parts."""
 
     settings: Settings
+    storage: StorageProvider
     store: EventStore
     committer: GroupCommitter
     read_models: ReadModels

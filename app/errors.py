@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError, PersistenceError
@@ -210,7 +209,6 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ActorDeadError: _actor_gone,
     IntegrityError: _conflict,
     PersistenceError: _storage,
-    sqlite3.OperationalError: _storage,
     Exception: _unexpected,
 }
 EXCEPTION_HANDLERS = {kind: _noting_the_code(h) for kind, h in EXCEPTION_HANDLERS.items()}

@@ -12,6 +12,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import Notification
 
 from actors.engines.base import media_id
+from app.eventstore import EventStore
 from domain.instance import Instance
 from domain.urls import redact_url
 from domain.usage import UsageLedger
@@ -130,14 +131,14 @@ def describe(app: Application[Any], notification: Notification) -> dict[str, Any
 
 
 def read(
-    app: Application[Any],
+    app: EventStore,
     originator_id: UUID | None,
     after: int,
     limit: int,
     topics: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Events after `after` (one aggregate's, or all), oldest first."""
-    recorder: Any = app.recorder
+    recorder = app.recorder
     if originator_id is None:
         notifications = recorder.select_notifications(
             start=after, limit=limit, topics=topics, inclusive_of_start=False

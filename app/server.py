@@ -34,18 +34,8 @@ from app.auth import Authenticator, load_jwt_secret
 from app.config import Settings
 from app.context import Context
 from app.errors import EXCEPTION_HANDLERS
-from app.eventstore import (
-    SNAPSHOT_INTERVAL,
-    EventStore,
-    GroupCommitter,
-    StoreUnavailable,
-    open_cursors,
-    open_store,
-    storage_details,
-)
+from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, open_store
 from app.metrics import Metrics
-from app.read_queries import open_read_models
-from app.rebuild import rebuild
 from app.routes import (
     auth,
     cloud,
@@ -62,15 +52,17 @@ from app.routes import (
 )
 from app.scheduler import Scheduler
 from app.sealing import ENGINE_SECRETS, Sealer, Unreadable, open_webhook
-from app.storage import read_model_store
+from app.storage import open_storage
 from app.streams import EventStreams
 from app.usage import ApiCallCounter
 from domain.instance import Instance
 from domain.user import User, user_id_for
 from projections import catalog
 from projections.queries.cached import CachedReadModels
+from projections.rebuild import rebuild
 from projections.rows import ReadModels
 from projections.runner import LiveProjections
+from storage.provider import StorageProvider, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -157,20 +149,22 @@ def start(settings: Settings) -> Context:
             )
             raise StartupError(message) from None
     permissions.tighten(settings)
+    storage = open_storage(settings)
     try:
-        store = open_store(settings)
+        store = open_store(storage)
     except StoreUnavailable as error:
+        storage.close()
         log.error("%s", error)
         raise StartupError(str(error)) from None
     committer = GroupCommitter(store)
-    read_models = read_model_store(settings)
+    read_models = storage.read_models()
     for name in read_models.remove_leftovers():
         log.info("removed %s, left behind by an interrupted rebuild", name)
     _check_read_model_shape(store, read_models)
     projections = LiveProjections(store, catalog.build(read_models), catalog.TRACKING_NAME)
     projections.start()
     try:
-        return _start_serving(settings, store, committer, read_models, projections)
+        return _start_serving(settings, storage, store, committer, read_models, projections)
     except BaseException:
         # Leave nothing running (the store's subscription thread would keep the process alive).
         pykka.ActorRegistry.stop_all(block=True, timeout=10)
@@ -178,6 +172,7 @@ def start(settings: Settings) -> Context:
         committer.close()
         read_models.close()
         store.close()
+        storage.close()
         raise
 
 
@@ -187,6 +182,7 @@ class StartupError(RuntimeError):
 
 def _start_serving(
     settings: Settings,
+    storage: StorageProvider,
     store: EventStore,
     committer: GroupCommitter,
     read_models: ReadModels,
@@ -261,7 +257,7 @@ def _start_serving(
         store,
         committer,
         webhook_settings,
-        open_cursors(settings),
+        storage.cursors(),
         WebhookDefaults(
             settings.webhook_max_retries,
             settings.webhook_retry_interval,
@@ -270,11 +266,12 @@ def _start_serving(
             backlog_limit=settings.webhook_backlog_limit,
         ),
     )
-    queries = CachedReadModels(open_read_models(settings, read_models))
+    queries = CachedReadModels(storage.queries(read_models))
     projections.observers.append(queries.observe)
     auth = Authenticator(jwt_secret, settings.jwt_expiration, queries)
     ctx = Context(
         settings=settings,
+        storage=storage,
         store=store,
         committer=committer,
         read_models=read_models,
@@ -305,7 +302,7 @@ def _start_serving(
     log.info(
         "started %d instance(s); event store (%s) at position %s",
         len(live),
-        ", ".join(f"{k} {v}" for k, v in storage_details(store).items()),
+        ", ".join(f"{k} {v}" for k, v in storage.details().items()),
         head,
     )
     return ctx
@@ -352,6 +349,7 @@ def stop(ctx: Context) -> None:
     ctx.projections.stop()
     ctx.read_models.close()
     ctx.store.close()
+    ctx.storage.close()
 
 
 def _check_read_model_shape(store: EventStore, read_models: ReadModels) -> None:

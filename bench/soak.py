@@ -151,8 +151,10 @@ def expected_deliveries(server: Server) -> tuple[set[str], int, int]:
     """The delivery ids of every stored event that a webhook is due for, the number of
     MessageSent events, and the number of chat-history rows sent by the instances."""
     from app.eventstore import open_store
+    from app.storage import open_storage
 
-    store = open_store(server.settings(), create=False)
+    storage = open_storage(server.settings())
+    store = open_store(storage, create=False)
     expected: set[str] = set()
     sent = 0
     try:
@@ -171,6 +173,7 @@ def expected_deliveries(server: Server) -> tuple[set[str], int, int]:
             start = page[-1].id + 1
     finally:
         store.close()
+        storage.close()
     read_models = server.read_models()
     try:
         history = len(read_models.rows("messages", from_me=1))

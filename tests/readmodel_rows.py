@@ -14,9 +14,9 @@ from typing import Any
 from pymongo.database import Database
 
 from projections import catalog
-from projections.mongo import create_indexes
-from projections.store import ReadModelStore
 from projections.usage import COUNTERS
+from storage.mongodb.read_models import create_indexes
+from storage.sqlite.read_models import ReadModelStore
 
 Rows = dict[str, list[dict[str, Any]]]
 

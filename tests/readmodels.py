@@ -16,9 +16,9 @@ from typing import Any
 
 from pymongo import MongoClient
 
-from projections.mongo import MongoReadModelStore
-from projections.rows import ReadModels
-from projections.store import ReadModelStore
+from projections.rows import Building, ReadModels
+from storage.mongodb.read_models import MongoReadModelStore
+from storage.sqlite.read_models import ReadModelStore, SQLiteBuilding
 
 
 class Provider(ABC):
@@ -41,6 +41,11 @@ class Provider(ABC):
     @abstractmethod
     def serving(self) -> str:
         """Which read models are in service (a file, or a generation)."""
+
+    def abandon(self, building: Building) -> None:
+        """Leave `building` as a killed rebuild does: its files stay, what its process held
+        in the kernel (a lock) goes."""
+        return None
 
     def count(self, table: str) -> int:
         return len(self.rows(table))
@@ -92,6 +97,11 @@ class SQLiteProvider(Provider):
 
     def leftovers(self) -> list[str]:
         return [p.name for p in self.path.parent.glob("*.building*")]
+
+    def abandon(self, building: Building) -> None:
+        assert isinstance(building, SQLiteBuilding)
+        building.store.close()
+        building._lock.close()  # the rebuild lock, released by the kernel when a process dies
 
     def serving(self) -> str:
         return self._file().name

@@ -8,12 +8,13 @@ from pathlib import Path
 
 from app.config import Settings
 from app.eventstore import open_store
+from app.storage import open_storage
 from domain.instance import Instance
 
 
 def test_events_stored_before_fields_were_added_load_with_defaults(tmp_path: Path) -> None:
     settings = Settings(sqlite_path=tmp_path / "events.db")
-    store = open_store(settings)
+    store = open_store(open_storage(settings))
     instance = Instance("user-1", "Shop", "", "cloud", {}, {})
     instance.open_connection("15550001111", "Shop")
     instance.record_received("wamid.1", "15550002222@s.whatsapp.net", "Zed", "text", "hi", None, 1)
@@ -42,7 +43,7 @@ def test_events_stored_before_fields_were_added_load_with_defaults(tmp_path: Pat
                 )
     store.close()
 
-    store = open_store(settings)
+    store = open_store(open_storage(settings))
     try:
         events = list(store.events.get(instance.id))
     finally:

@@ -15,14 +15,16 @@ from typing import Any
 
 import pytest
 
-from app import rebuild as rebuild_module
-from app.eventstore import EventStore, mongodb_env, sqlite_env
+from app.eventstore import EventStore
 from domain.instance import Instance
 from domain.user import User
 from domain.webhook import WebhookLog
 from projections import catalog
+from projections import rebuild as rebuild_module
 from projections.runner import LiveProjections
-from projections.store import ReadModelStore
+from storage.mongodb.events import environment as mongodb_env
+from storage.sqlite.events import environment as sqlite_env
+from storage.sqlite.read_models import ReadModelStore
 from tests.readmodels import MongoProvider, Provider
 from tests.server import Api, Server, wait_until
 
@@ -319,6 +321,7 @@ def test_an_interrupted_rebuild_leaves_the_old_read_models_answering(
         # A rebuild killed outright cannot clean up: the next one does.
         killed = provider.store().building()
         killed.store.ensure(catalog.TABLES)
+        provider.abandon(killed)
         assert provider.leftovers()
         # The live projection still writes where the readers look.
         instance = Instance(

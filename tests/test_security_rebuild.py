@@ -30,12 +30,12 @@ pytestmark = [
 
 KILL_AT_SWITCH = """
 import os, signal
-from projections.store import ReadModelStore
+from storage.sqlite.read_models import ReadModelStore
 ReadModelStore.switch_to = lambda self, file: os.kill(os.getpid(), signal.SIGKILL)
 """
 KILL_BEFORE_OLD_FILE_GOES = """
 import os, signal
-import projections.store as store
+import storage.sqlite.read_models as store
 _remove = store._remove
 def remove(path, journal_only=False):
     if not journal_only:  # the old file, once the new one is in service

@@ -25,7 +25,7 @@ import pytest
 from app import streams as streams_module
 from app.config import Settings
 from app.eventstore import open_store
-from app.storage import read_model_store
+from app.storage import open_storage
 from app.streams import EventStreams
 from domain.instance import Instance
 from projections import catalog
@@ -295,8 +295,9 @@ def test_a_stream_that_falls_behind_reads_what_it_missed_from_the_store(
     monkeypatch.setattr(streams_module, "BUFFER", 5)
     settings = Settings(sqlite_path=tmp_path / "data" / "events.db", jwt_secret="x" * 40)
     settings.data_dir.mkdir()
-    store = open_store(settings)
-    read_models = read_model_store(settings)
+    storage = open_storage(settings)
+    store = open_store(storage)
+    read_models = storage.read_models()
     projections = LiveProjections(store, catalog.build(read_models), catalog.TRACKING_NAME)
     projections.start()
     try:
@@ -328,6 +329,7 @@ def test_a_stream_that_falls_behind_reads_what_it_missed_from_the_store(
         projections.stop()
         read_models.close()
         store.close()
+        storage.close()
     assert received == stored
     assert reads == 2  # catching up when it opened, and once after it fell behind
 

@@ -125,14 +125,3 @@ class ReadModelQueries(Protocol):
 
     def messages_sent_on(self, user_id: str, day: str) -> int:
         """Messages a user sent on one UTC day (for the daily quota)."""
-
-
-class Collections(Protocol):
-    """Where the MongoDB read models are: the collection in service for a table name.
-
-    The write side may serve a rebuilt generation under other collection names, so the
-    query side asks this every time instead of naming collections itself.
-    """
-
-    def collection(self, name: str) -> Any:
-        """The `pymongo.collection.Collection` in service for read-model table `name`."""

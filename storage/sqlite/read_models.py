@@ -7,11 +7,20 @@ crash from the position it last committed.
 The file in service is named by a pointer file beside it (`<name>.current`), so that
 `rebuild-projections` can build a complete new file and swap it in atomically while
 the server runs. Every connection notices a swap at its next use and reopens.
+
+One rebuild runs at a time: it holds an exclusive lock on `<name>.rebuild-lock` from the
+moment it starts until its file is in service (or discarded), and starts by removing every
+read-model file the pointer does not name, which is what a rebuild killed outright leaves
+(its complete new file, if killed before the switch; the previous file, if killed after
+it). The server removes the same at start, unless a rebuild holds the lock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
+import glob
 import itertools
 import operator
 import os
@@ -26,7 +35,8 @@ from typing import Any, TypeVar
 import sqlite_utils
 from eventsourcing.persistence import IntegrityError
 
-from projections.rows import Building, ReadModels, Rows, Table
+from projections.rows import Building, ReadModels, RebuildRunning, Rows, Table
+from storage.sqlite.errors import translated, translated_errors
 
 T = TypeVar("T")
 
@@ -40,7 +50,7 @@ class ReadModelStore(ReadModels):
         self._follow = follow_pointer
         self._local = threading.local()
         self.tables: dict[str, Table] = {}
-        with self.transaction() as db:
+        with translated_errors(), self.transaction() as db:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS tracking (name TEXT PRIMARY KEY, position INTEGER)"
             )
@@ -106,6 +116,7 @@ class ReadModelStore(ReadModels):
 
     # -- the provider-neutral interface ---------------------------------------------------
 
+    @translated
     def ensure(self, tables: Iterable[Table]) -> None:
         with self.transaction() as db:
             for table in tables:
@@ -120,6 +131,7 @@ class ReadModelStore(ReadModels):
                 for columns, unique in table.indexes:
                     db[table.name].create_index(list(columns), unique=unique, if_not_exists=True)
 
+    @translated
     def atomically(self, work: Callable[[Rows], T]) -> T:
         with self.transaction() as db:
             rows = SQLiteRows(db.conn, self.tables)
@@ -127,21 +139,85 @@ class ReadModelStore(ReadModels):
             rows.flush()
         return result
 
+    @translated
     def meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", [key]).fetchone()
         return row[0] if row else None
 
+    @translated
     def position(self, name: str) -> int:
         row = self.db.execute("SELECT position FROM tracking WHERE name=?", [name]).fetchone()
         return row[0] if row else 0
 
+    @translated
     def tracked_count(self) -> int:
         (count,) = self.db.execute("SELECT COUNT(*) FROM tracking").fetchone()
         return int(count)
 
+    @translated
     def building(self) -> SQLiteBuilding:
-        return SQLiteBuilding(self)
+        lock = self._lock_rebuilds()
+        if lock is None:
+            raise RebuildRunning(
+                "another rebuild of these read models is running "
+                f"(it holds {self._lock_file().name}); wait for it to finish"
+            )
+        try:
+            self._remove_unnamed()
+            return SQLiteBuilding(self, lock)
+        except BaseException:
+            lock.close()
+            raise
 
+    @translated
+    def remove_leftovers(self) -> list[str]:
+        lock = self._lock_rebuilds()
+        if lock is None:
+            return []  # a rebuild runs: what is beside these is its work
+        with lock:
+            return self._remove_unnamed()
+
+    # -- one rebuild at a time, and what killed ones left --------------------------------
+
+    def _lock_file(self) -> Path:
+        return self.base.with_name(self.base.name + ".rebuild-lock")
+
+    def _lock_rebuilds(self) -> Any:
+        """The rebuild lock, held (closing the file releases it); None if another holds it."""
+        handle = open(self._lock_file(), "ab")  # noqa: SIM115 - held until the rebuild ends
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        except BaseException:
+            handle.close()
+            raise
+        return handle
+
+    def _remove_unnamed(self) -> list[str]:
+        """Remove every read-model file beside these that the pointer does not name (with
+        the lock held); their names."""
+        if not self._follow:
+            return []
+        current = self.current_file().name
+        base = self.base
+        keep = {current, f"{current}-wal", f"{current}-shm"}
+        candidates = [
+            *base.parent.glob(f"{glob.escape(base.name)}*"),
+            *base.parent.glob(f"{glob.escape(base.stem)}.*.db*"),
+        ]
+        removed = []
+        for path in sorted(set(candidates)):
+            name = path.name
+            if name in keep or name in (self.pointer.name, self._lock_file().name):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(name)
+        return removed
+
+    @translated
     def close(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
@@ -407,15 +483,15 @@ class SQLiteBuilding(Building):
     """A new read-model file beside the one in service (`<stem>.<ns>.db`, `.building` until
     it is complete), swapped in through the pointer file."""
 
-    def __init__(self, live: ReadModelStore) -> None:
+    def __init__(self, live: ReadModelStore, lock: Any) -> None:
         self.live = live
+        self._lock = lock  # the rebuild lock, released once in service or discarded
         base = live.base
-        for stale in base.parent.glob(f"{base.stem}.*.db.building*"):
-            stale.unlink(missing_ok=True)
         self.target = base.with_name(f"{base.stem}.{time.time_ns()}.db")
         self.file = self.target.with_name(self.target.name + ".building")
         self.store = ReadModelStore(self.file, follow_pointer=False)
 
+    @translated
     def fast(self) -> None:
         # No journal (each page written once, not to a WAL and then again), a big cache,
         # no fsync until the file is made durable once, before the swap: a failed or
@@ -428,6 +504,7 @@ class SQLiteBuilding(Building):
         ):
             self.store.db.execute(f"PRAGMA {pragma}")
 
+    @translated
     def copy(self, tables: Sequence[str], tracking_name: str) -> int:
         source = self.live.current_file()
         conn = sqlite3.connect(self.file, isolation_level=None, timeout=30)
@@ -445,6 +522,7 @@ class SQLiteBuilding(Building):
             conn.close()
         return row[0] if row else 0
 
+    @translated
     def swap_in(self, catch_up: Callable[[], None]) -> str:
         live = self.live
         # Hold the old file's write lock: the live projection waits, nothing is missed.
@@ -469,13 +547,20 @@ class SQLiteBuilding(Building):
         finally:
             old.execute("ROLLBACK")
         live.close()
-        if previous != self.target:
-            _remove(previous)
+        try:
+            if previous != self.target:
+                _remove(previous)
+        finally:
+            self._lock.close()
         return self.target.name
 
+    @translated
     def discard(self) -> None:
-        self.store.close()
-        _remove(self.file)
+        try:
+            self.store.close()
+            _remove(self.file)
+        finally:
+            self._lock.close()
 
 
 def _remove(path: Path, journal_only: bool = False) -> None:

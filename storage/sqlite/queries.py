@@ -10,6 +10,7 @@ import sqlite_utils
 
 from projections.queries.base import DAILY, Counts, Page, Row, Window, zero_usage
 from projections.usage import COUNTERS, NO_INSTANCE
+from storage.sqlite.errors import translating
 
 _SUMS = ", ".join(f"COALESCE(SUM({c}), 0) AS {c}" for c in COUNTERS)
 _NEWEST = "created_at DESC, rowid DESC"  # rowid: the order the projections wrote them
@@ -22,6 +23,7 @@ class Database(Protocol):
     def db(self) -> sqlite_utils.Database: ...
 
 
+@translating
 class SqliteReadModels:
     """`ReadModelQueries` over a SQLite read-model file."""
 
