@@ -60,7 +60,7 @@ from domain.user import User, user_id_for
 from projections import catalog
 from projections.queries.cached import CachedReadModels
 from projections.rebuild import rebuild
-from projections.rows import ReadModels
+from projections.rows import ReadModels, RebuildRunning
 from projections.runner import LiveProjections
 from storage.provider import StorageProvider, StoreUnavailable
 
@@ -160,7 +160,14 @@ def start(settings: Settings) -> Context:
     read_models = storage.read_models()
     for name in read_models.remove_leftovers():
         log.info("removed %s, left behind by an interrupted rebuild", name)
-    _check_read_model_shape(store, read_models)
+    try:
+        _check_read_model_shape(store, read_models)
+    except RebuildRunning as error:
+        for part in (committer, read_models, store, storage):
+            part.close()
+        message = f"the read models must be rebuilt first, but {error}"
+        log.error("%s", message)
+        raise StartupError(message) from None
     projections = LiveProjections(store, catalog.build(read_models), catalog.TRACKING_NAME)
     projections.start()
     try:
