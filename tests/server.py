@@ -21,6 +21,7 @@ from tests.mongo import free_port
 
 if TYPE_CHECKING:
     from app.config import Settings
+    from app.eventstore import EventStore
     from tests.readmodels import Provider
 
 ADMIN_EMAIL = "admin@example.com"
@@ -143,12 +144,7 @@ class Server:
     def stored_events(self, originator_id: str | None = None, topic: str = "") -> list[Any]:
         """The domain events in the event store (of one aggregate, and whose topic ends
         with `topic`, if given), in their order, read through a store of the test's own."""
-        from app.eventstore import open_store
-        from app.storage import open_storage
-
-        storage = open_storage(self.settings())
-        store = open_store(storage, create=False)
-        try:
+        with self.event_store() as store:
             found, start = [], 1
             while True:
                 page = store.recorder.select_notifications(start=start, limit=1000)
@@ -160,8 +156,21 @@ class Server:
                 if len(page) < 1000:
                     return found
                 start = page[-1].id + 1
+
+    @contextmanager
+    def event_store(self) -> Iterator[EventStore]:
+        """The server's event store, opened by the test (creating nothing)."""
+        from app.eventstore import open_store
+        from app.storage import open_storage
+
+        storage = open_storage(self.settings())
+        try:
+            store = open_store(storage, create=False)
+            try:
+                yield store
+            finally:
+                store.close()
         finally:
-            store.close()
             storage.close()
 
     def read_models(self) -> Provider:

@@ -17,7 +17,6 @@ from uuid import UUID
 
 import pytest
 
-from app.eventstore import open_store
 from tests.receiver import Receiver
 from tests.server import Api, Server, running_server, wait_until
 
@@ -136,13 +135,10 @@ def test_an_instance_out_of_step_with_its_owner_is_stopped_at_start(
     alice.pair(a, phone())
     fresh_server.stop()
 
-    store = open_store(fresh_server.settings(), create=False)
-    try:
+    with fresh_server.event_store() as store:
         user = store.repository.get(UUID(alice_id))
         user.deactivate()
         store.save(user)
-    finally:
-        store.close()
 
     fresh_server.start()
     admin = Api.login(fresh_server)

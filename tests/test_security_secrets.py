@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from app.eventstore import open_store
 from domain.instance import Instance
 from tests.fake_graph import PHONE_NUMBER_ID, TOKEN, FakeGraph
 from tests.receiver import Receiver
@@ -142,11 +141,8 @@ def test_an_event_store_from_before_sealing_still_opens(
         webhook={"url": receiver.url, "enabled": True, "secret": "old-webhook-secret"},
         engine_settings=cloud(graph, "old-app-secret", "old-verify-token"),
     )
-    store = open_store(fresh_server.settings(), create=False)
-    try:
+    with fresh_server.event_store() as store:
         store.save(old)
-    finally:
-        store.close()
 
     fresh_server.start()
     admin = Api.login(fresh_server)
