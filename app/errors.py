@@ -6,14 +6,17 @@ import contextlib
 import logging
 from typing import Any
 
+import msgspec
 from eventsourcing.persistence import IntegrityError, PersistenceError
+from msgspec import UNSET
 from pykka import ActorDeadError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from actors.bridge import ActorTimeout
 from actors.engines.base import EngineError
+from app.answers import Error, ErrorDetails, JSONAnswer
 from domain.instance import (
     IdempotencyKeyReused,
     InstanceDeleted,
@@ -34,7 +37,7 @@ class ApiError(Exception):
         status: int,
         code: str,
         message: str,
-        details: Any | None = None,
+        details: ErrorDetails | None = None,
         retry_after: int = 1,
     ) -> None:
         super().__init__(message)
@@ -53,7 +56,7 @@ def invalid(message: str, field: str | None, problem: str | None = None) -> ApiE
     """A 400 `validation_error`: `message` for a person; `details` say which field (dotted
     for nested JSON fields, None for the body as a whole) and what is wrong with it."""
     return ApiError(
-        400, "validation_error", message, details={"field": field, "problem": problem or message}
+        400, "validation_error", message, ErrorDetails(field=field, problem=problem or message)
     )
 
 
@@ -66,13 +69,11 @@ def error_response(
     status: int,
     code: str,
     message: str,
-    details: Any | None = None,
+    details: ErrorDetails | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    body: dict[str, Any] = {"error": message, "code": code}
-    if details is not None:
-        body["details"] = details
-    response = JSONResponse(body, status_code=status, headers=headers)
+    body = Error(error=message, code=code, details=UNSET if details is None else details)
+    response = JSONAnswer(body, status_code=status, headers=headers)
     response.error_code = code  # type: ignore[attr-defined]
     return response
 
@@ -106,7 +107,10 @@ async def _engine(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, EngineError)
     retry = exc.retry_after if exc.retry_after is not None else 60 if exc.status == 429 else None
     headers = {"Retry-After": str(retry)} if retry is not None else None
-    return error_response(exc.status, exc.code, str(exc), exc.details, headers)
+    # Engines say their details as a dict (actors do not know the answer types); only the
+    # fields ErrorDetails declares are answered, so the document stays true.
+    details = msgspec.convert(exc.details, ErrorDetails) if exc.details else None
+    return error_response(exc.status, exc.code, str(exc), details, headers)
 
 
 async def _timeout(request: Request, exc: Exception) -> Response:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -12,6 +11,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import Notification
 
 from actors.engines.base import media_id
+from app.answers import ENCODER
 from app.eventstore import EventStore
 from domain.instance import Instance
 from domain.urls import redact_url
@@ -151,4 +151,4 @@ def read(
 
 
 def to_json(event: dict[str, Any]) -> str:
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    return ENCODER.encode(event).decode()

@@ -5,61 +5,65 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 
-def webhook_settings(webhook: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "notifyReceived": webhook.get("notifyReceived", True),
-        "notifySent": webhook.get("notifySent", True),
-        "notifyDelivery": webhook.get("notifyDelivery", False),
-        "notifyRead": webhook.get("notifyRead", False),
-        "maxRetries": webhook.get("maxRetries"),
-        "retryInterval": webhook.get("retryInterval"),
-        "hasSecret": bool(webhook.get("hasSecret")),
-    }
+from app.answers import ConnectionStatus, InstanceView, UserLimits, UserView, WebhookSettingsView
+
+_limits = msgspec.json.Decoder(UserLimits)
 
 
-def connection_status(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "ready": row["status"] == "connected",
-        "status": row["status"],
-        "hasQr": bool(row["has_qr"]),
-    }
+def webhook_settings(webhook: dict[str, Any]) -> WebhookSettingsView:
+    return WebhookSettingsView(
+        notifyReceived=webhook.get("notifyReceived", True),
+        notifySent=webhook.get("notifySent", True),
+        notifyDelivery=webhook.get("notifyDelivery", False),
+        notifyRead=webhook.get("notifyRead", False),
+        maxRetries=webhook.get("maxRetries"),
+        retryInterval=webhook.get("retryInterval"),
+        hasSecret=bool(webhook.get("hasSecret")),
+    )
 
 
-def instance(row: dict[str, Any], *, detailed: bool = True) -> dict[str, Any]:
+def connection_status(row: dict[str, Any]) -> ConnectionStatus:
+    return ConnectionStatus(
+        ready=row["status"] == "connected", status=row["status"], hasQr=bool(row["has_qr"])
+    )
+
+
+def instance(row: dict[str, Any], *, detailed: bool = True) -> InstanceView:
     webhook = row["webhook"]
-    view: dict[str, Any] = {
-        "id": row["id"],
-        "name": row["name"],
-        "description": row["description"],
-        "userId": row["user_id"],
-        "engine": row["engine"],
-        "status": row["status"],
-        "phone": row["phone"],
-        "webhookUrl": webhook.get("url"),
-        "webhookEnabled": bool(webhook.get("enabled")),
-        "createdAt": row["created_at"],
-        "updatedAt": row["updated_at"],
-        "connectionStatus": connection_status(row),
-    }
+    view = InstanceView(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        userId=row["user_id"],
+        engine=row["engine"],
+        status=row["status"],
+        phone=row["phone"],
+        webhookUrl=webhook.get("url"),
+        webhookEnabled=bool(webhook.get("enabled")),
+        createdAt=row["created_at"],
+        updatedAt=row["updated_at"],
+        connectionStatus=connection_status(row),
+    )
     if detailed:
-        view["webhookSettings"] = webhook_settings(webhook)
+        view.webhookSettings = webhook_settings(webhook)
         if row.get("engine_settings"):
-            view["engineSettings"] = row["engine_settings"]
+            view.engineSettings = row["engine_settings"]
         if row.get("connection"):
-            view["connectionDetails"] = json.loads(row["connection"])
+            view.connectionDetails = json.loads(row["connection"])
     return view
 
 
-def user(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "email": row["email"],
-        "firstName": row["first_name"],
-        "lastName": row["last_name"],
-        "role": row["role"],
-        "active": bool(row["active"]),
-        "limits": json.loads(row.get("limits") or "{}"),
-        "createdAt": row["created_at"],
-        "updatedAt": row["updated_at"],
-    }
+def user(row: dict[str, Any]) -> UserView:
+    return UserView(
+        id=row["id"],
+        email=row["email"],
+        firstName=row["first_name"],
+        lastName=row["last_name"],
+        role=row["role"],
+        active=bool(row["active"]),
+        limits=_limits.decode(row.get("limits") or "{}"),
+        createdAt=row["created_at"],
+        updatedAt=row["updated_at"],
+    )

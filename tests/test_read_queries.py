@@ -141,12 +141,12 @@ def test_messages_of_a_chat_newest_first_in_pages(reads: ReadModelQueries) -> No
     first = reads.messages("a1", CHAT, Window(limit=2))
     assert ids(first.rows) == ["a1-5", "a1-4"]
     assert first.total == 5
-    assert query.pagination(first.total, 2, 0)["hasMore"]
+    assert query.pagination(first.total, 2, 0).hasMore
     middle = reads.messages("a1", CHAT, Window(limit=2, skip=2))
     assert ids(middle.rows) == ["a1-3", "a1-2"]
     last = reads.messages("a1", CHAT, Window(limit=2, skip=4))
     assert ids(last.rows) == ["a1-1"]
-    assert last.total == 5 and not query.pagination(last.total, 2, 4)["hasMore"]
+    assert last.total == 5 and not query.pagination(last.total, 2, 4).hasMore
     beyond = reads.messages("a1", CHAT, Window(limit=2, skip=10))
     assert beyond.rows == [] and beyond.total == 5
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
+from app.answers import ApiKey, Me, PasswordChanged, SignedIn, SignedInUser, answer
 from app.auth import api_key_hash, hash_password, new_api_key, unauthorized, verify_password
 from app.context import Context
 from app.errors import ApiError
@@ -16,8 +17,15 @@ from app.schemas import ChangePassword, Login, RotateApiKey, decode, parse, read
 from domain.user import User, user_id_for
 
 
-@doc("Sign in with e-mail and password", "auth", body=Login, auth=False, errors=(401, 429))
-async def login(request: Request) -> JSONResponse:
+@doc(
+    "Sign in with e-mail and password",
+    "auth",
+    answer=SignedIn,
+    body=Login,
+    auth=False,
+    errors=(401, 429),
+)
+async def login(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     body = await parse(request, Login)
     account = body.email.strip().lower()
@@ -36,39 +44,46 @@ async def login(request: Request) -> JSONResponse:
         ctx.login_throttle.failed(attempt)
         raise unauthorized("Wrong e-mail or password")
     ctx.login_throttle.succeeded(attempt)
-    return JSONResponse(
-        {
-            "token": ctx.auth.issue_token(str(user.id), user.role, user.token_generation),
-            "user": {
-                "id": str(user.id),
-                "email": user.email,
-                "firstName": user.first_name,
-                "lastName": user.last_name,
-                "role": user.role,
-                "apiKey": ctx.auth.unseal(user.api_key_sealed),
-            },
-        }
+    return answer(
+        request,
+        SignedIn(
+            token=ctx.auth.issue_token(str(user.id), user.role, user.token_generation),
+            user=SignedInUser(
+                id=str(user.id),
+                email=user.email,
+                firstName=user.first_name,
+                lastName=user.last_name,
+                role=user.role,
+                apiKey=ctx.auth.unseal(user.api_key_sealed),
+            ),
+        ),
     )
 
 
-@doc("The signed-in user", "auth")
-async def me(request: Request) -> JSONResponse:
+@doc("The signed-in user", "auth", answer=Me)
+async def me(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
     row = ctx.queries.user(principal.user_id)
-    return JSONResponse(
-        {
-            "id": row["id"],
-            "email": row["email"],
-            "firstName": row["first_name"],
-            "lastName": row["last_name"],
-            "role": row["role"],
-        }
+    return answer(
+        request,
+        Me(
+            id=row["id"],
+            email=row["email"],
+            firstName=row["first_name"],
+            lastName=row["last_name"],
+            role=row["role"],
+        ),
     )
 
 
-@doc("Change my password (signs out every other session)", "auth", body=ChangePassword)
-async def change_password(request: Request) -> JSONResponse:
+@doc(
+    "Change my password (signs out every other session)",
+    "auth",
+    answer=PasswordChanged,
+    body=ChangePassword,
+)
+async def change_password(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
     body = await parse(request, ChangePassword)
@@ -80,22 +95,24 @@ async def change_password(request: Request) -> JSONResponse:
     user.change_password(new_hash)
     await ctx.save(user)
     # Every token issued before this change is refused from now on; the caller gets a new one.
-    return JSONResponse(
-        {
-            "success": True,
-            "message": "Password changed; other sessions are signed out",
-            "token": ctx.auth.issue_token(str(user.id), user.role, user.token_generation),
-        }
+    return answer(
+        request,
+        PasswordChanged(
+            success=True,
+            message="Password changed; other sessions are signed out",
+            token=ctx.auth.issue_token(str(user.id), user.role, user.token_generation),
+        ),
     )
 
 
 @doc(
     "Rotate my API key (the old one stops working); needs currentPassword or a recent sign-in",
     "auth",
+    answer=ApiKey,
     body=RotateApiKey,
     errors=(403,),
 )
-async def rotate_api_key(request: Request) -> JSONResponse:
+async def rotate_api_key(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
     raw = await read_body(request)
@@ -118,7 +135,7 @@ async def rotate_api_key(request: Request) -> JSONResponse:
         user.rotate_api_key(api_key_hash(key), ctx.auth.seal(key))
 
     await ctx.change_user(principal.user_id, rotate)
-    return JSONResponse({"apiKey": key})
+    return answer(request, ApiKey(apiKey=key))
 
 
 # A token this young stands in for the password when rotating the API key.

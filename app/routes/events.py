@@ -6,13 +6,14 @@ import asyncio
 from uuid import UUID
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from app import history, query
+from app.answers import EventPage, EventView, answer
 from app.context import Context
 from app.errors import ApiError, not_found
-from app.openapi import doc
+from app.openapi import Param, doc, whole
 from app.streams import EventStreamResponse, seconds_until
 
 
@@ -31,10 +32,19 @@ def _filters(request: Request) -> tuple[int, int, list[str]]:
     return after, limit, topics
 
 
+EVENT_QUERY: dict[str, str | Param] = {
+    "after": whole("events after this position", 0, query.MAX_POSITION),
+    "limit": whole("page size", 1, query.MAX_LIMIT),
+    "types": "comma-separated event types",
+}
+
+
 @doc(
     "An instance's events (JSON, or live with Accept: text/event-stream)",
     "audit",
-    query={"after": "position", "limit": "page size", "types": "comma-separated event types"},
+    answer=EventPage,
+    media={"text/event-stream": "string"},
+    query=EVENT_QUERY,
     errors=(429,),
 )
 async def instance_events(request: Request) -> Response:
@@ -46,8 +56,10 @@ async def instance_events(request: Request) -> Response:
 @doc(
     "Every event (admin)",
     "audit",
+    answer=EventPage,
     admin=True,
-    query={"after": "position", "limit": "page size", "types": "comma-separated event types"},
+    media={"text/event-stream": "string"},
+    query=EVENT_QUERY,
     errors=(429,),
 )
 async def all_events(request: Request) -> Response:
@@ -73,7 +85,11 @@ async def _answer(request: Request, ctx: Context, originator: UUID | None) -> Re
         stream = ctx.streams.open(principal.user_id, originator, topics, after, check)
         return EventStreamResponse(ctx.streams, stream)
     events = await asyncio.to_thread(history.read, ctx.store, originator, after, limit, topics)
-    return JSONResponse({"events": events, "next": events[-1]["position"] if events else after})
+    page = EventPage(
+        events=[EventView(**event) for event in events],
+        next=events[-1]["position"] if events else after,
+    )
+    return answer(request, page)
 
 
 routes = [

@@ -7,10 +7,11 @@ import asyncio
 from eventsourcing.persistence import IntegrityError
 from msgspec import UNSET, structs
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from app import owners, views
+from app.answers import CreatedUser, Done, UserList, UserView, answer
 from app.auth import api_key_hash, hash_password, new_api_key
 from app.context import Context, parse_id
 from app.errors import ApiError, not_found
@@ -19,16 +20,16 @@ from app.schemas import UserCreate, UserUpdate, parse
 from domain.user import User
 
 
-@doc("List users", "users", admin=True)
-async def list_users(request: Request) -> JSONResponse:
+@doc("List users", "users", answer=UserList, admin=True)
+async def list_users(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     ctx.admin(request)
     rows = ctx.queries.users()
-    return JSONResponse({"users": [views.user(row) for row in rows]})
+    return answer(request, UserList(users=[views.user(row) for row in rows]))
 
 
-@doc("Create a user", "users", body=UserCreate, admin=True, ok=201)
-async def create_user(request: Request) -> JSONResponse:
+@doc("Create a user", "users", answer=CreatedUser, body=UserCreate, admin=True, ok=201)
+async def create_user(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     ctx.admin(request)
     body = await parse(request, UserCreate)
@@ -41,23 +42,24 @@ async def create_user(request: Request) -> JSONResponse:
             409, "email_taken", f"A user with e-mail {body.email} exists already"
         ) from None
     view = views.user(ctx.queries.user(str(user.id)))
-    return JSONResponse({**view, "apiKey": api_key}, status_code=201)
+    return answer(request, CreatedUser(**structs.asdict(view), apiKey=api_key))
 
 
-@doc("A user", "users", admin=True)
-async def get_user(request: Request) -> JSONResponse:
+@doc("A user", "users", answer=UserView, admin=True)
+async def get_user(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     ctx.admin(request)
-    return JSONResponse(views.user(_row(ctx, request)))
+    return answer(request, views.user(_row(ctx, request)))
 
 
 @doc(
     'Change a user ({"active": false} deactivates, {"active": true} brings one back)',
     "users",
+    answer=UserView,
     body=UserUpdate,
     admin=True,
 )
-async def update_user(request: Request) -> JSONResponse:
+async def update_user(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.admin(request)
     user_id = str(parse_id(request.path_params["userId"], "user"))
@@ -104,11 +106,11 @@ async def update_user(request: Request) -> JSONResponse:
     await ctx.change_user(user_id, change)
     if body.active is not UNSET and body.active != bool(row["active"]):
         await owners.follow(ctx, user_id, active=body.active)
-    return JSONResponse(views.user(ctx.queries.user(user_id)))
+    return answer(request, views.user(ctx.queries.user(user_id)))
 
 
-@doc("Delete (deactivate) a user; their instances stop", "users", admin=True)
-async def delete_user(request: Request) -> JSONResponse:
+@doc("Delete (deactivate) a user; their instances stop", "users", answer=Done, admin=True)
+async def delete_user(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.admin(request)
     row = _row(ctx, request)
@@ -116,7 +118,7 @@ async def delete_user(request: Request) -> JSONResponse:
         raise ApiError(400, "cannot_delete_self", "An administrator cannot delete themselves")
     await ctx.change_user(row["id"], lambda user: user.deactivate())
     await owners.follow(ctx, row["id"], active=False)
-    return JSONResponse({"success": True, "message": f"User {row['id']} deleted successfully"})
+    return answer(request, Done(success=True, message=f"User {row['id']} deleted successfully"))
 
 
 def _row(ctx: Context, request: Request) -> dict:

@@ -8,11 +8,21 @@ from typing import Any
 import msgspec
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from actors.outbound import OutboundHTTP
 from app import media, quotas
+from app.answers import (
+    ConnectionStatus,
+    ContactList,
+    ContactView,
+    Done,
+    NumberCheckView,
+    PairingCodeView,
+    SentMessage,
+    answer,
+)
 from app.context import Context
 from app.errors import ApiError, invalid
 from app.openapi import doc
@@ -34,18 +44,25 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
-@doc("Connection status", "whatsapp")
-async def status(request: Request) -> JSONResponse:
+@doc("Connection status", "whatsapp", answer=ConnectionStatus)
+async def status(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     state = await ctx.ask(ctx.proxy(instance_id).state())
-    return JSONResponse(
-        {"ready": state["ready"], "status": state["status"], "hasQr": state["hasQr"]}
+    return answer(
+        request,
+        ConnectionStatus(ready=state["ready"], status=state["status"], hasQr=state["hasQr"]),
     )
 
 
-@doc("Send a text message", "whatsapp", body=SendText, errors=(422, 429, 502))
-async def send(request: Request) -> JSONResponse:
+@doc(
+    "Send a text message",
+    "whatsapp",
+    answer=SentMessage,
+    body=SendText,
+    errors=(422, 429, 502),
+)
+async def send(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     body = await parse(request, SendText)
@@ -59,18 +76,24 @@ def fingerprint(*parts: str | None) -> str:
 
 async def _send_text(
     ctx: Context, request: Request, instance_id: str, phone: str, text: str
-) -> JSONResponse:
+) -> Response:
     to = to_jid(phone)
     key = idempotency_key(request)
     ctx.check_webhook_backlog(instance_id)
     await quotas.check_messages(ctx, ctx.principal(request), instance_id)
     proxy = ctx.proxy(instance_id)
     sent = proxy.send_text(to, text, key, fingerprint("text", to, text) if key else None)
-    return JSONResponse({"id": await ctx.command(sent)})
+    return answer(request, SentMessage(id=await ctx.command(sent)))
 
 
-@doc("Send media fetched from a URL", "whatsapp", body=SendMedia, errors=(422, 429, 502))
-async def send_media(request: Request) -> JSONResponse:
+@doc(
+    "Send media fetched from a URL",
+    "whatsapp",
+    answer=SentMessage,
+    body=SendMedia,
+    errors=(422, 429, 502),
+)
+async def send_media(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     body = await parse(request, SendMedia)
@@ -83,7 +106,7 @@ async def send_media(request: Request) -> JSONResponse:
     # Before anything is fetched: a retry answers at once, a disconnected instance is 409.
     earlier = await ctx.ask(proxy.check_send(key, request_print))
     if earlier is not None:
-        return JSONResponse({"id": earlier})
+        return answer(request, SentMessage(id=earlier))
     await quotas.check_messages(ctx, ctx.principal(request), row["id"])
     settings = ctx.settings
     file = await media.download(
@@ -96,16 +119,17 @@ async def send_media(request: Request) -> JSONResponse:
     )
     with media.removed_unless_sent(file):
         message_id = await ctx.command(proxy.send_media(to, file, body.caption, key, request_print))
-    return JSONResponse({"id": message_id})
+    return answer(request, SentMessage(id=message_id))
 
 
 @doc(
     "Send an uploaded file",
     "whatsapp",
+    answer=SentMessage,
     form={"phone": "string", "caption": "string", "file": "binary"},
     errors=(422, 429, 502),
 )
-async def send_file(request: Request) -> JSONResponse:
+async def send_file(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     settings = ctx.settings
@@ -141,44 +165,37 @@ async def send_file(request: Request) -> JSONResponse:
         message_id = await ctx.command(
             ctx.proxy(row["id"]).send_media(to, file, caption, key, request_print)
         )
-    return JSONResponse({"id": message_id})
+    return answer(request, SentMessage(id=message_id))
 
 
-@doc("Contacts of an instance", "whatsapp")
-async def contacts(request: Request) -> JSONResponse:
+@doc("Contacts of an instance", "whatsapp", answer=ContactList)
+async def contacts(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     rows = ctx.queries.contacts(row["id"])
-    return JSONResponse(
-        {
-            "contacts": [
-                {
-                    "id": c["jid"],
-                    "name": c["name"],
-                    "number": c["number"],
-                    "isGroup": bool(c["is_group"]),
-                }
-                for c in rows
-            ]
-        }
-    )
+    found = [
+        ContactView(id=c["jid"], name=c["name"], number=c["number"], isGroup=bool(c["is_group"]))
+        for c in rows
+    ]
+    return answer(request, ContactList(contacts=found))
 
 
-@doc("Log out of WhatsApp", "whatsapp")
-async def logout(request: Request) -> JSONResponse:
+@doc("Log out of WhatsApp", "whatsapp", answer=Done)
+async def logout(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     await ctx.command(ctx.proxy(row["id"]).logout())
-    return JSONResponse({"success": True})
+    return answer(request, Done(success=True))
 
 
 @doc(
     "Send text with query or form fields",
     "whatsapp",
+    answer=SentMessage,
     query={"phone": "recipient", "message": "text"},
     errors=(422, 429, 502),
 )
-async def simple_send(request: Request) -> JSONResponse:
+async def simple_send(request: Request) -> Response:
     """Send with query or form fields, for low-code tools that cannot send JSON."""
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
@@ -212,24 +229,29 @@ routes = [
 ]
 
 
-@doc("Whether a number has WhatsApp (whatsmeow)", "whatsapp")
-async def check_number(request: Request) -> JSONResponse:
+@doc("Whether a number has WhatsApp (whatsmeow)", "whatsapp", answer=NumberCheckView)
+async def check_number(request: Request) -> Response:
     """Whether a phone number has WhatsApp (whatsmeow instances)."""
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     phone = normalize_phone(request.path_params["phone"])
     exists = await ctx.ask(ctx.proxy(row["id"]).check_number(phone))
-    return JSONResponse({"phone": phone, "exists": bool(exists)})
+    return answer(request, NumberCheckView(phone=phone, exists=bool(exists)))
 
 
-@doc("A pairing code to link by phone number (whatsmeow)", "instances", body=PairingCode)
-async def pairing_code(request: Request) -> JSONResponse:
+@doc(
+    "A pairing code to link by phone number (whatsmeow)",
+    "instances",
+    answer=PairingCodeView,
+    body=PairingCode,
+)
+async def pairing_code(request: Request) -> Response:
     """Pair by phone number instead of QR: the code to type on the phone (whatsmeow)."""
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     body = await parse(request, PairingCode)
     code = await ctx.ask(ctx.proxy(row["id"]).pairing_code(normalize_phone(body.phone)))
-    return JSONResponse({"pairingCode": code})
+    return answer(request, PairingCodeView(pairingCode=code))
 
 
 routes += [
