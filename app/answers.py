@@ -55,7 +55,7 @@ def answer(
 class ErrorDetails(Answer):
     """What a program may act on: for a validation error, the field and the problem; for a
     Cloud API error, what Meta's Graph API answered (its HTTP status, code, subcode and
-    trace id, when they are well formed)."""
+    trace id, when they are well formed) and Meta's title for a code we know."""
 
     field: str | UnsetType | None = UNSET  # dotted for nested fields; null: the whole body
     problem: str | UnsetType = UNSET
@@ -63,6 +63,7 @@ class ErrorDetails(Answer):
     code: int | UnsetType = UNSET
     subcode: int | UnsetType = UNSET
     fbtraceId: str | UnsetType = UNSET
+    title: str | UnsetType = UNSET
 
 
 class Error(Answer):

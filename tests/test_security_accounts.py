@@ -17,6 +17,7 @@ from uuid import UUID
 
 import pytest
 
+from tests.places import place
 from tests.receiver import Receiver
 from tests.server import Api, Server, running_server, wait_until
 
@@ -29,10 +30,14 @@ DEFAULT_QUOTA = 3
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, storage: Any) -> Iterator[Server]:
-    with running_server(
-        tmp_path_factory.mktemp("accounts"), storage, MAX_INSTANCES_PER_USER=str(DEFAULT_QUOTA)
-    ) as running:
+def server(
+    request: pytest.FixtureRequest, provider: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("accounts")
+    with (
+        place(request, provider, root) as storage,
+        running_server(root, storage, MAX_INSTANCES_PER_USER=str(DEFAULT_QUOTA)) as running,
+    ):
         yield running
 
 

@@ -16,6 +16,7 @@ import httpx
 import jwt
 import pytest
 
+from tests.places import place
 from tests.server import ADMIN_EMAIL, ADMIN_PASSWORD, Api, Server, running_server, wait_until
 
 pytestmark = pytest.mark.drill_cases("security cases")
@@ -24,11 +25,15 @@ _numbers = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, storage: Any) -> Iterator[Server]:
+def server(
+    request: pytest.FixtureRequest, provider: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     """Behind a trusted proxy (loopback): each test signs in from an address of its own."""
-    with running_server(
-        tmp_path_factory.mktemp("auth"), storage, FORWARDED_ALLOW_IPS="127.0.0.1"
-    ) as running:
+    root = tmp_path_factory.mktemp("auth")
+    with (
+        place(request, provider, root) as storage,
+        running_server(root, storage, FORWARDED_ALLOW_IPS="127.0.0.1") as running,
+    ):
         yield running
 
 

@@ -34,7 +34,7 @@ SandboxEngine.forget = forget
 
 
 @pytest.mark.kills_the_server
-@pytest.mark.drill("kill -9 during an instance's deletion ({server_provider})")
+@pytest.mark.drill("kill -9 during an instance's deletion ({provider})")
 @pytest.mark.parametrize("files_removed", [False, True], ids=["before-removal", "after-removal"])
 def test_a_delete_killed_midway_is_finished_by_the_next_start(
     fresh_server: Server, files_removed: bool

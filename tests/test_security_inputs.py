@@ -144,7 +144,7 @@ def integer_fields(document: dict[str, Any]) -> list[tuple[str, str, str]]:
     return found
 
 
-@pytest.mark.drill("hostile numbers, generated ({server_provider})")
+@pytest.mark.drill("hostile numbers, generated ({provider})")
 def test_generated_hostile_numbers_never_make_a_5xx(
     server: Server, admin: Api, owner: dict[str, str]
 ) -> None:

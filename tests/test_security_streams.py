@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,13 +22,11 @@ import jwt
 import pytest
 
 from app import streams as streams_module
-from app.config import Settings
-from app.eventstore import open_store
-from app.storage import open_storage
 from app.streams import EventStreams
 from domain.instance import Instance
 from projections import catalog
 from projections.runner import LiveProjections
+from tests.places import Storage, place
 from tests.server import Api, Server, running_server, wait_until
 from tests.sse import SseReader
 
@@ -41,13 +38,19 @@ _numbers = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, storage: Any) -> Iterator[Server]:
-    with running_server(
-        tmp_path_factory.mktemp("streams"),
-        storage,
-        MAX_EVENT_STREAMS_PER_USER=str(PER_USER),
-        MAX_EVENT_STREAMS=str(PER_SERVER),
-    ) as running:
+def server(
+    request: pytest.FixtureRequest, provider: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("streams")
+    with (
+        place(request, provider, root) as storage,
+        running_server(
+            root,
+            storage,
+            MAX_EVENT_STREAMS_PER_USER=str(PER_USER),
+            MAX_EVENT_STREAMS=str(PER_SERVER),
+        ) as running,
+    ):
         yield running
 
 
@@ -288,15 +291,12 @@ def test_many_streams_share_one_feed(server: Server, admin: Api) -> None:
 
 
 def test_a_stream_that_falls_behind_reads_what_it_missed_from_the_store(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A client that stops reading cannot make the server hold events without bound: past
     BUFFER they are dropped and read back from the store, with nothing lost or repeated."""
     monkeypatch.setattr(streams_module, "BUFFER", 5)
-    settings = Settings(sqlite_path=tmp_path / "data" / "events.db", jwt_secret="x" * 40)
-    settings.data_dir.mkdir()
-    storage = open_storage(settings)
-    store = open_store(storage)
+    store = storage.event_store()
     read_models = storage.read_models()
     projections = LiveProjections(store, catalog.build(read_models), catalog.TRACKING_NAME)
     projections.start()
@@ -327,9 +327,6 @@ def test_a_stream_that_falls_behind_reads_what_it_missed_from_the_store(
         received, stored, reads = asyncio.run(scenario())
     finally:
         projections.stop()
-        read_models.close()
-        store.close()
-        storage.close()
     assert received == stored
     assert reads == 2  # catching up when it opened, and once after it fell behind
 
