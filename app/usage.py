@@ -64,8 +64,10 @@ class ApiCallCounter:
         from one day on)."""
         projected = self._projected()
         with self._lock:
-            self._storing = [(at, c) for at, c in self._storing if at is None or at > projected]
-            batches = [self._counts, *(c for _, c in self._storing)]
+            self._storing = [
+                s for s in self._storing if s.position is None or s.position > projected
+            ]
+            batches = [self._counts, *(s.counts for s in self._storing)]
             return sum(
                 n
                 for counts in batches

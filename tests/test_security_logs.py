@@ -15,7 +15,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.server import Api, Server
+from app.usage import FLUSH_AT
+from tests.server import Api, Server, wait_until
 
 pytestmark = pytest.mark.drill_cases("security cases")
 
@@ -111,6 +112,22 @@ def test_api_calls_count_only_the_callers_own_and_show_at_once(
     assert calls and {c["instanceId"] for c in calls} <= {None, mine}
     assert junk not in repr(stored)
     assert junk[:40].encode() not in server.stored_bytes()
+
+
+def test_statistics_add_up_while_and_after_counts_are_stored(server: Server, admin: Api) -> None:
+    """FLUSH_AT calls make the running server store its counts; statistics asked after that
+    count each call once (not both as stored and as pending), and do not fail."""
+    email = f"busy-{uuid.uuid4().hex[:8]}@example.com"
+    admin.create_user(email, password="busy-password-1")
+    busy = Api.login(server, email, "busy-password-1")
+    saved = len(server.stored_events(topic="UsageRecorded"))
+    for _ in range(FLUSH_AT):
+        assert busy.http.get("/api/auth/me").status_code == 200
+    wait_until(lambda: len(server.stored_events(topic="UsageRecorded")) > saved, timeout=30)
+    for asked in (1, 2):
+        answer = busy.http.get("/api/stats/user")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["total"]["apiCalls"] == FLUSH_AT + asked  # and this call
 
 
 def test_a_long_id_is_refused_before_it_is_counted(server: Server, admin: Api) -> None:
