@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
 
 from app.eventstore import EventStore, GroupCommitter
 from domain.usage import LEDGER_ID, UsageLedger
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 FLUSH_AT = 1000
 EVERY_INSTANCE = object()  # `pending(instance_id=...)`: calls about any instance, or none
+CONFLICT_RETRIES = 5
 
 Key = tuple[str, str | None, str]  # user id, instance id (None: the user's own), UTC day
 
@@ -92,12 +94,7 @@ class ApiCallCounter:
                 for (user, instance, day), n in sorted(counts.items(), key=str)
             ]
             try:
-                try:
-                    ledger = self._store.repository.get(LEDGER_ID)
-                except AggregateNotFoundError:
-                    ledger = UsageLedger()
-                ledger.record(calls)
-                positions = self._committer.commit(ledger.collect_events())
+                positions = self._record(calls)
             except Exception:
                 with self._lock:
                     self._storing = [b for b in self._storing if b is not storing]
@@ -106,6 +103,22 @@ class ApiCallCounter:
                 raise
             storing.position = positions[-1] if positions else 0
             return sum(counts.values())
+
+    def _record(self, calls: list[dict[str, object]]) -> list[int]:
+        # Several nodes each store their own counts in the one ledger: one that finds its
+        # version taken by another node's commit loads the ledger again and records after it.
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                ledger = self._store.repository.get(LEDGER_ID)
+            except AggregateNotFoundError:
+                ledger = UsageLedger()
+            ledger.record(calls)
+            try:
+                return self._committer.commit(ledger.collect_events())
+            except IntegrityError:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
 
 
 class _Storing:

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from app.answers import ConnectionStatus, InstanceView, UserLimits, UserView, WebhookSettingsView
 
@@ -30,7 +31,11 @@ def connection_status(row: dict[str, Any]) -> ConnectionStatus:
     )
 
 
-def instance(row: dict[str, Any], *, detailed: bool = True) -> InstanceView:
+def instance(
+    row: dict[str, Any], *, detailed: bool = True, node: str | UnsetType | None = UNSET
+) -> InstanceView:
+    """An instance. On several nodes `node` is the node that runs it (None while it moves);
+    on one node (UNSET) there is no `node` field."""
     webhook = row["webhook"]
     view = InstanceView(
         id=row["id"],
@@ -45,6 +50,7 @@ def instance(row: dict[str, Any], *, detailed: bool = True) -> InstanceView:
         createdAt=row["created_at"],
         updatedAt=row["updated_at"],
         connectionStatus=connection_status(row),
+        node=node,
     )
     if detailed:
         view.webhookSettings = webhook_settings(webhook)
