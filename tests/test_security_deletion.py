@@ -22,12 +22,13 @@ pytestmark = pytest.mark.drill_cases("security cases")
 # Run in the server's process before it starts: `forget` (the removal of an instance's
 # session files) SIGKILLs the server, before or after doing its work.
 KILL_IN_FORGET = """
-import os, signal
+import os, shutil, signal
 from actors.engines.sandbox import SandboxEngine
 _forget = SandboxEngine.forget
 def forget(self):
     if {after}:
         _forget(self)
+        shutil.rmtree({session!r}, ignore_errors=True)  # as the whatsmeow engine's forget does
     os.kill(os.getpid(), signal.SIGKILL)
 SandboxEngine.forget = forget
 """
@@ -44,11 +45,16 @@ def test_a_delete_killed_midway_is_finished_by_the_next_start(
     kept = api.create_instance("Kept")["id"]
     api.pair(doomed, "15558900001")
     api.pair(kept, "15558900002")
+    # Session files as the whatsmeow engine keeps them (INSTANCES_DIR/<id>/session.db); the
+    # sandbox keeps its pairing in the event store alone.
     sessions = fresh_server.root / "instances"
-    assert (sessions / doomed).is_dir() and (sessions / kept).is_dir()
+    for instance in (doomed, kept):
+        (sessions / instance).mkdir(parents=True, exist_ok=True)
+        (sessions / instance / "session.db").write_bytes(b"a linked device's keys")
 
     fresh_server.stop()
-    fresh_server.start(fault=KILL_IN_FORGET.format(after=files_removed))
+    fault = KILL_IN_FORGET.format(after=files_removed, session=str(sessions / doomed))
+    fresh_server.start(fault=fault)
     api = Api.login(fresh_server)
     wait_until(lambda: api.status(doomed)["ready"])
     with pytest.raises(httpx.TransportError):  # the server dies: no answer
@@ -66,6 +72,6 @@ def test_a_delete_killed_midway_is_finished_by_the_next_start(
     assert deleted
     assert doomed not in [i["id"] for i in api.http.get("/api/instances").json()["instances"]]
     assert not (sessions / doomed).exists()  # removed at start if the crash left it
-    # The other instance lost nothing: it reconnects with its session, without a QR code.
-    assert (sessions / kept).is_dir()
+    # The other instance lost nothing: its files stay, it reconnects without a QR code.
+    assert (sessions / kept / "session.db").read_bytes() == b"a linked device's keys"
     wait_until(lambda: api.status(kept)["ready"], timeout=10)
