@@ -17,6 +17,7 @@ from typing import Any
 
 from app import owners, quotas
 from app.scheduler import Scheduler
+from domain.timestamps import iso_ms
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ async def system_metrics(ctx: Any) -> dict[str, Any]:
     statuses = ctx.queries.instances_by_status()
     head = ctx.store.recorder.max_notification_id() or 0
     snapshot = {
-        "at": datetime.now(UTC).isoformat(),
+        "at": iso_ms(datetime.now(UTC)),
         "instances": statuses,
         "eventStorePosition": head,
         "projectionLag": max(0, head - ctx.projections.position),

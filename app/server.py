@@ -39,7 +39,7 @@ from app.cluster.signing import Signer
 from app.config import Settings
 from app.context import Context
 from app.errors import EXCEPTION_HANDLERS
-from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, open_store
+from app.eventstore import EventStore, GroupCommitter, open_store
 from app.metrics import Metrics
 from app.routes import (
     auth,
@@ -293,7 +293,7 @@ def _start_serving(
 
     def spawn(instance_id: UUID, on_crash: CrashReport) -> pykka.ActorRef[Any]:
         return InstanceActor.start(
-            instance_id, store.repository.get, committer, engine_for, SNAPSHOT_INTERVAL, on_crash
+            instance_id, store.repository.get, committer, engine_for, on_crash
         )
 
     registry: dict[UUID, pykka.ActorRef[Any]] = {}
@@ -301,7 +301,7 @@ def _start_serving(
 
     def webhook_settings(instance_id: str) -> VersionedSettings | None:
         try:
-            instance = store.repository.get(UUID(instance_id))
+            instance: Instance = store.repository.get(UUID(instance_id))
         except AggregateNotFoundError:
             return None
         if not isinstance(instance, Instance) or instance.deleted:

@@ -87,7 +87,7 @@ class EventStreams:
         self.total = total
         self.streams: set[Stream] = set()
         self._everything: set[Stream] = set()  # streams of every instance (administrators)
-        self._by_originator: dict[UUID, set[Stream]] = {}
+        self._by_originator: dict[UUID | str, set[Stream]] = {}  # a notification may say either
         self._users: collections.Counter[str] = collections.Counter()
         self._pending: collections.deque[Notification] = collections.deque()
         self._scheduled = False

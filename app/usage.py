@@ -14,6 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
@@ -104,12 +105,12 @@ class ApiCallCounter:
             storing.position = positions[-1] if positions else 0
             return sum(counts.values())
 
-    def _record(self, calls: list[dict[str, object]]) -> list[int]:
+    def _record(self, calls: list[dict[str, Any]]) -> list[int]:
         # Several nodes each store their own counts in the one ledger: one that finds its
         # version taken by another node's commit loads the ledger again and records after it.
         for attempt in range(CONFLICT_RETRIES):
             try:
-                ledger = self._store.repository.get(LEDGER_ID)
+                ledger: UsageLedger = self._store.repository.get(LEDGER_ID)
             except AggregateNotFoundError:
                 ledger = UsageLedger()
             ledger.record(calls)

@@ -40,7 +40,15 @@ class InstanceDisabled(InstanceError):
 class Instance(Aggregate):
     """A WhatsApp account driven by one engine on behalf of one user."""
 
-    @event("Created")
+    class Created(Aggregate.Created):
+        user_id: str
+        name: str
+        description: str
+        engine: str
+        webhook: dict[str, Any]
+        engine_settings: dict[str, Any]
+
+    @event(Created)
     def __init__(
         self,
         user_id: str,
@@ -119,7 +127,10 @@ class Instance(Aggregate):
         if changes:
             self._updated(changes=changes)
 
-    @event("Updated")
+    class Updated(Aggregate.Event):
+        changes: dict[str, Any]
+
+    @event(Updated)
     def _updated(self, changes: dict[str, Any]) -> None:
         for key in ("name", "description"):
             if key in changes:
@@ -131,7 +142,10 @@ class Instance(Aggregate):
         self.check_not_deleted()
         self._deleted()
 
-    @event("Deleted")
+    class Deleted(Aggregate.Event):
+        pass
+
+    @event(Deleted)
     def _deleted(self) -> None:
         self.deleted = True
         self.status = "deleted"
@@ -139,7 +153,10 @@ class Instance(Aggregate):
 
     # -- owner deactivated and reactivated -----------------------------------------
 
-    @event("Disabled")
+    class Disabled(Aggregate.Event):
+        reason: str
+
+    @event(Disabled)
     def disable(self, reason: str) -> None:
         """Stopped because its owner was deactivated; status `disabled`, webhooks off."""
         self.enabled_status = self.status
@@ -151,22 +168,34 @@ class Instance(Aggregate):
         before = getattr(self, "enabled_status", "disconnected")
         self._enabled(status="logged_out" if before == "logged_out" else "disconnected")
 
-    @event("Enabled")
+    class Enabled(Aggregate.Event):
+        status: str
+
+    @event(Enabled)
     def _enabled(self, status: str) -> None:
         self.status = status
 
     # -- connection ---------------------------------------------------------------
 
-    @event("ConnectionRequested")
+    class ConnectionRequested(Aggregate.Event):
+        reason: str
+
+    @event(ConnectionRequested)
     def request_connection(self, reason: str) -> None:
         self.status = "connecting"
 
-    @event("QrReceived")
+    class QrReceived(Aggregate.Event):
+        qr_code: str
+
+    @event(QrReceived)
     def receive_qr(self, qr_code: str) -> None:
         self.qr_code = qr_code
         self.status = "connecting"
 
-    @event("QrExpired")
+    class QrExpired(Aggregate.Event):
+        pass
+
+    @event(QrExpired)
     def expire_qr(self) -> None:
         self.qr_code = None
 
@@ -192,18 +221,29 @@ class Instance(Aggregate):
         self.phone = phone or self.phone
         self.push_name = push_name or self.push_name
 
-    @event("ConnectionClosed")
+    class ConnectionClosed(Aggregate.Event):
+        reason: str
+        will_reconnect: bool
+
+    @event(ConnectionClosed)
     def close_connection(self, reason: str, will_reconnect: bool) -> None:
         self.status = "connecting" if will_reconnect else "disconnected"
         self.qr_code = None
 
-    @event("LoggedOut")
+    class LoggedOut(Aggregate.Event):
+        reason: str
+
+    @event(LoggedOut)
     def log_out(self, reason: str) -> None:
         self.status = "logged_out"
         self.qr_code = None
         self.phone = None
 
-    @event("TemporarilyBanned")
+    class TemporarilyBanned(Aggregate.Event):
+        reason: str
+        expires_at: int
+
+    @event(TemporarilyBanned)
     def ban(self, reason: str, expires_at: int) -> None:
         self.status = "banned"
         self.qr_code = None
@@ -342,12 +382,19 @@ class Instance(Aggregate):
     ) -> None:
         pass
 
-    @event("NoticeReceived")
+    class NoticeReceived(Aggregate.Event):
+        kind: str
+        details: dict[str, Any]
+
+    @event(NoticeReceived)
     def receive_notice(self, kind: str, details: dict[str, Any]) -> None:
         """The network said something about the account that is not a message: the
         Cloud API's `account_update` (bans, restrictions, quality) and webhook-level
         `errors`."""
 
-    @event("ContactsSynced")
+    class ContactsSynced(Aggregate.Event):
+        contacts: list[dict[str, Any]]
+
+    @event(ContactsSynced)
     def sync_contacts(self, contacts: list[dict[str, Any]]) -> None:
         pass

@@ -5,8 +5,9 @@ from __future__ import annotations
 from functools import singledispatchmethod
 from typing import Any
 
+from domain.timestamps import iso_ms
 from domain.webhook import WebhookLog
-from projections.base import ReadModelProjection, iso, row_id
+from projections.base import ReadModelProjection, row_id
 from projections.rows import Rows, Table
 
 
@@ -63,6 +64,6 @@ class Deliveries(ReadModelProjection):
                 "status_code": code,
                 "error": error,
                 "replay": int(event.replay),
-                "created_at": iso(event.timestamp),
+                "created_at": iso_ms(event.timestamp),
             },
         )

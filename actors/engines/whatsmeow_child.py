@@ -51,19 +51,21 @@ def map_message(
         return None
     message = event.Message
     body = message.conversation or message.extendedTextMessage.text
-    kind, media = "text", None
+    kind: str = "text"
+    media: dict[str, Any] | None = None
     for field, name in MEDIA_KINDS.items():
         if message.HasField(field):
             part = getattr(message, field)
             kind = name
             body = getattr(part, "caption", "") or ""
+            size = int(part.fileLength or 0)
             media = {
                 "mimetype": part.mimetype or None,
-                "size": int(part.fileLength or 0),
+                "size": size,
                 "filename": getattr(part, "fileName", "") or None,
                 "id": None,  # the file's name under the uploads directory, once downloaded
             }
-            if download is not None and uploads_dir is not None and media["size"] <= max_size:
+            if download is not None and uploads_dir is not None and size <= max_size:
                 try:
                     data = download(message)
                     path = uploads_dir / f"{uuid.uuid4().hex}-{event.Info.ID}"
@@ -98,6 +100,7 @@ def map_receipt(event: Any) -> list[dict[str, Any]]:
     """
     from neonize.proto.Neonize_pb2 import Receipt
 
+    status: str | None
     if not event.HasField("Type"):
         status = "delivered"
     else:

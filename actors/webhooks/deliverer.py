@@ -267,18 +267,22 @@ class Deliverer:
         replay: bool,
     ) -> None:
         assert self.log is not None
-        common = dict(
-            instance_id=self.instance_id,
-            position=position,
-            event_type=event_type,
-            delivery_id=delivery,
-            attempts=attempts,
-            replay=replay,
-        )
         if outcome == "delivered":
-            self.log.delivered(status_code=status, **common)
+            assert status is not None  # a delivery is an answer with a status
+            self.log.delivered(
+                self.instance_id, position, event_type, delivery, attempts, status, replay
+            )
         else:
-            self.log.failed(status_code=status, error=error[:500], **common)
+            self.log.failed(
+                self.instance_id,
+                position,
+                event_type,
+                delivery,
+                attempts,
+                status,
+                error[:500],
+                replay,
+            )
         if self.broken is not None:
             raise self.broken
         # Queued, not awaited: the next delivery goes out while this outcome is stored.

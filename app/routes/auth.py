@@ -64,7 +64,7 @@ async def login(request: Request) -> Response:
 async def me(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
-    row = ctx.queries.user(principal.user_id)
+    row = ctx.user_row(principal.user_id)
     return answer(
         request,
         Me(

@@ -41,7 +41,7 @@ async def create_user(request: Request) -> Response:
         raise ApiError(
             409, "email_taken", f"A user with e-mail {body.email} exists already"
         ) from None
-    view = views.user(ctx.queries.user(str(user.id)))
+    view = views.user(ctx.user_row(str(user.id)))
     return answer(request, CreatedUser(**structs.asdict(view), apiKey=api_key))
 
 
@@ -106,7 +106,7 @@ async def update_user(request: Request) -> Response:
     await ctx.change_user(user_id, change)
     if body.active is not UNSET and body.active != bool(row["active"]):
         await owners.follow(ctx, user_id, active=body.active)
-    return answer(request, views.user(ctx.queries.user(user_id)))
+    return answer(request, views.user(ctx.user_row(user_id)))
 
 
 @doc("Delete (deactivate) a user; their instances stop", "users", answer=Done, admin=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from msgspec import Meta
@@ -17,6 +16,7 @@ from app.context import Context
 from app.errors import ApiError, invalid
 from app.openapi import choice, doc, whole
 from app.schemas import Body, parse
+from domain import timestamps
 from projections.queries import Window
 
 
@@ -86,11 +86,9 @@ async def replay(request: Request) -> Response:
     since = None
     if body.since is not None:
         try:
-            since = datetime.fromisoformat(body.since.replace("Z", "+00:00"))
-        except ValueError:
-            raise invalid("'since' must be an ISO 8601 time", "since") from None
-        if since.tzinfo is None:
-            since = since.replace(tzinfo=UTC)
+            since = timestamps.parse(body.since)
+        except timestamps.InvalidTime as error:
+            raise invalid(f"'since' {error}", "since") from None
     after = max(0, (body.fromPosition or 0) - 1)
     if not row["webhook"].get("enabled") or not row["webhook"].get("url"):
         raise ApiError(409, "webhook_disabled", "Webhooks are not enabled for this instance")

@@ -67,7 +67,7 @@ class MongoReadModels:
     def _aggregate(
         self, table: str, pipeline: list[dict[str, Any]], hint: Keys | None = None
     ) -> list[dict[str, Any]]:
-        extra = {"hint": dict(hint)} if hint else {}  # aggregate takes a hint as a document
+        extra: dict[str, Any] = {"hint": dict(hint)} if hint else {}  # a hint as a document
         return list(self._collections.collection(table).aggregate(pipeline, **extra))
 
     # -- users --------------------------------------------------------------------

@@ -204,4 +204,4 @@ class SqliteReadModels:
             "SELECT COALESCE(SUM(messages_sent), 0) FROM usage WHERE user_id = ? AND day = ?",
             [user_id, day],
         ).fetchone()
-        return sent
+        return int(sent)
