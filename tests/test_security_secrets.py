@@ -166,9 +166,14 @@ def test_data_files_and_directories_are_owner_only(fresh_server: Server) -> None
     api = Api.login(fresh_server)
     instance = api.create_instance("Files")["id"]
     api.pair(instance, "15558701234")
+    sent = api.http.post(
+        f"/api/whatsapp/{instance}/send-file",
+        files={"file": ("note.txt", b"an upload")},
+        data={"phone": "15558701235"},
+    )
+    assert sent.status_code == 200, sent.text
     root = fresh_server.root
     owned = [root / "data", root / "uploads", root / "instances", root / "logs"]
-    owned += [root / "instances" / instance]
     for directory in owned:
         assert mode(directory) == "0o700", directory
     files = [
@@ -178,19 +183,25 @@ def test_data_files_and_directories_are_owner_only(fresh_server: Server) -> None
         if p.is_file() and p.name != "server.log"
     ]
     assert any(p.name == "whatsapp-api.db" for p in files)
-    assert any(p.name == "sandbox-session.json" for p in files)
+    assert any(p.name.endswith("note.txt") for p in files)  # the upload
     assert any(p.name == "combined.log" for p in files)
     assert {mode(p) for p in files} == {"0o600"}, {p.name: mode(p) for p in files}
 
-    # What an older version left readable by others is made owner-only at the next start.
+    # What an older version left readable by others is made owner-only at the next start:
+    # here the data and an engine's session files (as the whatsmeow engine keeps them).
     fresh_server.stop()
-    (root / "data").chmod(0o755)
-    (root / "data" / "whatsapp-api.db").chmod(0o644)
-    (root / "instances" / instance / "sandbox-session.json").chmod(0o644)
+    session = root / "instances" / instance
+    session.mkdir(exist_ok=True)
+    (session / "session.db").write_bytes(b"a linked device's keys")
+    for path, loose in ((root / "data", 0o755), (session, 0o755)):
+        path.chmod(loose)
+    for path in (root / "data" / "whatsapp-api.db", session / "session.db"):
+        path.chmod(0o644)
     fresh_server.start()
     assert mode(root / "data") == "0o700"
     assert mode(root / "data" / "whatsapp-api.db") == "0o600"
-    assert mode(root / "instances" / instance / "sandbox-session.json") == "0o600"
+    assert mode(session) == "0o700"
+    assert mode(session / "session.db") == "0o600"
 
 
 def test_credentials_inside_urls_are_hidden_wherever_an_address_is_shown(
