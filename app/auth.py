@@ -9,6 +9,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from uuid import UUID
 
 import jwt
 from argon2 import PasswordHasher
@@ -17,6 +18,8 @@ from starlette.requests import Request
 
 from app.errors import ApiError
 from app.sealing import decrypt, encrypt, key_for
+from app.sessions import COOKIE as SESSION_COOKIE
+from app.sessions import Sessions
 from projections.queries import ReadModelQueries
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,7 @@ class Principal:
     role: str
     expires: int | None = None  # when the token expires (epoch seconds); None for an API key
     issued: int | None = None  # when the token was issued; None for an API key
+    session: UUID | None = None  # the console session of a caller signed in by cookie
 
     def signed_in_within(self, seconds: float) -> bool:
         """Whether the caller holds a token issued in the last `seconds` (a recent sign-in)."""
@@ -101,6 +105,7 @@ class Authenticator:
         # behind it is still looked up on every request (active, and the password not
         # changed since the token was issued).
         self._verified: dict[str, _Token] = {}
+        self.sessions: Sessions | None = None  # console sessions (cookies), once started
 
     def issue_token(self, user_id: str, role: str, generation: int) -> str:
         """A token for a user whose password has changed `generation` times so far."""
@@ -123,20 +128,30 @@ class Authenticator:
         return decrypt(self._seal_key, sealed)
 
     def authenticate(self, request: Request) -> Principal:
-        """The caller of a request, from a Bearer JWT or an x-api-key; 401 otherwise."""
+        """The caller of a request, from a Bearer JWT or an x-api-key, or else from a
+        console session cookie (see app/sessions.py); 401 otherwise."""
         api_key, authorization = _credential_headers(request)
         token: _Token | None = None
+        session: UUID | None = None
         if api_key is not None:  # an API key that is sent must be valid, even beside a token
             row = self._users.user_by_api_key_hash(api_key_hash(api_key))
         elif authorization[:7].lower() == "bearer ":
             token = self._token(authorization[7:].strip())
             row = self._users.user(token.subject)
+        elif self.sessions is not None and (cookie := _session_cookie(request)) is not None:
+            cookie_token = self.sessions.verify(request, cookie)
+            row = self._users.user(cookie_token.subject)
+            if row is not None and cookie_token.generation < (row.get("token_generation") or 0):
+                raise unauthorized("The password has changed since this sign-in; sign in again")
+            session = cookie_token.session_id
         else:
             raise unauthorized("Sign in: send Authorization: Bearer <token> or x-api-key")
         if row is None or not row["active"]:
             raise unauthorized()
         if token is None:
-            return Principal(user_id=row["id"], email=row["email"], role=row["role"])
+            return Principal(
+                user_id=row["id"], email=row["email"], role=row["role"], session=session
+            )
         if token.generation < (row.get("token_generation") or 0):
             raise unauthorized(
                 "The password has changed since this token was issued; sign in again"
@@ -204,6 +219,10 @@ def _credential_headers(request: Request) -> tuple[str | None, str]:
         elif name == b"authorization" and authorization is None:
             authorization = value.decode("latin-1")
     return api_key, authorization or ""
+
+
+def _session_cookie(request: Request) -> str | None:
+    return request.cookies.get(SESSION_COOKIE) or None
 
 
 def constant_time_equal(a: str, b: str) -> bool:

@@ -46,6 +46,7 @@ from app.routes import (
     cloud,
     cluster,
     events,
+    fleet,
     health,
     history,
     instances,
@@ -58,10 +59,12 @@ from app.routes import (
 )
 from app.scheduler import Scheduler
 from app.sealing import ENGINE_SECRETS, Sealer, Unreadable, open_webhook
+from app.sessions import Sessions
 from app.storage import open_storage
 from app.streams import EventStreams
 from app.usage import ApiCallCounter
 from domain.instance import Instance
+from domain.session import Session
 from domain.user import User, user_id_for
 from projections import catalog
 from projections.queries.cached import CachedReadModels, changes_cached
@@ -81,6 +84,7 @@ def create_app(settings: Settings, started: Context | None = None) -> Starlette:
         *auth.routes,
         *users.routes,
         *instances.routes,
+        *fleet.routes,
         *whatsapp.routes,
         *history.routes,
         *stats.routes,
@@ -324,6 +328,15 @@ def _start_serving(
     queries = CachedReadModels(storage.queries(read_models))
     projections.observers.append(queries.observe)
     auth = Authenticator(jwt_secret, settings.jwt_expiration, queries)
+
+    def console_session(session_id: UUID) -> Session | None:
+        try:
+            session: Session = store.repository.get(session_id)
+        except AggregateNotFoundError:
+            return None
+        return session if isinstance(session, Session) else None
+
+    auth.sessions = Sessions(jwt_secret, settings.jwt_expiration, console_session)
     ctx = Context(
         settings=settings,
         storage=storage,

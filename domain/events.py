@@ -17,11 +17,19 @@ from typing import Any
 
 from domain.instance import Instance
 from domain.sandbox import SandboxRelay
+from domain.session import Session
 from domain.usage import UsageLedger
 from domain.user import User
 from domain.webhook import WebhookLog
 
-AGGREGATES: tuple[type[Any], ...] = (Instance, User, UsageLedger, WebhookLog, SandboxRelay)
+AGGREGATES: tuple[type[Any], ...] = (
+    Instance,
+    User,
+    Session,
+    UsageLedger,
+    WebhookLog,
+    SandboxRelay,
+)
 
 
 def topic(cls: type[Any]) -> str:
@@ -86,6 +94,9 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType(User.LimitsChanged, "LimitsChanged", None, None),
     # Logged in the activity of the instance it names, if it names one.
     EventType(User.QuotaExceeded, "QuotaExceeded", "quota_exceeded", None),
+    # -- web console sign-ins (the audit trail has them; no instance's) ----------------------
+    EventType(Session.Started, "SessionStarted", None, None),
+    EventType(Session.Ended, "SessionEnded", None, None),
     # -- usage and webhook outcomes -----------------------------------------------------------
     EventType(UsageLedger.Opened, "UsageLedgerOpened", None, None),
     EventType(UsageLedger.UsageRecorded, "UsageRecorded", None, None),
