@@ -17,11 +17,19 @@ from typing import Any
 
 from domain.instance import Instance
 from domain.sandbox import SandboxRelay
+from domain.session import Session
 from domain.usage import UsageLedger
 from domain.user import User
 from domain.webhook import WebhookLog
 
-AGGREGATES: tuple[type[Any], ...] = (Instance, User, UsageLedger, WebhookLog, SandboxRelay)
+AGGREGATES: tuple[type[Any], ...] = (
+    Instance,
+    User,
+    Session,
+    UsageLedger,
+    WebhookLog,
+    SandboxRelay,
+)
 
 
 def topic(cls: type[Any]) -> str:
@@ -65,6 +73,9 @@ EVENT_TYPES: tuple[EventType, ...] = (
     ),
     EventType(Instance.LoggedOut, "LoggedOut", "logged_out", "connection_closed"),
     EventType(Instance.TemporarilyBanned, "TemporarilyBanned", "temporary_ban", None),
+    # Its owner was deactivated, then brought back (webhooks are off meanwhile).
+    EventType(Instance.Disabled, "InstanceDisabled", "instance_disabled", None),
+    EventType(Instance.Enabled, "InstanceEnabled", "instance_enabled", None),
     # Messages have read models of their own (chat history, statistics), not activity lines.
     EventType(Instance.MessageSent, "MessageSent", None, "message_sent"),
     EventType(Instance.MessageReceived, "MessageReceived", None, "message_received"),
@@ -79,9 +90,13 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType(User.ProfileUpdated, "ProfileUpdated", None, None),
     EventType(User.RoleChanged, "RoleChanged", None, None),
     EventType(User.Deactivated, "UserDeactivated", None, None),
+    EventType(User.Reactivated, "UserReactivated", None, None),
     EventType(User.LimitsChanged, "LimitsChanged", None, None),
     # Logged in the activity of the instance it names, if it names one.
     EventType(User.QuotaExceeded, "QuotaExceeded", "quota_exceeded", None),
+    # -- web console sign-ins (the audit trail has them; no instance's) ----------------------
+    EventType(Session.Started, "SessionStarted", None, None),
+    EventType(Session.Ended, "SessionEnded", None, None),
     # -- usage and webhook outcomes -----------------------------------------------------------
     EventType(UsageLedger.Opened, "UsageLedgerOpened", None, None),
     EventType(UsageLedger.UsageRecorded, "UsageRecorded", None, None),

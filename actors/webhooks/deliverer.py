@@ -35,12 +35,20 @@ READ_PAGE = 50
 @dataclass
 class Replay:
     """A range of an instance's events to send again: after `position` up to `until`
-    (inclusive), those stored at or after `since`; `left` is how many may still go."""
+    (inclusive), those stored at or after `since` (and, given `only`, at those positions);
+    `left` is how many may still go."""
 
     position: int
     until: int
     since: datetime | None
     left: int
+    only: frozenset[int] | None = None
+
+    def skips(self, position: int, event: Any) -> bool:
+        """Whether the event at `position` is in the range but not to be sent again."""
+        if self.only is not None and position not in self.only:
+            return True
+        return self.since is not None and event.timestamp < self.since
 
 
 def delivers(settings: dict[str, Any]) -> bool:
@@ -176,7 +184,7 @@ class Deliverer:
             if notification.id > replay.until or replay.left <= 0:
                 break
             replay.position = notification.id
-            if replay.since is not None and event.timestamp < replay.since:
+            if replay.skips(notification.id, event):
                 continue
             body = self.body_for(event)
             if body is not None:
@@ -212,14 +220,14 @@ class Deliverer:
         try:
             while True:
                 settings = self.settings
-                url = settings.get("url")
+                if not delivers(settings):
+                    # Turned off (or the instance disabled) since this event was picked: as
+                    # for any event that happens while webhooks are off, it is not sent.
+                    return False
                 attempts += 1
-                if url:
-                    status, error, final = await service.poster.post(
-                        url, raw, body["event"], delivery, settings.get("secret"), replay
-                    )
-                else:
-                    status, error, final = None, "webhook URL removed", False
+                status, error, final = await service.poster.post(
+                    settings["url"], raw, body["event"], delivery, settings.get("secret"), replay
+                )
                 if status is not None and 200 <= status < 300:
                     await self.record(
                         "delivered", position, body["event"], delivery, attempts, status, "", replay

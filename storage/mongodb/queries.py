@@ -176,6 +176,24 @@ class MongoReadModels:
             where["status"] = status
         return self._page("deliveries", where, window)
 
+    def webhook_outcomes(self, instance_id: str, status: str | None, window: Window) -> Page:
+        where: dict[str, Any] = {"instance_id": instance_id}
+        if status is not None:
+            where["status"] = status
+        return self._page("webhook_outcomes", where, window)
+
+    def unresolved_webhooks(self, instance_ids: Sequence[str]) -> dict[str, int]:
+        if not instance_ids:
+            return {}
+        found = self._aggregate(
+            "webhook_outcomes",
+            [
+                {"$match": {"instance_id": {"$in": list(instance_ids)}, "status": "failed"}},
+                {"$group": {"_id": "$instance_id", "n": {"$sum": 1}}},
+            ],
+        )
+        return {doc["_id"]: doc["n"] for doc in found}
+
     def _page(self, table: str, where: dict[str, Any], window: Window, **hint: Any) -> Page:
         created: dict[str, str] = {}
         if window.start:
