@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
@@ -63,7 +64,7 @@ from actors.engines.capabilities import (
 )
 from actors.reports import KnownIdentities, record
 from domain.groups import Group, GroupChanges, ParticipantResult
-from domain.instance import Instance, InstanceError
+from domain.instance import IdempotencyKeyReused, Instance, InstanceError
 from domain.messages import MessageRef
 from domain.phone import is_group, is_lid, jid_number
 
@@ -124,12 +125,22 @@ class _SendFinished:
 
 
 @dataclass(frozen=True)
+class _Key:
+    """A send's idempotency key (None: none), the fingerprint of its request, and the file
+    it brought (removed if an earlier send with the key answers instead)."""
+
+    name: str | None
+    fingerprint: str | None = None
+    unused: str | None = None
+
+
+@dataclass(frozen=True)
 class _Started:
     to: str
     kind: str
     body: str
     media: dict[str, Any] | None
-    key: str | None
+    key: _Key
     outcome: Future[Outcome[str]]
 
 
@@ -155,7 +166,7 @@ class InstanceActor(BridgedActor):
         self._last_commit: Future[list[int]] | None = None
         self._qr_seen_at = 0.0
         self._recent: OrderedDict[tuple[str, ...], None] = OrderedDict()
-        self._in_flight: dict[str, Future[Outcome[str]]] = {}
+        self._in_flight: dict[str, _Started] = {}  # sends under way, by idempotency key
         self._epoch = 0  # reloads from the store after a failed commit
         self._identities = KnownIdentities()
 
@@ -165,7 +176,7 @@ class InstanceActor(BridgedActor):
         try:
             self.instance = self._load(self.instance_id)
             self.engine = self._engine_factory(self.instance, self.actor_ref.tell)
-            if not self.instance.deleted and self.instance.status != "logged_out":
+            if not self.instance.deleted and self.instance.status not in ("logged_out", "disabled"):
                 self._connect("start")
         except Exception as error:
             # pykka stops an actor whose on_start fails without calling on_failure:
@@ -201,8 +212,8 @@ class InstanceActor(BridgedActor):
         if isinstance(message, _SendFinished):
             self._send_finished(message)
             return
-        if self.instance.deleted:
-            return
+        if self.instance.deleted or self.instance.disabled:
+            return  # a stopped engine's last words change nothing
         if self._apply(message):
             self._record()
 
@@ -254,21 +265,17 @@ class InstanceActor(BridgedActor):
         to: str,
         text: str,
         idempotency_key: str | None,
+        fingerprint: str | None = None,
         options: SendOptions = NO_OPTIONS,
     ) -> Outcome[str]:
-        """Send text to a JID; answer with the message id once MessageSent is stored."""
+        """Send text to a JID; answer with the message id once MessageSent is stored.
+        `fingerprint` identifies the request, so a reused idempotency key is told apart."""
         engine = self.engine
+        key = _Key(idempotency_key, fingerprint)
         if isinstance(engine, ConcurrentSends) and not options:
-            return self._start(
-                to, idempotency_key, lambda: engine.start_text(to, text), "text", text, None
-            )
+            return self._start(to, key, lambda: engine.start_text(to, text), "text", text, None)
         return self._send(
-            to,
-            idempotency_key,
-            options,
-            lambda: self.engine.send_text(to, text, options),
-            "text",
-            text,
+            to, key, options, lambda: self.engine.send_text(to, text, options), "text", text
         )
 
     def send_media(
@@ -277,14 +284,18 @@ class InstanceActor(BridgedActor):
         media: Media,
         caption: str,
         idempotency_key: str | None,
+        fingerprint: str | None = None,
         options: SendOptions = NO_OPTIONS,
     ) -> Outcome[str]:
-        """Send a file we hold to a JID; answer once MessageSent is stored."""
+        """Send a file we hold to a JID; answer once MessageSent is stored. A send the
+        idempotency key made already answers with its message, and the file this request
+        brought (used by no message) is removed."""
         engine = self.engine
+        key = _Key(idempotency_key, fingerprint, unused=media.path)
         if isinstance(engine, ConcurrentSends) and not options:
             return self._start(
                 to,
-                idempotency_key,
+                key,
                 lambda: engine.start_media(to, media, caption),
                 media.kind,
                 caption,
@@ -292,7 +303,7 @@ class InstanceActor(BridgedActor):
             )
         return self._send(
             to,
-            idempotency_key,
+            key,
             options,
             lambda: self.engine.send_media(to, media, caption, options),
             media.kind,
@@ -306,12 +317,13 @@ class InstanceActor(BridgedActor):
         location: Location,
         idempotency_key: str | None,
         options: SendOptions = NO_OPTIONS,
+        fingerprint: str | None = None,
     ) -> Outcome[str]:
         """Send a location; answer once MessageSent is stored."""
         engine = Locations.of(*self._live_engine())
         return self._send(
             to,
-            idempotency_key,
+            _Key(idempotency_key, fingerprint),
             options,
             lambda: engine.send_location(to, location, options),
             "location",
@@ -325,12 +337,13 @@ class InstanceActor(BridgedActor):
         cards: tuple[ContactCard, ...],
         idempotency_key: str | None,
         options: SendOptions = NO_OPTIONS,
+        fingerprint: str | None = None,
     ) -> Outcome[str]:
         """Send contact cards; answer once MessageSent is stored."""
         engine = ContactCards.of(*self._live_engine())
         return self._send(
             to,
-            idempotency_key,
+            _Key(idempotency_key, fingerprint),
             options,
             lambda: engine.send_contacts(to, cards, options),
             "contacts",
@@ -344,12 +357,13 @@ class InstanceActor(BridgedActor):
         poll: Poll,
         idempotency_key: str | None,
         options: SendOptions = NO_OPTIONS,
+        fingerprint: str | None = None,
     ) -> Outcome[str]:
         """Send a poll; answer once MessageSent is stored."""
         engine = Polls.of(*self._live_engine())
         return self._send(
             to,
-            idempotency_key,
+            _Key(idempotency_key, fingerprint),
             options,
             lambda: engine.send_poll(to, poll, options),
             "poll",
@@ -358,13 +372,17 @@ class InstanceActor(BridgedActor):
         )
 
     def send_template(
-        self, to: str, template: Template, idempotency_key: str | None
+        self,
+        to: str,
+        template: Template,
+        idempotency_key: str | None,
+        fingerprint: str | None = None,
     ) -> Outcome[str]:
         """Send a message template; answer once MessageSent is stored."""
         engine = Templates.of(*self._live_engine())
         return self._send(
             to,
-            idempotency_key,
+            _Key(idempotency_key, fingerprint),
             NO_OPTIONS,
             lambda: engine.send_template(to, template),
             "template",
@@ -537,6 +555,15 @@ class InstanceActor(BridgedActor):
         self._identities.learn(self.instance, found.phone, found.lid)
         return Outcome(found, self._record())
 
+    def check_send(self, idempotency_key: str | None, fingerprint: str | None) -> str | None:
+        """Before a send fetches or keeps a file: the message id an earlier send with this
+        key produced (IdempotencyKeyReused if it was another request), or None when a send
+        can go ahead now (InstanceNotConnected if it cannot)."""
+        earlier = self.instance.sent_for_key(idempotency_key, fingerprint)
+        if earlier is None:
+            self.instance.check_connected()
+        return earlier
+
     def update(self, changes: dict[str, Any]) -> Outcome[tuple[int, dict[str, Any]]]:
         """Change settings (name, webhook, engine settings); the value is the webhook
         settings as of this change, with the version they are from."""
@@ -548,12 +575,34 @@ class InstanceActor(BridgedActor):
             # New credentials or proxy: a new engine, connected afresh.
             self.engine.disconnect()
             self.engine = self._engine_factory(self.instance, self.actor_ref.tell)
-            commit = self._connect("settings_changed")
-        return Outcome((self.instance.version, dict(self.instance.webhook)), commit)
+            if not self.instance.disabled:
+                commit = self._connect("settings_changed")
+        return Outcome(self._webhook_delivery(), commit)
+
+    def disable(self, reason: str) -> Outcome[tuple[int, dict[str, Any]]]:
+        """Stop the engine and keep it stopped (the owner was deactivated); the value is
+        the webhook settings from now on (off), with the version they are from."""
+        self.instance.check_not_deleted()
+        if self.instance.disabled:
+            return Outcome(self._webhook_delivery())
+        self.engine.disconnect()
+        self.instance.disable(reason)
+        return Outcome(self._webhook_delivery(), self._record())
+
+    def enable(self) -> Outcome[tuple[int, dict[str, Any]]]:
+        """Start again after `disable` (the owner was reactivated); the value as for disable."""
+        self.instance.check_not_deleted()
+        if not self.instance.disabled:
+            return Outcome(self._webhook_delivery())
+        self.instance.enable()
+        commit = self._record()
+        if self.instance.status != "logged_out":
+            commit = self._connect("enabled")
+        return Outcome(self._webhook_delivery(), commit)
 
     def reconnect(self) -> Outcome[None]:
         """Drop the connection, if any, and connect again."""
-        self.instance.check_not_deleted()
+        self.instance.check_enabled()
         self.engine.disconnect()
         if self.instance.status == "connected":
             self.instance.close_connection("reconnect_requested", will_reconnect=True)
@@ -561,7 +610,7 @@ class InstanceActor(BridgedActor):
 
     def logout(self) -> Outcome[None]:
         """Unlink the WhatsApp session."""
-        self.instance.check_not_deleted()
+        self.instance.check_enabled()
         self.engine.logout()
         # The engine reports LoggedOut; record it now so the answer reflects it.
         if self.instance.status != "logged_out":
@@ -569,11 +618,18 @@ class InstanceActor(BridgedActor):
         return Outcome(None, self._record())
 
     def delete(self) -> Outcome[None]:
-        """Forget the session and mark the instance deleted; the actor then stops."""
+        """Mark the instance deleted, then forget its session; the actor then stops.
+
+        `Deleted` is durable before a file is touched: a crash in between leaves a deleted
+        instance whose files the next start removes (`remove_deleted_sessions`), never an
+        instance that lives on without its pairing."""
         self.instance.check_not_deleted()
-        self.engine.forget()
+        self.engine.disconnect()
         self.instance.delete()
         commit = self._record()
+        assert commit is not None
+        commit.result(timeout=60)  # raises if it was not stored: then nothing is removed
+        self.engine.forget()
         self.actor_ref.stop(block=False)
         return Outcome(None, commit)
 
@@ -686,14 +742,25 @@ class InstanceActor(BridgedActor):
         )
 
     def _live_engine(self) -> tuple[Engine, str]:
-        """The engine and its name, for a capability's `of` (not once deleted)."""
-        self.instance.check_not_deleted()
+        """The engine and its name, for a capability's `of` (not once deleted or disabled)."""
+        self.instance.check_enabled()
         return self.engine, self.instance.engine
+
+    def _webhook_delivery(self) -> tuple[int, dict[str, Any]]:
+        return self.instance.version, self.instance.webhook_delivery()
+
+    def _earlier(self, key: _Key) -> str | None:
+        """The message an earlier send with this key produced (its request's file, if any,
+        is then not needed); IdempotencyKeyReused if that send had another request."""
+        earlier = self.instance.sent_for_key(key.name, key.fingerprint)
+        if earlier is not None and key.unused is not None:
+            Path(key.unused).unlink(missing_ok=True)
+        return earlier
 
     def _send(
         self,
         to: str,
-        key: str | None,
+        key: _Key,
         options: SendOptions,
         send: Callable[[], Sent],
         kind: str,
@@ -702,7 +769,7 @@ class InstanceActor(BridgedActor):
         media: dict[str, Any] | None = None,
         data: dict[str, Any] | None = None,
     ) -> Outcome[str]:
-        earlier = self.instance.sent_for_key(key)
+        earlier = self._earlier(key)
         if earlier is not None:
             return Outcome(earlier)
         if options:
@@ -717,7 +784,8 @@ class InstanceActor(BridgedActor):
             body=body,
             media=media,
             sent_at=sent.timestamp,
-            idempotency_key=key,
+            idempotency_key=key.name,
+            idempotency_fingerprint=key.fingerprint,
             quoted_message_id=options.quoted.message_id if options.quoted else None,
             mentions=list(options.mentions),
             data=data,
@@ -738,7 +806,7 @@ class InstanceActor(BridgedActor):
     def _start(
         self,
         to: str,
-        key: str | None,
+        key: _Key,
         start: Callable[[], Future[Sent]],
         kind: str,
         body: str,
@@ -747,17 +815,27 @@ class InstanceActor(BridgedActor):
         """A send the engine runs without this actor: the actor goes on with its mailbox
         while the network answers, and records the message when it has (`_SendFinished`).
         A send with the idempotency key of one in flight shares its outcome."""
-        earlier = self.instance.sent_for_key(key)
+        earlier = self._earlier(key)
         if earlier is not None:
             return Outcome(earlier)
-        if key is not None and key in self._in_flight:
-            return Outcome("", later=self._in_flight[key])
+        flying = self._in_flight.get(key.name) if key.name is not None else None
+        if flying is not None:
+            if None not in (flying.key.fingerprint, key.fingerprint) and (
+                flying.key.fingerprint != key.fingerprint
+            ):
+                raise IdempotencyKeyReused(
+                    f"Idempotency-Key '{key.name}' is in use by a different request that is "
+                    "being sent; use a new key for a new message"
+                )
+            if key.unused is not None:
+                Path(key.unused).unlink(missing_ok=True)
+            return Outcome("", later=flying.outcome)
         self.instance.check_connected()
         self._check_addressable(to)
         started = _Started(to, kind, body, media, key, Future())
         network = start()
-        if key is not None:
-            self._in_flight[key] = started.outcome
+        if key.name is not None:
+            self._in_flight[key.name] = started
         me = self.actor_ref
 
         def answered(done: Future[Sent]) -> None:
@@ -772,8 +850,8 @@ class InstanceActor(BridgedActor):
 
     def _send_finished(self, finished: _SendFinished) -> None:
         started = finished.started
-        if started.key is not None:
-            self._in_flight.pop(started.key, None)
+        if started.key.name is not None:
+            self._in_flight.pop(started.key.name, None)
         if finished.sent is None:
             started.outcome.set_exception(finished.error or RuntimeError("send failed"))
             return
@@ -788,7 +866,8 @@ class InstanceActor(BridgedActor):
                 body=started.body,
                 media=started.media,
                 sent_at=sent.timestamp,
-                idempotency_key=started.key,
+                idempotency_key=started.key.name,
+                idempotency_fingerprint=started.key.fingerprint,
                 accepted=True,
             )
         except InstanceError as error:

@@ -19,7 +19,12 @@ from actors.bridge import ActorTimeout
 from actors.engines.base import EngineError
 from app.answers import Error, ErrorDetails, JSONAnswer
 from domain.groups import GroupNotFound, NotGroupAdmin, NotGroupParticipant
-from domain.instance import InstanceDeleted, InstanceNotConnected
+from domain.instance import (
+    IdempotencyKeyReused,
+    InstanceDeleted,
+    InstanceDisabled,
+    InstanceNotConnected,
+)
 from domain.messages import (
     EditWindowClosed,
     InvalidVote,
@@ -243,6 +248,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     InvalidPhoneNumber: _mapped(400, "invalid_phone"),
     InstanceNotConnected: _not_connected,
     InstanceDeleted: _mapped(404, "instance_not_found"),
+    InstanceDisabled: _mapped(409, "instance_disabled"),
+    IdempotencyKeyReused: _mapped(422, "idempotency_key_reused"),
     UserDeactivated: _mapped(401, "unauthorized"),
     MessageNotFound: _mapped(404, "message_not_found"),
     NotOwnMessage: _mapped(409, "not_own_message"),

@@ -3,6 +3,9 @@ the checks before a send goes, the message a command names, and a reply's quote.
 
 from __future__ import annotations
 
+import hashlib
+
+import msgspec
 from starlette.requests import Request
 
 from actors.engines.base import SendOptions
@@ -26,6 +29,19 @@ def idempotency_key(request: Request) -> str | None:
             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
         )
     return key
+
+
+def fingerprint(*parts: str | None) -> str:
+    """What identifies a send's request, so that a reused Idempotency-Key is told apart."""
+    return hashlib.sha256(msgspec.json.encode(parts)).hexdigest()[:32]
+
+
+def reply_parts(options: SendOptions) -> tuple[str | None, ...]:
+    """What a send's reply and mentions add to its fingerprint (nothing without either,
+    so that a plain send's fingerprint is what it always was)."""
+    if not options:
+        return ()
+    return (options.quoted.message_id if options.quoted else None, *options.mentions)
 
 
 async def find_message(ctx: Context, instance_id: str, message_id: str) -> MessageRef:

@@ -29,6 +29,14 @@ class InstanceNotConnected(InstanceError):
         self.status = status  # the instance's status when the command came
 
 
+class IdempotencyKeyReused(InstanceError):
+    """An Idempotency-Key came back with a different request than the one it first sent."""
+
+
+class InstanceDisabled(InstanceError):
+    """The instance's owner is deactivated: it stays stopped until they are reactivated."""
+
+
 class Instance(Aggregate):
     """A WhatsApp account driven by one engine on behalf of one user."""
 
@@ -65,7 +73,9 @@ class Instance(Aggregate):
         self.push_name: str | None = None
         self.deleted = False
         # Insertion-ordered (a plain dict survives snapshot encoding), oldest first.
-        self.idempotency: dict[str, str] = {}
+        # key -> [message id, fingerprint of the request] (a bare id: kept before
+        # fingerprints were).
+        self.idempotency: dict[str, Any] = {}
 
     # -- checks -------------------------------------------------------------------
 
@@ -73,8 +83,13 @@ class Instance(Aggregate):
         if self.deleted:
             raise InstanceDeleted(f"instance {self.id} is deleted")
 
-    def check_connected(self) -> None:
+    def check_enabled(self) -> None:
         self.check_not_deleted()
+        if self.status == "disabled":
+            raise InstanceDisabled(f"instance {self.id} is disabled (its owner is deactivated)")
+
+    def check_connected(self) -> None:
+        self.check_enabled()
         if self.status != "connected":
             raise InstanceNotConnected(
                 f"instance {self.id} is not connected (status: {self.status})", self.status
@@ -84,9 +99,29 @@ class Instance(Aggregate):
     def ready(self) -> bool:
         return self.status == "connected"
 
-    def sent_for_key(self, key: str | None) -> str | None:
-        """The message id a send with this idempotency key already produced."""
-        return self.idempotency.get(key) if key else None
+    @property
+    def disabled(self) -> bool:
+        return self.status == "disabled"
+
+    def webhook_delivery(self) -> dict[str, Any]:
+        """The webhook settings delivery goes by: none while the instance is disabled."""
+        return {**self.webhook, "enabled": False} if self.disabled else dict(self.webhook)
+
+    def sent_for_key(self, key: str | None, fingerprint: str | None = None) -> str | None:
+        """The message id a send with this idempotency key already produced; raises
+        IdempotencyKeyReused when the key sent a request with another fingerprint."""
+        kept = self.idempotency.get(key) if key else None
+        if kept is None:
+            return None
+        if isinstance(kept, str):  # remembered before fingerprints were kept
+            return kept
+        message_id, first = kept
+        if first is not None and fingerprint is not None and first != fingerprint:
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key '{key}' was used for a different request (message "
+                f"{message_id}); use a new key for a new message"
+            )
+        return str(message_id)
 
     # -- settings -----------------------------------------------------------------
 
@@ -118,6 +153,30 @@ class Instance(Aggregate):
         self.deleted = True
         self.status = "deleted"
         self.qr_code = None
+
+    # -- owner deactivated and reactivated -----------------------------------------
+
+    class Disabled(Aggregate.Event):
+        reason: str
+
+    @event(Disabled)
+    def disable(self, reason: str) -> None:
+        """Stopped because its owner was deactivated; status `disabled`, webhooks off."""
+        self.enabled_status = self.status
+        self.status = "disabled"
+        self.qr_code = None
+
+    def enable(self) -> None:
+        """Its owner is active again: back to where it was (a logged-out session stays so)."""
+        before = getattr(self, "enabled_status", "disconnected")
+        self._enabled(status="logged_out" if before == "logged_out" else "disconnected")
+
+    class Enabled(Aggregate.Event):
+        status: str
+
+    @event(Enabled)
+    def _enabled(self, status: str) -> None:
+        self.status = status
 
     # -- connection ---------------------------------------------------------------
 
@@ -227,10 +286,12 @@ class Instance(Aggregate):
     # and what the Cloud API adds to received messages (see MessageReceived).
 
     class MessageSent(Aggregate.Event):
-        """We sent a message. `recipients`: the participants a group message went to
-        (their receipts decide when it counts as delivered and read); empty otherwise."""
+        """We sent a message. `idempotency_fingerprint` identifies the request that sent
+        it under `idempotency_key` (None before fingerprints were kept, version 1).
+        `recipients`: the participants a group message went to (their receipts decide
+        when it counts as delivered and read); empty otherwise."""
 
-        class_version = 2
+        class_version = 3
         message_id: str
         to: str
         message_type: str
@@ -238,6 +299,7 @@ class Instance(Aggregate):
         media: dict[str, Any] | None
         sent_at: int
         idempotency_key: str | None
+        idempotency_fingerprint: str | None
         quoted_message_id: str | None
         mentions: list[str]
         data: dict[str, Any] | None
@@ -247,6 +309,10 @@ class Instance(Aggregate):
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["idempotency_fingerprint"] = None
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
             state.update(
                 quoted_message_id=None, mentions=[], data=None, phone=None, lid=None, recipients=[]
             )
@@ -260,6 +326,7 @@ class Instance(Aggregate):
         media: dict[str, Any] | None,
         sent_at: int,
         idempotency_key: str | None,
+        idempotency_fingerprint: str | None = None,
         quoted_message_id: str | None = None,
         mentions: list[str] | None = None,
         data: dict[str, Any] | None = None,
@@ -283,6 +350,7 @@ class Instance(Aggregate):
             media=media,
             sent_at=sent_at,
             idempotency_key=idempotency_key,
+            idempotency_fingerprint=idempotency_fingerprint,
             quoted_message_id=quoted_message_id,
             mentions=list(mentions or []),
             data=data,
@@ -301,6 +369,7 @@ class Instance(Aggregate):
         media: dict[str, Any] | None,
         sent_at: int,
         idempotency_key: str | None,
+        idempotency_fingerprint: str | None,
         quoted_message_id: str | None,
         mentions: list[str],
         data: dict[str, Any] | None,
@@ -309,7 +378,7 @@ class Instance(Aggregate):
         recipients: list[str],
     ) -> None:
         if idempotency_key:
-            self.idempotency[idempotency_key] = message_id
+            self.idempotency[idempotency_key] = [message_id, idempotency_fingerprint]
             while len(self.idempotency) > IDEMPOTENCY_MEMORY:
                 del self.idempotency[next(iter(self.idempotency))]
 

@@ -448,7 +448,7 @@ def run(rig: Rig, call: Callable[[], Any]) -> tuple[Any, list[Any]]:
 def test_a_reply_with_mentions_records_what_it_quotes(rig: Rig) -> None:
     quoted = message(message_id="IN7", from_me=False, sender=BOB)
     options = SendOptions(quoted=quoted, mentions=(BOB,))
-    value, stored = run(rig, lambda: rig.proxy.send_text(BOB, "answer", None, options))
+    value, stored = run(rig, lambda: rig.proxy.send_text(BOB, "answer", None, options=options))
     assert rig.engine.calls[-1] == ("send_text", (BOB, "answer", options))
     (sent, learnt) = stored
     assert (sent.message_id, sent.quoted_message_id, sent.mentions) == (value, "IN7", [BOB])
@@ -612,7 +612,10 @@ def test_a_failed_engine_command_records_nothing(rig: Rig) -> None:
 # -- an engine without a capability --------------------------------------------------------
 
 UNSUPPORTED = [
-    (lambda p: p.send_text(BOB, "x", None, SendOptions(mentions=(BOB,))), "reply to a message"),
+    (
+        lambda p: p.send_text(BOB, "x", None, options=SendOptions(mentions=(BOB,))),
+        "reply to a message",
+    ),
     (lambda p: p.send_location(BOB, Location(1, 2), None), "send locations"),
     (lambda p: p.send_contacts(BOB, (ContactCard("A", "15550000009"),), None), "contact cards"),
     (lambda p: p.send_poll(BOB, Poll("Q", ("a", "b")), None), "send polls"),

@@ -17,7 +17,8 @@ from domain.instance import Instance
 ADDED = {
     "ConnectionOpened": {2: ("details",), 3: ("lid",)},
     "MessageSent": {
-        2: ("quoted_message_id", "mentions", "data", "phone", "lid", "recipients"),
+        2: ("idempotency_fingerprint",),
+        3: ("quoted_message_id", "mentions", "data", "phone", "lid", "recipients"),
     },
     "MessageReceived": {
         2: ("data", "bsuid", "username"),
@@ -88,3 +89,4 @@ def test_events_stored_before_fields_were_added_load_with_defaults(
     assert (status.status, status.error, status.participant) == ("read", None, None)
     assert (sent.body, sent.quoted_message_id, sent.mentions, sent.data) == ("yo", None, [], None)
     assert (sent.phone, sent.lid, sent.recipients) == (None, None, [])
+    assert sent.idempotency_fingerprint is None

@@ -275,7 +275,9 @@ def test_what_a_sender_does_to_a_message_reaches_the_recipient(net: Net) -> None
     quoted = net.ref(B, first)
     reply = net.do(
         B,
-        lambda p: p.send_text(jid(A), "yes", None, SendOptions(quoted=quoted, mentions=(jid(A),))),
+        lambda p: p.send_text(
+            jid(A), "yes", None, options=SendOptions(quoted=quoted, mentions=(jid(A),))
+        ),
     )
     got = net.last(A, "MessageReceived")
     assert (got.message_id, got.quoted_message_id, got.mentions) == (reply, first, [jid(A)])

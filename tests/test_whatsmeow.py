@@ -103,7 +103,7 @@ def test_own_messages_and_captioned_media(dispatch: tuple[Any, list]) -> None:
         "mimetype": "image/jpeg",
         "size": 1234,
         "filename": None,
-        "path": None,
+        "id": None,
     }
 
 

@@ -63,14 +63,14 @@ def map_message(
                 "mimetype": part.mimetype or None,
                 "size": size,
                 "filename": getattr(part, "fileName", "") or None,
-                "path": None,
+                "id": None,  # the file's name under the uploads directory, once downloaded
             }
             if download is not None and uploads_dir is not None and size <= max_size:
                 try:
                     data = download(message)
                     path = uploads_dir / f"{uuid.uuid4().hex}-{event.Info.ID}"
                     path.write_bytes(data)
-                    media["path"], media["size"] = str(path), len(data)
+                    media["id"], media["size"] = path.name, len(data)
                 except Exception as error:  # the message still arrives, without its file
                     media["error"] = str(error)
             break

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import emoji as emoji_data
+import msgspec
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
@@ -38,7 +39,7 @@ from app.schemas import (
     Vote,
     parse,
 )
-from app.sending import begin_send, chat_names, find_message, send_options
+from app.sending import begin_send, chat_names, find_message, fingerprint, send_options
 from domain.messages import MessageNotFound
 from domain.phone import is_group, normalize_phone, to_jid
 
@@ -49,10 +50,17 @@ def _sent(request: Request, message_id: str) -> Response:
     return answer(request, SentMessage(id=message_id))
 
 
+def _print(key: str | None, body: msgspec.Struct) -> str | None:
+    """The fingerprint of a send's request (its kind and whole body), when it has a key."""
+    if key is None:
+        return None
+    return fingerprint(type(body).__name__, msgspec.json.encode(body).decode())
+
+
 # -- the new sends -------------------------------------------------------------------------
 
 
-@doc("Send a location", "whatsapp", answer=SentMessage, body=SendLocation, errors=(429, 502))
+@doc("Send a location", "whatsapp", answer=SentMessage, body=SendLocation, errors=(422, 429, 502))
 async def send_location(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
@@ -61,9 +69,8 @@ async def send_location(request: Request) -> Response:
     options = await send_options(ctx, instance_id, to, body)
     key = await begin_send(ctx, request, instance_id)
     place = Location(body.latitude, body.longitude, body.name, body.address)
-    return _sent(
-        request, await ctx.command(ctx.proxy(instance_id).send_location(to, place, key, options))
-    )
+    sent = ctx.proxy(instance_id).send_location(to, place, key, options, _print(key, body))
+    return _sent(request, await ctx.command(sent))
 
 
 @doc(
@@ -71,7 +78,7 @@ async def send_location(request: Request) -> Response:
     "whatsapp",
     answer=SentMessage,
     body=SendContact,
-    errors=(429, 502),
+    errors=(422, 429, 502),
 )
 async def send_contact(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
@@ -81,9 +88,8 @@ async def send_contact(request: Request) -> Response:
     cards = tuple(ContactCard(c.name, _card_phone(c.phone, n)) for n, c in enumerate(body.contacts))
     options = await send_options(ctx, instance_id, to, body)
     key = await begin_send(ctx, request, instance_id)
-    return _sent(
-        request, await ctx.command(ctx.proxy(instance_id).send_contacts(to, cards, key, options))
-    )
+    sent = ctx.proxy(instance_id).send_contacts(to, cards, key, options, _print(key, body))
+    return _sent(request, await ctx.command(sent))
 
 
 def _card_phone(raw: str, index: int) -> str:
@@ -98,7 +104,7 @@ def _card_phone(raw: str, index: int) -> str:
     "whatsapp",
     answer=SentMessage,
     body=SendPoll,
-    errors=(429, 502),
+    errors=(422, 429, 502),
 )
 async def send_poll(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
@@ -110,9 +116,8 @@ async def send_poll(request: Request) -> Response:
     options = await send_options(ctx, instance_id, to, body)
     key = await begin_send(ctx, request, instance_id)
     poll = Poll(body.question, tuple(body.options), body.multipleAnswers)
-    return _sent(
-        request, await ctx.command(ctx.proxy(instance_id).send_poll(to, poll, key, options))
-    )
+    sent = ctx.proxy(instance_id).send_poll(to, poll, key, options, _print(key, body))
+    return _sent(request, await ctx.command(sent))
 
 
 @doc(
@@ -120,7 +125,7 @@ async def send_poll(request: Request) -> Response:
     "whatsapp",
     answer=SentMessage,
     body=SendTemplate,
-    errors=(429, 502),
+    errors=(422, 429, 502),
 )
 async def send_template(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
@@ -129,9 +134,8 @@ async def send_template(request: Request) -> Response:
     to = to_jid(body.phone)
     key = await begin_send(ctx, request, instance_id)
     template = Template(body.name, body.language, tuple(body.components))
-    return _sent(
-        request, await ctx.command(ctx.proxy(instance_id).send_template(to, template, key))
-    )
+    sent = ctx.proxy(instance_id).send_template(to, template, key, _print(key, body))
+    return _sent(request, await ctx.command(sent))
 
 
 # -- acting on a message ---------------------------------------------------------------------

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from actors.engines.base import NO_OPTIONS, EngineError, SendOptions
 from actors.outbound import OutboundHTTP
-from app import media
+from app import media, quotas
 from app.answers import (
     ConnectionStatus,
     ContactList,
@@ -30,7 +30,13 @@ from app.message_views import person
 from app.openapi import doc
 from app.routes.instances import qr_code
 from app.schemas import MAX_MESSAGE, PairingCode, Send, SendMedia, SendText, decode, parse
-from app.sending import begin_send, send_options
+from app.sending import (
+    begin_send,
+    fingerprint,
+    idempotency_key,
+    reply_parts,
+    send_options,
+)
 from domain.instance import InstanceNotConnected
 from domain.phone import is_group, normalize_phone, phone_jid, to_jid
 
@@ -46,7 +52,13 @@ async def status(request: Request) -> Response:
     )
 
 
-@doc("Send a text message", "whatsapp", answer=SentMessage, body=SendText, errors=(429, 502))
+@doc(
+    "Send a text message",
+    "whatsapp",
+    answer=SentMessage,
+    body=SendText,
+    errors=(422, 429, 502),
+)
 async def send(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
@@ -65,8 +77,10 @@ async def _send_text(
     options: SendOptions = NO_OPTIONS,
 ) -> Response:
     key = await begin_send(ctx, request, instance_id)
-    message_id = await ctx.command(ctx.proxy(instance_id).send_text(to, text, key, options))
-    return answer(request, SentMessage(id=message_id))
+    proxy = ctx.proxy(instance_id)
+    request_print = fingerprint("text", to, text, *reply_parts(options)) if key else None
+    sent = proxy.send_text(to, text, key, request_print, options)
+    return answer(request, SentMessage(id=await ctx.command(sent)))
 
 
 @doc(
@@ -74,7 +88,7 @@ async def _send_text(
     "whatsapp",
     answer=SentMessage,
     body=SendMedia,
-    errors=(429, 502),
+    errors=(422, 429, 502),
 )
 async def send_media(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
@@ -82,7 +96,18 @@ async def send_media(request: Request) -> Response:
     body = await parse(request, SendMedia)
     to = to_jid(body.phone)
     options = await send_options(ctx, row["id"], to, body)
-    key = await begin_send(ctx, request, row["id"])
+    key = idempotency_key(request)
+    ctx.check_webhook_backlog(row["id"])
+    media.fetchable(body.url)
+    proxy = ctx.proxy(row["id"])
+    request_print = fingerprint(
+        "url", to, body.url, body.caption, body.filename, *reply_parts(options)
+    )
+    # Before anything is fetched: a retry answers at once, a disconnected instance is 409.
+    earlier = await ctx.ask(proxy.check_send(key, request_print))
+    if earlier is not None:
+        return answer(request, SentMessage(id=earlier))
+    await quotas.check_messages(ctx, ctx.principal(request), row["id"])
     settings = ctx.settings
     file = await media.download(
         body.url,
@@ -92,9 +117,10 @@ async def send_media(request: Request) -> Response:
         settings.media_download_timeout,
         OutboundHTTP(settings.webhook_allow_private),
     )
-    message_id = await ctx.command(
-        ctx.proxy(row["id"]).send_media(to, file, body.caption, key, options)
-    )
+    with media.removed_unless_sent(file):
+        message_id = await ctx.command(
+            proxy.send_media(to, file, body.caption, key, request_print, options)
+        )
     return answer(request, SentMessage(id=message_id))
 
 
@@ -109,7 +135,7 @@ async def send_media(request: Request) -> Response:
         "quotedMessageId": "string",
         "mentions": "string",
     },
-    errors=(429, 502),
+    errors=(422, 429, 502),
 )
 async def send_file(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
@@ -141,7 +167,13 @@ async def send_file(request: Request) -> Response:
         file = await media.keep_upload(upload, settings.uploads_dir, settings.max_file_size)
     finally:
         await form.close()
-    message_id = await ctx.command(ctx.proxy(row["id"]).send_media(to, file, caption, key, options))
+    request_print = fingerprint(
+        "file", to, caption, file.filename, file.digest, *reply_parts(options)
+    )
+    with media.removed_unless_sent(file):
+        message_id = await ctx.command(
+            ctx.proxy(row["id"]).send_media(to, file, caption, key, request_print, options)
+        )
     return answer(request, SentMessage(id=message_id))
 
 
@@ -215,7 +247,7 @@ async def logout(request: Request) -> Response:
     "whatsapp",
     answer=SentMessage,
     query={"phone": "recipient", "message": "text"},
-    errors=(429, 502),
+    errors=(422, 429, 502),
 )
 async def simple_send(request: Request) -> Response:
     """Send with query or form fields, for low-code tools that cannot send JSON."""
