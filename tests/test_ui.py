@@ -170,6 +170,12 @@ def row(page: Page, name: str) -> Any:
     return page.locator("#fleet tbody tr", has=page.get_by_role("link", name=name, exact=True))
 
 
+def open_chat(page: Page, phone: str) -> None:
+    page.fill("#new-chat-form [name=phone]", phone)
+    page.click("#new-chat-form button[type=submit]")
+    expect(page.locator("#send-form")).to_be_visible()
+
+
 def test_a_fleet_on_a_desktop(browser: Browser, server: Server, admin: Api, fleet: Fleet) -> None:
     context = new_context(browser, server, DESKTOP)
     page, problems = open_page(context)
@@ -318,14 +324,12 @@ def test_an_instance_page_and_failed_webhooks_replayed_once(
     expect(page.locator("#activity li[data-action=connection_opened]").first).to_be_visible()
     accessible(page, "activity tab")
 
-    # Messages: send from the instance; the chat shows it.
+    # Messages: a new chat with a number, and what was sent in it.
     page.click("#tabs a[data-tab=messages]")
-    page.fill("#send-form [name=phone]", "15550004002")
+    open_chat(page, "15550004002")
     page.fill("#send-form [name=message]", "hello from the browser")
     page.click("#send-form button[type=submit]")
     expect(page.locator("#chat li.out .text")).to_have_text(["hello from the browser"])
-    shoot(page, "messages-desktop")
-    accessible(page, "messages tab")
     page.click("#tabs a[data-tab=usage]")
     expect(page.locator("#instance-chart table")).to_be_attached()
     accessible(page, "usage tab")
@@ -348,6 +352,7 @@ def test_an_instance_page_and_failed_webhooks_replayed_once(
     expect(page.locator("#send-form button[type=submit]")).to_be_hidden()
     page.click("#tabs a[data-tab=messages]")
     expect(page.locator("#send-blocked")).to_contain_text("needs a connected instance")
+    open_chat(page, "15550004002")
     expect(page.locator("#send-form button[type=submit]")).to_be_disabled()
     # A deleted instance's link clears the page instead of showing the last one's buttons.
     gone = admin.create_instance("Short-lived")["id"]
@@ -357,6 +362,112 @@ def test_an_instance_page_and_failed_webhooks_replayed_once(
     expect(page.locator("#reconnect")).to_be_hidden()
     expect(page.locator("#tabs")).to_be_hidden()
     expect(page).to_have_title("Instance not found · WhatsApp API")
+    assert unexpected(problems) == []
+    context.close()
+
+
+def test_the_chat_panes(browser: Browser, server: Server, admin: Api, fleet: Fleet) -> None:
+    """Two fleet instances that message each other (the sandbox delivers between its own
+    numbers as WhatsApp does): recent chats, the conversation, load older, reply, react,
+    edits, deletions, a location, a poll, groups, and drafts kept to their instance."""
+    a, b = fleet.ids["Fleet 01"], fleet.ids["Fleet 02"]
+    a_phone, b_phone = "15550000001", "15550000002"
+    sent = [admin.send(b, a_phone, f"older {n:02d}") for n in range(31)]
+    assert all(r.status_code == 200 for r in sent), sent[-1].text
+    doomed = sent[5].json()["id"]
+    hello = admin.send(b, a_phone, "hello from B").json()["id"]
+
+    def chats() -> list[dict[str, Any]]:
+        return admin.http.get(f"/api/instances/{a}/chats").json()["chats"]
+
+    wait_until(lambda: chats() and chats()[0]["unreadCount"] == 32)
+    context = new_context(browser, server, DESKTOP)
+    page, problems = open_page(context)
+    sign_in(page)
+    page.goto(f"/ui/instances#/instances/{a}/messages")
+    expect(page).to_have_title("Fleet 01 · Messages · WhatsApp API")
+
+    # Recent chats with the last message and the unread count.
+    item = page.locator("#chats li", has_text="Fleet 02")  # the name B goes by
+    expect(item.locator(".chat-last")).to_have_text("hello from B")
+    expect(item.locator(".unread")).to_have_text("32")
+    item.get_by_role("button").click()
+    expect(page.locator("#chat-title")).to_have_text("Fleet 02")
+
+    # The newest at the bottom and in view; opening the chat marks it read.
+    bubbles = page.locator("#chat > li")
+    expect(bubbles).to_have_count(30)
+    expect(bubbles.last.locator(".text")).to_have_text("hello from B")
+    expect(bubbles.last).to_be_in_viewport()
+    expect(item.locator(".unread")).to_be_hidden()
+    wait_until(lambda: chats()[0]["unreadCount"] == 0)
+    page.get_by_role("button", name="Load older messages").click()
+    expect(bubbles).to_have_count(32)
+    expect(bubbles.first.locator(".text")).to_have_text("older 00")
+    expect(page.locator("#load-older")).to_be_hidden()
+
+    # Reply to a message, and react to it.
+    page.get_by_role("button", name="Reply to “hello from B”").click()
+    expect(page.locator("#replying")).to_contain_text("hello from B")
+    page.fill("#send-form [name=message]", "a reply from the browser")
+    page.click("#send-form button[type=submit]")
+    reply = page.locator("#chat li.out", has_text="a reply from the browser")
+    expect(reply.locator(".quote")).to_have_text("hello from B")
+    expect(page.locator("#replying")).to_be_hidden()
+    hello_bubble = page.locator(f"#chat li[data-message-id='{hello}']")
+    hello_bubble.get_by_text("React").click()
+    hello_bubble.get_by_role("button", name="React 👍 to “hello from B”").click()
+    expect(hello_bubble.locator(".reactions")).to_have_text("👍")
+    seen_by_b = admin.http.get(f"/api/instances/{b}/chats/{a_phone}/messages?limit=5")
+    by_b = {m["messageId"]: m for m in seen_by_b.json()["messages"]}
+    assert [r["emoji"] for r in by_b[hello]["reactions"]] == ["👍"]
+    assert any(m["quotedMessageId"] == hello for m in by_b.values() if not m["fromMe"])
+
+    # What the other side does shows by itself: an edit, a deletion, a location, a poll.
+    edited = admin.http.put(
+        f"/api/whatsapp/{b}/messages/{hello}", json={"message": "hello again from B"}
+    )
+    assert edited.status_code == 200, edited.text
+    assert admin.http.delete(f"/api/whatsapp/{b}/messages/{doomed}").status_code == 200
+    located = admin.http.post(
+        f"/api/whatsapp/{b}/send-location",
+        json={"phone": a_phone, "latitude": 52.52, "longitude": 13.405, "name": "Cafe"},
+    )
+    assert located.status_code == 200, located.text
+    polled = admin.http.post(
+        f"/api/whatsapp/{b}/send-poll",
+        json={"phone": a_phone, "question": "Lunch?", "options": ["pizza", "sushi"]},
+    )
+    assert polled.status_code == 200, polled.text
+    expect(hello_bubble.locator(".text")).to_have_text("hello again from B")
+    expect(hello_bubble.locator(".meta")).to_contain_text("edited")
+    expect(page.locator(f"#chat li[data-message-id='{doomed}'] .text")).to_have_text(
+        "This message was deleted"
+    )
+    expect(page.locator("#chat li .location")).to_contain_text("Cafe")
+    expect(page.locator("#chat li", has_text="Lunch?").locator(".poll li")).to_have_count(2)
+    shoot(page, "messages-desktop")
+    accessible(page, "chat panes")
+
+    # Groups: the instance's groups with their members, and the group's chat.
+    made = admin.http.post(
+        f"/api/whatsapp/{a}/groups", json={"subject": "Team", "participants": [b_phone]}
+    )
+    assert made.status_code in (200, 201), made.text
+    page.click("#tabs a[data-tab=groups]")
+    group = page.locator("#groups > li", has_text="Team")
+    expect(group.locator(".members li")).to_have_count(2)
+    accessible(page, "groups tab")
+    group.get_by_role("button", name="Open the chat of Team").click()
+    expect(page.locator("#chat-title")).to_have_text("Team")
+
+    # A draft stays with its instance: another instance's chat with the same number starts empty.
+    item.get_by_role("button").click()
+    page.fill("#send-form [name=message]", "half-written")
+    page.goto(f"/ui/instances#/instances/{fleet.ids['Fleet 03']}/messages")
+    expect(page.locator("#detail-name")).to_have_text("Fleet 03")
+    open_chat(page, b_phone)
+    expect(page.locator("#send-form [name=message]")).to_have_value("")
     assert unexpected(problems) == []
     context.close()
 
@@ -512,6 +623,15 @@ def test_a_phone_sized_screen(browser: Browser, server: Server, fleet: Fleet) ->
     assert page.evaluate(wide) <= PHONE["width"]
     shoot(page, "instance-phone")
     accessible(page, "instance on a phone")
+    page.click("#tabs a[data-tab=messages]")
+    open_chat(page, "15550000002")
+    page.fill("#send-form [name=message]", "from a phone")
+    page.click("#send-form button[type=submit]")
+    expect(page.locator("#chat li.out .text").last).to_have_text("from a phone")
+    expect(page.locator("#chat li.out").last).to_be_in_viewport()
+    assert page.evaluate(wide) <= PHONE["width"]
+    shoot(page, "messages-phone")
+    accessible(page, "chat panes on a phone")
     page.click("#tabs a[data-tab=webhooks]")
     assert page.evaluate(wide) <= PHONE["width"]
     page.click("#nav a[href='#/account']")
@@ -559,7 +679,7 @@ def test_a_cloud_message_that_failed_after_acceptance_shows_why(
         expect(page.locator("#whoami")).to_have_text(ADMIN_EMAIL)
         page.goto(f"/ui/instances#/instances/{instance}/messages")
         expect(page.locator("#detail-status")).to_have_text("Connected")
-        page.fill("#send-form [name=phone]", OUTSIDE_WINDOW_NUMBER)
+        open_chat(page, OUTSIDE_WINDOW_NUMBER)
         page.fill("#send-form [name=message]", "are you still there?")
         page.click("#send-form button[type=submit]")
         expect(page.locator("#chat li.out .text")).to_have_text(["are you still there?"])

@@ -4,17 +4,18 @@
 import { api, enc } from "./api.js";
 import { $, $$, announce, confirmAction, showError, text, when } from "./dom.js";
 import { pairPanel } from "./pair.js";
-import { contactsPanel, messagesPanel } from "./messages.js";
+import { contactsPanel, groupsPanel, messagesPanel } from "./messages.js";
 import { activityPanel, settingsPanel, usagePanel } from "./panels.js";
 import { webhooksPanel } from "./webhooks.js";
 import { badge, human, statusOf } from "./status.js";
 
 const PANELS = {
-  pair: pairPanel, messages: messagesPanel, contacts: contactsPanel, activity: activityPanel,
+  pair: pairPanel, messages: messagesPanel, contacts: contactsPanel, groups: groupsPanel,
+  activity: activityPanel,
   webhooks: webhooksPanel, usage: usagePanel, settings: settingsPanel,
 };
 const TAB_NAMES = {
-  pair: "Pair", messages: "Messages", contacts: "Contacts", activity: "Activity",
+  pair: "Pair", messages: "Messages", contacts: "Contacts", groups: "Groups", activity: "Activity",
   webhooks: "Webhooks", usage: "Usage", settings: "Settings",
 };
 
