@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from projections.base import iso_epoch
+
 
 def webhook_settings(webhook: dict[str, Any]) -> dict[str, Any]:
     return {
@@ -19,11 +21,20 @@ def webhook_settings(webhook: dict[str, Any]) -> dict[str, Any]:
 
 
 def connection_status(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "ready": row["status"] == "connected",
-        "status": row["status"],
-        "hasQr": bool(row["has_qr"]),
-    }
+    return status_view(
+        row["status"], bool(row["has_qr"]), row.get("last_error"), row.get("retry_at")
+    )
+
+
+def status_view(
+    status: str, has_qr: bool, last_error: str | None, retry_at: float | None
+) -> dict[str, Any]:
+    """`{ready, status, hasQr}`, plus `lastError` and `retryAt` when not connected."""
+    view: dict[str, Any] = {"ready": status == "connected", "status": status, "hasQr": has_qr}
+    if status != "connected":
+        view["lastError"] = last_error
+        view["retryAt"] = iso_epoch(retry_at) if retry_at is not None else None
+    return view
 
 
 def instance(row: dict[str, Any], *, detailed: bool = True) -> dict[str, Any]:
@@ -61,3 +72,15 @@ def user(row: dict[str, Any]) -> dict[str, Any]:
         "createdAt": row["created_at"],
         "updatedAt": row["updated_at"],
     }
+
+
+def logged_out(answer: dict[str, Any], unlinked: bool | None) -> dict[str, Any]:
+    """A logout's answer; when WhatsApp could not be told, say so and what to do."""
+    if unlinked is not None:
+        answer["unlinked"] = unlinked
+    if unlinked is False:
+        answer["warning"] = (
+            "WhatsApp could not be reached to unlink this device; remove it from the "
+            "phone (WhatsApp > Linked devices)"
+        )
+    return answer

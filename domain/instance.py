@@ -1,18 +1,30 @@
 """The instance aggregate: one WhatsApp account of one user.
 
 Message content lives in events and read models only. The aggregate keeps what
-commands must check (lifecycle, connection, settings) and a bounded memory of
-idempotency keys, so its state does not grow with the number of messages.
+commands must check (lifecycle, connection, settings), a bounded memory of
+idempotency keys and the sends still in flight, and the position in the engine's
+inbound spool it has recorded up to, so its state does not grow with the number of
+messages.
+
+Connection status (SPEC §4): `connecting` (asked to connect), `qr` (showing a QR code),
+`connected`, `reconnecting` (lost; the engine tries again, at `retry_at` when it
+says), `disconnected` (given up until someone reconnects it), `logged_out`, `banned`
+(until `retry_at`), `outdated` (WhatsApp refuses this client version) and `deleted`.
+`last_error` says why it is not connected.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from eventsourcing.domain import Aggregate, event
 
 ENGINES = ("whatsmeow", "cloud", "sandbox")
 IDEMPOTENCY_MEMORY = 1000
+
+# A send with an idempotency key is recorded as started before the engine sends it; if
+# its outcome is never learned (a timeout, a crash), the key stays here as unknown.
+STARTED, UNKNOWN = "started", "unknown"
 
 
 class InstanceError(Exception):
@@ -27,8 +39,112 @@ class InstanceNotConnected(InstanceError):
     pass
 
 
+class SendOutcomeUnknown(InstanceError):
+    """A send may or may not have reached WhatsApp; it is never repeated blindly."""
+
+    def __init__(self, message: str, idempotency_key: str | None) -> None:
+        super().__init__(message)
+        self.idempotency_key = idempotency_key
+
+
+def _bounded(memory: dict[str, Any]) -> None:
+    while len(memory) > IDEMPOTENCY_MEMORY:
+        del memory[next(iter(memory))]
+
+
 class Instance(Aggregate):
     """A WhatsApp account driven by one engine on behalf of one user."""
+
+    # v2: connection status model (last_error, retry_at), sends in flight, spool position.
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state.setdefault("last_error", None)
+        state.setdefault("retry_at", None)
+        state.setdefault("sends_in_flight", {})
+        state.setdefault("spool_seq", 0)
+        if state.get("status") == "connecting" and state.get("qr_code"):
+            state["status"] = "qr"
+
+    class ConnectionClosed(Aggregate.Event):
+        """The connection ended; `retry_at` (epoch seconds) is when the engine tries again."""
+
+        class_version = 2
+        reason: str
+        will_reconnect: bool
+        retry_at: float | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["retry_at"] = None
+
+    class LoggedOut(Aggregate.Event):
+        """The session was unlinked; `unlinked` says whether WhatsApp was told (None: the
+        phone or WhatsApp ended it, so there was nothing to tell)."""
+
+        class_version = 2
+        reason: str
+        unlinked: bool | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["unlinked"] = None
+
+    class MessageSent(Aggregate.Event):
+        """A message went out; `origin` is `api` for sends through this server, `phone` or
+        `linked_device` for messages the account sent elsewhere (seen by the engine)."""
+
+        class_version = 2
+        message_id: str
+        to: str
+        message_type: str
+        body: str
+        media: dict[str, Any] | None
+        sent_at: int
+        idempotency_key: str | None
+        origin: str
+        spool_seq: int | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["origin"] = "api"
+            state["spool_seq"] = None
+
+    class MessageReceived(Aggregate.Event):
+        """A message arrived. `sender` is the chat it belongs to (the phone JID of a person
+        when known, a group JID for groups); `participant` is who wrote it in a group;
+        `phone` and `lid` name the person who wrote it, by phone number and by WhatsApp's
+        LID, whichever are known."""
+
+        class_version = 2
+        message_id: str
+        sender: str
+        push_name: str | None
+        message_type: str
+        body: str
+        media: dict[str, Any] | None
+        received_at: int
+        participant: str | None
+        phone: str | None
+        lid: str | None
+        spool_seq: int | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.update(participant=None, phone=None, lid=None, spool_seq=None)
+
+    class MessageStatusChanged(Aggregate.Event):
+        class_version = 2
+        message_id: str
+        status: str
+        remote_jid: str
+        from_me: bool
+        spool_seq: int | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["spool_seq"] = None
 
     @event("Created")
     def __init__(
@@ -51,8 +167,14 @@ class Instance(Aggregate):
         self.phone: str | None = None
         self.push_name: str | None = None
         self.deleted = False
+        self.last_error: str | None = None
+        self.retry_at: float | None = None
         # Insertion-ordered (a plain dict survives snapshot encoding), oldest first.
         self.idempotency: dict[str, str] = {}
+        self.sends_in_flight: dict[str, str] = {}
+        self.spool_seq = 0
+
+    banned_until: ClassVar[int] = 0
 
     # -- checks -------------------------------------------------------------------
 
@@ -74,6 +196,23 @@ class Instance(Aggregate):
     def sent_for_key(self, key: str | None) -> str | None:
         """The message id a send with this idempotency key already produced."""
         return self.idempotency.get(key) if key else None
+
+    def check_send_key(self, key: str | None) -> str | None:
+        """The message id of an earlier send with this key, None for a new key; raises
+        SendOutcomeUnknown for a key whose send started but whose outcome is unknown."""
+        if not key:
+            return None
+        if key in self.sends_in_flight:
+            raise SendOutcomeUnknown(
+                f"a send with Idempotency-Key '{key}' was started and its outcome is "
+                "unknown (it may have reached WhatsApp); it is not sent again",
+                key,
+            )
+        return self.idempotency.get(key)
+
+    def seen(self, spool_seq: int | None) -> bool:
+        """Whether an engine report with this spool position is recorded already (a replay)."""
+        return spool_seq is not None and spool_seq <= self.spool_seq
 
     # -- settings -----------------------------------------------------------------
 
@@ -99,21 +238,27 @@ class Instance(Aggregate):
         self.deleted = True
         self.status = "deleted"
         self.qr_code = None
+        self.retry_at = None
 
     # -- connection ---------------------------------------------------------------
 
     @event("ConnectionRequested")
     def request_connection(self, reason: str) -> None:
         self.status = "connecting"
+        self.retry_at = None
 
     @event("QrReceived")
     def receive_qr(self, qr_code: str) -> None:
         self.qr_code = qr_code
-        self.status = "connecting"
+        self.status = "qr"
+        self.retry_at = None
 
     @event("QrExpired")
     def expire_qr(self) -> None:
         self.qr_code = None
+        if self.status == "qr":
+            self.status = "disconnected"
+            self.last_error = "qr_expired"
 
     @event("ConnectionOpened")
     def open_connection(self, phone: str | None, push_name: str | None) -> None:
@@ -121,25 +266,64 @@ class Instance(Aggregate):
         self.qr_code = None
         self.phone = phone or self.phone
         self.push_name = push_name or self.push_name
+        self.last_error = None
+        self.retry_at = None
 
-    @event("ConnectionClosed")
-    def close_connection(self, reason: str, will_reconnect: bool) -> None:
-        self.status = "connecting" if will_reconnect else "disconnected"
+    @event(ConnectionClosed)
+    def close_connection(
+        self, reason: str, will_reconnect: bool, retry_at: float | None = None
+    ) -> None:
+        self.status = "reconnecting" if will_reconnect else "disconnected"
         self.qr_code = None
+        self.last_error = reason
+        self.retry_at = retry_at if will_reconnect else None
 
-    @event("LoggedOut")
-    def log_out(self, reason: str) -> None:
+    @event(LoggedOut)
+    def log_out(self, reason: str, unlinked: bool | None = None) -> None:
         self.status = "logged_out"
         self.qr_code = None
         self.phone = None
+        self.last_error = reason
+        self.retry_at = None
 
     @event("TemporarilyBanned")
     def ban(self, reason: str, expires_at: int) -> None:
         self.status = "banned"
         self.qr_code = None
         self.banned_until = expires_at
+        self.last_error = f"banned: {reason}"
+        self.retry_at = expires_at
+
+    @event("ClientOutdated")
+    def mark_outdated(self, client_version: str) -> None:
+        """WhatsApp refused this client version (405): nothing connects until an upgrade."""
+        self.status = "outdated"
+        self.qr_code = None
+        self.last_error = f"client_outdated: WhatsApp refuses {client_version}"
+        self.retry_at = None
 
     # -- messages -----------------------------------------------------------------
+
+    def start_send(self, idempotency_key: str, to: str, message_type: str) -> None:
+        """Remember a keyed send before it goes out, so that a crash cannot make it twice."""
+        self.check_connected()
+        self._send_started(idempotency_key=idempotency_key, to=to, message_type=message_type)
+
+    @event("SendStarted")
+    def _send_started(self, idempotency_key: str, to: str, message_type: str) -> None:
+        self.sends_in_flight[idempotency_key] = STARTED
+        _bounded(self.sends_in_flight)
+
+    @event("SendFailed")
+    def fail_send(self, idempotency_key: str, reason: str) -> None:
+        """The engine refused the send: nothing went out, so the key may be used again."""
+        self.sends_in_flight.pop(idempotency_key, None)
+
+    @event("SendOutcomeUnknown")
+    def lose_send(self, idempotency_key: str | None, reason: str) -> None:
+        """The send may or may not have gone out; its key is never sent again."""
+        if idempotency_key:
+            self.sends_in_flight[idempotency_key] = UNKNOWN
 
     def record_sent(
         self,
@@ -150,8 +334,12 @@ class Instance(Aggregate):
         media: dict[str, Any] | None,
         sent_at: int,
         idempotency_key: str | None,
+        origin: str = "api",
+        spool_seq: int | None = None,
     ) -> None:
-        self.check_connected()
+        self.check_not_deleted()
+        if origin == "api" and idempotency_key not in self.sends_in_flight:
+            self.check_connected()
         self._message_sent(
             message_id=message_id,
             to=to,
@@ -160,9 +348,11 @@ class Instance(Aggregate):
             media=media,
             sent_at=sent_at,
             idempotency_key=idempotency_key,
+            origin=origin,
+            spool_seq=spool_seq,
         )
 
-    @event("MessageSent")
+    @event(MessageSent)
     def _message_sent(
         self,
         message_id: str,
@@ -172,13 +362,16 @@ class Instance(Aggregate):
         media: dict[str, Any] | None,
         sent_at: int,
         idempotency_key: str | None,
+        origin: str = "api",
+        spool_seq: int | None = None,
     ) -> None:
         if idempotency_key:
+            self.sends_in_flight.pop(idempotency_key, None)
             self.idempotency[idempotency_key] = message_id
-            while len(self.idempotency) > IDEMPOTENCY_MEMORY:
-                del self.idempotency[next(iter(self.idempotency))]
+            _bounded(self.idempotency)
+        self._advance(spool_seq)
 
-    @event("MessageReceived")
+    @event(MessageReceived)
     def record_received(
         self,
         message_id: str,
@@ -188,13 +381,54 @@ class Instance(Aggregate):
         body: str,
         media: dict[str, Any] | None,
         received_at: int,
+        participant: str | None = None,
+        phone: str | None = None,
+        lid: str | None = None,
+        spool_seq: int | None = None,
     ) -> None:
-        pass
+        self._advance(spool_seq)
 
-    @event("MessageStatusChanged")
-    def record_status(self, message_id: str, status: str, remote_jid: str, from_me: bool) -> None:
-        pass
+    @event("MessageUndecryptable")
+    def record_undecryptable(
+        self,
+        message_id: str,
+        sender: str,
+        participant: str | None,
+        phone: str | None,
+        lid: str | None,
+        unavailable: bool,
+        received_at: int,
+        spool_seq: int | None = None,
+    ) -> None:
+        """A message arrived that could not be decrypted (WhatsApp asks the sender's phone
+        to resend it; a receiver may ask the person to send it again)."""
+        self._advance(spool_seq)
+
+    @event("MediaSaved")
+    def record_media(
+        self,
+        message_id: str,
+        media: dict[str, Any],
+        spool_seq: int | None = None,
+    ) -> None:
+        """A received message's media was downloaded (or could not be: `media.error`)."""
+        self._advance(spool_seq)
+
+    @event(MessageStatusChanged)
+    def record_status(
+        self,
+        message_id: str,
+        status: str,
+        remote_jid: str,
+        from_me: bool,
+        spool_seq: int | None = None,
+    ) -> None:
+        self._advance(spool_seq)
 
     @event("ContactsSynced")
     def sync_contacts(self, contacts: list[dict[str, Any]]) -> None:
         pass
+
+    def _advance(self, spool_seq: int | None) -> None:
+        if spool_seq is not None and spool_seq > self.spool_seq:
+            self.spool_seq = spool_seq

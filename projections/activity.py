@@ -9,7 +9,7 @@ from typing import Any
 from domain.instance import Instance
 from domain.user import User
 from domain.webhook import WebhookLog
-from projections.base import ReadModelProjection, ident, iso, row_id
+from projections.base import ReadModelProjection, ident, iso, iso_epoch, row_id
 from projections.rows import Rows, Table
 
 
@@ -67,12 +67,10 @@ class Activity(ReadModelProjection):
 
     @apply.register
     def _(self, event: Instance.ConnectionClosed, rows: Rows) -> None:
-        self._log(
-            rows,
-            event,
-            "connection_closed",
-            {"reason": event.reason, "willReconnect": event.will_reconnect},
-        )
+        details: dict[str, Any] = {"reason": event.reason, "willReconnect": event.will_reconnect}
+        if event.retry_at is not None:
+            details["retryAt"] = iso_epoch(event.retry_at)
+        self._log(rows, event, "connection_closed", details)
 
     @apply.register
     def _(self, event: Instance.TemporarilyBanned, rows: Rows) -> None:
@@ -82,7 +80,23 @@ class Activity(ReadModelProjection):
 
     @apply.register
     def _(self, event: Instance.LoggedOut, rows: Rows) -> None:
-        self._log(rows, event, "logged_out", {"reason": event.reason})
+        details: dict[str, Any] = {"reason": event.reason}
+        if event.unlinked is not None:
+            details["unlinked"] = event.unlinked
+        self._log(rows, event, "logged_out", details)
+
+    @apply.register
+    def _(self, event: Instance.ClientOutdated, rows: Rows) -> None:
+        self._log(rows, event, "client_outdated", {"clientVersion": event.client_version})
+
+    @apply.register
+    def _(self, event: Instance.SendOutcomeUnknown, rows: Rows) -> None:
+        self._log(
+            rows,
+            event,
+            "send_outcome_unknown",
+            {"idempotencyKey": event.idempotency_key, "reason": event.reason},
+        )
 
     @apply.register
     def _(self, event: User.QuotaExceeded, rows: Rows) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial, singledispatchmethod
 from typing import Any
 from uuid import UUID
@@ -25,6 +25,11 @@ def iso(ts: datetime) -> str:
 
 
 _last_time: tuple[datetime | None, str] = (None, "")
+
+
+def iso_epoch(seconds: float) -> str:
+    """An epoch time (seconds) in the same form as `iso`."""
+    return iso(datetime.fromtimestamp(seconds, UTC))
 
 
 def ident(uuid: UUID) -> str:
