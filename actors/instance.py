@@ -7,6 +7,7 @@ arrive as proxy calls. Every command answers only after its events are durable.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -16,7 +17,9 @@ from uuid import UUID
 
 from actors.bridge import BridgedActor
 from actors.engines.base import (
+    Ack,
     Banned,
+    ClientOutdated,
     Connected,
     Contacts,
     Disconnected,
@@ -27,10 +30,14 @@ from actors.engines.base import (
     Inbound,
     LoggedOut,
     Media,
+    MediaSaved,
+    OutcomeUnknown,
     QrCode,
     Receipt,
+    SentElsewhere,
+    Undecryptable,
 )
-from domain.instance import Instance
+from domain.instance import Instance, SendOutcomeUnknown
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +70,17 @@ class Outcome:
         return self.commit.result(timeout=60)[-1] if self.commit is not None else 0
 
 
+_CONNECTION_REPORTS = (QrCode, Connected, Disconnected, ClientOutdated, Banned)
+
+
 @dataclass(frozen=True)
 class _CommitFailed:
     error: BaseException
+
+
+@dataclass(frozen=True)
+class _BanOver:
+    """A temporary ban's time is up."""
 
 
 class InstanceActor(BridgedActor):
@@ -91,6 +106,7 @@ class InstanceActor(BridgedActor):
         self.engine: Engine
         self._last_commit: Future[list[int]] | None = None
         self._qr_seen_at = 0.0
+        self._ban_timer: threading.Timer | None = None
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -98,7 +114,9 @@ class InstanceActor(BridgedActor):
         try:
             self.instance = self._load(self.instance_id)
             self.engine = self._engine_factory(self.instance, self.actor_ref.tell)
-            if not self.instance.deleted and self.instance.status != "logged_out":
+            if self.instance.status == "banned":
+                self._wait_for_ban()
+            elif not self.instance.deleted and self.instance.status != "logged_out":
                 self._connect("start")
         except Exception as error:
             # pykka stops an actor whose on_start fails without calling on_failure:
@@ -112,6 +130,8 @@ class InstanceActor(BridgedActor):
             raise
 
     def on_stop(self) -> None:
+        if self._ban_timer is not None:
+            self._ban_timer.cancel()
         try:
             self.engine.disconnect()
         except Exception:
@@ -128,6 +148,10 @@ class InstanceActor(BridgedActor):
 
     def on_receive(self, message: EngineEvent) -> None:
         """An engine report: record it as a domain event."""
+        if isinstance(message, _BanOver):
+            if self.instance.status == "banned" and time.time() >= self.instance.banned_until:
+                self._connect("ban_expired")
+            return
         if isinstance(message, _CommitFailed):
             # The aggregate (and maybe the engine) ran ahead of the store. Start again from
             # what is stored: the supervisor restarts this actor, which reloads the
@@ -139,22 +163,37 @@ class InstanceActor(BridgedActor):
             )
         if self.instance.deleted:
             return
+        ack: Ack | None = getattr(message, "ack", None)
+        if self.instance.seen(getattr(message, "spool_seq", None)):
+            if ack is not None:
+                ack()  # a replay of something recorded already
+            return
+        instance = self.instance
+        if instance.status == "logged_out" and isinstance(message, _CONNECTION_REPORTS):
+            # Reports the engine made while the logout unlinked the session (it may have
+            # connected to do so); only a new connection request starts another session.
+            return
         match message:
             case QrCode(code):
                 self._qr_seen_at = time.monotonic()
-                self.instance.receive_qr(code)
+                instance.receive_qr(code)
             case Connected(phone, push_name):
-                self.instance.open_connection(phone, push_name)
-            case Disconnected(reason, will_reconnect):
-                self.instance.close_connection(reason, will_reconnect)
+                instance.open_connection(phone, push_name)
+            case Disconnected(reason, will_reconnect, retry_at):
+                instance.close_connection(reason, will_reconnect, retry_at)
+            case ClientOutdated(client_version):
+                if instance.status == "outdated":
+                    return
+                instance.mark_outdated(client_version)
             case Banned(reason, expire):
-                self.instance.ban(reason, int(time.time()) + expire)
+                instance.ban(reason, int(time.time()) + expire)
+                self._wait_for_ban()
             case LoggedOut(reason):
-                if self.instance.status == "logged_out":
+                if instance.status == "logged_out":
                     return  # already recorded by the logout command
-                self.instance.log_out(reason)
+                instance.log_out(reason)
             case Inbound() as m:
-                self.instance.record_received(
+                instance.record_received(
                     message_id=m.message_id,
                     sender=m.sender,
                     push_name=m.push_name,
@@ -162,15 +201,52 @@ class InstanceActor(BridgedActor):
                     body=m.body,
                     media=m.media,
                     received_at=m.timestamp,
+                    participant=m.participant,
+                    phone=m.phone,
+                    lid=m.lid,
+                    spool_seq=m.spool_seq,
                 )
-            case Receipt(message_id, status, remote_jid):
-                self.instance.record_status(message_id, status, remote_jid, from_me=True)
+            case SentElsewhere() as m:
+                instance.record_sent(
+                    message_id=m.message_id,
+                    to=m.to,
+                    message_type=m.message_type,
+                    body=m.body,
+                    media=m.media,
+                    sent_at=m.timestamp,
+                    idempotency_key=None,
+                    origin=m.origin,
+                    spool_seq=m.spool_seq,
+                )
+            case Undecryptable() as m:
+                instance.record_undecryptable(
+                    message_id=m.message_id,
+                    sender=m.sender,
+                    participant=m.participant,
+                    phone=m.phone,
+                    lid=m.lid,
+                    unavailable=m.unavailable,
+                    received_at=m.timestamp,
+                    spool_seq=m.spool_seq,
+                )
+            case MediaSaved(message_id, media, spool_seq):
+                instance.record_media(message_id, media, spool_seq)
+            case Receipt(message_id, status, remote_jid, spool_seq):
+                instance.record_status(
+                    message_id, status, remote_jid, from_me=True, spool_seq=spool_seq
+                )
             case Contacts(contacts):
-                self.instance.sync_contacts(contacts)
+                instance.sync_contacts(contacts)
             case _:
                 log.warning("instance %s: unknown engine report %r", self.instance_id, message)
                 return
-        self._record()
+        commit = self._record()
+        if ack is not None:
+            # The engine may forget the report once it is durable here.
+            if commit is None:
+                ack()
+            else:
+                commit.add_done_callback(lambda done: done.exception() is None and ack())
 
     # -- commands (proxy calls) -------------------------------------------------------
 
@@ -216,13 +292,14 @@ class InstanceActor(BridgedActor):
         return Outcome(None, self._connect("reconnect"))
 
     def logout(self) -> Outcome:
-        """Unlink the WhatsApp session."""
+        """Unlink the WhatsApp session; the value says whether WhatsApp was told (None:
+        nothing was linked), so that a caller knows to unlink the device by hand."""
         self.instance.check_not_deleted()
-        self.engine.logout()
+        unlinked = self.engine.logout()
         # The engine reports LoggedOut; record it now so the answer reflects it.
         if self.instance.status != "logged_out":
-            self.instance.log_out("logout")
-        return Outcome(None, self._record())
+            self.instance.log_out("logout", unlinked)
+        return Outcome(unlinked, self._record())
 
     def delete(self) -> Outcome:
         """Forget the session and mark the instance deleted; the actor then stops."""
@@ -268,7 +345,7 @@ class InstanceActor(BridgedActor):
         instance = self.instance
         if instance.deleted:
             return None
-        if instance.status == "banned" and time.time() >= getattr(instance, "banned_until", 0):
+        if instance.status == "banned" and time.time() >= instance.banned_until:
             self._connect("ban_expired")
             return "ban_expired"
         if instance.status == "connected" and not self.engine.session_valid():
@@ -289,12 +366,15 @@ class InstanceActor(BridgedActor):
             return 0
 
     def state(self) -> dict[str, Any]:
-        """The live connection state."""
+        """The live connection state (with why it is not connected, and when it retries)."""
+        instance = self.instance
         return {
-            "ready": self.instance.ready,
-            "status": self.instance.status,
-            "hasQr": self.instance.qr_code is not None,
-            "qrCode": self.instance.qr_code,
+            "ready": instance.ready,
+            "status": instance.status,
+            "hasQr": instance.qr_code is not None,
+            "qrCode": instance.qr_code,
+            "lastError": instance.last_error,
+            "retryAt": instance.retry_at,
         }
 
     # -- inside -----------------------------------------------------------------------
@@ -308,21 +388,54 @@ class InstanceActor(BridgedActor):
         body: str,
         media: dict[str, Any] | None,
     ) -> Outcome:
-        earlier = self.instance.sent_for_key(key)
+        instance = self.instance
+        earlier = instance.check_send_key(key)
         if earlier is not None:
             return Outcome(earlier)
-        self.instance.check_connected()
-        sent = send()
-        self.instance.record_sent(
+        instance.check_connected()
+        if key:
+            # Durable before the engine sends: after a crash the key is known to be in
+            # flight, and a retry gets "outcome unknown" instead of a second message.
+            instance.start_send(key, to, kind)
+            self._durable(self._record())
+        try:
+            sent = send()
+        except OutcomeUnknown as error:
+            instance.lose_send(key, str(error))
+            self._durable(self._record())
+            raise SendOutcomeUnknown(
+                f"the send may or may not have reached WhatsApp: {error}", key
+            ) from None
+        except EngineError as error:
+            if key:
+                instance.fail_send(key, f"{error.code}: {error}")
+                self._durable(self._record())
+            raise
+        instance.record_sent(
             message_id=sent.message_id,
-            to=to,
-            message_type=kind,
+            to=sent.to or to,
+            message_type=sent.message_type or kind,
             body=body,
             media=media,
             sent_at=sent.timestamp,
             idempotency_key=key,
         )
         return Outcome(sent.message_id, self._record())
+
+    @staticmethod
+    def _durable(commit: Future[list[int]] | None) -> None:
+        if commit is not None:
+            commit.result(timeout=60)
+
+    def _wait_for_ban(self) -> None:
+        """Connect again when a temporary ban ends (the session check is a backstop)."""
+        if self._ban_timer is not None:
+            self._ban_timer.cancel()
+        delay = max(0.0, self.instance.banned_until - time.time()) + 1.0
+        me = self.actor_ref
+        self._ban_timer = threading.Timer(delay, lambda: me.tell(_BanOver()))
+        self._ban_timer.daemon = True
+        self._ban_timer.start()
 
     def _connect(self, reason: str) -> Future[list[int]] | None:
         self.instance.request_connection(reason)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from domain.instance import Instance
@@ -10,10 +10,17 @@ from domain.phone import USER_SERVER
 
 
 def _iso(event: Any) -> str:
-    ts = event.timestamp
+    return _utc(event.timestamp)
+
+
+def _utc(ts: datetime) -> str:
     if ts.utcoffset():
         ts = ts.astimezone(UTC)
     return ts.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def iso_epoch(seconds: float) -> str:
+    return _utc(datetime.fromtimestamp(seconds, UTC))
 
 
 def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
@@ -35,6 +42,27 @@ def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
             "hasMedia": event.media is not None,
             "pushName": event.push_name,
         }
+        for key, value in (
+            ("participant", event.participant),
+            ("phone", event.phone),
+            ("lid", event.lid),
+        ):
+            if value is not None:
+                data[key] = value
+    elif isinstance(event, Instance.MessageUndecryptable):
+        if not settings.get("notifyReceived", True):
+            return None
+        name = "message_undecryptable"
+        data = {
+            "instanceId": instance_id,
+            "messageId": event.message_id,
+            "from": event.sender,
+            "participant": event.participant,
+            "phone": event.phone,
+            "lid": event.lid,
+            "unavailable": event.unavailable,
+            "timestamp": event.received_at,
+        }
     elif isinstance(event, Instance.MessageSent):
         if not settings.get("notifySent", True):
             return None
@@ -48,6 +76,8 @@ def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
             "timestamp": event.sent_at,
             "hasMedia": event.media is not None,
         }
+        if event.origin != "api":
+            data["origin"] = event.origin  # sent from the phone or another linked device
     elif isinstance(event, Instance.MessageStatusChanged):
         wanted = {"delivered": "notifyDelivery", "read": "notifyRead"}.get(event.status)
         if wanted is None or not settings.get(wanted, False):
@@ -72,6 +102,23 @@ def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
             "instanceId": instance_id,
             "reason": event.reason,
             "willReconnect": event.will_reconnect,
+        }
+        if event.retry_at is not None:
+            data["retryAt"] = iso_epoch(event.retry_at)
+    elif isinstance(event, Instance.TemporarilyBanned):
+        name = "connection_closed"
+        data = {
+            "instanceId": instance_id,
+            "reason": f"banned: {event.reason}",
+            "willReconnect": True,
+            "retryAt": iso_epoch(event.expires_at),
+        }
+    elif isinstance(event, Instance.ClientOutdated):
+        name = "connection_closed"
+        data = {
+            "instanceId": instance_id,
+            "reason": "client_outdated",
+            "willReconnect": False,
         }
     elif isinstance(event, Instance.LoggedOut):
         name = "connection_closed"

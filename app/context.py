@@ -16,6 +16,9 @@ from starlette.requests import Request
 
 from actors.bridge import ask
 from actors.engines.sandbox import SandboxNetwork
+from actors.engines.startgate import StartGate
+from actors.engines.whatsmeow import OutdatedMark
+from actors.engines.whatsmeow_forkserver import ForkServer
 from actors.instance import Outcome
 from app.auth import Authenticator, Principal, api_key_hash, hash_password, new_api_key
 from app.config import Settings
@@ -31,6 +34,9 @@ from projections.runner import LiveProjections
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# Logging out or deleting an instance first tells WhatsApp to unlink the device, which may
+# mean connecting first (the whatsmeow engine waits up to 15 s for that).
+LOGOUT_TIMEOUT = 45.0
 
 
 @dataclass
@@ -49,6 +55,9 @@ class Context:
     network: SandboxNetwork
     engines: frozenset[str]
     usage: ApiCallCounter
+    start_gate: StartGate
+    fork_server: ForkServer
+    outdated: OutdatedMark
     webhooks: pykka.ActorRef[Any] | None = None
     last_system_metrics: dict[str, Any] | None = None
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
@@ -126,12 +135,12 @@ class Context:
             self._proxies[key] = cached
         return cached[1]
 
-    async def ask(self, future: Any) -> Any:
-        return await ask(future, self.settings.actor_timeout)
+    async def ask(self, future: Any, timeout: float | None = None) -> Any:
+        return await ask(future, timeout or self.settings.actor_timeout)
 
-    async def command(self, future: Any) -> Any:
+    async def command(self, future: Any, timeout: float | None = None) -> Any:
         """Await an actor command, then until the read models show its effect."""
-        outcome: Outcome = await self.ask(future)
+        outcome: Outcome = await self.ask(future, timeout)
         if outcome.commit is not None:
             positions = await asyncio.wrap_future(outcome.commit)  # durable before we answer
             await self.settle(positions[-1])

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from actors.bridge import ActorTimeout
 from actors.engines.base import EngineError
-from domain.instance import InstanceDeleted, InstanceNotConnected
+from domain.instance import InstanceDeleted, InstanceNotConnected, SendOutcomeUnknown
 from domain.phone import InvalidPhoneNumber
 from domain.user import UserDeactivated
 
@@ -90,6 +90,17 @@ async def _timeout(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _outcome_unknown(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SendOutcomeUnknown)
+    log.warning("%s %s: send outcome unknown: %s", request.method, request.url.path, exc)
+    body = {
+        "error": str(exc),
+        "code": "send_outcome_unknown",
+        "idempotencyKey": exc.idempotency_key,
+    }
+    return JSONResponse(body, status_code=202)
+
+
 async def _conflict(request: Request, exc: Exception) -> Response:
     return error_response(409, "conflict", "Someone changed this at the same time; try again")
 
@@ -128,6 +139,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     InvalidPhoneNumber: _mapped(400, "invalid_phone"),
     InstanceNotConnected: _mapped(409, "instance_not_connected"),
     InstanceDeleted: _mapped(404, "instance_not_found"),
+    SendOutcomeUnknown: _outcome_unknown,
     UserDeactivated: _mapped(401, "unauthorized"),
     EngineError: _engine,
     ActorTimeout: _timeout,

@@ -22,6 +22,14 @@ class EngineError(Exception):
         self.status = status
 
 
+class OutcomeUnknown(EngineError):
+    """A send was handed to the network but no answer came (a timeout, a crash): it may
+    or may not have been delivered, so it must not be retried blindly."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "send_outcome_unknown", 202)
+
+
 @dataclass(frozen=True)
 class QrCode:
     code: str
@@ -35,8 +43,19 @@ class Connected:
 
 @dataclass(frozen=True)
 class Disconnected:
+    """The connection ended; with `will_reconnect` the engine tries again by itself, at
+    `retry_at` (epoch seconds) when it knows when."""
+
     reason: str
     will_reconnect: bool
+    retry_at: float | None = None
+
+
+@dataclass(frozen=True)
+class ClientOutdated:
+    """WhatsApp refuses this client's version; nothing connects until it is upgraded."""
+
+    client_version: str
 
 
 @dataclass(frozen=True)
@@ -52,8 +71,17 @@ class Banned:
     expire: int
 
 
+Ack = Callable[[], None]
+
+
 @dataclass(frozen=True)
 class Inbound:
+    """A message that arrived. `sender` is the chat (a person's phone JID when known, else
+    their LID; a group's JID); `participant`, `phone` and `lid` say who wrote it.
+
+    `spool_seq` is the report's position in the engine's durable spool, and `ack` tells the
+    engine once the report is recorded (engines without a spool leave both None)."""
+
     message_id: str
     sender: str
     push_name: str | None
@@ -61,6 +89,51 @@ class Inbound:
     body: str
     media: dict[str, Any] | None
     timestamp: int
+    participant: str | None = None
+    phone: str | None = None
+    lid: str | None = None
+    spool_seq: int | None = None
+    ack: Ack | None = None
+
+
+@dataclass(frozen=True)
+class SentElsewhere:
+    """A message the account sent from its phone or another linked device."""
+
+    message_id: str
+    to: str
+    message_type: str
+    body: str
+    media: dict[str, Any] | None
+    timestamp: int
+    origin: str
+    spool_seq: int | None = None
+    ack: Ack | None = None
+
+
+@dataclass(frozen=True)
+class Undecryptable:
+    """A message arrived that could not be decrypted."""
+
+    message_id: str
+    sender: str
+    participant: str | None
+    phone: str | None
+    lid: str | None
+    unavailable: bool
+    timestamp: int
+    spool_seq: int | None = None
+    ack: Ack | None = None
+
+
+@dataclass(frozen=True)
+class MediaSaved:
+    """A received message's media is on disk (`media["path"]`), or failed (`media["error"]`)."""
+
+    message_id: str
+    media: dict[str, Any]
+    spool_seq: int | None = None
+    ack: Ack | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +141,8 @@ class Receipt:
     message_id: str
     status: str
     remote_jid: str
+    spool_seq: int | None = None
+    ack: Ack | None = None
 
 
 @dataclass(frozen=True)
@@ -75,7 +150,20 @@ class Contacts:
     contacts: list[dict[str, Any]]
 
 
-EngineEvent = QrCode | Connected | Disconnected | LoggedOut | Banned | Inbound | Receipt | Contacts
+EngineEvent = (
+    QrCode
+    | Connected
+    | Disconnected
+    | ClientOutdated
+    | LoggedOut
+    | Banned
+    | Inbound
+    | SentElsewhere
+    | Undecryptable
+    | MediaSaved
+    | Receipt
+    | Contacts
+)
 Emit = Callable[[EngineEvent], None]
 
 
@@ -105,8 +193,13 @@ class Media:
 
 @dataclass(frozen=True)
 class Sent:
+    """What the network took: its message id and time, the chat it really went to (an
+    engine may resolve a phone number to another JID), and the kind it went out as."""
+
     message_id: str
     timestamp: int
+    to: str | None = None
+    message_type: str | None = None
 
 
 class Engine(ABC):
@@ -121,8 +214,9 @@ class Engine(ABC):
         """Close the connection without unlinking the session."""
 
     @abstractmethod
-    def logout(self) -> None:
-        """Unlink the session; a later connect starts a new pairing."""
+    def logout(self) -> bool | None:
+        """Unlink the session; a later connect starts a new pairing. Returns whether the
+        network was told (None: the engine has nothing to tell it)."""
 
     @abstractmethod
     def forget(self) -> None:

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from actors.webhooks import AddressNotAllowed, check_address
 from app import quotas, views
-from app.context import Context
+from app.context import LOGOUT_TIMEOUT, Context
 from app.errors import ApiError
 from app.openapi import doc
 from app.schemas import InstanceCreate, InstanceUpdate, parse
@@ -148,7 +148,7 @@ async def update_instance(request: Request) -> JSONResponse:
 async def delete_instance(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
-    await ctx.command(ctx.proxy(row["id"]).delete())
+    await ctx.command(ctx.proxy(row["id"]).delete(), timeout=LOGOUT_TIMEOUT)
     await ctx.ask(ctx.supervisor_proxy.forget(ctx.instance_uuid(row)))
     return JSONResponse({"success": True, "message": f"Instance {row['id']} deleted successfully"})
 
@@ -165,8 +165,9 @@ async def reconnect(request: Request) -> JSONResponse:
 async def logout(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
-    await ctx.command(ctx.proxy(row["id"]).logout())
-    return JSONResponse({"success": True, "message": f"Instance {row['id']} logged out"})
+    unlinked = await ctx.command(ctx.proxy(row["id"]).logout(), timeout=LOGOUT_TIMEOUT)
+    answer = {"success": True, "message": f"Instance {row['id']} logged out"}
+    return JSONResponse(views.logged_out(answer, unlinked))
 
 
 @doc(

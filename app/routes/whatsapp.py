@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from pykka import ActorDeadError
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app import media, quotas
-from app.context import Context
+from actors.bridge import ActorTimeout
+from app import media, quotas, views
+from app.context import LOGOUT_TIMEOUT, Context
 from app.errors import ApiError
 from app.openapi import doc
 from app.routes.instances import qr_code
 from app.schemas import MAX_MESSAGE, PairingCode, SendMedia, SendText, parse
+from domain.instance import SendOutcomeUnknown
 from domain.phone import normalize_phone, to_jid
 
 MAX_IDEMPOTENCY_KEY = 200
@@ -31,13 +34,27 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
+async def sending(ctx: Context, future: Any, key: str | None) -> Any:
+    """A send's message id; when the instance does not answer in time (it may still be
+    sending) or stops, the outcome is unknown: 202 `send_outcome_unknown`, never a failure
+    the client would retry into a second message."""
+    try:
+        return await ctx.command(future)
+    except (ActorTimeout, ActorDeadError):
+        raise SendOutcomeUnknown(
+            "the instance did not finish the send in time; it may still reach WhatsApp "
+            "(retry with the same Idempotency-Key to learn the outcome)",
+            key,
+        ) from None
+
+
 @doc("Connection status", "whatsapp")
 async def status(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     state = await ctx.ask(ctx.proxy(instance_id).state())
     return JSONResponse(
-        {"ready": state["ready"], "status": state["status"], "hasQr": state["hasQr"]}
+        views.status_view(state["status"], state["hasQr"], state["lastError"], state["retryAt"])
     )
 
 
@@ -55,7 +72,7 @@ async def _send_text(
     to = to_jid(phone)
     key = idempotency_key(request)
     await quotas.check_messages(ctx, ctx.principal(request), instance_id)
-    message_id = await ctx.command(ctx.proxy(instance_id).send_text(to, text, key))
+    message_id = await sending(ctx, ctx.proxy(instance_id).send_text(to, text, key), key)
     return JSONResponse({"id": message_id})
 
 
@@ -76,7 +93,9 @@ async def send_media(request: Request) -> JSONResponse:
         settings.media_download_timeout,
         settings.webhook_allow_private,
     )
-    message_id = await ctx.command(ctx.proxy(row["id"]).send_media(to, file, body.caption, key))
+    message_id = await sending(
+        ctx, ctx.proxy(row["id"]).send_media(to, file, body.caption, key), key
+    )
     return JSONResponse({"id": message_id})
 
 
@@ -118,7 +137,7 @@ async def send_file(request: Request) -> JSONResponse:
         file = await media.keep_upload(upload, settings.uploads_dir, settings.max_file_size)
     finally:
         await form.close()
-    message_id = await ctx.command(ctx.proxy(row["id"]).send_media(to, file, caption, key))
+    message_id = await sending(ctx, ctx.proxy(row["id"]).send_media(to, file, caption, key), key)
     return JSONResponse({"id": message_id})
 
 
@@ -146,8 +165,8 @@ async def contacts(request: Request) -> JSONResponse:
 async def logout(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
-    await ctx.command(ctx.proxy(row["id"]).logout())
-    return JSONResponse({"success": True})
+    unlinked = await ctx.command(ctx.proxy(row["id"]).logout(), timeout=LOGOUT_TIMEOUT)
+    return JSONResponse(views.logged_out({"success": True}, unlinked))
 
 
 @doc(
