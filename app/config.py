@@ -64,6 +64,7 @@ class Settings:
     sandbox_enabled: bool = True
     schedules: Schedules = field(default_factory=Schedules)
     engine_retry_base: float = 1.0
+    engine_start_concurrency: int = 8
     upload_retention_days: int = 30
     actor_timeout: float = 10.0
     media_download_timeout: float = 30.0
@@ -140,6 +141,7 @@ class Settings:
             default_engine=default_engine,
             upload_retention_days=_int(e, "UPLOAD_RETENTION_DAYS", 30, 1, 36500),
             engine_retry_base=_int(e, "ENGINE_RETRY_BASE_MS", 1000, 10, 600_000) / 1000,
+            engine_start_concurrency=_int(e, "ENGINE_START_CONCURRENCY", 8, 1, 1000),
             sandbox_enabled=_bool(e, "SANDBOX_ENABLED", not production),
             schedules=Schedules(
                 cleanup=_cron(e, "CLEANUP_CRON", Schedules.cleanup),

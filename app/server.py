@@ -22,7 +22,9 @@ from starlette.routing import BaseRoute
 from actors.engines.base import Emit, Engine, EngineError
 from actors.engines.cloud import CloudEngine
 from actors.engines.sandbox import SandboxEngine, SandboxNetwork
-from actors.engines.whatsmeow import WhatsmeowEngine
+from actors.engines.startgate import StartGate
+from actors.engines.whatsmeow import OutdatedMark, WhatsmeowEngine
+from actors.engines.whatsmeow_forkserver import ForkServer
 from actors.instance import InstanceActor
 from actors.supervisor import CrashReport, Supervisor
 from actors.webhooks import VersionedSettings, WebhookActor, WebhookDefaults, WebhookService
@@ -197,6 +199,9 @@ def _start_serving(
     engines = {"cloud", "sandbox"} if settings.sandbox_enabled else {"cloud"}
     if importlib.util.find_spec("neonize") is not None:
         engines.add("whatsmeow")
+    fork_server = ForkServer()
+    start_gate = StartGate(settings.engine_start_concurrency)
+    outdated = OutdatedMark(settings.instances_dir / ".whatsmeow-outdated")
 
     def engine_for(instance: Instance, emit: Emit) -> Engine:
         if instance.engine == "sandbox" and settings.sandbox_enabled:
@@ -212,7 +217,12 @@ def _start_serving(
                 settings.max_file_size,
                 instance.engine_settings.get("proxy"),
                 emit,
+                launcher=fork_server,
+                gate=start_gate,
+                # Recently active instances start first.
+                priority=instance.modified_on.timestamp(),
                 retry_base=settings.engine_retry_base,
+                outdated=outdated,
             )
         raise EngineError(f"the {instance.engine} engine is not available", "engine_unavailable")
 
@@ -262,6 +272,9 @@ def _start_serving(
         network=network,
         engines=frozenset(engines),
         usage=ApiCallCounter(store, committer),
+        start_gate=start_gate,
+        fork_server=fork_server,
+        outdated=outdated,
     )
     _seed_admin(ctx)
     live = [UUID(row["id"]) for row in queries.live_instances() if row["engine"] in engines]
@@ -288,11 +301,13 @@ def stop(ctx: Context) -> None:
     except Exception:
         log.exception("webhook delivery did not stop cleanly")
     try:
-        ctx.supervisor.proxy().stop_all().get(timeout=30)
+        ctx.supervisor.proxy().stop_all().get(timeout=60)
         ctx.supervisor.stop(block=True, timeout=10)
     except Exception:
         log.exception("actors did not stop cleanly")
     pykka.ActorRegistry.stop_all(block=True, timeout=10)
+    ctx.start_gate.close()
+    ctx.fork_server.close()
     ctx.committer.close()
     # Leave the read models caught up, so a restart (or a rebuild) starts from the head.
     ctx.projections.wait(ctx.store.recorder.max_notification_id() or 0, timeout=10)

@@ -37,6 +37,8 @@ async def health(request: Request) -> JSONResponse:
         "ok": ctx.supervisor.is_alive(),
         "instances": len(ctx.registry),
         "running": alive,
+        # Engine starts still waiting for their turn or under way (ENGINE_START_CONCURRENCY).
+        "starting": ctx.start_gate.starting,
     }
     healthy = all(check["ok"] for check in checks.values())
     return JSONResponse(

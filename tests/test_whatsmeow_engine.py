@@ -1,0 +1,553 @@
+"""The whatsmeow engine with real child processes (forked by the real fork server).
+
+The network is offline here: a child either fails to connect at once (DNS), or connects
+through `HangingProxy` and stays connecting, while the test pushes neonize events into it
+through its test FIFO, as whatsmeow would dispatch them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actors.engines import whatsmeow_frames as f
+from actors.engines.base import (
+    Banned,
+    ClientOutdated,
+    Connected,
+    Disconnected,
+    EngineError,
+    Inbound,
+    MediaSaved,
+    QrCode,
+)
+from actors.engines.whatsmeow import OutdatedMark, WhatsmeowEngine
+from actors.engines.whatsmeow_child import TEST_EVENTS
+from actors.engines.whatsmeow_forkserver import ChildProcess, ForkServer
+from tests.server import wait_until
+from tests.whatsmeow import children, hanging_proxy, inject, jid, message_event
+
+neonize = pytest.importorskip("neonize")
+
+
+class RecordingForkServer(ForkServer):
+    """The real fork server; the test also keeps every child it forked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spawned: list[ChildProcess] = []
+
+    def spawn(self, *args: Any, **kwargs: Any) -> ChildProcess:
+        child = super().spawn(*args, **kwargs)
+        self.spawned.append(child)
+        return child
+
+
+@pytest.fixture(scope="module")
+def fork_server() -> Iterator[RecordingForkServer]:
+    before = os.environ.get(TEST_EVENTS)
+    os.environ[TEST_EVENTS] = "1"  # the fork server and its children inherit it
+    server = RecordingForkServer()
+    try:
+        yield server
+    finally:
+        server.close()
+        if before is None:
+            os.environ.pop(TEST_EVENTS, None)
+        else:
+            os.environ[TEST_EVENTS] = before
+
+
+class Engine:
+    """A WhatsmeowEngine and what it reported."""
+
+    def __init__(self, root: Path, fork_server: RecordingForkServer, **options: Any) -> None:
+        self.reports: list[Any] = []
+        self.dir = root / "instance"
+        self.fork_server = fork_server
+        self.engine = WhatsmeowEngine(
+            self.dir,
+            root / "uploads",
+            options.pop("max_file_size", 10_000_000),
+            options.pop("proxy", None),
+            self.reports.append,
+            launcher=fork_server,
+            outdated=options.pop("outdated", OutdatedMark(root / "outdated")),
+            **options,
+        )
+
+    def child(self) -> int:
+        """The pid of the engine's one live child, once it listens for test events."""
+        pid: int = wait_until(lambda: len(children(self.dir)) == 1 and children(self.dir)[0], 20)
+        wait_until(lambda: (self.dir / f"events-{pid}.fifo").exists(), 20)
+        return pid
+
+    def inject(self, event: Any, pid: int | None = None) -> None:
+        inject(self.dir, pid or self.child(), event)
+
+    def wait_for(self, kind: type, count: int = 1, timeout: float = 10) -> list[Any]:
+        return wait_until(lambda: len(found := self.of(kind)) >= count and found, timeout)
+
+    def of(self, kind: type) -> list[Any]:
+        return [r for r in list(self.reports) if isinstance(r, kind)]
+
+
+@pytest.fixture()
+def make(tmp_path: Path, fork_server: RecordingForkServer) -> Iterator[Callable[..., Engine]]:
+    made: list[Engine] = []
+
+    def build(**options: Any) -> Engine:
+        engine = Engine(tmp_path / str(len(made)), fork_server, **options)
+        made.append(engine)
+        return engine
+
+    yield build
+    for engine in made:
+        engine.engine.disconnect()
+
+
+def connected_event() -> Any:
+    from neonize.proto.Neonize_pb2 import Connected as ConnectedEv
+
+    return ConnectedEv(status=True)
+
+
+# -- children -----------------------------------------------------------------------
+
+
+def test_a_forked_child_answers_and_stops_cleanly(make: Callable[..., Engine]) -> None:
+    engine = make()
+    answer = engine.engine.ping()
+    assert answer["neonize"] == "0.5.2" and answer["pid"] != os.getpid()
+    process = engine.fork_server.spawned[-1]
+    engine.engine.disconnect()
+    assert process.wait(10) and process.returncode == 0
+    assert children(engine.dir) == []
+
+
+def test_a_proxy_is_used_for_the_connection(make: Callable[..., Engine]) -> None:
+    with hanging_proxy() as proxy:
+        engine = make(proxy=proxy.url)
+        engine.engine.connect()
+        # neonize's connect() opens its websocket through the proxy: a SOCKS5 greeting.
+        # (Setting the proxy before connect() only ever answered "client not found".)
+        greeting = wait_until(lambda: proxy.greetings and proxy.greetings[0], 20)
+        assert greeting[:1] == b"\x05"
+
+
+def test_stopping_a_child_mid_connect_needs_no_kill(make: Callable[..., Engine]) -> None:
+    with hanging_proxy() as proxy:
+        engine = make(proxy=proxy.url)
+        engine.engine.connect()
+        wait_until(lambda: proxy.greetings, 20)  # neonize is blocked in connect()
+        process = engine.fork_server.spawned[-1]
+        engine.engine.disconnect()
+        # It closed its connection and exited by itself (a kill would be -9).
+        assert process.wait(10) and process.returncode == 0
+
+
+def test_a_qr_pairing_that_runs_out_of_codes_ends_cleanly(make: Callable[..., Engine]) -> None:
+    from actors.engines.frames import encode
+    from actors.engines.whatsmeow_child import Injected
+
+    with hanging_proxy() as proxy:
+        engine = make(proxy=proxy.url)
+        engine.engine.connect()
+        pid = engine.child()
+        process = engine.fork_server.spawned[-1]
+        engine.inject("2@first-code", pid)
+        assert engine.wait_for(QrCode)[0].code == "2@first-code"
+        # whatsmeow qrchan.go: when the codes run out the QR channel ends with "timeout"
+        # (neonize hands it to its login-status callback) and the client goes quiet.
+        fifo = engine.dir / f"events-{pid}.fifo"
+        descriptor = os.open(fifo, os.O_WRONLY)
+        os.write(descriptor, encode(Injected(code=-2, data=b"timeout")))
+        os.close(descriptor)
+        closed = engine.wait_for(Disconnected)[0]
+        assert (closed.reason, closed.will_reconnect) == ("qr_expired", False)
+        assert process.wait(15) and process.returncode == 0
+
+
+# -- what ends a session, and what does not --------------------------------------------
+
+
+def test_a_ban_stops_the_child_and_connect_starts_a_new_one(make: Callable[..., Engine]) -> None:
+    from neonize.proto.Neonize_pb2 import TemporaryBan
+
+    with hanging_proxy() as proxy:
+        engine = make(proxy=proxy.url)
+        engine.engine.connect()
+        first = engine.child()
+        engine.inject(connected_event(), first)
+        engine.wait_for(Connected)
+        engine.inject(TemporaryBan(Code=TemporaryBan.BLOCKED_BY_USERS, Expire=60), first)
+        assert engine.wait_for(Banned)[0] == Banned("BLOCKED_BY_USERS", 60)
+        # whatsmeow does not reconnect after a ban: the child is stopped, not left idle.
+        wait_until(lambda: children(engine.dir) == [], 20)
+        # When the ban is over, connect() brings a new child (it used to be a no-op).
+        engine.engine.connect()
+        second = engine.child()
+        assert second != first
+
+
+def test_keep_alive_trouble_ends_with_the_next_connection(make: Callable[..., Engine]) -> None:
+    from neonize.proto.Neonize_pb2 import Disconnected as DisconnectedEv
+    from neonize.proto.Neonize_pb2 import KeepAliveTimeout
+
+    with hanging_proxy() as proxy:
+        engine = make(proxy=proxy.url)
+        engine.engine.connect()
+        pid = engine.child()
+        engine.inject(connected_event(), pid)
+        engine.wait_for(Connected)
+        assert engine.engine.healthy()
+        # whatsmeow keepalive.go: failed pings dispatch KeepAliveTimeout; after 3 minutes
+        # of them it reconnects by itself, and no KeepAliveRestored ever follows.
+        engine.inject(KeepAliveTimeout(ErrorCount=1, LastSuccess=1), pid)
+        engine.inject(DisconnectedEv(), pid)
+        engine.inject(connected_event(), pid)
+        engine.wait_for(Connected, 2)
+        assert engine.engine.healthy()
+
+
+def test_a_replaced_child_cannot_change_the_state(make: Callable[..., Engine]) -> None:
+    from neonize.proto.Neonize_pb2 import Disconnected as DisconnectedEv
+
+    with hanging_proxy() as proxy:
+        engine = make(proxy=proxy.url)
+        engine.engine.connect()
+        old = engine.child()
+        os.kill(old, signal.SIGSTOP)  # it will hear of its replacement late
+        engine.inject(DisconnectedEv(), old)  # queued in its FIFO meanwhile
+        engine.engine.connect()  # not connected: a new child replaces it
+        new = wait_until(lambda: [p for p in children(engine.dir) if p != old], 20)[0]
+        engine.inject(connected_event(), new)
+        engine.wait_for(Connected)
+        os.kill(old, signal.SIGCONT)
+        # The old child reports the dropped connection as it goes; nobody listens.
+        wait_until(lambda: old not in children(engine.dir), 30)
+        assert engine.engine.connected
+        assert not [
+            r
+            for r in engine.reports[engine.reports.index(engine.of(Connected)[0]) :]
+            if isinstance(r, Disconnected)
+        ]
+
+
+def test_retries_never_stop_and_each_gets_a_fresh_child(make: Callable[..., Engine]) -> None:
+    engine = make(retry_base=0.02)
+    spawned = len(engine.fork_server.spawned)
+    engine.engine.connect()
+    closed = engine.wait_for(Disconnected, 8, timeout=60)
+    engine.engine.disconnect()
+    # Offline, neonize's connect() fails at once (DNS). Every failure is a retry (the old
+    # cap gave up after 5), announced with its time.
+    for event in closed[:8]:
+        assert event.will_reconnect, event
+        assert event.reason.startswith("NeonizeError"), event.reason
+        assert event.retry_at is not None
+    pids = [c.pid for c in engine.fork_server.spawned[spawned:]]
+    assert len(pids) >= 8 and len(set(pids)) == len(pids)  # one child per attempt
+
+
+def test_backoff_doubles_up_to_a_minute_less_some_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    from actors.engines import whatsmeow
+
+    for factor in (0.5, 1.0):  # the extremes of the jitter
+        monkeypatch.setattr(whatsmeow.random, "uniform", lambda low, high, f=factor: f)
+        assert [whatsmeow.backoff(n, 1.0) for n in range(1, 9)] == [
+            factor * d for d in (1, 2, 4, 8, 16, 32, 60, 60)
+        ]
+        assert whatsmeow.backoff(1000, 1.0) == factor * 60  # however long it has been
+
+
+# -- a client version WhatsApp refuses -------------------------------------------------
+
+
+def test_an_outdated_client_holds_every_instance_back(
+    make: Callable[..., Engine], tmp_path: Path
+) -> None:
+    from neonize.proto.Neonize_pb2 import ClientOutdated as ClientOutdatedEv
+
+    mark = OutdatedMark(tmp_path / ".whatsmeow-outdated")
+    with hanging_proxy() as proxy:
+        first = make(proxy=proxy.url, outdated=mark)
+        first.engine.connect()
+        first.inject(ClientOutdatedEv())
+        assert first.wait_for(ClientOutdated)[0] == ClientOutdated("neonize 0.5.2")
+        wait_until(lambda: children(first.dir) == [], 20)
+        assert mark.path.read_text().strip() == "0.5.2"
+        # Another instance does not even start a child: no storm of refused logins.
+        second = make(proxy=proxy.url, outdated=mark)
+        spawned = len(second.fork_server.spawned)
+        second.engine.connect()
+        assert second.of(ClientOutdated) == [ClientOutdated("neonize 0.5.2")]
+        assert len(second.fork_server.spawned) == spawned
+        # A mark left by another neonize version is stale: it is removed, and it connects.
+        mark.path.write_text("0.4.9\n")
+        second.engine.connect()
+        second.child()
+        assert not mark.path.exists()
+
+
+# -- nothing received is lost -------------------------------------------------------------
+
+
+def test_a_message_is_reported_again_until_it_is_recorded(make: Callable[..., Engine]) -> None:
+    with hanging_proxy() as proxy:
+        engine = make(proxy=proxy.url)
+        engine.engine.connect()
+        engine.inject(message_event("keep me", sender=jid("15550007777")))
+        first = engine.wait_for(Inbound)[0]
+        assert (first.body, first.phone) == ("keep me", "15550007777")
+        # Not acknowledged (as if the server crashed before storing it): the next child
+        # reports it again, with the same spool position.
+        engine.engine.disconnect()
+        engine.engine.connect()
+        again = engine.wait_for(Inbound, 2)[1]
+        assert (again.message_id, again.spool_seq) == (first.message_id, first.spool_seq)
+        assert again.ack is not None
+        again.ack()  # recorded: the spool forgets it
+        time.sleep(0.3)
+        engine.engine.disconnect()
+        engine.engine.connect()
+        engine.child()
+        time.sleep(1.0)
+        assert len(engine.of(Inbound)) == 2
+
+
+def test_media_arrives_first_and_its_download_follows(make: Callable[..., Engine]) -> None:
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import DocumentMessage
+
+    with hanging_proxy() as proxy:
+        engine = make(proxy=proxy.url, max_file_size=1000)
+        engine.engine.connect()
+        pid = engine.child()
+        time.sleep(2.5)  # neonize holds its Go client by now
+        small = DocumentMessage(mimetype="application/pdf", fileLength=500, fileName="a.pdf")
+        big = DocumentMessage(mimetype="application/pdf", fileLength=5000, fileName="b.pdf")
+        engine.inject(message_event(documentMessage=small, text="", message_id="D1"), pid)
+        engine.inject(message_event(documentMessage=big, text="", message_id="D2"), pid)
+        inbound = engine.wait_for(Inbound, 2)
+        # The message is reported at once; the download waits for the connection.
+        assert [(m.message_id, m.media["status"]) for m in inbound] == [
+            ("D1", "pending"),
+            ("D2", "too_large"),  # the sender's claim is enough to skip, never to trust
+        ]
+        assert engine.of(MediaSaved) == []
+        engine.inject(connected_event(), pid)
+        saved = engine.wait_for(MediaSaved, timeout=30)[0]
+        # Offline, whatsmeow cannot fetch it: the follow-up says so.
+        assert saved.message_id == "D1" and saved.media["status"] == "failed"
+        assert saved.media["error"]
+
+
+# -- numbers ------------------------------------------------------------------------------
+
+
+class WhatsAppLike(threading.Thread):
+    """A child that answers the way whatsmeow's server round trips do: IsOnWhatsApp gives
+    the canonical JID (a Brazilian mobile is registered without its extra 9), and sends
+    are acknowledged. It stands in for WhatsApp, not for our child's code."""
+
+    def __init__(self, process: Any, registered: dict[str, str]) -> None:
+        super().__init__(daemon=True)
+        self.process = process
+        self.registered = registered
+        self.asked: list[list[str]] = []
+        self.sent: list[str] = []
+
+    def run(self) -> None:
+        from actors.engines.frames import Channel
+
+        channel: Channel[f.Command] = Channel(
+            self.process.theirs_r, self.process.theirs_w, f.Command
+        )
+        channel.send(f.Ready(pid=0, neonize="test"))
+        while (command := channel.receive()) is not None:
+            if isinstance(command, f.Connect):
+                channel.send(f.Connected(phone="15550001111"))
+            elif isinstance(command, f.Resolve):
+                self.asked.append(command.phones)
+                channel.send(
+                    f.Reply(
+                        re=command.id,
+                        ok=True,
+                        result=[
+                            {
+                                "query": p,
+                                "jid": self.registered.get(p),
+                                "exists": p in self.registered,
+                            }
+                            for p in command.phones
+                        ],
+                    )
+                )
+            elif isinstance(command, f.SendText):
+                self.sent.append(command.to)
+                channel.send(
+                    f.Reply(
+                        re=command.id, ok=True, result={"id": "M1", "timestamp": 1, "type": "text"}
+                    )
+                )
+            elif isinstance(command, f.Stop):
+                return
+
+
+class SocketChild:
+    """A child process stand-in over a socketpair (see WhatsAppLike)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        from actors.engines.frames import Channel
+
+        ours, theirs = socket.socketpair()
+        self.pid = 0
+        self.channel: Channel[f.Report] = Channel(
+            ours.makefile("rb"), ours.makefile("wb"), f.Report
+        )
+        self.theirs_r, self.theirs_w = theirs.makefile("rb"), theirs.makefile("wb")
+        self._socks = (ours, theirs)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return True
+
+    def poll(self) -> int | None:
+        return None
+
+    def kill(self) -> None:
+        pass
+
+    def close(self) -> None:
+        for sock in self._socks:
+            sock.close()
+
+
+def test_numbers_are_resolved_before_the_first_send(tmp_path: Path) -> None:
+    process = SocketChild()
+    whatsapp = WhatsAppLike(process, {"5511987654321": "551187654321@s.whatsapp.net"})
+    whatsapp.start()
+
+    class Launcher:
+        def spawn(self, *args: Any) -> SocketChild:
+            return process
+
+    reports: list[Any] = []
+    engine = WhatsmeowEngine(tmp_path / "i", tmp_path / "u", 1000, None, reports.append, Launcher())
+    engine.connect()
+    wait_until(lambda: engine.connected)
+    sent = engine.send_text("5511987654321@s.whatsapp.net", "oi")
+    assert sent.to == "551187654321@s.whatsapp.net"  # where it really went
+    engine.send_text("5511987654321@s.whatsapp.net", "de novo")
+    assert whatsapp.asked == [["5511987654321"]]  # asked once, then remembered
+    assert whatsapp.sent == ["551187654321@s.whatsapp.net"] * 2
+    with pytest.raises(EngineError) as refused:
+        engine.send_text("15559990000@s.whatsapp.net", "hello?")
+    assert (refused.value.code, refused.value.status) == ("not_on_whatsapp", 404)
+    assert engine.check("15559990000") is False and whatsapp.asked[-1] == ["15559990000"]
+    assert len(whatsapp.sent) == 2  # nothing went to a number without WhatsApp
+    # Groups and LIDs are addressed as they are.
+    engine.send_text("120363000000000001@g.us", "group")
+    assert whatsapp.sent[-1] == "120363000000000001@g.us"
+    engine.disconnect()
+
+
+def test_the_child_asks_whatsmeow_with_a_plus(tmp_path: Path) -> None:
+    import io
+
+    from neonize.client import NewClient
+    from neonize.proto.Neonize_pb2 import IsOnWhatsAppResponse
+
+    from actors.engines.frames import Channel
+    from actors.engines.whatsmeow_child import Child
+
+    asked: list[tuple[str, ...]] = []
+
+    class Client(NewClient):  # type: ignore[misc]
+        def is_on_whatsapp(self, *numbers: str) -> list[Any]:
+            asked.append(numbers)
+            return [
+                IsOnWhatsAppResponse(Query=n, JID=jid(n.lstrip("+")), IsIn=True) for n in numbers
+            ]
+
+    client = Client(str(tmp_path / "s.db"), uuid="plus-test")
+    child = Child(
+        Channel(io.BytesIO(), io.BytesIO(), f.Command), tmp_path, tmp_path / "u", 10, client
+    )
+    child._connection = threading.current_thread()  # as if connected
+    child._go_client.set()
+    answer = child.op_Resolve(f.Resolve(id=1, phones=["5511987654321"]))
+    # whatsmeow user.go, IsOnWhatsApp: numbers "in international format, including the +".
+    assert asked == [("+5511987654321",)]
+    assert answer == [
+        {"query": "5511987654321", "jid": "5511987654321@s.whatsapp.net", "exists": True}
+    ]
+    child.spool.close()
+
+
+def fake_engine(tmp_path: Path, child: SocketChild, reports: Any) -> WhatsmeowEngine:
+    class Launcher:
+        def spawn(self, *args: Any) -> SocketChild:
+            return child
+
+    return WhatsmeowEngine(tmp_path / "i", tmp_path / "u", 1000, None, reports, Launcher())
+
+
+def test_a_qr_pairing_ends_soon_after_its_last_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actors.engines import whatsmeow
+    from actors.engines.frames import Channel
+
+    monkeypatch.setattr(whatsmeow, "QR_GRACE", 0.2)
+    child = SocketChild()
+    reports: list[Any] = []
+    engine = fake_engine(tmp_path, child, reports.append)
+    engine.connect()
+    theirs: Channel[f.Command] = Channel(child.theirs_r, child.theirs_w, f.Command)
+    assert isinstance(theirs.receive(), f.Connect)
+    # The codes say how long they live (whatsmeow: 60 s, then 20 s); when no new code
+    # comes after the last one's lifetime, the pairing is over.
+    theirs.send(f.Qr(code="2@one", lifetime=0.3))
+    theirs.send(f.Qr(code="2@two", lifetime=0.3))
+    wait_until(lambda: [r for r in reports if isinstance(r, Disconnected)], 10)
+    assert [type(r).__name__ for r in reports] == ["QrCode", "QrCode", "Disconnected"]
+    assert reports[-1] == Disconnected("qr_expired", will_reconnect=False)
+    assert isinstance(theirs.receive(), f.Stop)  # the child is told to go, not left spinning
+
+
+def test_a_report_to_a_restarting_instance_does_not_stop_the_engine(tmp_path: Path) -> None:
+    import pykka
+
+    from actors.engines.frames import Channel
+
+    child = SocketChild()
+    reports: list[Any] = []
+
+    def emit(report: Any) -> None:
+        if not reports:
+            reports.append("dropped")
+            raise pykka.ActorDeadError("the instance actor is restarting")
+        reports.append(report)
+
+    engine = fake_engine(tmp_path, child, emit)
+    engine.connect()
+    theirs: Channel[f.Command] = Channel(child.theirs_r, child.theirs_w, f.Command)
+    theirs.receive()
+    theirs.send(
+        f.Message(id="M1", chat="1@s.whatsapp.net", type="text", body="lost?", timestamp=1, seq=5)
+    )
+    theirs.send(f.Connected(phone="15550001111"))
+    # The first report found no instance (it stays in the child's spool, unacknowledged);
+    # the engine kept reading.
+    wait_until(lambda: any(isinstance(r, Connected) for r in reports), 10)
+    assert reports[0] == "dropped"
+    engine.disconnect()
