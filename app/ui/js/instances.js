@@ -6,6 +6,8 @@ import { $, badge, el, onSubmit } from "./dom.js";
 function item(instance) {
   const status = el("span");
   badge(status, instance.status);
+  const { lastError } = instance.connectionStatus;
+  if (lastError) status.title = lastError;  // why it is not connected, on hover
   return el("li", { "data-id": instance.id },
     el("a", { href: `#/instances/${instance.id}` },
       el("strong", {}, instance.name),

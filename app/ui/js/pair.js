@@ -40,7 +40,12 @@ async function showQr() {
 function describe({ status, phone, connectionStatus }) {
   if (status === "connected") return `Connected as +${phone}.`;
   if (connectionStatus.hasQr) return "Scan this QR code with WhatsApp → Linked devices.";
-  return `Status: ${status}. A QR code appears here when the instance asks for one.`;
+  const why = connectionStatus.lastError ? ` Last error: ${connectionStatus.lastError}.` : "";
+  const next = connectionStatus.retryAt
+    ? ` Next attempt ${new Date(connectionStatus.retryAt).toLocaleTimeString()}.`
+    : "";
+  if (status === "outdated") return `WhatsApp refuses this version of the engine: upgrade neonize.${why}`;
+  return `Status: ${status}.${why}${next} A QR code appears here when the instance asks for one.`;
 }
 
 export const pairPanel = {
