@@ -11,32 +11,34 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pykka
+
+T = TypeVar("T")
 
 
 class ActorTimeout(Exception):
     """An actor did not answer in time."""
 
 
-class CallbackFuture(pykka.ThreadingFuture[Any]):
+class CallbackFuture(pykka.ThreadingFuture[T]):
     """A pykka future that runs callbacks when its value or exception is set."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._callbacks: list[Callable[[CallbackFuture], None]] = []
+        self._callbacks: list[Callable[[CallbackFuture[T]], None]] = []
         self._lock = threading.Lock()
         self._done = False
 
-    def add_done_callback(self, callback: Callable[[CallbackFuture], None]) -> None:
+    def add_done_callback(self, callback: Callable[[CallbackFuture[T]], None]) -> None:
         with self._lock:
             if not self._done:
                 self._callbacks.append(callback)
                 return
         callback(self)
 
-    def set(self, value: Any | None = None) -> None:
+    def set(self, value: T | None = None) -> None:
         super().set(value)
         self._fire()
 
@@ -56,18 +58,18 @@ class BridgedActor(pykka.ThreadingActor):
     """A threading actor whose replies can be awaited with `ask`."""
 
     @staticmethod
-    def _create_future() -> CallbackFuture:
+    def _create_future() -> CallbackFuture[Any]:
         return CallbackFuture()
 
 
-async def ask(future: pykka.Future[Any], timeout: float) -> Any:
+async def ask(future: pykka.Future[T], timeout: float) -> T:
     """Await an actor's reply; raise ActorTimeout after `timeout` seconds."""
     if not isinstance(future, CallbackFuture):
         raise TypeError("ask() needs a future from a BridgedActor")
     loop = asyncio.get_running_loop()
-    result: asyncio.Future[Any] = loop.create_future()
+    result: asyncio.Future[T] = loop.create_future()
 
-    def settle(done: CallbackFuture) -> None:
+    def settle(done: CallbackFuture[T]) -> None:
         try:
             value, error = done.get(timeout=0), None
         except BaseException as failure:  # re-raised in the awaiting task
@@ -84,7 +86,7 @@ async def ask(future: pykka.Future[Any], timeout: float) -> Any:
         raise ActorTimeout(f"no answer within {timeout:g} s") from None
 
 
-def _settle(result: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+def _settle(result: asyncio.Future[T], value: T, error: BaseException | None) -> None:
     if result.done():
         return
     if error is not None:

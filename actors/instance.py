@@ -12,8 +12,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 from uuid import UUID
+
+import pykka
+from pykka.typing import ActorMemberMixin, proxy_method
 
 from actors.bridge import BridgedActor
 from actors.engines.base import (
@@ -34,8 +37,15 @@ from actors.engines.base import (
     OutcomeUnknown,
     QrCode,
     Receipt,
+    Sent,
     SentElsewhere,
     Undecryptable,
+)
+from actors.engines.capabilities import (
+    CloudWebhookReceiver,
+    NumberCheck,
+    Pairing,
+    SandboxControls,
 )
 from domain.instance import Instance, SendOutcomeUnknown
 
@@ -52,8 +62,11 @@ class Committer:
     def reset(self, originator_id: Any) -> None: ...
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
-class Outcome:
+class Outcome(Generic[T]):
     """A command's result, and the commit of its events (None: nothing to store).
 
     The actor does not wait for the commit (it goes on with its next message); the
@@ -61,7 +74,7 @@ class Outcome:
     is durable.
     """
 
-    value: Any
+    value: T
     commit: Future[list[int]] | None = None
 
     @property
@@ -250,7 +263,7 @@ class InstanceActor(BridgedActor):
 
     # -- commands (proxy calls) -------------------------------------------------------
 
-    def send_text(self, to: str, text: str, idempotency_key: str | None) -> Outcome:
+    def send_text(self, to: str, text: str, idempotency_key: str | None) -> Outcome[str]:
         """Send text to a JID; answer with the message id once MessageSent is stored."""
         return self._send(
             to, idempotency_key, lambda: self.engine.send_text(to, text), "text", text, None
@@ -258,7 +271,7 @@ class InstanceActor(BridgedActor):
 
     def send_media(
         self, to: str, media: Media, caption: str, idempotency_key: str | None
-    ) -> Outcome:
+    ) -> Outcome[str]:
         """Send a file we hold to a JID; answer once MessageSent is stored."""
         return self._send(
             to,
@@ -269,7 +282,7 @@ class InstanceActor(BridgedActor):
             media.describe(),
         )
 
-    def update(self, changes: dict[str, Any]) -> Outcome:
+    def update(self, changes: dict[str, Any]) -> Outcome[tuple[int, dict[str, Any]]]:
         """Change settings (name, webhook, engine settings); the value is the webhook
         settings as of this change, with the version they are from."""
         self.instance.update(changes)
@@ -283,7 +296,7 @@ class InstanceActor(BridgedActor):
             commit = self._connect("settings_changed")
         return Outcome((self.instance.version, dict(self.instance.webhook)), commit)
 
-    def reconnect(self) -> Outcome:
+    def reconnect(self) -> Outcome[None]:
         """Drop the connection, if any, and connect again."""
         self.instance.check_not_deleted()
         self.engine.disconnect()
@@ -291,7 +304,7 @@ class InstanceActor(BridgedActor):
             self.instance.close_connection("reconnect_requested", will_reconnect=True)
         return Outcome(None, self._connect("reconnect"))
 
-    def logout(self) -> Outcome:
+    def logout(self) -> Outcome[bool | None]:
         """Unlink the WhatsApp session; the value says whether WhatsApp was told (None:
         nothing was linked), so that a caller knows to unlink the device by hand."""
         self.instance.check_not_deleted()
@@ -301,7 +314,7 @@ class InstanceActor(BridgedActor):
             self.instance.log_out("logout", unlinked)
         return Outcome(unlinked, self._record())
 
-    def delete(self) -> Outcome:
+    def delete(self) -> Outcome[None]:
         """Forget the session and mark the instance deleted; the actor then stops."""
         self.instance.check_not_deleted()
         self.engine.forget()
@@ -310,15 +323,35 @@ class InstanceActor(BridgedActor):
         self.actor_ref.stop(block=False)
         return Outcome(None, commit)
 
-    def engine_call(self, name: str, *args: Any) -> Any:
-        """Call an engine-specific operation (the sandbox's scan, inbound, drop)."""
-        self.instance.check_not_deleted()
-        operation = getattr(self.engine, name, None)
-        if operation is None:
-            raise EngineError(
-                f"the {self.instance.engine} engine does not support '{name}'", "not_supported"
-            )
-        return operation(*args)
+    # -- what some engines can do (actors/engines/capabilities.py) ---------------------
+
+    def pairing_code(self, phone: str) -> str:
+        """A code to link the device by typing it on the phone with this number."""
+        return Pairing.of(*self._live_engine()).pairing_code(phone)
+
+    def check_number(self, phone: str) -> bool:
+        """Whether a phone number has WhatsApp."""
+        return NumberCheck.of(*self._live_engine()).check(phone)
+
+    def verify_cloud_subscription(self, mode: str | None, token: str | None) -> bool:
+        """Whether Meta's webhook subscription check matches this instance."""
+        return CloudWebhookReceiver.of(*self._live_engine()).verify_subscription(mode, token)
+
+    def receive_cloud_webhook(self, body: bytes, signature: str | None) -> int:
+        """A signed delivery of Meta's webhook; return how many reports it made."""
+        return CloudWebhookReceiver.of(*self._live_engine()).handle_webhook(body, signature)
+
+    def sandbox_scan(self, phone: str | None) -> str:
+        """Sandbox: the phone scans the QR code; return the paired number."""
+        return SandboxControls.of(*self._live_engine()).scan(phone)
+
+    def sandbox_inbound(self, sender_phone: str, text: str, push_name: str | None) -> str:
+        """Sandbox: a text from an outside number arrives; return its message id."""
+        return SandboxControls.of(*self._live_engine()).inbound(sender_phone, text, push_name)
+
+    def sandbox_drop(self) -> None:
+        """Sandbox: the connection drops (it comes back by itself)."""
+        SandboxControls.of(*self._live_engine()).drop()
 
     # -- scheduled checks (proxy calls from the scheduler) --------------------------
 
@@ -379,15 +412,20 @@ class InstanceActor(BridgedActor):
 
     # -- inside -----------------------------------------------------------------------
 
+    def _live_engine(self) -> tuple[Engine, str]:
+        """The engine and its name, for a capability's `of` (not once deleted)."""
+        self.instance.check_not_deleted()
+        return self.engine, self.instance.engine
+
     def _send(
         self,
         to: str,
         key: str | None,
-        send: Callable[[], Any],
+        send: Callable[[], Sent],
         kind: str,
         body: str,
         media: dict[str, Any] | None,
-    ) -> Outcome:
+    ) -> Outcome[str]:
         instance = self.instance
         earlier = instance.check_send_key(key)
         if earlier is not None:
@@ -468,3 +506,27 @@ class InstanceActor(BridgedActor):
         commit.add_done_callback(failed)
         self._last_commit = commit
         return commit
+
+
+class InstanceProxy(ActorMemberMixin, pykka.ActorProxy[InstanceActor]):
+    """An instance actor as callers hold it: every call answers with a future (typed as
+    in pykka's examples/proxy_typing.py)."""
+
+    send_text = proxy_method(InstanceActor.send_text)
+    send_media = proxy_method(InstanceActor.send_media)
+    update = proxy_method(InstanceActor.update)
+    reconnect = proxy_method(InstanceActor.reconnect)
+    logout = proxy_method(InstanceActor.logout)
+    delete = proxy_method(InstanceActor.delete)
+    pairing_code = proxy_method(InstanceActor.pairing_code)
+    check_number = proxy_method(InstanceActor.check_number)
+    verify_cloud_subscription = proxy_method(InstanceActor.verify_cloud_subscription)
+    receive_cloud_webhook = proxy_method(InstanceActor.receive_cloud_webhook)
+    sandbox_scan = proxy_method(InstanceActor.sandbox_scan)
+    sandbox_inbound = proxy_method(InstanceActor.sandbox_inbound)
+    sandbox_drop = proxy_method(InstanceActor.sandbox_drop)
+    expire_qr = proxy_method(InstanceActor.expire_qr)
+    check_connection = proxy_method(InstanceActor.check_connection)
+    check_session = proxy_method(InstanceActor.check_session)
+    position = proxy_method(InstanceActor.position)
+    state = proxy_method(InstanceActor.state)

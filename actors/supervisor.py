@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 import pykka
+from pykka.typing import ActorMemberMixin, proxy_method
 
 from actors.bridge import BridgedActor
 
@@ -106,6 +107,15 @@ class Supervisor(BridgedActor):
 
     def _report_crash(self, instance_id: UUID, error: BaseException) -> None:
         self.actor_ref.tell(_Crash(instance_id))
+
+
+class SupervisorProxy(ActorMemberMixin, pykka.ActorProxy[Supervisor]):
+    """The supervisor as callers hold it (typed as in pykka's examples/proxy_typing.py)."""
+
+    start_instance = proxy_method(Supervisor.start_instance)
+    start_all = proxy_method(Supervisor.start_all)
+    forget = proxy_method(Supervisor.forget)
+    stop_all = proxy_method(Supervisor.stop_all)
 
 
 @dataclass(frozen=True)

@@ -15,21 +15,22 @@ import collections
 import contextlib
 import hashlib
 import hmac
-import ipaddress
 import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
 import aiohttp
 import msgspec
+import pykka
+from pykka.typing import ActorMemberMixin, proxy_method
 
 from actors.bridge import BridgedActor
+from actors.outbound import OutboundHTTP, refused
 from actors.webhook_payloads import payload
 from domain.instance import Instance
 from domain.webhook import WebhookLog, delivery_id
@@ -39,26 +40,6 @@ log = logging.getLogger(__name__)
 RESPONSE_LIMIT = 64 * 1024
 READ_PAGE = 200
 INSTANCE_TOPIC_PREFIX = "domain.instance:Instance."
-
-
-class AddressNotAllowed(Exception):
-    """The webhook URL resolves to a private, loopback or link-local address."""
-
-
-async def check_address(url: str, allow_private: bool) -> None:
-    """Refuse URLs whose host resolves to a non-public address, unless allowed."""
-    if allow_private:
-        return
-    host = urlsplit(url).hostname or ""
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await loop.getaddrinfo(host, None)
-    except OSError as error:
-        raise AddressNotAllowed(f"cannot resolve {host}: {error}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise AddressNotAllowed(f"{host} resolves to a non-public address ({address})")
 
 
 VersionedSettings = tuple[int, dict[str, Any]]  # an instance's version, its webhook settings then
@@ -80,6 +61,55 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 def sign(secret: str, body: bytes) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class Attempt(NamedTuple):
+    """What one POST of a webhook came to."""
+
+    status: int | None  # the receiver's HTTP status, None if there was no answer
+    error: str = ""  # why it failed, for a person
+    final: bool = False  # retrying cannot help (the address is not allowed)
+
+
+class WebhookPoster:
+    """Signs and POSTs one webhook body; never raises for the receiver's faults.
+    Connections go only where the address policy allows (actors.outbound)."""
+
+    def __init__(self, outbound: OutboundHTTP, timeout: float) -> None:
+        self.timeout = timeout
+        self._client_timeout = aiohttp.ClientTimeout(total=timeout)
+        self.session = outbound.session(connector={"limit": 256, "limit_per_host": 32})
+
+    async def post(
+        self, url: str, body: bytes, event: str, delivery: str, secret: str | None, replay: bool
+    ) -> Attempt:
+        headers = {
+            "Content-Type": "application/json",
+            "X-Webhook-Event": event,
+            "X-Webhook-Delivery": delivery,
+            "User-Agent": "whatsapp-api-webhooks",
+        }
+        if secret:
+            headers["X-Webhook-Signature"] = sign(secret, body)
+        if replay:
+            headers["X-Webhook-Replay"] = "true"
+        try:
+            async with self.session.post(
+                url, data=body, headers=headers, allow_redirects=False, timeout=self._client_timeout
+            ) as response:
+                await response.content.read(RESPONSE_LIMIT)  # never more than this
+                status = response.status
+                return Attempt(status, "" if status < 300 else f"HTTP {status}")
+        except TimeoutError:
+            return Attempt(None, f"timed out after {self.timeout:g} s")
+        except aiohttp.ClientError as error:
+            refusal = refused(error)
+            if refusal is not None:
+                return Attempt(None, str(refusal), final=True)
+            return Attempt(None, f"{type(error).__name__}: {error}")
+
+    async def close(self) -> None:
+        await self.session.close()
 
 
 class Cursors(Protocol):
@@ -204,17 +234,18 @@ class _Deliverer:
         service = self.service
         raw = msgspec.json.encode(body)  # compact UTF-8, the bytes that are signed and sent
         delivery = delivery_id(self.instance_id, event.originator_version)
-        attempts, status, error = 0, None, ""
+        attempts = 0
         while True:
             settings = self.settings
             url = settings.get("url")
             attempts += 1
             if url:
-                status, error = await service.post(
+                assert service.poster is not None
+                status, error, final = await service.poster.post(
                     url, raw, body["event"], delivery, settings.get("secret"), replay
                 )
             else:
-                status, error = None, "webhook URL removed"
+                status, error, final = None, "webhook URL removed", False
             if status is not None and 200 <= status < 300:
                 await self.record(
                     "delivered", position, body["event"], delivery, attempts, status, "", replay
@@ -222,7 +253,7 @@ class _Deliverer:
                 return True
             retries = settings.get("maxRetries")
             retries = service.defaults.max_retries if retries is None else retries
-            if attempts > retries or error.startswith("address not allowed"):
+            if attempts > retries or final:
                 log.warning(
                     "webhook for instance %s gave up on %s after %d attempt(s): %s",
                     self.instance_id,
@@ -303,6 +334,7 @@ class WebhookService:
         load_settings: Callable[[str], VersionedSettings | None],
         cursors: Cursors,
         defaults: WebhookDefaults,
+        outbound: OutboundHTTP | None = None,
     ) -> None:
         self.store = store
         self.committer = committer
@@ -316,8 +348,8 @@ class WebhookService:
         self._background: set[asyncio.Task[None]] = set()
         self.loop = new_event_loop()
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-io")
-        self.session: aiohttp.ClientSession | None = None
-        self.timeout = aiohttp.ClientTimeout(total=defaults.timeout)
+        self.outbound = outbound or OutboundHTTP(defaults.allow_private)
+        self.poster: WebhookPoster | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, name="webhooks", daemon=True)
 
     # -- lifecycle (any thread) -----------------------------------------------------
@@ -340,8 +372,7 @@ class WebhookService:
     # -- in the loop --------------------------------------------------------------------
 
     async def _open(self) -> None:
-        connector = aiohttp.TCPConnector(limit=256, limit_per_host=32)
-        self.session = aiohttp.ClientSession(connector=connector)
+        self.poster = WebhookPoster(self.outbound, self.defaults.timeout)
 
     async def _close(self) -> None:
         tasks = [d.task for d in self.deliverers.values() if d.task is not None]
@@ -349,8 +380,8 @@ class WebhookService:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self.session is not None:
-            await self.session.close()
+        if self.poster is not None:
+            await self.poster.close()
 
     def notice(self, instance_id: str) -> None:
         """(Any thread.) An instance has a new stored event: wake its deliverer, unless it is
@@ -438,35 +469,6 @@ class WebhookService:
         task.add_done_callback(self._background.discard)
         return len(chosen)
 
-    async def post(
-        self, url: str, body: bytes, event: str, delivery: str, secret: str | None, replay: bool
-    ) -> tuple[int | None, str]:
-        assert self.session is not None
-        try:
-            await check_address(url, self.defaults.allow_private)
-        except AddressNotAllowed as error:
-            return None, f"address not allowed: {error}"
-        headers = {
-            "Content-Type": "application/json",
-            "X-Webhook-Event": event,
-            "X-Webhook-Delivery": delivery,
-            "User-Agent": "whatsapp-api-webhooks",
-        }
-        if secret:
-            headers["X-Webhook-Signature"] = sign(secret, body)
-        if replay:
-            headers["X-Webhook-Replay"] = "true"
-        try:
-            async with self.session.post(
-                url, data=body, headers=headers, allow_redirects=False, timeout=self.timeout
-            ) as response:
-                await response.content.read(RESPONSE_LIMIT)  # never more than this
-                return response.status, "" if response.status < 300 else f"HTTP {response.status}"
-        except TimeoutError:
-            return None, f"timed out after {self.defaults.timeout:g} s"
-        except aiohttp.ClientError as error:
-            return None, f"{type(error).__name__}: {error}"
-
     # -- blocking helpers (in the executor) -----------------------------------------------
 
     async def run_blocking(self, function: Callable[..., Any], *args: Any) -> Any:
@@ -550,3 +552,10 @@ class WebhookActor(BridgedActor):
         return self.service.call(self.service.replay(instance_id, after, until, since)).result(
             timeout=30
         )
+
+
+class WebhookProxy(ActorMemberMixin, pykka.ActorProxy[WebhookActor]):
+    """The webhook actor as callers hold it (typed as in pykka's examples/proxy_typing.py)."""
+
+    refresh = proxy_method(WebhookActor.refresh)
+    replay = proxy_method(WebhookActor.replay)

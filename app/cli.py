@@ -249,6 +249,22 @@ def setup_logging(settings: Settings) -> None:
         handler.setFormatter(formatter)
         root.addHandler(handler)
     root.setLevel(level)
+    quiet_expected_exceptions()
+
+
+def quiet_expected_exceptions() -> None:
+    """Expected refusals (a 4xx) are one access line, without a traceback; the unexpected
+    ones are logged once, by the error handler, with the request id."""
+    from app.errors import not_logged_yet
+
+    # pykka logs, with its traceback, every exception an actor hands back to its caller
+    # (an instance that is not connected, a bad phone number): the caller decides what it is.
+    logging.getLogger("pykka").addFilter(_not_handed_to_a_caller)
+    logging.getLogger("uvicorn.error").addFilter(not_logged_yet)
+
+
+def _not_handed_to_a_caller(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Exception returned from")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 import pykka
@@ -19,7 +19,9 @@ from actors.engines.sandbox import SandboxNetwork
 from actors.engines.startgate import StartGate
 from actors.engines.whatsmeow import OutdatedMark
 from actors.engines.whatsmeow_forkserver import ForkServer
-from actors.instance import Outcome
+from actors.instance import InstanceProxy, Outcome
+from actors.supervisor import SupervisorProxy
+from actors.webhooks import WebhookProxy
 from app.auth import Authenticator, Principal, api_key_hash, hash_password, new_api_key
 from app.config import Settings
 from app.errors import ApiError, not_found
@@ -37,6 +39,8 @@ T = TypeVar("T")
 # Logging out or deleting an instance first tells WhatsApp to unlink the device, which may
 # mean connecting first (the whatsmeow engine waits up to 15 s for that).
 LOGOUT_TIMEOUT = 45.0
+# A number check or a pairing code is a round trip to WhatsApp (the engine waits up to 30 s).
+QUERY_TIMEOUT = 35.0
 
 
 @dataclass
@@ -61,7 +65,7 @@ class Context:
     webhooks: pykka.ActorRef[Any] | None = None
     last_system_metrics: dict[str, Any] | None = None
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
-    _proxies: dict[UUID, tuple[pykka.ActorRef[Any], Any]] = field(default_factory=dict)
+    _proxies: dict[UUID, tuple[pykka.ActorRef[Any], InstanceProxy]] = field(default_factory=dict)
 
     # -- callers and what they may touch --------------------------------------------
 
@@ -113,15 +117,15 @@ class Context:
     # -- actors -----------------------------------------------------------------------
 
     @cached_property
-    def supervisor_proxy(self) -> Any:
-        return self.supervisor.proxy()
+    def supervisor_proxy(self) -> SupervisorProxy:
+        return cast(SupervisorProxy, self.supervisor.proxy())
 
     @cached_property
-    def webhooks_proxy(self) -> Any:
+    def webhooks_proxy(self) -> WebhookProxy:
         assert self.webhooks is not None
-        return self.webhooks.proxy()
+        return cast(WebhookProxy, self.webhooks.proxy())
 
-    def proxy(self, instance_id: str | UUID) -> Any:
+    def proxy(self, instance_id: str | UUID) -> InstanceProxy:
         """The running actor of an instance, as a typed proxy (cached per actor)."""
         key = instance_id if isinstance(instance_id, UUID) else UUID(instance_id)
         ref = self.registry.get(key)
@@ -131,16 +135,16 @@ class Context:
             )
         cached = self._proxies.get(key)
         if cached is None or cached[0] is not ref:
-            cached = (ref, ref.proxy())
+            cached = (ref, cast(InstanceProxy, ref.proxy()))
             self._proxies[key] = cached
         return cached[1]
 
-    async def ask(self, future: Any, timeout: float | None = None) -> Any:
+    async def ask(self, future: pykka.Future[T], timeout: float | None = None) -> T:
         return await ask(future, timeout or self.settings.actor_timeout)
 
-    async def command(self, future: Any, timeout: float | None = None) -> Any:
+    async def command(self, future: pykka.Future[Outcome[T]], timeout: float | None = None) -> T:
         """Await an actor command, then until the read models show its effect."""
-        outcome: Outcome = await self.ask(future, timeout)
+        outcome = await self.ask(future, timeout)
         if outcome.commit is not None:
             positions = await asyncio.wrap_future(outcome.commit)  # durable before we answer
             await self.settle(positions[-1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 from typing import Any
@@ -36,6 +37,19 @@ def not_found(what: str = "instance") -> ApiError:
     return ApiError(404, f"{what}_not_found", f"{what.capitalize()} not found")
 
 
+def invalid(message: str, field: str | None, problem: str | None = None) -> ApiError:
+    """A 400 `validation_error`: `message` for a person; `details` say which field (dotted
+    for nested JSON fields, None for the body as a whole) and what is wrong with it."""
+    return ApiError(
+        400, "validation_error", message, details={"field": field, "problem": problem or message}
+    )
+
+
+def request_id(request: Request) -> str:
+    """The id the access log gave this request (also its X-Request-Id answer header)."""
+    return str(request.scope.get("request_id", "-"))
+
+
 def error_response(
     status: int,
     code: str,
@@ -46,7 +60,9 @@ def error_response(
     body: dict[str, Any] = {"error": message, "code": code}
     if details is not None:
         body["details"] = details
-    return JSONResponse(body, status_code=status, headers=headers)
+    response = JSONResponse(body, status_code=status, headers=headers)
+    response.error_code = code  # type: ignore[attr-defined]
+    return response
 
 
 _HTTP_CODES = {
@@ -81,7 +97,13 @@ async def _engine(request: Request, exc: Exception) -> Response:
 
 
 async def _timeout(request: Request, exc: Exception) -> Response:
-    log.warning("%s %s: actor timeout: %s", request.method, request.url.path, exc)
+    log.warning(
+        "%s %s: actor timeout: %s request=%s",
+        request.method,
+        request.url.path,
+        exc,
+        request_id(request),
+    )
     return error_response(
         503,
         "actor_timeout",
@@ -106,7 +128,13 @@ async def _conflict(request: Request, exc: Exception) -> Response:
 
 
 async def _storage(request: Request, exc: Exception) -> Response:
-    log.error("%s %s: storage failure: %s", request.method, request.url.path, exc)
+    log.error(
+        "%s %s: storage failure: %s request=%s",
+        request.method,
+        request.url.path,
+        exc,
+        request_id(request),
+    )
     return error_response(
         503,
         "storage_unavailable",
@@ -118,7 +146,11 @@ async def _storage(request: Request, exc: Exception) -> Response:
 
 async def _actor_gone(request: Request, exc: Exception) -> Response:
     log.warning(
-        "%s %s: the instance stopped before answering: %s", request.method, request.url.path, exc
+        "%s %s: the instance stopped before answering: %s request=%s",
+        request.method,
+        request.url.path,
+        exc,
+        request_id(request),
     )
     return error_response(
         503,
@@ -129,8 +161,36 @@ async def _actor_gone(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("%s %s failed", request.method, request.url.path)
-    return error_response(500, "internal_error", "Something went wrong on the server")
+    rid = request_id(request)
+    log.exception("%s %s failed request=%s", request.method, request.url.path, rid)
+    # Starlette re-raises it for the server to log again: once, with the request id, is enough.
+    with contextlib.suppress(AttributeError):
+        setattr(exc, LOGGED, True)
+    return error_response(
+        500, "internal_error", "Something went wrong on the server", headers={REQUEST_ID: rid}
+    )
+
+
+LOGGED = "_whatsapp_api_logged"
+REQUEST_ID = "X-Request-Id"
+
+
+def not_logged_yet(record: logging.LogRecord) -> bool:
+    """A logging filter for the server's "Exception in ASGI application" lines: drops those
+    whose exception `_unexpected` has logged already, with its request id."""
+    error = record.exc_info[1] if record.exc_info else None
+    return not getattr(error, LOGGED, False)
+
+
+def _noting_the_code(handler: Any) -> Any:
+    """The access log line names the error code of the answer (scope["error_code"])."""
+
+    async def noted(request: Request, exc: Exception) -> Response:
+        response = await handler(request, exc)
+        request.scope["error_code"] = getattr(response, "error_code", None)
+        return response
+
+    return noted
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
@@ -149,3 +209,4 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     sqlite3.OperationalError: _storage,
     Exception: _unexpected,
 }
+EXCEPTION_HANDLERS = {kind: _noting_the_code(h) for kind, h in EXCEPTION_HANDLERS.items()}

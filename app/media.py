@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.types import Message
 
 from actors.engines.base import Media
-from actors.webhooks import AddressNotAllowed, check_address
+from actors.outbound import OutboundHTTP, refused
 from app.errors import ApiError
 from app.schemas import too_large
 
@@ -49,6 +49,15 @@ def limit_body(request: Request, limit: int) -> Request:
     return Request(request.scope, receive)
 
 
+def file_too_large(what: str, limit: int) -> ApiError:
+    """413 for a file (not the request body) over MAX_FILE_SIZE."""
+    return ApiError(
+        413,
+        "file_too_large",
+        f"{what} is larger than this server's limit of {limit} bytes (MAX_FILE_SIZE)",
+    )
+
+
 def _destination(uploads_dir: Path, filename: str) -> Path:
     uploads_dir.mkdir(parents=True, exist_ok=True)
     return uploads_dir / f"{uuid.uuid4().hex}-{filename}"
@@ -70,7 +79,7 @@ async def keep_upload(upload: UploadFile, uploads_dir: Path, max_size: int) -> M
             while chunk := await upload.read(CHUNK):
                 size += len(chunk)
                 if size > max_size:
-                    raise too_large(max_size)
+                    raise file_too_large("The uploaded file", max_size)
                 await asyncio.to_thread(out.write, chunk)
     except BaseException:
         path.unlink(missing_ok=True)
@@ -87,24 +96,21 @@ async def download(
     uploads_dir: Path,
     max_size: int,
     timeout: float,
-    allow_private: bool = True,
+    outbound: OutboundHTTP,
 ) -> Media:
-    """Fetch a file by http(s) URL, refusing other schemes, redirects, oversize files and,
-    unless allowed, private addresses (so the server cannot be aimed at its own network)."""
+    """Fetch a file by http(s) URL, refusing other schemes, redirects, oversize files and
+    addresses the outbound policy does not allow (so the server cannot be aimed at its
+    own network, even by a name that resolves differently at the connect)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ApiError(400, "invalid_url", f"Only http(s) URLs can be fetched (got '{url}')")
-    try:
-        await check_address(url, allow_private)
-    except AddressNotAllowed as error:
-        raise ApiError(400, "url_not_allowed", f"Media URL refused: {error}") from None
     name = safe_filename(filename or unquote(parts.path.rsplit("/", 1)[-1]), "media")
     path = _destination(uploads_dir, name)
     size = 0
     client_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10))
     try:
         async with (
-            aiohttp.ClientSession(timeout=client_timeout) as session,
+            outbound.session(timeout=client_timeout) as session,
             session.get(url, allow_redirects=False) as response,
         ):
             if response.status != 200:
@@ -114,16 +120,19 @@ async def download(
                     f"Fetching the media URL answered HTTP {response.status}",
                 )
             if (response.content_length or 0) > max_size:
-                raise too_large(max_size)
+                raise file_too_large("The file at the media URL", max_size)
             with path.open("wb") as out:
                 async for chunk in response.content.iter_chunked(CHUNK):
                     size += len(chunk)
                     if size > max_size:
-                        raise too_large(max_size)
+                        raise file_too_large("The file at the media URL", max_size)
                     out.write(chunk)
             declared = response.headers.get("content-type")
     except (aiohttp.ClientError, TimeoutError) as error:
         path.unlink(missing_ok=True)
+        refusal = refused(error)
+        if refusal is not None:
+            raise ApiError(400, "url_not_allowed", f"Media URL refused: {refusal}") from None
         raise ApiError(
             400,
             "media_download_failed",

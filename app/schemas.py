@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, TypeVar
 
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 from starlette.requests import Request
 
-from app.errors import ApiError
+from app.errors import ApiError, invalid
 
 T = TypeVar("T")
 
@@ -86,7 +87,8 @@ class InstanceCreate(Body):
     name: InstanceName
     description: Text = ""
     webhookUrl: Url | None = None
-    webhookEnabled: bool = False
+    # Unset: on when a webhookUrl is given (the seed's own example sends the URL alone).
+    webhookEnabled: bool | None = None
     notifyReceived: bool = True
     notifySent: bool = True
     notifyDelivery: bool = False
@@ -175,8 +177,23 @@ def decode(body: bytes, kind: type[T]) -> T:
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as error:
-        raise ApiError(
-            400, "validation_error", f"Invalid request body: {error}", details=str(error)
-        ) from None
+        field, problem = _located(str(error))
+        raise invalid(f"Invalid request body: {error}", field, problem) from None
     except msgspec.DecodeError as error:
         raise ApiError(400, "invalid_json", f"The body is not valid JSON: {error}") from None
+
+
+_AT = re.compile(r"^(?P<problem>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_NAMED = re.compile(r"field `(?P<name>[^`]+)`")
+
+
+def _located(message: str) -> tuple[str | None, str]:
+    """msgspec's "Expected `str`, got `int` - at `$.cloud.phoneNumberId`" as the field
+    ("cloud.phoneNumberId", or the missing or unknown field's own path) and the problem."""
+    found = _AT.match(message)
+    assert found is not None  # the pattern matches any text
+    problem, path = found["problem"], (found["path"] or "").lstrip(".")
+    named = _NAMED.search(problem)
+    if named:
+        path = f"{path}.{named['name']}" if path else named["name"]
+    return path or None, problem

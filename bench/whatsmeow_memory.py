@@ -110,7 +110,7 @@ def main() -> None:
         old_seconds = time.perf_counter() - started
         time.sleep(options.settle)
         old_figures = [rollup(pid) for pid, _ in old]
-        for _, (process, channel) in old:
+        for _, (_process, channel) in old:
             channel.send(f.Stop())
         for _, (process, _) in old:
             process.wait(30)

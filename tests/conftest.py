@@ -102,6 +102,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 _COUNTED = {
     "test_api_bad_input.py": "bad input cases",
     "test_api_security.py": "security cases",
+    "test_outbound.py": "security cases",
     "test_isolation.py": "isolation cases (from the route table)",
 }
 

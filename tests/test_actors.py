@@ -10,7 +10,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import pykka
@@ -19,7 +19,7 @@ import pytest
 from actors.bridge import ActorTimeout, BridgedActor, ask
 from actors.engines.base import Emit, Engine, EngineError, OutcomeUnknown, Receipt
 from actors.engines.sandbox import SandboxEngine, SandboxNetwork
-from actors.instance import InstanceActor, Outcome
+from actors.instance import InstanceActor, InstanceProxy, Outcome
 from actors.supervisor import CrashReport, Supervisor
 from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, sqlite_env
 from domain.instance import Instance, InstanceNotConnected, SendOutcomeUnknown
@@ -131,15 +131,15 @@ class World:
         self.supervisor.proxy().start_instance(instance.id).get(timeout=WAIT)
         return instance.id
 
-    def proxy(self, instance_id: UUID) -> Any:
-        return self.registry[instance_id].proxy()
+    def proxy(self, instance_id: UUID) -> InstanceProxy:
+        return cast(InstanceProxy, self.registry[instance_id].proxy())
 
     def state(self, instance_id: UUID) -> dict[str, Any]:
         return self.proxy(instance_id).state().get(timeout=WAIT)
 
     def pair(self, instance_id: UUID, phone: str) -> None:
         assert wait_until(lambda: self.state(instance_id)["hasQr"])
-        assert self.proxy(instance_id).engine_call("scan", phone).get(timeout=WAIT) == phone
+        assert self.proxy(instance_id).sandbox_scan(phone).get(timeout=WAIT) == phone
         # The Connected report was queued before this call, so it is recorded by now.
         assert self.state(instance_id)["status"] == "connected"
 
@@ -215,7 +215,7 @@ def test_a_number_cannot_be_paired_twice(world: World) -> None:
     world.pair(a, A_PHONE)
     assert wait_until(lambda: world.state(b)["hasQr"])
     with pytest.raises(Exception, match="already paired"):
-        world.proxy(b).engine_call("scan", A_PHONE).get(timeout=WAIT)
+        world.proxy(b).sandbox_scan(A_PHONE).get(timeout=WAIT)
     assert world.state(b)["status"] == "qr"
 
 
@@ -471,7 +471,7 @@ def paired_actor(world: World, engine: type[SandboxEngine], phone: str) -> Itera
     try:
         proxy = ref.proxy()
         assert wait_until(lambda: proxy.state().get(timeout=WAIT)["hasQr"])
-        proxy.engine_call("scan", phone).get(timeout=WAIT)
+        proxy.sandbox_scan(phone).get(timeout=WAIT)
         yield proxy
         proxy.position().get(timeout=WAIT)
     finally:

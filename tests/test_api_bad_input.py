@@ -40,6 +40,10 @@ def assert_error(answer: httpx.Response, status: int, code: str) -> dict[str, An
     body = answer.json()
     assert body["code"] == code, body
     assert isinstance(body["error"], str) and body["error"].strip(), body
+    if code == "validation_error":  # says which field and what is wrong with it
+        assert set(body["details"]) == {"field", "problem"} and body["details"]["problem"], body
+    # One id per request, in the answer and in the server's log line about it.
+    assert re.fullmatch(r"[0-9a-f]{16}", answer.headers["x-request-id"]), answer.headers
     return body
 
 
@@ -106,7 +110,7 @@ def test_login_refuses_malformed_empty_unknown_wrong_and_long(server: Server) ->
         400,
         "validation_error",
     )
-    assert "admin" in unknown["details"]
+    assert unknown["details"]["field"] == "admin"
     assert_error(client.post(url, json={"email": 12345, "password": "x"}), 400, "validation_error")
     assert_error(client.post(url, json=["a@b.c", "x"]), 400, "validation_error")
     assert_error(client.post(url, json={"email": "a@b.c"}), 400, "validation_error")
@@ -285,6 +289,21 @@ def test_webhook_url_must_be_http(user: Api, paired: str, webhook_url: str) -> N
     updated = user.http.put(f"/api/instances/{paired}", json={"webhookUrl": webhook_url})
     assert_error(updated, 400, "invalid_webhook_url")
     assert user.http.get(f"/api/instances/{paired}").json()["webhookUrl"] is None
+
+
+def test_replay_refuses_bad_bodies(user: Api, paired: str) -> None:
+    url = f"/api/instances/{paired}/webhooks/replay"
+    both = assert_error(
+        user.http.post(url, json={"fromPosition": 1, "since": "2026-01-01T00:00:00Z"}),
+        400,
+        "validation_error",
+    )
+    assert both["details"]["field"] == "fromPosition"
+    assert_error(user.http.post(url, json={}), 400, "validation_error")
+    late = assert_error(user.http.post(url, json={"since": "yesterday"}), 400, "validation_error")
+    assert late["details"] == {"field": "since", "problem": late["error"]}
+    wrong = assert_error(user.http.post(url, json={"fromPosition": "1"}), 400, "validation_error")
+    assert wrong["details"]["field"] == "fromPosition"
 
 
 def test_update_instance_refuses_bad_bodies(user: Api, paired: str) -> None:
@@ -662,6 +681,20 @@ def test_sandbox_routes_refuse_bad_bodies(user: Api, paired: str) -> None:
     assert ok.status_code == 200 and ok.json()["id"], ok.text
 
 
+def test_what_the_engine_cannot_do_is_400_unsupported_by_engine(user: Api, paired: str) -> None:
+    # SPEC: an engine that cannot do something answers 400 unsupported_by_engine naming it.
+    pairing = assert_error(
+        user.http.post(f"/api/instances/{paired}/pairing-code", json={"phone": "15550101009"}),
+        400,
+        "unsupported_by_engine",
+    )
+    assert pairing["error"] == "The sandbox engine cannot make pairing codes"
+    check = assert_error(
+        user.http.get(f"/api/whatsapp/{paired}/check/15550101009"), 400, "unsupported_by_engine"
+    )
+    assert "sandbox engine" in check["error"]
+
+
 @pytest.mark.parametrize("instance_id", ["not-a-uuid", "random"])
 def test_sandbox_paths_with_bad_or_unknown_ids_are_404(user: Api, instance_id: str) -> None:
     if instance_id == "random":
@@ -778,7 +811,11 @@ def test_send_file_larger_than_max_file_size_is_413(
         files={"file": ("big.bin", b"x" * (SMALL_LIMIT + 1))},
         data={"phone": "15550102002"},
     )
-    assert_error(answer, 413, "payload_too_large")
+    refused = assert_error(answer, 413, "file_too_large")
+    assert (
+        refused["error"].startswith("The uploaded file is larger than")
+        and str(SMALL_LIMIT) in refused["error"]
+    )
     # Far past it: the body is refused from its Content-Length.
     answer = upload(
         api,
@@ -980,19 +1017,28 @@ def test_send_media_larger_than_max_file_size_is_413(
         f"/api/whatsapp/{instance}/send-media",
         json={"phone": "15550102002", "url": media_host.url + path},
     )
-    assert_error(answer, 413, "payload_too_large")
+    refused = assert_error(answer, 413, "file_too_large")
+    # The download was too large, not the request: the answer says which.
+    assert refused["error"].startswith("The file at the media URL is larger than"), refused
+    assert "MAX_FILE_SIZE" in refused["error"] and "request body" not in refused["error"]
     assert path in media_host.requests
     assert set((small.root / "uploads").iterdir()) == before
 
 
 def test_no_request_of_this_module_failed_on_the_server(server: Server, small: Server) -> None:
-    """No 5xx in the access logs, and no unexpected exception logged by the error handler."""
+    """No 5xx in the access logs, and no unexpected exception logged by the error handler.
+    Every refusal above was expected: each is its access line, with no traceback, and
+    error.log (errors only) stays empty."""
     for running in (server, small):
         log = running.log_text()
         assert "app.access" in log
         server_errors = re.findall(r"app\.access: \S+ \S+ 5\d\d .*", log)
         assert not server_errors, server_errors[:5]
         assert "ERROR app.errors" not in log, log[log.find("ERROR app.errors") :][:3000]
+        assert "Traceback" not in log, log[log.find("Traceback") - 500 :][:3000]
+        refusals = re.findall(r"app\.access: \S+ \S+ 4\d\d .*", log)
+        assert refusals and all(re.search(r" request=\w+ code=\w+$", r) for r in refusals)
+        assert (running.root / "logs" / "error.log").read_text() == ""
 
 
 def test_error_bodies_are_json_objects(user: Api) -> None:

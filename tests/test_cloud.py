@@ -229,3 +229,17 @@ def test_new_credentials_reconnect(admin: Api, graph: FakeGraph) -> None:
     )
     assert fixed.status_code == 200, fixed.text
     wait_until(lambda: admin.status(instance["id"])["ready"])
+
+
+def test_sandbox_controls_on_a_cloud_instance_are_400_naming_the_engine(
+    admin: Api, cloud: str
+) -> None:
+    for control, body in (
+        ("scan", {"phone": "15550100999"}),
+        ("inbound", {"from": "15550100998", "message": "hi"}),
+        ("drop", None),
+    ):
+        answer = admin.http.post(f"/api/sandbox/instances/{cloud}/{control}", json=body)
+        assert answer.status_code == 400, (control, answer.text)
+        assert answer.json()["code"] == "unsupported_by_engine"
+        assert answer.json()["error"].startswith("The cloud engine cannot simulate"), answer.text

@@ -142,6 +142,11 @@ def test_a_full_disk_gives_clear_errors_and_no_damage(tmp_path: Path, tiny_disk:
     db.close()
     stored = stored_message_ids(server)
     assert set(sent) <= stored
+    # Every 5xx the server answered is an error line that names its request id.
+    errors = (tmp_path / "logs" / "error.log").read_text()
+    for answer in failed:
+        if answer.status_code >= 500:
+            assert f"request={answer.headers['x-request-id']}" in errors, answer.headers
     record(
         "full disk (4 MB tmpfs)",
         refused_503=len(failed),

@@ -1,5 +1,7 @@
 """No Docker engine runs here: lint the Dockerfile with hadolint and check what matters."""
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -8,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.server import running_server
 
 DOCKER = Path(__file__).parent.parent / "docker"
 
@@ -32,6 +36,34 @@ def test_the_image_runs_as_a_non_root_user_with_a_health_check() -> None:
     assert 'CMD ["whatsapp-api", "serve"]' in text
     for volume in ("data", "uploads", "instances", "logs"):
         assert f"/usr/src/app/{volume}" in text
+
+
+def test_the_health_check_follows_port_and_fails_when_nothing_answers(tmp_path: Path) -> None:
+    """The image's own HEALTHCHECK command, run here as Docker would run it in the container
+    (with the image's PORT), against a real server."""
+    text = (DOCKER / "Dockerfile").read_text()
+    found = re.search(r"^HEALTHCHECK .*\\\n\s*CMD (\[.*\])$", text, re.M)
+    assert found, "HEALTHCHECK ... CMD [...] in JSON form"
+    command = json.loads(found[1])
+    assert "3000/" not in " ".join(command)  # the port comes from PORT
+    if shutil.which(command[0]) is None or shutil.which("curl") is None:
+        pytest.skip("needs sh and curl")
+
+    def check(port: int) -> int:
+        env = {"PATH": os.environ["PATH"], "PORT": str(port)}
+        return subprocess.run(command, env=env, capture_output=True, timeout=30).returncode
+
+    with running_server(tmp_path) as server:
+        assert check(server.port) == 0
+    assert check(server.port) == 1  # stopped: unhealthy (1; Docker reserves other codes)
+
+
+def test_the_image_has_the_tools_the_seed_runs_in_it() -> None:
+    """The seed's compose health check runs curl; its backup commands run sqlite3."""
+    text = (DOCKER / "Dockerfile").read_text()
+    installed = re.search(r"apt-get install -y --no-install-recommends ([^\\&]+)", text)
+    assert installed, "an apt-get install line"
+    assert {"curl", "sqlite3"} <= set(installed[1].split())
 
 
 def test_compose_has_mongodb_as_a_replica_set_the_volumes_and_restarts() -> None:

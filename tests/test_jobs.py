@@ -103,7 +103,7 @@ def test_a_connected_but_dead_session_is_reconnected(
     actor: tuple[Any, Instance, SandboxNetwork],
 ) -> None:
     proxy, _, network = actor
-    proxy.engine_call("scan", "15550004444").get()
+    proxy.sandbox_scan("15550004444").get()
     wait_until(lambda: proxy.state().get()["ready"])
     assert proxy.check_connection().get() is False  # healthy: nothing to do
     engine = network.find("15550004444")
@@ -116,7 +116,7 @@ def test_an_expired_ban_reconnects_and_a_lost_session_logs_out(
     actor: tuple[Any, Instance, SandboxNetwork], tmp_path: Path
 ) -> None:
     proxy, instance, _ = actor
-    proxy.engine_call("scan", "15550005555").get()
+    proxy.sandbox_scan("15550005555").get()
     wait_until(lambda: proxy.state().get()["ready"])
     proxy.actor_ref.tell(Banned("SEND_TO_TOO_MANY_PEOPLE", -1))  # already expired
     wait_until(lambda: proxy.state().get()["status"] == "banned")

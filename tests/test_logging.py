@@ -1,11 +1,33 @@
-"""Log files: one format per record for every handler, and rotation at the configured size."""
+"""Log files: one format per record for every handler, rotation at the configured size, and
+what the server logs about its answers (one line per expected refusal, errors in error.log)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from app.cli import LOG_FORMAT, OnceFormatter, SizedRotatingFileHandler
+import httpx
+import pykka
+import uvicorn
+from eventsourcing.persistence import PersistenceError
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from app.access_log import AccessLog
+from app.cli import LOG_FORMAT, OnceFormatter, SizedRotatingFileHandler, setup_logging
+from app.config import Settings
+from app.errors import EXCEPTION_HANDLERS, ApiError
+from domain.instance import InstanceNotConnected
+from tests.mongo import free_port
+from tests.server import wait_until
 
 
 def logger_to(*handlers: logging.Handler) -> logging.Logger:
@@ -59,3 +81,111 @@ def test_a_record_is_formatted_once_for_all_handlers(tmp_path: Path) -> None:
     assert len(calls) == 1
     assert (tmp_path / "a.log").read_text() == (tmp_path / "b.log").read_text()
     assert (tmp_path / "a.log").read_text().endswith("WARNING test-logging-once: hello world\n")
+
+
+# -- what the server logs about its answers ---------------------------------------------
+
+
+class Refuser(pykka.ThreadingActor):
+    """Hands an expected domain error back to its caller, as an instance actor does."""
+
+    def send(self) -> None:
+        raise InstanceNotConnected("instance x is not connected (status: qr)")
+
+
+@contextmanager
+def logging_server(tmp_path: Path) -> Iterator[str]:
+    """A real uvicorn on 127.0.0.1 with the server's logging, access log and error handlers,
+    and routes that answer what the product's routes can: an expected 4xx (directly and
+    from an actor), a storage failure (503) and a bug (500)."""
+    actor = Refuser.start()
+
+    async def refused(request: Request) -> Response:
+        raise ApiError(404, "instance_not_found", "Instance not found")
+
+    async def from_actor(request: Request) -> Response:
+        await asyncio.to_thread(lambda: actor.proxy().send().get(timeout=5))
+        return Response()
+
+    async def storage(request: Request) -> Response:
+        raise PersistenceError("disk I/O error")
+
+    async def bug(request: Request) -> Response:
+        raise RuntimeError("a bug")
+
+    app = Starlette(
+        routes=[
+            Route("/refused", refused),
+            Route("/from-actor", from_actor),
+            Route("/storage", storage),
+            Route("/bug", bug),
+        ],
+        middleware=[Middleware(AccessLog)],
+        exception_handlers=EXCEPTION_HANDLERS,
+    )
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    setup_logging(Settings(logs_dir=tmp_path / "logs"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=free_port(),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+    )
+    thread = threading.Thread(target=server.run)
+    thread.start()
+    try:
+        wait_until(lambda: server.started)
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        actor.stop()
+        for handler in root.handlers[len(before[0]) :]:
+            handler.close()
+        root.handlers[:] = before[0]
+        root.setLevel(before[1])
+        for name in ("pykka", "uvicorn.error"):
+            logging.getLogger(name).filters.clear()
+
+
+def test_expected_refusals_are_one_line_and_every_5xx_an_error_with_its_request_id(
+    tmp_path: Path,
+) -> None:
+    with logging_server(tmp_path) as url, httpx.Client(base_url=url) as client:
+        refused = client.get("/refused")
+        from_actor = client.get("/from-actor", headers={"X-Request-Id": "caller-id-1"})
+        forged = client.get("/refused", headers={"X-Request-Id": "x request=forged code=none"})
+        failures = [client.get("/storage"), client.get("/bug")]
+    assert [r.status_code for r in (refused, from_actor, *failures)] == [404, 409, 503, 500]
+    assert from_actor.json()["code"] == "instance_not_connected"
+    assert from_actor.headers["x-request-id"] == "caller-id-1"  # the caller's own id is kept
+    assert "forged" not in forged.headers["x-request-id"]  # but only a plain token
+    combined = (tmp_path / "logs" / "combined.log").read_text()
+    errors = (tmp_path / "logs" / "error.log").read_text()
+
+    # An expected refusal is its access line and nothing else: no traceback, from the
+    # route or from the actor that raised it.
+    for answer in (refused, from_actor):
+        rid = answer.headers["x-request-id"]
+        lines = [line for line in combined.splitlines() if rid in line]
+        assert len(lines) == 1 and " INFO app.access: " in lines[0], lines
+        assert lines[0].endswith(f"request={rid} code={answer.json()['code']}")
+    assert "Exception returned from" not in combined
+
+    # error.log holds errors only: each line starts a record at ERROR or above, or continues
+    # the traceback of one.
+    records = [line for line in errors.splitlines() if re.match(r"\d{4}-\d\d-\d\d ", line)]
+    assert records and all(re.search(r" (ERROR|CRITICAL) ", line) for line in records), records
+    # Every 5xx is an error line that names its request id; the bug's traceback is logged
+    # once (the error handler's, with the id), not again by uvicorn without it.
+    for answer in failures:
+        rid = answer.headers["x-request-id"]
+        assert re.search(rf" ERROR app\.access: GET /\w+ 5\d\d .* request={rid}\b", errors)
+    assert errors.count("Traceback") == 1 and "RuntimeError: a bug" in errors
+    bug_id = failures[1].headers["x-request-id"]
+    assert f"ERROR app.errors: GET /bug failed request={bug_id}" in errors

@@ -91,6 +91,35 @@ def test_payloads_headers_and_signature(server: Server, admin: Api, receiver: Re
     assert by_event["connection_opened"].json["data"]["instanceId"] == a
 
 
+def test_a_url_on_create_turns_webhooks_on_unless_they_are_turned_off(
+    server: Server, admin: Api
+) -> None:
+    # The seed's own client example (api-reference, "创建新实例") sends `webhookUrl` alone.
+    seed, off_receiver = Receiver(), Receiver()
+    try:
+        seeded = admin.create_instance("Seed example", webhookUrl=seed.url)
+        assert seeded["webhookEnabled"] is True
+        wait_until(lambda: "qr_received" in seed.events())
+
+        off = admin.create_instance("Off", webhookUrl=off_receiver.url, webhookEnabled=False)
+        assert off["webhookEnabled"] is False
+        admin.pair(off["id"], "15553330101")
+        # Turned on later: only what happens from then on is sent, so had the QR code and the
+        # connection been delivered while "off", they would arrive here first.
+        admin.http.put(f"/api/instances/{off['id']}", json={"webhookEnabled": True})
+        admin.send(off["id"], "15553330199", "after turning them on")
+        wait_until(lambda: off_receiver.events())
+        assert off_receiver.events()[0] == "message_sent"
+
+        # An update keeps its meaning: a URL alone does not turn webhooks on.
+        plain = admin.create_instance("Plain")["id"]
+        changed = admin.http.put(f"/api/instances/{plain}", json={"webhookUrl": seed.url})
+        assert changed.json()["webhookEnabled"] is False
+    finally:
+        seed.close()
+        off_receiver.close()
+
+
 @pytest.mark.parametrize(
     ("flag", "missing"),
     [

@@ -33,6 +33,7 @@ from actors.engines.base import (
     Receipt,
     Sent,
 )
+from actors.engines.capabilities import CloudWebhookReceiver
 from domain.phone import USER_SERVER, jid_number
 
 TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
@@ -83,7 +84,7 @@ def graph_error(status: int, body: Any) -> EngineError:
     )
 
 
-class CloudEngine(Engine):
+class CloudEngine(Engine, CloudWebhookReceiver):
     """An instance on the WhatsApp Business Cloud API."""
 
     def __init__(self, settings: dict[str, Any], emit: Emit) -> None:
@@ -149,7 +150,7 @@ class CloudEngine(Engine):
             content["filename"] = media.filename
         return self._message(to, kind, content)
 
-    # -- Meta's webhook -----------------------------------------------------------
+    # -- capability: CloudWebhookReceiver (Meta's webhook) -----------------------
 
     def verify_subscription(self, mode: str | None, token: str | None) -> bool:
         expected = self.settings.get("verifyToken") or ""

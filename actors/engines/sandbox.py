@@ -31,6 +31,7 @@ from actors.engines.base import (
     Receipt,
     Sent,
 )
+from actors.engines.capabilities import SandboxControls
 from domain.phone import USER_SERVER, jid_number
 
 RECONNECT_DELAY = 0.2
@@ -67,7 +68,7 @@ def new_message_id() -> str:
     return "SB" + secrets.token_hex(9).upper()
 
 
-class SandboxEngine(Engine):
+class SandboxEngine(Engine, SandboxControls):
     """One instance's place in the sandbox network."""
 
     def __init__(

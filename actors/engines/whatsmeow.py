@@ -52,6 +52,7 @@ from actors.engines.base import (
     SentElsewhere,
     Undecryptable,
 )
+from actors.engines.capabilities import NumberCheck, Pairing
 from actors.engines.frames import Channel
 from actors.engines.startgate import StartGate, Ticket
 
@@ -186,7 +187,7 @@ class _ChildGone(Exception):
     """The child stopped before it answered."""
 
 
-class WhatsmeowEngine(Engine):
+class WhatsmeowEngine(Engine, Pairing, NumberCheck):
     """An instance on WhatsApp Web, its neonize client isolated in a child process."""
 
     def __init__(
@@ -309,7 +310,7 @@ class WhatsmeowEngine(Engine):
     def session_valid(self) -> bool:
         return (self.session_dir / "session.db").exists()
 
-    # -- whatsmeow-only operations (through the actor's engine_call) -----------------
+    # -- capabilities: Pairing, NumberCheck ----------------------------------------------
 
     def pairing_code(self, phone: str) -> str:
         """Pair by phone number instead of QR: the code to type on the phone."""

@@ -38,8 +38,8 @@ async def verify(request: Request) -> Response:
     instance_id = _cloud_instance(ctx, request)
     params = request.query_params
     ok = await ctx.ask(
-        ctx.proxy(instance_id).engine_call(
-            "verify_subscription", params.get("hub.mode"), params.get("hub.verify_token")
+        ctx.proxy(instance_id).verify_cloud_subscription(
+            params.get("hub.mode"), params.get("hub.verify_token")
         )
     )
     if not ok:
@@ -53,8 +53,8 @@ async def receive(request: Request) -> Response:
     instance_id = _cloud_instance(ctx, request)
     body = await read_body(request)
     reports = await ctx.ask(
-        ctx.proxy(instance_id).engine_call(
-            "handle_webhook", body, request.headers.get("x-hub-signature-256")
+        ctx.proxy(instance_id).receive_cloud_webhook(
+            body, request.headers.get("x-hub-signature-256")
         )
     )
     return JSONResponse({"success": True, "received": reports})

@@ -6,7 +6,7 @@ import asyncio
 import hmac
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from app.context import Context
@@ -67,7 +67,26 @@ async def docs(request: Request) -> HTMLResponse:
     return HTMLResponse(DOCS_PAGE)
 
 
+async def index(request: Request) -> Response:
+    """A browser (it asks for HTML) goes to the web console; anything else, curl's `*/*`
+    included, gets a short index of where to go next."""
+    vary = {"Vary": "Accept"}
+    if "text/html" in request.headers.get("accept", ""):
+        return RedirectResponse("/ui/", status_code=307, headers=vary)
+    document = request.app.state.openapi
+    return JSONResponse(
+        {
+            "name": document["info"]["title"],
+            "version": document["info"]["version"],
+            "docs": "/docs",
+            "health": "/health",
+        },
+        headers=vary,
+    )
+
+
 routes = [
+    Route("/", index, methods=["GET"], include_in_schema=False),
     Route("/health", health, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"], include_in_schema=False),
     Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),

@@ -12,10 +12,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from actors.webhooks import AddressNotAllowed, check_address
+from actors.outbound import AddressNotAllowed, OutboundHTTP
 from app import quotas, views
 from app.context import LOGOUT_TIMEOUT, Context
-from app.errors import ApiError
+from app.errors import ApiError, invalid
 from app.openapi import doc
 from app.schemas import InstanceCreate, InstanceUpdate, parse
 from domain.instance import Instance
@@ -29,7 +29,7 @@ async def check_webhook_url(ctx: Context, url: str | None) -> None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ApiError(400, "invalid_webhook_url", f"'{url}' is not an http(s) URL")
     try:
-        await check_address(url, ctx.settings.webhook_allow_private)
+        await OutboundHTTP(ctx.settings.webhook_allow_private).check(url)
     except AddressNotAllowed as error:
         raise ApiError(400, "webhook_url_not_allowed", f"Webhook URL refused: {error}") from None
 
@@ -59,7 +59,7 @@ async def create_instance(request: Request) -> JSONResponse:
     engine = body.engine or ctx.settings.default_engine
     check_engine(ctx, engine)
     if engine == "cloud" and body.cloud is None:
-        raise ApiError(400, "validation_error", "The cloud engine needs 'cloud' settings")
+        raise invalid("The cloud engine needs 'cloud' settings", "cloud", "missing")
     await check_webhook_url(ctx, body.webhookUrl)
     settings: dict[str, Any] = structs.asdict(body.cloud) if body.cloud else {}
     if body.proxy:
@@ -71,7 +71,8 @@ async def create_instance(request: Request) -> JSONResponse:
         engine=engine,
         webhook={
             "url": body.webhookUrl,
-            "enabled": body.webhookEnabled and bool(body.webhookUrl),
+            # A URL turns webhooks on unless they are turned off in the same request.
+            "enabled": bool(body.webhookUrl) and body.webhookEnabled is not False,
             "notifyReceived": body.notifyReceived,
             "notifySent": body.notifySent,
             "notifyDelivery": body.notifyDelivery,
@@ -130,9 +131,7 @@ async def update_instance(request: Request) -> JSONResponse:
     settings: dict[str, Any] = {}
     if body.cloud is not UNSET:
         if row["engine"] != "cloud":
-            raise ApiError(
-                400, "validation_error", "'cloud' settings apply to cloud instances only"
-            )
+            raise invalid("'cloud' settings apply to cloud instances only", "cloud")
         settings.update(structs.asdict(body.cloud))
     if body.proxy is not UNSET:
         settings["proxy"] = body.proxy

@@ -10,49 +10,41 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from app.context import Context
-from app.errors import ApiError
 from app.openapi import doc
 from app.schemas import SandboxInbound, SandboxScan, decode, read_body
 from domain.phone import normalize_phone
 
 
-def _sandbox_instance(ctx: Context, request: Request) -> dict:
-    row = ctx.own_instance(request)
-    if row["engine"] != "sandbox":
-        raise ApiError(409, "not_sandbox", "This instance does not use the sandbox engine")
-    return row
-
-
 @doc("Sandbox: the phone scans the QR code", "sandbox", body=SandboxScan)
 async def scan(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
-    row = _sandbox_instance(ctx, request)
+    instance_id = ctx.own_instance_id(request)
     raw = await read_body(request)
     body = decode(raw, SandboxScan) if raw.strip() else SandboxScan()
     phone = normalize_phone(body.phone) if body.phone else None
-    paired = await ctx.ask(ctx.proxy(row["id"]).engine_call("scan", phone))
-    await ctx.settle(await ctx.ask(ctx.proxy(row["id"]).position()))
+    paired = await ctx.ask(ctx.proxy(instance_id).sandbox_scan(phone))
+    await ctx.settle(await ctx.ask(ctx.proxy(instance_id).position()))
     return JSONResponse({"success": True, "phone": paired})
 
 
 @doc("Sandbox: a message from an outside number", "sandbox", body=SandboxInbound)
 async def inbound(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
-    row = _sandbox_instance(ctx, request)
+    instance_id = ctx.own_instance_id(request)
     body = decode(await read_body(request), SandboxInbound)
     sender = normalize_phone(body.sender)
     message_id = await ctx.ask(
-        ctx.proxy(row["id"]).engine_call("inbound", sender, body.message, body.pushName)
+        ctx.proxy(instance_id).sandbox_inbound(sender, body.message, body.pushName)
     )
-    await ctx.settle(await ctx.ask(ctx.proxy(row["id"]).position()))
+    await ctx.settle(await ctx.ask(ctx.proxy(instance_id).position()))
     return JSONResponse({"success": True, "id": message_id})
 
 
 @doc("Sandbox: drop the connection (it comes back)", "sandbox")
 async def drop(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
-    row = _sandbox_instance(ctx, request)
-    await ctx.ask(ctx.proxy(row["id"]).engine_call("drop"))
+    instance_id = ctx.own_instance_id(request)
+    await ctx.ask(ctx.proxy(instance_id).sandbox_drop())
     return JSONResponse({"success": True})
 
 

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from app import query
 from app.context import Context
-from app.errors import ApiError
+from app.errors import ApiError, invalid
 from app.openapi import doc
 from app.schemas import Body, parse
 from projections.queries import Window
@@ -68,13 +68,13 @@ async def replay(request: Request) -> JSONResponse:
     row = ctx.own_instance(request)
     body = await parse(request, Replay)
     if (body.fromPosition is None) == (body.since is None):
-        raise ApiError(400, "validation_error", "Give exactly one of fromPosition or since")
+        raise invalid("Give exactly one of fromPosition or since", "fromPosition")
     since = None
     if body.since is not None:
         try:
             since = datetime.fromisoformat(body.since.replace("Z", "+00:00"))
         except ValueError:
-            raise ApiError(400, "validation_error", "'since' must be an ISO 8601 time") from None
+            raise invalid("'since' must be an ISO 8601 time", "since") from None
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
     after = max(0, (body.fromPosition or 0) - 1)

@@ -11,9 +11,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from actors.bridge import ActorTimeout
+from actors.outbound import OutboundHTTP
 from app import media, quotas, views
-from app.context import LOGOUT_TIMEOUT, Context
-from app.errors import ApiError
+from app.context import LOGOUT_TIMEOUT, QUERY_TIMEOUT, Context
+from app.errors import ApiError, invalid
 from app.openapi import doc
 from app.routes.instances import qr_code
 from app.schemas import MAX_MESSAGE, PairingCode, SendMedia, SendText, parse
@@ -91,7 +92,7 @@ async def send_media(request: Request) -> JSONResponse:
         settings.uploads_dir,
         settings.max_file_size,
         settings.media_download_timeout,
-        settings.webhook_allow_private,
+        OutboundHTTP(settings.webhook_allow_private),
     )
     message_id = await sending(
         ctx, ctx.proxy(row["id"]).send_media(to, file, body.caption, key), key
@@ -124,13 +125,11 @@ async def send_file(request: Request) -> JSONResponse:
         phone, upload = form.get("phone"), form.get("file")
         caption = form.get("caption") or ""
         if not isinstance(phone, str) or not phone:
-            raise ApiError(400, "validation_error", "The 'phone' field is required")
+            raise invalid("The 'phone' field is required", "phone", "missing")
         if not isinstance(upload, UploadFile):
-            raise ApiError(400, "validation_error", "The 'file' field must be a file")
+            raise invalid("The 'file' field must be a file", "file", "not a file")
         if not isinstance(caption, str) or len(caption) > 4096:
-            raise ApiError(
-                400, "validation_error", "'caption' must be text of at most 4096 characters"
-            )
+            raise invalid("'caption' must be text of at most 4096 characters", "caption")
         to = to_jid(phone)
         key = idempotency_key(request)
         await quotas.check_messages(ctx, ctx.principal(request), row["id"])
@@ -190,11 +189,10 @@ async def simple_send(request: Request) -> JSONResponse:
             fields.update(await parse(request, dict[str, str]))
     phone, text = fields.get("phone"), fields.get("message")
     if not phone or not text:
-        raise ApiError(400, "validation_error", "Both 'phone' and 'message' are required")
+        missing = "phone" if not phone else "message"
+        raise invalid("Both 'phone' and 'message' are required", missing, "missing")
     if len(text) > MAX_MESSAGE:
-        raise ApiError(
-            400, "validation_error", f"'message' is longer than {MAX_MESSAGE} characters"
-        )
+        raise invalid(f"'message' is longer than {MAX_MESSAGE} characters", "message")
     return await _send_text(ctx, request, instance_id, phone, text)
 
 
@@ -216,7 +214,7 @@ async def check_number(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     phone = normalize_phone(request.path_params["phone"])
-    exists = await ctx.ask(ctx.proxy(row["id"]).engine_call("check", phone))
+    exists = await ctx.ask(ctx.proxy(row["id"]).check_number(phone), QUERY_TIMEOUT)
     return JSONResponse({"phone": phone, "exists": bool(exists)})
 
 
@@ -227,7 +225,7 @@ async def pairing_code(request: Request) -> JSONResponse:
     row = ctx.own_instance(request)
     body = await parse(request, PairingCode)
     code = await ctx.ask(
-        ctx.proxy(row["id"]).engine_call("pairing_code", normalize_phone(body.phone))
+        ctx.proxy(row["id"]).pairing_code(normalize_phone(body.phone)), QUERY_TIMEOUT
     )
     return JSONResponse({"pairingCode": code})
 

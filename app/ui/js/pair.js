@@ -74,7 +74,7 @@ onSubmit($("#pairing-form"), async (data) => {
     node.textContent = `On the phone, choose "Link with phone number" and type ${pairingCode}`;
     node.hidden = false;
   } catch (error) {
-    if (error.code === "not_supported") {
+    if (error.code === "unsupported_by_engine") {
       error.message = `Pairing codes need the whatsmeow engine; this instance uses ${instance.engine} (${error.message}).`;
     }
     throw error;
