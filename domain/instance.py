@@ -15,7 +15,7 @@ says), `disconnected` (given up until someone reconnects it), `logged_out`, `ban
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
@@ -174,7 +174,7 @@ class Instance(Aggregate):
         self.sends_in_flight: dict[str, str] = {}
         self.spool_seq = 0
 
-    banned_until: ClassVar[int] = 0
+    banned_until = 0  # until a ban is recorded (snapshots from before bans lack it)
 
     # -- checks -------------------------------------------------------------------
 
