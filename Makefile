@@ -2,7 +2,7 @@
 VENV ?= .venv
 PIP := $(VENV)/bin/pip
 
-.PHONY: serve test
+.PHONY: serve test audit
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -18,3 +18,10 @@ test: $(VENV)/bin/python
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 	$(PIP) install --quiet -e '.[test]'
 	$(VENV)/bin/pytest
+
+# The dependency audit, by hand where a vulnerability service answers (PyPI's JSON API, or
+# osv.dev: `make audit AUDIT_FLAGS="-s osv"`); it fails on a known vulnerability, and with
+# --strict on a dependency it could not look up.
+audit: $(VENV)/bin/python
+	$(PIP) install --quiet -e '.[test]'
+	$(VENV)/bin/pip-audit --strict --skip-editable $(AUDIT_FLAGS)

@@ -89,6 +89,7 @@ _CONNECTION_REPORTS = (QrCode, Connected, Disconnected, ClientOutdated, Banned)
 @dataclass(frozen=True)
 class _CommitFailed:
     error: BaseException
+    epoch: int  # the actor's reload count when the failed batch was queued
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class InstanceActor(BridgedActor):
         self._last_commit: Future[list[int]] | None = None
         self._qr_seen_at = 0.0
         self._ban_timer: threading.Timer | None = None
+        self._epoch = 0  # reloads from the store after a failed commit
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -166,14 +168,8 @@ class InstanceActor(BridgedActor):
                 self._connect("ban_expired")
             return
         if isinstance(message, _CommitFailed):
-            # The aggregate (and maybe the engine) ran ahead of the store. Start again from
-            # what is stored: the supervisor restarts this actor, which reloads the
-            # aggregate and reconnects the engine. The reset goes into the commit queue
-            # after everything this actor queued, so none of that can be stored later.
-            self._committer.reset(self.instance_id)
-            raise RuntimeError(
-                f"events of instance {self.instance_id} were not stored: {message.error}"
-            )
+            self._commit_failed(message)
+            return
         if self.instance.deleted:
             return
         ack: Ack | None = getattr(message, "ack", None)
@@ -412,6 +408,33 @@ class InstanceActor(BridgedActor):
 
     # -- inside -----------------------------------------------------------------------
 
+    def _commit_failed(self, message: _CommitFailed) -> None:
+        """The aggregate ran ahead of the store: carry on from what is stored.
+
+        The reset goes into the commit queue after everything this actor queued, so none
+        of that can be stored later; failures of batches queued before this reload are
+        covered by it (same epoch). If only message events were lost (a full disk refuses
+        sends), the engine is still what the stored aggregate says, and the actor keeps
+        running: the next command is refused or stored on its own. If the connection state
+        was lost too, the engine ran ahead: crash, and the supervisor restarts this actor,
+        which reconnects the engine.
+        """
+        if message.epoch != self._epoch:
+            return
+        self._epoch += 1
+        self._committer.reset(self.instance_id)
+        running = self.state()
+        self.instance = self._load(self.instance_id)
+        if self.state() != running:
+            raise RuntimeError(
+                f"events of instance {self.instance_id} were not stored: {message.error}"
+            )
+        log.error(
+            "instance %s: events were not stored (%s); carrying on from the stored state",
+            self.instance_id,
+            message.error,
+        )
+
     def _live_engine(self) -> tuple[Engine, str]:
         """The engine and its name, for a capability's `of` (not once deleted)."""
         self.instance.check_not_deleted()
@@ -496,12 +519,12 @@ class InstanceActor(BridgedActor):
         if before // self._snapshot_interval != self.instance.version // self._snapshot_interval:
             snapshot = Instance.Snapshot.take(self.instance)
         commit = self._committer.submit(events, snapshot)
-        me = self.actor_ref
+        me, epoch = self.actor_ref, self._epoch
 
         def failed(done: Future[list[int]]) -> None:
             error = done.exception()
             if error is not None and me.is_alive():
-                me.tell(_CommitFailed(error))
+                me.tell(_CommitFailed(error, epoch))
 
         commit.add_done_callback(failed)
         self._last_commit = commit

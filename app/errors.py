@@ -93,7 +93,7 @@ def _mapped(status: int, code: str) -> Any:
 async def _engine(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, EngineError)
     headers = {"Retry-After": "60"} if exc.status == 429 else None
-    return error_response(exc.status, exc.code, str(exc), headers=headers)
+    return error_response(exc.status, exc.code, str(exc), exc.details, headers)
 
 
 async def _timeout(request: Request, exc: Exception) -> Response:

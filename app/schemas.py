@@ -65,11 +65,12 @@ class UserUpdate(Body):
 
 
 class CloudSettings(Body):
-    phoneNumberId: Annotated[str, Meta(min_length=1, max_length=64)]
+    # A path segment of every Graph call: digits only, as Meta's ids are.
+    phoneNumberId: Annotated[str, Meta(pattern=r"^[0-9]{1,32}$")]
     accessToken: Annotated[str, Meta(min_length=1, max_length=1024)]
     appSecret: Secret = ""
     verifyToken: Secret = ""
-    graphBaseUrl: Url = "https://graph.facebook.com"
+    graphBaseUrl: Url | None = None  # None: Meta's own, https://graph.facebook.com
     apiVersion: Annotated[str, Meta(pattern=r"^v\d+\.\d+$")] = "v21.0"
 
 

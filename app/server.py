@@ -209,7 +209,12 @@ def _start_serving(
                 network, settings.instances_dir / str(instance.id), instance.name, emit
             )
         if instance.engine == "cloud":
-            return CloudEngine(dict(instance.engine_settings), emit)
+            return CloudEngine(
+                dict(instance.engine_settings),
+                emit,
+                allow_private=settings.webhook_allow_private,
+                require_https=settings.production,
+            )
         if instance.engine == "whatsmeow" and "whatsmeow" in engines:
             return WhatsmeowEngine(
                 settings.instances_dir / str(instance.id),
@@ -279,7 +284,7 @@ def _start_serving(
     _seed_admin(ctx)
     live = [UUID(row["id"]) for row in queries.live_instances() if row["engine"] in engines]
     supervisor.proxy().start_all(live).get()
-    ctx.webhooks = WebhookActor.start(webhook_service, [str(i) for i in live], ctx.projections)
+    ctx.webhooks = WebhookActor.start(webhook_service, [str(i) for i in live])
     log.info(
         "started %d instance(s); event store (%s) at position %s",
         len(live),

@@ -10,6 +10,7 @@ of all read models. Target: rebuild >= 30% of the raw rate.
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import random
 import sys
@@ -58,9 +59,15 @@ def fill(store: EventStore, total: int, instances: int) -> int:
         instance.receive_qr("sandbox@x")
         instance.open_connection(f"1555{n:07d}", f"I{n}")
         fleet.append(instance)
+    # Messages each instance sent whose receipts are still to come: (id, peer, next status).
+    # Receipts go to these, in order (delivered, then read), as WhatsApp sends them.
+    awaiting: dict[str, collections.deque[tuple[str, str, str]]] = {
+        str(i.id): collections.deque() for i in fleet
+    }
     logs = {str(i.id): WebhookLog(str(i.id)) for i in fleet[:50]}
     store.save(*fleet, *logs.values())
     written = len(users) + len(fleet) * 4 + len(logs)
+    kinds = collections.Counter[str]()
     started = time.perf_counter()
     while written < total:
         batch = 0
@@ -68,6 +75,9 @@ def fill(store: EventStore, total: int, instances: int) -> int:
             for _ in range(10):
                 roll = rng.random()
                 peer = f"1666{rng.randrange(10**7):07d}@s.whatsapp.net"
+                pending = awaiting[str(instance.id)]
+                if 0.6 <= roll < 0.95 and not pending:
+                    roll = 0.0  # nothing awaits a receipt: a send instead
                 if roll < 0.35:
                     media = (
                         {
@@ -88,14 +98,23 @@ def fill(store: EventStore, total: int, instances: int) -> int:
                         1700000000,
                         None,
                     )
+                    pending.append((f"M{written + batch}", peer, "delivered"))
+                    kinds["sent"] += 1
                 elif roll < 0.6:
                     instance.record_received(
                         f"R{written + batch}", peer, "Zed", "text", "hi!", None, 1700000000
                     )
                 elif roll < 0.95:
-                    instance.record_status(
-                        f"M{written + batch - 1}", rng.choice(["delivered", "read"]), peer, True
-                    )
+                    # The oldest message awaiting a receipt, most of the time; now and then
+                    # a later one (receipts of several chats interleave).
+                    k = 0 if rng.random() < 0.8 else rng.randrange(len(pending))
+                    message_id, to, status = pending[k]
+                    instance.record_status(message_id, status, to, True)
+                    kinds["status"] += 1
+                    if status == "delivered":
+                        pending[k] = (message_id, to, "read")
+                    else:
+                        del pending[k]
                 elif roll < 0.98:
                     instance.close_connection("connection_lost", True)
                     instance.open_connection(None, None)
@@ -119,6 +138,10 @@ def fill(store: EventStore, total: int, instances: int) -> int:
         rate = written / max(time.perf_counter() - started, 1e-9)
         print(f"\r filling: {written:,} events ({rate:,.0f}/s)", end="", flush=True)
     print()
+    print(
+        f" {kinds['sent']:,} messages sent, {kinds['status']:,} receipts, each for a message its "
+        "instance sent earlier (delivered, then read)"
+    )
     return written
 
 

@@ -39,7 +39,7 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.figures import percentiles
+from bench.figures import cpu_seconds, percentiles
 from tests.server import Api, free_port, running_server, wait_until
 
 BARE_APP = """
@@ -79,8 +79,10 @@ async def drive(
     seconds: float,
     clients: int,
     server_pid: int = 0,
+    method: str = "POST",
 ) -> Run:
-    """Send for `seconds` with `clients` concurrent clients (one keep-alive connection each)."""
+    """Send for `seconds` with `clients` concurrent clients (one keep-alive connection each);
+    with `method="GET"`, get the paths instead (no body)."""
     # aiohttp, not httpx: httpx spent 1.5-2 ms of CPU per request here, more than the full
     # server, so on 2 shared cores it was the load generator that set both rates.
     body = msgspec.json.encode({"phone": "15551230000", "message": "bench"})
@@ -98,7 +100,9 @@ async def drive(
             i = n
             while time.monotonic() < deadline:
                 started = time.perf_counter()
-                async with http.post(paths[i % len(paths)], data=body) as answer:
+                async with http.request(
+                    method, paths[i % len(paths)], data=body if method == "POST" else None
+                ) as answer:
                     await answer.read()
                 run.latencies.append((time.perf_counter() - started) * 1000)
                 if answer.status == 200:
@@ -149,13 +153,36 @@ class LagSampler:
                 self.lags.append((now - pending.popleft()[1]) * 1000)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux); 0 where /proc is missing."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def codec_us(count: int = 20_000) -> tuple[float, float]:
+    """CPU microseconds to encode one `MessageSent` event for the store, and to decode it,
+    with the server's own mapper and transcoder (this process, one thread)."""
+    from app.eventstore import EventStore, sqlite_env
+    from domain.instance import Instance
+
+    instance = Instance(
+        user_id="u", name="n", description="", engine="sandbox", webhook={}, engine_settings={}
+    )
+    instance.open_connection("15551239999", "Bench")
+    instance.collect_events()
+    instance.record_sent(
+        "3EB0C767D26A1D5E", "15551230000@s.whatsapp.net", "text", "bench", None, 1700000000, None
+    )
+    (event,) = instance.collect_events()
+    with tempfile.TemporaryDirectory() as scratch:
+        store = EventStore(env=sqlite_env(str(Path(scratch) / "codec.db")))
+        try:
+            mapper = store.mapper
+            started = time.process_time()
+            for _ in range(count):
+                stored = mapper.to_stored_event(event)
+            encode = time.process_time() - started
+            started = time.process_time()
+            for _ in range(count):
+                mapper.to_domain_event(stored)
+            decode = time.process_time() - started
+        finally:
+            store.close()
+    return encode / count * 1e6, decode / count * 1e6
 
 
 def summary(name: str, run: Run, seconds: float) -> tuple[float, float, float]:
@@ -257,6 +284,21 @@ def main() -> int:
                 asyncio.run(
                     drive(server.url, paths, headers, max(args.seconds / 2, 1), args.clients)
                 )
+            # The HTTP loop alone: an authenticated GET of an instance's status goes through
+            # uvicorn, the middleware, routing, auth, an actor ask and the access log line,
+            # and stores nothing.
+            status_paths = [f"/api/whatsapp/{i}/status" for i in ids]
+            loop = asyncio.run(
+                drive(
+                    server.url,
+                    status_paths,
+                    headers,
+                    max(args.seconds / 2, 1),
+                    args.clients,
+                    server.process.pid,
+                    method="GET",
+                )
+            )
         # The bare endpoint.
         port = free_port()
         app_file = root / "bare_app.py"
@@ -303,6 +345,12 @@ def main() -> int:
     print("-" * 78)
     full_rate, _, full_p99 = summary("full send path", full, args.seconds)
     bare_rate, _, _ = summary("bare JSON + SQLite append", bare, args.seconds)
+    summary("HTTP loop (GET status)", loop, max(args.seconds / 2, 1))
+    encode, decode = codec_us()
+    print(
+        f" {'event encode / decode':<26} {encode:.1f} / {decode:.1f} us of CPU per MessageSent "
+        "(the server's mapper, in this process)"
+    )
     print("-" * 78)
     ratio = full_rate / max(bare_rate, 1e-9)
     print(

@@ -30,7 +30,7 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.eventstore import EventStore, sqlite_env
-from bench.figures import percentiles
+from bench.figures import cpu_seconds, percentiles
 from domain.webhook import delivery_id
 from tests.server import Api, running_server, wait_until
 
@@ -58,18 +58,21 @@ class Receiver:
         return web.Response(status=200)
 
 
-def raw_rate(url: str, senders: int, per_sender: int, runs: int = 3) -> float:
-    """The median rate of `runs` runs of raw signed POSTs, sent from a process of its own."""
+def raw_rate(url: str, senders: int, per_sender: int, runs: int = 3) -> tuple[float, float]:
+    """The median of `runs` runs of raw signed POSTs, sent from a process of its own:
+    (POSTs/s, the sender's CPU milliseconds per POST)."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        rates = [
+        runs_done = [
             pool.submit(_raw_posts_in_process, url, senders, per_sender).result(timeout=300)
             for _ in range(runs)
         ]
-    return sorted(rates)[len(rates) // 2]
+    return sorted(runs_done)[len(runs_done) // 2]
 
 
-def _raw_posts_in_process(url: str, senders: int, per_sender: int) -> float:
-    return asyncio.run(raw_posts(url, senders, per_sender))
+def _raw_posts_in_process(url: str, senders: int, per_sender: int) -> tuple[float, float]:
+    cpu = time.process_time()
+    rate = asyncio.run(raw_posts(url, senders, per_sender))
+    return rate, (time.process_time() - cpu) * 1000 / (senders * per_sender)
 
 
 async def raw_posts(url: str, senders: int, per_sender: int) -> float:
@@ -107,9 +110,11 @@ async def raw_posts(url: str, senders: int, per_sender: int) -> float:
         return senders * per_sender / (time.perf_counter() - started)
 
 
-def drain_rate(receiver: Receiver, instances: int, messages: int) -> float:
+def drain_rate(receiver: Receiver, instances: int, messages: int) -> tuple[float, float]:
     """Deliveries/s when every instance has a backlog: webhooks first point at a dead port
-    (long retry interval), a burst piles events up, then the URL is fixed everywhere."""
+    (long retry interval), a burst piles events up, then the URL is fixed everywhere.
+    Also the server's CPU milliseconds per delivery (from /proc), from the moment every
+    URL is fixed (the server then does nothing but deliver) to the last delivery."""
     with tempfile.TemporaryDirectory() as scratch, running_server(Path(scratch)) as server:
         api = Api.login(server)
         peer = api.create_instance("peer")["id"]
@@ -149,10 +154,15 @@ def drain_rate(receiver: Receiver, instances: int, messages: int) -> float:
                 )
 
         asyncio.run(fix_urls())
+        assert server.process is not None
+        cpu, counted = cpu_seconds(server.process.pid), receiver.count
         wait_until(lambda: receiver.count - before >= expected, timeout=300, interval=0.1)
+        cpu_per_delivery = (
+            (cpu_seconds(server.process.pid) - cpu) * 1000 / max(receiver.count - counted, 1)
+        )
         # From the first delivery to the last: the rate while every instance has a backlog.
         arrivals = sorted(receiver.arrivals.values())
-        return (len(arrivals) - 1) / max(arrivals[-1] - arrivals[0], 1e-9)
+        return (len(arrivals) - 1) / max(arrivals[-1] - arrivals[0], 1e-9), cpu_per_delivery
 
 
 async def sends(
@@ -266,10 +276,12 @@ def main() -> int:
         )
         wait_until(lambda: receiver.count - before >= paced_count * 3, timeout=120, interval=0.2)
         paced = stored_to_ack(database, ids, receiver)
-    drain = drain_rate(receiver, args.instances, args.messages)
+        paced_arrivals = sorted(receiver.arrivals.values())
+        paced_rate = (len(paced_arrivals) - 1) / max(paced_arrivals[-1] - paced_arrivals[0], 1e-9)
+    drain, cpu_per_delivery = drain_rate(receiver, args.instances, args.messages)
     rate = expected / elapsed
     # The median of three: the raw rate is short and swings by a third from run to run here.
-    raw = raw_rate(receiver.url, args.instances, args.messages * 3)
+    raw, cpu_per_raw_post = raw_rate(receiver.url, args.instances, args.messages * 3)
     p50, p99 = percentiles(latencies)
     paced_p50, paced_p99 = percentiles(paced)
     ratio = drain / raw
@@ -283,12 +295,16 @@ def main() -> int:
         f"   (while 32 clients send as fast as they can)"
     )
     print(
-        f" deliveries (paced)   {args.paced_rate * 3:>8,.0f}/s   stored -> ack p50 {paced_p50:.1f} ms   "
-        f"p99 {paced_p99:.1f} ms   ({args.paced_rate:g} sends/s)"
+        f" deliveries (paced)   {paced_rate:>8,.0f}/s   stored -> ack p50 {paced_p50:.1f} ms   "
+        f"p99 {paced_p99:.1f} ms   (sends paced at {args.paced_rate:g}/s; rate as received)"
     )
-    print(f" deliveries (backlog) {drain:>8,.0f}/s   draining a backlog of every instance at once")
     print(
-        f" raw signed POSTs     {raw:>8,.0f}/s   ({args.instances} senders in a process of their own, same receiver; median of 3)"
+        f" deliveries (backlog) {drain:>8,.0f}/s   draining a backlog of every instance at once; "
+        f"server CPU {cpu_per_delivery:.2f} ms per delivery"
+    )
+    print(
+        f" raw signed POSTs     {raw:>8,.0f}/s   ({args.instances} senders in a process of their own, "
+        f"same receiver; median of 3); sender CPU {cpu_per_raw_post:.2f} ms per POST"
     )
     print(
         f" ratio {ratio:.0%} (target >= 50%), p99 target <= 100 ms: "

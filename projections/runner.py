@@ -41,9 +41,6 @@ class LiveProjections:
         # Called with the topics of each batch once it is committed, before anyone waiting
         # for its positions is woken (caches of read-model rows forget what changed).
         self.observers: list[Callable[[Iterable[str]], None]] = []
-        # Called in the reader thread with each notification as it arrives from the store
-        # (the webhook actor's wake-ups ride on this subscription instead of polling its own).
-        self._listeners: tuple[Callable[[Notification], None], ...] = ()
         self._inbox: queue.Queue[Notification | None] = queue.Queue(maxsize=BATCH * 10)
         self._cond = threading.Condition()
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -98,22 +95,11 @@ class LiveProjections:
         for loop, futures in by_loop.items():
             loop.call_soon_threadsafe(_resolve, futures)
 
-    def listen(self, listener: Callable[[Notification], None]) -> None:
-        self._listeners = (*self._listeners, listener)
-
-    def unlisten(self, listener: Callable[[Notification], None]) -> None:
-        self._listeners = tuple(x for x in self._listeners if x is not listener)
-
     # -- threads ------------------------------------------------------------------
 
     def _read(self) -> None:
         try:
             for notification in self._subscription:
-                for listener in self._listeners:
-                    try:
-                        listener(notification)
-                    except Exception:
-                        log.exception("a listener of the projections' feed failed")
                 self._inbox.put(notification)
         except BaseException as error:  # surfaced by health checks
             log.exception("projection subscription failed")

@@ -1,4 +1,3 @@
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,12 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers", "kills_the_server: kill -9s a server mid-transaction (see fresh_server)"
+    )
+    config.addinivalue_line(
+        "markers", "drill(label): a line of the drills screen (tests/drills.py)"
+    )
+    config.addinivalue_line(
+        "markers", "drill_cases(label): counted on a line of the drills screen (tests/drills.py)"
     )
 
 
@@ -45,25 +50,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, storage: Storage) -> Iterat
         yield running
 
 
-SECANTUS_KILL_9 = (
-    "kill -9 leaves MongoDB transactions of the killed server open; mongod aborts them after "
-    "transactionLifetimeLimitSeconds (60 s), SecantusDB 0.7.0b3 only when a later transaction "
-    "touches its registry, and a plain write spinning on the conflict wedges the whole test "
-    "server. Set MONGODB_TEST_URL (a real mongod) to run this drill on MongoDB"
-)
-
-
 @pytest.fixture()
-def fresh_server(
-    request: pytest.FixtureRequest, tmp_path: Path, storage: Storage
-) -> Iterator[Server]:
+def fresh_server(tmp_path: Path, storage: Storage) -> Iterator[Server]:
     """A server of the test's own, for tests that restart or kill it."""
-    if (
-        storage.provider == "mongodb"
-        and request.node.get_closest_marker("kills_the_server")
-        and not os.environ.get(mongo.TEST_URL)
-    ):
-        pytest.skip(SECANTUS_KILL_9)
     with running_server(tmp_path, storage) as running:
         yield running
 
@@ -99,23 +88,18 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(line)
 
 
-_COUNTED = {
-    "test_api_bad_input.py": "bad input cases",
-    "test_api_security.py": "security cases",
-    "test_outbound.py": "security cases",
-    "test_isolation.py": "isolation cases (from the route table)",
-}
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    from tests import drills
+
+    for item in items:
+        drills.collected(item)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Count the bad-input, security and isolation cases for the drills screen."""
-    if report.when != "call":
-        return
-    label = _COUNTED.get(Path(report.fspath).name)
-    if label is not None:
-        from tests import drills
+    """Every phase's outcome, for the drills screen (setup and teardown errors count)."""
+    from tests import drills
 
-        drills.record(label, passed=int(report.passed), failed=int(report.failed))
+    drills.reported(report)
 
 
 @pytest.fixture(params=["sqlite", "mongodb"])

@@ -27,6 +27,22 @@ from pymongo.errors import PyMongoError
 
 TEST_URL = "MONGODB_TEST_URL"
 
+# A server killed inside a transaction leaves it open, holding what it wrote (the position
+# counter, a read-model batch) until the database aborts it: mongod after
+# transactionLifetimeLimitSeconds (60 s by default), SecantusDB after its
+# `transaction_lifetime_seconds`, which its command line does not take. Five seconds keeps
+# the kill -9 drills short; no transaction of the tests stays open that long.
+TRANSACTION_LIFETIME_SECONDS = 5
+
+LAUNCH = """
+import functools, sys
+from secantus import cli
+cli.SecantusDBServer = functools.partial(
+    cli.SecantusDBServer, transaction_lifetime_seconds=float(sys.argv[1])
+)
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -54,12 +70,14 @@ def secantus(
     standalone: bool = False,
     timeout: float = 60.0,
 ) -> Iterator[str]:
-    """Run SecantusDB in a child process on 127.0.0.1; yield its URL."""
+    """Run SecantusDB in a child process on 127.0.0.1 (its daemon's command line, with
+    transactions reaped after TRANSACTION_LIFETIME_SECONDS); yield its URL."""
     port = port or free_port()
     command = [
         sys.executable,
-        "-m",
-        "secantus",
+        "-c",
+        LAUNCH,
+        str(TRANSACTION_LIFETIME_SECONDS),
         "--host",
         "127.0.0.1",
         "--port",

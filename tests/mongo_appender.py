@@ -16,11 +16,13 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from app.mongodb import MongoApplicationRecorder, MongoDatastore
 
+MAX_CONFLICTS = 1000  # each conflict means another appender got in: bounded, never endless
+
 
 def append_to_shared(recorder: MongoApplicationRecorder, shared: UUID, label: str) -> int:
     """Append one event to the shared aggregate; return how many conflicts it took."""
     conflicts = 0
-    while True:
+    while conflicts < MAX_CONFLICTS:
         last = recorder.select_events(shared, desc=True, limit=1)
         version = last[0].originator_version + 1 if last else 1
         try:
@@ -28,6 +30,7 @@ def append_to_shared(recorder: MongoApplicationRecorder, shared: UUID, label: st
             return conflicts
         except IntegrityError:
             conflicts += 1
+    raise RuntimeError(f"{label}: no append to the shared aggregate after {conflicts} conflicts")
 
 
 def main(url: str, database: str, own: str, shared: str, count: int) -> None:

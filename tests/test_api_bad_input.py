@@ -10,18 +10,19 @@ from __future__ import annotations
 import json
 import re
 import struct
-import threading
 import uuid
 import zlib
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.local_http import LocalHttp, QuietHandler
 from tests.server import Api, Server, Storage, running_server, wait_until
+
+pytestmark = pytest.mark.drill_cases("bad input cases")
 
 MIB = 1024 * 1024
 OVER_A_MIB = b'{"pad": "' + b"x" * (MIB + 10) + b'"}'
@@ -746,7 +747,7 @@ class MediaHost:
         self.requests: list[str] = []
         host = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 host.requests.append(self.path)
                 item = files.get(self.path)
@@ -763,17 +764,11 @@ class MediaHost:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.http = LocalHttp(Handler)
+        self.url = self.http.url
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.http.close()
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,8 @@ from starlette.routing import Route
 import app.routes
 from tests.server import ADMIN_EMAIL, ADMIN_PASSWORD, Api, Server, wait_until
 
+pytestmark = pytest.mark.drill_cases("security cases")
+
 # Meta's webhook for cloud instances takes no API credentials: Meta proves itself with the
 # verify token and the body's signature (SPEC section 3). It is checked separately below.
 NO_CREDENTIALS_BY_DESIGN = {"/api/auth/login", "/api/cloud/{instanceId}/webhook"}

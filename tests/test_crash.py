@@ -37,6 +37,7 @@ def load(
 
 
 @pytest.mark.kills_the_server
+@pytest.mark.drill("kill -9 under load ({server_provider})")
 def test_kill_9_under_load_loses_no_acknowledged_send(fresh_server: Server) -> None:
     api = Api.login(fresh_server)
     a = api.create_instance("Loaded")["id"]
@@ -54,15 +55,22 @@ def test_kill_9_under_load_loses_no_acknowledged_send(fresh_server: Server) -> N
     ]
     for worker in workers:
         worker.start()
+    # Load for a while, and until sends are being acknowledged (on a loaded machine, or on
+    # MongoDB, the first second may see none).
     time.sleep(1.5)
+    wait_until(lambda: len(acknowledged) >= 20, timeout=60)
     fresh_server.kill()
     stop.set()
     for worker in workers:
         worker.join(timeout=10)
-    assert len(acknowledged) > 10
-
     # Every acknowledged send is in the event store...
     stored = stored_message_ids(fresh_server)
+    record(
+        acknowledged=len(acknowledged),
+        stored=sum(m in stored for m in acknowledged),
+        lost=len(set(acknowledged) - stored),
+    )
+    assert len(acknowledged) >= 20
     assert set(acknowledged) <= stored
     # ...and, after a restart, in the read models; the instances come back connected.
     fresh_server.start()
@@ -72,15 +80,9 @@ def test_kill_9_under_load_loses_no_acknowledged_send(fresh_server: Server) -> N
         f"/api/instances/{a}/chats/15550007002/messages", params={"limit": 1000}
     ).json()
     shown = {m["messageId"] for m in history["messages"]}
+    record(in_history=len(set(acknowledged) & shown))
     assert set(acknowledged) <= shown
     assert api.send(a, "15550007002", "after the crash").status_code == 200
-    record(
-        f"kill -9 under load ({fresh_server.provider})",
-        acknowledged=len(acknowledged),
-        stored=sum(m in stored for m in acknowledged),
-        in_history=len(set(acknowledged) & shown),
-        lost=len(set(acknowledged) - shown),
-    )
 
 
 # The full-disk and read-only drills are SQLite's by nature: they shrink or freeze the
@@ -107,7 +109,12 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
+@pytest.mark.drill("full disk (4 MB tmpfs)")
 def test_a_full_disk_gives_clear_errors_and_no_damage(tmp_path: Path, tiny_disk: Path) -> None:
+    """What the README promises: while the disk is full, sends answer `503
+    storage_unavailable` (the instance keeps running: nothing restarts it), nothing
+    acknowledged is lost, the database stays intact, and once there is space again the
+    next send is acknowledged and stored."""
     server = Server(tmp_path, SQLITE_DATABASE_URL=f"file:{tiny_disk / 'whatsapp-api.db'}")
     server.start()
     try:
@@ -118,51 +125,60 @@ def test_a_full_disk_gives_clear_errors_and_no_damage(tmp_path: Path, tiny_disk:
         filler = tiny_disk / "filler"
         subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)
         answers = [api.send(a, "15550007102", "x" * 2000) for _ in range(30)]
-        failed = [r for r in answers if r.status_code != 200]
-        assert failed, "the disk never filled up"
-        for answer in failed:
-            # 503 while writes fail; 409 once a restarted instance is still reconnecting;
-            # 202 when the instance did not answer in time (the send may still happen).
-            assert (answer.status_code, answer.json()["code"]) in {
-                (503, "storage_unavailable"),
-                (202, "send_outcome_unknown"),
-                (503, "instance_unavailable"),
-                (409, "instance_not_connected"),
-            }, answer.text
-            assert "Traceback" not in answer.text
-        assert server.client().get("/health").status_code in (200, 503)
         sent += [r.json()["id"] for r in answers if r.status_code == 200]
+        failed = [r for r in answers if r.status_code != 200]
+        refused = [(r.status_code, r.json().get("code")) for r in failed]
+        health_while_full = server.client().get("/health").status_code
         filler.unlink()
-        # Space again: the server carries on, and nothing acknowledged went missing.
-        wait_until(lambda: api.send(a, "15550007102", "after").status_code == 200, timeout=15)
+        # Space again: the very instance carries on (no restart, no new pairing).
+        after = api.send(a, "15550007102", "after")
+        after_id = after.json().get("id") if after.status_code == 200 else None
     finally:
+        log = server.log_text()
         server.stop()
     db = sqlite3.connect(tiny_disk / "whatsapp-api.db")
-    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
     db.close()
     stored = stored_message_ids(server)
+    storage_refusals = refused.count((503, "storage_unavailable"))
+    record(
+        refused_503_storage_unavailable=storage_refusals,
+        other_answers=len(refused) - storage_refusals,
+        acknowledged=len(sent),
+        lost=len(set(sent) - stored),
+        send_after_space_stored=after_id is not None and after_id in stored,
+        integrity_ok=integrity == "ok",
+    )
+    assert refused, "the disk never filled up"
+    assert refused == [(503, "storage_unavailable")] * len(refused), refused
+    assert "crashed" not in log and "restarting instance" not in log
+    assert "Traceback" not in log
+    assert health_while_full in (200, 503)
     assert set(sent) <= stored
+    assert after.status_code == 200, after.text
+    assert after_id in stored
+    assert integrity == "ok"
     # Every 5xx the server answered is an error line that names its request id.
     errors = (tmp_path / "logs" / "error.log").read_text()
     for answer in failed:
         if answer.status_code >= 500:
             assert f"request={answer.headers['x-request-id']}" in errors, answer.headers
-    record(
-        "full disk (4 MB tmpfs)",
-        refused_503=len(failed),
-        acknowledged=len(sent),
-        lost=len(set(sent) - stored),
-        integrity_ok=True,
-    )
 
 
+@pytest.mark.drill("read-only data directory")
 def test_a_read_only_data_directory_stops_start_up_with_a_clear_line(
     tmp_path: Path, tiny_disk: Path
 ) -> None:
     subprocess.run(["mount", "-o", "remount,ro", str(tiny_disk)], check=True)
     server = Server(tmp_path, SQLITE_DATABASE_URL=f"file:{tiny_disk / 'data' / 'whatsapp-api.db'}")
-    with pytest.raises(RuntimeError):
+    try:
         server.start(timeout=15)
+        refused = False
+    except RuntimeError:
+        refused = True
+    finally:
+        server.stop()
     log = server.log_text()
-    assert "cannot use the data directory" in log and str(tiny_disk) in log
-    record("read-only data directory", refused_start=True, clear_line=True)
+    clear_line = "cannot use the data directory" in log and str(tiny_disk) in log
+    record(refused_start=refused, clear_line=clear_line)
+    assert refused and clear_line, log[-2000:]

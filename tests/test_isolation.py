@@ -12,6 +12,8 @@ from app.config import Settings
 from app.server import create_app
 from tests.server import Api, Server, Storage, running_server
 
+pytestmark = pytest.mark.drill_cases("security cases")
+
 EXEMPT = {"/api/cloud/{instanceId}/webhook"}  # Meta's webhook: no credentials, proven by signature
 
 
@@ -37,6 +39,7 @@ def strangers(server: Server, admin: Api) -> tuple[Api, Api, str]:
     return owner, stranger, instance
 
 
+@pytest.mark.drill_cases("isolation cases (from the route table)")
 @pytest.mark.parametrize(("path", "method"), instance_routes())
 def test_no_instance_route_lets_a_stranger_in(
     strangers: tuple[Api, Api, str], path: str, method: str

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
@@ -18,6 +19,7 @@ from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
 from app.mongodb import MongoApplicationRecorder, MongoDatastore
 from tests import mongo
 from tests.mongo_appender import append_to_shared
+from tests.server import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT = 30.0  # upper bound for anything that should take well under a second
@@ -206,11 +208,23 @@ def test_an_append_waits_for_one_that_took_a_position_and_has_not_committed(
         later[:] = recorder.insert_events([event(second, 1)]) or []
         later_done.set()
 
+    # Count the second append's attempts: a retry is the proof that it met the open one.
+    attempts: list[int] = []
+    insert = recorder._insert
+
+    def counted(session: Any, stored_events: Any, **kwargs: Any) -> list[int]:
+        if stored_events[0].originator_id == second:
+            attempts.append(1)
+        return insert(session, stored_events, **kwargs)
+
+    recorder._insert = counted  # type: ignore[method-assign]
     fast = threading.Thread(target=fast_append)
     fast.start()
-    # While the first transaction is open, the second cannot commit (it conflicts on the
-    # position counter and retries), and readers see neither.
-    assert not later_done.wait(0.5)
+    # While the first transaction is open, the second cannot commit: it conflicts on the
+    # position counter and retries (not a fixed wait: a retry is seen), and readers see
+    # neither.
+    wait_until(lambda: len(attempts) >= 2, timeout=WAIT)  # the second append retried
+    assert not later_done.is_set()
     assert recorder.select_notifications(start=None, limit=10) == []
     release.set()
     slow.join(WAIT)
@@ -233,8 +247,7 @@ def test_a_subscription_resumes_after_its_stream_dropped(tmp_path: Path) -> None
         recorder.insert_events([event(aggregate, 1)])
         collector = Collector(recorder, 6)
         recorder.insert_events([event(aggregate, 2)])
-        while len(collector.seen) < 2 and not collector.done.wait(0.05):
-            pass
+        wait_until(lambda: len(collector.seen) >= 2 or collector.done.is_set(), timeout=WAIT)
     # The server is down; the subscription keeps trying to reopen its stream.
     with mongo.secantus(storage, port) as url:
         # Another process's appends: only the reopened change stream can ring for them.

@@ -19,11 +19,13 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from actors.outbound import AddressNotAllowed, OutboundHTTP, allowed
-from actors.webhooks import WebhookPoster
+from actors.webhooks.poster import WebhookPoster
 from app import media
 from app.errors import ApiError
 from tests.receiver import Receiver
 from tests.server import Api, running_server
+
+pytestmark = pytest.mark.drill_cases("security cases")
 
 PUBLIC = "93.184.216.34"  # a public address: answered to checks, never connected to
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
+import sqlite3
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from tests.readmodels import MongoProvider, SQLiteProvider
 from tests.receiver import Receiver
 from tests.server import Api, Server, wait_until
 
@@ -21,6 +24,24 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.close()
+
+
+# What the instance stores for each notify flag's kind (type, and status for receipts).
+NOTIFIED_KINDS = {
+    "MessageSent",
+    "MessageStatusChanged:delivered",
+    "MessageStatusChanged:read",
+    "MessageReceived",
+}
+
+
+def stored_kinds(api: Api, instance: str) -> list[str]:
+    """The instance's stored events, as their type (with the status, for receipts)."""
+    answer = api.http.get(f"/api/instances/{instance}/events", params={"limit": 1000})
+    return [
+        event["type"] + (f":{event['data']['status']}" if event["data"].get("status") else "")
+        for event in answer.json()["events"]
+    ]
 
 
 def hooked(api: Api, name: str, url: str, **settings: object) -> str:
@@ -141,9 +162,12 @@ def test_each_notify_flag_filters_its_events(
         admin.pair(peer, str(int(number) + 1000))
         admin.send(a, str(int(number) + 1000), "hi")
         admin.send(peer, number, "back")
-        # Everything else arrives; the filtered kind never does.
-        wait_until(lambda: len(receiver.received) >= 5)
-        time.sleep(0.3)
+        # Every kind is stored for the instance, the filtered one too...
+        wait_until(lambda: set(stored_kinds(admin, a)) >= NOTIFIED_KINDS)
+        # ...and then an event that is always sent: deliveries are in order, so once it has
+        # arrived, the filtered kind would have arrived before it (no fixed wait).
+        assert admin.http.post(f"/api/sandbox/instances/{a}/drop").status_code == 200
+        wait_until(lambda: "connection_closed" in receiver.events())
         seen = [
             r.event if r.event != "message_status" else r.json["data"]["status"]
             for r in receiver.received
@@ -242,9 +266,9 @@ def test_a_new_url_applies_to_the_next_attempt_without_a_restart(
 def test_settings_from_an_older_change_never_replace_newer_ones() -> None:
     # Settings come with the change (no store read); answers to two quick PUTs may
     # arrive in either order, and the newer settings must win.
-    from actors.webhooks import _Deliverer
+    from actors.webhooks.deliverer import Deliverer
 
-    deliverer = _Deliverer(None, "i", {})  # type: ignore[arg-type]
+    deliverer = Deliverer(None, "i", {})  # type: ignore[arg-type]
     deliverer.update(7, {"url": "http://newer"})
     deliverer.update(6, {"url": "http://older"})
     assert deliverer.settings == {"url": "http://newer"}
@@ -288,8 +312,18 @@ def test_replay_resends_exactly_the_range_with_the_original_delivery_ids(
     for r in replayed:
         if r.event == "message_sent":
             assert r.headers["x-webhook-delivery"] == originals[r.json["data"]["messageId"]]
-    time.sleep(0.3)
-    assert len(receiver.received) == before + expected
+    # Nothing else comes. Not a fixed wait: a live send after the replay arrives with its
+    # receipts, and live deliveries are in order, so a stray re-send would come before them.
+    r3 = admin.send(a, "15553370002", "r3").json()["id"]
+    wait_until(
+        lambda: any(
+            r.json["data"].get("messageId") == r3 and r.json["data"].get("status") == "read"
+            for r in receiver.received
+        )
+    )
+    later = receiver.received[before + expected :]
+    assert [r.headers.get("x-webhook-replay") for r in later] == [None] * len(later)
+    assert {r.json["data"]["messageId"] for r in later} == {r3}, [r.json for r in later]
 
 
 def test_private_webhook_addresses_are_refused_when_not_allowed(tmp_path) -> None:
@@ -341,5 +375,62 @@ def test_kill_9_during_delivery_loses_nothing(fresh_server: Server) -> None:
             assert by_id.setdefault(r.headers["x-webhook-delivery"], r.body) == r.body
         assert delivered_before < 40 + 2, "the kill should have interrupted delivery"
         assert len(fresh_server.stored_events(a, topic="MessageSent")) == 40
+    finally:
+        receiver.close()
+
+
+def plant_row(server: Server, table: str, row: dict[str, Any]) -> None:
+    """Write a read-model row behind the server's back, as a stray writer would."""
+    read_models = server.read_models()
+    try:
+        if isinstance(read_models, MongoProvider):
+            read_models.store().collection(table).insert_one({"_id": row["id"], **row})
+            return
+        assert isinstance(read_models, SQLiteProvider)
+        db = sqlite3.connect(read_models._file())
+        with db:
+            marks = ", ".join("?" * len(row))
+            db.execute(
+                f"INSERT INTO {table} ({', '.join(row)}) VALUES ({marks})", list(row.values())
+            )
+        db.close()
+    finally:
+        read_models.close()
+
+
+def test_webhooks_arrive_while_a_projection_is_broken(fresh_server: Server) -> None:
+    receiver = Receiver()
+    try:
+        admin = Api.login(fresh_server)
+        a = hooked(admin, "Unprojected", receiver.url, notifyDelivery=False, notifyRead=False)
+        peer = admin.create_instance("Unprojected peer")["id"]
+        admin.pair(a, "15553390001")
+        admin.pair(peer, "15553390002")
+        wait_until(lambda: receiver.events() == ["qr_received", "connection_opened"])
+        # Break the activity projection: a stray row already holds the id that the row of
+        # the instance's next event will take, so the batch that carries that event fails
+        # (a duplicate key, on either provider) and the read models stop there.
+        version = len(fresh_server.stored_events(a))
+        stray = {"id": f"{a}-{version + 1}", "instance_id": a, "action": "stray", "details": "{}"}
+        plant_row(fresh_server, "activity", {**stray, "created_at": "2026-01-01T00:00:00.000Z"})
+        admin.http.post(f"/api/sandbox/instances/{a}/drop")  # its ConnectionClosed is that event
+        wait_until(lambda: not admin.http.get("/health").json()["checks"]["readModels"]["ok"])
+        # It reconnects by itself; the webhooks say so while the read models cannot.
+        wait_until(lambda: receiver.events()[2:] == ["connection_closed", "connection_opened"])
+
+        # The send waits (bounded) for read models that never come, then answers.
+        sent = admin.send(a, "15553390002", "while the read models are down")
+        assert sent.status_code == 200, sent.text
+        wait_until(
+            lambda: (
+                [
+                    r.json["data"].get("messageId")
+                    for r in receiver.received
+                    if r.event == "message_sent"
+                ]
+                == [sent.json()["id"]]
+            ),
+        )
+        assert not admin.http.get("/health").json()["checks"]["readModels"]["ok"]
     finally:
         receiver.close()

@@ -14,12 +14,20 @@ from typing import Any
 
 
 class EngineError(Exception):
-    """The engine refused or failed a command; `code` says why, for the API."""
+    """The engine refused or failed a command; `code` says why, for the API, and
+    `details` (optional) what a program may act on."""
 
-    def __init__(self, message: str, code: str = "engine_error", status: int = 409) -> None:
+    def __init__(
+        self,
+        message: str,
+        code: str = "engine_error",
+        status: int = 409,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
+        self.details = details
 
 
 class OutcomeUnknown(EngineError):

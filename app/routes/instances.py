@@ -15,6 +15,7 @@ from starlette.routing import Route
 from actors.outbound import AddressNotAllowed, OutboundHTTP
 from app import quotas, views
 from app.context import LOGOUT_TIMEOUT, Context
+from app.engine_settings import check_proxy, cloud_settings
 from app.errors import ApiError, invalid
 from app.openapi import doc
 from app.schemas import InstanceCreate, InstanceUpdate, parse
@@ -61,8 +62,9 @@ async def create_instance(request: Request) -> JSONResponse:
     if engine == "cloud" and body.cloud is None:
         raise invalid("The cloud engine needs 'cloud' settings", "cloud", "missing")
     await check_webhook_url(ctx, body.webhookUrl)
-    settings: dict[str, Any] = structs.asdict(body.cloud) if body.cloud else {}
+    settings: dict[str, Any] = await cloud_settings(ctx, body.cloud) if body.cloud else {}
     if body.proxy:
+        await check_proxy(ctx, body.proxy)
         settings["proxy"] = body.proxy
     instance = Instance(
         user_id=principal.user_id,
@@ -132,8 +134,9 @@ async def update_instance(request: Request) -> JSONResponse:
     if body.cloud is not UNSET:
         if row["engine"] != "cloud":
             raise invalid("'cloud' settings apply to cloud instances only", "cloud")
-        settings.update(structs.asdict(body.cloud))
+        settings.update(await cloud_settings(ctx, body.cloud))
     if body.proxy is not UNSET:
+        await check_proxy(ctx, body.proxy)
         settings["proxy"] = body.proxy
     if settings:
         changes["engine_settings"] = settings

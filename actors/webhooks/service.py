@@ -1,0 +1,242 @@
+"""The webhook service: an event loop thread that runs one Deliverer per instance.
+
+Notices of new events (from the feed, in its thread) are gathered per instance and
+handed to the loop in batches: one loop wake-up for many events, and memory that grows
+with the number of instances, not of events. Blocking store reads run in a small pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from actors.outbound import OutboundHTTP
+from actors.webhooks.deliverer import READ_PAGE, Deliverer, delivers
+from actors.webhooks.poster import WebhookPoster
+from domain.webhook import WebhookLog
+
+log = logging.getLogger(__name__)
+
+VersionedSettings = tuple[int, dict[str, Any]]  # an instance's version, its webhook settings then
+
+
+class Cursors(Protocol):
+    """How far each instance's delivery got past events it had nothing to send for.
+
+    Kept in the configured storage, beside the event store (app/ hands one down)."""
+
+    def get(self, instance_id: str) -> int:
+        """The stored position, 0 if none."""
+
+    def set(self, instance_id: str, position: int) -> None:
+        """Store `position` unless a higher one is stored already."""
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+@dataclass(frozen=True)
+class WebhookDefaults:
+    max_retries: int
+    retry_interval_ms: int
+    allow_private: bool
+    timeout: float = 10.0
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's where it is installed (as under uvicorn): less CPU per POST than asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+class WebhookService:
+    """What the webhook actor runs in its event loop thread."""
+
+    def __init__(
+        self,
+        store: Any,
+        committer: Any,
+        load_settings: Callable[[str], VersionedSettings | None],
+        cursors: Cursors,
+        defaults: WebhookDefaults,
+        outbound: OutboundHTTP | None = None,
+    ) -> None:
+        self.store = store
+        self.committer = committer
+        self.load_settings = load_settings
+        self.cursors = cursors
+        self.defaults = defaults
+        self.outbound = outbound or OutboundHTTP(defaults.allow_private)
+        self.deliverers: dict[str, Deliverer] = {}
+        self.idle: set[str] = set()  # instances whose deliverer sleeps with webhooks off
+        self._noticed: dict[str, list[int]] = {}  # positions per instance, not yet handed over
+        self._notice_lock = threading.Lock()
+        self._background: set[asyncio.Task[None]] = set()
+        self.loop = new_event_loop()
+        self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-io")
+        self._poster: WebhookPoster | None = None
+        self._thread = threading.Thread(target=self.loop.run_forever, name="webhooks", daemon=True)
+
+    @property
+    def poster(self) -> WebhookPoster:
+        assert self._poster is not None, "the service is not started"
+        return self._poster
+
+    # -- lifecycle (any thread) -----------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+        self.call(self._open()).result(timeout=10)
+
+    def stop(self) -> None:
+        try:
+            self.call(self._close()).result(timeout=10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+            self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def call(self, coroutine: Any) -> Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    # -- in the loop --------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        self._poster = WebhookPoster(self.outbound, self.defaults.timeout)
+
+    async def _close(self) -> None:
+        tasks = [d.task for d in self.deliverers.values() if d.task is not None]
+        tasks += list(self._background)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._poster is not None:
+            await self._poster.close()
+
+    def notice(self, instance_id: str, position: int) -> None:
+        """(Any thread.) An instance event was stored at `position`: wake its deliverer,
+        unless it is idle (webhooks off). Handed to the loop in batches."""
+        if instance_id in self.idle:
+            return
+        with self._notice_lock:
+            positions = self._noticed.get(instance_id)
+            if positions is not None:
+                positions.append(position)
+                return
+            self._noticed[instance_id] = [position]
+            first = len(self._noticed) == 1
+        if first:  # one wake-up for everything noticed until it runs
+            self.loop.call_soon_threadsafe(self._drain_notices)
+
+    def _drain_notices(self) -> None:
+        with self._notice_lock:
+            noticed, self._noticed = self._noticed, {}
+        for instance_id, positions in noticed.items():
+            self.watch(instance_id).notice(positions)
+
+    def watch(self, instance_id: str) -> Deliverer:
+        """Start delivering an instance's events, or wake its deliverer if it runs."""
+        deliverer = self.deliverers.get(instance_id)
+        if deliverer is not None and deliverer.task is not None and not deliverer.task.done():
+            deliverer.wake.set()
+            return deliverer
+        # Registered before any await, so two quick notices start one deliverer.
+        deliverer = Deliverer(self, instance_id, {})
+        self.deliverers[instance_id] = deliverer
+        deliverer.task = asyncio.create_task(self._guard(deliverer), name=f"webhooks-{instance_id}")
+        return deliverer
+
+    async def _guard(self, deliverer: Deliverer) -> None:
+        """Run a deliverer; if it fails, log and start it again from its stored position."""
+        try:
+            while True:
+                try:
+                    await deliverer.run()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception(
+                        "webhook delivery for %s failed; resuming in 1 s", deliverer.instance_id
+                    )
+                    await asyncio.sleep(1)
+        finally:
+            if self.deliverers.get(deliverer.instance_id) is deliverer:
+                del self.deliverers[deliverer.instance_id]  # ended (deleted) or cancelled
+
+    async def refresh(self, instance_id: str, versioned: VersionedSettings) -> None:
+        """New webhook settings, as the change that made them returned them."""
+        deliverer = self.deliverers.get(instance_id)
+        if deliverer is not None:
+            version, settings = versioned
+            if instance_id in self.idle and delivers(settings):
+                # Turned on: what happened while it was off is never sent. Skip it (and store
+                # that) before the request that turned it on is answered.
+                await deliverer.skip_to_head()
+            deliverer.update(version, settings)
+
+    async def replay(
+        self, instance_id: str, after: int, until: int | None, since: datetime | None
+    ) -> int:
+        """Re-send an instance's events in a range (marked as replays); return how many."""
+        deliverer = self.deliverers.get(instance_id)
+        if deliverer is None or deliverer.log is None:
+            raise LookupError("webhook delivery is not running for this instance")
+        chosen: list[tuple[int, Any, dict[str, Any]]] = []
+        position = after
+        while True:
+            page = await self.run_blocking(self.read, instance_id, position, READ_PAGE)
+            for notification, event in page:
+                if until is not None and notification.id > until:
+                    break
+                position = notification.id
+                if since is not None and event.timestamp < since:
+                    continue
+                body = deliverer.body_for(event)
+                if body is not None:
+                    chosen.append((notification.id, event, body))
+            else:
+                if len(page) == READ_PAGE:
+                    continue
+            break
+
+        async def resend() -> None:
+            for notification_id, event, body in chosen:
+                await deliverer.deliver(notification_id, event, body, replay=True)
+
+        task = asyncio.create_task(resend(), name=f"replay-{instance_id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return len(chosen)
+
+    # -- blocking helpers (in the executor) -----------------------------------------------
+
+    async def run_blocking(self, function: Callable[..., Any], *args: Any) -> Any:
+        return await self.loop.run_in_executor(self.executor, function, *args)
+
+    def head(self) -> int:
+        return self.store.recorder.max_notification_id() or 0
+
+    def read(self, instance_id: str, after: int, limit: int) -> list[tuple[Any, Any]]:
+        notifications = self.store.recorder.select_originator_notifications(
+            UUID(instance_id), gt=after, limit=limit
+        )
+        return [(n, self.store.mapper.to_domain_event(n)) for n in notifications]
+
+    def load_log(self, instance_id: str) -> WebhookLog:
+        from eventsourcing.application import AggregateNotFoundError
+
+        try:
+            return self.store.repository.get(WebhookLog.create_id(instance_id))
+        except AggregateNotFoundError:
+            return WebhookLog(instance_id)
