@@ -197,10 +197,16 @@ def test_a_ban_stops_the_child_and_connect_starts_a_new_one(make: Callable[..., 
         assert second != first
 
 
-def test_keep_alive_trouble_ends_with_the_next_connection(make: Callable[..., Engine]) -> None:
+def test_keep_alive_trouble_ends_with_the_next_connection(
+    make: Callable[..., Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from neonize.proto.Neonize_pb2 import Disconnected as DisconnectedEv
     from neonize.proto.Neonize_pb2 import KeepAliveTimeout
 
+    from actors.engines import whatsmeow
+
+    # The socket check gives whatsmeow 10 minutes to recover by itself; here, none.
+    monkeypatch.setattr(whatsmeow, "KEEPALIVE_BACKSTOP", 0.0)
     with hanging_proxy() as proxy:
         engine = make(proxy=proxy.url)
         engine.engine.connect()
@@ -211,6 +217,7 @@ def test_keep_alive_trouble_ends_with_the_next_connection(make: Callable[..., En
         # whatsmeow keepalive.go: failed pings dispatch KeepAliveTimeout; after 3 minutes
         # of them it reconnects by itself, and no KeepAliveRestored ever follows.
         engine.inject(KeepAliveTimeout(ErrorCount=1, LastSuccess=1), pid)
+        wait_until(lambda: not engine.engine.healthy())
         engine.inject(DisconnectedEv(), pid)
         engine.inject(connected_event(), pid)
         engine.wait_for(Connected, 2)
