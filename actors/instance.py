@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from actors.engines.base import (
     LoggedOut,
     Media,
     MediaSaved,
+    Notice,
     OutcomeUnknown,
     QrCode,
     Receipt,
@@ -42,14 +44,16 @@ from actors.engines.base import (
     Undecryptable,
 )
 from actors.engines.capabilities import (
-    CloudWebhookReceiver,
+    ConcurrentSends,
     NumberCheck,
     Pairing,
     SandboxControls,
 )
-from domain.instance import Instance, SendOutcomeUnknown
+from domain.instance import Instance, InstanceError, SendOutcomeUnknown
 
 log = logging.getLogger(__name__)
+
+RECENT_REPORTS = 10_000  # reports recorded lately, by id, to drop a retried delivery's
 
 EngineFactory = Callable[[Instance, Emit], Engine]
 
@@ -76,6 +80,9 @@ class Outcome(Generic[T]):
 
     value: T
     commit: Future[list[int]] | None = None
+    # The command goes on outside the actor (a send on the network); its outcome, once
+    # the actor has recorded it, comes here (and then `value` means nothing).
+    later: Future[Outcome[T]] | None = None
 
     @property
     def position(self) -> int:
@@ -95,6 +102,25 @@ class _CommitFailed:
 @dataclass(frozen=True)
 class _BanOver:
     """A temporary ban's time is up."""
+
+
+@dataclass(frozen=True)
+class _SendFinished:
+    """The network answered a send the actor started (`ConcurrentSends`)."""
+
+    started: _Started
+    sent: Sent | None
+    error: BaseException | None
+
+
+@dataclass(frozen=True)
+class _Started:
+    to: str
+    kind: str
+    body: str
+    media: dict[str, Any] | None
+    key: str | None
+    outcome: Future[Outcome[str]]
 
 
 class InstanceActor(BridgedActor):
@@ -121,6 +147,8 @@ class InstanceActor(BridgedActor):
         self._last_commit: Future[list[int]] | None = None
         self._qr_seen_at = 0.0
         self._ban_timer: threading.Timer | None = None
+        self._recent: OrderedDict[tuple[str, ...], None] = OrderedDict()
+        self._in_flight: dict[str, Future[Outcome[str]]] = {}
         self._epoch = 0  # reloads from the store after a failed commit
 
     # -- lifecycle ------------------------------------------------------------------
@@ -170,6 +198,9 @@ class InstanceActor(BridgedActor):
         if isinstance(message, _CommitFailed):
             self._commit_failed(message)
             return
+        if isinstance(message, _SendFinished):
+            self._send_finished(message)
+            return
         if self.instance.deleted:
             return
         ack: Ack | None = getattr(message, "ack", None)
@@ -177,29 +208,39 @@ class InstanceActor(BridgedActor):
             if ack is not None:
                 ack()  # a replay of something recorded already
             return
+        commit = self._record() if self._apply(message) else None
+        if ack is not None:
+            # The engine may forget the report once it is durable here.
+            if commit is None:
+                ack()
+            else:
+                commit.add_done_callback(lambda done: done.exception() is None and ack())
+
+    def _apply(self, message: EngineEvent) -> bool:
+        """Apply one engine report to the aggregate; False if it changes nothing."""
         instance = self.instance
         if instance.status == "logged_out" and isinstance(message, _CONNECTION_REPORTS):
             # Reports the engine made while the logout unlinked the session (it may have
             # connected to do so); only a new connection request starts another session.
-            return
+            return False
         match message:
             case QrCode(code):
                 self._qr_seen_at = time.monotonic()
                 instance.receive_qr(code)
-            case Connected(phone, push_name):
-                instance.open_connection(phone, push_name)
+            case Connected(phone, push_name, details):
+                instance.open_connection(phone, push_name, details)
             case Disconnected(reason, will_reconnect, retry_at):
                 instance.close_connection(reason, will_reconnect, retry_at)
             case ClientOutdated(client_version):
                 if instance.status == "outdated":
-                    return
+                    return False
                 instance.mark_outdated(client_version)
             case Banned(reason, expire):
                 instance.ban(reason, int(time.time()) + expire)
                 self._wait_for_ban()
             case LoggedOut(reason):
                 if instance.status == "logged_out":
-                    return  # already recorded by the logout command
+                    return False  # already recorded by the logout command
                 instance.log_out(reason)
             case Inbound() as m:
                 instance.record_received(
@@ -210,6 +251,9 @@ class InstanceActor(BridgedActor):
                     body=m.body,
                     media=m.media,
                     received_at=m.timestamp,
+                    data=m.data,
+                    bsuid=m.bsuid,
+                    username=m.username,
                     participant=m.participant,
                     phone=m.phone,
                     lid=m.lid,
@@ -240,27 +284,47 @@ class InstanceActor(BridgedActor):
                 )
             case MediaSaved(message_id, media, spool_seq):
                 instance.record_media(message_id, media, spool_seq)
-            case Receipt(message_id, status, remote_jid, spool_seq):
+            case Receipt(message_id, status, remote_jid, error, spool_seq):
                 instance.record_status(
-                    message_id, status, remote_jid, from_me=True, spool_seq=spool_seq
+                    message_id, status, remote_jid, from_me=True, error=error, spool_seq=spool_seq
                 )
+            case Notice(kind, details):
+                instance.receive_notice(kind, details)
             case Contacts(contacts):
                 instance.sync_contacts(contacts)
             case _:
                 log.warning("instance %s: unknown engine report %r", self.instance_id, message)
-                return
-        commit = self._record()
-        if ack is not None:
-            # The engine may forget the report once it is durable here.
-            if commit is None:
-                ack()
-            else:
-                commit.add_done_callback(lambda done: done.exception() is None and ack())
+                return False
+        return True
+
+    def record_reports(self, reports: list[EngineEvent]) -> Outcome[int]:
+        """Reports that reached the server outside the engine (Meta's webhook, verified
+        and parsed by the route) recorded like the engine's own; one this actor recorded
+        lately (a retried delivery) is dropped. The value is how many were recorded;
+        the caller answers once they are durable."""
+        self.instance.check_not_deleted()
+        recorded = 0
+        for report in reports:
+            key = _report_key(report)
+            if key is not None and key in self._recent:
+                continue
+            if self._apply(report):
+                recorded += 1
+                if key is not None:
+                    self._recent[key] = None
+                    while len(self._recent) > RECENT_REPORTS:
+                        self._recent.popitem(last=False)
+        return Outcome(recorded, self._record())
 
     # -- commands (proxy calls) -------------------------------------------------------
 
     def send_text(self, to: str, text: str, idempotency_key: str | None) -> Outcome[str]:
         """Send text to a JID; answer with the message id once MessageSent is stored."""
+        engine = self.engine
+        if isinstance(engine, ConcurrentSends):
+            return self._start(
+                to, idempotency_key, lambda: engine.start_text(to, text), "text", text, None
+            )
         return self._send(
             to, idempotency_key, lambda: self.engine.send_text(to, text), "text", text, None
         )
@@ -269,6 +333,16 @@ class InstanceActor(BridgedActor):
         self, to: str, media: Media, caption: str, idempotency_key: str | None
     ) -> Outcome[str]:
         """Send a file we hold to a JID; answer once MessageSent is stored."""
+        engine = self.engine
+        if isinstance(engine, ConcurrentSends):
+            return self._start(
+                to,
+                idempotency_key,
+                lambda: engine.start_media(to, media, caption),
+                media.kind,
+                caption,
+                media.describe(),
+            )
         return self._send(
             to,
             idempotency_key,
@@ -328,14 +402,6 @@ class InstanceActor(BridgedActor):
     def check_number(self, phone: str) -> bool:
         """Whether a phone number has WhatsApp."""
         return NumberCheck.of(*self._live_engine()).check(phone)
-
-    def verify_cloud_subscription(self, mode: str | None, token: str | None) -> bool:
-        """Whether Meta's webhook subscription check matches this instance."""
-        return CloudWebhookReceiver.of(*self._live_engine()).verify_subscription(mode, token)
-
-    def receive_cloud_webhook(self, body: bytes, signature: str | None) -> int:
-        """A signed delivery of Meta's webhook; return how many reports it made."""
-        return CloudWebhookReceiver.of(*self._live_engine()).handle_webhook(body, signature)
 
     def sandbox_scan(self, phone: str | None) -> str:
         """Sandbox: the phone scans the QR code; return the paired number."""
@@ -423,6 +489,7 @@ class InstanceActor(BridgedActor):
             return
         self._epoch += 1
         self._committer.reset(self.instance_id)
+        self._recent.clear()  # what it remembers may not have been stored
         running = self.state()
         self.instance = self._load(self.instance_id)
         if self.state() != running:
@@ -449,32 +516,16 @@ class InstanceActor(BridgedActor):
         body: str,
         media: dict[str, Any] | None,
     ) -> Outcome[str]:
-        instance = self.instance
-        earlier = instance.check_send_key(key)
+        earlier = self._begin_send(to, key, kind)
         if earlier is not None:
             return Outcome(earlier)
-        instance.check_connected()
-        if key:
-            # Durable before the engine sends: after a crash the key is known to be in
-            # flight, and a retry gets "outcome unknown" instead of a second message.
-            instance.start_send(key, to, kind)
-            self._durable(self._record())
         try:
             sent = send()
-        except OutcomeUnknown as error:
-            instance.lose_send(key, str(error))
-            self._durable(self._record())
-            raise SendOutcomeUnknown(
-                f"the send may or may not have reached WhatsApp: {error}", key
-            ) from None
         except EngineError as error:
-            if key:
-                instance.fail_send(key, f"{error.code}: {error}")
-                self._durable(self._record())
-            raise
-        instance.record_sent(
+            raise self._send_failed(key, error) from None
+        self.instance.record_sent(
             message_id=sent.message_id,
-            to=sent.to or to,
+            to=sent.chat or to,
             message_type=sent.message_type or kind,
             body=body,
             media=media,
@@ -482,6 +533,111 @@ class InstanceActor(BridgedActor):
             idempotency_key=key,
         )
         return Outcome(sent.message_id, self._record())
+
+    def _start(
+        self,
+        to: str,
+        key: str | None,
+        start: Callable[[], Future[Sent]],
+        kind: str,
+        body: str,
+        media: dict[str, Any] | None,
+    ) -> Outcome[str]:
+        """A send the engine runs without this actor: the actor goes on with its mailbox
+        while the network answers, and records the message when it has (`_SendFinished`).
+        A send with the idempotency key of one in flight shares its outcome."""
+        if key is not None and key in self._in_flight:
+            return Outcome("", later=self._in_flight[key])
+        earlier = self._begin_send(to, key, kind)
+        if earlier is not None:
+            return Outcome(earlier)
+        started = _Started(to, kind, body, media, key, Future())
+        try:
+            network = start()
+        except EngineError as error:
+            raise self._send_failed(key, error) from None
+        if key is not None:
+            self._in_flight[key] = started.outcome
+        me = self.actor_ref
+
+        def answered(done: Future[Sent]) -> None:
+            error = done.exception()
+            try:
+                me.tell(_SendFinished(started, None if error else done.result(), error))
+            except pykka.ActorDeadError as dead:
+                started.outcome.set_exception(error or dead)
+
+        network.add_done_callback(answered)
+        return Outcome("", later=started.outcome)
+
+    def _send_finished(self, finished: _SendFinished) -> None:
+        started = finished.started
+        if started.key is not None:
+            self._in_flight.pop(started.key, None)
+        if finished.sent is None:
+            error = finished.error or RuntimeError("send failed")
+            if isinstance(error, EngineError) and not self.instance.deleted:
+                error = self._send_failed(started.key, error)
+            started.outcome.set_exception(error)
+            return
+        sent = finished.sent
+        # The network took the message: it is recorded whatever happened to the
+        # connection meanwhile (not once the instance is deleted).
+        try:
+            self.instance.record_sent(
+                message_id=sent.message_id,
+                to=sent.chat or started.to,
+                message_type=sent.message_type or started.kind,
+                body=started.body,
+                media=started.media,
+                sent_at=sent.timestamp,
+                idempotency_key=started.key,
+                accepted=True,
+            )
+        except InstanceError as error:
+            started.outcome.set_exception(error)
+            return
+        started.outcome.set_result(Outcome(sent.message_id, self._record()))
+
+    def _begin_send(self, to: str, key: str | None, kind: str) -> str | None:
+        """Check a send before it goes out: the message id of an earlier send with its
+        key (then nothing is sent), else None once a keyed send is durably started."""
+        instance = self.instance
+        earlier = instance.check_send_key(key)
+        if earlier is not None:
+            return earlier
+        instance.check_connected()
+        self._check_addressable(to)
+        if key:
+            # Durable before the engine sends: after a crash the key is known to be in
+            # flight, and a retry gets "outcome unknown" instead of a second message.
+            instance.start_send(key, to, kind)
+            self._durable(self._record())
+        return None
+
+    def _send_failed(self, key: str | None, error: EngineError) -> InstanceError | EngineError:
+        """Record how a send ended without an answer; the error to give the caller."""
+        instance = self.instance
+        if isinstance(error, OutcomeUnknown):
+            instance.lose_send(key, str(error))
+            self._durable(self._record())
+            return SendOutcomeUnknown(
+                f"the send may or may not have reached WhatsApp: {error}", key
+            )
+        if key:
+            # Refused: nothing went out, so the key may be used again.
+            instance.fail_send(key, f"{error.code}: {error}")
+            self._durable(self._record())
+        return error
+
+    def _check_addressable(self, to: str) -> None:
+        server = to.partition("@")[2]
+        if server not in self.engine.addressable:
+            raise EngineError(
+                f"The {self.instance.engine} engine cannot send to {server or to} chats",
+                "unsupported_by_engine",
+                400,
+            )
 
     @staticmethod
     def _durable(commit: Future[list[int]] | None) -> None:
@@ -531,6 +687,15 @@ class InstanceActor(BridgedActor):
         return commit
 
 
+def _report_key(report: EngineEvent) -> tuple[str, ...] | None:
+    """What makes a report the same as one recorded before (a retried delivery)."""
+    if isinstance(report, Inbound):
+        return ("message", report.message_id)
+    if isinstance(report, Receipt):
+        return ("status", report.message_id, report.status)
+    return None
+
+
 class InstanceProxy(ActorMemberMixin, pykka.ActorProxy[InstanceActor]):
     """An instance actor as callers hold it: every call answers with a future (typed as
     in pykka's examples/proxy_typing.py)."""
@@ -543,8 +708,7 @@ class InstanceProxy(ActorMemberMixin, pykka.ActorProxy[InstanceActor]):
     delete = proxy_method(InstanceActor.delete)
     pairing_code = proxy_method(InstanceActor.pairing_code)
     check_number = proxy_method(InstanceActor.check_number)
-    verify_cloud_subscription = proxy_method(InstanceActor.verify_cloud_subscription)
-    receive_cloud_webhook = proxy_method(InstanceActor.receive_cloud_webhook)
+    record_reports = proxy_method(InstanceActor.record_reports)
     sandbox_scan = proxy_method(InstanceActor.sandbox_scan)
     sandbox_inbound = proxy_method(InstanceActor.sandbox_inbound)
     sandbox_drop = proxy_method(InstanceActor.sandbox_drop)

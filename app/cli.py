@@ -131,21 +131,24 @@ def rebuild_command(settings: Settings, names: list[str]) -> int:
         TimeRemainingColumn,
     )
 
-    from app.eventstore import StoreUnavailable, open_store
-    from app.rebuild import check_names, rebuild
-    from app.storage import read_model_store
+    from app.eventstore import open_store
+    from app.storage import open_storage
+    from projections.rebuild import check_names, rebuild
+    from storage.provider import StoreUnavailable
 
     try:
         check_names(names)
     except ValueError as error:
         print(f"whatsapp-api: {error}", file=sys.stderr)
         return 2
+    storage = open_storage(settings)
     try:
-        store = open_store(settings, create=False)
+        store = open_store(storage, create=False)
     except StoreUnavailable as error:
+        storage.close()
         print(f"whatsapp-api: {error}", file=sys.stderr)
         return 1
-    live = read_model_store(settings)
+    live = storage.read_models()
     columns = (
         TextColumn("rebuilding"),
         BarColumn(),
@@ -175,6 +178,7 @@ def rebuild_command(settings: Settings, names: list[str]) -> int:
     finally:
         live.close()
         store.close()
+        storage.close()
     print(
         f"rebuilt {', '.join(names) or 'all read models'}: {result.events:,} events to "
         f"position {result.position} in {result.seconds:.1f} s; now serving {result.serving}"

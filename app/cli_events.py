@@ -10,7 +10,9 @@ from uuid import UUID
 
 from app import history
 from app.config import Settings
-from app.eventstore import EventStore, StoreUnavailable, open_store
+from app.eventstore import EventStore, open_store
+from app.storage import open_storage
+from storage.provider import StoreUnavailable
 
 PAGE = 1000
 
@@ -40,9 +42,11 @@ def run(
         if not_before.tzinfo is None:
             not_before = not_before.replace(tzinfo=UTC)
         not_before_text = history.redact(not_before.astimezone(UTC))
+    storage = open_storage(settings)
     try:
-        store = open_store(settings, create=False)
+        store = open_store(storage, create=False)
     except StoreUnavailable as error:
+        storage.close()
         print(f"whatsapp-api: {error}", file=sys.stderr)
         return 1
     try:
@@ -62,10 +66,11 @@ def run(
         return 0
     finally:
         store.close()
+        storage.close()
 
 
 def _wait_for_more(store: EventStore, after: int) -> None:
-    subscription: Any = store.recorder.subscribe(gt=after)
+    subscription = store.recorder.subscribe(gt=after)
     with subscription:
         next(subscription)
 

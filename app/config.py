@@ -13,6 +13,10 @@ from croniter import croniter
 ENGINES = ("whatsmeow", "cloud", "sandbox")
 LOG_LEVELS = ("debug", "info", "warn", "warning", "error")
 _DURATION = re.compile(r"^(\d+)([smhd])$")
+_API_VERSION = re.compile(r"v[0-9]{1,3}\.[0-9]{1,2}", re.ASCII)
+# The Graph API version of Cloud API instances that chose none: Meta's changelog lists
+# v26.0 from 29 July 2026 with no end date yet (v21.0 ends on 21 January 2027).
+CLOUD_API_VERSION = "v26.0"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -58,6 +62,8 @@ class Settings:
     cors_origin: str = "*"
     webhook_retry_interval: int = 60_000
     webhook_max_retries: int = 3
+    webhook_replay_limit: int = 1000
+    webhook_backlog_limit: int = 10_000
     webhook_allow_private: bool = True
     metrics_token: str | None = None
     default_engine: str = "whatsmeow"
@@ -67,6 +73,7 @@ class Settings:
     engine_start_concurrency: int = 8
     upload_retention_days: int = 30
     actor_timeout: float = 10.0
+    cloud_api_version: str = CLOUD_API_VERSION
     media_download_timeout: float = 30.0
 
     @property
@@ -111,6 +118,12 @@ class Settings:
         default_engine = e.get("DEFAULT_ENGINE", "whatsmeow")
         if default_engine not in ENGINES:
             raise ConfigError("DEFAULT_ENGINE", f"must be one of {', '.join(ENGINES)}")
+        cloud_api_version = e.get("CLOUD_API_VERSION", "").strip() or CLOUD_API_VERSION
+        if not _API_VERSION.fullmatch(cloud_api_version):
+            raise ConfigError(
+                "CLOUD_API_VERSION",
+                f"must be a Graph API version like v26.0 (got '{cloud_api_version}')",
+            )
         log_level = e.get("LOG_LEVEL", "info").lower()
         if log_level not in LOG_LEVELS:
             raise ConfigError("LOG_LEVEL", "must be one of debug, info, warn, error")
@@ -136,6 +149,8 @@ class Settings:
             cors_origin=e.get("CORS_ORIGIN", "*"),
             webhook_retry_interval=_int(e, "WEBHOOK_RETRY_INTERVAL", 60_000, 0, 86_400_000),
             webhook_max_retries=_int(e, "WEBHOOK_MAX_RETRIES", 3, 0, 100),
+            webhook_replay_limit=_int(e, "WEBHOOK_REPLAY_LIMIT", 1000, 1, 1_000_000),
+            webhook_backlog_limit=_int(e, "WEBHOOK_BACKLOG_LIMIT", 10_000, 100, 10_000_000),
             webhook_allow_private=_bool(e, "WEBHOOK_ALLOW_PRIVATE", not production),
             metrics_token=e.get("METRICS_TOKEN") or None,
             default_engine=default_engine,
@@ -143,6 +158,7 @@ class Settings:
             engine_retry_base=_int(e, "ENGINE_RETRY_BASE_MS", 1000, 10, 600_000) / 1000,
             engine_start_concurrency=_int(e, "ENGINE_START_CONCURRENCY", 8, 1, 1000),
             sandbox_enabled=_bool(e, "SANDBOX_ENABLED", not production),
+            cloud_api_version=cloud_api_version,
             schedules=Schedules(
                 cleanup=_cron(e, "CLEANUP_CRON", Schedules.cleanup),
                 socket_check=_cron(e, "SOCKET_CHECK_CRON", Schedules.socket_check),

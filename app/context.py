@@ -14,14 +14,15 @@ import pykka
 from eventsourcing.application import AggregateNotFoundError
 from starlette.requests import Request
 
-from actors.bridge import ask
+from actors.bridge import ActorTimeout, ask
+from actors.engines.cloud import CloudDirectory
 from actors.engines.sandbox import SandboxNetwork
 from actors.engines.startgate import StartGate
 from actors.engines.whatsmeow import OutdatedMark
 from actors.engines.whatsmeow_forkserver import ForkServer
 from actors.instance import InstanceProxy, Outcome
 from actors.supervisor import SupervisorProxy
-from actors.webhooks import WebhookProxy
+from actors.webhooks import WebhookProxy, WebhookService
 from app.auth import Authenticator, Principal, api_key_hash, hash_password, new_api_key
 from app.config import Settings
 from app.errors import ApiError, not_found
@@ -32,8 +33,13 @@ from domain.user import User
 from projections.queries.cached import CachedReadModels
 from projections.rows import ReadModels
 from projections.runner import LiveProjections
+from storage.provider import StorageProvider
 
 log = logging.getLogger(__name__)
+
+# How long a command that goes on outside its actor (a Cloud API send: an upload and a
+# message, 30 s each at most) may take before the caller gets a 503.
+LATER_TIMEOUT = 90.0
 
 T = TypeVar("T")
 # Logging out or deleting an instance first tells WhatsApp to unlink the device, which may
@@ -48,6 +54,7 @@ class Context:
     """The running server's parts."""
 
     settings: Settings
+    storage: StorageProvider
     store: EventStore
     committer: GroupCommitter
     read_models: ReadModels
@@ -57,12 +64,14 @@ class Context:
     supervisor: pykka.ActorRef[Any]
     registry: dict[UUID, pykka.ActorRef[Any]]
     network: SandboxNetwork
+    cloud: CloudDirectory
     engines: frozenset[str]
     usage: ApiCallCounter
     start_gate: StartGate
     fork_server: ForkServer
     outdated: OutdatedMark
     webhooks: pykka.ActorRef[Any] | None = None
+    webhook_service: WebhookService | None = None
     last_system_metrics: dict[str, Any] | None = None
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
     _proxies: dict[UUID, tuple[pykka.ActorRef[Any], InstanceProxy]] = field(default_factory=dict)
@@ -107,6 +116,20 @@ class Context:
             raise not_found()
         return instance_id
 
+    def check_webhook_backlog(self, instance_id: str) -> None:
+        """503 `webhook_backlog` (with Retry-After) for a send of an instance with webhooks
+        on while webhook delivery is more than WEBHOOK_BACKLOG_LIMIT events behind."""
+        service = self.webhook_service
+        wait = service.pressure(instance_id) if service is not None else None
+        if service is not None and wait is not None:
+            raise ApiError(
+                503,
+                "webhook_backlog",
+                f"Webhook delivery is {service.backlog:,} events behind (the limit is "
+                f"{service.defaults.backlog_limit:,}); send again in {wait} s",
+                retry_after=wait,
+            )
+
     def instances_of(self, user_id: str) -> list[dict[str, Any]]:
         return self.queries.instances_of(user_id)
 
@@ -145,6 +168,11 @@ class Context:
     async def command(self, future: pykka.Future[Outcome[T]], timeout: float | None = None) -> T:
         """Await an actor command, then until the read models show its effect."""
         outcome = await self.ask(future, timeout)
+        if outcome.later is not None:  # the actor went on while the network answered
+            try:
+                outcome = await asyncio.wait_for(asyncio.wrap_future(outcome.later), LATER_TIMEOUT)
+            except TimeoutError:
+                raise ActorTimeout(f"no answer within {LATER_TIMEOUT:g} s") from None
         if outcome.commit is not None:
             positions = await asyncio.wrap_future(outcome.commit)  # durable before we answer
             await self.settle(positions[-1])

@@ -6,7 +6,6 @@ import os
 import pwd
 import shutil
 import socket
-import sqlite3
 import sys
 import tempfile
 import time
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.config import ConfigError, Settings
+from app.storage import open_storage
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -117,80 +117,12 @@ def _me() -> str:
 
 
 def _storage(settings: Settings) -> Iterator[Finding]:
-    if settings.database_provider == "mongodb":
-        yield _mongodb(settings)
-        return
-    path = settings.sqlite_path
-    if not path.exists():
-        yield Finding(OK, "event store", f"{path} will be created at first start")
-        return
+    storage = open_storage(settings, timeout=5)
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            (check,) = db.execute("PRAGMA quick_check").fetchone()
-            count = db.execute("SELECT COUNT(*) FROM stored_events").fetchone()[0]
-        finally:
-            db.close()
-    except sqlite3.Error as error:
-        yield Finding(
-            FAIL,
-            "event store",
-            f"{path}: {error}",
-            "check the file's permissions; restore from a backup if it is damaged",
-        )
-        return
-    if check != "ok":
-        yield Finding(
-            FAIL, "event store", f"{path} is damaged: {check}", "restore it from a backup"
-        )
-    else:
-        yield Finding(OK, "event store", f"{path}: {count} events, integrity ok")
-
-
-def _mongodb(settings: Settings) -> Finding:
-    from eventsourcing.persistence import PersistenceError
-
-    from app.eventstore import EventStore, mongodb_env, one_line
-    from app.mongodb import MongoDatastore, StandaloneServerError
-
-    assert settings.database_url is not None
-    env = mongodb_env(settings.database_url)
-    datastore = MongoDatastore(env["MONGODB_URL"], env["MONGODB_DATABASE"], timeout=5)
-    try:
-        replica_set = datastore.replica_set()
-        host, port = datastore.client.address or ("?", "?")
-        version = datastore.client.server_info().get("version", "?")
-        events = datastore.db[f"{EventStore.name.lower()}_events"].estimated_document_count()
-    except StandaloneServerError as error:
-        return Finding(
-            FAIL,
-            "event store",
-            str(error),
-            "run MongoDB as a replica set (a single node is enough), as docker/ does",
-        )
-    except PersistenceError as error:
-        return Finding(
-            FAIL,
-            "event store",
-            f"MongoDB is not reachable: {one_line(error)}",
-            "check DATABASE_URL (host, port, user, password, authSource) and that "
-            "MongoDB is running",
-        )
-    except Exception as error:  # pymongo's own (auth, DNS of mongodb+srv)
-        return Finding(
-            FAIL,
-            "event store",
-            f"MongoDB: {one_line(error)}",
-            "check DATABASE_URL (user, password, authSource)",
-        )
+        diagnosis = storage.diagnose()
     finally:
-        datastore.close()
-    return Finding(
-        OK,
-        "event store",
-        f"MongoDB {version} at {host}:{port}, replica set "
-        f"{replica_set}, database {env['MONGODB_DATABASE']}: {events} events",
-    )
+        storage.close()
+    yield Finding(diagnosis.level, "event store", diagnosis.message, diagnosis.fix)
 
 
 def _port(settings: Settings) -> Finding:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sqlite3
 from typing import Any
 
 from eventsourcing.persistence import IntegrityError, PersistenceError
@@ -25,12 +24,20 @@ log = logging.getLogger(__name__)
 class ApiError(Exception):
     """An answer other than success, for a person and for a program."""
 
-    def __init__(self, status: int, code: str, message: str, details: Any | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any | None = None,
+        retry_after: int = 1,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        self.retry_after = retry_after  # seconds, said with 429 and 503
 
 
 def not_found(what: str = "instance") -> ApiError:
@@ -73,7 +80,7 @@ _HTTP_CODES = {
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    headers = {"Retry-After": "1"} if exc.status in (429, 503) else None
+    headers = {"Retry-After": str(exc.retry_after)} if exc.status in (429, 503) else None
     return error_response(exc.status, exc.code, exc.message, exc.details, headers)
 
 
@@ -92,7 +99,8 @@ def _mapped(status: int, code: str) -> Any:
 
 async def _engine(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, EngineError)
-    headers = {"Retry-After": "60"} if exc.status == 429 else None
+    retry = exc.retry_after if exc.retry_after is not None else 60 if exc.status == 429 else None
+    headers = {"Retry-After": str(retry)} if retry is not None else None
     return error_response(exc.status, exc.code, str(exc), exc.details, headers)
 
 
@@ -206,7 +214,6 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ActorDeadError: _actor_gone,
     IntegrityError: _conflict,
     PersistenceError: _storage,
-    sqlite3.OperationalError: _storage,
     Exception: _unexpected,
 }
 EXCEPTION_HANDLERS = {kind: _noting_the_code(h) for kind, h in EXCEPTION_HANDLERS.items()}

@@ -8,19 +8,18 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEvent, DomainEventProtocol
-from eventsourcing.persistence import PersistenceError, Recording
+from eventsourcing.persistence import InfrastructureFactory, PersistenceError, Recording
+from eventsourcing.utils import Environment, EnvType
 
-from app.config import Settings
 from domain.instance import Instance
 from domain.user import User
-
-if TYPE_CHECKING:
-    from actors.webhooks import Cursors
+from storage.provider import StorageProvider
+from storage.recorder import EventRecorder
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +27,32 @@ SNAPSHOT_INTERVAL = 50
 
 
 class EventStore(Application):
-    """All instances and users, as aggregates in one application sequence."""
+    """All instances and users, as aggregates in one application sequence.
+
+    On `storage` (the server's way), or configured by `env` alone as any eventsourcing
+    application is (`storage.sqlite.events.environment(path)`, ...).
+    """
 
     name = "WhatsApp"
     snapshotting_intervals = {Instance: SNAPSHOT_INTERVAL, User: SNAPSHOT_INTERVAL}
+
+    def __init__(
+        self,
+        env: EnvType | None = None,
+        *,
+        storage: StorageProvider | None = None,
+        create: bool = True,
+    ) -> None:
+        self._storage = storage
+        self._create = create
+        super().__init__(env)
+
+    def construct_factory(self, env: Environment) -> InfrastructureFactory:
+        if self._storage is None:
+            return super().construct_factory(env)
+        return self._storage.infrastructure(env, create=self._create)
+
+    recorder: EventRecorder  # what every storage provider's recorder is
 
     def save(self, *objs: Any, **kwargs: Any) -> list[Recording[UUID]]:
         """As Application.save. Given only domain events (what the group committer saves),
@@ -43,89 +64,13 @@ class EventStore(Application):
         return self.events.put(list(objs))
 
 
-def sqlite_env(db_path: str) -> dict[str, str]:
-    return {
-        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-        "SQLITE_DBNAME": db_path,
-        "SQLITE_LOCK_TIMEOUT": "30",
-        "APPLICATION_RECORDER_TOPIC": "app.sqlite_recorder:SubscribableSQLiteApplicationRecorder",
-    }
-
-
-def mongodb_env(url: str) -> dict[str, str]:
-    from app.mongodb import database_in
-
-    return {
-        "PERSISTENCE_MODULE": "app.mongodb",
-        "MONGODB_URL": url,
-        "MONGODB_DATABASE": database_in(url) or DEFAULT_MONGODB_DATABASE,
-    }
-
-
-DEFAULT_MONGODB_DATABASE = "whatsapp-api"
-
-
-def store_env(settings: Settings, *, create: bool = True) -> dict[str, str]:
-    """The event store's environment for the configured provider.
-
-    This is where the provider is chosen; everything that opens the store or other
-    provider-specific storage (webhook cursors, health details) asks this module.
-    """
-    if settings.database_provider == "mongodb":
-        assert settings.database_url is not None  # Settings requires it with mongodb
-        env = mongodb_env(settings.database_url)
-    else:
-        env = sqlite_env(str(settings.sqlite_path))
-    if not create:
-        env["CREATE_TABLE"] = "no"
-    return env
-
-
-class StoreUnavailable(Exception):
-    """The event store cannot be opened; the message says why in one line."""
-
-
-def open_store(settings: Settings, *, create: bool = True) -> EventStore:
-    """The configured event store; StoreUnavailable if it is missing or unreachable."""
-    if settings.database_provider == "sqlite" and not create and not settings.sqlite_path.exists():
-        raise StoreUnavailable(f"no event store at {settings.sqlite_path}")
+def open_store(storage: StorageProvider, *, create: bool = True) -> EventStore:
+    """The event store on `storage`; StoreUnavailable if it is missing or unreachable
+    (without `create`, nothing is created)."""
     try:
-        return EventStore(env=store_env(settings, create=create))
+        return EventStore(storage=storage, create=create)
     except (PersistenceError, OSError) as error:
-        where = "MongoDB" if settings.database_provider == "mongodb" else str(settings.sqlite_path)
-        raise StoreUnavailable(
-            f"cannot open the event store ({where}): {one_line(error)}"
-        ) from None
-
-
-def one_line(error: BaseException) -> str:
-    """A driver's error message without its topology dump (pymongo appends one)."""
-    text = str(error) or type(error).__name__
-    return text.split(", Timeout:")[0].splitlines()[0]
-
-
-def open_cursors(settings: Settings) -> Cursors:
-    """Where webhook delivery keeps its positions: beside the event store."""
-    if settings.database_provider == "mongodb":
-        from app.cursors import MongoCursors
-        from app.mongodb import database_in
-
-        assert settings.database_url is not None
-        url = settings.database_url
-        return MongoCursors(url, database_in(url) or DEFAULT_MONGODB_DATABASE)
-    from app.cursors import SQLiteCursors
-
-    return SQLiteCursors(settings.data_dir / "webhooks.db")
-
-
-def storage_details(store: EventStore) -> dict[str, object]:
-    """What /health and the logs say about the storage behind `store`."""
-    from app.mongodb import MongoApplicationRecorder
-
-    recorder = store.recorder
-    if isinstance(recorder, MongoApplicationRecorder):
-        return {"provider": "mongodb", "replicaSet": recorder.datastore.replica_set()}
-    return {"provider": "sqlite"}
+        raise storage.unavailable(error) from None
 
 
 @dataclass

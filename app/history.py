@@ -11,6 +11,7 @@ from uuid import UUID
 from eventsourcing.application import Application
 from eventsourcing.persistence import Notification
 
+from app.eventstore import EventStore
 from domain.instance import Instance
 from domain.usage import UsageLedger
 from domain.user import User
@@ -109,14 +110,14 @@ def describe(app: Application[Any], notification: Notification) -> dict[str, Any
 
 
 def read(
-    app: Application[Any],
+    app: EventStore,
     originator_id: UUID | None,
     after: int,
     limit: int,
     topics: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Events after `after` (one aggregate's, or all), oldest first."""
-    recorder: Any = app.recorder
+    recorder = app.recorder
     if originator_id is None:
         notifications = recorder.select_notifications(
             start=after, limit=limit, topics=topics, inclusive_of_start=False

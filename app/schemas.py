@@ -64,14 +64,20 @@ class UserUpdate(Body):
     password: Password | UnsetType = UNSET
 
 
+MetaId = Annotated[str, Meta(pattern=r"^[0-9]{1,32}$")]  # a Graph path segment: digits only
+ApiVersion = Annotated[str, Meta(pattern=r"^v[0-9]{1,3}\.[0-9]{1,2}$")]
+
+
 class CloudSettings(Body):
-    # A path segment of every Graph call: digits only, as Meta's ids are.
-    phoneNumberId: Annotated[str, Meta(pattern=r"^[0-9]{1,32}$")]
+    phoneNumberId: MetaId
     accessToken: Annotated[str, Meta(min_length=1, max_length=1024)]
-    appSecret: Secret = ""
-    verifyToken: Secret = ""
+    # Without them Meta's webhook can be neither subscribed nor verified.
+    appSecret: Annotated[str, Meta(min_length=1, max_length=256)]
+    verifyToken: Annotated[str, Meta(min_length=1, max_length=256)]
     graphBaseUrl: Url | None = None  # None: Meta's own, https://graph.facebook.com
-    apiVersion: Annotated[str, Meta(pattern=r"^v\d+\.\d+$")] = "v21.0"
+    # None: the server's CLOUD_API_VERSION (stored only when chosen, so it follows that).
+    apiVersion: ApiVersion | None = None
+    wabaId: MetaId | None = None  # the business account: checks that the app gets its webhooks
 
 
 class WebhookSettings(Body):

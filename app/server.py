@@ -20,7 +20,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import BaseRoute
 
 from actors.engines.base import Emit, Engine, EngineError
-from actors.engines.cloud import CloudEngine
+from actors.engines.cloud import CloudDirectory, CloudEngine
 from actors.engines.sandbox import SandboxEngine, SandboxNetwork
 from actors.engines.startgate import StartGate
 from actors.engines.whatsmeow import OutdatedMark, WhatsmeowEngine
@@ -34,18 +34,8 @@ from app.auth import Authenticator, load_jwt_secret
 from app.config import Settings
 from app.context import Context
 from app.errors import EXCEPTION_HANDLERS
-from app.eventstore import (
-    SNAPSHOT_INTERVAL,
-    EventStore,
-    GroupCommitter,
-    StoreUnavailable,
-    open_cursors,
-    open_store,
-    storage_details,
-)
+from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, open_store
 from app.metrics import Metrics
-from app.read_queries import open_read_models
-from app.rebuild import rebuild
 from app.routes import (
     auth,
     cloud,
@@ -61,14 +51,16 @@ from app.routes import (
     whatsapp,
 )
 from app.scheduler import Scheduler
-from app.storage import read_model_store
+from app.storage import open_storage
 from app.usage import ApiCallCounter
 from domain.instance import Instance
 from domain.user import User, user_id_for
 from projections import catalog
 from projections.queries.cached import CachedReadModels
+from projections.rebuild import rebuild
 from projections.rows import ReadModels
 from projections.runner import LiveProjections
+from storage.provider import StorageProvider, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -153,18 +145,20 @@ def start(settings: Settings) -> Context:
                 "%s (check its permissions and free space; `whatsapp-api doctor` helps)", message
             )
             raise StartupError(message) from None
+    storage = open_storage(settings)
     try:
-        store = open_store(settings)
+        store = open_store(storage)
     except StoreUnavailable as error:
+        storage.close()
         log.error("%s", error)
         raise StartupError(str(error)) from None
     committer = GroupCommitter(store)
-    read_models = read_model_store(settings)
+    read_models = storage.read_models()
     _check_read_model_shape(store, read_models)
     projections = LiveProjections(store, catalog.build(read_models), catalog.TRACKING_NAME)
     projections.start()
     try:
-        return _start_serving(settings, store, committer, read_models, projections)
+        return _start_serving(settings, storage, store, committer, read_models, projections)
     except BaseException:
         # Leave nothing running (the store's subscription thread would keep the process alive).
         pykka.ActorRegistry.stop_all(block=True, timeout=10)
@@ -172,6 +166,7 @@ def start(settings: Settings) -> Context:
         committer.close()
         read_models.close()
         store.close()
+        storage.close()
         raise
 
 
@@ -181,6 +176,7 @@ class StartupError(RuntimeError):
 
 def _start_serving(
     settings: Settings,
+    storage: StorageProvider,
     store: EventStore,
     committer: GroupCommitter,
     read_models: ReadModels,
@@ -196,6 +192,7 @@ def _start_serving(
         )
 
     network = SandboxNetwork()
+    cloud_directory = CloudDirectory()
     engines = {"cloud", "sandbox"} if settings.sandbox_enabled else {"cloud"}
     if importlib.util.find_spec("neonize") is not None:
         engines.add("whatsmeow")
@@ -210,10 +207,14 @@ def _start_serving(
             )
         if instance.engine == "cloud":
             return CloudEngine(
+                str(instance.id),
                 dict(instance.engine_settings),
                 emit,
+                directory=cloud_directory,
                 allow_private=settings.webhook_allow_private,
                 require_https=settings.production,
+                default_version=settings.cloud_api_version,
+                retry_base=settings.engine_retry_base,
             )
         if instance.engine == "whatsmeow" and "whatsmeow" in engines:
             return WhatsmeowEngine(
@@ -252,20 +253,23 @@ def _start_serving(
         store,
         committer,
         webhook_settings,
-        open_cursors(settings),
+        storage.cursors(),
         WebhookDefaults(
             settings.webhook_max_retries,
             settings.webhook_retry_interval,
             settings.webhook_allow_private,
+            replay_limit=settings.webhook_replay_limit,
+            backlog_limit=settings.webhook_backlog_limit,
         ),
     )
-    queries = CachedReadModels(open_read_models(settings, read_models))
+    queries = CachedReadModels(storage.queries(read_models))
     projections.observers.append(queries.observe)
     auth = Authenticator(
         load_jwt_secret(settings.jwt_secret, settings.data_dir), settings.jwt_expiration, queries
     )
     ctx = Context(
         settings=settings,
+        storage=storage,
         store=store,
         committer=committer,
         read_models=read_models,
@@ -275,6 +279,7 @@ def _start_serving(
         supervisor=supervisor,
         registry=registry,
         network=network,
+        cloud=cloud_directory,
         engines=frozenset(engines),
         usage=ApiCallCounter(store, committer),
         start_gate=start_gate,
@@ -284,11 +289,12 @@ def _start_serving(
     _seed_admin(ctx)
     live = [UUID(row["id"]) for row in queries.live_instances() if row["engine"] in engines]
     supervisor.proxy().start_all(live).get()
+    ctx.webhook_service = webhook_service
     ctx.webhooks = WebhookActor.start(webhook_service, [str(i) for i in live])
     log.info(
         "started %d instance(s); event store (%s) at position %s",
         len(live),
-        ", ".join(f"{k} {v}" for k, v in storage_details(store).items()),
+        ", ".join(f"{k} {v}" for k, v in storage.details().items()),
         head,
     )
     return ctx
@@ -319,6 +325,7 @@ def stop(ctx: Context) -> None:
     ctx.projections.stop()
     ctx.read_models.close()
     ctx.store.close()
+    ctx.storage.close()
 
 
 def _check_read_model_shape(store: EventStore, read_models: ReadModels) -> None:

@@ -1,22 +1,22 @@
-"""Where the read models live: the one place that turns settings into a read-model store."""
+"""Which storage the server keeps everything in: the one place that knows the providers."""
 
 from __future__ import annotations
 
 from app.config import Settings
-from projections.rows import ReadModels
+from storage.provider import StorageProvider
 
 
-def read_model_store(settings: Settings) -> ReadModels:
-    """The read models in service for these settings (SQLite file, or MongoDB collections)."""
+def open_storage(settings: Settings, *, timeout: float = 10.0) -> StorageProvider:
+    """The storage provider the settings name (`timeout`: how long to wait for a server)."""
     if settings.database_provider == "mongodb":
-        from app.eventstore import DEFAULT_MONGODB_DATABASE
-        from app.mongodb import database_in
-        from projections.mongo import MongoReadModelStore
+        from storage.mongodb import MongoStorage
 
-        assert settings.database_url is not None  # the settings check it
-        # Beside the event store's database, so their tracking and meta cannot clash.
-        name = database_in(settings.database_url) or DEFAULT_MONGODB_DATABASE
-        return MongoReadModelStore.from_url(settings.database_url, f"{name}_read")
-    from projections.store import ReadModelStore
+        assert settings.database_url is not None  # the settings require it with mongodb
+        return MongoStorage(settings.database_url, timeout=timeout)
+    from storage.sqlite import SQLiteStorage
 
-    return ReadModelStore(settings.read_models_path)
+    return SQLiteStorage(
+        events=settings.sqlite_path,
+        read_models=settings.read_models_path,
+        cursors=settings.data_dir / "webhooks.db",
+    )

@@ -57,6 +57,8 @@ def instance(row: dict[str, Any], *, detailed: bool = True) -> dict[str, Any]:
         view["webhookSettings"] = webhook_settings(webhook)
         if row.get("engine_settings"):
             view["engineSettings"] = row["engine_settings"]
+        if row.get("connection"):
+            view["connectionDetails"] = json.loads(row["connection"])
     return view
 
 

@@ -20,12 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.eventstore import EventStore, sqlite_env
-from app.rebuild import rebuild
+from app.eventstore import EventStore
 from domain.instance import Instance
 from domain.user import User
 from domain.webhook import WebhookLog
-from projections.store import ReadModelStore
+from projections.rebuild import rebuild
+from storage.sqlite.events import environment as sqlite_env
+from storage.sqlite.read_models import ReadModelStore
 
 PAGE = 5000
 

@@ -121,7 +121,7 @@ class LagSampler:
     """Polls the event store's head and the read models' position; records stored -> visible."""
 
     def __init__(self, data: Path) -> None:
-        from projections.store import ReadModelStore
+        from storage.sqlite.read_models import ReadModelStore
 
         self._store = sqlite3.connect(data / "whatsapp-api.db", check_same_thread=False)
         self._read = ReadModelStore(data / "whatsapp-api-read.db")
@@ -156,8 +156,9 @@ class LagSampler:
 def codec_us(count: int = 20_000) -> tuple[float, float]:
     """CPU microseconds to encode one `MessageSent` event for the store, and to decode it,
     with the server's own mapper and transcoder (this process, one thread)."""
-    from app.eventstore import EventStore, sqlite_env
+    from app.eventstore import EventStore
     from domain.instance import Instance
+    from storage.sqlite.events import environment as sqlite_env
 
     instance = Instance(
         user_id="u", name="n", description="", engine="sandbox", webhook={}, engine_settings={}

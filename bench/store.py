@@ -34,7 +34,9 @@ from eventsourcing.persistence import ApplicationRecorder, StoredEvent
 from pymongo import ASCENDING, MongoClient
 from pymongo.write_concern import WriteConcern
 
-from app.eventstore import EventStore, mongodb_env, sqlite_env
+from app.eventstore import EventStore
+from storage.mongodb.events import environment as mongodb_env
+from storage.sqlite.events import environment as sqlite_env
 from tests import mongo
 
 TOPIC = "domain.instance:Instance.MessageSent"

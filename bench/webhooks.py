@@ -29,9 +29,10 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.eventstore import EventStore, sqlite_env
+from app.eventstore import EventStore
 from bench.figures import cpu_seconds, percentiles
 from domain.webhook import delivery_id
+from storage.sqlite.events import environment as sqlite_env
 from tests.server import Api, running_server, wait_until
 
 

@@ -115,9 +115,13 @@ class Instance(Aggregate):
         """A message arrived. `sender` is the chat it belongs to (the phone JID of a person
         when known, a group JID for groups); `participant` is who wrote it in a group;
         `phone` and `lid` name the person who wrote it, by phone number and by WhatsApp's
-        LID, whichever are known."""
+        LID, whichever are known. `body` is its text for a person (a caption, a button's
+        title, a place's name...); `data` what a program needs, by kind (`interactive`,
+        `button`, `location`, `contacts`, `reaction`, `order`, `system`, `unsupported`,
+        `context`, `referral`); `bsuid` the sender's business-scoped user id and
+        `username` their WhatsApp username (Cloud API), when known."""
 
-        class_version = 2
+        class_version = 3
         message_id: str
         sender: str
         push_name: str | None
@@ -125,6 +129,9 @@ class Instance(Aggregate):
         body: str
         media: dict[str, Any] | None
         received_at: int
+        data: dict[str, Any] | None
+        bsuid: str | None
+        username: str | None
         participant: str | None
         phone: str | None
         lid: str | None
@@ -132,18 +139,31 @@ class Instance(Aggregate):
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.update(data=None, bsuid=None, username=None)
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
             state.update(participant=None, phone=None, lid=None, spool_seq=None)
 
     class MessageStatusChanged(Aggregate.Event):
-        class_version = 2
+        """A sent message's status moved (`sent`, `delivered`, `read`, `played`) or it
+        `failed` after it was accepted; a failure carries `error`: `{code, title,
+        details}` as the network said it."""
+
+        class_version = 3
         message_id: str
         status: str
         remote_jid: str
         from_me: bool
+        error: dict[str, Any] | None
         spool_seq: int | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["error"] = None
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
             state["spool_seq"] = None
 
     @event("Created")
@@ -260,8 +280,23 @@ class Instance(Aggregate):
             self.status = "disconnected"
             self.last_error = "qr_expired"
 
-    @event("ConnectionOpened")
-    def open_connection(self, phone: str | None, push_name: str | None) -> None:
+    class ConnectionOpened(Aggregate.Event):
+        """The engine connected. `details`: what the engine says about the account
+        (the Cloud API: the number's status, quality rating, messaging limit...)."""
+
+        class_version = 2
+        phone: str | None
+        push_name: str | None
+        details: dict[str, Any] | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["details"] = None
+
+    @event(ConnectionOpened)
+    def open_connection(
+        self, phone: str | None, push_name: str | None, details: dict[str, Any] | None = None
+    ) -> None:
         self.status = "connected"
         self.qr_code = None
         self.phone = phone or self.phone
@@ -336,9 +371,14 @@ class Instance(Aggregate):
         idempotency_key: str | None,
         origin: str = "api",
         spool_seq: int | None = None,
+        accepted: bool = False,
     ) -> None:
+        """Record a sent message. `accepted`: the network has taken it already (a send
+        that ran while the actor went on, or one whose key was recorded as started), so
+        it is recorded whatever the connection's state is now; messages the account
+        sent elsewhere (`origin` not `api`) too."""
         self.check_not_deleted()
-        if origin == "api" and idempotency_key not in self.sends_in_flight:
+        if not accepted and origin == "api" and idempotency_key not in self.sends_in_flight:
             self.check_connected()
         self._message_sent(
             message_id=message_id,
@@ -381,6 +421,9 @@ class Instance(Aggregate):
         body: str,
         media: dict[str, Any] | None,
         received_at: int,
+        data: dict[str, Any] | None = None,
+        bsuid: str | None = None,
+        username: str | None = None,
         participant: str | None = None,
         phone: str | None = None,
         lid: str | None = None,
@@ -421,9 +464,16 @@ class Instance(Aggregate):
         status: str,
         remote_jid: str,
         from_me: bool,
+        error: dict[str, Any] | None = None,
         spool_seq: int | None = None,
     ) -> None:
         self._advance(spool_seq)
+
+    @event("NoticeReceived")
+    def receive_notice(self, kind: str, details: dict[str, Any]) -> None:
+        """The network said something about the account that is not a message: the
+        Cloud API's `account_update` (bans, restrictions, quality) and webhook-level
+        `errors`."""
 
     @event("ContactsSynced")
     def sync_contacts(self, contacts: list[dict[str, Any]]) -> None:

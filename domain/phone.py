@@ -4,12 +4,17 @@ import re
 
 USER_SERVER = "s.whatsapp.net"
 GROUP_SERVER = "g.us"
+# A business-scoped user id (Cloud API): how Meta names a WhatsApp user who may have
+# hidden their number behind a username, e.g. `US.13491208655302741918`; such a chat's
+# JID is `<BSUID>@bsuid` (not a WhatsApp server: a name this API gives them).
+BSUID_SERVER = "bsuid"
 
 _STRIP = re.compile(r"[+\s\-()]")
 _DIGITS = re.compile(
     r"\d{8,15}", re.ASCII
 )  # ASCII digits only, not full-width or Arabic-Indic ones
 _JID = re.compile(r"(\d{5,32}(-\d{5,16})?)@(s\.whatsapp\.net|g\.us|lid)", re.ASCII)
+_BSUID = re.compile(r"[A-Z]{2}(\.ENT)?\.[A-Za-z0-9]{1,128}", re.ASCII)
 
 
 class InvalidPhoneNumber(ValueError):
@@ -42,10 +47,19 @@ def to_jid(raw: str) -> str:
     """The JID for a phone number, or the JID itself when one is given."""
     raw = raw.strip()
     if "@" in raw:
-        if not _JID.fullmatch(raw):
+        local, _, server = raw.partition("@")
+        if not (_JID.fullmatch(raw) or (server == BSUID_SERVER and is_bsuid(local))):
             raise InvalidPhoneNumber(f"'{raw}' is not a valid WhatsApp id")
         return raw
+    if is_bsuid(raw):
+        return f"{raw}@{BSUID_SERVER}"
     return f"{normalize_phone(raw)}@{USER_SERVER}"
+
+
+def is_bsuid(text: str) -> bool:
+    """Whether `text` is a business-scoped user id: a two-letter country code, `.ENT`
+    for a parent id, a dot and up to 128 letters and digits."""
+    return _BSUID.fullmatch(text) is not None
 
 
 def jid_number(jid: str) -> str:

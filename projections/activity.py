@@ -62,10 +62,6 @@ class Activity(ReadModelProjection):
         self._log(rows, event, "qr_expired", {})
 
     @apply.register
-    def _(self, event: Instance.ConnectionOpened, rows: Rows) -> None:
-        self._log(rows, event, "connection_opened", {"phone": event.phone})
-
-    @apply.register
     def _(self, event: Instance.ConnectionClosed, rows: Rows) -> None:
         details: dict[str, Any] = {"reason": event.reason, "willReconnect": event.will_reconnect}
         if event.retry_at is not None:
@@ -97,6 +93,19 @@ class Activity(ReadModelProjection):
             "send_outcome_unknown",
             {"idempotencyKey": event.idempotency_key, "reason": event.reason},
         )
+
+    @apply.register
+    def _(self, event: Instance.ConnectionOpened, rows: Rows) -> None:
+        details = {"phone": event.phone}
+        if event.details:
+            details["account"] = event.details
+        self._log(rows, event, "connection_opened", details)
+
+    @apply.register
+    def _(self, event: Instance.NoticeReceived, rows: Rows) -> None:
+        # The Cloud API's account updates (bans, restrictions) and webhook-level errors.
+        action = "account_update" if event.kind == "account_update" else "platform_error"
+        self._log(rows, event, action, event.details)
 
     @apply.register
     def _(self, event: User.QuotaExceeded, rows: Rows) -> None:

@@ -54,6 +54,7 @@ class Directory(ReadModelProjection):
                 "created_at": str,
                 "updated_at": str,
                 "deleted": int,
+                "connection": str,  # JSON: what the engine said of the account on connecting
             },
             pk=("id",),
             indexes=[(("user_id",), False)],
@@ -148,6 +149,7 @@ class Directory(ReadModelProjection):
                 "created_at": at,
                 "updated_at": at,
                 "deleted": 0,
+                "connection": None,
             },
         )
 
@@ -201,6 +203,7 @@ class Directory(ReadModelProjection):
             phone=event.phone,
             last_error=None,
             retry_at=None,
+            connection=json.dumps(event.details) if event.details else None,
         )
 
     @apply.register

@@ -10,8 +10,18 @@ from domain.instance import Instance
 from projections.base import ReadModelProjection, ident, iso, row_id
 from projections.rows import Rows, Table
 
-# A receipt never moves a message backwards (a late "delivered" after "read").
-STATUS_RANK = {"pending": 0, "sent": 1, "received": 1, "delivered": 2, "read": 3, "played": 4}
+# A receipt never moves a message backwards (a late "delivered" after "read"). A failure
+# after the network accepted a message (Cloud API) replaces whatever came before, and
+# nothing replaces it.
+STATUS_RANK = {
+    "pending": 0,
+    "sent": 1,
+    "received": 1,
+    "delivered": 2,
+    "read": 3,
+    "played": 4,
+    "failed": 9,
+}
 
 
 class Messages(ReadModelProjection):
@@ -34,6 +44,8 @@ class Messages(ReadModelProjection):
                 "media": str,
                 "status": str,
                 "created_at": str,
+                "data": str,  # JSON: the structured content of a received message, by kind
+                "error": str,  # JSON: {code, title, details} of a failed message
             },
             pk=("id",),
             indexes=[
@@ -73,6 +85,7 @@ class Messages(ReadModelProjection):
             event.message_id,
             event.media,
             "received",
+            event.data,
         )
 
     @apply.register
@@ -83,6 +96,7 @@ class Messages(ReadModelProjection):
             "status",
             event.status,
             STATUS_RANK,
+            {"error": json.dumps(event.error)} if event.error is not None else None,
         )
 
     @staticmethod
@@ -96,6 +110,7 @@ class Messages(ReadModelProjection):
         message_id: str,
         media: dict[str, Any] | None,
         status: str,
+        data: dict[str, Any] | None = None,
     ) -> None:
         public_media = (
             {k: v for k, v in media.items() if k != "path"} if media is not None else None
@@ -114,5 +129,7 @@ class Messages(ReadModelProjection):
                 "media": json.dumps(public_media) if public_media is not None else None,
                 "status": status,
                 "created_at": iso(event.timestamp),
+                "data": json.dumps(data) if data is not None else None,
+                "error": None,
             },
         )

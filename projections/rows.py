@@ -8,7 +8,8 @@ one they run on. The handful of operations are the ones the read models need:
 - `insert`: a new row (its key must be new);
 - `update`: set columns of the row with this primary key (none: nothing happens);
 - `advance`: set a column on the rows matching `where`, only where that moves the
-  column forwards in a ranking (a message status never goes backwards);
+  column forwards in a ranking (a message status never goes backwards), and with it
+  the columns of `also` (a failure's error);
 - `add`: add to counters of the row with this key, creating it with zeros first;
 - `merge`: insert a row, or, if its key exists, overwrite only the `keep` columns whose
   new value is not None (a contact's name, once known, is kept);
@@ -50,7 +51,13 @@ class Rows(ABC):
 
     @abstractmethod
     def advance(
-        self, table: str, where: dict[str, Any], column: str, value: str, rank: Mapping[str, int]
+        self,
+        table: str,
+        where: dict[str, Any],
+        column: str,
+        value: str,
+        rank: Mapping[str, int],
+        also: dict[str, Any] | None = None,
     ) -> None: ...
 
     @abstractmethod

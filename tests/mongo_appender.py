@@ -14,7 +14,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from app.mongodb import MongoApplicationRecorder, MongoDatastore
+from storage.mongodb.datastore import MongoDatastore
+from storage.mongodb.events import MongoApplicationRecorder
 
 MAX_CONFLICTS = 1000  # each conflict means another appender got in: bounded, never endless
 

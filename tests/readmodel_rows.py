@@ -14,9 +14,9 @@ from typing import Any
 from pymongo.database import Database
 
 from projections import catalog
-from projections.mongo import create_indexes
-from projections.store import ReadModelStore
 from projections.usage import COUNTERS
+from storage.mongodb.read_models import create_indexes
+from storage.sqlite.read_models import ReadModelStore
 
 Rows = dict[str, list[dict[str, Any]]]
 
@@ -118,6 +118,7 @@ def instance(
         "created_at": created,
         "updated_at": created,
         "deleted": deleted,
+        "connection": None,
     }
 
 
@@ -142,6 +143,8 @@ def message(
         "media": json.dumps(media) if media else None,
         "status": "sent",
         "created_at": at,
+        "data": None,
+        "error": None,
     }
 
 

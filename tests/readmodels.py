@@ -16,9 +16,9 @@ from typing import Any
 
 from pymongo import MongoClient
 
-from projections.mongo import MongoReadModelStore
 from projections.rows import ReadModels
-from projections.store import ReadModelStore
+from storage.mongodb.read_models import MongoReadModelStore
+from storage.sqlite.read_models import ReadModelStore
 
 
 class Provider(ABC):

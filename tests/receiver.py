@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,9 +35,12 @@ class Receiver:
     hang: float = 0.0
     received: list[Received] = field(default_factory=list)
     attempts: list[Received] = field(default_factory=list)
+    in_flight: int = 0  # requests being answered now
+    most_in_flight: int = 0  # the most at once
 
     def __post_init__(self) -> None:
         receiver = self
+        lock = threading.Lock()
 
         class Handler(QuietHandler):
             def do_POST(self) -> None:
@@ -44,9 +48,14 @@ class Receiver:
                 item = Received(
                     {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic()
                 )
-                receiver.attempts.append(item)
+                with lock:
+                    receiver.attempts.append(item)
+                    receiver.in_flight += 1
+                    receiver.most_in_flight = max(receiver.most_in_flight, receiver.in_flight)
                 if receiver.hang:
                     time.sleep(receiver.hang)
+                with lock:
+                    receiver.in_flight -= 1
                 failing = len(receiver.attempts) <= receiver.fail_first or receiver.status >= 300
                 self.send_response(500 if failing and receiver.status < 300 else receiver.status)
                 self.end_headers()

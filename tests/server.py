@@ -140,8 +140,10 @@ class Server:
         """The domain events in the event store (of one aggregate, and whose topic ends
         with `topic`, if given), in their order, read through a store of the test's own."""
         from app.eventstore import open_store
+        from app.storage import open_storage
 
-        store = open_store(self.settings(), create=False)
+        storage = open_storage(self.settings())
+        store = open_store(storage, create=False)
         try:
             found, start = [], 1
             while True:
@@ -156,6 +158,7 @@ class Server:
                 start = page[-1].id + 1
         finally:
             store.close()
+            storage.close()
 
     def read_models(self) -> Provider:
         """The server's read models, read as another reader would (tests/readmodels.py)."""

@@ -21,8 +21,9 @@ from actors.engines.base import Disconnected, Emit, Engine, EngineError, Outcome
 from actors.engines.sandbox import SandboxEngine, SandboxNetwork
 from actors.instance import InstanceActor, InstanceProxy, Outcome
 from actors.supervisor import CrashReport, Supervisor
-from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, sqlite_env
+from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter
 from domain.instance import Instance, InstanceNotConnected, SendOutcomeUnknown
+from storage.sqlite.events import environment as sqlite_env
 
 WAIT = 5.0
 A_PHONE, B_PHONE = "15550000001", "15550000002"

@@ -29,7 +29,11 @@ pytestmark = pytest.mark.drill_cases("security cases")
 
 # Meta's webhook for cloud instances takes no API credentials: Meta proves itself with the
 # verify token and the body's signature (SPEC section 3). It is checked separately below.
-NO_CREDENTIALS_BY_DESIGN = {"/api/auth/login", "/api/cloud/{instanceId}/webhook"}
+NO_CREDENTIALS_BY_DESIGN = {
+    "/api/auth/login",
+    "/api/cloud/{instanceId}/webhook",
+    "/api/cloud/webhook",  # the app-level callback, checked in tests/test_cloud_security.py
+}
 
 
 def api_routes() -> list[tuple[str, str]]:

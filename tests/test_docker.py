@@ -84,3 +84,12 @@ def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
     ignored = (DOCKER.parent / ".dockerignore").read_text().split()
     for entry in (".venv", "data", "uploads", "instances", "logs", "tests"):
         assert entry in ignored
+
+
+def test_the_image_holds_every_package_of_the_project() -> None:
+    import tomllib
+
+    project = tomllib.loads((DOCKER.parent / "pyproject.toml").read_text())
+    packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
+    text = (DOCKER / "Dockerfile").read_text()
+    assert [p for p in packages if f"COPY {p} ./{p}" not in text] == []

@@ -18,10 +18,12 @@ from uuid import UUID
 import pytest
 from eventsourcing.persistence import IntegrityError, Notification
 
-import app.sqlite_recorder as sqlite_recorder
-from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, mongodb_env, sqlite_env
+import storage.sqlite.events as sqlite_recorder
+from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter
 from domain.instance import Instance
 from domain.user import User
+from storage.mongodb.events import environment as mongodb_env
+from storage.sqlite.events import environment as sqlite_env
 from tests import mongo
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,10 +18,11 @@ from freezegun import freeze_time
 from actors.engines.base import Banned
 from actors.engines.sandbox import SandboxEngine, SandboxNetwork
 from actors.instance import InstanceActor
-from app.eventstore import EventStore, GroupCommitter, sqlite_env
+from app.eventstore import EventStore, GroupCommitter
 from app.jobs import cleanup_uploads
 from app.scheduler import next_delay, run_job
 from domain.instance import Instance
+from storage.sqlite.events import environment as sqlite_env
 from tests.server import Api, Server, wait_until
 
 

@@ -16,7 +16,8 @@ from uuid import UUID, uuid4
 import pytest
 from eventsourcing.persistence import IntegrityError, Notification, StoredEvent
 
-from app.mongodb import MongoApplicationRecorder, MongoDatastore
+from storage.mongodb.datastore import MongoDatastore
+from storage.mongodb.events import MongoApplicationRecorder
 from tests import mongo
 from tests.mongo_appender import append_to_shared
 from tests.server import wait_until

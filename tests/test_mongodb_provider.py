@@ -13,8 +13,12 @@ from pymongo import MongoClient
 
 from app import doctor
 from app.config import Settings
-from app.cursors import MongoCursors, SQLiteCursors
-from app.eventstore import open_cursors, open_store, store_env
+from app.eventstore import open_store
+from app.storage import open_storage
+from storage.mongodb import MongoStorage
+from storage.mongodb.cursors import MongoCursors
+from storage.provider import StoreUnavailable
+from storage.sqlite.cursors import SQLiteCursors
 from tests import mongo
 from tests.receiver import Receiver
 from tests.server import Api, Server, free_port, running_server, wait_until
@@ -36,18 +40,34 @@ def documents(database_url: str, collection: str) -> list[dict[str, Any]]:
 
 
 def test_the_provider_is_chosen_in_one_place(tmp_path: Path, database_url: str) -> None:
-    sqlite = Settings(sqlite_path=tmp_path / "es.db")
-    assert store_env(sqlite)["PERSISTENCE_MODULE"] == "eventsourcing.sqlite"
-    mongodb = Settings(database_provider="mongodb", database_url=database_url)
-    env = store_env(mongodb, create=False)
-    assert env["PERSISTENCE_MODULE"] == "app.mongodb" and env["CREATE_TABLE"] == "no"
-    assert env["MONGODB_DATABASE"] == database_url.rsplit("/", 1)[1]
-    store = open_store(mongodb)
+    sqlite = open_storage(Settings(sqlite_path=tmp_path / "es.db"))
+    with pytest.raises(StoreUnavailable, match="no event store at"):
+        open_store(sqlite, create=False)  # nothing is created without `create`
+    assert not (tmp_path / "es.db").exists()
+    store = open_store(sqlite)
     try:
-        assert type(store.recorder).__module__ == "app.mongodb"
-        assert store.snapshots is not None  # the product snapshots its aggregates
+        assert type(store.recorder).__module__ == "storage.sqlite.events"
     finally:
         store.close()
+    mongodb = open_storage(Settings(database_provider="mongodb", database_url=database_url))
+    assert isinstance(mongodb, MongoStorage)
+    assert mongodb.database == database_url.rsplit("/", 1)[1]
+    store = open_store(mongodb)
+    read_models = mongodb.read_models()
+    cursors = mongodb.cursors()
+    try:
+        assert type(store.recorder).__module__ == "storage.mongodb.events"
+        assert store.snapshots is not None  # the product snapshots its aggregates
+        # One MongoClient for the event store, the read models and the cursors.
+        recorder: Any = store.recorder
+        client = recorder.datastore.client
+        assert read_models.client is client
+        assert cursors._cursors.database.client is client
+    finally:
+        cursors.close()
+        read_models.close()
+        store.close()
+        mongodb.close()
 
 
 @pytest.mark.parametrize("provider", ["sqlite", "mongodb"])
@@ -57,7 +77,8 @@ def test_webhook_cursors_only_move_forward(
     settings = Settings(
         database_provider=provider, database_url=database_url, sqlite_path=tmp_path / "es.db"
     )
-    cursors = open_cursors(settings)
+    storage = open_storage(settings)
+    cursors = storage.cursors()
     assert isinstance(cursors, MongoCursors if provider == "mongodb" else SQLiteCursors)
     try:
         assert cursors.get("a") == 0
@@ -67,6 +88,7 @@ def test_webhook_cursors_only_move_forward(
         assert (cursors.get("a"), cursors.get("b")) == (7, 2)
     finally:
         cursors.close()
+        storage.close()
     if provider == "mongodb":
         stored = {d["_id"]: d["position"] for d in documents(database_url, "webhook_cursors")}
         assert stored == {"a": 7, "b": 2}

@@ -28,10 +28,10 @@ from eventsourcing.tests.persistence import (
 )
 from eventsourcing.utils import Environment
 
-from app.mongodb import (
+from storage.mongodb.datastore import MongoDatastore
+from storage.mongodb.events import (
     MongoAggregateRecorder,
     MongoApplicationRecorder,
-    MongoDatastore,
     MongoFactory,
     MongoProcessRecorder,
     MongoTrackingRecorder,
@@ -102,7 +102,7 @@ class TestInfrastructureFactory(OnMongoDB, InfrastructureFactoryTestCase[MongoFa
     def setUp(self) -> None:
         # The suite mutates the environment, so each test builds its own.
         self.env = Environment("TestCase")
-        self.env[InfrastructureFactory.PERSISTENCE_MODULE] = "app.mongodb"
+        self.env[InfrastructureFactory.PERSISTENCE_MODULE] = "storage.mongodb.events"
         self.env[MongoFactory.MONGODB_URL] = self.mongodb_url
         self.env[MongoFactory.MONGODB_DATABASE] = self.database
         super().setUp()

@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 from eventsourcing.persistence import IntegrityError, Tracking
 
-from app.eventstore import EventStore, sqlite_env
+from app.eventstore import EventStore
 from domain.instance import Instance
 from domain.user import User
 from projections.base import ReadModelProjection
 from projections.directory import Directory
 from projections.rows import ReadModels, Rows, Table
 from projections.runner import LiveProjections
+from storage.sqlite.events import environment as sqlite_env
 from tests.readmodels import Provider
 
 WAIT = 5.0

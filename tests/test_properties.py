@@ -12,14 +12,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.eventstore import EventStore, sqlite_env
-from app.rebuild import rebuild
+from app.eventstore import EventStore
 from domain.instance import Instance, InstanceError
 from domain.usage import UsageLedger
 from domain.user import User
 from domain.webhook import WebhookLog
 from projections import catalog
+from projections.rebuild import rebuild
 from projections.runner import LiveProjections
+from storage.sqlite.events import environment as sqlite_env
 from tests.readmodels import MongoProvider, Provider, SQLiteProvider
 
 PHONES = st.sampled_from(

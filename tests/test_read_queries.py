@@ -18,14 +18,15 @@ from pymongo.database import Database
 
 from app import query
 from app.config import Settings
-from app.read_queries import open_read_models
+from app.storage import open_storage
 from projections import catalog
-from projections.mongo import create_indexes
 from projections.queries import Counts, ReadModelQueries, Window
-from projections.queries.mongo import MongoReadModels
-from projections.queries.mongo_schema import ACTIVITY_KEY, USAGE_KEY
-from projections.queries.sqlite import SqliteReadModels
 from projections.usage import COUNTERS
+from storage.mongodb.queries import MongoReadModels
+from storage.mongodb.read_models import create_indexes
+from storage.mongodb.schema import ACTIVITY_KEY, USAGE_KEY
+from storage.sqlite.queries import SqliteReadModels
+from tests import mongo
 from tests import readmodel_rows as data
 from tests.readmodel_rows import CHAT, OTHER_CHAT, Generation
 
@@ -172,6 +173,15 @@ def test_messages_stay_in_their_chat_and_instance(reads: ReadModelQueries) -> No
     assert ids(reads.messages("b1", CHAT, Window(limit=50)).rows) == ["b1-1"]
     empty = reads.messages("a2", CHAT, Window(limit=50))
     assert empty.rows == [] and empty.total == 0
+
+
+def test_message_statuses_by_id_of_one_instance(reads: ReadModelQueries) -> None:
+    # What Meta's webhook route asks to recognise a delivery it stored before.
+    wanted = ["wamid-a1-1", "wamid-a1-6", "wamid-b1-1", "wamid-unknown"]
+    assert reads.message_statuses("a1", wanted) == {"wamid-a1-1": "sent", "wamid-a1-6": "sent"}
+    assert reads.message_statuses("a1", []) == {}
+    many = [f"wamid-none-{n}" for n in range(1200)] + ["wamid-a1-2"]  # past one batch
+    assert reads.message_statuses("a1", many) == {"wamid-a1-2": "sent"}
 
 
 # -- activity -----------------------------------------------------------------------
@@ -338,19 +348,21 @@ def test_the_indexes_mongodb_queries_name_are_created_by_the_store(mongo_db: Dat
         assert keys in made, (table, made)
 
 
-def test_the_provider_setting_picks_the_queries(tmp_path: Path, mongo_db: Database) -> None:
+def test_the_provider_setting_picks_the_queries(
+    tmp_path: Path, mongo_url: str, mongo_db: Database
+) -> None:
     store = data.into_sqlite(tmp_path / "read.db", {})
+    sqlite = open_storage(Settings.from_env({}))
+    url = mongo.with_database(mongo_url, mongo_db.name)
+    mongodb = open_storage(Settings.from_env({"DATABASE_PROVIDER": "mongodb", "DATABASE_URL": url}))
     try:
-        sqlite = Settings.from_env({})
-        assert isinstance(open_read_models(sqlite, store), SqliteReadModels)
-        mongodb = Settings.from_env(
-            {"DATABASE_PROVIDER": "mongodb", "DATABASE_URL": "mongodb://127.0.0.1:1/app"}
-        )
-        assert isinstance(open_read_models(mongodb, Generation(mongo_db, "")), MongoReadModels)
-        with pytest.raises(TypeError, match="collection"):
-            open_read_models(mongodb, store)  # a SQLite store cannot serve MongoDB queries
+        assert isinstance(sqlite.queries(store), SqliteReadModels)
+        assert isinstance(mongodb.queries(mongodb.read_models()), MongoReadModels)
+        with pytest.raises(TypeError, match="MongoDB"):
+            mongodb.queries(store)  # a SQLite store cannot serve MongoDB queries
     finally:
         store.close()
+        mongodb.close()
 
 
 class Commands(monitoring.CommandListener):

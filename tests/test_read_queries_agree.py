@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projections.queries import ReadModelQueries, Window
-from projections.queries.mongo import MongoReadModels
-from projections.queries.sqlite import SqliteReadModels
 from projections.usage import COUNTERS
+from storage.mongodb.queries import MongoReadModels
+from storage.sqlite.queries import SqliteReadModels
 from tests import readmodel_rows as data
 
 USERS = ("u1", "u2")

@@ -15,14 +15,16 @@ from typing import Any
 
 import pytest
 
-from app import rebuild as rebuild_module
-from app.eventstore import EventStore, mongodb_env, sqlite_env
+from app.eventstore import EventStore
 from domain.instance import Instance
 from domain.user import User
 from domain.webhook import WebhookLog
 from projections import catalog
+from projections import rebuild as rebuild_module
 from projections.runner import LiveProjections
-from projections.store import ReadModelStore
+from storage.mongodb.events import environment as mongodb_env
+from storage.sqlite.events import environment as sqlite_env
+from storage.sqlite.read_models import ReadModelStore
 from tests.readmodels import MongoProvider, Provider
 from tests.server import Api, Server, wait_until
 

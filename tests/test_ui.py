@@ -240,3 +240,40 @@ def test_the_page_has_no_inline_code_and_no_secrets() -> None:
     scripts = " ".join(p.read_text() for p in (UI_DIR / "js").glob("*.js"))
     assert "localStorage" not in scripts
     assert "sessionStorage.setItem(TOKEN" in scripts
+
+
+def test_a_cloud_message_that_failed_after_acceptance_shows_why(
+    browser: Browser, server: Server, admin: Api
+) -> None:
+    from tests.fake_graph import OUTSIDE_WINDOW_NUMBER, PHONE_NUMBER_ID, TOKEN, FakeGraph, sign
+
+    graph = FakeGraph()
+    try:
+        cloud = {
+            "phoneNumberId": PHONE_NUMBER_ID,
+            "accessToken": TOKEN,
+            "appSecret": "app-secret",
+            "verifyToken": "verify",
+            "graphBaseUrl": graph.url,
+        }
+        instance = admin.create_instance("Cloud shop", engine="cloud", cloud=cloud)["id"]
+        page, problems = open_page(browser, server, viewport={"width": 1280, "height": 900})
+        sign_in(page)
+        page.goto(f"/ui/instances#/instances/{instance}/messages")
+        expect(page.locator("#detail-status")).to_have_text("connected")
+        page.fill("#send-form [name=phone]", OUTSIDE_WINDOW_NUMBER)
+        page.fill("#send-form [name=message]", "are you still there?")
+        page.click("#send-form button[type=submit]")
+        expect(page.locator("#chat li.out .text")).to_have_text(["are you still there?"])
+        # Meta took it, then fails it by webhook: the chat says why, by itself.
+        raw, headers = sign("app-secret", graph.outbox.pop())
+        delivered = server.client().post(
+            f"/api/cloud/{instance}/webhook", content=raw, headers=headers
+        )
+        assert delivered.status_code == 200, delivered.text
+        expect(page.locator("#chat li.out .failure")).to_contain_text(
+            "Re-engagement message (code 131047)"
+        )
+        assert expected_console_errors(problems) == []
+    finally:
+        graph.close()

@@ -434,3 +434,89 @@ def test_webhooks_arrive_while_a_projection_is_broken(fresh_server: Server) -> N
         assert not admin.http.get("/health").json()["checks"]["readModels"]["ok"]
     finally:
         receiver.close()
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with small webhook limits (they are settings; one SQLite server is enough)."""
+    from tests.server import running_server
+
+    with running_server(
+        tmp_path_factory.mktemp("tuned"), WEBHOOK_REPLAY_LIMIT="3", WEBHOOK_BACKLOG_LIMIT="100"
+    ) as running:
+        yield running
+
+
+def test_one_replay_at_a_time_bounded_and_paced_like_delivery(tuned: Server) -> None:
+    receiver = Receiver()
+    try:
+        admin = Api.login(tuned)
+        a = hooked(admin, "Replays", receiver.url)
+        peer = admin.create_instance("Replays peer")["id"]
+        admin.pair(a, "15553400001")
+        admin.pair(peer, "15553400002")
+        for i in range(3):
+            admin.send(a, "15553400002", f"p{i}")
+        wait_until(lambda: len(receiver.received) == 11)  # qr, opened, 3 x sent/delivered/read
+        receiver.hang = 0.1
+
+        first = admin.http.post(f"/api/instances/{a}/webhooks/replay", json={"fromPosition": 0})
+        again = admin.http.post(f"/api/instances/{a}/webhooks/replay", json={"fromPosition": 0})
+        live = admin.send(a, "15553400002", "during the replay").json()["id"]
+
+        assert first.status_code == 202, first.text
+        assert first.json()["replaying"] == 3  # WEBHOOK_REPLAY_LIMIT, not all 11
+        rest = first.json()["nextPosition"]
+        assert isinstance(rest, int) and rest > 0
+        assert again.status_code == 409 and again.json()["code"] == "replay_running"
+        wait_until(
+            lambda: (
+                sum(r.headers.get("x-webhook-replay") == "true" for r in receiver.received) == 3
+                and live in [r.json["data"].get("messageId") for r in receiver.received]
+            ),
+            timeout=10,
+        )
+        # Replayed and live deliveries went out one at a time, as delivery does.
+        assert receiver.most_in_flight == 1
+        replayed = [r.event for r in receiver.received if r.headers.get("x-webhook-replay")]
+        assert replayed == ["qr_received", "connection_opened", "message_sent"]
+        # The first replay is done: the rest of the range can follow.
+        receiver.hang = 0
+        wait_until(
+            lambda: (
+                admin.http.post(
+                    f"/api/instances/{a}/webhooks/replay", json={"fromPosition": rest}
+                ).status_code
+                == 202
+            )
+        )
+    finally:
+        receiver.close()
+
+
+def test_sends_wait_while_webhook_delivery_is_too_far_behind(tuned: Server) -> None:
+    slow = Receiver(hang=0.3)
+    try:
+        admin = Api.login(tuned)
+        a = hooked(admin, "Backlogged", slow.url)
+        quiet = admin.create_instance("No webhooks")["id"]
+        admin.pair(a, "15553410001")
+        admin.pair(quiet, "15553410002")
+        refused = None
+        for i in range(200):
+            answer = admin.send(a, "15553410002", f"b{i}")
+            if answer.status_code != 200:
+                refused = answer
+                break
+        assert refused is not None, "200 sends accepted with a receiver 50 times too slow"
+        assert refused.status_code == 503 and refused.json()["code"] == "webhook_backlog"
+        assert 1 <= int(refused.headers["retry-after"]) <= 30
+        # An instance without webhooks adds nothing to the backlog and is not held up.
+        assert admin.send(quiet, "15553410001", "not held up").status_code == 200
+        # Once delivery has caught up, sends go through again; nothing was lost meanwhile.
+        slow.hang = 0
+        wait_until(lambda: admin.send(a, "15553410002", "again").status_code == 200, timeout=60)
+        sent = [e for e in tuned.stored_events(a) if type(e).__name__ == "MessageSent"]
+        wait_until(lambda: slow.events().count("message_sent") == len(sent), timeout=30)
+    finally:
+        slow.close()

@@ -452,7 +452,7 @@ def test_numbers_are_resolved_before_the_first_send(tmp_path: Path) -> None:
     engine.connect()
     wait_until(lambda: engine.connected)
     sent = engine.send_text("5511987654321@s.whatsapp.net", "oi")
-    assert sent.to == "551187654321@s.whatsapp.net"  # where it really went
+    assert sent.chat == "551187654321@s.whatsapp.net"  # where it really went
     engine.send_text("5511987654321@s.whatsapp.net", "de novo")
     assert whatsapp.asked == [["5511987654321"]]  # asked once, then remembered
     assert whatsapp.sent == ["551187654321@s.whatsapp.net"] * 2

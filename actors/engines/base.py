@@ -14,8 +14,9 @@ from typing import Any
 
 
 class EngineError(Exception):
-    """The engine refused or failed a command; `code` says why, for the API, and
-    `details` (optional) what a program may act on."""
+    """The engine refused or failed a command; `code` says why, for the API,
+    `details` (optional) what a program may act on, and `retry_after` when to try
+    again."""
 
     def __init__(
         self,
@@ -23,11 +24,13 @@ class EngineError(Exception):
         code: str = "engine_error",
         status: int = 409,
         details: dict[str, Any] | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
         self.details = details
+        self.retry_after = retry_after  # seconds, for a 429 or 503 (Retry-After)
 
 
 class OutcomeUnknown(EngineError):
@@ -47,6 +50,7 @@ class QrCode:
 class Connected:
     phone: str | None
     push_name: str | None
+    details: dict[str, Any] | None = None  # what the network says about the account
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,9 @@ Ack = Callable[[], None]
 @dataclass(frozen=True)
 class Inbound:
     """A message that arrived. `sender` is the chat (a person's phone JID when known, else
-    their LID; a group's JID); `participant`, `phone` and `lid` say who wrote it.
+    their LID; a group's JID); `participant`, `phone` and `lid` say who wrote it. `body` is
+    its text for a person, `data` its structured content by kind (see
+    `Instance.MessageReceived`).
 
     `spool_seq` is the report's position in the engine's durable spool, and `ack` tells the
     engine once the report is recorded (engines without a spool leave both None)."""
@@ -97,6 +103,9 @@ class Inbound:
     body: str
     media: dict[str, Any] | None
     timestamp: int
+    data: dict[str, Any] | None = None
+    bsuid: str | None = None  # the sender's business-scoped user id (Cloud API)
+    username: str | None = None
     participant: str | None = None
     phone: str | None = None
     lid: str | None = None
@@ -149,8 +158,18 @@ class Receipt:
     message_id: str
     status: str
     remote_jid: str
+    error: dict[str, Any] | None = None  # {code, title, details} of a `failed` status
     spool_seq: int | None = None
     ack: Ack | None = None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the network said about the account that is not a message (`kind`:
+    `account_update`, `error`, ...), with its details."""
+
+    kind: str
+    details: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -171,6 +190,7 @@ EngineEvent = (
     | MediaSaved
     | Receipt
     | Contacts
+    | Notice
 )
 Emit = Callable[[EngineEvent], None]
 
@@ -206,12 +226,15 @@ class Sent:
 
     message_id: str
     timestamp: int
-    to: str | None = None
-    message_type: str | None = None
+    chat: str | None = None  # the JID the network delivered to, when it says (may differ)
+    message_type: str | None = None  # the type it went out as, when the engine chose
 
 
 class Engine(ABC):
     """A connection to a WhatsApp network on behalf of one instance."""
+
+    # The JID servers this engine can send to (a person, a group, a LID).
+    addressable: tuple[str, ...] = ("s.whatsapp.net", "g.us", "lid")
 
     @abstractmethod
     def connect(self) -> None:

@@ -10,9 +10,10 @@ instance actor that requires it, and the engines that have it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from concurrent.futures import Future
 from typing import ClassVar, Self
 
-from actors.engines.base import Engine, EngineError
+from actors.engines.base import Engine, EngineError, Media, Sent
 
 
 class Capability(ABC):
@@ -51,19 +52,19 @@ class NumberCheck(Capability):
         """Whether `phone` (digits) has WhatsApp."""
 
 
-class CloudWebhookReceiver(Capability):
-    """Receive Meta's webhook: the subscription check and signed deliveries (cloud)."""
+class ConcurrentSends(Capability):
+    """Start a send without holding the instance's actor while the network answers, so
+    that several are in flight at once (cloud: a Graph round trip per message)."""
 
-    action = "receive Meta's webhook"
-
-    @abstractmethod
-    def verify_subscription(self, mode: str | None, token: str | None) -> bool:
-        """Whether Meta's subscription check (`hub.mode`, `hub.verify_token`) matches."""
+    action = "send several messages at once"
 
     @abstractmethod
-    def handle_webhook(self, body: bytes, signature: str | None) -> int:
-        """Verify one delivery by its X-Hub-Signature-256 and report what it holds;
-        return how many reports it made."""
+    def start_text(self, to: str, text: str) -> Future[Sent]:
+        """Check and start a text send; the future holds the network's answer."""
+
+    @abstractmethod
+    def start_media(self, to: str, media: Media, caption: str) -> Future[Sent]:
+        """Check and start sending a file we hold; the future holds the network's answer."""
 
 
 class SandboxControls(Capability):

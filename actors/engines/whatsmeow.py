@@ -278,7 +278,7 @@ class WhatsmeowEngine(Engine, Pairing, NumberCheck):
     def send_text(self, to: str, text: str) -> Sent:
         jid = self._resolve(to)
         answer = self._request(lambda i: f.SendText(id=i, to=jid, text=text), SEND_TIMEOUT, True)
-        return Sent(answer["id"], answer["timestamp"], to=jid, message_type=answer["type"])
+        return Sent(answer["id"], answer["timestamp"], chat=jid, message_type=answer["type"])
 
     def send_media(self, to: str, media: Media, caption: str) -> Sent:
         jid = self._resolve(to)
@@ -294,7 +294,7 @@ class WhatsmeowEngine(Engine, Pairing, NumberCheck):
             MEDIA_SEND_TIMEOUT,
             True,
         )
-        return Sent(answer["id"], answer["timestamp"], to=jid, message_type=answer["type"])
+        return Sent(answer["id"], answer["timestamp"], chat=jid, message_type=answer["type"])
 
     def healthy(self) -> bool:
         with self._lock:

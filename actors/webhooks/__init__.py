@@ -16,10 +16,17 @@ and one instance's slow or dead receiver never delays another's. The parts:
 """
 
 from actors.webhooks.actor import WebhookActor, WebhookProxy
-from actors.webhooks.service import Cursors, VersionedSettings, WebhookDefaults, WebhookService
+from actors.webhooks.service import (
+    Cursors,
+    ReplayRunning,
+    VersionedSettings,
+    WebhookDefaults,
+    WebhookService,
+)
 
 __all__ = [
     "Cursors",
+    "ReplayRunning",
     "VersionedSettings",
     "WebhookActor",
     "WebhookDefaults",

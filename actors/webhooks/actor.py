@@ -39,8 +39,9 @@ class WebhookActor(BridgedActor):
 
     def replay(
         self, instance_id: str, after: int, until: int | None, since: datetime | None
-    ) -> int:
-        """Re-send an instance's events in a range; return how many will be sent."""
+    ) -> tuple[int, int | None]:
+        """Re-send an instance's events in a range (one replay at a time, bounded); return
+        how many will be sent and where the rest of the range starts (None: no rest)."""
         return self.service.call(self.service.replay(instance_id, after, until, since)).result(
             timeout=30
         )

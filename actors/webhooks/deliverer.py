@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -28,6 +30,17 @@ log = logging.getLogger(__name__)
 #: Events read from the store per page. Only this many decoded events per instance are
 #: ever in memory; the store holds the rest of a backlog.
 READ_PAGE = 50
+
+
+@dataclass
+class Replay:
+    """A range of an instance's events to send again: after `position` up to `until`
+    (inclusive), those stored at or after `since`; `left` is how many may still go."""
+
+    position: int
+    until: int
+    since: datetime | None
+    left: int
 
 
 def delivers(settings: dict[str, Any]) -> bool:
@@ -53,6 +66,7 @@ class Deliverer:
         self.pending = 0
         self.noticed = 0
         self.failing = False  # waiting to retry a receiver that failed
+        self.replay: Replay | None = None  # at most one at a time, sent by this loop
 
     # -- told by the service (in the loop) -----------------------------------------------
 
@@ -78,6 +92,7 @@ class Deliverer:
 
     def _passed(self, position: int) -> None:
         self.position = position
+        self.service.passed += 1
         if position <= self.noticed and self.pending > 0:
             self.pending -= 1
 
@@ -110,6 +125,7 @@ class Deliverer:
                 if not skipped:
                     saved = await self.skip_to_head()
                     skipped = True
+                self.replay = None  # nothing is sent with webhooks off, replays neither
                 service.idle.add(self.instance_id)
                 try:
                     await self.wake.wait()
@@ -122,6 +138,9 @@ class Deliverer:
             page = await service.run_blocking(
                 service.read, self.instance_id, self.position, READ_PAGE
             )
+            if not page and self.replay is not None:
+                await self._replay_page()
+                continue
             if not page:
                 self._caught_up()
                 if self.position > saved:
@@ -139,8 +158,34 @@ class Deliverer:
                     await self.deliver(notification.id, event, body, replay=False)
                     saved = max(saved, notification.id)
                 self._passed(notification.id)
+            if self.replay is not None:
+                # One page of each in turn: a replay is paced like delivery (one POST at a
+                # time per instance) and neither starves the other.
+                await self._replay_page()
+        self.replay = None
         self._caught_up()
         await service.run_blocking(service.cursors.set, self.instance_id, self.position)
+
+    async def _replay_page(self) -> None:
+        replay = self.replay
+        assert replay is not None
+        page = await self.service.run_blocking(
+            self.service.read, self.instance_id, replay.position, READ_PAGE
+        )
+        for notification, event in page:
+            if notification.id > replay.until or replay.left <= 0:
+                break
+            replay.position = notification.id
+            if replay.since is not None and event.timestamp < replay.since:
+                continue
+            body = self.body_for(event)
+            if body is not None:
+                replay.left -= 1
+                await self.deliver(notification.id, event, body, replay=True)
+        else:
+            if len(page) == READ_PAGE:
+                return  # more of the range to read
+        self.replay = None
 
     def wanted(self) -> bool:
         return delivers(self.settings)

@@ -23,6 +23,10 @@ def iso_epoch(seconds: float) -> str:
     return _utc(datetime.fromtimestamp(seconds, UTC))
 
 
+# The setting that asks for each receipt; `played` (a voice message listened to) is a read.
+STATUS_FLAGS = {"delivered": "notifyDelivery", "read": "notifyRead", "played": "notifyRead"}
+
+
 def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
     """`{event, data, timestamp}` for a domain event, or None when the settings filter it out."""
     instance_id = str(event.originator_id)
@@ -42,12 +46,17 @@ def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
             "hasMedia": event.media is not None,
             "pushName": event.push_name,
         }
+        # Who wrote it (a group's participant, the person's phone and LID), its structured
+        # content and the sender's Cloud API identity, when there are any.
         for key, value in (
             ("participant", event.participant),
             ("phone", event.phone),
             ("lid", event.lid),
+            ("data", event.data),
+            ("bsuid", event.bsuid),
+            ("username", event.username),
         ):
-            if value is not None:
+            if value:
                 data[key] = value
     elif isinstance(event, Instance.MessageUndecryptable):
         if not settings.get("notifyReceived", True):
@@ -79,9 +88,11 @@ def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
         if event.origin != "api":
             data["origin"] = event.origin  # sent from the phone or another linked device
     elif isinstance(event, Instance.MessageStatusChanged):
-        wanted = {"delivered": "notifyDelivery", "read": "notifyRead"}.get(event.status)
-        if wanted is None or not settings.get(wanted, False):
-            return None
+        # A failure after acceptance is always sent (SPEC 5): the message is lost otherwise.
+        if event.status != "failed":
+            wanted = STATUS_FLAGS.get(event.status)
+            if wanted is None or not settings.get(wanted, False):
+                return None
         name = "message_status"
         data = {
             "instanceId": instance_id,
@@ -90,6 +101,8 @@ def payload(event: Any, settings: dict[str, Any]) -> dict[str, Any] | None:
             "from": event.remote_jid,
             "fromMe": event.from_me,
         }
+        if event.error is not None:
+            data["error"] = event.error
     elif isinstance(event, Instance.ConnectionOpened):
         name = "connection_opened"
         data = {"instanceId": instance_id}

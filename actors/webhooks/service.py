@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from actors.outbound import OutboundHTTP
-from actors.webhooks.deliverer import READ_PAGE, Deliverer, delivers
+from actors.webhooks.deliverer import READ_PAGE, Deliverer, Replay, delivers
 from actors.webhooks.poster import WebhookPoster
 from domain.webhook import WebhookLog
 
@@ -42,12 +42,24 @@ class Cursors(Protocol):
         """Release the connection."""
 
 
+class ReplayRunning(Exception):
+    """A replay of this instance's webhooks is still being sent."""
+
+
 @dataclass(frozen=True)
 class WebhookDefaults:
     max_retries: int
     retry_interval_ms: int
     allow_private: bool
     timeout: float = 10.0
+    replay_limit: int = 1000  # events one replay sends at most
+    backlog_limit: int = 10_000  # events waiting before sends are refused (see `pressure`)
+
+
+#: How much of one instance's backlog counts toward the limit: one slow receiver must not
+#: stop every other instance's sends.
+BACKLOG_PER_INSTANCE = 1000
+BACKLOG_TICK = 0.25  # seconds between counts of the backlog
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -85,6 +97,9 @@ class WebhookService:
         self.loop = new_event_loop()
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-io")
         self._poster: WebhookPoster | None = None
+        self.backlog = 0  # events waiting, as counted at the last tick (see `pressure`)
+        self.passed = 0  # events delivered, given up on or filtered out, ever
+        self._rate = 0.0  # of `passed`, per second, smoothed
         self._thread = threading.Thread(target=self.loop.run_forever, name="webhooks", daemon=True)
 
     @property
@@ -113,6 +128,35 @@ class WebhookService:
 
     async def _open(self) -> None:
         self._poster = WebhookPoster(self.outbound, self.defaults.timeout)
+        self._keep(asyncio.create_task(self._count_backlog(), name="webhook-backlog"))
+
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _count_backlog(self) -> None:
+        """Count, every tick, the events waiting for delivery that the server itself is
+        behind on: an instance whose receiver failed and waits for a retry is held up by
+        its receiver, not by us, and counts nothing; any other counts up to a cap."""
+        passed = self.passed
+        while True:
+            await asyncio.sleep(BACKLOG_TICK)
+            self.backlog = sum(
+                min(d.pending, BACKLOG_PER_INSTANCE)
+                for d in list(self.deliverers.values())
+                if not d.failing
+            )
+            rate = (self.passed - passed) / BACKLOG_TICK
+            self._rate = 0.8 * self._rate + 0.2 * rate
+            passed = self.passed
+
+    def pressure(self, instance_id: str) -> int | None:
+        """(Any thread.) Seconds a new send of this instance should wait, if the backlog is
+        over its limit and the instance has webhooks on; None to go ahead."""
+        excess = self.backlog - self.defaults.backlog_limit
+        if excess <= 0 or instance_id in self.idle or instance_id not in self.deliverers:
+            return None
+        return max(1, min(30, round(excess / max(self._rate, 100.0)) + 1))
 
     async def _close(self) -> None:
         tasks = [d.task for d in self.deliverers.values() if d.task is not None]
@@ -187,37 +231,39 @@ class WebhookService:
 
     async def replay(
         self, instance_id: str, after: int, until: int | None, since: datetime | None
-    ) -> int:
-        """Re-send an instance's events in a range (marked as replays); return how many."""
+    ) -> tuple[int, int | None]:
+        """Re-send an instance's events in a range (marked as replays), at most
+        `replay_limit` of them, by its deliverer between its own deliveries. Return how
+        many, and the position to replay from for the rest (None if there is no rest)."""
         deliverer = self.deliverers.get(instance_id)
         if deliverer is None or deliverer.log is None:
             raise LookupError("webhook delivery is not running for this instance")
-        chosen: list[tuple[int, Any, dict[str, Any]]] = []
-        position = after
-        while True:
+        if deliverer.replay is not None:
+            raise ReplayRunning("A replay of this instance's webhooks is still being sent")
+        limit = self.defaults.replay_limit
+        count, position, rest = 0, after, None
+        while rest is None:
             page = await self.run_blocking(self.read, instance_id, position, READ_PAGE)
             for notification, event in page:
                 if until is not None and notification.id > until:
                     break
-                position = notification.id
                 if since is not None and event.timestamp < since:
+                    position = notification.id
                     continue
-                body = deliverer.body_for(event)
-                if body is not None:
-                    chosen.append((notification.id, event, body))
+                if deliverer.body_for(event) is not None:
+                    if count == limit:
+                        rest = notification.id
+                        break
+                    count += 1
+                position = notification.id
             else:
                 if len(page) == READ_PAGE:
                     continue
             break
-
-        async def resend() -> None:
-            for notification_id, event, body in chosen:
-                await deliverer.deliver(notification_id, event, body, replay=True)
-
-        task = asyncio.create_task(resend(), name=f"replay-{instance_id}")
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return len(chosen)
+        if count:
+            deliverer.replay = Replay(after, position, since, count)
+            deliverer.wake.set()
+        return count, rest
 
     # -- blocking helpers (in the executor) -----------------------------------------------
 

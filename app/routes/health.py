@@ -10,7 +10,6 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from app.context import Context
-from app.eventstore import storage_details
 from app.openapi import DOCS_PAGE, doc
 
 
@@ -21,7 +20,7 @@ async def health(request: Request) -> JSONResponse:
 
     def probe() -> dict[str, object]:
         position = ctx.store.recorder.max_notification_id()
-        return {"ok": True, "position": position or 0, **storage_details(ctx.store)}
+        return {"ok": True, "position": position or 0, **ctx.storage.details()}
 
     try:
         checks["eventStore"] = await asyncio.wait_for(asyncio.to_thread(probe), timeout=2)

@@ -79,6 +79,8 @@ async def messages(request: Request) -> JSONResponse:
             "media": json.loads(r["media"]) if r["media"] else None,
             "status": r["status"],
             "createdAt": r["created_at"],
+            **({"data": json.loads(r["data"])} if r.get("data") else {}),
+            **({"error": json.loads(r["error"])} if r.get("error") else {}),
         }
         for r in page.rows
     ]

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from actors.webhooks import ReplayRunning
 from app import query
 from app.context import Context
 from app.errors import ApiError, invalid
@@ -62,7 +63,14 @@ async def deliveries(request: Request) -> JSONResponse:
     )
 
 
-@doc("Replay webhook deliveries from a position or a time", "webhooks", body=Replay, ok=202)
+@doc(
+    "Replay webhook deliveries from a position or a time (one replay at a time per instance, "
+    "at most WEBHOOK_REPLAY_LIMIT events)",
+    "webhooks",
+    body=Replay,
+    ok=202,
+    errors=(409,),
+)
 async def replay(request: Request) -> JSONResponse:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
@@ -81,10 +89,17 @@ async def replay(request: Request) -> JSONResponse:
     if not row["webhook"].get("enabled") or not row["webhook"].get("url"):
         raise ApiError(409, "webhook_disabled", "Webhooks are not enabled for this instance")
     try:
-        count = await ctx.ask(ctx.webhooks_proxy.replay(row["id"], after, body.toPosition, since))
+        count, rest = await ctx.ask(
+            ctx.webhooks_proxy.replay(row["id"], after, body.toPosition, since)
+        )
     except LookupError as error:
         raise ApiError(409, "webhook_not_running", str(error)) from None
-    return JSONResponse({"success": True, "replaying": count}, status_code=202)
+    except ReplayRunning as error:
+        raise ApiError(409, "replay_running", str(error)) from None
+    # At most WEBHOOK_REPLAY_LIMIT events per replay; `nextPosition` is where the rest starts.
+    return JSONResponse(
+        {"success": True, "replaying": count, "nextPosition": rest}, status_code=202
+    )
 
 
 routes = [

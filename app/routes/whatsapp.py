@@ -72,6 +72,7 @@ async def _send_text(
 ) -> JSONResponse:
     to = to_jid(phone)
     key = idempotency_key(request)
+    ctx.check_webhook_backlog(instance_id)
     await quotas.check_messages(ctx, ctx.principal(request), instance_id)
     message_id = await sending(ctx, ctx.proxy(instance_id).send_text(to, text, key), key)
     return JSONResponse({"id": message_id})
@@ -84,6 +85,7 @@ async def send_media(request: Request) -> JSONResponse:
     body = await parse(request, SendMedia)
     to = to_jid(body.phone)
     key = idempotency_key(request)
+    ctx.check_webhook_backlog(row["id"])
     await quotas.check_messages(ctx, ctx.principal(request), row["id"])
     settings = ctx.settings
     file = await media.download(
@@ -132,6 +134,7 @@ async def send_file(request: Request) -> JSONResponse:
             raise invalid("'caption' must be text of at most 4096 characters", "caption")
         to = to_jid(phone)
         key = idempotency_key(request)
+        ctx.check_webhook_backlog(row["id"])
         await quotas.check_messages(ctx, ctx.principal(request), row["id"])
         file = await media.keep_upload(upload, settings.uploads_dir, settings.max_file_size)
     finally:

@@ -1,8 +1,7 @@
-"""Read-model queries: the interface the app asks (`ReadModelQueries`) and one implementation
-per storage provider (`sqlite.SqliteReadModels`, `mongo.MongoReadModels`)."""
+"""Read-model queries: the interface the app asks (`ReadModelQueries`); each storage provider
+implements it (`storage.sqlite.queries`, `storage.mongodb.queries`)."""
 
 from projections.queries.base import (
-    Collections,
     Counts,
     Page,
     ReadModelQueries,
@@ -11,4 +10,4 @@ from projections.queries.base import (
     zero_usage,
 )
 
-__all__ = ["Collections", "Counts", "Page", "ReadModelQueries", "Row", "Window", "zero_usage"]
+__all__ = ["Counts", "Page", "ReadModelQueries", "Row", "Window", "zero_usage"]

@@ -98,6 +98,10 @@ class ReadModelQueries(Protocol):
     def messages(self, instance_id: str, chat_jid: str, window: Window) -> Page:
         """A page of one chat's messages, newest first."""
 
+    def message_statuses(self, instance_id: str, message_ids: Sequence[str]) -> dict[str, str]:
+        """The status of each of these messages the instance has (sent or received), by
+        message id; ids it does not have are left out."""
+
     def activity(self, instance_id: str, actions: Sequence[str], window: Window) -> Page:
         """A page of an instance's activity log, newest first; all actions if none given."""
 
@@ -121,14 +125,3 @@ class ReadModelQueries(Protocol):
 
     def messages_sent_on(self, user_id: str, day: str) -> int:
         """Messages a user sent on one UTC day (for the daily quota)."""
-
-
-class Collections(Protocol):
-    """Where the MongoDB read models are: the collection in service for a table name.
-
-    The write side may serve a rebuilt generation under other collection names, so the
-    query side asks this every time instead of naming collections itself.
-    """
-
-    def collection(self, name: str) -> Any:
-        """The `pymongo.collection.Collection` in service for read-model table `name`."""

@@ -17,9 +17,16 @@ async function loadChat() {
     el("li", { class: m.fromMe ? "out" : "in", "data-message-id": m.messageId },
       el("span", { class: "text" }, m.content ?? `[${m.messageType}]`),
       el("small", { class: "muted" }, `${when(m.createdAt)} · ${m.fromMe ? m.status : "received"}`),
+      ...(m.status === "failed" ? [failure(m.error)] : []),
     )));
   $("#chat-empty").hidden = messages.length > 0;
   if (!messages.length) $("#chat-empty").textContent = "No messages with this number yet.";
+}
+
+// A message that failed after it was accepted (Cloud API): what the network said.
+function failure(error) {
+  const said = [error?.title || "failed", error?.code ? `(code ${error.code})` : "", error?.details || ""];
+  return el("small", { class: "status-failed failure" }, said.filter(Boolean).join(" "));
 }
 
 export const messagesPanel = {

@@ -27,6 +27,7 @@ import sqlite_utils
 from eventsourcing.persistence import IntegrityError
 
 from projections.rows import Building, ReadModels, Rows, Table
+from storage.sqlite.errors import translated, translated_errors
 
 T = TypeVar("T")
 
@@ -40,7 +41,7 @@ class ReadModelStore(ReadModels):
         self._follow = follow_pointer
         self._local = threading.local()
         self.tables: dict[str, Table] = {}
-        with self.transaction() as db:
+        with translated_errors(), self.transaction() as db:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS tracking (name TEXT PRIMARY KEY, position INTEGER)"
             )
@@ -106,6 +107,7 @@ class ReadModelStore(ReadModels):
 
     # -- the provider-neutral interface ---------------------------------------------------
 
+    @translated
     def ensure(self, tables: Iterable[Table]) -> None:
         with self.transaction() as db:
             for table in tables:
@@ -120,6 +122,7 @@ class ReadModelStore(ReadModels):
                 for columns, unique in table.indexes:
                     db[table.name].create_index(list(columns), unique=unique, if_not_exists=True)
 
+    @translated
     def atomically(self, work: Callable[[Rows], T]) -> T:
         with self.transaction() as db:
             rows = SQLiteRows(db.conn, self.tables)
@@ -127,21 +130,26 @@ class ReadModelStore(ReadModels):
             rows.flush()
         return result
 
+    @translated
     def meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", [key]).fetchone()
         return row[0] if row else None
 
+    @translated
     def position(self, name: str) -> int:
         row = self.db.execute("SELECT position FROM tracking WHERE name=?", [name]).fetchone()
         return row[0] if row else 0
 
+    @translated
     def tracked_count(self) -> int:
         (count,) = self.db.execute("SELECT COUNT(*) FROM tracking").fetchone()
         return int(count)
 
+    @translated
     def building(self) -> SQLiteBuilding:
         return SQLiteBuilding(self)
 
+    @translated
     def close(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
@@ -188,18 +196,26 @@ class SQLiteRows(Rows):
         pending.changes.append((_update_sql(table, tuple(values), pk), (*values.values(), *match)))
 
     def advance(
-        self, table: str, where: dict[str, Any], column: str, value: str, rank: Mapping[str, int]
+        self,
+        table: str,
+        where: dict[str, Any],
+        column: str,
+        value: str,
+        rank: Mapping[str, int],
+        also: dict[str, Any] | None = None,
     ) -> None:
         shape = tuple(where)
         match = tuple(where.values())
         wanted = rank.get(value, 0)
-        pending = self._change(table, (column,), shape)
+        extra = also or {}
+        pending = self._change(table, (column, *extra), shape)
         if pending.inserts:
             for row in pending.matching(shape, match):
                 if rank.get(row[column], 0) < wanted:  # as the CASE below: unranked is 0
                     row[column] = value
-        sql = _advance_sql(table, shape, column, tuple(rank.items()))
-        pending.changes.append((sql, (value, *match, wanted)))
+                    row.update(extra)
+        sql = _advance_sql(table, shape, column, tuple(rank.items()), tuple(extra))
+        pending.changes.append((sql, (value, *extra.values(), *match, wanted)))
 
     def _change(self, table: str, columns: tuple[str, ...], shape: tuple[str, ...]) -> _Pending:
         """The table's buffer, flushed first where a change cannot be applied in memory
@@ -360,13 +376,17 @@ def _update_sql(table: str, columns: tuple[str, ...], pk: tuple[str, ...]) -> st
 
 @functools.cache
 def _advance_sql(
-    table: str, where: tuple[str, ...], column: str, rank: tuple[tuple[str, int], ...]
+    table: str,
+    where: tuple[str, ...],
+    column: str,
+    rank: tuple[tuple[str, int], ...],
+    also: tuple[str, ...] = (),
 ) -> str:
     cases = " ".join(f"WHEN '{s}' THEN {r}" for s, r in rank)
     conditions = " AND ".join(f"{c} = ?" for c in where)
+    sets = ", ".join(f"{c} = ?" for c in (column, *also))
     return (
-        f"UPDATE {table} SET {column} = ? WHERE {conditions} "
-        f"AND (CASE {column} {cases} ELSE 0 END) < ?"
+        f"UPDATE {table} SET {sets} WHERE {conditions} AND (CASE {column} {cases} ELSE 0 END) < ?"
     )
 
 
@@ -404,6 +424,7 @@ class SQLiteBuilding(Building):
         self.file = self.target.with_name(self.target.name + ".building")
         self.store = ReadModelStore(self.file, follow_pointer=False)
 
+    @translated
     def fast(self) -> None:
         # No journal (each page written once, not to a WAL and then again), a big cache,
         # no fsync until the file is made durable once, before the swap: a failed or
@@ -416,6 +437,7 @@ class SQLiteBuilding(Building):
         ):
             self.store.db.execute(f"PRAGMA {pragma}")
 
+    @translated
     def copy(self, tables: Sequence[str], tracking_name: str) -> int:
         source = self.live.current_file()
         conn = sqlite3.connect(self.file, isolation_level=None, timeout=30)
@@ -433,6 +455,7 @@ class SQLiteBuilding(Building):
             conn.close()
         return row[0] if row else 0
 
+    @translated
     def swap_in(self, catch_up: Callable[[], None]) -> str:
         live = self.live
         # Hold the old file's write lock: the live projection waits, nothing is missed.
@@ -461,6 +484,7 @@ class SQLiteBuilding(Building):
             _remove(previous)
         return self.target.name
 
+    @translated
     def discard(self) -> None:
         self.store.close()
         _remove(self.file)

@@ -1,10 +1,13 @@
-"""An eventsourcing SQLite application recorder that can be subscribed to.
+"""The event store on SQLite: eventsourcing's SQLite persistence, with live subscriptions.
 
-The stock 9.5.6 recorder raises NotImplementedError from `subscribe()`. This one
-rings an in-process bell keyed by database file on every commit, so subscribers in
-this process wake within milliseconds, and polls on a short interval so that
-subscribers see commits made by other processes (the CLI, a rebuild) too.
-Positions are SQLite rowids: increasing in commit order, not always contiguous.
+The stock 9.5.6 application recorder raises NotImplementedError from `subscribe()`. This
+one wakes the subscriptions of this process on every commit (`storage.recorder.ring`),
+so they see it within milliseconds, and polls on a short interval so that they see
+commits made by other processes (the CLI, a rebuild) too. Positions are SQLite rowids:
+increasing in commit order, not always contiguous.
+
+`PERSISTENCE_MODULE=storage.sqlite.events:Factory` selects it like any of the library's
+persistence modules, with the library's SQLite keys (`SQLITE_DBNAME`, ...).
 """
 
 from __future__ import annotations
@@ -15,39 +18,41 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import ListenNotifySubscription, Notification, StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteFactory
+
+from storage import recorder as wakeups
+from storage.recorder import EventRecorder
 
 POLL_INTERVAL = 0.1
 
-_bells: dict[str, set[threading.Event]] = {}
-_bells_lock = threading.Lock()
+
+def environment(path: str) -> dict[str, str]:
+    """The eventsourcing environment of an event store in the SQLite file at `path`."""
+    return {
+        "PERSISTENCE_MODULE": f"{__name__}:Factory",
+        "SQLITE_DBNAME": path,
+        "SQLITE_LOCK_TIMEOUT": "30",
+    }
 
 
-def _ring(db_name: str) -> None:
-    with _bells_lock:
-        waiters = list(_bells.get(db_name, ()))
-    for waiter in waiters:
-        waiter.set()
-
-
-class SubscribableSQLiteApplicationRecorder(SQLiteApplicationRecorder):
+class SubscribableSQLiteApplicationRecorder(SQLiteApplicationRecorder, EventRecorder):
     """SQLite application recorder with live subscriptions."""
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         ids = super().insert_events(stored_events, **kwargs)
-        _ring(self.db_name)
+        wakeups.ring(self.db_name)
         return ids
 
     @property
     def db_name(self) -> str:
-        return self.datastore.pool.db_name
+        name: str = self.datastore.pool.db_name
+        return name
 
     def select_originator_notifications(
         self, originator_id: UUID, gt: int, limit: int, topics: Sequence[str] = ()
     ) -> list[Notification]:
-        """One aggregate's notifications after position `gt`, in position order."""
         statement = (
             f"SELECT rowid, * FROM {self.events_table_name} WHERE originator_id=? AND rowid>? "
         )
@@ -86,8 +91,7 @@ class SQLiteSubscription(ListenNotifySubscription[SubscribableSQLiteApplicationR
         self._db_name = recorder.db_name
         self._stopping = threading.Event()
         super().__init__(recorder=recorder, gt=gt, topics=topics)
-        with _bells_lock:
-            _bells.setdefault(self._db_name, set()).add(self._has_been_notified)
+        wakeups.listen(self._db_name, self._has_been_notified)
         self._poll_thread = threading.Thread(target=self._poll, daemon=True)
         self._poll_thread.start()
 
@@ -97,6 +101,11 @@ class SQLiteSubscription(ListenNotifySubscription[SubscribableSQLiteApplicationR
 
     def stop(self) -> None:
         self._stopping.set()
-        with _bells_lock:
-            _bells.get(self._db_name, set()).discard(self._has_been_notified)
+        wakeups.unlisten(self._db_name, self._has_been_notified)
         super().stop()
+
+
+class Factory(SQLiteFactory):
+    """eventsourcing's SQLite factory, with the subscribable application recorder."""
+
+    application_recorder_class = SubscribableSQLiteApplicationRecorder

@@ -29,6 +29,7 @@ from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
 from projections.rows import Building, ReadModels, Rows, Table
+from storage.mongodb.datastore import translated, translated_errors
 
 T = TypeVar("T")
 
@@ -43,7 +44,8 @@ def suffix(generation: str) -> str:
 
 
 class MongoReadModelStore(ReadModels):
-    """The read models in service in one MongoDB database (a replica set: transactions).
+    """The read models in service in one MongoDB database (a replica set: transactions),
+    through the process's one client.
 
     With `generation` given, the store is pinned to that generation and writes without
     transactions: it is a rebuild's work in progress, which nobody reads and which an
@@ -56,7 +58,6 @@ class MongoReadModelStore(ReadModels):
         database: str,
         *,
         generation: str | None = None,
-        owns_client: bool = False,
     ) -> None:
         self.client = client
         self.database: Database[dict[str, Any]] = client.get_database(
@@ -66,18 +67,15 @@ class MongoReadModelStore(ReadModels):
         )
         self.pinned = generation
         self.tables: dict[str, Table] = {}
-        self._owns_client = owns_client
         if generation is None:
             # Made before any transaction needs it (a first upsert inside racing
             # transactions can fail).
-            self.database[POINTER].update_one(
-                {"_id": CURRENT}, {"$setOnInsert": {"generation": "", "writes": 0}}, upsert=True
-            )
-
-    @classmethod
-    def from_url(cls, url: str, database: str) -> MongoReadModelStore:
-        """Read models in `database` of the server at `url` (a client of their own)."""
-        return cls(MongoClient(url, tz_aware=True), database, owns_client=True)
+            with translated_errors():
+                self.database[POINTER].update_one(
+                    {"_id": CURRENT},
+                    {"$setOnInsert": {"generation": "", "writes": 0}},
+                    upsert=True,
+                )
 
     # -- which collections --------------------------------------------------------------
 
@@ -103,6 +101,7 @@ class MongoReadModelStore(ReadModels):
 
     # -- the provider-neutral interface ---------------------------------------------------
 
+    @translated
     def ensure(self, tables: Iterable[Table]) -> None:
         end = suffix(self.generation())
         existing = set(self.database.list_collection_names())
@@ -113,6 +112,7 @@ class MongoReadModelStore(ReadModels):
                 self.database.create_collection(name)
             create_indexes(self.database[name], table)
 
+    @translated
     def atomically(self, work: Callable[[Rows], T]) -> T:
         def unit(session: ClientSession, generation: str) -> T:
             rows = MongoRows(self.database, generation, self.tables, session)
@@ -125,32 +125,37 @@ class MongoReadModelStore(ReadModels):
                 return unit(session, self.pinned)
             return session.with_transaction(lambda s: unit(s, self._hold(s)))
 
+    @translated
     def meta(self, key: str) -> str | None:
         found = self.collection("meta").find_one({"_id": key})
         return found["value"] if found else None
 
+    @translated
     def position(self, name: str) -> int:
         found = self.collection("tracking").find_one({"_id": name})
         return int(found["position"]) if found else 0
 
+    @translated
     def tracked_count(self) -> int:
         return self.collection("tracking").count_documents({})
 
+    @translated
     def building(self) -> MongoBuilding:
         return MongoBuilding(self)
 
     def close(self) -> None:
-        if self._owns_client:
-            self.client.close()
+        """Nothing to release: the client is the storage provider's (one per process)."""
 
     # -- generations ----------------------------------------------------------------------
 
+    @translated
     def collections_of(self, generation: str) -> list[str]:
         names = self.database.list_collection_names()
         if generation:
             return [n for n in names if n.endswith(suffix(generation))]
         return [n for n in names if SEPARATOR not in n and n != POINTER]
 
+    @translated
     def generations(self) -> set[str]:
         return {
             n.rsplit(SEPARATOR, 1)[1] if SEPARATOR in n else ""
@@ -200,7 +205,13 @@ class MongoRows(Rows):
         self._queue(table, UpdateOne({"_id": self._id(table, key)}, {"$set": values}))
 
     def advance(
-        self, table: str, where: dict[str, Any], column: str, value: str, rank: Mapping[str, int]
+        self,
+        table: str,
+        where: dict[str, Any],
+        column: str,
+        value: str,
+        rank: Mapping[str, int],
+        also: dict[str, Any] | None = None,
     ) -> None:
         # As SQLite's CASE: a value that is not ranked counts as 0.
         wanted = rank.get(value, 0)
@@ -208,7 +219,8 @@ class MongoRows(Rows):
             condition: dict[str, Any] = {"$nin": [s for s, r in rank.items() if r >= wanted]}
         else:
             condition = {"$in": [s for s, r in rank.items() if r < wanted]}
-        self._queue(table, UpdateMany({**where, column: condition}, {"$set": {column: value}}))
+        changes = {column: value, **(also or {})}
+        self._queue(table, UpdateMany({**where, column: condition}, {"$set": changes}))
 
     def add(self, table: str, key: dict[str, Any], counts: dict[str, int]) -> None:
         spec = self.tables[table]
@@ -291,6 +303,7 @@ class MongoBuilding(Building):
     def fast(self) -> None:
         """Already fast: the building generation is written without transactions."""
 
+    @translated
     def copy(self, tables: Sequence[str], tracking_name: str) -> int:
         target = self.store.database
         end = suffix(self.name)
@@ -317,6 +330,7 @@ class MongoBuilding(Building):
                     target[table + end].insert_many(batch)
         return int(found["position"]) if found else 0
 
+    @translated
     def swap_in(self, catch_up: Callable[[], None]) -> str:
         live = self.live
         previous = live.generation()
@@ -334,6 +348,7 @@ class MongoBuilding(Building):
             live.database.drop_collection(name)
         return f"generation {self.name}"
 
+    @translated
     def discard(self) -> None:
         if self.live.generation() == self.name:
             return  # already in service: nothing to undo

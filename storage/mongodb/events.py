@@ -1,8 +1,8 @@
 """An eventsourcing persistence module for MongoDB, on pymongo.
 
-Chosen by configuration like the library's own modules (`PERSISTENCE_MODULE=app.mongodb`),
-and shaped like `eventsourcing.postgres`: a datastore that owns the client, aggregate,
-application, tracking and process recorders, a live subscription, and a `Factory`.
+Chosen by configuration like the library's own modules (`PERSISTENCE_MODULE=storage.mongodb.events`),
+and shaped like `eventsourcing.postgres`: aggregate, application, tracking and process
+recorders on a datastore (`storage.mongodb.datastore`), a live subscription, and a `Factory`.
 
 Environment keys (looked up as `<APPNAME>_KEY` before `KEY`, as for every factory):
 
@@ -34,23 +34,16 @@ latency, never an event.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import random
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from time import monotonic, sleep
-from types import TracebackType
-from typing import Any, Self, TypeVar, cast
+from collections.abc import Sequence
+from time import sleep
+from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from eventsourcing.persistence import (
     AggregateRecorder,
-    ApplicationRecorder,
-    DatabaseError,
     InfrastructureFactory,
-    IntegrityError,
-    InterfaceError,
     ListenNotifySubscription,
     Notification,
     OperationalError,
@@ -60,178 +53,23 @@ from eventsourcing.persistence import (
     TrackingRecorder,
 )
 from eventsourcing.utils import Environment, EnvType, resolve_topic, strtobool
-from pymongo import ASCENDING, DESCENDING, MongoClient, ReturnDocument, uri_parser
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.client_session import ClientSession
 from pymongo.collection import Collection
-from pymongo.database import Database
-from pymongo.errors import (
-    BulkWriteError,
-    ConnectionFailure,
-    DuplicateKeyError,
-    OperationFailure,
-    PyMongoError,
+from pymongo.errors import OperationFailure, PyMongoError
+
+from storage import recorder as wakeups
+from storage.mongodb.datastore import (
+    DEFAULT_DATABASE,
+    MongoDatastore,
+    database_in,
+    translated_errors,
 )
-from pymongo.read_concern import ReadConcern
-from pymongo.write_concern import WriteConcern
+from storage.recorder import EventRecorder
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-DUPLICATE_KEY = 11000
 POSITIONS = "positions"
-
-
-class StandaloneServerError(OperationalError):
-    """The server is not a replica set member: no transactions, no change streams."""
-
-
-class MongoDatastore:
-    """One pymongo client (thread-safe, pooled) and the database the recorders share."""
-
-    def __init__(self, url: str, database: str, timeout: float = 10.0) -> None:
-        self.client: MongoClient[dict[str, Any]] = MongoClient(
-            url,
-            uuidRepresentation="standard",
-            serverSelectionTimeoutMS=int(timeout * 1000),
-            connectTimeoutMS=int(timeout * 1000),
-            appname="whatsapp-api",
-        )
-        self.db: Database[dict[str, Any]] = self.client.get_database(
-            database,
-            write_concern=WriteConcern("majority"),
-            read_concern=ReadConcern("majority"),
-        )
-        self.timeout = timeout
-        self._closed = False
-
-    def replica_set(self) -> str:
-        """The replica set's name; StandaloneServerError if the server is not in one."""
-        with translated_errors():
-            hello = self.client.admin.command("hello")
-        name = hello.get("setName")
-        if not name:
-            host, port = self.client.address or ("?", "?")
-            raise StandaloneServerError(
-                f"MongoDB at {host}:{port} is a standalone server, not a replica set: "
-                "transactions and change streams need one (start mongod with --replSet and "
-                "run rs.initiate())"
-            )
-        return str(name)
-
-    def transaction(self, body: Callable[[ClientSession], T]) -> T:
-        """Run `body` in a multi-document transaction, retrying transient failures.
-
-        A conflict (another appender holds the counter) clears as soon as that one commits,
-        so conflicts are retried for up to six times the timeout. A lost server is retried
-        for up to twice the timeout (20 s by default): inside the 30 s a caller of the group
-        commit waits, so a save reported failed is not committed later.
-        """
-        started = monotonic()
-        backoff = 0.001
-
-        def may_retry(error: BaseException) -> bool:
-            if not _transient(error):
-                return False
-            patience = self.timeout * (2 if isinstance(error, ConnectionFailure) else 6)
-            return monotonic() - started < patience
-
-        with translated_errors(), self.client.start_session() as session:
-            while True:
-                session.start_transaction(
-                    read_concern=ReadConcern("snapshot"), write_concern=WriteConcern("majority")
-                )
-                try:
-                    result = body(session)
-                except BaseException as error:
-                    if session.in_transaction:
-                        with contextlib.suppress(PyMongoError):
-                            session.abort_transaction()
-                    if may_retry(error):
-                        backoff = _pause(backoff)
-                        continue
-                    raise
-                if self._commit(session, started + self.timeout * 2):
-                    return result
-                backoff = _pause(backoff)
-
-    @staticmethod
-    def _commit(session: ClientSession, deadline: float) -> bool:
-        """Commit; False if the whole transaction must run again."""
-        while True:
-            try:
-                session.commit_transaction()
-                return True
-            except PyMongoError as error:
-                if monotonic() >= deadline:
-                    raise
-                if error.has_error_label("UnknownTransactionCommitResult"):
-                    continue  # committing again is safe: the server knows the outcome
-                if error.has_error_label("TransientTransactionError"):
-                    return False
-                raise
-
-    def read(self, body: Callable[[ClientSession], T]) -> T:
-        """Run reads on one snapshot (a read-only transaction), so they see whole commits."""
-        attempts = 0
-        with translated_errors(), self.client.start_session() as session:
-            while True:
-                try:
-                    with session.start_transaction(read_concern=ReadConcern("snapshot")):
-                        return body(session)
-                except PyMongoError as error:
-                    attempts += 1
-                    if not error.has_error_label("TransientTransactionError") or attempts == 5:
-                        raise
-
-    def close(self) -> None:
-        # Called again by Application.__del__ after an explicit close: only once.
-        if not self._closed:
-            self._closed = True
-            with contextlib.suppress(PyMongoError):
-                self.client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-def _transient(error: BaseException) -> bool:
-    return isinstance(error, PyMongoError) and error.has_error_label("TransientTransactionError")
-
-
-def _pause(backoff: float) -> float:
-    sleep(backoff * random.random())
-    return min(backoff * 2, 0.05)
-
-
-def _is_duplicate(error: PyMongoError) -> bool:
-    if isinstance(error, DuplicateKeyError):
-        return True
-    if isinstance(error, BulkWriteError):
-        return any(e.get("code") == DUPLICATE_KEY for e in error.details.get("writeErrors", []))
-    return isinstance(error, OperationFailure) and error.code == DUPLICATE_KEY
-
-
-@contextlib.contextmanager
-def translated_errors() -> Iterator[None]:
-    """pymongo's exceptions as the library's (PEP 249 named) persistence errors."""
-    try:
-        yield
-    except PyMongoError as error:
-        if _is_duplicate(error):
-            raise IntegrityError(str(error)) from error
-        if isinstance(error, ConnectionFailure):
-            raise OperationalError(str(error)) from error
-        if isinstance(error, OperationFailure):
-            raise DatabaseError(str(error)) from error
-        raise InterfaceError(str(error)) from error
 
 
 class MongoRecorder:
@@ -336,7 +174,20 @@ def _notification(d: dict[str, Any]) -> Notification:
     )
 
 
-class MongoApplicationRecorder(MongoAggregateRecorder, ApplicationRecorder):
+_append_locks: dict[tuple[str, str], threading.Lock] = {}
+_append_locks_lock = threading.Lock()
+
+
+def _appending(key: tuple[str, str]) -> threading.Lock:
+    """The lock this process's appenders to one events collection take turns with."""
+    with _append_locks_lock:
+        lock = _append_locks.get(key)
+        if lock is None:
+            lock = _append_locks[key] = threading.Lock()
+        return lock
+
+
+class MongoApplicationRecorder(MongoAggregateRecorder, EventRecorder):
     """The application sequence: each event's `_id` is its position (notification id)."""
 
     def __init__(self, datastore: MongoDatastore, events_collection_name: str = "stored_events"):
@@ -360,8 +211,14 @@ class MongoApplicationRecorder(MongoAggregateRecorder, ApplicationRecorder):
     ) -> Sequence[int] | None:
         if not stored_events and kwargs.get("tracking") is None:
             return []
-        ids = self.datastore.transaction(lambda s: self._insert(s, stored_events, **kwargs))
-        _ring(self._key)
+        # Appenders in one process take turns: each would write the counter document, so
+        # two at once only conflict, and a retry loop has no order. Ten threads appending
+        # at once left one of them losing every retry for over a minute on a busy machine
+        # (eventsourcing's test_concurrent_no_conflicts); waiting on a lock, none does.
+        # Other processes still conflict, and retry, as the module docstring says.
+        with _appending(self._key):
+            ids = self.datastore.transaction(lambda s: self._insert(s, stored_events, **kwargs))
+        wakeups.ring(self._key)
         return ids
 
     @property
@@ -415,7 +272,6 @@ class MongoApplicationRecorder(MongoAggregateRecorder, ApplicationRecorder):
     def select_originator_notifications(
         self, originator_id: UUID, gt: int, limit: int, topics: Sequence[str] = ()
     ) -> list[Notification]:
-        """One aggregate's notifications after position `gt`, in position order."""
         query: dict[str, Any] = {"originator_id": originator_id, "_id": {"$gt": gt}}
         if topics:
             query["topic"] = {"$in": list(topics)}
@@ -446,19 +302,6 @@ class MongoApplicationRecorder(MongoAggregateRecorder, ApplicationRecorder):
         return MongoSubscription(self, gt=gt, topics=topics)
 
 
-# Subscribers in this process are woken at once by appends made in this process;
-# the change stream wakes them for appends made anywhere else.
-_bells: dict[tuple[str, str], set[threading.Event]] = {}
-_bells_lock = threading.Lock()
-
-
-def _ring(key: tuple[str, str]) -> None:
-    with _bells_lock:
-        waiters = list(_bells.get(key, ()))
-    for waiter in waiters:
-        waiter.set()
-
-
 class MongoSubscription(ListenNotifySubscription[MongoApplicationRecorder]):
     """Yields notifications after `gt` in position order, then new ones as they commit.
 
@@ -475,8 +318,8 @@ class MongoSubscription(ListenNotifySubscription[MongoApplicationRecorder]):
     ) -> None:
         self._key = recorder._key
         super().__init__(recorder=recorder, gt=gt, topics=topics)
-        with _bells_lock:
-            _bells.setdefault(self._key, set()).add(self._has_been_notified)
+        # Appends made in this process wake it at once; the change stream, all others.
+        wakeups.listen(self._key, self._has_been_notified)
         self._watch_thread = threading.Thread(target=self._watch, name="mongo-watch", daemon=True)
         self._watch_thread.start()
 
@@ -523,8 +366,7 @@ class MongoSubscription(ListenNotifySubscription[MongoApplicationRecorder]):
                 retry = min(retry * 2, self.RETRY_MAX)
 
     def stop(self) -> None:
-        with _bells_lock:
-            _bells.get(self._key, set()).discard(self._has_been_notified)
+        wakeups.unlisten(self._key, self._has_been_notified)
         super().stop()
 
     def __exit__(self, *args: object, **kwargs: Any) -> None:
@@ -608,8 +450,17 @@ class MongoFactory(InfrastructureFactory[MongoTrackingRecorder]):
     tracking_recorder_class = MongoTrackingRecorder
     process_recorder_class = MongoProcessRecorder
 
-    def __init__(self, env: Environment | EnvType | None) -> None:
+    def __init__(
+        self, env: Environment | EnvType | None, datastore: MongoDatastore | None = None
+    ) -> None:
+        """With `datastore`, the recorders use it (the process's one client) and closing
+        the factory leaves it open; otherwise the factory makes its own from `env`."""
         super().__init__(env)
+        self._owns_datastore = datastore is None
+        if datastore is not None:
+            self.datastore = datastore
+            self.datastore.replica_set()
+            return
         url = self.env.get(self.MONGODB_URL)
         if not url:
             raise OSError(f"MongoDB URL not found in environment with key '{self.MONGODB_URL}'")
@@ -648,7 +499,7 @@ class MongoFactory(InfrastructureFactory[MongoTrackingRecorder]):
             recorder.create_table()
         return recorder
 
-    def application_recorder(self) -> ApplicationRecorder:
+    def application_recorder(self) -> MongoApplicationRecorder:
         topic = self.env.get(self.APPLICATION_RECORDER_TOPIC)
         cls: type[MongoApplicationRecorder] = (
             resolve_topic(topic) if topic else type(self).application_recorder_class
@@ -692,16 +543,18 @@ class MongoFactory(InfrastructureFactory[MongoTrackingRecorder]):
         return recorder
 
     def close(self) -> None:
-        with contextlib.suppress(AttributeError):
+        if getattr(self, "_owns_datastore", False):
             self.datastore.close()
 
 
-def database_in(url: str) -> str | None:
-    """The database named in a MongoDB URI's path, if any."""
-    try:
-        return uri_parser.parse_uri(url).get("database") or None
-    except (PyMongoError, ValueError):
-        return None
+def environment(url: str) -> dict[str, str]:
+    """The eventsourcing environment of an event store in the database named by `url`
+    (the product's default database if the URL names none)."""
+    return {
+        "PERSISTENCE_MODULE": __name__,
+        "MONGODB_URL": url,
+        "MONGODB_DATABASE": database_in(url) or DEFAULT_DATABASE,
+    }
 
 
 Factory = MongoFactory

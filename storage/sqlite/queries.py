@@ -10,6 +10,7 @@ import sqlite_utils
 
 from projections.queries.base import DAILY, Counts, Page, Row, Window, zero_usage
 from projections.usage import COUNTERS, NO_INSTANCE
+from storage.sqlite.errors import translating
 
 _SUMS = ", ".join(f"COALESCE(SUM({c}), 0) AS {c}" for c in COUNTERS)
 _NEWEST = "created_at DESC, rowid DESC"  # rowid: the order the projections wrote them
@@ -22,6 +23,7 @@ class Database(Protocol):
     def db(self) -> sqlite_utils.Database: ...
 
 
+@translating
 class SqliteReadModels:
     """`ReadModelQueries` over a SQLite read-model file."""
 
@@ -120,6 +122,19 @@ class SqliteReadModels:
         return self._page(
             "messages", ["instance_id = ?", "remote_jid = ?"], [instance_id, chat_jid], window
         )
+
+    def message_statuses(self, instance_id: str, message_ids: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(message_ids), 500):  # SQLite's bound parameters are few
+            chunk = list(message_ids[start : start + 500])
+            found.update(
+                self._db.execute(
+                    "SELECT message_id, status FROM messages WHERE instance_id = ? "
+                    f"AND message_id IN ({', '.join('?' * len(chunk))})",
+                    [instance_id, *chunk],
+                ).fetchall()
+            )
+        return found
 
     def activity(self, instance_id: str, actions: Sequence[str], window: Window) -> Page:
         where, params = ["instance_id = ?"], [instance_id]

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from projections.queries.base import DAILY, Collections, Counts, Page, Row, Window, zero_usage
-from projections.queries.mongo_schema import ACTIVITY_KEY, COLUMNS, USAGE_KEY, Keys
+from pymongo.collection import Collection
+
+from projections.queries.base import DAILY, Counts, Page, Row, Window, zero_usage
 from projections.usage import COUNTERS, NO_INSTANCE
+from storage.mongodb.datastore import translating
+from storage.mongodb.schema import ACTIVITY_KEY, COLUMNS, USAGE_KEY, Keys
 
 _OLDEST = [("created_at", 1), ("_id", 1)]
 _NEWEST = [("created_at", -1), ("_id", -1)]
@@ -34,6 +37,19 @@ def _row(table: str, doc: dict[str, Any]) -> Row:
     return row
 
 
+class Collections(Protocol):
+    """Where the read models are: the collection in service for a table name.
+
+    The write side may serve a rebuilt generation under other collection names, so the
+    query side asks this every time instead of naming collections itself.
+    """
+
+    def collection(self, name: str) -> Collection[dict[str, Any]]:
+        """The collection in service for read-model table `name`."""
+        ...
+
+
+@translating
 class MongoReadModels:
     """`ReadModelQueries` over MongoDB collections."""
 
@@ -137,6 +153,15 @@ class MongoReadModels:
 
     def messages(self, instance_id: str, chat_jid: str, window: Window) -> Page:
         return self._page("messages", {"instance_id": instance_id, "remote_jid": chat_jid}, window)
+
+    def message_statuses(self, instance_id: str, message_ids: Sequence[str]) -> dict[str, str]:
+        if not message_ids:
+            return {}
+        cursor = self._collections.collection("messages").find(
+            {"instance_id": instance_id, "message_id": {"$in": list(message_ids)}},
+            {"message_id": 1, "status": 1},
+        )
+        return {doc["message_id"]: doc["status"] for doc in cursor}
 
     def activity(self, instance_id: str, actions: Sequence[str], window: Window) -> Page:
         where: dict[str, Any] = {"instance_id": instance_id}

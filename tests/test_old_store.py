@@ -1,0 +1,132 @@
+"""Data stored by an earlier version opens unchanged: same topics, same answers.
+
+`tests/fixtures/old_store/` holds what a server of commit 1d7d2ae stored (SQLite files; a
+dump of its MongoDB databases) and what it answered about it, made by
+`tests/fixtures/make_old_store.py`. Committed bytes, not data made by today's code: the
+point is that today's code reads what yesterday's wrote (every event topic, the
+snapshots, the read models, the webhook cursors, the position counter).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.make_old_store import ALICE, answers
+from tests.server import Api, Server, Storage
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "old_store"
+
+
+def restore(url: str, database: str, dump: dict[str, dict[str, list[Any]]]) -> None:
+    """Put the dumped documents back, each database under `database` + its suffix."""
+    from bson import json_util
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, Any]] = MongoClient(url)
+    try:
+        for suffix, collections in dump.items():
+            for name, documents in collections.items():
+                client[database + suffix].create_collection(name)
+                if documents:
+                    client[database + suffix][name].insert_many(
+                        json_util.loads(json.dumps(documents))
+                    )
+    finally:
+        client.close()
+
+
+@pytest.fixture()
+def old_server(tmp_path: Path, storage: Storage) -> Any:
+    """A server of today over a copy of what the old one stored, and what it answered."""
+    source = FIXTURE / storage.provider
+    shutil.copytree(source / "instances", tmp_path / "instances")
+    server = Server(tmp_path, storage)
+    if storage.provider == "sqlite":
+        shutil.copytree(source / "data", tmp_path / "data")
+    else:
+        assert storage.mongodb_url is not None and server.database is not None
+        restore(
+            storage.mongodb_url, server.database, json.loads((source / "dump.json").read_text())
+        )
+    server.start()
+    try:
+        yield server, json.loads((source / "answers.json").read_text())
+    finally:
+        server.stop()
+        server.drop_storage()
+
+
+GAINED_DEFAULTS = {("MessageSent", "origin"): "api"}
+
+
+def assert_same(now: dict[str, Any], then: dict[str, Any]) -> None:
+    """What the old server answered, answered again (a restart adds its own events)."""
+    assert now["users"] == then["users"]
+    assert now["chat"] == then["chat"]
+    assert now["contacts"] == then["contacts"]
+    old_events = then["audit"]["events"]
+    shown = now["audit"]["events"][: len(old_events)]
+    assert [(e["position"], e["type"]) for e in shown] == [
+        (e["position"], e["type"]) for e in old_events
+    ]
+    # The same data, plus the fields events gained since at their defaults: None, but for
+    # where a sent message came from (every message sent before was sent through the API).
+    for new, old in zip(shown, old_events, strict=True):
+        assert {k: v for k, v in new.items() if k != "data"} == {
+            k: v for k, v in old.items() if k != "data"
+        }
+        assert {k: v for k, v in new["data"].items() if k in old["data"]} == old["data"]
+        gained = {k: new["data"][k] for k in set(new["data"]) - set(old["data"])}
+        assert gained == {k: GAINED_DEFAULTS.get((new["type"], k)) for k in gained}, new
+    for kind, key in (("deliveries", "deliveries"), ("activity", "logs")):
+        listed = {row["id"]: row for row in now[kind][key]}
+        assert [listed.get(row["id"]) for row in then[kind][key]] == then[kind][key], kind
+
+    def steady(instance: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in instance.items() if k != "updatedAt"}
+
+    assert [steady(i) for i in now["instances"]["instances"]] == [
+        steady(i) for i in then["instances"]["instances"]
+    ]
+    for counter in ("messagesSent", "messagesReceived", "mediaSent", "instanceCount"):
+        assert now["stats"]["total"][counter] == then["stats"]["total"][counter], counter
+
+
+def test_a_store_written_by_the_previous_version_opens_unchanged(old_server: Any) -> None:
+    server, then = old_server
+    ids = then["ids"]
+
+    # Every stored event keeps its topic and is read back as the same domain event.
+    stored = server.stored_events()
+    topics = [f"{type(e).__module__}:{type(e).__qualname__}" for e in stored]
+    assert topics[: len(then["topics"])] == then["topics"]
+
+    # The server answers as the old one did (from its read models, or, where the projections
+    # have changed since, from read models it rebuilt at start from the old events).
+    assert_same(answers(server, ids), then)
+
+    # Rebuilt from the old events by today's projections, they answer the same again.
+    rebuilt = subprocess.run(
+        [sys.executable, "-m", "app.cli", "rebuild-projections"],
+        env=server.env,
+        cwd=server.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert_same(answers(server, ids), then)
+
+    # And the store takes new events after the old ones (snapshots and positions agree).
+    alice = Api.login(server, *ALICE)
+    answer = alice.send(ids["shop"], "15550000002", "after the upgrade")
+    assert answer.status_code == 200, answer.text
+    chat = alice.http.get(f"/api/instances/{ids['shop']}/chats/15550000002/messages").json()
+    assert chat["messages"][0]["messageId"] == answer.json()["id"]
