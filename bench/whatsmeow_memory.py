@@ -7,7 +7,9 @@ the same run, `--children` at a time, each an idle offline client (neonize loade
 library initialised, its session opened, not connected). Per child, from
 /proc/<pid>/smaps_rollup: PSS (what it costs the machine: its private pages plus its share
 of pages it shares), private (clean + dirty) and shared (clean + dirty); the fork server's
-own PSS is added to the new way's total (it is the price of sharing).
+own PSS is added to the new way's total (it is the price of sharing). Also per child: the
+CPU time it used to get there (utime + stime from /proc/<pid>/stat), and the wall time to
+start them one after another.
 
     .venv/bin/python bench/whatsmeow_memory.py [--children 50] [--settle 5]
 """
@@ -15,6 +17,7 @@ own PSS is added to the new way's total (it is the price of sharing).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -45,6 +48,13 @@ def rollup(pid: int) -> dict[str, int]:
         "shared": found["Shared_Clean"] + found["Shared_Dirty"],
         "rss": found["Rss"],
     }
+
+
+def cpu_ms(pid: int) -> float:
+    """CPU time (user + system) the process has used, in ms (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return ticks * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def old_way(root: Path, count: int) -> list[tuple[int, Any]]:
@@ -81,7 +91,7 @@ def new_way(root: Path, count: int, server: ForkServer) -> list[tuple[int, Any]]
     return children
 
 
-def summary(label: str, figures: list[dict[str, int]], extra_pss: int = 0) -> str:
+def summary(label: str, figures: list[dict[str, int]], cpu: list[float], extra_pss: int = 0) -> str:
     def mb(values: list[int]) -> str:
         return f"{statistics.mean(values) / MB:6.1f}"
 
@@ -91,6 +101,7 @@ def summary(label: str, figures: list[dict[str, int]], extra_pss: int = 0) -> st
         f" {label:<28} PSS {mb(pss)}  private {mb([r['private'] for r in figures])}  "
         f"shared {mb([r['shared'] for r in figures])}  RSS {mb([r['rss'] for r in figures])}"
         f"   total PSS {total:7.1f} MB ({total / len(figures):5.1f} per child)"
+        f"   CPU to start {statistics.mean(cpu):5.0f} ms"
     )
 
 
@@ -110,6 +121,7 @@ def main() -> None:
         old_seconds = time.perf_counter() - started
         time.sleep(options.settle)
         old_figures = [rollup(pid) for pid, _ in old]
+        old_cpu = [cpu_ms(pid) for pid, _ in old]
         for _, (_process, channel) in old:
             channel.send(f.Stop())
         for _, (process, _) in old:
@@ -122,6 +134,7 @@ def main() -> None:
             new_seconds = time.perf_counter() - started
             time.sleep(options.settle)
             new_figures = [rollup(pid) for pid, _ in new]
+            new_cpu = [cpu_ms(pid) for pid, _ in new]
             assert server.pid is not None
             forkserver = rollup(server.pid)
             for _, child in new:
@@ -131,8 +144,8 @@ def main() -> None:
         finally:
             server.close()
 
-        print(summary("old: python -m (each)", old_figures))
-        print(summary("new: forked from the server", new_figures, forkserver["pss"]))
+        print(summary("old: python -m (each)", old_figures, old_cpu))
+        print(summary("new: forked from the server", new_figures, new_cpu, forkserver["pss"]))
         print(
             f" fork server itself            PSS {forkserver['pss'] / MB:6.1f}"
             f"  private {forkserver['private'] / MB:6.1f}"

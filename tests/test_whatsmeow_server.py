@@ -7,18 +7,19 @@ child through its test FIFO (WHATSMEOW_TEST_EVENTS=1), as whatsmeow would dispat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.drills import record
 from tests.server import Api, Server, running_server, wait_until
 from tests.whatsmeow import (
     LID,
@@ -27,6 +28,7 @@ from tests.whatsmeow import (
     hanging_proxy,
     inject,
     jid,
+    listens,
     message_event,
     process_state,
     zombies,
@@ -66,7 +68,7 @@ def child_of(server: Server, instance_id: str) -> int:
     """The instance's one live child, once it listens for test events."""
     directory = instance_dir(server, instance_id)
     pid: int = wait_until(lambda: len(found := children(directory)) == 1 and found[0], 30)
-    wait_until(lambda: (directory / f"events-{pid}.fifo").exists(), 30)
+    wait_until(lambda: listens(directory, pid), 30)
     return pid
 
 
@@ -216,6 +218,7 @@ def test_the_status_tells_the_whole_story(server: Server, api: Api, proxy: Hangi
     # (left to the end of the module: deleting a paired instance waits to unlink it)
 
 
+@pytest.mark.drill("whatsmeow send, engine silent then killed")
 def test_a_send_that_never_returns_is_unknown_not_failed(
     server: Server, api: Api, proxy: HangingProxy
 ) -> None:
@@ -237,6 +240,12 @@ def test_a_send_that_never_returns_is_unknown_not_failed(
     wait_until(lambda: server.stored_events(instance, "SendOutcomeUnknown"), 30)
     # The retry is told the same, at once, and nothing is sent again.
     retry = api.http.post(f"/api/whatsapp/{instance}/send", json=message, headers=headers)
+    record(
+        first=first.status_code,
+        retry=retry.status_code,
+        started=len(server.stored_events(instance, "SendStarted")),
+        sent_again=len(server.stored_events(instance, "MessageSent")),
+    )
     assert (retry.status_code, retry.json()["code"]) == (202, "send_outcome_unknown")
     assert len(server.stored_events(instance, "SendStarted")) == 1
     assert server.stored_events(instance, "MessageSent") == []
@@ -270,6 +279,7 @@ def test_logging_out_while_reconnecting_still_unlinks(
     delete(api, instance)
 
 
+@pytest.mark.drill("whatsmeow child kill -9")
 def test_a_killed_child_is_restarted_while_the_api_keeps_answering(
     server: Server, api: Api, proxy: HangingProxy
 ) -> None:
@@ -283,9 +293,13 @@ def test_a_killed_child_is_restarted_while_the_api_keeps_answering(
         ),
         30,
     )
-    assert api.http.get(f"/api/instances/{instance}").status_code == 200
-    assert server.client().get("/health").status_code == 200
+    answers = (
+        api.http.get(f"/api/instances/{instance}").status_code,
+        server.client().get("/health").status_code,
+    )
     second = child_of(server, instance)
+    record(api_answers=answers == (200, 200), new_child=second != first)
+    assert answers == (200, 200)
     assert second != first
     delete(api, instance)
 
@@ -296,6 +310,7 @@ def test_a_killed_child_is_restarted_while_the_api_keeps_answering(
 # -- processes -------------------------------------------------------------------------
 
 
+@pytest.mark.drill("whatsmeow children: 20 start and stop, Ctrl-C, kill -9")
 def test_children_leave_no_zombies_and_never_outlive_the_server(
     tmp_path: Path, proxy: HangingProxy
 ) -> None:
@@ -312,22 +327,34 @@ def test_children_leave_no_zombies_and_never_outlive_the_server(
             wait_until(lambda i=instance: children(instance_dir(server, i)) == [], 30)
         # (A child that just exited is a zombie for the moment its parent takes to reap
         # it: what must not be is one that stays.)
-        wait_until(lambda: zombies(server.process.pid) == [], 5)
+        settled = lambda: zombies(server.process.pid) == []  # noqa: E731
+        with contextlib.suppress(AssertionError):
+            wait_until(settled, 5)
+        record(sessions=len(ids), zombies=len(zombies(server.process.pid)))
+        assert settled()
         # ... and stop.
         for instance in ids:
             delete(api, instance)
-        wait_until(lambda: zombies(server.process.pid) == [], 5)
+        with contextlib.suppress(AssertionError):
+            wait_until(settled, 5)
+        record(zombies=len(zombies(server.process.pid)))
+        assert settled()
 
-        # Ctrl-C reaches a whole process group; only the server decides when a child stops.
+        # Ctrl-C reaches a whole process group; only the server decides when a child stops:
+        # after one, the child still takes an event and the server stores it.
         kept = whatsmeow(api, "Kept", proxy=proxy.url)
         pid = child_of(server, kept)
         os.kill(pid, signal.SIGINT)
-        time.sleep(0.5)
+        push(server, kept, message_event("still here", message_id="3EB0CTRLC"), pid)
+        wait_until(lambda: server.stored_events(kept, "MessageReceived"), 30)
         assert process_state(pid) not in (None, "Z")
         assert api.status(kept)["status"] == "connecting"
         # A server that dies takes its children with it (a survivor would keep the session).
         server.kill()
-        wait_until(lambda: process_state(pid) is None, 20)
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: process_state(pid) is None, 20)
+        record(outlived_server=int(process_state(pid) is not None))
+        assert process_state(pid) is None
 
 
 def test_instances_start_a_few_at_a_time_most_recent_first(tmp_path: Path) -> None:
@@ -406,6 +433,7 @@ def test_an_outdated_client_stops_every_instance_and_says_what_to_do(
         child_of(server, instance)
 
 
+@pytest.mark.drill("whatsmeow message as the server is killed")
 def test_a_message_received_as_the_server_dies_is_stored_once(
     server: Server, api: Api, proxy: HangingProxy
 ) -> None:
@@ -418,5 +446,6 @@ def test_a_message_received_as_the_server_dies_is_stored_once(
     pid = child_of(server, instance)
     push(server, instance, message_event("and this", message_id="3EB0NEXT"), pid)
     wait_until(lambda: len(server.stored_events(instance, "MessageReceived")) == 2, 30)
-    received = server.stored_events(instance, "MessageReceived")
-    assert [e.message_id for e in received] == ["3EB0KEEP", "3EB0NEXT"]
+    received = [e.message_id for e in server.stored_events(instance, "MessageReceived")]
+    record(received=2, stored=len(set(received)), duplicates=len(received) - len(set(received)))
+    assert received == ["3EB0KEEP", "3EB0NEXT"]

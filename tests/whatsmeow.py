@@ -92,17 +92,35 @@ def inject(session_dir: Path, pid: int, event: Any) -> None:
         frame = Injected(code=-1, data=event.encode())
     else:
         frame = Injected(code=EVENT_TO_INT[type(event)], data=event.SerializePartialToString())
-    fifo = session_dir / f"events-{pid}.fifo"
+    inject_frame(session_dir, pid, frame)
+
+
+def inject_frame(session_dir: Path, pid: int, frame: Injected) -> None:
     deadline = time.monotonic() + 10
-    while not fifo.exists():
+    while (descriptor := _open_fifo(session_dir, pid)) is None:
         if time.monotonic() > deadline:
-            raise AssertionError(f"child {pid} has no test FIFO")
+            raise AssertionError(f"child {pid} does not read its test FIFO")
         time.sleep(0.02)
-    descriptor = os.open(fifo, os.O_WRONLY)
     try:
         os.write(descriptor, encode(frame))
     finally:
         os.close(descriptor)
+
+
+def listens(session_dir: Path, pid: int) -> bool:
+    """Whether child `pid` reads its test FIFO (made and opened: pushing would not block)."""
+    descriptor = _open_fifo(session_dir, pid)
+    if descriptor is not None:
+        os.close(descriptor)
+    return descriptor is not None
+
+
+def _open_fifo(session_dir: Path, pid: int) -> int | None:
+    # Never a blocking open: it would wait forever for a child that died (or is stopped).
+    try:
+        return os.open(session_dir / f"events-{pid}.fifo", os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # not made yet, or nobody reads it (yet, or any more)
+        return None
 
 
 def children(session_dir: Path) -> list[int]:

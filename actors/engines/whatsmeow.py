@@ -66,6 +66,7 @@ SEND_TIMEOUT = 180.0
 MEDIA_SEND_TIMEOUT = 420.0
 QR_GRACE = 10.0  # after a code's lifetime, before deciding that no new code is coming
 STOP_TIMEOUT = 20.0  # a stopping child closes its socket, drains neonize, finishes a download
+KILL_WAIT = 10.0
 UNLINK_WAIT = 15.0  # logging out of an instance that is not connected: connect first
 KEEPALIVE_BACKSTOP = 600.0  # whatsmeow reconnects after 3 minutes of failed keep-alives
 RESOLVED_FOR, UNKNOWN_FOR = 24 * 3600.0, 600.0
@@ -215,6 +216,7 @@ class WhatsmeowEngine(Engine, Pairing, NumberCheck):
         self.outdated = outdated or OutdatedMark(self.session_dir.parent / ".whatsmeow-outdated")
         self._lock = threading.RLock()
         self._child: _Child | None = None
+        self._leaving: _Child | None = None  # the last child told to stop
         self._ticket: Ticket | None = None
         self._timer: threading.Timer | None = None
         self._wanted = False  # should a connection be up?
@@ -344,10 +346,19 @@ class WhatsmeowEngine(Engine, Pairing, NumberCheck):
         else:
             self._ticket = self.gate.submit(self.priority, self._start)
 
-    def _start(self, ticket: Ticket) -> None:
+    def _start(self, ticket: Ticket, waited: bool = False) -> None:
         with self._lock:
             if ticket is not self._ticket or not self._wanted or self._child is not None:
                 ticket.settle()
+                return
+            leaving = self._leaving
+            if not waited and leaving is not None and leaving.process.poll() is None:
+                # One child per session at a time: two whatsmeow clients on one session.db
+                # race its schema upgrade ("table whatsmeow_device already exists") and
+                # would hold two connections for one device.
+                threading.Thread(
+                    target=self._start_when_gone, args=(leaving, ticket), daemon=True
+                ).start()
                 return
             try:
                 child = self._start_child()
@@ -357,6 +368,11 @@ class WhatsmeowEngine(Engine, Pairing, NumberCheck):
                 self._retry(f"engine did not start: {error}")
                 return
             child.send(f.Connect(proxy=self.proxy))
+
+    def _start_when_gone(self, leaving: _Child, ticket: Ticket) -> None:
+        if not leaving.process.wait(STOP_TIMEOUT + KILL_WAIT):
+            log.error("whatsmeow child %s outlived its kill", leaving.process.pid)
+        self._start(ticket, waited=True)
 
     def _start_child(self) -> _Child:
         self.session_dir.mkdir(parents=True, exist_ok=True)
@@ -379,6 +395,7 @@ class WhatsmeowEngine(Engine, Pairing, NumberCheck):
         self.connected = self.pairing = False
         self._settle()
         if child is not None:
+            self._leaving = child
             child.send(f.Stop())
             threading.Thread(target=self._finish, args=(child,), daemon=True).start()
         return child
@@ -391,7 +408,7 @@ class WhatsmeowEngine(Engine, Pairing, NumberCheck):
         if not child.process.wait(STOP_TIMEOUT):
             log.warning("whatsmeow child %s did not stop in time; killing it", child.process.pid)
             child.process.kill()
-            child.process.wait(10)
+            child.process.wait(KILL_WAIT)
 
     def _read(self, child: _Child) -> None:
         """Turn a child's frames into reports and replies; notice when it ends."""
@@ -685,6 +702,9 @@ class WhatsmeowEngine(Engine, Pairing, NumberCheck):
         did, False if it could not be reached, None if there was no paired session."""
         if not self._paired_mark.exists():
             return None
+        leaving = self._leaving
+        if leaving is not None:
+            leaving.process.wait(STOP_TIMEOUT + KILL_WAIT)  # so that the start is not put off
         with self._lock:
             if self._child is None:
                 self._wanted = True
