@@ -6,14 +6,17 @@ import contextlib
 import logging
 from typing import Any
 
+import msgspec
 from eventsourcing.persistence import IntegrityError, PersistenceError
+from msgspec import UNSET
 from pykka import ActorDeadError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from actors.bridge import ActorTimeout
 from actors.engines.base import EngineError
+from app.answers import Error, ErrorDetails, JSONAnswer
 from domain.instance import InstanceDeleted, InstanceNotConnected, SendOutcomeUnknown
 from domain.phone import InvalidPhoneNumber
 from domain.user import UserDeactivated
@@ -29,7 +32,7 @@ class ApiError(Exception):
         status: int,
         code: str,
         message: str,
-        details: Any | None = None,
+        details: ErrorDetails | None = None,
         retry_after: int = 1,
     ) -> None:
         super().__init__(message)
@@ -48,7 +51,7 @@ def invalid(message: str, field: str | None, problem: str | None = None) -> ApiE
     """A 400 `validation_error`: `message` for a person; `details` say which field (dotted
     for nested JSON fields, None for the body as a whole) and what is wrong with it."""
     return ApiError(
-        400, "validation_error", message, details={"field": field, "problem": problem or message}
+        400, "validation_error", message, ErrorDetails(field=field, problem=problem or message)
     )
 
 
@@ -61,13 +64,17 @@ def error_response(
     status: int,
     code: str,
     message: str,
-    details: Any | None = None,
+    details: ErrorDetails | None = None,
     headers: dict[str, str] | None = None,
+    idempotency_key: str | None = None,
 ) -> Response:
-    body: dict[str, Any] = {"error": message, "code": code}
-    if details is not None:
-        body["details"] = details
-    response = JSONResponse(body, status_code=status, headers=headers)
+    body = Error(
+        error=message,
+        code=code,
+        details=UNSET if details is None else details,
+        idempotencyKey=UNSET if idempotency_key is None else idempotency_key,
+    )
+    response = JSONAnswer(body, status_code=status, headers=headers)
     response.error_code = code  # type: ignore[attr-defined]
     return response
 
@@ -101,7 +108,10 @@ async def _engine(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, EngineError)
     retry = exc.retry_after if exc.retry_after is not None else 60 if exc.status == 429 else None
     headers = {"Retry-After": str(retry)} if retry is not None else None
-    return error_response(exc.status, exc.code, str(exc), exc.details, headers)
+    # Engines say their details as a dict (actors do not know the answer types); only the
+    # fields ErrorDetails declares are answered, so the document stays true.
+    details = msgspec.convert(exc.details, ErrorDetails) if exc.details else None
+    return error_response(exc.status, exc.code, str(exc), details, headers)
 
 
 async def _timeout(request: Request, exc: Exception) -> Response:
@@ -123,12 +133,8 @@ async def _timeout(request: Request, exc: Exception) -> Response:
 async def _outcome_unknown(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, SendOutcomeUnknown)
     log.warning("%s %s: send outcome unknown: %s", request.method, request.url.path, exc)
-    body = {
-        "error": str(exc),
-        "code": "send_outcome_unknown",
-        "idempotencyKey": exc.idempotency_key,
-    }
-    return JSONResponse(body, status_code=202)
+    key = exc.idempotency_key
+    return error_response(202, "send_outcome_unknown", str(exc), idempotency_key=key)
 
 
 async def _conflict(request: Request, exc: Exception) -> Response:

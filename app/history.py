@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -11,6 +10,7 @@ from uuid import UUID
 from eventsourcing.application import Application
 from eventsourcing.persistence import Notification
 
+from app.answers import ENCODER
 from app.eventstore import EventStore
 from domain.instance import Instance
 from domain.usage import UsageLedger
@@ -130,4 +130,4 @@ def read(
 
 
 def to_json(event: dict[str, Any]) -> str:
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+    return ENCODER.encode(event).decode()

@@ -1,8 +1,9 @@
-"""The OpenAPI document, generated from the routes and the msgspec types they decode.
+"""The OpenAPI document, generated from the routes and the msgspec types they decode and answer.
 
 Each route function carries a `Doc` (the `@doc(...)` decorator). `parse()` refuses to
-decode a body into any type other than the one its route documents, so the document
-cannot drift from what the code accepts without the test suite noticing.
+decode a body into any type other than the one its route documents, and `answer()` to
+send an answer of any other type, so the document cannot drift from what the code
+accepts and answers without the test suite noticing.
 """
 
 from __future__ import annotations
@@ -15,11 +16,8 @@ from typing import Any
 import msgspec
 from starlette.routing import BaseRoute, Route
 
-ERROR = {
-    "type": "object",
-    "required": ["error", "code"],
-    "properties": {"error": {"type": "string"}, "code": {"type": "string"}, "details": {}},
-}
+from app.answers import Error
+
 STATUS_TEXT = {
     200: "OK",
     201: "Created",
@@ -37,16 +35,34 @@ STATUS_TEXT = {
 
 
 @dataclass(frozen=True)
+class Param:
+    """A query parameter: what it means, and the JSON schema of its value."""
+
+    description: str
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+
+
+def choice(description: str, *values: str) -> Param:
+    return Param(description, {"type": "string", "enum": list(values)})
+
+
+def whole(description: str, minimum: int, maximum: int) -> Param:
+    return Param(description, {"type": "integer", "minimum": minimum, "maximum": maximum})
+
+
+@dataclass(frozen=True)
 class Doc:
     summary: str
     tag: str
+    answer: Any = None  # the JSON answer's type: an Answer Struct, or a union of them
     body: type | None = None
     form: dict[str, str] | None = None  # multipart or urlencoded fields: name -> "string"/"binary"
-    query: dict[str, str] = field(default_factory=dict)  # name -> description
+    query: dict[str, str | Param] = field(default_factory=dict)  # name -> description or Param
     auth: bool = True
     admin: bool = False
     ok: int = 200
-    content: str = "application/json"
+    media: dict[str, str] = field(default_factory=dict)  # other content types: -> string/binary
+    also: tuple[int, ...] = ()  # statuses besides `ok` that carry the same answer (health's 503)
     errors: tuple[int, ...] = ()  # statuses this route can answer beyond the common ones
 
 
@@ -65,18 +81,14 @@ def documented(endpoint: Any) -> Doc | None:
 
 
 def build(routes: list[BaseRoute], version: str) -> dict[str, Any]:
-    bodies = sorted(
-        {
-            d.body
-            for r in routes
-            if isinstance(r, Route) and (d := documented(r.endpoint)) and d.body
-        },
-        key=lambda t: t.__name__,
+    docs = [d for r in routes if isinstance(r, Route) and (d := documented(r.endpoint))]
+    types = sorted(
+        {t for d in docs for t in (d.body, d.answer) if t is not None} | {Error}, key=str
     )
     (schemas, components) = msgspec.json.schema_components(
-        bodies, ref_template="#/components/schemas/{name}"
+        types, ref_template="#/components/schemas/{name}"
     )
-    refs = dict(zip(bodies, schemas, strict=True))
+    refs = dict(zip(types, schemas, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         if not isinstance(route, Route) or (d := documented(route.endpoint)) is None:
@@ -90,7 +102,7 @@ def build(routes: list[BaseRoute], version: str) -> dict[str, Any]:
         "info": {"title": "WhatsApp Multi-Instance API", "version": version},
         "paths": paths,
         "components": {
-            "schemas": {**components, "Error": ERROR},
+            "schemas": components,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
@@ -114,12 +126,13 @@ def _operation(route: Route, method: str, d: Doc, refs: dict[type, Any]) -> dict
                 "name": q,
                 "in": "query",
                 "required": False,
-                "schema": {"type": "string"},
-                "description": text,
+                "schema": param.schema,
+                "description": param.description,
             }
-            for q, text in d.query.items()
+            for q, p in d.query.items()
+            for param in [p if isinstance(p, Param) else Param(p)]
         ],
-        "responses": _responses(d),
+        "responses": _responses(d, refs),
     }
     if d.auth:
         operation["security"] = [{"bearer": []}, {"apiKey": []}]
@@ -144,20 +157,26 @@ def _operation(route: Route, method: str, d: Doc, refs: dict[type, Any]) -> dict
     return operation
 
 
-def _responses(d: Doc) -> dict[str, Any]:
-    ok_content = {
-        d.content: {
-            "schema": {"type": "object"} if d.content == "application/json" else {"type": "string"}
-        }
+def _responses(d: Doc, refs: dict[Any, Any]) -> dict[str, Any]:
+    content: dict[str, Any] = {}
+    if d.answer is not None:
+        content["application/json"] = {"schema": refs[d.answer]}
+    for media_type, kind in d.media.items():
+        schema = {"type": "string", **({"format": "binary"} if kind == "binary" else {})}
+        content[media_type] = {"schema": schema}
+    if not content:
+        raise ValueError(f"'{d.summary}' documents neither an answer type nor a media type")
+    answers: dict[str, Any] = {
+        str(status): {"description": STATUS_TEXT[status], "content": content}
+        for status in (d.ok, *d.also)
     }
-    answers: dict[str, Any] = {str(d.ok): {"description": STATUS_TEXT[d.ok], "content": ok_content}}
     errors = {400, 404, 409, 413, 503, *d.errors}
     if d.auth:
         errors |= {401, 403}
-    for status in sorted(errors):
+    for status in sorted(errors - {d.ok, *d.also}):
         answers[str(status)] = {
             "description": STATUS_TEXT[status],
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            "content": {"application/json": {"schema": refs[Error]}},
         }
     return answers
 

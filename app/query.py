@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 from starlette.datastructures import QueryParams
 
+from app.answers import Pagination
 from app.errors import ApiError
 
 MAX_LIMIT = 1000
+MAX_SKIP = 10**9
 
 
 def integer(params: QueryParams, name: str, default: int, low: int, high: int) -> int:
@@ -30,12 +31,12 @@ def integer(params: QueryParams, name: str, default: int, low: int, high: int) -
 def paging(params: QueryParams, default_limit: int) -> tuple[int, int]:
     return (
         integer(params, "limit", default_limit, 1, MAX_LIMIT),
-        integer(params, "skip", 0, 0, 10**9),
+        integer(params, "skip", 0, 0, MAX_SKIP),
     )
 
 
-def pagination(total: int, limit: int, skip: int) -> dict[str, Any]:
-    return {"total": total, "limit": limit, "skip": skip, "hasMore": skip + limit < total}
+def pagination(total: int, limit: int, skip: int) -> Pagination:
+    return Pagination(total=total, limit=limit, skip=skip, hasMore=skip + limit < total)
 
 
 def timestamp(params: QueryParams, name: str) -> str | None:

@@ -1,19 +1,17 @@
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests import mongo
-from tests.mongo_server import mongo_client, mongo_database, mongo_db, mongo_url  # noqa: F401 (fixtures)
-from tests.readmodels import MongoProvider, Provider, SQLiteProvider
-from tests.server import SQLITE, Api, Server, Storage, running_server
-
-PROVIDERS = ("sqlite", "mongodb")
+from tests.places import PROVIDERS, Storage, place
+from tests.server import Api, Server, running_server
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "sqlite_only(reason): run this module's or test's servers on SQLite only"
+        "markers", "sqlite_only(reason): run this module's or test's storage on SQLite only"
     )
     config.addinivalue_line(
         "markers", "kills_the_server: kill -9s a server mid-transaction (see fresh_server)"
@@ -27,33 +25,35 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every test of a real server runs once per storage provider: `server_provider` is
-    sqlite or mongodb (module-scoped, so a module's server is shared per provider), unless
-    the test or its module is marked `sqlite_only` (with the reason)."""
-    if "server_provider" in metafunc.fixturenames:
+    """Every test that keeps data (it takes `storage`, or a server) runs once per storage
+    provider: `provider` is sqlite or mongodb (module-scoped, so a module's server is shared
+    per provider), unless the test or its module is marked `sqlite_only` (with the reason)."""
+    if "provider" in metafunc.fixturenames:
         only = metafunc.definition.get_closest_marker("sqlite_only")
-        metafunc.parametrize("server_provider", ["sqlite"] if only else PROVIDERS, scope="module")
+        metafunc.parametrize("provider", ["sqlite"] if only else PROVIDERS, scope="module")
+
+
+@pytest.fixture()
+def storage(request: pytest.FixtureRequest, provider: str, tmp_path: Path) -> Iterator[Storage]:
+    """A place of this test's own on each storage provider in turn (tests/places.py)."""
+    with place(request, provider, tmp_path) as storage:
+        yield storage
 
 
 @pytest.fixture(scope="module")
-def storage(request: pytest.FixtureRequest, server_provider: str) -> Storage:
-    """Where this test's servers keep their data; each MongoDB server gets a database of its own."""
-    if server_provider == "mongodb":
-        return Storage("mongodb", request.getfixturevalue("mongodb_url"))
-    return SQLITE
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, storage: Storage) -> Iterator[Server]:
+def server(
+    request: pytest.FixtureRequest, provider: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     """One real server per test module and provider (starting one takes about a second)."""
-    with running_server(tmp_path_factory.mktemp("server"), storage) as running:
+    root = tmp_path_factory.mktemp("server")
+    with place(request, provider, root) as storage, running_server(root, storage) as running:
         yield running
 
 
 @pytest.fixture()
-def fresh_server(tmp_path: Path, storage: Storage) -> Iterator[Server]:
+def fresh_server(storage: Storage) -> Iterator[Server]:
     """A server of the test's own, for tests that restart or kill it."""
-    with running_server(tmp_path, storage) as running:
+    with running_server(storage.root, storage) as running:
         yield running
 
 
@@ -69,12 +69,24 @@ def mongodb_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def mongodb_client(mongodb_url: str) -> Iterator[Any]:
+    """A client of the test run's MongoDB server, for tests that read or write it directly."""
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        mongodb_url, uuidRepresentation="standard", serverSelectionTimeoutMS=10_000
+    )
+    yield client
+    client.close()
+
+
 @pytest.fixture()
 def mongodb_database(mongodb_url: str) -> Iterator[str]:
-    """A database name of this test's own, dropped after it."""
+    """A database name of this test's own; it and its `<name>_...` companions are dropped after."""
     name = mongo.new_database_name()
     yield name
-    mongo.drop_database(mongodb_url, name)
+    mongo.drop_databases(mongodb_url, name)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -100,18 +112,3 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     from tests import drills
 
     drills.reported(report)
-
-
-@pytest.fixture(params=["sqlite", "mongodb"])
-def provider(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Provider]:
-    """Read models on each storage provider in turn (a file or a database of the test's own)."""
-    if request.param == "sqlite":
-        yield SQLiteProvider(tmp_path)
-        return
-    chosen = MongoProvider(
-        request.getfixturevalue("mongo_url"), request.getfixturevalue("mongo_database")
-    )
-    try:
-        yield chosen
-    finally:
-        chosen.close()

@@ -1,6 +1,6 @@
 """What the drills tried and measured, printed as one screen at the end of the test run.
 
-A drill test is marked `@pytest.mark.drill("kill -9 under load ({server_provider})")` (the
+A drill test is marked `@pytest.mark.drill("kill -9 under load ({provider})")` (the
 label may name the test's parameters) and calls `record(acknowledged=120, lost=0)` with what
 it measured *before* asserting on it, so that a drill that loses data shows "lost 3" on the
 screen instead of disappearing. Each line ends with how its test ended: `passed`, `FAILED`

@@ -10,51 +10,33 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from tests import mongo
 from tests.mongo import free_port
 
 if TYPE_CHECKING:
     from app.config import Settings
-    from tests.readmodels import Provider
+    from tests.places import Storage
 
 ADMIN_EMAIL = "admin@example.com"
 ADMIN_PASSWORD = "admin-password-for-tests"
 
 
-@dataclass(frozen=True)
-class Storage:
-    """Where a test server keeps its data: SQLite files under its root (the default), or
-    a MongoDB database of its own on `mongodb_url` (its read models in `<database>_read`)."""
-
-    provider: str = "sqlite"
-    mongodb_url: str | None = None
-
-
-SQLITE = Storage()
-
-
 class Server:
     """One server process over one data directory; can be stopped, killed and started again."""
 
-    def __init__(self, root: Path, storage: Storage = SQLITE, **env: str) -> None:
+    def __init__(self, root: Path, storage: Storage | None = None, **env: str) -> None:
+        """On `storage` (tests/places.py; its root should be `root`), or on SQLite files
+        under `root`; `env` adds or overrides settings."""
         self.root = root
         self.port = free_port()
         self.storage = storage
-        self.database: str | None = None
-        if storage.provider == "mongodb":
-            assert storage.mongodb_url is not None
-            self.database = mongo.new_database_name("srv")
-            env = {
-                "DATABASE_PROVIDER": "mongodb",
-                "DATABASE_URL": mongo.with_database(storage.mongodb_url, self.database),
-                **env,
-            }
+        self.database = storage.database if storage is not None else None
+        if storage is not None:
+            env = {**storage.env(), **env}
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("APP_", "NODE_ENV"))},
             "PORT": str(self.port),
@@ -129,7 +111,7 @@ class Server:
 
     @property
     def provider(self) -> str:
-        return self.storage.provider
+        return self.storage.name if self.storage is not None else "sqlite"
 
     def settings(self) -> Settings:
         from app.config import Settings
@@ -160,17 +142,6 @@ class Server:
             store.close()
             storage.close()
 
-    def read_models(self) -> Provider:
-        """The server's read models, read as another reader would (tests/readmodels.py)."""
-        from tests.readmodels import MongoProvider, SQLiteProvider
-
-        if self.database is not None:
-            assert self.storage.mongodb_url is not None
-            return MongoProvider(self.storage.mongodb_url, self.database + "_read")
-        sqlite = SQLiteProvider(self.root)
-        sqlite.path = self.settings().read_models_path
-        return sqlite
-
     def stored_bytes(self) -> bytes:
         """Everything the server stored (event store, read models, cursors), as raw bytes:
         the files of its data directory, and the documents of its MongoDB databases."""
@@ -180,7 +151,7 @@ class Server:
             if data.exists()
             else b""
         )
-        if self.database is None:
+        if self.storage is None or self.storage.mongodb_url is None:
             return files
         import bson
         from pymongo import MongoClient
@@ -197,21 +168,16 @@ class Server:
         finally:
             client.close()
 
-    def drop_storage(self) -> None:
-        """Drop the server's MongoDB databases (SQLite files go with the test's directory)."""
-        if self.database is not None and self.storage.mongodb_url is not None:
-            mongo.drop_databases(self.storage.mongodb_url, self.database)
-
 
 @contextmanager
-def running_server(root: Path, storage: Storage = SQLITE, **env: str) -> Iterator[Server]:
+def running_server(root: Path, storage: Storage | None = None, **env: str) -> Iterator[Server]:
+    """A started server (see `Server`), stopped at the end; its storage is the caller's."""
     server = Server(root, storage, **env)
     server.start()
     try:
         yield server
     finally:
         server.stop()
-        server.drop_storage()
 
 
 class Api:

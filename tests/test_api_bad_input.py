@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from tests.local_http import LocalHttp, QuietHandler
-from tests.server import Api, Server, Storage, running_server, wait_until
+from tests.places import place
+from tests.server import Api, Server, running_server, wait_until
 
 pytestmark = pytest.mark.drill_cases("bad input cases")
 
@@ -368,14 +369,17 @@ def test_qr_of_a_paired_instance_is_404_qr_not_available(user: Api, paired: str)
 
 @pytest.fixture(scope="module")
 def without_whatsmeow(
-    tmp_path_factory: pytest.TempPathFactory, storage: Storage
+    request: pytest.FixtureRequest, provider: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     """A server on which the whatsmeow library cannot be found (neonize hidden at start-up)."""
     root = tmp_path_factory.mktemp("no-whatsmeow")
     hide = root / "hide"
     hide.mkdir()
     (hide / "sitecustomize.py").write_text("import sys\nsys.modules['neonize'] = None\n")
-    with running_server(root, storage, PYTHONPATH=str(hide)) as running:
+    with (
+        place(request, provider, root) as storage,
+        running_server(root, storage, PYTHONPATH=str(hide)) as running,
+    ):
         yield running
 
 
@@ -723,12 +727,17 @@ SMALL_LIMIT = 1000
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory, storage: Storage) -> Iterator[Server]:
+def small(
+    request: pytest.FixtureRequest, provider: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     """A server whose files may be at most 1000 bytes; its root sits one level down, so
     anything written beside it (a path traversal) would land in the parent we inspect."""
     root = tmp_path_factory.mktemp("small") / "root"
     root.mkdir()
-    with running_server(root, storage, MAX_FILE_SIZE=str(SMALL_LIMIT)) as running:
+    with (
+        place(request, provider, root) as storage,
+        running_server(root, storage, MAX_FILE_SIZE=str(SMALL_LIMIT)) as running,
+    ):
         yield running
 
 

@@ -33,8 +33,9 @@ from tests.fake_graph import (
     sign,
     status_webhook,
 )
+from tests.places import place
 from tests.receiver import Receiver
-from tests.server import Api, Server, Storage, running_server, wait_until
+from tests.server import Api, Server, running_server, wait_until
 
 APP_SECRET = "meta-app-secret"
 SERVER_VERSION = "v25.0"  # the server's CLOUD_API_VERSION here, to see that it is used
@@ -48,13 +49,16 @@ def graph() -> Iterator[FakeGraph]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, storage: Storage) -> Iterator[Server]:
-    with running_server(
-        tmp_path_factory.mktemp("cloud"),
-        storage,
-        CLOUD_API_VERSION=SERVER_VERSION,
-        ENGINE_RETRY_BASE_MS="20",
-    ) as running:
+def server(
+    request: pytest.FixtureRequest, provider: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("cloud")
+    with (
+        place(request, provider, root) as storage,
+        running_server(
+            root, storage, CLOUD_API_VERSION=SERVER_VERSION, ENGINE_RETRY_BASE_MS="20"
+        ) as running,
+    ):
         yield running
 
 

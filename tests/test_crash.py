@@ -37,7 +37,7 @@ def load(
 
 
 @pytest.mark.kills_the_server
-@pytest.mark.drill("kill -9 under load ({server_provider})")
+@pytest.mark.drill("kill -9 under load ({provider})")
 def test_kill_9_under_load_loses_no_acknowledged_send(fresh_server: Server) -> None:
     api = Api.login(fresh_server)
     a = api.create_instance("Loaded")["id"]

@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,12 @@ def test_a_dependency_that_could_not_be_audited_is_not_counted_as_audited() -> N
     assert audit.audited == ["starlette", "jinja2"]
     assert list(audit.not_audited) == ["aiohttp"]
     assert audit.fixable == ["jinja2 3.1.2: GHSA-h5c8-rqwp-cp95 (fixed in 3.1.3)"]
+
+
+def test_the_gpl_test_server_is_only_a_test_dependency() -> None:
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if "secantus" in d.lower()]
+    assert "SecantusDB==0.7.0b3" in project["optional-dependencies"]["test"]
+    for path in (root / "docker").iterdir():
+        assert "secantus" not in path.read_text().lower(), path.name

@@ -19,12 +19,11 @@ import pytest
 from eventsourcing.persistence import IntegrityError, Notification
 
 import storage.sqlite.events as sqlite_recorder
-from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter
+from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, open_store
+from app.storage import open_storage
 from domain.instance import Instance
 from domain.user import User
-from storage.mongodb.events import environment as mongodb_env
-from storage.sqlite.events import environment as sqlite_env
-from tests import mongo
+from tests.places import Storage
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT = 5.0  # upper bound for anything that should take milliseconds
@@ -104,24 +103,8 @@ class Collector:
 
 
 @pytest.fixture()
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "es.db"
-
-
-@pytest.fixture(params=["sqlite", "mongodb"])
-def env(request: pytest.FixtureRequest, db_path: Path) -> dict[str, str]:
-    """The event store's environment on each provider (each test: a fresh file or database)."""
-    if request.param == "sqlite":
-        return sqlite_env(str(db_path))
-    url = request.getfixturevalue("mongodb_url")
-    return mongodb_env(mongo.with_database(url, request.getfixturevalue("mongodb_database")))
-
-
-@pytest.fixture()
-def store(env: dict[str, str]) -> Iterator[EventStore]:
-    store = EventStore(env=env)
-    yield store
-    store.close()
+def store(storage: Storage) -> EventStore:
+    return storage.event_store()
 
 
 @pytest.fixture()
@@ -369,7 +352,7 @@ def test_a_subscription_from_the_start_sees_everything_in_order(
 
 
 def test_a_subscription_sees_events_saved_by_another_process(
-    env: dict[str, str], store: EventStore, collectors: list[Collector]
+    storage: Storage, store: EventStore, collectors: list[Collector]
 ) -> None:
     store.save(new_instance("local"))
     last = store.recorder.max_notification_id()
@@ -377,9 +360,11 @@ def test_a_subscription_sees_events_saved_by_another_process(
 
     script = (
         "import json, sys\n"
-        "from app.eventstore import EventStore\n"
+        "from app.config import Settings\n"
+        "from app.eventstore import open_store\n"
+        "from app.storage import open_storage\n"
         "from domain.instance import Instance\n"
-        "store = EventStore(env=json.loads(sys.argv[1]))\n"
+        "store = open_store(open_storage(Settings.from_env(json.loads(sys.argv[1]))))\n"
         "i = Instance(user_id='u', name='remote', description='', engine='sandbox',"
         " webhook={}, engine_settings={})\n"
         "i.receive_qr('qr')\n"
@@ -388,7 +373,7 @@ def test_a_subscription_sees_events_saved_by_another_process(
         "print(i.id)\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script, json.dumps(env)],
+        [sys.executable, "-c", script, json.dumps(storage.env())],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -414,10 +399,8 @@ def test_a_stopped_subscription_ends_its_iteration(
         assert next(subscription).originator_version == 1
 
 
-def test_restart_keeps_events_and_positions(
-    env: dict[str, str], collectors: list[Collector]
-) -> None:
-    store = EventStore(env=env)
+def test_restart_keeps_events_and_positions(storage: Storage, collectors: list[Collector]) -> None:
+    store = storage.event_store()
     try:
         instance = connected_instance()
         positions = [r.notification.id for r in store.save(instance)]
@@ -427,7 +410,8 @@ def test_restart_keeps_events_and_positions(
     finally:
         store.close()
 
-    reopened = EventStore(env=env)
+    again = open_storage(storage.settings())  # a new client too, as after a restart
+    reopened = open_store(again)
     try:
         last = reopened.recorder.max_notification_id()
         assert last == positions[-1]
@@ -447,6 +431,7 @@ def test_restart_keeps_events_and_positions(
             collector.stop()
         collectors.clear()
         reopened.close()
+        again.close()
 
 
 # -- snapshots -------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from starlette.routing import Route
 
 from app.config import Settings
 from app.server import create_app
-from tests.server import Api, Server, Storage, running_server
+from tests.places import Storage
+from tests.server import Api, Server, running_server
 
 pytestmark = pytest.mark.drill_cases("security cases")
 
@@ -63,8 +64,8 @@ def test_the_route_table_has_instance_routes() -> None:
     assert len(instance_routes()) >= 25
 
 
-def test_secrets_are_never_stored_or_logged_in_plain_text(tmp_path: Path, storage: Storage) -> None:
-    with running_server(tmp_path, storage) as server:
+def test_secrets_are_never_stored_or_logged_in_plain_text(storage: Storage) -> None:
+    with running_server(storage.root, storage) as server:
         admin = Api.login(server)
         created = admin.create_user("secret@example.com", password="a-very-secret-password")
         api_key = created["apiKey"]
@@ -83,11 +84,7 @@ def test_secrets_are_never_stored_or_logged_in_plain_text(tmp_path: Path, storag
         for secret in ("a-very-secret-password", api_key):
             assert secret.encode() not in data, secret
             assert secret not in log
-        read_models = server.read_models()
-        try:
-            instances = read_models.rows("instances")
-        finally:
-            read_models.close()
+        instances = storage.rows("instances")
         assert instances and "webhook-secret-value" not in json.dumps(instances, default=str)
 
 

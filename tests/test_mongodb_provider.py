@@ -16,9 +16,7 @@ from app.config import Settings
 from app.eventstore import open_store
 from app.storage import open_storage
 from storage.mongodb import MongoStorage
-from storage.mongodb.cursors import MongoCursors
 from storage.provider import StoreUnavailable
-from storage.sqlite.cursors import SQLiteCursors
 from tests import mongo
 from tests.receiver import Receiver
 from tests.server import Api, Server, free_port, running_server, wait_until
@@ -68,30 +66,6 @@ def test_the_provider_is_chosen_in_one_place(tmp_path: Path, database_url: str) 
         read_models.close()
         store.close()
         mongodb.close()
-
-
-@pytest.mark.parametrize("provider", ["sqlite", "mongodb"])
-def test_webhook_cursors_only_move_forward(
-    tmp_path: Path, database_url: str, provider: str
-) -> None:
-    settings = Settings(
-        database_provider=provider, database_url=database_url, sqlite_path=tmp_path / "es.db"
-    )
-    storage = open_storage(settings)
-    cursors = storage.cursors()
-    assert isinstance(cursors, MongoCursors if provider == "mongodb" else SQLiteCursors)
-    try:
-        assert cursors.get("a") == 0
-        cursors.set("a", 7)
-        cursors.set("a", 5)  # a slower writer
-        cursors.set("b", 2)
-        assert (cursors.get("a"), cursors.get("b")) == (7, 2)
-    finally:
-        cursors.close()
-        storage.close()
-    if provider == "mongodb":
-        stored = {d["_id"]: d["position"] for d in documents(database_url, "webhook_cursors")}
-        assert stored == {"a": 7, "b": 2}
 
 
 def test_the_server_runs_on_mongodb(tmp_path: Path, database_url: str) -> None:

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from tests.fixtures.make_old_store import ALICE, answers
-from tests.server import Api, Server, Storage
+from tests.places import Storage
+from tests.server import Api, Server
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "old_store"
 
@@ -43,24 +44,22 @@ def restore(url: str, database: str, dump: dict[str, dict[str, list[Any]]]) -> N
 
 
 @pytest.fixture()
-def old_server(tmp_path: Path, storage: Storage) -> Any:
+def old_server(storage: Storage) -> Any:
     """A server of today over a copy of what the old one stored, and what it answered."""
-    source = FIXTURE / storage.provider
-    shutil.copytree(source / "instances", tmp_path / "instances")
-    server = Server(tmp_path, storage)
-    if storage.provider == "sqlite":
-        shutil.copytree(source / "data", tmp_path / "data")
+    source = FIXTURE / storage.name
+    shutil.copytree(source / "instances", storage.root / "instances")
+    if storage.name == "sqlite":
+        shutil.copytree(source / "data", storage.root / "data", dirs_exist_ok=True)
     else:
-        assert storage.mongodb_url is not None and server.database is not None
-        restore(
-            storage.mongodb_url, server.database, json.loads((source / "dump.json").read_text())
-        )
+        assert storage.mongodb_url is not None and storage.database is not None
+        dump = json.loads((source / "dump.json").read_text())
+        restore(storage.mongodb_url, storage.database, dump)
+    server = Server(storage.root, storage)
     server.start()
     try:
         yield server, json.loads((source / "answers.json").read_text())
     finally:
         server.stop()
-        server.drop_storage()
 
 
 GAINED_DEFAULTS = {("MessageSent", "origin"): "api"}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +18,7 @@ from projections.base import ReadModelProjection
 from projections.directory import Directory
 from projections.rows import ReadModels, Rows, Table
 from projections.runner import LiveProjections
-from storage.sqlite.events import environment as sqlite_env
-from tests.readmodels import Provider
+from tests.places import Storage
 
 WAIT = 5.0
 
@@ -58,10 +56,8 @@ def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> bool:
 
 
 @pytest.fixture()
-def store(tmp_path: Path) -> Iterator[EventStore]:
-    store = EventStore(env=sqlite_env(str(tmp_path / "es.db")))
-    yield store
-    store.close()
+def store(storage: Storage) -> EventStore:
+    return storage.event_store()
 
 
 @pytest.fixture()
@@ -76,12 +72,12 @@ def running() -> Iterator[list[tuple[LiveProjections, ReadModels]]]:
 
 def start(
     store: EventStore,
-    provider: Provider,
+    storage: Storage,
     running: list[Any],
     make: Callable[[ReadModels], list[ReadModelProjection]] = lambda r: [Directory(r)],
     name: str = "read-models",
 ) -> LiveProjections:
-    read = provider.store()
+    read = storage.read_models()
     live = LiveProjections(store, make(read), name)
     running.append((live, read))
     live.start()
@@ -98,14 +94,14 @@ def save(store: EventStore, live: LiveProjections, *aggregates: Any) -> int:
 
 
 def test_users_and_instances_become_rows(
-    store: EventStore, provider: Provider, running: list[Any]
+    store: EventStore, storage: Storage, running: list[Any]
 ) -> None:
-    live = start(store, provider, running)
+    live = start(store, storage, running)
     user = new_user()
     instance = new_instance(user)
     save(store, live, user, instance)
 
-    [user_row] = provider.rows("users")
+    [user_row] = storage.rows("users")
     assert user_row["id"] == str(user.id)
     assert (user_row["email"], user_row["role"], user_row["active"]) == (
         "alice@example.com",
@@ -116,7 +112,7 @@ def test_users_and_instances_become_rows(
     assert user_row["created_at"].endswith("Z")
 
     def instance_row() -> dict[str, Any]:
-        [row] = provider.rows("instances", id=str(instance.id))
+        [row] = storage.rows("instances", id=str(instance.id))
         return row
 
     row = instance_row()
@@ -187,7 +183,7 @@ def test_users_and_instances_become_rows(
     row = instance_row()
     assert row["name"] == "Shop 2"
     assert json.loads(row["webhook"]) == {"url": "http://hooks.test/x", "hasSecret": False}
-    [user_row] = provider.rows("users")
+    [user_row] = storage.rows("users")
     assert (user_row["role"], user_row["active"]) == ("admin", 0)
 
     instance.delete()
@@ -198,9 +194,9 @@ def test_users_and_instances_become_rows(
 
 
 def test_contacts_come_from_messages_and_keep_push_names(
-    store: EventStore, provider: Provider, running: list[Any]
+    store: EventStore, storage: Storage, running: list[Any]
 ) -> None:
-    live = start(store, provider, running)
+    live = start(store, storage, running)
     user = new_user()
     instance = new_instance(user)
     instance.open_connection("15550001111", "Shop")
@@ -248,7 +244,7 @@ def test_contacts_come_from_messages_and_keep_push_names(
     save(store, live, user, instance)
 
     def contacts() -> dict[str, dict[str, Any]]:
-        found = provider.rows("contacts", instance_id=str(instance.id))
+        found = storage.rows("contacts", instance_id=str(instance.id))
         return {r["jid"]: r for r in found}
 
     found = contacts()
@@ -290,11 +286,11 @@ def test_contacts_come_from_messages_and_keep_push_names(
 
 
 def test_message_status_only_moves_forwards_and_usage_counts_by_day(
-    store: EventStore, provider: Provider, running: list[Any]
+    store: EventStore, storage: Storage, running: list[Any]
 ) -> None:
     from projections import catalog
 
-    live = start(store, provider, running, catalog.build)
+    live = start(store, storage, running, catalog.build)
     user = new_user()
     instance = new_instance(user)
     instance.open_connection("15550001111", "Shop")
@@ -346,12 +342,12 @@ def test_message_status_only_moves_forwards_and_usage_counts_by_day(
     save(store, live, user, instance)
 
     def status(message_id: str) -> str:
-        [row] = provider.rows("messages", instance_id=str(instance.id), message_id=message_id)
+        [row] = storage.rows("messages", instance_id=str(instance.id), message_id=message_id)
         return row["status"]
 
     assert (status("OUT1"), status("OUT2"), status("IN1")) == ("read", "sent", "received")
     assert status("OUT3") == "sent"
-    [image] = provider.rows("messages", message_id="OUT2")
+    [image] = storage.rows("messages", message_id="OUT2")
     assert (image["has_media"], json.loads(image["media"])) == (
         1,
         {"filename": "y.jpg", "mimetype": "image/jpeg", "size": 700},
@@ -365,7 +361,7 @@ def test_message_status_only_moves_forwards_and_usage_counts_by_day(
     save(store, live, instance)
     assert status("OUT1") == "played"
 
-    [usage] = provider.rows("usage", instance_id=str(instance.id))
+    [usage] = storage.rows("usage", instance_id=str(instance.id))
     assert usage["user_id"] == str(user.id)
     assert {
         k: usage[k]
@@ -385,12 +381,12 @@ def test_message_status_only_moves_forwards_and_usage_counts_by_day(
         "total_media_size": 700,
         "api_calls": 0,
     }
-    actions = sorted(r["action"] for r in provider.rows("activity", instance_id=str(instance.id)))
+    actions = sorted(r["action"] for r in storage.rows("activity", instance_id=str(instance.id)))
     assert actions == ["connection_opened", "instance_created"]
 
 
 def test_reads_in_a_batch_see_the_writes_before_them(
-    store: EventStore, provider: Provider, running: list[Any]
+    store: EventStore, storage: Storage, running: list[Any]
 ) -> None:
     from projections import catalog
 
@@ -412,12 +408,12 @@ def test_reads_in_a_batch_see_the_writes_before_them(
         sent_at=1,
         idempotency_key=None,
     )
-    live = start(store, provider, running, catalog.build)
+    live = start(store, storage, running, catalog.build)
     save(store, live, user, instance)
 
-    [user_row] = provider.rows("users")
+    [user_row] = storage.rows("users")
     assert json.loads(user_row["limits"]) == {"maxInstances": 3, "maxMessagesPerDay": 10}
-    [row] = provider.rows("instances")
+    [row] = storage.rows("instances")
     assert row["name"] == "Renamed"
     assert json.loads(row["webhook"]) == {
         "url": "http://hooks.test/x",
@@ -425,20 +421,20 @@ def test_reads_in_a_batch_see_the_writes_before_them(
         "hasSecret": False,
     }
     assert json.loads(row["engine_settings"]) == {"phoneNumberId": "123", "a": 1}
-    [usage] = provider.rows("usage")
+    [usage] = storage.rows("usage")
     assert (usage["user_id"], usage["messages_sent"]) == (str(user.id), 1)
 
 
 def test_wait_returns_once_the_position_is_reached(
-    store: EventStore, provider: Provider, running: list[Any]
+    store: EventStore, storage: Storage, running: list[Any]
 ) -> None:
-    live = start(store, provider, running)
+    live = start(store, storage, running)
     user = new_user()
     position = store.save(user)[-1].notification.id
     assert live.wait(position, timeout=WAIT) is True
     # The rows are there as soon as wait() says so.
-    assert provider.count("users") == 1
-    assert provider.tracked("read-models") == position
+    assert storage.count("users") == 1
+    assert storage.tracked("read-models") == position
     assert live.position == position
     # A position nobody has written yet: wait() gives up after its timeout.
     started = time.monotonic()
@@ -447,11 +443,11 @@ def test_wait_returns_once_the_position_is_reached(
 
 
 def test_wait_async_returns_once_the_position_is_reached(
-    store: EventStore, provider: Provider, running: list[Any]
+    store: EventStore, storage: Storage, running: list[Any]
 ) -> None:
     import asyncio
 
-    live = start(store, provider, running)
+    live = start(store, storage, running)
 
     async def scenario() -> tuple[bool, bool, int]:
         head = store.save(new_user())[-1].notification.id
@@ -460,7 +456,7 @@ def test_wait_async_returns_once_the_position_is_reached(
         later = await asyncio.to_thread(store.save, new_user("bob@example.com"))
         reached = await waiting
         too_far = await live.wait_async(later[-1].notification.id + 1, timeout=0.1)
-        return reached, too_far, provider.count("users")
+        return reached, too_far, storage.count("users")
 
     reached, too_far, users = asyncio.run(scenario())
     assert reached is True and too_far is False
@@ -468,9 +464,9 @@ def test_wait_async_returns_once_the_position_is_reached(
 
 
 def test_restart_resumes_from_the_tracking_position(
-    store: EventStore, provider: Provider, running: list[Any]
+    store: EventStore, storage: Storage, running: list[Any]
 ) -> None:
-    live = start(store, provider, running)
+    live = start(store, storage, running)
     user = new_user()
     instance = new_instance(user)
     instance.receive_qr("qr")
@@ -484,33 +480,33 @@ def test_restart_resumes_from_the_tracking_position(
         received_at=1,
     )
     head = save(store, live, user, instance)
-    before = {t: provider.count(t) for t in ("users", "instances", "contacts")}
+    before = {t: storage.count(t) for t in ("users", "instances", "contacts")}
     assert before == {"users": 1, "instances": 1, "contacts": 1}
     live.stop()
     running.clear()
 
-    again = start(store, provider, running)
+    again = start(store, storage, running)
     assert again.position == head  # resumes where the last one stopped
     assert again.wait(head, timeout=WAIT)
     # Nothing was applied twice (an insert of an existing row would have failed it).
     instance.open_connection("15550001111", None)
     save(store, again, instance)
     assert again.error is None
-    assert {t: provider.count(t) for t in before} == before
-    assert provider.rows("instances")[0]["status"] == "connected"
-    assert provider.tracked("read-models") == store.recorder.max_notification_id()
+    assert {t: storage.count(t) for t in before} == before
+    assert storage.rows("instances")[0]["status"] == "connected"
+    assert storage.tracked("read-models") == store.recorder.max_notification_id()
 
 
 def test_a_projection_starting_late_catches_up_from_the_beginning(
-    store: EventStore, provider: Provider, running: list[Any]
+    store: EventStore, storage: Storage, running: list[Any]
 ) -> None:
     users = [new_user(f"u{i}@example.com") for i in range(30)]
     store.save(*users)
-    live = start(store, provider, running)
+    live = start(store, storage, running)
     head = store.recorder.max_notification_id()
     assert live.wait(head, timeout=WAIT)
-    assert provider.count("users") == 30
-    assert provider.tracked("read-models") == head
+    assert storage.count("users") == 30
+    assert storage.tracked("read-models") == head
 
 
 # -- crash safety ------------------------------------------------------------------------
@@ -539,7 +535,7 @@ class Ledger(ReadModelProjection):
 
 
 def test_a_failing_batch_leaves_no_rows_and_no_position(
-    store: EventStore, provider: Provider, running: list[Any]
+    store: EventStore, storage: Storage, running: list[Any]
 ) -> None:
     # Everything is stored first, so that the whole history arrives as one batch.
     user = new_user()
@@ -560,7 +556,7 @@ def test_a_failing_batch_leaves_no_rows_and_no_position(
     head = store.recorder.max_notification_id()
     assert head == 6
 
-    read = provider.store()
+    read = storage.read_models()
     # The MessageReceived, in the middle of the history, fails; Directory comes first, so
     # that the failing event has already written its contact row when Ledger raises.
     live = LiveProjections(
@@ -575,31 +571,31 @@ def test_a_failing_batch_leaves_no_rows_and_no_position(
     assert isinstance(live.error, RuntimeError)
     assert live.position == 0
     assert live.wait(1, timeout=0.1) is False
-    assert provider.tracked("read-models") == 0
+    assert storage.tracked("read-models") == 0
     for table in ("users", "instances", "contacts", "ledger"):
-        assert provider.count(table) == 0, f"partial rows left in {table}"
+        assert storage.count(table) == 0, f"partial rows left in {table}"
     live.stop()
     running.clear()
 
     # Fixed, the projection starts over from where the last good batch left it.
-    assert provider.tracked("read-models") == 0
-    fixed = start(store, provider, running, lambda r: [Directory(r), Ledger(r)])
+    assert storage.tracked("read-models") == 0
+    fixed = start(store, storage, running, lambda r: [Directory(r), Ledger(r)])
     assert fixed.wait(head, timeout=WAIT)
     assert fixed.error is None
-    assert provider.tracked("read-models") == store.recorder.max_notification_id() == head
-    assert provider.count("ledger") == head
-    assert provider.count("users") == 1 and provider.count("contacts") == 1
-    assert provider.rows("instances")[0]["status"] == "disconnected"
+    assert storage.tracked("read-models") == store.recorder.max_notification_id() == head
+    assert storage.count("ledger") == head
+    assert storage.count("users") == 1 and storage.count("contacts") == 1
+    assert storage.rows("instances")[0]["status"] == "disconnected"
 
 
 def test_a_failure_after_good_batches_keeps_their_rows(
-    store: EventStore, provider: Provider, running: list[Any]
+    store: EventStore, storage: Storage, running: list[Any]
 ) -> None:
     user = new_user()
     instance = new_instance(user)
     live = start(
         store,
-        provider,
+        storage,
         running,
         lambda r: [Directory(r), Ledger(r, explode_on=(instance.id, 2))],
         name="crashy",
@@ -610,16 +606,16 @@ def test_a_failure_after_good_batches_keeps_their_rows(
     bad = store.save(instance)[-1].notification.id
     assert wait_until(lambda: live.error is not None)
     assert live.wait(bad, timeout=0.1) is False
-    assert provider.tracked("crashy") == good
-    assert provider.count("ledger") == 2
-    assert provider.rows("instances")[0]["has_qr"] == 0
+    assert storage.tracked("crashy") == good
+    assert storage.count("ledger") == 2
+    assert storage.rows("instances")[0]["has_qr"] == 0
 
 
 # -- tracking ---------------------------------------------------------------------------
 
 
-def test_track_refuses_a_repeated_or_older_position(provider: Provider) -> None:
-    read = provider.store()
+def test_track_refuses_a_repeated_or_older_position(storage: Storage) -> None:
+    read = storage.read_models()
     read.ensure(Ledger.tables)
     try:
         read.atomically(lambda rows: rows.track("p", 5))
@@ -634,7 +630,7 @@ def test_track_refuses_a_repeated_or_older_position(provider: Provider) -> None:
             with pytest.raises(IntegrityError):
                 read.atomically(work)
         # The refused transactions left nothing behind.
-        assert provider.count("ledger") == 0
+        assert storage.count("ledger") == 0
         assert read.position("p") == 5
 
         def both(rows: Rows) -> None:
@@ -647,8 +643,8 @@ def test_track_refuses_a_repeated_or_older_position(provider: Provider) -> None:
         read.close()
 
 
-def test_process_event_applies_one_event_with_its_position(provider: Provider) -> None:
-    read = provider.store()
+def test_process_event_applies_one_event_with_its_position(storage: Storage) -> None:
+    read = storage.read_models()
     try:
         directory = Directory(read)
         read.ensure(directory.tables)
@@ -656,7 +652,7 @@ def test_process_event_applies_one_event_with_its_position(provider: Provider) -
         [event] = user.collect_events()
         directory.process_event(event, Tracking("WhatsApp", 7))
         assert read.position("directory") == 7
-        assert provider.count("users") == 1
+        assert storage.count("users") == 1
         # An event Directory ignores still moves the position, and only forwards.
         instance = new_instance(user)
         instance.record_status("M1", "read", "x@s.whatsapp.net", True)
@@ -665,6 +661,6 @@ def test_process_event_applies_one_event_with_its_position(provider: Provider) -
             directory.process_event(status, Tracking("WhatsApp", 7))
         directory.process_event(status, Tracking("WhatsApp", 8))
         assert read.position("directory") == 8
-        assert provider.count("users") == 1
+        assert storage.count("users") == 1
     finally:
         read.close()

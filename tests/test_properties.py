@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
-import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +18,7 @@ from projections import catalog
 from projections.rebuild import rebuild
 from projections.runner import LiveProjections
 from storage.sqlite.events import environment as sqlite_env
-from tests.readmodels import MongoProvider, Provider, SQLiteProvider
+from tests.places import place
 
 PHONES = st.sampled_from(
     ["15550000001@s.whatsapp.net", "15550000002@s.whatsapp.net", "120363000000000001@g.us"]
@@ -167,48 +164,36 @@ def run_scripts(store: EventStore, scripts: list[list[tuple[Any, ...]]]) -> None
             store.save(instance, log)  # saved often: many small transactions, like the server
 
 
-def provider_for(kind: str, request: pytest.FixtureRequest, root: Path) -> Provider:
-    """A provider over new, empty read models (one per hypothesis example)."""
-    if kind == "sqlite":
-        return SQLiteProvider(root)
-    url = request.getfixturevalue("mongo_url")
-    return MongoProvider(url, f"p{next(EXAMPLES)}_{uuid.uuid4().hex[:8]}", drop=True)
-
-
-EXAMPLES = itertools.count()
-
-
-@pytest.mark.parametrize("kind", ["sqlite", "mongodb"])
 @settings(
     max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.lists(st.lists(COMMANDS, max_size=15), min_size=1, max_size=4))
 def test_read_models_built_live_equal_read_models_rebuilt(
-    kind: str,
+    provider: str,
     request: pytest.FixtureRequest,
     tmp_path_factory: Any,
     scripts: list[list[tuple[Any, ...]]],
 ) -> None:
+    # A place of its own for each example; the events on SQLite (fast: they are not what
+    # is tested here), the read models on the provider.
     root = tmp_path_factory.mktemp("property")
-    provider = provider_for(kind, request, root)
-    store = EventStore(env=sqlite_env(str(root / "es.db")))
-    live = provider.store()
-    projections = LiveProjections(store, catalog.build(live), catalog.TRACKING_NAME)
-    projections.start()
-    try:
-        run_scripts(store, scripts)
-        head = store.recorder.max_notification_id() or 0
-        assert projections.wait(head, timeout=20)
-        before = provider.dump(meta=False)
-        projections.stop()
-        rebuild(store, live)
-        assert provider.dump(meta=False) == before
-        assert not provider.leftovers()
-    finally:
-        projections.stop()
-        live.close()
-        store.close()
-        provider.close()
+    with place(request, provider, root) as storage:
+        store = EventStore(env=sqlite_env(str(root / "es.db")))
+        live = storage.read_models()
+        projections = LiveProjections(store, catalog.build(live), catalog.TRACKING_NAME)
+        projections.start()
+        try:
+            run_scripts(store, scripts)
+            head = store.recorder.max_notification_id() or 0
+            assert projections.wait(head, timeout=20)
+            before = storage.dump(meta=False)
+            projections.stop()
+            rebuild(store, live)
+            assert storage.dump(meta=False) == before
+            assert not storage.leftovers()
+        finally:
+            projections.stop()
+            store.close()
 
 
 @settings(
@@ -221,23 +206,24 @@ def test_every_provider_makes_the_same_rows(
     scripts: list[list[tuple[Any, ...]]],
 ) -> None:
     root = tmp_path_factory.mktemp("providers")
-    providers = [provider_for(kind, request, root) for kind in ("sqlite", "mongodb")]
-    store = EventStore(env=sqlite_env(str(root / "es.db")))
-    stores = [p.store() for p in providers]
-    runners = [LiveProjections(store, catalog.build(s), catalog.TRACKING_NAME) for s in stores]
-    for runner in runners:
-        runner.start()
-    try:
-        run_scripts(store, scripts)
-        head = store.recorder.max_notification_id() or 0
-        assert all(runner.wait(head, timeout=20) for runner in runners)
-        sqlite, mongodb = (p.dump(meta=False) for p in providers)
-        assert sqlite == mongodb
-        assert sqlite["usage"] and sqlite["deliveries"] and sqlite["messages"] is not None
-    finally:
-        for runner, live in zip(runners, stores, strict=True):
-            runner.stop()
-            live.close()
-        store.close()
-        for provider in providers:
-            provider.close()
+    with (
+        place(request, "sqlite", root / "sqlite") as on_sqlite,
+        place(request, "mongodb", root / "mongodb") as on_mongodb,
+    ):
+        places = (on_sqlite, on_mongodb)
+        store = EventStore(env=sqlite_env(str(root / "es.db")))
+        stores = [p.read_models() for p in places]
+        runners = [LiveProjections(store, catalog.build(s), catalog.TRACKING_NAME) for s in stores]
+        for runner in runners:
+            runner.start()
+        try:
+            run_scripts(store, scripts)
+            head = store.recorder.max_notification_id() or 0
+            assert all(runner.wait(head, timeout=20) for runner in runners)
+            sqlite, mongodb = (p.dump(meta=False) for p in places)
+            assert sqlite == mongodb
+            assert sqlite["usage"] and sqlite["deliveries"] and sqlite["messages"] is not None
+        finally:
+            for runner in runners:
+                runner.stop()
+            store.close()

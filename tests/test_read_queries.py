@@ -28,18 +28,19 @@ from storage.mongodb.schema import ACTIVITY_KEY, USAGE_KEY
 from storage.sqlite.queries import SqliteReadModels
 from tests import mongo
 from tests import readmodel_rows as data
+from tests.places import Storage
 from tests.readmodel_rows import CHAT, OTHER_CHAT, Generation
 
 
-@pytest.fixture(params=["sqlite", "mongodb"])
-def reads(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ReadModelQueries]:
+@pytest.fixture()
+def reads(storage: Storage) -> Iterator[ReadModelQueries]:
     rows = data.story()
-    if request.param == "sqlite":
-        store = data.into_sqlite(tmp_path / "read.db", rows)
+    if storage.name == "sqlite":
+        store = data.into_sqlite(storage.read_models_file, rows)
         yield SqliteReadModels(store)
         store.close()
     else:
-        db = request.getfixturevalue("mongo_db")
+        db = storage.read_models_database()
         # Unsuffixed collections hold other rows: the queries must go through the accessor.
         data.into_mongo(db, {"users": [data.user("stray", "stray@example.com", "2026-01-09")]})
         data.into_mongo(db, rows, suffix="_g2")
@@ -141,12 +142,12 @@ def test_messages_of_a_chat_newest_first_in_pages(reads: ReadModelQueries) -> No
     first = reads.messages("a1", CHAT, Window(limit=2))
     assert ids(first.rows) == ["a1-5", "a1-4"]
     assert first.total == 5
-    assert query.pagination(first.total, 2, 0)["hasMore"]
+    assert query.pagination(first.total, 2, 0).hasMore
     middle = reads.messages("a1", CHAT, Window(limit=2, skip=2))
     assert ids(middle.rows) == ["a1-3", "a1-2"]
     last = reads.messages("a1", CHAT, Window(limit=2, skip=4))
     assert ids(last.rows) == ["a1-1"]
-    assert last.total == 5 and not query.pagination(last.total, 2, 4)["hasMore"]
+    assert last.total == 5 and not query.pagination(last.total, 2, 4).hasMore
     beyond = reads.messages("a1", CHAT, Window(limit=2, skip=10))
     assert beyond.rows == [] and beyond.total == 5
 
@@ -339,6 +340,11 @@ def test_usage_of_the_system_and_of_one_day(reads: ReadModelQueries) -> None:
 # -- not per provider ---------------------------------------------------------------
 
 
+@pytest.fixture()
+def mongo_db(mongodb_client: pymongo.MongoClient, mongodb_database: str) -> Database:
+    return mongodb_client[mongodb_database]
+
+
 def test_the_indexes_mongodb_queries_name_are_created_by_the_store(mongo_db: Database) -> None:
     # The hinted queries fail loudly if their index is missing: prove the store makes them.
     specs = {t.name: t for t in catalog.TABLES}
@@ -349,11 +355,11 @@ def test_the_indexes_mongodb_queries_name_are_created_by_the_store(mongo_db: Dat
 
 
 def test_the_provider_setting_picks_the_queries(
-    tmp_path: Path, mongo_url: str, mongo_db: Database
+    tmp_path: Path, mongodb_url: str, mongo_db: Database
 ) -> None:
     store = data.into_sqlite(tmp_path / "read.db", {})
     sqlite = open_storage(Settings.from_env({}))
-    url = mongo.with_database(mongo_url, mongo_db.name)
+    url = mongo.with_database(mongodb_url, mongo_db.name)
     mongodb = open_storage(Settings.from_env({"DATABASE_PROVIDER": "mongodb", "DATABASE_URL": url}))
     try:
         assert isinstance(sqlite.queries(store), SqliteReadModels)
@@ -394,12 +400,12 @@ def _stages(plan: Any) -> Iterator[str]:
 
 
 def test_mongodb_per_user_and_per_instance_queries_use_an_index(
-    mongo_url: str,
+    mongodb_url: str,
     mongo_db: Database,
 ) -> None:
     data.into_mongo(mongo_db, data.story())
     commands = Commands()
-    client: pymongo.MongoClient = pymongo.MongoClient(mongo_url, event_listeners=[commands])
+    client: pymongo.MongoClient = pymongo.MongoClient(mongodb_url, event_listeners=[commands])
     try:
         reads = MongoReadModels(Generation(client[mongo_db.name], ""))
         asked = [

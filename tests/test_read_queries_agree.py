@@ -140,7 +140,7 @@ def answers(reads: ReadModelQueries, window: Window, actions: list[str]) -> dict
 )
 def test_both_providers_answer_alike(
     tmp_path_factory: Any,
-    mongo_client: pymongo.MongoClient,
+    mongodb_client: pymongo.MongoClient,
     rows: data.Rows,
     limit: int,
     skip: int,
@@ -157,9 +157,9 @@ def test_both_providers_answer_alike(
     store = data.into_sqlite(tmp_path_factory.mktemp("agree") / "read.db", rows)
     name = f"agree_{uuid.uuid4().hex[:12]}"
     try:
-        data.into_mongo(mongo_client[name], rows)
-        mongo = MongoReadModels(data.Generation(mongo_client[name]))
+        data.into_mongo(mongodb_client[name], rows)
+        mongo = MongoReadModels(data.Generation(mongodb_client[name]))
         assert answers(mongo, window, actions) == answers(SqliteReadModels(store), window, actions)
     finally:
         store.close()
-        mongo_client.drop_database(name)
+        mongodb_client.drop_database(name)

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +21,13 @@ from domain.webhook import WebhookLog
 from projections import catalog
 from projections import rebuild as rebuild_module
 from projections.runner import LiveProjections
-from storage.mongodb.events import environment as mongodb_env
-from storage.sqlite.events import environment as sqlite_env
 from storage.sqlite.read_models import ReadModelStore
-from tests.readmodels import MongoProvider, Provider
+from tests.places import Storage
 from tests.server import Api, Server, wait_until
 
 # The server tests here inspect SQLite read-model files (the rebuilt file, its journal mode);
-# the rebuild itself runs on every provider below, and the MongoDB server's rebuild command
-# in test_mongodb_provider.py.
-pytestmark = pytest.mark.sqlite_only("the server tests inspect SQLite read-model files")
+# the rebuild itself, and the command, run on every provider below.
+SERVER_ON_SQLITE = pytest.mark.sqlite_only("the server tests inspect SQLite read-model files")
 
 
 def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
@@ -99,6 +95,7 @@ def settled(server: Server) -> dict[str, list[tuple[Any, ...]]]:
     return dump(serving(server))
 
 
+@SERVER_ON_SQLITE
 def test_rebuild_while_serving_is_identical_and_the_server_carries_on(fresh_server: Server) -> None:
     user, a, _ = workload(fresh_server)
     before_file = serving(fresh_server)
@@ -122,6 +119,7 @@ def test_rebuild_while_serving_is_identical_and_the_server_carries_on(fresh_serv
     assert dump(after_file)["messages"] != before["messages"]
 
 
+@SERVER_ON_SQLITE
 def test_rebuilding_some_read_models_keeps_the_others(fresh_server: Server) -> None:
     workload(fresh_server)
     before = settled(fresh_server)
@@ -131,8 +129,9 @@ def test_rebuilding_some_read_models_keeps_the_others(fresh_server: Server) -> N
     assert rebuild_cli(fresh_server, "nonsense").returncode == 2
 
 
+@SERVER_ON_SQLITE
 def test_an_interrupted_rebuild_leaves_the_old_read_models_in_service(
-    fresh_server: Server, monkeypatch: pytest.MonkeyPatch
+    fresh_server: Server, storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     workload(fresh_server)
     fresh_server.stop()  # stores the API call counts, caught up by the read models
@@ -144,14 +143,8 @@ def test_an_interrupted_rebuild_leaves_the_old_read_models_in_service(
         if position >= 10:
             raise KeyboardInterrupt
 
-    store = EventStore(env=sqlite_env(str(fresh_server.root / "data" / "whatsapp-api.db")))
-    live = ReadModelStore(fresh_server.root / "data" / "whatsapp-api-read.db")
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            rebuild_module.rebuild(store, live, (), interrupt)
-    finally:
-        store.close()
-        live.close()
+    with pytest.raises(KeyboardInterrupt):
+        rebuild_module.rebuild(storage.event_store(), storage.read_models(), (), interrupt)
     assert serving(fresh_server) == live_file
     assert dump(live_file) == before
     assert not list((fresh_server.root / "data").glob("*.building*"))
@@ -212,21 +205,19 @@ def catch_up(events: EventStore, live: Any) -> None:
 
 
 @pytest.fixture()
-def events(tmp_path: Path) -> Iterator[EventStore]:
-    store = EventStore(env=sqlite_env(str(tmp_path / "es.db")))
-    yield store
-    store.close()
+def events(storage: Storage) -> EventStore:
+    return storage.event_store()
 
 
 def test_a_rebuild_while_events_arrive_misses_nothing_and_repeats_nothing(
     events: EventStore,
-    provider: Provider,
+    storage: Storage,
 ) -> None:
     fill(events)
-    live = provider.store()
+    live = storage.read_models()
     projections = LiveProjections(events, catalog.build(live), catalog.TRACKING_NAME)
     projections.start()
-    before = provider.serving()
+    before = storage.serving()
     stop = threading.Event()
 
     def keep_writing() -> None:  # the server carries on during the rebuild
@@ -259,36 +250,36 @@ def test_a_rebuild_while_events_arrive_misses_nothing_and_repeats_nothing(
     writer = threading.Thread(target=keep_writing)
     writer.start()
     try:
-        rebuild_module.rebuild(events, provider.store())
+        rebuild_module.rebuild(events, storage.read_models())
     finally:
         stop.set()
         writer.join()
     try:
         head = events.recorder.max_notification_id() or 0
         assert projections.wait(head, timeout=20), projections.error
-        assert provider.serving() != before
-        live_rows = provider.dump()
-        assert provider.tracked(catalog.TRACKING_NAME) == head
+        assert storage.serving() != before
+        live_rows = storage.dump()
+        assert storage.tracked(catalog.TRACKING_NAME) == head
     finally:
         projections.stop()
         live.close()
     # What the live projection wrote after the swap equals a rebuild from scratch.
-    rebuild_module.rebuild(events, provider.store())
-    assert provider.dump() == live_rows
-    assert not provider.leftovers()
+    rebuild_module.rebuild(events, storage.read_models())
+    assert storage.dump() == live_rows
+    assert not storage.leftovers()
 
 
 def test_rebuilding_some_read_models_copies_the_others(
     events: EventStore,
-    provider: Provider,
+    storage: Storage,
 ) -> None:
     fill(events)
-    live = provider.store()
+    live = storage.read_models()
     catch_up(events, live)
     rebuild_module.rebuild(events, live)  # now the read models carry the signature
-    before = provider.dump()
-    rebuild_module.rebuild(events, provider.store(), ["usage", "messages"])
-    assert provider.dump() == before
+    before = storage.dump()
+    rebuild_module.rebuild(events, storage.read_models(), ["usage", "messages"])
+    assert storage.dump() == before
     with pytest.raises(ValueError, match="unknown read model"):
         rebuild_module.rebuild(events, live, ["nonsense"])
     live.close()
@@ -296,16 +287,16 @@ def test_rebuilding_some_read_models_copies_the_others(
 
 def test_an_interrupted_rebuild_leaves_the_old_read_models_answering(
     events: EventStore,
-    provider: Provider,
+    storage: Storage,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fill(events)
-    live = provider.store()
+    live = storage.read_models()
     projections = LiveProjections(events, catalog.build(live), catalog.TRACKING_NAME)
     projections.start()
     try:
         assert projections.wait(events.recorder.max_notification_id() or 0, timeout=20)
-        serving, before = provider.serving(), provider.dump()
+        serving, before = storage.serving(), storage.dump()
         monkeypatch.setattr(rebuild_module, "PAGE", 5)  # several pages, so it stops half-way
 
         def interrupt(position: int, head: int) -> None:
@@ -313,15 +304,15 @@ def test_an_interrupted_rebuild_leaves_the_old_read_models_answering(
                 raise KeyboardInterrupt
 
         with pytest.raises(KeyboardInterrupt):
-            rebuild_module.rebuild(events, provider.store(), (), interrupt)
-        assert provider.serving() == serving
-        assert provider.dump() == before
-        assert not provider.leftovers()
+            rebuild_module.rebuild(events, storage.read_models(), (), interrupt)
+        assert storage.serving() == serving
+        assert storage.dump() == before
+        assert not storage.leftovers()
 
         # A rebuild killed outright cannot clean up: the next one does.
-        killed = provider.store().building()
+        killed = storage.read_models().building()
         killed.store.ensure(catalog.TABLES)
-        assert provider.leftovers()
+        assert storage.leftovers()
         # The live projection still writes where the readers look.
         instance = Instance(
             user_id="u",
@@ -333,50 +324,30 @@ def test_an_interrupted_rebuild_leaves_the_old_read_models_answering(
         )
         position = events.save(instance)[-1].notification.id
         assert projections.wait(position, timeout=20)
-        assert provider.rows("instances", id=str(instance.id))
+        assert storage.rows("instances", id=str(instance.id))
     finally:
         projections.stop()
         live.close()
-    rebuild_module.rebuild(events, provider.store())
-    assert not provider.leftovers()
-    assert provider.rows("instances", id=str(instance.id))
+    rebuild_module.rebuild(events, storage.read_models())
+    assert not storage.leftovers()
+    assert storage.rows("instances", id=str(instance.id))
 
 
-def test_the_command_rebuilds_read_models_on_mongodb(
-    tmp_path: Path,
-    mongo_url: str,
-    mongo_database: str,
+def test_the_command_rebuilds_the_read_models_of_the_configured_storage(
+    events: EventStore, storage: Storage
 ) -> None:
-    url = (
-        mongo_url.replace("/?", f"/{mongo_database}?")
-        if "/?" in mongo_url
-        else f"{mongo_url.rstrip('/')}/{mongo_database}"
-    )
-    # With DATABASE_PROVIDER=mongodb the event store is in MongoDB too.
-    events = EventStore(env=mongodb_env(url))
     fill(events, instances=2, messages=3)
-    read = MongoProvider(mongo_url, f"{mongo_database}_read")
-    try:
-        catch_up(events, read.store())
-        before = read.dump(meta=False)
-        env = {
-            **os.environ,
-            "DATABASE_PROVIDER": "mongodb",
-            "DATABASE_URL": url,
-            "SQLITE_DATABASE_URL": f"file:{tmp_path / 'es.db'}",
-        }
-        result = subprocess.run(
-            [sys.executable, "-m", "app.cli", "rebuild-projections"],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 0, result.stderr
-        assert "rebuilt all read models" in result.stdout
-        assert read.serving() in result.stdout
-        assert read.dump(meta=False) == before
-    finally:
-        read.close()
-        events.close()
+    catch_up(events, storage.read_models())
+    before = storage.dump(meta=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "rebuild-projections"],
+        env={**os.environ, **storage.env()},
+        cwd=storage.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "rebuilt all read models" in result.stdout
+    assert storage.serving() in result.stdout
+    assert storage.dump(meta=False) == before

@@ -16,7 +16,7 @@ from tests.drills import record
 from tests.server import Api, Server, wait_until
 
 
-@pytest.mark.drill("SIGTERM under load ({server_provider})")
+@pytest.mark.drill("SIGTERM under load ({provider})")
 def test_sigterm_during_load_loses_no_acknowledged_message(fresh_server: Server) -> None:
     api = Api.login(fresh_server)
     a = api.create_instance("Busy")["id"]

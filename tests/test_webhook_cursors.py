@@ -6,6 +6,8 @@ import sqlite3
 
 import pytest
 
+from app.storage import open_storage
+from tests.places import Storage
 from tests.receiver import Receiver
 from tests.server import Api, Server, wait_until
 
@@ -66,3 +68,21 @@ def test_events_from_while_webhooks_were_off_are_not_sent_after_a_kill_9(
         assert not sent() & before
     finally:
         receiver.close()
+
+
+def test_cursors_only_move_forward(storage: Storage) -> None:
+    cursors = storage.open().cursors()
+    try:
+        assert cursors.get("a") == 0
+        cursors.set("a", 7)
+        cursors.set("a", 5)  # a slower writer
+        cursors.set("b", 2)
+        assert (cursors.get("a"), cursors.get("b")) == (7, 2)
+    finally:
+        cursors.close()
+    # Kept beside the event store, where another process (a restart) finds them.
+    reopened = open_storage(storage.settings())
+    try:
+        assert (reopened.cursors().get("a"), reopened.cursors().get("b")) == (7, 2)
+    finally:
+        reopened.close()

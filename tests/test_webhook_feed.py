@@ -7,7 +7,7 @@ from actors.webhooks.feed import StoreFeed
 from app.eventstore import EventStore
 from domain.user import User
 from tests.server import wait_until
-from tests.test_eventstore import connected_instance, db_path, env, send, store  # noqa: F401 (fixtures: a real store on each provider)
+from tests.test_eventstore import connected_instance, send, store  # noqa: F401 (fixture: a real store on each provider)
 
 
 class Noticed(list[tuple[str, int]]):

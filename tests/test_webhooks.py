@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from tests.readmodels import MongoProvider, SQLiteProvider
 from tests.receiver import Receiver
 from tests.server import Api, Server, wait_until
 
@@ -381,21 +380,16 @@ def test_kill_9_during_delivery_loses_nothing(fresh_server: Server) -> None:
 
 def plant_row(server: Server, table: str, row: dict[str, Any]) -> None:
     """Write a read-model row behind the server's back, as a stray writer would."""
-    read_models = server.read_models()
-    try:
-        if isinstance(read_models, MongoProvider):
-            read_models.store().collection(table).insert_one({"_id": row["id"], **row})
-            return
-        assert isinstance(read_models, SQLiteProvider)
-        db = sqlite3.connect(read_models._file())
-        with db:
-            marks = ", ".join("?" * len(row))
-            db.execute(
-                f"INSERT INTO {table} ({', '.join(row)}) VALUES ({marks})", list(row.values())
-            )
-        db.close()
-    finally:
-        read_models.close()
+    storage = server.storage
+    assert storage is not None
+    if storage.name == "mongodb":
+        storage.collection(table).insert_one({"_id": row["id"], **row})
+        return
+    db = sqlite3.connect(storage.serving_file())
+    with db:
+        marks = ", ".join("?" * len(row))
+        db.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({marks})", list(row.values()))
+    db.close()
 
 
 def test_webhooks_arrive_while_a_projection_is_broken(fresh_server: Server) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
+from app.answers import ApiKey, Done, Me, SignedIn, SignedInUser, answer
 from app.auth import api_key_hash, hash_password, new_api_key, unauthorized, verify_password
 from app.context import Context
 from app.errors import ApiError
@@ -16,8 +17,15 @@ from app.schemas import ChangePassword, Login, parse
 from domain.user import User, user_id_for
 
 
-@doc("Sign in with e-mail and password", "auth", body=Login, auth=False, errors=(401, 429))
-async def login(request: Request) -> JSONResponse:
+@doc(
+    "Sign in with e-mail and password",
+    "auth",
+    answer=SignedIn,
+    body=Login,
+    auth=False,
+    errors=(401, 429),
+)
+async def login(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     body = await parse(request, Login)
     account = body.email.strip().lower()
@@ -35,39 +43,41 @@ async def login(request: Request) -> JSONResponse:
         ctx.login_throttle.failed(account, address)
         raise unauthorized("Wrong e-mail or password")
     ctx.login_throttle.succeeded(account)
-    return JSONResponse(
-        {
-            "token": ctx.auth.issue_token(str(user.id), user.role),
-            "user": {
-                "id": str(user.id),
-                "email": user.email,
-                "firstName": user.first_name,
-                "lastName": user.last_name,
-                "role": user.role,
-                "apiKey": ctx.auth.unseal(user.api_key_sealed),
-            },
-        }
+    return answer(
+        request,
+        SignedIn(
+            token=ctx.auth.issue_token(str(user.id), user.role),
+            user=SignedInUser(
+                id=str(user.id),
+                email=user.email,
+                firstName=user.first_name,
+                lastName=user.last_name,
+                role=user.role,
+                apiKey=ctx.auth.unseal(user.api_key_sealed),
+            ),
+        ),
     )
 
 
-@doc("The signed-in user", "auth")
-async def me(request: Request) -> JSONResponse:
+@doc("The signed-in user", "auth", answer=Me)
+async def me(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
     row = ctx.queries.user(principal.user_id)
-    return JSONResponse(
-        {
-            "id": row["id"],
-            "email": row["email"],
-            "firstName": row["first_name"],
-            "lastName": row["last_name"],
-            "role": row["role"],
-        }
+    return answer(
+        request,
+        Me(
+            id=row["id"],
+            email=row["email"],
+            firstName=row["first_name"],
+            lastName=row["last_name"],
+            role=row["role"],
+        ),
     )
 
 
-@doc("Change my password", "auth", body=ChangePassword)
-async def change_password(request: Request) -> JSONResponse:
+@doc("Change my password", "auth", answer=Done, body=ChangePassword)
+async def change_password(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
     body = await parse(request, ChangePassword)
@@ -77,11 +87,11 @@ async def change_password(request: Request) -> JSONResponse:
     new_hash = await asyncio.to_thread(hash_password, body.newPassword)
     user.change_password(new_hash)
     await ctx.save(user)
-    return JSONResponse({"success": True, "message": "Password changed"})
+    return answer(request, Done(success=True, message="Password changed"))
 
 
-@doc("Rotate my API key (the old one stops working)", "auth")
-async def rotate_api_key(request: Request) -> JSONResponse:
+@doc("Rotate my API key (the old one stops working)", "auth", answer=ApiKey)
+async def rotate_api_key(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
     key = new_api_key()
@@ -91,7 +101,7 @@ async def rotate_api_key(request: Request) -> JSONResponse:
         user.rotate_api_key(api_key_hash(key), ctx.auth.seal(key))
 
     await ctx.change_user(principal.user_id, rotate)
-    return JSONResponse({"apiKey": key})
+    return answer(request, ApiKey(apiKey=key))
 
 
 _DUMMY_HASH = hash_password("not a real password, only here to spend the same time")

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Iterable
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from actors.engines.base import EngineEvent, Inbound, Receipt
@@ -32,6 +32,7 @@ from actors.engines.cloud.webhook import (
     verify_signature,
     verify_token,
 )
+from app.answers import CloudWebhookReceived, answer
 from app.context import Context, parse_id
 from app.errors import ApiError, not_found
 from app.openapi import doc
@@ -82,7 +83,7 @@ def _parse(body: bytes) -> list[ChangeReports]:
     "Meta webhook subscription check",
     "cloud",
     auth=False,
-    content="text/plain",
+    media={"text/plain": "string"},
     errors=(403,),
     query=HUB_QUERY,
 )
@@ -91,7 +92,13 @@ async def verify(request: Request) -> Response:
     return _challenge(request, [_endpoint(ctx, request).verify_token])
 
 
-@doc("Meta webhook delivery (signed)", "cloud", auth=False, errors=(400, 403, 413))
+@doc(
+    "Meta webhook delivery (signed)",
+    "cloud",
+    answer=CloudWebhookReceived,
+    auth=False,
+    errors=(400, 403, 413),
+)
 async def receive(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     endpoint = _endpoint(ctx, request)
@@ -118,14 +125,15 @@ async def receive(request: Request) -> Response:
             endpoint.phone_number_id,
         )
     recorded = await _record(ctx, endpoint.instance_id, reports)
-    return JSONResponse({"success": True, "received": recorded, "dropped": len(foreign)})
+    received = CloudWebhookReceived(success=True, received=recorded, dropped=len(foreign))
+    return answer(request, received)
 
 
 @doc(
     "Meta webhook subscription check for an app with several numbers",
     "cloud",
     auth=False,
-    content="text/plain",
+    media={"text/plain": "string"},
     errors=(403,),
     query=HUB_QUERY,
 )
@@ -137,6 +145,7 @@ async def verify_app(request: Request) -> Response:
 @doc(
     "Meta webhook delivery for an app with several numbers (signed; routed by number)",
     "cloud",
+    answer=CloudWebhookReceived,
     auth=False,
     errors=(400, 403, 413),
 )
@@ -182,7 +191,8 @@ async def receive_app(request: Request) -> Response:
     recorded = 0
     for instance_id, reports in routed.items():
         recorded += await _record(ctx, instance_id, reports)
-    return JSONResponse({"success": True, "received": recorded, "dropped": len(unrouted)})
+    received = CloudWebhookReceived(success=True, received=recorded, dropped=len(unrouted))
+    return answer(request, received)
 
 
 async def _record(ctx: Context, instance_id: str, reports: list[EngineEvent]) -> int:

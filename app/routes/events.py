@@ -8,13 +8,14 @@ from typing import Any
 from uuid import UUID
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from app import history, query
+from app.answers import EventPage, EventView, answer
 from app.context import Context
 from app.errors import ApiError
-from app.openapi import doc
+from app.openapi import Param, doc, whole
 
 KEEPALIVE = 15.0
 PAGE = 500
@@ -37,10 +38,19 @@ def _filters(request: Request) -> tuple[int, int, list[str]]:
     return after, limit, topics
 
 
+EVENT_QUERY: dict[str, str | Param] = {
+    "after": whole("events after this position", 0, 2**62),
+    "limit": whole("page size", 1, query.MAX_LIMIT),
+    "types": "comma-separated event types",
+}
+
+
 @doc(
     "An instance's events (JSON, or live with Accept: text/event-stream)",
     "audit",
-    query={"after": "position", "limit": "page size", "types": "comma-separated event types"},
+    answer=EventPage,
+    media={"text/event-stream": "string"},
+    query=EVENT_QUERY,
 )
 async def instance_events(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
@@ -51,8 +61,10 @@ async def instance_events(request: Request) -> Response:
 @doc(
     "Every event (admin)",
     "audit",
+    answer=EventPage,
     admin=True,
-    query={"after": "position", "limit": "page size", "types": "comma-separated event types"},
+    media={"text/event-stream": "string"},
+    query=EVENT_QUERY,
 )
 async def all_events(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
@@ -69,7 +81,11 @@ async def _answer(request: Request, ctx: Context, originator: UUID | None) -> Re
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
     events = await asyncio.to_thread(history.read, ctx.store, originator, after, limit, topics)
-    return JSONResponse({"events": events, "next": events[-1]["position"] if events else after})
+    page = EventPage(
+        events=[EventView(**event) for event in events],
+        next=events[-1]["position"] if events else after,
+    )
+    return answer(request, page)
 
 
 async def _stream(

@@ -5,44 +5,63 @@ from __future__ import annotations
 import asyncio
 import hmac
 
+from msgspec import UNSET
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from app.answers import (
+    ActorsCheck,
+    EventStoreCheck,
+    Health,
+    HealthChecks,
+    Index,
+    JSONAnswer,
+    ReadModelsCheck,
+    answer,
+)
 from app.context import Context
 from app.openapi import DOCS_PAGE, doc
 
 
-@doc("Process, storage and actor health", "operations", auth=False)
-async def health(request: Request) -> JSONResponse:
+@doc(
+    "Process, storage and actor health (503 with the same answer when unhealthy)",
+    "operations",
+    answer=Health,
+    also=(503,),
+    auth=False,
+)
+async def health(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
-    checks: dict[str, dict[str, object]] = {}
 
-    def probe() -> dict[str, object]:
+    def probe() -> EventStoreCheck:
         position = ctx.store.recorder.max_notification_id()
-        return {"ok": True, "position": position or 0, **ctx.storage.details()}
+        return EventStoreCheck(ok=True, position=position or 0, **ctx.storage.details())
 
     try:
-        checks["eventStore"] = await asyncio.wait_for(asyncio.to_thread(probe), timeout=2)
+        store = await asyncio.wait_for(asyncio.to_thread(probe), timeout=2)
     except Exception as error:
-        checks["eventStore"] = {"ok": False, "error": str(error) or type(error).__name__}
-    checks["readModels"] = {
-        "ok": ctx.projections.error is None,
-        "position": ctx.projections.position,
-        **({"error": str(ctx.projections.error)} if ctx.projections.error else {}),
-    }
+        store = EventStoreCheck(ok=False, error=str(error) or type(error).__name__)
+    failure = ctx.projections.error
+    read_models = ReadModelsCheck(
+        ok=failure is None,
+        position=ctx.projections.position,
+        error=str(failure) if failure else UNSET,
+    )
     alive = sum(1 for ref in list(ctx.registry.values()) if ref.is_alive())
-    checks["actors"] = {
-        "ok": ctx.supervisor.is_alive(),
-        "instances": len(ctx.registry),
-        "running": alive,
+    actors = ActorsCheck(
+        ok=ctx.supervisor.is_alive(),
+        instances=len(ctx.registry),
+        running=alive,
         # Engine starts still waiting for their turn or under way (ENGINE_START_CONCURRENCY).
-        "starting": ctx.start_gate.starting,
-    }
-    healthy = all(check["ok"] for check in checks.values())
-    return JSONResponse(
-        {"status": "ok" if healthy else "unhealthy", "checks": checks},
-        status_code=200 if healthy else 503,
+        starting=ctx.start_gate.starting,
+    )
+    healthy = store.ok and read_models.ok and actors.ok
+    checks = HealthChecks(eventStore=store, readModels=read_models, actors=actors)
+    return answer(
+        request,
+        Health(status="ok" if healthy else "unhealthy", checks=checks),
+        status=200 if healthy else 503,
     )
 
 
@@ -57,9 +76,8 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type="text/plain; version=0.0.4")
 
 
-async def openapi_json(request: Request) -> JSONResponse:
-    document = request.app.state.openapi
-    return JSONResponse(document)
+async def openapi_json(request: Request) -> Response:
+    return JSONAnswer(request.app.state.openapi)
 
 
 async def docs(request: Request) -> HTMLResponse:
@@ -72,16 +90,9 @@ async def index(request: Request) -> Response:
     vary = {"Vary": "Accept"}
     if "text/html" in request.headers.get("accept", ""):
         return RedirectResponse("/ui/", status_code=307, headers=vary)
-    document = request.app.state.openapi
-    return JSONResponse(
-        {
-            "name": document["info"]["title"],
-            "version": document["info"]["version"],
-            "docs": "/docs",
-            "health": "/health",
-        },
-        headers=vary,
-    )
+    info = request.app.state.openapi["info"]
+    index = Index(name=info["title"], version=info["version"], docs="/docs", health="/health")
+    return JSONAnswer(index, headers=vary)
 
 
 routes = [

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import json
 
+from msgspec import UNSET
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from app import query
+from app.answers import (
+    ActivityEntry,
+    ActivityLog,
+    ChatHistory,
+    MessageView,
+    Pagination,
+    answer,
+)
 from app.context import Context
-from app.openapi import doc
+from app.openapi import doc, whole
 from domain.phone import to_jid
 from projections.queries import Window
 
@@ -28,66 +37,73 @@ def _window(request: Request, default_limit: int) -> Window:
 @doc(
     "Activity log",
     "history",
+    answer=ActivityLog,
     query={
-        "limit": "default 100",
-        "skip": "offset",
+        "limit": whole("page size (default 100)", 1, query.MAX_LIMIT),
+        "skip": whole("offset", 0, query.MAX_SKIP),
         "actions": "comma-separated actions",
         "startDate": "ISO 8601",
         "endDate": "ISO 8601",
     },
 )
-async def activity(request: Request) -> JSONResponse:
+async def activity(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     window = _window(request, 100)
     actions = [a.strip() for a in request.query_params.get("actions", "").split(",") if a.strip()]
     page = ctx.queries.activity(row["id"], actions, window)
     logs = [
-        {
-            "id": r["id"],
-            "instanceId": r["instance_id"],
-            "action": r["action"],
-            "details": json.loads(r["details"]),
-            "createdAt": r["created_at"],
-        }
+        ActivityEntry(
+            id=r["id"],
+            instanceId=r["instance_id"],
+            action=r["action"],
+            details=json.loads(r["details"]),
+            createdAt=r["created_at"],
+        )
         for r in page.rows
     ]
-    return JSONResponse({"logs": logs, "pagination": _pagination(page.total, window)})
+    return answer(request, ActivityLog(logs=logs, pagination=_pagination(page.total, window)))
 
 
 @doc(
     "Chat history, newest first",
     "history",
-    query={"limit": "default 50", "skip": "offset", "startDate": "ISO 8601", "endDate": "ISO 8601"},
+    answer=ChatHistory,
+    query={
+        "limit": whole("page size (default 50)", 1, query.MAX_LIMIT),
+        "skip": whole("offset", 0, query.MAX_SKIP),
+        "startDate": "ISO 8601",
+        "endDate": "ISO 8601",
+    },
 )
-async def messages(request: Request) -> JSONResponse:
+async def messages(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     chat = to_jid(request.path_params["chatId"])
     window = _window(request, 50)
     page = ctx.queries.messages(row["id"], chat, window)
     found = [
-        {
-            "id": r["id"],
-            "instanceId": r["instance_id"],
-            "remoteJid": r["remote_jid"],
-            "fromMe": bool(r["from_me"]),
-            "messageType": r["message_type"],
-            "content": r["content"],
-            "messageId": r["message_id"],
-            "hasMedia": bool(r["has_media"]),
-            "media": json.loads(r["media"]) if r["media"] else None,
-            "status": r["status"],
-            "createdAt": r["created_at"],
-            **({"data": json.loads(r["data"])} if r.get("data") else {}),
-            **({"error": json.loads(r["error"])} if r.get("error") else {}),
-        }
+        MessageView(
+            id=r["id"],
+            instanceId=r["instance_id"],
+            remoteJid=r["remote_jid"],
+            fromMe=bool(r["from_me"]),
+            messageType=r["message_type"],
+            content=r["content"],
+            messageId=r["message_id"],
+            hasMedia=bool(r["has_media"]),
+            media=json.loads(r["media"]) if r["media"] else None,
+            status=r["status"],
+            createdAt=r["created_at"],
+            data=json.loads(r["data"]) if r.get("data") else UNSET,
+            error=json.loads(r["error"]) if r.get("error") else UNSET,
+        )
         for r in page.rows
     ]
-    return JSONResponse({"messages": found, "pagination": _pagination(page.total, window)})
+    return answer(request, ChatHistory(messages=found, pagination=_pagination(page.total, window)))
 
 
-def _pagination(total: int, window: Window) -> dict:
+def _pagination(total: int, window: Window) -> Pagination:
     return query.pagination(total, window.limit, window.skip)
 
 

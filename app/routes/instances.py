@@ -9,15 +9,16 @@ from urllib.parse import urlsplit
 import segno
 from msgspec import UNSET, structs
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from actors.outbound import AddressNotAllowed, OutboundHTTP
 from app import quotas, views
+from app.answers import Done, InstanceList, InstanceView, LogoutAnswer, QrCodeView, answer
 from app.context import LOGOUT_TIMEOUT, Context
 from app.engine_settings import check_proxy, cloud_settings
 from app.errors import ApiError, invalid
-from app.openapi import doc
+from app.openapi import choice, doc
 from app.schemas import InstanceCreate, InstanceUpdate, parse
 from domain.instance import Instance
 
@@ -48,11 +49,12 @@ def check_engine(ctx: Context, engine: str) -> None:
 @doc(
     "Create an instance; it starts connecting at once",
     "instances",
+    answer=InstanceView,
     body=InstanceCreate,
     ok=201,
     errors=(429,),
 )
-async def create_instance(request: Request) -> JSONResponse:
+async def create_instance(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
     body = await parse(request, InstanceCreate)
@@ -92,25 +94,36 @@ async def create_instance(request: Request) -> JSONResponse:
     await ctx.save(instance)
     await ctx.ask(ctx.supervisor_proxy.start_instance(instance.id))
     request.path_params["instanceId"] = str(instance.id)
-    return JSONResponse(views.instance(ctx.own_instance(request)), status_code=201)
+    return answer(request, views.instance(ctx.own_instance(request)))
 
 
-@doc("My instances", "instances")
-async def list_instances(request: Request) -> JSONResponse:
+@doc("My instances", "instances", answer=InstanceList)
+async def list_instances(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
     rows = ctx.instances_of(principal.user_id)
-    return JSONResponse({"instances": [views.instance(row, detailed=False) for row in rows]})
+    return answer(
+        request, InstanceList(instances=[views.instance(row, detailed=False) for row in rows])
+    )
 
 
-@doc("An instance with its webhook settings and connection status", "instances")
-async def get_instance(request: Request) -> JSONResponse:
+@doc(
+    "An instance with its webhook settings and connection status",
+    "instances",
+    answer=InstanceView,
+)
+async def get_instance(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
-    return JSONResponse(views.instance(ctx.own_instance(request)))
+    return answer(request, views.instance(ctx.own_instance(request)))
 
 
-@doc("Change an instance (name, webhook, engine settings)", "instances", body=InstanceUpdate)
-async def update_instance(request: Request) -> JSONResponse:
+@doc(
+    "Change an instance (name, webhook, engine settings)",
+    "instances",
+    answer=InstanceView,
+    body=InstanceUpdate,
+)
+async def update_instance(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     body = await parse(request, InstanceUpdate)
@@ -143,39 +156,40 @@ async def update_instance(request: Request) -> JSONResponse:
     versioned_webhook = await ctx.command(ctx.proxy(row["id"]).update(changes))
     if "webhook" in changes:
         await ctx.ask(ctx.webhooks_proxy.refresh(row["id"], versioned_webhook))
-    return JSONResponse(views.instance(ctx.own_instance(request)))
+    return answer(request, views.instance(ctx.own_instance(request)))
 
 
-@doc("Delete an instance and its session", "instances")
-async def delete_instance(request: Request) -> JSONResponse:
+@doc("Delete an instance and its session", "instances", answer=Done)
+async def delete_instance(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     await ctx.command(ctx.proxy(row["id"]).delete(), timeout=LOGOUT_TIMEOUT)
     await ctx.ask(ctx.supervisor_proxy.forget(ctx.instance_uuid(row)))
-    return JSONResponse({"success": True, "message": f"Instance {row['id']} deleted successfully"})
+    return answer(request, Done(success=True, message=f"Instance {row['id']} deleted successfully"))
 
 
-@doc("Reconnect an instance", "instances")
-async def reconnect(request: Request) -> JSONResponse:
+@doc("Reconnect an instance", "instances", answer=Done)
+async def reconnect(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     await ctx.command(ctx.proxy(row["id"]).reconnect())
-    return JSONResponse({"success": True, "message": f"Instance {row['id']} reconnected"})
+    return answer(request, Done(success=True, message=f"Instance {row['id']} reconnected"))
 
 
-@doc("Log an instance out of WhatsApp", "instances")
-async def logout(request: Request) -> JSONResponse:
+@doc("Log an instance out of WhatsApp", "instances", answer=LogoutAnswer)
+async def logout(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     unlinked = await ctx.command(ctx.proxy(row["id"]).logout(), timeout=LOGOUT_TIMEOUT)
-    answer = {"success": True, "message": f"Instance {row['id']} logged out"}
-    return JSONResponse(views.logged_out(answer, unlinked))
+    return answer(request, views.logged_out(f"Instance {row['id']} logged out", unlinked))
 
 
 @doc(
     "The current QR code (raw, or ?format=svg|png)",
     "instances",
-    query={"format": "svg or png to get an image"},
+    answer=QrCodeView,
+    media={"image/svg+xml": "string", "image/png": "binary"},
+    query={"format": choice("svg or png to get an image", "svg", "png")},
 )
 async def qr_code(request: Request) -> Response:
     """The current QR code as its raw string, or drawn (?format=svg|png)."""
@@ -189,7 +203,7 @@ async def qr_code(request: Request) -> Response:
     if code is None:
         raise ApiError(404, "qr_not_available", f"No QR code right now (status: {state['status']})")
     if image_format is None:
-        return JSONResponse({"qrCode": code})
+        return answer(request, QrCodeView(qrCode=code))
     buffer = io.BytesIO()
     segno.make(code, error="m").save(buffer, kind=image_format, scale=6, border=2)
     media_type = "image/svg+xml" if image_format == "svg" else "image/png"

@@ -6,17 +6,18 @@ Mounted only when SANDBOX_ENABLED.
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
+from app.answers import Done, SandboxInboundSent, SandboxPaired, answer
 from app.context import Context
 from app.openapi import doc
 from app.schemas import SandboxInbound, SandboxScan, decode, read_body
 from domain.phone import normalize_phone
 
 
-@doc("Sandbox: the phone scans the QR code", "sandbox", body=SandboxScan)
-async def scan(request: Request) -> JSONResponse:
+@doc("Sandbox: the phone scans the QR code", "sandbox", answer=SandboxPaired, body=SandboxScan)
+async def scan(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     raw = await read_body(request)
@@ -24,11 +25,16 @@ async def scan(request: Request) -> JSONResponse:
     phone = normalize_phone(body.phone) if body.phone else None
     paired = await ctx.ask(ctx.proxy(instance_id).sandbox_scan(phone))
     await ctx.settle(await ctx.ask(ctx.proxy(instance_id).position()))
-    return JSONResponse({"success": True, "phone": paired})
+    return answer(request, SandboxPaired(success=True, phone=paired))
 
 
-@doc("Sandbox: a message from an outside number", "sandbox", body=SandboxInbound)
-async def inbound(request: Request) -> JSONResponse:
+@doc(
+    "Sandbox: a message from an outside number",
+    "sandbox",
+    answer=SandboxInboundSent,
+    body=SandboxInbound,
+)
+async def inbound(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     body = decode(await read_body(request), SandboxInbound)
@@ -37,15 +43,15 @@ async def inbound(request: Request) -> JSONResponse:
         ctx.proxy(instance_id).sandbox_inbound(sender, body.message, body.pushName)
     )
     await ctx.settle(await ctx.ask(ctx.proxy(instance_id).position()))
-    return JSONResponse({"success": True, "id": message_id})
+    return answer(request, SandboxInboundSent(success=True, id=message_id))
 
 
-@doc("Sandbox: drop the connection (it comes back)", "sandbox")
-async def drop(request: Request) -> JSONResponse:
+@doc("Sandbox: drop the connection (it comes back)", "sandbox", answer=Done)
+async def drop(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     await ctx.ask(ctx.proxy(instance_id).sandbox_drop())
-    return JSONResponse({"success": True})
+    return answer(request, Done(success=True))
 
 
 routes = [

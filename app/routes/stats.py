@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from app import query
+from app.answers import (
+    Counts,
+    DailyUsage,
+    InstanceStats,
+    InstanceUsage,
+    InstanceUsageTotal,
+    SystemStats,
+    Usage,
+    UserStats,
+    UserTotals,
+    answer,
+)
 from app.context import Context
-from app.openapi import doc
+from app.openapi import choice, doc
 from projections.queries import zero_usage
 
+USER_PERIODS = ("week", "month", "year", "all")
+INSTANCE_PERIODS = ("today", "week", "month", "all")
 FIELDS = {
     "messagesSent": "messages_sent",
     "messagesReceived": "messages_received",
@@ -26,6 +39,7 @@ FIELDS = {
 
 
 def _shown(sums: dict[str, int]) -> dict[str, int]:
+    """Usage sums by column, as the answer's field names."""
     return {name: sums[column] for name, column in FIELDS.items()}
 
 
@@ -33,65 +47,72 @@ def _since(start: date | None) -> str | None:
     return start.isoformat() if start else None
 
 
-@doc("My usage", "statistics", query={"period": "week, month, year or all"})
-async def user_stats(request: Request) -> JSONResponse:
+@doc(
+    "My usage",
+    "statistics",
+    answer=UserStats,
+    query={"period": choice("week (from Monday), month, year or all", *USER_PERIODS)},
+)
+async def user_stats(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
-    _, start = query.period(request.query_params, ("week", "month", "year", "all"), "month")
+    _, start = query.period(request.query_params, USER_PERIODS, "month")
     since = _since(start)
-    total: dict[str, int] = _shown(ctx.queries.usage_of_user(principal.user_id, since))
     instances = ctx.instances_of(principal.user_id)
-    total["instanceCount"] = len(instances)
+    total = UserTotals(
+        **_shown(ctx.queries.usage_of_user(principal.user_id, since)),
+        instanceCount=len(instances),
+    )
     per_instance = ctx.queries.usage_by_instance(principal.user_id, since)
     zero = zero_usage()
-    return JSONResponse(
-        {
-            "total": total,
-            "instances": [
-                {
-                    "instanceId": i["id"],
-                    "name": i["name"],
-                    **_shown(per_instance.get(i["id"], zero)),
-                }
-                for i in instances
-            ],
-        }
-    )
+    rows = [
+        InstanceUsageTotal(
+            instanceId=i["id"], name=i["name"], **_shown(per_instance.get(i["id"], zero))
+        )
+        for i in instances
+    ]
+    return answer(request, UserStats(total=total, instances=rows))
 
 
-@doc("An instance's usage by day", "statistics", query={"period": "today, week, month or all"})
-async def instance_stats(request: Request) -> JSONResponse:
+@doc(
+    "An instance's usage by day",
+    "statistics",
+    answer=InstanceStats,
+    query={"period": choice("today, week (from Monday), month or all", *INSTANCE_PERIODS)},
+)
+async def instance_stats(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
-    _, start = query.period(request.query_params, ("today", "week", "month", "all"), "today")
+    _, start = query.period(request.query_params, INSTANCE_PERIODS, "today")
     since = _since(start)
-    usage: dict[str, Any] = _shown(ctx.queries.usage_of_instance(row["id"], since))
-    usage["dailyStats"] = [
-        {
-            "date": f"{day['day']}T00:00:00.000Z",
-            "messagesSent": day["messages_sent"],
-            "messagesReceived": day["messages_received"],
-            "mediaSent": day["media_sent"],
-            "mediaReceived": day["media_received"],
-        }
+    days = [
+        DailyUsage(
+            date=f"{day['day']}T00:00:00.000Z",
+            messagesSent=day["messages_sent"],
+            messagesReceived=day["messages_received"],
+            mediaSent=day["media_sent"],
+            mediaReceived=day["media_received"],
+        )
         for day in ctx.queries.daily_usage(row["id"], since)
     ]
-    return JSONResponse({"usage": usage})
+    usage = InstanceUsage(
+        **_shown(ctx.queries.usage_of_instance(row["id"], since)), dailyStats=days
+    )
+    return answer(request, InstanceStats(usage=usage))
 
 
-@doc("System statistics", "statistics", admin=True)
-async def system_stats(request: Request) -> JSONResponse:
+@doc("System statistics", "statistics", answer=SystemStats, admin=True)
+async def system_stats(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     ctx.admin(request)
     instances = ctx.queries.instance_counts()
     users = ctx.queries.user_counts()
-    return JSONResponse(
-        {
-            "instances": {"total": instances.total, "active": instances.active},
-            "users": {"total": users.total, "active": users.active},
-            "usage": _shown(ctx.queries.usage_of_system()),
-        }
+    stats = SystemStats(
+        instances=Counts(total=instances.total, active=instances.active),
+        users=Counts(total=users.total, active=users.active),
+        usage=Usage(**_shown(ctx.queries.usage_of_system())),
     )
+    return answer(request, stats)
 
 
 routes = [

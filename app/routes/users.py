@@ -7,10 +7,11 @@ import asyncio
 from eventsourcing.persistence import IntegrityError
 from msgspec import UNSET, structs
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from app import views
+from app.answers import CreatedUser, Done, UserList, UserView, answer
 from app.auth import hash_password
 from app.context import Context, parse_id
 from app.errors import ApiError, not_found
@@ -19,16 +20,16 @@ from app.schemas import UserCreate, UserUpdate, parse
 from domain.user import User
 
 
-@doc("List users", "users", admin=True)
-async def list_users(request: Request) -> JSONResponse:
+@doc("List users", "users", answer=UserList, admin=True)
+async def list_users(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     ctx.admin(request)
     rows = ctx.queries.users()
-    return JSONResponse({"users": [views.user(row) for row in rows]})
+    return answer(request, UserList(users=[views.user(row) for row in rows]))
 
 
-@doc("Create a user", "users", body=UserCreate, admin=True, ok=201)
-async def create_user(request: Request) -> JSONResponse:
+@doc("Create a user", "users", answer=CreatedUser, body=UserCreate, admin=True, ok=201)
+async def create_user(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     ctx.admin(request)
     body = await parse(request, UserCreate)
@@ -41,18 +42,18 @@ async def create_user(request: Request) -> JSONResponse:
             409, "email_taken", f"A user with e-mail {body.email} exists already"
         ) from None
     view = views.user(ctx.queries.user(str(user.id)))
-    return JSONResponse({**view, "apiKey": api_key}, status_code=201)
+    return answer(request, CreatedUser(**structs.asdict(view), apiKey=api_key))
 
 
-@doc("A user", "users", admin=True)
-async def get_user(request: Request) -> JSONResponse:
+@doc("A user", "users", answer=UserView, admin=True)
+async def get_user(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     ctx.admin(request)
-    return JSONResponse(views.user(_row(ctx, request)))
+    return answer(request, views.user(_row(ctx, request)))
 
 
-@doc("Change a user", "users", body=UserUpdate, admin=True)
-async def update_user(request: Request) -> JSONResponse:
+@doc("Change a user", "users", answer=UserView, body=UserUpdate, admin=True)
+async def update_user(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     ctx.admin(request)
     row = _row(ctx, request)
@@ -80,18 +81,18 @@ async def update_user(request: Request) -> JSONResponse:
                 user.change_limits(limits)
 
     await ctx.change_user(row["id"], change)
-    return JSONResponse(views.user(ctx.queries.user(row["id"])))
+    return answer(request, views.user(ctx.queries.user(row["id"])))
 
 
-@doc("Delete (deactivate) a user", "users", admin=True)
-async def delete_user(request: Request) -> JSONResponse:
+@doc("Delete (deactivate) a user", "users", answer=Done, admin=True)
+async def delete_user(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.admin(request)
     row = _row(ctx, request)
     if row["id"] == principal.user_id:
         raise ApiError(400, "cannot_delete_self", "An administrator cannot delete themselves")
     await ctx.change_user(row["id"], lambda user: user.deactivate())
-    return JSONResponse({"success": True, "message": f"User {row['id']} deleted successfully"})
+    return answer(request, Done(success=True, message=f"User {row['id']} deleted successfully"))
 
 
 def _row(ctx: Context, request: Request) -> dict:

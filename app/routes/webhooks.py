@@ -7,14 +7,15 @@ from typing import Annotated
 
 from msgspec import Meta
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from actors.webhooks import ReplayRunning
 from app import query
+from app.answers import DeliveryList, DeliveryView, ReplayStarted, answer
 from app.context import Context
 from app.errors import ApiError, invalid
-from app.openapi import doc
+from app.openapi import choice, doc, whole
 from app.schemas import Body, parse
 from projections.queries import Window
 
@@ -30,9 +31,14 @@ class Replay(Body):
 @doc(
     "Webhook deliveries",
     "webhooks",
-    query={"status": "failed or delivered", "limit": "page size", "skip": "offset"},
+    answer=DeliveryList,
+    query={
+        "status": choice("failed or delivered", "failed", "delivered"),
+        "limit": whole("page size", 1, query.MAX_LIMIT),
+        "skip": whole("offset", 0, query.MAX_SKIP),
+    },
 )
-async def deliveries(request: Request) -> JSONResponse:
+async def deliveries(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     limit, skip = query.paging(request.query_params, 50)
@@ -40,26 +46,25 @@ async def deliveries(request: Request) -> JSONResponse:
     if status is not None and status not in ("failed", "delivered"):
         raise ApiError(400, "invalid_query", "'status' must be failed or delivered")
     page = ctx.queries.deliveries(row["id"], status, Window(limit, skip))
-    return JSONResponse(
-        {
-            "deliveries": [
-                {
-                    "id": r["id"],
-                    "instanceId": r["instance_id"],
-                    "position": r["position"],
-                    "event": r["event"],
-                    "deliveryId": r["delivery_id"],
-                    "status": r["status"],
-                    "attempts": r["attempts"],
-                    "lastStatusCode": r["status_code"],
-                    "lastError": r["error"] or None,
-                    "replay": bool(r["replay"]),
-                    "createdAt": r["created_at"],
-                }
-                for r in page.rows
-            ],
-            "pagination": query.pagination(page.total, limit, skip),
-        }
+    found = [
+        DeliveryView(
+            id=r["id"],
+            instanceId=r["instance_id"],
+            position=r["position"],
+            event=r["event"],
+            deliveryId=r["delivery_id"],
+            status=r["status"],
+            attempts=r["attempts"],
+            lastStatusCode=r["status_code"],
+            lastError=r["error"] or None,
+            replay=bool(r["replay"]),
+            createdAt=r["created_at"],
+        )
+        for r in page.rows
+    ]
+    return answer(
+        request,
+        DeliveryList(deliveries=found, pagination=query.pagination(page.total, limit, skip)),
     )
 
 
@@ -67,11 +72,12 @@ async def deliveries(request: Request) -> JSONResponse:
     "Replay webhook deliveries from a position or a time (one replay at a time per instance, "
     "at most WEBHOOK_REPLAY_LIMIT events)",
     "webhooks",
+    answer=ReplayStarted,
     body=Replay,
     ok=202,
     errors=(409,),
 )
-async def replay(request: Request) -> JSONResponse:
+async def replay(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     body = await parse(request, Replay)
@@ -97,9 +103,7 @@ async def replay(request: Request) -> JSONResponse:
     except ReplayRunning as error:
         raise ApiError(409, "replay_running", str(error)) from None
     # At most WEBHOOK_REPLAY_LIMIT events per replay; `nextPosition` is where the rest starts.
-    return JSONResponse(
-        {"success": True, "replaying": count, "nextPosition": rest}, status_code=202
-    )
+    return answer(request, ReplayStarted(success=True, replaying=count, nextPosition=rest))
 
 
 routes = [

@@ -7,12 +7,22 @@ from typing import Any
 from pykka import ActorDeadError
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from actors.bridge import ActorTimeout
 from actors.outbound import OutboundHTTP
 from app import media, quotas, views
+from app.answers import (
+    ConnectionStatus,
+    ContactList,
+    ContactView,
+    LogoutAnswer,
+    NumberCheckView,
+    PairingCodeView,
+    SentMessage,
+    answer,
+)
 from app.context import LOGOUT_TIMEOUT, QUERY_TIMEOUT, Context
 from app.errors import ApiError, invalid
 from app.openapi import doc
@@ -49,18 +59,25 @@ async def sending(ctx: Context, future: Any, key: str | None) -> Any:
         ) from None
 
 
-@doc("Connection status", "whatsapp")
-async def status(request: Request) -> JSONResponse:
+@doc("Connection status", "whatsapp", answer=ConnectionStatus)
+async def status(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     state = await ctx.ask(ctx.proxy(instance_id).state())
-    return JSONResponse(
-        views.status_view(state["status"], state["hasQr"], state["lastError"], state["retryAt"])
+    return answer(
+        request,
+        views.status_view(state["status"], state["hasQr"], state["lastError"], state["retryAt"]),
     )
 
 
-@doc("Send a text message", "whatsapp", body=SendText, errors=(429, 502))
-async def send(request: Request) -> JSONResponse:
+@doc(
+    "Send a text message",
+    "whatsapp",
+    answer=SentMessage,
+    body=SendText,
+    errors=(202, 429, 502),
+)
+async def send(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     body = await parse(request, SendText)
@@ -69,17 +86,23 @@ async def send(request: Request) -> JSONResponse:
 
 async def _send_text(
     ctx: Context, request: Request, instance_id: str, phone: str, text: str
-) -> JSONResponse:
+) -> Response:
     to = to_jid(phone)
     key = idempotency_key(request)
     ctx.check_webhook_backlog(instance_id)
     await quotas.check_messages(ctx, ctx.principal(request), instance_id)
     message_id = await sending(ctx, ctx.proxy(instance_id).send_text(to, text, key), key)
-    return JSONResponse({"id": message_id})
+    return answer(request, SentMessage(id=message_id))
 
 
-@doc("Send media fetched from a URL", "whatsapp", body=SendMedia, errors=(429, 502))
-async def send_media(request: Request) -> JSONResponse:
+@doc(
+    "Send media fetched from a URL",
+    "whatsapp",
+    answer=SentMessage,
+    body=SendMedia,
+    errors=(202, 429, 502),
+)
+async def send_media(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     body = await parse(request, SendMedia)
@@ -99,16 +122,17 @@ async def send_media(request: Request) -> JSONResponse:
     message_id = await sending(
         ctx, ctx.proxy(row["id"]).send_media(to, file, body.caption, key), key
     )
-    return JSONResponse({"id": message_id})
+    return answer(request, SentMessage(id=message_id))
 
 
 @doc(
     "Send an uploaded file",
     "whatsapp",
+    answer=SentMessage,
     form={"phone": "string", "caption": "string", "file": "binary"},
-    errors=(429, 502),
+    errors=(202, 429, 502),
 )
-async def send_file(request: Request) -> JSONResponse:
+async def send_file(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     settings = ctx.settings
@@ -140,44 +164,37 @@ async def send_file(request: Request) -> JSONResponse:
     finally:
         await form.close()
     message_id = await sending(ctx, ctx.proxy(row["id"]).send_media(to, file, caption, key), key)
-    return JSONResponse({"id": message_id})
+    return answer(request, SentMessage(id=message_id))
 
 
-@doc("Contacts of an instance", "whatsapp")
-async def contacts(request: Request) -> JSONResponse:
+@doc("Contacts of an instance", "whatsapp", answer=ContactList)
+async def contacts(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     rows = ctx.queries.contacts(row["id"])
-    return JSONResponse(
-        {
-            "contacts": [
-                {
-                    "id": c["jid"],
-                    "name": c["name"],
-                    "number": c["number"],
-                    "isGroup": bool(c["is_group"]),
-                }
-                for c in rows
-            ]
-        }
-    )
+    found = [
+        ContactView(id=c["jid"], name=c["name"], number=c["number"], isGroup=bool(c["is_group"]))
+        for c in rows
+    ]
+    return answer(request, ContactList(contacts=found))
 
 
-@doc("Log out of WhatsApp", "whatsapp")
-async def logout(request: Request) -> JSONResponse:
+@doc("Log out of WhatsApp", "whatsapp", answer=LogoutAnswer)
+async def logout(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     unlinked = await ctx.command(ctx.proxy(row["id"]).logout(), timeout=LOGOUT_TIMEOUT)
-    return JSONResponse(views.logged_out({"success": True}, unlinked))
+    return answer(request, views.logged_out(None, unlinked))
 
 
 @doc(
     "Send text with query or form fields",
     "whatsapp",
+    answer=SentMessage,
     query={"phone": "recipient", "message": "text"},
-    errors=(429, 502),
+    errors=(202, 429, 502),
 )
-async def simple_send(request: Request) -> JSONResponse:
+async def simple_send(request: Request) -> Response:
     """Send with query or form fields, for low-code tools that cannot send JSON."""
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
@@ -211,18 +228,23 @@ routes = [
 ]
 
 
-@doc("Whether a number has WhatsApp (whatsmeow)", "whatsapp")
-async def check_number(request: Request) -> JSONResponse:
+@doc("Whether a number has WhatsApp (whatsmeow)", "whatsapp", answer=NumberCheckView)
+async def check_number(request: Request) -> Response:
     """Whether a phone number has WhatsApp (whatsmeow instances)."""
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     phone = normalize_phone(request.path_params["phone"])
     exists = await ctx.ask(ctx.proxy(row["id"]).check_number(phone), QUERY_TIMEOUT)
-    return JSONResponse({"phone": phone, "exists": bool(exists)})
+    return answer(request, NumberCheckView(phone=phone, exists=bool(exists)))
 
 
-@doc("A pairing code to link by phone number (whatsmeow)", "instances", body=PairingCode)
-async def pairing_code(request: Request) -> JSONResponse:
+@doc(
+    "A pairing code to link by phone number (whatsmeow)",
+    "instances",
+    answer=PairingCodeView,
+    body=PairingCode,
+)
+async def pairing_code(request: Request) -> Response:
     """Pair by phone number instead of QR: the code to type on the phone (whatsmeow)."""
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
@@ -230,7 +252,7 @@ async def pairing_code(request: Request) -> JSONResponse:
     code = await ctx.ask(
         ctx.proxy(row["id"]).pairing_code(normalize_phone(body.phone)), QUERY_TIMEOUT
     )
-    return JSONResponse({"pairingCode": code})
+    return answer(request, PairingCodeView(pairingCode=code))
 
 
 routes += [
