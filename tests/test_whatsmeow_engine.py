@@ -480,17 +480,19 @@ class SocketChild:
         )
         self.theirs_r, self.theirs_w = theirs.makefile("rb"), theirs.makefile("wb")
         self._socks = (ours, theirs)
+        self.closed = False
 
     def wait(self, timeout: float | None = None) -> bool:
         return True
 
     def poll(self) -> int | None:
-        return None
+        return 0 if self.closed else None
 
     def kill(self) -> None:
         pass
 
     def close(self) -> None:
+        self.closed = True
         for sock in self._socks:
             sock.close()
 

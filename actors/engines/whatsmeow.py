@@ -709,7 +709,7 @@ class WhatsmeowEngine(Engine, Pairing, NumberCheck):
             if self._child is None:
                 self._wanted = True
                 self._ticket = Ticket(self.priority, lambda t: None)
-                self._start(self._ticket)
+                self._start(self._ticket, waited=True)
             deadline = time.monotonic() + UNLINK_WAIT
             while not (self.connected or self.pairing) and self._child is not None:
                 remaining = deadline - time.monotonic()
