@@ -9,6 +9,7 @@ import logging.handlers
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -53,6 +54,37 @@ def main(argv: list[str] | None = None) -> int:
         help="read models to rebuild (default: all of directory, messages, "
         "activity, usage, deliveries)",
     )
+    backup = commands.add_parser(
+        "backup",
+        help="back up the event store, webhook cursors, JWT secret and sessions (while running)",
+        description="Write one .tar.gz with everything needed to come back: the event store, "
+        "the webhook cursors, the JWT secret file and the engines' session files under "
+        "INSTANCES_DIR (not the read models: a restore rebuilds them), with a manifest and "
+        "checksums. Consistent while the server runs. The file is readable by its owner only: "
+        "it holds secrets.",
+    )
+    backup.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE",
+        type=Path,
+        help="where to write it (default: whatsapp-api-backup-<UTC time>.tar.gz here)",
+    )
+    restore = commands.add_parser(
+        "restore",
+        help="restore a backup into an empty data directory, then rebuild the read models",
+        description="Check every file of FILE against its manifest, write it into the data "
+        "directory, INSTANCES_DIR (and MongoDB database) of this configuration, rebuild the "
+        "read models and say what was restored. The target must be empty; the server must "
+        "not be running on it.",
+    )
+    restore.add_argument("file", metavar="FILE", type=Path, help="a file written by backup")
+    restore.add_argument(
+        "--force",
+        action="store_true",
+        help="replace what the target holds (its event store, cursors, read models, JWT "
+        "secret and instance sessions are deleted first)",
+    )
     commands.add_parser(
         "doctor",
         help="check configuration, storage, directories, port, clock and the whatsmeow library",
@@ -74,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         return serve_command(settings, args.host, args.port)
     if args.command == "rebuild-projections":
         return rebuild_command(settings, args.names)
+    if args.command in ("backup", "restore"):
+        from app import cli_backup
+
+        if args.command == "backup":
+            return cli_backup.backup_command(settings, args.output)
+        return cli_backup.restore_command(settings, args.file, args.force)
     if args.command == "events":
         from app import cli_events
 

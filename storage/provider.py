@@ -9,7 +9,9 @@ one from the settings (`app.storage.open_storage`) and hands its parts down.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from eventsourcing.persistence import InfrastructureFactory
@@ -48,6 +50,19 @@ class WebhookCursors(ABC):
         """Release what the cursors hold."""
 
 
+@dataclass(frozen=True)
+class BackedUp:
+    """The event store in a backup: its last position, its events, its webhook cursors."""
+
+    position: int
+    events: int
+    cursors: int
+
+
+Step = Callable[[str, int, "int | None"], None]
+"""Progress of a long task: (what, done, total or None when not known)."""
+
+
 class StorageProvider(ABC):
     """Where everything is kept. Errors of the driver never leave a provider: they are
     eventsourcing's persistence errors (`PersistenceError` and its PEP 249 subclasses)."""
@@ -83,6 +98,24 @@ class StorageProvider(ABC):
     @abstractmethod
     def unavailable(self, error: BaseException) -> StoreUnavailable:
         """`error`, met while opening the event store, as one line that says where."""
+
+    @abstractmethod
+    def backup(self, into: Path, step: Step) -> BackedUp:
+        """Write the webhook cursors, then the event store as of one moment, as files under
+        `into`, while a server may be writing: no cursor ahead of the events (`whatsapp-api
+        backup`; the read models are left out, a restore rebuilds them)."""
+
+    @abstractmethod
+    def held(self) -> list[str]:
+        """What the event store and the cursors hold, said for a person (empty: nothing)."""
+
+    @abstractmethod
+    def erase(self) -> None:
+        """Delete the event store, the cursors and the read models (`restore --force`)."""
+
+    @abstractmethod
+    def restore(self, source: Path, backed_up: BackedUp, step: Step) -> None:
+        """Write what `backup` wrote under `source` into this empty storage."""
 
     @abstractmethod
     def close(self) -> None:

@@ -121,23 +121,28 @@ class Server:
     def stored_events(self, originator_id: str | None = None, topic: str = "") -> list[Any]:
         """The domain events in the event store (of one aggregate, and whose topic ends
         with `topic`, if given), in their order, read through a store of the test's own."""
+        with self._event_store() as store:
+            return [
+                store.mapper.to_domain_event(notification)
+                for notification in _notifications(store)
+                if (originator_id is None or str(notification.originator_id) == originator_id)
+                and notification.topic.endswith(topic)
+            ]
+
+    def stored_notifications(self, stop: int | None = None) -> list[Any]:
+        """The event store's notifications as stored (up to position `stop`), in order."""
+        with self._event_store() as store:
+            return list(_notifications(store, stop))
+
+    @contextmanager
+    def _event_store(self) -> Iterator[Any]:
         from app.eventstore import open_store
         from app.storage import open_storage
 
         storage = open_storage(self.settings())
         store = open_store(storage, create=False)
         try:
-            found, start = [], 1
-            while True:
-                page = store.recorder.select_notifications(start=start, limit=1000)
-                for notification in page:
-                    if (
-                        originator_id is None or str(notification.originator_id) == originator_id
-                    ) and notification.topic.endswith(topic):
-                        found.append(store.mapper.to_domain_event(notification))
-                if len(page) < 1000:
-                    return found
-                start = page[-1].id + 1
+            yield store
         finally:
             store.close()
             storage.close()
@@ -167,6 +172,16 @@ class Server:
             )
         finally:
             client.close()
+
+
+def _notifications(store: Any, stop: int | None = None) -> Iterator[Any]:
+    start = 1
+    while True:
+        page = store.recorder.select_notifications(start=start, limit=1000, stop=stop)
+        yield from page
+        if len(page) < 1000:
+            return
+        start = page[-1].id + 1
 
 
 @contextmanager

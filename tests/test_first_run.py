@@ -76,7 +76,8 @@ def test_the_readme_writes_the_tool_where_make_serve_puts_it() -> None:
         if not re.search(r"docker (?:compose )?exec(?: -\w+)* \S+ $", text[: found.start()])
     ]
     assert bare == [], bare
-    assert {c.split()[1] for c in readme_commands()} >= {"doctor", "events", "rebuild-projections"}
+    documented = {c.split()[1] for c in readme_commands()}
+    assert documented >= {"doctor", "events", "rebuild-projections", "backup", "restore"}
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     plan = subprocess.run(
@@ -99,21 +100,34 @@ def test_the_readme_commands_run_as_written(tmp_path: Path) -> None:
         ran = []
         for line in readme_commands():
             command = re.sub(r"\bID\b", instance, line)
+            where = tmp_path
+            if command.split()[1] == "restore":
+                # "into an empty data directory": a new checkout, with the backup just made.
+                where = tmp_path / "elsewhere"
+                where.mkdir()
+                (where / ".venv").symlink_to(sys.prefix)
+                archive = command.split()[2]
+                shutil.copyfile(tmp_path / archive, where / archive)
             if "--follow" in command:
-                follow(command, tmp_path, environment, until=sent)
+                follow(command, where, environment, until=sent)
             else:
                 result = subprocess.run(
                     ["bash", "-c", command],
-                    cwd=tmp_path,
+                    cwd=where,
                     env=environment,
                     capture_output=True,
                     text=True,
-                    timeout=120,
+                    timeout=300,
                 )
                 assert result.returncode == 0, (line, result.stdout, result.stderr)
                 assert result.stdout.strip(), line
             ran.append(line.split()[1])
-        assert {"doctor", "events", "rebuild-projections"} <= set(ran)
+        assert {"doctor", "events", "rebuild-projections", "backup", "restore"} <= set(ran)
+        # What was restored elsewhere is this installation: its events, secret and sessions.
+        assert (tmp_path / "elsewhere" / "data" / "jwt-secret").read_text() == (
+            tmp_path / "data" / "jwt-secret"
+        ).read_text()
+        assert (tmp_path / "elsewhere" / "instances" / instance / "sandbox-session.json").exists()
         # The server carried on serving what it had (the rebuild swapped read models under it).
         assert api.status(instance)["ready"]
 

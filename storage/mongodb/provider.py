@@ -4,12 +4,14 @@ snapshots, position counter, webhook cursors) and the read models in `<database>
 from __future__ import annotations
 
 from functools import cached_property
+from pathlib import Path
 
 from eventsourcing.persistence import InfrastructureFactory, PersistenceError
 from eventsourcing.utils import Environment
 
 from projections.queries import ReadModelQueries
 from projections.rows import ReadModels
+from storage.mongodb import backup
 from storage.mongodb.cursors import MongoCursors
 from storage.mongodb.datastore import (
     DEFAULT_DATABASE,
@@ -21,10 +23,18 @@ from storage.mongodb.datastore import (
 from storage.mongodb.events import MongoFactory, environment
 from storage.mongodb.queries import MongoReadModels
 from storage.mongodb.read_models import MongoReadModelStore
-from storage.provider import Diagnosis, StorageProvider, StoreUnavailable, one_line
+from storage.provider import (
+    BackedUp,
+    Diagnosis,
+    Step,
+    StorageProvider,
+    StoreUnavailable,
+    one_line,
+)
 
-# The application's events collection (eventsourcing names it after the application).
+# The application's collections (eventsourcing names them after the application).
 EVENTS_COLLECTION = "whatsapp_events"
+SNAPSHOTS_COLLECTION = "whatsapp_snapshots"
 
 
 class MongoStorage(StorageProvider):
@@ -99,6 +109,22 @@ class MongoStorage(StorageProvider):
             "ok",
             f"MongoDB {version} at {host}:{port}, replica set "
             f"{replica_set}, database {self.database}: {events} events",
+        )
+
+    def backup(self, into: Path, step: Step) -> BackedUp:
+        return backup.backup(self.datastore, EVENTS_COLLECTION, SNAPSHOTS_COLLECTION, into, step)
+
+    def held(self) -> list[str]:
+        return backup.held(self.datastore, EVENTS_COLLECTION)
+
+    def erase(self) -> None:
+        backup.erase(
+            self.datastore, EVENTS_COLLECTION, SNAPSHOTS_COLLECTION, self.read_models_database
+        )
+
+    def restore(self, source: Path, backed_up: BackedUp, step: Step) -> None:
+        backup.restore(
+            self.datastore, EVENTS_COLLECTION, SNAPSHOTS_COLLECTION, source, backed_up, step
         )
 
     def close(self) -> None:

@@ -15,7 +15,15 @@ from eventsourcing.utils import Environment
 
 from projections.queries import ReadModelQueries
 from projections.rows import ReadModels
-from storage.provider import Diagnosis, StorageProvider, StoreUnavailable, one_line
+from storage.provider import (
+    BackedUp,
+    Diagnosis,
+    Step,
+    StorageProvider,
+    StoreUnavailable,
+    one_line,
+)
+from storage.sqlite import backup
 from storage.sqlite.cursors import SQLiteCursors
 from storage.sqlite.events import Factory, environment
 from storage.sqlite.queries import SqliteReadModels
@@ -77,6 +85,18 @@ class SQLiteStorage(StorageProvider):
         if check != "ok":
             return Diagnosis("fail", f"{path} is damaged: {check}", "restore it from a backup")
         return Diagnosis("ok", f"{path}: {count} events, integrity ok")
+
+    def backup(self, into: Path, step: Step) -> BackedUp:
+        return backup.backup(self.events, self.cursors_path, into, step)
+
+    def held(self) -> list[str]:
+        return backup.held(self.events, self.cursors_path)
+
+    def erase(self) -> None:
+        backup.erase(self.events, self.cursors_path, self.read_models_path)
+
+    def restore(self, source: Path, backed_up: BackedUp, step: Step) -> None:
+        backup.restore(source, self.events, self.cursors_path, backed_up, step)
 
     def close(self) -> None:
         """Nothing to release: each store built from it closes its own connections."""
