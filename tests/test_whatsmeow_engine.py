@@ -1,7 +1,7 @@
 """The whatsmeow engine with real child processes (forked by the real fork server).
 
-The network is offline here: a child either fails to connect at once (DNS), or connects
-through `HangingProxy` and stays connecting, while the test pushes neonize events into it
+Nothing leaves this machine: a child either connects through `RefusingProxy` and fails at
+once (as offline), or connects through `HangingProxy` and stays connecting, while the test pushes neonize events into it
 through its test FIFO, as whatsmeow would dispatch them.
 """
 
@@ -40,6 +40,7 @@ from tests.whatsmeow import (
     jid,
     listens,
     message_event,
+    refusing_proxy,
 )
 
 neonize = pytest.importorskip("neonize")
@@ -253,13 +254,14 @@ def test_a_replaced_child_cannot_change_the_state(make: Callable[..., Engine]) -
 
 
 def test_retries_never_stop_and_each_gets_a_fresh_child(make: Callable[..., Engine]) -> None:
-    engine = make(retry_base=0.02)
-    spawned = len(engine.fork_server.spawned)
-    engine.engine.connect()
-    closed = engine.wait_for(Disconnected, 8, timeout=60)
-    engine.engine.disconnect()
-    # Offline, neonize's connect() fails at once (DNS). Every failure is a retry (the old
-    # cap gave up after 5), announced with its time.
+    with refusing_proxy() as proxy:
+        engine = make(retry_base=0.02, proxy=proxy.url)
+        spawned = len(engine.fork_server.spawned)
+        engine.engine.connect()
+        closed = engine.wait_for(Disconnected, 8, timeout=60)
+        engine.engine.disconnect()
+    # Through a proxy that closes every connection, connect() fails at once, as offline.
+    # Every failure is a retry (the old cap gave up after 5), announced with its time.
     for event in closed[:8]:
         assert event.will_reconnect, event
         assert event.reason.startswith("NeonizeError"), event.reason

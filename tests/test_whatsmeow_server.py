@@ -1,7 +1,7 @@
 """The whatsmeow engine inside a real server: status, retries, sends, logout, processes.
 
-Offline: instances without a proxy fail to connect at once (DNS) and retry; instances
-with a `HangingProxy` stay connecting while the test pushes neonize events into their
+Nothing leaves this machine: instances given a `RefusingProxy` fail to connect at once (as
+offline) and retry; instances with a `HangingProxy` stay connecting while the test pushes neonize events into their
 child through its test FIFO (WHATSMEOW_TEST_EVENTS=1), as whatsmeow would dispatch them.
 """
 
@@ -24,6 +24,7 @@ from tests.server import Api, Server, running_server, wait_until
 from tests.whatsmeow import (
     LID,
     HangingProxy,
+    RefusingProxy,
     children,
     hanging_proxy,
     inject,
@@ -31,6 +32,7 @@ from tests.whatsmeow import (
     listens,
     message_event,
     process_state,
+    refusing_proxy,
     zombies,
 )
 
@@ -41,6 +43,12 @@ pytestmark = pytest.mark.sqlite_only("the engine does not touch storage; SQLite 
 @pytest.fixture(scope="module")
 def proxy() -> Iterator[HangingProxy]:
     with hanging_proxy() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def refusing() -> Iterator[RefusingProxy]:
+    with refusing_proxy() as running:
         yield running
 
 
@@ -103,8 +111,8 @@ def connected() -> Any:
 # -- retries and status ----------------------------------------------------------------
 
 
-def test_offline_instances_keep_retrying_and_say_when(api: Api) -> None:
-    instance = whatsmeow(api, "Offline")
+def test_offline_instances_keep_retrying_and_say_when(api: Api, refusing: RefusingProxy) -> None:
+    instance = whatsmeow(api, "Offline", proxy=refusing.url)
     # More retries than the old cap ever allowed (5, then "reconnect_limit"), each one
     # announced with when the next attempt is.
     closed = wait_until(
@@ -312,7 +320,7 @@ def test_a_killed_child_is_restarted_while_the_api_keeps_answering(
 
 @pytest.mark.drill("whatsmeow children: 20 start and stop, Ctrl-C, kill -9")
 def test_children_leave_no_zombies_and_never_outlive_the_server(
-    tmp_path: Path, proxy: HangingProxy
+    tmp_path: Path, proxy: HangingProxy, refusing: RefusingProxy
 ) -> None:
     with running_server(
         tmp_path, WHATSMEOW_TEST_EVENTS="1", ENGINE_RETRY_BASE_MS="600000"
@@ -320,7 +328,7 @@ def test_children_leave_no_zombies_and_never_outlive_the_server(
         api = Api.login(server)
         assert server.process is not None
         # 20 sessions start (offline: each child fails at once and stops) ...
-        ids = [whatsmeow(api, f"Z{n}") for n in range(20)]
+        ids = [whatsmeow(api, f"Z{n}", proxy=refusing.url) for n in range(20)]
         for instance in ids:
             wait_until(lambda i=instance: activity(api, i, "connection_closed"), 60)
         for instance in ids:
@@ -357,13 +365,15 @@ def test_children_leave_no_zombies_and_never_outlive_the_server(
         assert process_state(pid) is None
 
 
-def test_instances_start_a_few_at_a_time_most_recent_first(tmp_path: Path) -> None:
+def test_instances_start_a_few_at_a_time_most_recent_first(
+    tmp_path: Path, refusing: RefusingProxy
+) -> None:
     # Retries a minute apart: the rename below stays each instance's last activity.
     with running_server(
         tmp_path, ENGINE_START_CONCURRENCY="1", ENGINE_RETRY_BASE_MS="60000"
     ) as server:
         api = Api.login(server)
-        ids = [whatsmeow(api, f"S{n}") for n in range(5)]
+        ids = [whatsmeow(api, f"S{n}", proxy=refusing.url) for n in range(5)]
         for instance in ids:
             wait_until(lambda i=instance: activity(api, i, "connection_closed"), 60)
         api.http.put(f"/api/instances/{ids[1]}", json={"name": "used just now"})

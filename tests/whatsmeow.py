@@ -213,6 +213,29 @@ class HangingProxy:
             connection.close()
 
 
+class RefusingProxy(HangingProxy):
+    """A SOCKS5 proxy address that closes every connection at once: a child's connect()
+    fails straight away, as it would offline, without looking anything up on the network
+    (SOCKS5 leaves the name of WhatsApp's server to the proxy)."""
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._server.accept()
+            except OSError:
+                return
+            connection.close()
+
+
+@contextmanager
+def refusing_proxy() -> Iterator[RefusingProxy]:
+    proxy = RefusingProxy()
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
 @contextmanager
 def hanging_proxy() -> Iterator[HangingProxy]:
     proxy = HangingProxy()
