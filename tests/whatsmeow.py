@@ -16,10 +16,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from actors.engines.frames import encode
 from actors.engines.whatsmeow_child import Injected
@@ -200,17 +198,26 @@ class HangingProxy:
                 connection, _ = self._server.accept()
             except OSError:
                 return
-            self._held.append(connection)
-            connection.settimeout(5)
-            try:
-                self.greetings.append(connection.recv(64))
-            except OSError:
-                self.greetings.append(b"")
+            self._take(connection)
+
+    def _take(self, connection: socket.socket) -> None:
+        self._held.append(connection)
+        connection.settimeout(5)
+        try:
+            self.greetings.append(connection.recv(64))
+        except OSError:
+            self.greetings.append(b"")
 
     def close(self) -> None:
         self._server.close()
         for connection in self._held:
             connection.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 class RefusingProxy(HangingProxy):
@@ -218,28 +225,9 @@ class RefusingProxy(HangingProxy):
     fails straight away, as it would offline, without looking anything up on the network
     (SOCKS5 leaves the name of WhatsApp's server to the proxy)."""
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self._server.accept()
-            except OSError:
-                return
-            connection.close()
+    def _take(self, connection: socket.socket) -> None:
+        connection.close()
 
 
-@contextmanager
-def refusing_proxy() -> Iterator[RefusingProxy]:
-    proxy = RefusingProxy()
-    try:
-        yield proxy
-    finally:
-        proxy.close()
-
-
-@contextmanager
-def hanging_proxy() -> Iterator[HangingProxy]:
-    proxy = HangingProxy()
-    try:
-        yield proxy
-    finally:
-        proxy.close()
+hanging_proxy = HangingProxy  # (with hanging_proxy() as proxy: ...)
+refusing_proxy = RefusingProxy
