@@ -245,7 +245,7 @@ def test_a_replaced_child_cannot_change_the_state(make: Callable[..., Engine]) -
         assert children(engine.dir) == [old]  # not while the old one lives
         os.kill(old, signal.SIGCONT)
         # The old child reports the connection as it goes; nobody listens.
-        new = wait_until(lambda: [p for p in children(engine.dir) if p != old], 30)[0]
+        new = wait_until(lambda: [p for p in children(engine.dir) if p != old], 60)[0]
         assert old not in children(engine.dir)
         assert not engine.engine.connected and engine.of(Connected) == [], engine.reports
         engine.inject(connected_event(), new)
