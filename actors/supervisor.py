@@ -58,6 +58,16 @@ class Supervisor(BridgedActor):
         """The instance was deleted: drop it from the registry."""
         self.registry.pop(instance_id, None)
 
+    def stop_instance(self, instance_id: UUID) -> None:
+        """Stop an instance's actor and keep it stopped (another node runs it now)."""
+        ref = self.registry.pop(instance_id, None)
+        self._crashes.pop(instance_id, None)
+        if ref is not None and ref.is_alive():
+            try:
+                ref.stop(block=True, timeout=10)
+            except Exception:
+                log.exception("instance %s did not stop", instance_id)
+
     def crashed(self, instance_id: UUID) -> None:
         """An actor died: restart it after a backoff."""
         if instance_id not in self.registry:
@@ -115,6 +125,7 @@ class SupervisorProxy(ActorMemberMixin, pykka.ActorProxy[Supervisor]):
     start_instance = proxy_method(Supervisor.start_instance)
     start_all = proxy_method(Supervisor.start_all)
     forget = proxy_method(Supervisor.forget)
+    stop_instance = proxy_method(Supervisor.stop_instance)
     stop_all = proxy_method(Supervisor.stop_all)
 
 

@@ -57,13 +57,22 @@ class AccessLog:
             route = scope.get("route")
             path = getattr(route, "path", None) or scope["path"]
             instance = (scope.get("path_params") or {}).get("instanceId", "-")
+            # Several nodes: a request sent on to its instance's owner, or sent here by one.
+            hop = ""
+            if scope.get("forwarded_to"):
+                hop = f" to={scope['forwarded_to']}"
+            elif scope.get("forwarded_by"):
+                hop = f" via={scope['forwarded_by']}"
             if self.count is not None:
-                self.count(scope["method"], path if route is not None else "unmatched", status)
+                label = "unmatched" if route is None else path
+                self.count(
+                    scope["method"], "forwarded" if "forwarded_to" in scope else label, status
+                )
             level = logging.ERROR if status >= 500 else logging.INFO
             if log.isEnabledFor(level):
                 log.log(
                     level,
-                    "%s %s %d %.1fms instance=%s request=%s%s",
+                    "%s %s %d %.1fms instance=%s request=%s%s%s",
                     scope["method"],
                     path,
                     status,
@@ -71,4 +80,5 @@ class AccessLog:
                     instance,
                     rid,
                     f" code={scope['error_code']}" if scope.get("error_code") else "",
+                    hop,
                 )

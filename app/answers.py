@@ -190,6 +190,7 @@ class InstanceView(Answer):
     webhookSettings: WebhookSettingsView | UnsetType = UNSET  # one instance, not in lists
     engineSettings: dict[str, Any] | UnsetType = UNSET  # secrets left out
     connectionDetails: dict[str, Any] | UnsetType = UNSET  # what the engine said on connecting
+    node: str | UnsetType | None = UNSET  # several nodes: the node that runs it (null: moving)
 
 
 class InstanceList(Answer):
@@ -412,12 +413,52 @@ class ActorsCheck(Answer):
     starting: int  # engine starts waiting for their turn or under way (ENGINE_START_CONCURRENCY)
 
 
+class ForwardsCheck(Answer):
+    sent: int  # requests forwarded to their instance's node
+    failed: int  # that node could not be reached (answered 503 instance_moving)
+    received: int  # requests other nodes forwarded here
+
+
+class ClusterCheck(Answer):
+    """Several nodes: not ok while this node has stopped its engines for lack of lease
+    renewals."""
+
+    ok: bool
+    node: str
+    leader: str | None
+    nodes: int  # live nodes
+    leases: int  # instances this node runs
+    takeovers: int
+    forwards: ForwardsCheck
+    lastRenewalMs: float
+    draining: bool | UnsetType = UNSET
+
+
 class HealthChecks(Answer):
     eventStore: EventStoreCheck
     readModels: ReadModelsCheck
     actors: ActorsCheck
+    cluster: ClusterCheck | UnsetType = UNSET  # several nodes only
 
 
 class Health(Answer):
     status: str  # ok or unhealthy (503)
     checks: HealthChecks
+
+
+# -- cluster --------------------------------------------------------------------------------
+
+
+class ClusterNodeView(Answer):
+    id: str
+    url: str
+    lastSeen: str
+    startedAt: str
+    draining: bool
+    instances: int  # instances it runs
+
+
+class ClusterView(Answer):
+    node: str  # the node that answered
+    leader: str | None
+    nodes: list[ClusterNodeView]  # the live nodes

@@ -8,6 +8,7 @@ import logging
 import logging.handlers
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -140,14 +141,20 @@ def serve_command(settings: Settings, host: str | None, port: int | None) -> int
     )
     # uvicorn re-raises Ctrl-C once it has shut down cleanly: nothing is left to report.
     with contextlib.suppress(KeyboardInterrupt):
-        GracefulServer(config).run()
+        GracefulServer(config, ctx.cluster).run()
     return 0
 
 
 class GracefulServer(uvicorn.Server):
     """The first SIGTERM/SIGINT stops taking requests, lets in-flight ones finish, stops the
-    actors, stores usage counts and closes the stores. A second one exits at once: every
-    acknowledged event is already durable, and read models resume from their positions."""
+    actors, stores usage counts and closes the stores; on several nodes it hands this
+    node's instances to the others at once, while in-flight requests finish. A second one
+    exits at once: every acknowledged event is already durable, and read models resume from
+    their positions."""
+
+    def __init__(self, config: uvicorn.Config, cluster: Any = None) -> None:
+        super().__init__(config)
+        self.cluster = cluster
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         if self.should_exit:
@@ -156,6 +163,8 @@ class GracefulServer(uvicorn.Server):
         logging.getLogger(__name__).info(
             "signal %s: shutting down (send it again to exit at once)", sig
         )
+        if self.cluster is not None:
+            threading.Thread(target=self.cluster.drain, name="drain", daemon=True).start()
         super().handle_exit(sig, frame)
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from croniter import croniter
 
@@ -18,6 +20,9 @@ _API_VERSION = re.compile(r"v[0-9]{1,3}\.[0-9]{1,2}", re.ASCII)
 # v26.0 from 29 July 2026 with no end date yet (v21.0 ends on 21 January 2027).
 CLOUD_API_VERSION = "v26.0"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SECONDS = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)?$")
+_NODE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+MIN_CLUSTER_SECRET = 32
 
 
 class ConfigError(Exception):
@@ -36,6 +41,28 @@ class Schedules:
     usage_save: str = "*/15 * * * *"
     usage_limits: str = "0 * * * *"
     system_metrics: str = "*/5 * * * *"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Several nodes on one MongoDB (NODE_URL set); README *Running several nodes*."""
+
+    node_url: str
+    node_id: str
+    secret: str
+    lease_ttl: float = 10.0
+    # A node whose lease renewals fail stops its engines once its last renewal is older
+    # than lease_ttl - fence_margin: the margin covers clock differences between nodes
+    # (doctor checks they agree within a second) and the time engines take to stop.
+    fence_margin: float = 3.0
+
+    @property
+    def renew_interval(self) -> float:
+        """How often leases are renewed: three tries before they would expire."""
+        return self.lease_ttl / 3
+
+    def __repr__(self) -> str:  # the secret never reaches a log line or a traceback
+        return f"Cluster(node_id={self.node_id!r}, node_url={self.node_url!r}, ...)"
 
 
 @dataclass(frozen=True)
@@ -75,6 +102,7 @@ class Settings:
     actor_timeout: float = 10.0
     cloud_api_version: str = CLOUD_API_VERSION
     media_download_timeout: float = 30.0
+    cluster: Cluster | None = None  # one node unless NODE_URL is set
 
     @property
     def production(self) -> bool:
@@ -115,6 +143,9 @@ class Settings:
         if production and admin_password == "admin123":
             raise ConfigError("ADMIN_PASSWORD", "the default password is refused in production")
 
+        port = _int(e, "PORT", 3000, 1, 65535)
+        cluster = _cluster(e, provider, port)
+
         default_engine = e.get("DEFAULT_ENGINE", "whatsmeow")
         if default_engine not in ENGINES:
             raise ConfigError("DEFAULT_ENGINE", f"must be one of {', '.join(ENGINES)}")
@@ -129,7 +160,7 @@ class Settings:
             raise ConfigError("LOG_LEVEL", "must be one of debug, info, warn, error")
 
         return cls(
-            port=_int(e, "PORT", 3000, 1, 65535),
+            port=port,
             host=e.get("HOST", "0.0.0.0"),
             env=env,
             database_provider=provider,
@@ -167,6 +198,7 @@ class Settings:
                 usage_limits=_cron(e, "USAGE_LIMITS_CRON", Schedules.usage_limits),
                 system_metrics=_cron(e, "SYSTEM_METRICS_CRON", Schedules.system_metrics),
             ),
+            cluster=cluster,
         )
 
 
@@ -218,3 +250,72 @@ def _sqlite_path(url: str) -> Path:
             "SQLITE_DATABASE_URL", f"must name a file, like file:./data/app.db (got '{url}')"
         )
     return Path(path)
+
+
+def _cluster(e: Mapping[str, str], provider: str, port: int) -> Cluster | None:
+    """The cluster settings, or None (one node) when NODE_URL is not set."""
+    url = (e.get("NODE_URL") or "").strip()
+    if not url:
+        for name in ("NODE_ID", "CLUSTER_SECRET", "LEASE_TTL", "LEASE_FENCE_MARGIN"):
+            if (e.get(name) or "").strip():
+                raise ConfigError(name, "applies to several nodes only: set NODE_URL too")
+        return None
+    if provider != "mongodb":
+        raise ConfigError(
+            "NODE_URL",
+            "several nodes share one MongoDB: it needs DATABASE_PROVIDER=mongodb "
+            "(SQLite runs one node; unset NODE_URL)",
+        )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username is not None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise ConfigError(
+            "NODE_URL",
+            f"must be how the other nodes reach this one, like http://10.0.0.5:3000 (got '{url}')",
+        )
+    node_id = (e.get("NODE_ID") or "").strip() or f"{socket.gethostname()}:{port}"
+    if not _NODE_ID.match(node_id):
+        raise ConfigError(
+            "NODE_ID", f"must be 1 to 64 letters, digits or ._:- (got '{node_id[:80]}')"
+        )
+    secret = e.get("CLUSTER_SECRET") or ""
+    if len(secret) < MIN_CLUSTER_SECRET:
+        raise ConfigError(
+            "CLUSTER_SECRET",
+            f"is required with NODE_URL: at least {MIN_CLUSTER_SECRET} characters, the same "
+            "on every node (openssl rand -hex 32)",
+        )
+    ttl = _seconds(e, "LEASE_TTL", 10.0, 1.0, 300.0)
+    margin = _seconds(e, "LEASE_FENCE_MARGIN", round(ttl * 0.3, 3), 0.1, ttl)
+    if margin >= ttl * 2 / 3:
+        raise ConfigError(
+            "LEASE_FENCE_MARGIN",
+            f"must be under two thirds of LEASE_TTL ({ttl:g}s), or a node would stop its "
+            f"engines between two renewals (got {margin:g}s)",
+        )
+    return Cluster(url.rstrip("/"), node_id, secret, ttl, margin)
+
+
+def _seconds(e: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    """A duration like `10s`, `2.5s`, `1500ms` or a plain number of seconds."""
+    raw = (e.get(name) or "").strip()
+    if not raw:
+        return default
+    match = _SECONDS.match(raw)
+    if not match:
+        raise ConfigError(name, f"must be a duration like 10s or 1500ms (got '{raw}')")
+    value = float(match.group(1)) / (1000 if match.group(2) == "ms" else 1)
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be between {low:g}s and {high:g}s (got '{raw}')")
+    return value

@@ -24,6 +24,7 @@ from actors.instance import InstanceProxy, Outcome
 from actors.supervisor import SupervisorProxy
 from actors.webhooks import WebhookProxy, WebhookService
 from app.auth import Authenticator, Principal, api_key_hash, hash_password, new_api_key
+from app.cluster.node import ClusterNode
 from app.config import Settings
 from app.errors import ApiError, not_found
 from app.eventstore import EventStore, GroupCommitter
@@ -74,6 +75,8 @@ class Context:
     webhook_service: WebhookService | None = None
     last_system_metrics: dict[str, Any] | None = None
     login_throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    cluster: ClusterNode | None = None  # several nodes (NODE_URL set)
+    sandbox_relay: Any = None  # several nodes: sandbox messages between them
     _proxies: dict[UUID, tuple[pykka.ActorRef[Any], InstanceProxy]] = field(default_factory=dict)
 
     # -- callers and what they may touch --------------------------------------------
@@ -81,6 +84,8 @@ class Context:
     def principal(self, request: Request) -> Principal:
         principal = request.scope.get("principal")
         if principal is None:
+            if self.cluster is not None:  # another node's command may have changed users
+                self.queries.check_mark()
             principal = self.auth.authenticate(request)
             request.scope["principal"] = principal
             if self.usage.count(principal.user_id, request.path_params.get("instanceId")):
@@ -130,6 +135,14 @@ class Context:
                 retry_after=wait,
             )
 
+    def leads(self) -> bool:
+        """Whether this node runs the singletons (always, on one node)."""
+        return self.cluster is None or self.cluster.leader
+
+    def node_of(self, instance_id: str) -> str | None:
+        """The node that runs an instance (None on one node, or while it moves)."""
+        return None if self.cluster is None else self.cluster.node_of(instance_id)
+
     def instances_of(self, user_id: str) -> list[dict[str, Any]]:
         return self.queries.instances_of(user_id)
 
@@ -153,6 +166,8 @@ class Context:
         key = instance_id if isinstance(instance_id, UUID) else UUID(instance_id)
         ref = self.registry.get(key)
         if ref is None or not ref.is_alive():
+            if self.cluster is not None and not self.cluster.holds(str(key)):
+                raise instance_moving()
             raise ApiError(
                 503, "instance_unavailable", "The instance is restarting; try again in a moment"
             )
@@ -226,6 +241,16 @@ class Context:
         positions = await asyncio.to_thread(self.committer.commit, events)
         if positions:
             await self.settle(positions[-1])
+
+
+def instance_moving() -> ApiError:
+    """503 while an instance has no owner, or is owned by a node that cannot be reached."""
+    return ApiError(
+        503,
+        "instance_moving",
+        "The instance is moving to another node; try again in a moment",
+        retry_after=1,
+    )
 
 
 def parse_id(raw: str, what: str = "instance") -> UUID:

@@ -59,6 +59,8 @@ def diagnose(environ: Mapping[str, str] | None = None) -> Iterator[Finding]:
     ):
         yield _directory(name, directory)
     yield from _storage(settings)
+    if settings.cluster is not None:
+        yield from _cluster(settings)
     yield _port(settings)
     yield _clock(settings)
     yield from _whatsmeow(settings)
@@ -123,6 +125,15 @@ def _storage(settings: Settings) -> Iterator[Finding]:
     finally:
         storage.close()
     yield Finding(diagnosis.level, "event store", diagnosis.message, diagnosis.fix)
+
+
+def _cluster(settings: Settings) -> Iterator[Finding]:
+    """Several nodes: the database's clock against this one's, the other nodes (live, with
+    the same CLUSTER_SECRET, reachable, clocks within a second), and the shared volume."""
+    from app.cluster.doctor import diagnose_cluster
+
+    for level, check, message, fix in diagnose_cluster(settings):
+        yield Finding(level, check, message, fix)
 
 
 def _port(settings: Settings) -> Finding:

@@ -20,6 +20,7 @@ from app.answers import Error, ErrorDetails, JSONAnswer
 from domain.instance import InstanceDeleted, InstanceNotConnected, SendOutcomeUnknown
 from domain.phone import InvalidPhoneNumber
 from domain.user import UserDeactivated
+from storage.cluster import LeaseLost
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,32 @@ async def _actor_gone(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _not_connected(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InstanceNotConnected)
+    node = getattr(getattr(request.app.state, "ctx", None), "cluster", None)
+    instance_id = request.path_params.get("instanceId")
+    if node is not None and exc.status == "connecting" and node.settling(instance_id):
+        # It has just moved to this node and is connecting again: a move, not a state.
+        return error_response(
+            503,
+            "instance_moving",
+            "The instance has just moved to another node and is connecting; try again in a moment",
+            headers={"Retry-After": "1"},
+        )
+    return error_response(409, "instance_not_connected", str(exc))
+
+
+async def _lease_lost(request: Request, exc: Exception) -> Response:
+    log.warning("%s %s: %s request=%s", request.method, request.url.path, exc, request_id(request))
+    return error_response(
+        503,
+        "instance_moving",
+        "The instance moved to another node before this was stored; nothing was recorded, "
+        "try again in a moment",
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     rid = request_id(request)
     log.exception("%s %s failed request=%s", request.method, request.url.path, rid)
@@ -211,7 +238,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ApiError: _api_error,
     HTTPException: _http,
     InvalidPhoneNumber: _mapped(400, "invalid_phone"),
-    InstanceNotConnected: _mapped(409, "instance_not_connected"),
+    InstanceNotConnected: _not_connected,
     InstanceDeleted: _mapped(404, "instance_not_found"),
     SendOutcomeUnknown: _outcome_unknown,
     UserDeactivated: _mapped(401, "unauthorized"),
@@ -219,6 +246,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     ActorTimeout: _timeout,
     ActorDeadError: _actor_gone,
     IntegrityError: _conflict,
+    LeaseLost: _lease_lost,
     PersistenceError: _storage,
     Exception: _unexpected,
 }

@@ -13,6 +13,7 @@ from eventsourcing.persistence import Notification
 from app.answers import ENCODER
 from app.eventstore import EventStore
 from domain.instance import Instance
+from domain.sandbox import SandboxRelay
 from domain.usage import UsageLedger
 from domain.user import User
 from domain.webhook import WebhookLog
@@ -60,6 +61,7 @@ EVENT_TYPES: dict[str, type] = {
     "WebhookLogOpened": WebhookLog.Opened,
     "WebhookDelivered": WebhookLog.WebhookDelivered,
     "WebhookFailed": WebhookLog.WebhookFailed,
+    "SandboxRelayed": SandboxRelay.Relayed,
 }
 EVENT_TOPICS = {name: f"{cls.__module__}:{cls.__qualname__}" for name, cls in EVENT_TYPES.items()}
 _NAMES = {cls: name for name, cls in EVENT_TYPES.items()}

@@ -1,7 +1,10 @@
 """The scheduled jobs (the seed's *_CRON settings), each a plain function of the running server.
 
 They run in the server's scheduler (app/scheduler.py): never twice at once, and a job
-that fails is logged and runs again at its next time.
+that fails is logged and runs again at its next time. On several nodes, what concerns the
+whole cluster (the shared uploads directory, the quota report) runs on the leader only;
+what concerns this node's instances (QR expiry, socket and session checks), its API call
+counts and its memory runs on every node.
 """
 
 from __future__ import annotations
@@ -47,9 +50,11 @@ async def _each_instance(ctx: Any, call: Any) -> dict[str, Any]:
 
 
 async def cleanup(ctx: Any) -> dict[str, int]:
-    removed = await asyncio.to_thread(
-        cleanup_uploads, ctx.settings.uploads_dir, ctx.settings.upload_retention_days
-    )
+    removed = 0
+    if ctx.leads():  # the uploads directory is shared by every node: one cleans it
+        removed = await asyncio.to_thread(
+            cleanup_uploads, ctx.settings.uploads_dir, ctx.settings.upload_retention_days
+        )
     expired = await _each_instance(ctx, lambda p: p.expire_qr(QR_MAX_AGE))
     result = {"uploadsRemoved": removed, "qrExpired": sum(1 for v in expired.values() if v)}
     log.info("cleanup: %s", result)
@@ -89,6 +94,8 @@ def over_quota(ctx: Any, day: str | None = None) -> list[dict[str, Any]]:
 
 
 async def usage_limits(ctx: Any) -> list[dict[str, Any]]:
+    if not ctx.leads():  # one node reports for the whole cluster
+        return []
     found = await asyncio.to_thread(over_quota, ctx)
     for item in found:
         log.info("usage limits: %(user)s is at %(used)s of %(quota)s=%(limit)s", item)

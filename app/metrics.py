@@ -6,7 +6,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, ProcessCollector, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 
@@ -23,8 +28,10 @@ class Metrics:
             registry=self.registry,
         )
 
-    def watch(self, ctx: Any) -> None:
+    def watch(self, ctx: Any, forwards: Any = None) -> None:
         self.registry.register(_ServerCollector(ctx))
+        if ctx.cluster is not None:
+            self.registry.register(_ClusterCollector(ctx.cluster, forwards))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -96,4 +103,58 @@ class _ServerCollector(Collector):
             "whatsapp_instance_actors",
             "Running instance actors",
             value=sum(1 for ref in list(ctx.registry.values()) if ref.is_alive()),
+        )
+
+
+class _ClusterCollector(Collector):
+    """Several nodes: this node's leases, forwards, takeovers and lease renewals."""
+
+    def __init__(self, node: Any, forwards: Any) -> None:
+        self.node = node
+        self.forwards = forwards
+
+    def collect(self) -> Iterator[Metric]:
+        node, counts = self.node, self.node.counts
+        yield GaugeMetricFamily(
+            "whatsapp_cluster_leases_held", "Instance leases this node holds", len(node.held())
+        )
+        yield GaugeMetricFamily(
+            "whatsapp_cluster_leader", "1 if this node runs the singletons", int(node.leader)
+        )
+        yield GaugeMetricFamily(
+            "whatsapp_cluster_nodes", "Live nodes this node sees", len(node.view.nodes)
+        )
+        for name, text, value in (
+            ("takeovers", "Leases taken after their holder let them expire", counts.takeovers),
+            ("leases_acquired", "Leases taken", counts.acquired),
+            ("leases_released", "Leases handed over", counts.released),
+            ("leases_lost", "Leases found taken by another node", counts.lost),
+            (
+                "self_fenced",
+                "Times this node stopped its engines for lack of renewals",
+                counts.self_fenced,
+            ),
+            ("lease_renewal_failures", "Lease renewals that failed", counts.renewal_failures),
+        ):
+            yield CounterMetricFamily(f"whatsapp_cluster_{name}", text, value=value)
+        forwards = CounterMetricFamily(
+            "whatsapp_cluster_forwards", "Requests forwarded between nodes", labels=["outcome"]
+        )
+        if self.forwards is not None:
+            for outcome in ("sent", "failed", "received", "refused"):
+                forwards.add_metric([outcome], getattr(self.forwards, outcome))
+        yield forwards
+        yield HistogramMetricFamily(
+            "whatsapp_cluster_lease_renewal_seconds",
+            "How long lease renewals (heartbeat and leases) took",
+            buckets=[
+                ("+Inf" if bound == float("inf") else str(bound), count)
+                for bound, count in counts.renewal_buckets.items()
+            ],
+            sum_value=counts.renewal_sum,
+        )
+        yield GaugeMetricFamily(
+            "whatsapp_cluster_lease_renewal_last_seconds",
+            "How long the last lease renewal took",
+            counts.renewal_seconds,
         )

@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute
 from actors.engines.base import Emit, Engine, EngineError
 from actors.engines.cloud import CloudDirectory, CloudEngine
 from actors.engines.sandbox import SandboxEngine, SandboxNetwork
+from actors.engines.sandbox_relay import SandboxRelay, paired_sandbox_instances
 from actors.engines.startgate import StartGate
 from actors.engines.whatsmeow import OutdatedMark, WhatsmeowEngine
 from actors.engines.whatsmeow_forkserver import ForkServer
@@ -31,6 +32,10 @@ from actors.webhooks import VersionedSettings, WebhookActor, WebhookDefaults, We
 from app import jobs, openapi
 from app.access_log import AccessLog
 from app.auth import Authenticator, load_jwt_secret
+from app.cluster import wiring
+from app.cluster.forward import ClusterRouter, ForwardCounts, instance_prefixes
+from app.cluster.node import ClusterNode
+from app.cluster.signing import Signer
 from app.config import Settings
 from app.context import Context
 from app.errors import EXCEPTION_HANDLERS
@@ -39,6 +44,7 @@ from app.metrics import Metrics
 from app.routes import (
     auth,
     cloud,
+    cluster,
     events,
     health,
     history,
@@ -56,10 +62,10 @@ from app.usage import ApiCallCounter
 from domain.instance import Instance
 from domain.user import User, user_id_for
 from projections import catalog
-from projections.queries.cached import CachedReadModels
+from projections.queries.cached import CachedReadModels, changes_cached
 from projections.rebuild import rebuild
 from projections.rows import ReadModels
-from projections.runner import LiveProjections
+from projections.runner import CACHE_MARK, LiveProjections
 from storage.provider import StorageProvider, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -79,6 +85,7 @@ def create_app(settings: Settings, started: Context | None = None) -> Starlette:
         *events.routes,
         *webhooks.routes,
         *cloud.routes,
+        *cluster.routes,
         *ui.routes,
     ]
     if settings.sandbox_enabled:
@@ -88,10 +95,25 @@ def create_app(settings: Settings, started: Context | None = None) -> Starlette:
     dispatch = [*whatsapp.routes, *(r for r in routes if r not in whatsapp.routes)]
     origins = [o.strip() for o in settings.cors_origin.split(",") if o.strip()]
     metrics = Metrics()
+    forwards = ForwardCounts()
+    state: dict[str, Any] = {}  # the app, once made (the router asks it who owns what)
     middleware = [
         Middleware(
             AccessLog, count=lambda m, r, s: metrics.http_requests.labels(m, r, str(s)).inc()
         ),
+    ]
+    if settings.cluster is not None:  # a request for another node's instance goes there
+        middleware.append(
+            Middleware(
+                ClusterRouter,
+                node_id=settings.cluster.node_id,
+                signer=Signer(settings.cluster.secret),
+                routing=lambda: getattr(getattr(state["app"].state, "ctx", None), "cluster", None),
+                prefixes=instance_prefixes(getattr(r, "path", "") for r in routes),
+                counts=forwards,
+            )
+        )
+    middleware += [
         Middleware(
             CORSMiddleware,
             allow_origins=origins,
@@ -105,7 +127,7 @@ def create_app(settings: Settings, started: Context | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         ctx = started if started is not None else await asyncio.to_thread(start, settings)
         app.state.ctx = ctx
-        metrics.watch(ctx)
+        metrics.watch(ctx, forwards)
         scheduler = Scheduler()
         jobs.schedule(scheduler, ctx)
         scheduler.start()
@@ -123,6 +145,8 @@ def create_app(settings: Settings, started: Context | None = None) -> Starlette:
     )
     app.state.openapi = openapi.build(routes, version("whatsapp-api"))
     app.state.metrics = metrics
+    app.state.forwards = forwards
+    state["app"] = app
     return app
 
 
@@ -154,13 +178,35 @@ def start(settings: Settings) -> Context:
         raise StartupError(str(error)) from None
     committer = GroupCommitter(store)
     read_models = storage.read_models()
-    _check_read_model_shape(store, read_models)
-    projections = LiveProjections(store, catalog.build(read_models), catalog.TRACKING_NAME)
+    node = wiring.join(settings, storage, store) if settings.cluster is not None else None
+    try:
+        if (
+            node is None
+            or node.leader
+            or wiring.wait_for_leader(
+                node, lambda: read_models.meta("signature") == catalog.SIGNATURE
+            )
+        ):
+            _check_read_model_shape(store, read_models)
+        projections = LiveProjections(
+            store,
+            catalog.build(read_models),
+            catalog.TRACKING_NAME,
+            marks=changes_cached if node is not None else None,
+        )
+    except BaseException:
+        if node is not None:
+            node.stop()
+        raise
+    if node is not None:  # one node writes the read models; the others follow them
+        projections.writing = node.leader
     projections.start()
     try:
-        return _start_serving(settings, storage, store, committer, read_models, projections)
+        return _start_serving(settings, storage, store, committer, read_models, projections, node)
     except BaseException:
         # Leave nothing running (the store's subscription thread would keep the process alive).
+        if node is not None:
+            node.stop()
         pykka.ActorRegistry.stop_all(block=True, timeout=10)
         projections.stop()
         committer.close()
@@ -181,10 +227,14 @@ def _start_serving(
     committer: GroupCommitter,
     read_models: ReadModels,
     projections: LiveProjections,
+    node: ClusterNode | None,
 ) -> Context:
     head = store.recorder.max_notification_id() or 0
     if head > projections.position:
         log.info("catching read models up from position %s to %s", projections.position, head)
+    if node is not None and not projections.writing:
+        # The leader writes them; if it is gone, this node takes its place.
+        wiring.wait_for_leader(node, lambda: projections.wait(head, timeout=1))
     if not projections.wait(head, timeout=300):
         raise RuntimeError(
             f"read models did not catch up to position {head}: {projections.error or 'too slow'}"
@@ -202,9 +252,7 @@ def _start_serving(
 
     def engine_for(instance: Instance, emit: Emit) -> Engine:
         if instance.engine == "sandbox" and settings.sandbox_enabled:
-            return SandboxEngine(
-                network, settings.instances_dir / str(instance.id), instance.name, emit
-            )
+            return SandboxEngine.for_instance(network, instance, emit)
         if instance.engine == "cloud":
             return CloudEngine(
                 str(instance.id),
@@ -288,9 +336,31 @@ def _start_serving(
     )
     _seed_admin(ctx)
     live = [UUID(row["id"]) for row in queries.live_instances() if row["engine"] in engines]
-    supervisor.proxy().start_all(live).get()
     ctx.webhook_service = webhook_service
-    ctx.webhooks = WebhookActor.start(webhook_service, [str(i) for i in live])
+    if node is None:
+        supervisor.proxy().start_all(live).get()
+        ctx.webhooks = WebhookActor.start(webhook_service, [str(i) for i in live])
+    else:  # the node starts what it takes (its webhooks with it), as it takes it
+        webhook_service.owns = node.holds
+        ctx.webhooks = WebhookActor.start(webhook_service, [])
+        wiring.wire(
+            node,
+            instances=lambda: [
+                row["id"] for row in queries.live_instances() if row["engine"] in engines
+            ],
+            supervisor=supervisor,
+            registry=registry,
+            webhooks=ctx.webhooks,
+            projections=projections,
+        )
+        queries.follow_mark(lambda: read_models.meta(CACHE_MARK))
+        projections.observers.append(node.observe)
+        ctx.cluster = node
+        if settings.sandbox_enabled:  # sandbox messages between nodes
+            ctx.sandbox_relay = _sandbox_relay(store, committer, network, queries)
+            ctx.sandbox_relay.start()
+        node.start()
+        live = []
     log.info(
         "started %d instance(s); event store (%s) at position %s",
         len(live),
@@ -300,8 +370,25 @@ def _start_serving(
     return ctx
 
 
+def _sandbox_relay(
+    store: EventStore, committer: GroupCommitter, network: SandboxNetwork, queries: Any
+) -> SandboxRelay:
+    start_at = store.recorder.max_notification_id() or 0  # read first: nothing is missed
+    ids = [row["id"] for row in queries.live_instances() if row["engine"] == "sandbox"]
+    paired, sandbox = paired_sandbox_instances(ids, store.repository.get)
+    return SandboxRelay(store, committer, network, paired, sandbox, start_at)
+
+
 def stop(ctx: Context) -> None:
-    """Stop actors first (they may still write), then the writers, then the stores."""
+    """Hand instances over to the other nodes (if any), stop actors (they may still write),
+    then the writers, then the stores."""
+    if ctx.cluster is not None:
+        try:
+            ctx.cluster.stop()
+        except Exception:
+            log.exception("could not hand every instance over")
+    if ctx.sandbox_relay is not None:
+        ctx.sandbox_relay.stop()
     try:
         ctx.usage.flush()
     except Exception:
@@ -321,7 +408,8 @@ def stop(ctx: Context) -> None:
     ctx.fork_server.close()
     ctx.committer.close()
     # Leave the read models caught up, so a restart (or a rebuild) starts from the head.
-    ctx.projections.wait(ctx.store.recorder.max_notification_id() or 0, timeout=10)
+    if ctx.projections.writing:
+        ctx.projections.wait(ctx.store.recorder.max_notification_id() or 0, timeout=10)
     ctx.projections.stop()
     ctx.read_models.close()
     ctx.store.close()

@@ -14,6 +14,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
 
 from app.eventstore import EventStore, GroupCommitter
 from domain.usage import LEDGER_ID, UsageLedger
@@ -21,6 +22,7 @@ from domain.usage import LEDGER_ID, UsageLedger
 log = logging.getLogger(__name__)
 
 FLUSH_AT = 1000
+CONFLICT_RETRIES = 5
 
 
 class ApiCallCounter:
@@ -55,15 +57,26 @@ class ApiCallCounter:
                 for (user, instance, day), n in sorted(counts.items(), key=str)
             ]
             try:
-                try:
-                    ledger = self._store.repository.get(LEDGER_ID)
-                except AggregateNotFoundError:
-                    ledger = UsageLedger()
-                ledger.record(calls)
-                self._committer.commit(ledger.collect_events())
+                self._record(calls)
             except Exception:
                 with self._lock:
                     self._counts.update(counts)  # keep them for the next attempt
                     self._pending += sum(counts.values())
                 raise
             return sum(counts.values())
+
+    def _record(self, calls: list[dict[str, object]]) -> None:
+        # Several nodes each store their own counts in the one ledger: one that finds its
+        # version taken by another node's commit loads the ledger again and records after it.
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                ledger = self._store.repository.get(LEDGER_ID)
+            except AggregateNotFoundError:
+                ledger = UsageLedger()
+            ledger.record(calls)
+            try:
+                self._committer.commit(ledger.collect_events())
+                return
+            except IntegrityError:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise

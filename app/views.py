@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import msgspec
-from msgspec import UNSET
+from msgspec import UNSET, UnsetType
 
 from app.answers import (
     ConnectionStatus,
@@ -50,7 +50,11 @@ def status_view(
     return view
 
 
-def instance(row: dict[str, Any], *, detailed: bool = True) -> InstanceView:
+def instance(
+    row: dict[str, Any], *, detailed: bool = True, node: str | UnsetType | None = UNSET
+) -> InstanceView:
+    """An instance. On several nodes `node` is the node that runs it (None while it moves);
+    on one node (UNSET) there is no `node` field."""
     webhook = row["webhook"]
     view = InstanceView(
         id=row["id"],
@@ -65,6 +69,7 @@ def instance(row: dict[str, Any], *, detailed: bool = True) -> InstanceView:
         createdAt=row["created_at"],
         updatedAt=row["updated_at"],
         connectionStatus=connection_status(row),
+        node=node,
     )
     if detailed:
         view.webhookSettings = webhook_settings(webhook)

@@ -36,7 +36,9 @@ class InstanceDeleted(InstanceError):
 
 
 class InstanceNotConnected(InstanceError):
-    pass
+    def __init__(self, message: str, status: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the instance's status when the command came
 
 
 class SendOutcomeUnknown(InstanceError):
@@ -206,7 +208,7 @@ class Instance(Aggregate):
         self.check_not_deleted()
         if self.status != "connected":
             raise InstanceNotConnected(
-                f"instance {self.id} is not connected (status: {self.status})"
+                f"instance {self.id} is not connected (status: {self.status})", self.status
             )
 
     @property

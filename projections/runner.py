@@ -6,6 +6,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -18,6 +19,8 @@ from projections.rows import Rows
 log = logging.getLogger(__name__)
 
 BATCH = 1000
+#: How often a follower looks whether the writer has stored what it waits for (seconds).
+FOLLOW_POLL = (0.002, 0.02)
 
 
 class LiveProjections:
@@ -26,10 +29,23 @@ class LiveProjections:
     A reader thread iterates the store's subscription; a writer thread applies what
     has arrived in batches, one transaction per batch with the tracking position of
     its last event, so rows never run ahead of or behind their position.
+
+    On several nodes one node writes (`writing`, moved by the leader lease) and the others
+    follow: they wait until the shared read models' tracking position has passed each
+    batch, then tell their observers and waiters, exactly as a writer does after its
+    commit. Two writers at once (while the lease moves) are still exactly-once: each
+    batch's transaction reads and writes the tracking position, so one of them commits
+    and the other skips what is done. `marks`, if given, says which batches change what
+    nodes keep in caches; the writer then stores their position as the read models'
+    `cache_mark`, so that every node can tell (projections/queries/cached.py).
     """
 
     def __init__(
-        self, app: Application[Any], projections: list[ReadModelProjection], name: str
+        self,
+        app: Application[Any],
+        projections: list[ReadModelProjection],
+        name: str,
+        marks: Callable[[list[str]], bool] | None = None,
     ) -> None:
         self.app = app
         self.projections = projections
@@ -38,6 +54,9 @@ class LiveProjections:
         self.store.ensure(t for p in projections for t in p.tables)
         self.position = self.store.position(self.name)
         self.error: BaseException | None = None
+        self.writing = True
+        self.marks = marks
+        self._stopping = False
         # Called with the topics of each batch once it is committed, before anyone waiting
         # for its positions is woken (caches of read-model rows forget what changed).
         self.observers: list[Callable[[Iterable[str]], None]] = []
@@ -53,6 +72,7 @@ class LiveProjections:
         self._writer.start()
 
     def stop(self) -> None:
+        self._stopping = True
         self._subscription.stop()
         self._reader.join(timeout=5)
         self._inbox.put(None)
@@ -122,6 +142,8 @@ class LiveProjections:
                     self._inbox.put(None)
                     break
                 batch.append(more)
+            if not self.writing and not self._follow(batch):
+                continue  # the writer stored it; observers and waiters have been told
 
             def work(rows: Rows, batch: list[Notification] = batch) -> int:
                 # After a rebuild swapped read models, the new ones may be ahead of us.
@@ -131,6 +153,8 @@ class LiveProjections:
                     dispatch(mapper.to_domain_event(notification), notification.id, rows)
                 if fresh:
                     rows.track(self.name, fresh[-1].id)
+                    if self.marks is not None and self.marks([n.topic for n in fresh]):
+                        rows.set_meta(CACHE_MARK, str(fresh[-1].id))
                 return done
 
             try:
@@ -141,9 +165,37 @@ class LiveProjections:
                     self.error = error
                     self._cond.notify_all()
                 return
-            for observe in self.observers:
-                observe(n.topic for n in batch)
-            self._advance(max(batch[-1].id, done))
+            self._done(batch, done)
+
+    def _done(self, batch: list[Notification], done: int) -> None:
+        for observe in self.observers:
+            observe(n.topic for n in batch)
+        self._advance(max(batch[-1].id, done))
+
+    def _follow(self, batch: list[Notification]) -> bool:
+        """Wait (following another node's writer) until the read models have the batch;
+        True if this node became the writer meanwhile and should apply it itself."""
+        last = batch[-1].id
+        pause = FOLLOW_POLL[0]
+        while not self._stopping:
+            if self.writing:
+                return True
+            try:
+                done = self.store.position(self.name)
+            except Exception:  # the database is away: a follower waits for it
+                log.warning("cannot read the read models' position; retrying", exc_info=True)
+                done = 0
+            if done >= last:
+                self._done(batch, done)
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, FOLLOW_POLL[1])
+        return False
+
+
+#: The read models' meta key where the writer stores the position of the last batch that
+#: changed cached rows (see `marks`).
+CACHE_MARK = "cache_mark"
 
 
 def _resolve(futures: list[asyncio.Future[None]]) -> None:

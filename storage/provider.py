@@ -19,6 +19,8 @@ from eventsourcing.utils import Environment
 
 from projections.queries import ReadModelQueries
 from projections.rows import ReadModels
+from storage.cluster import ClusterStore
+from storage.recorder import EventRecorder
 
 
 class StoreUnavailable(Exception):
@@ -98,6 +100,12 @@ class StorageProvider(ABC):
     @abstractmethod
     def unavailable(self, error: BaseException) -> StoreUnavailable:
         """`error`, met while opening the event store, as one line that says where."""
+
+    def cluster(self, recorder: EventRecorder) -> ClusterStore:
+        """Membership and leases of several nodes sharing this storage, over the event
+        store of `recorder` (made by `infrastructure`). Only a provider whose storage
+        several servers can share has them."""
+        raise NotImplementedError(f"{self.name} storage runs one node")
 
     @abstractmethod
     def backup(self, into: Path, step: Step) -> BackedUp:

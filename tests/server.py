@@ -29,8 +29,9 @@ class Server:
     """One server process over one data directory; can be stopped, killed and started again."""
 
     def __init__(self, root: Path, storage: Storage | None = None, **env: str) -> None:
-        """On `storage` (tests/places.py; its root should be `root`), or on SQLite files
-        under `root`; `env` adds or overrides settings."""
+        """On `storage` (tests/places.py; its root should be `root`, except for the nodes
+        of a cluster, which share one), or on SQLite files under `root`; `env` adds or
+        overrides settings."""
         self.root = root
         self.port = free_port()
         self.storage = storage
@@ -53,12 +54,21 @@ class Server:
         }
         self.process: subprocess.Popen[bytes] | None = None
         self.url = f"http://127.0.0.1:{self.port}"
+        if self.database is not None and "NODE_URL" not in self.env:
+            # Every server of the suite on MongoDB runs as a cluster of one node (NODE_URL
+            # set: leases, fencing, the leader lease and the follower at work); NODE_URL=""
+            # makes a plain single node.
+            self.env["NODE_URL"] = self.url
+            self.env.setdefault("NODE_ID", f"node-{self.port}")
+            self.env.setdefault("CLUSTER_SECRET", "one-node-cluster-secret-" + "c" * 16)
         self.log = root / "server.log"
 
     def start(self, timeout: float | None = None) -> None:
-        # On MongoDB, a server killed mid-transaction leaves its writes locked until the
-        # database aborts that transaction (60 s on mongod): a restart may wait that long.
-        timeout = timeout or (90 if self.database is not None else 30)
+        self.launch()
+        self.wait_until_up(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (`wait_until_up` does)."""
         whatsapp_api = shutil.which("whatsapp-api", path=str(Path(sys.executable).parent))
         command = [whatsapp_api] if whatsapp_api else [sys.executable, "-m", "app.cli"]
         with self.log.open("ab") as log:
@@ -69,6 +79,12 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
+    def wait_until_up(self, timeout: float | None = None) -> None:
+        # On MongoDB, a server killed mid-transaction leaves its writes locked until the
+        # database aborts that transaction (60 s on mongod): a restart may wait that long.
+        timeout = timeout or (90 if self.database is not None else 30)
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

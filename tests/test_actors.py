@@ -194,9 +194,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     network = SandboxNetwork()
 
     def engine_for(instance: Instance, emit: Emit) -> Engine:
-        return SandboxEngine(
-            network, tmp_path / "instances" / str(instance.id), instance.name, emit
-        )
+        return SandboxEngine.for_instance(network, instance, emit)
 
     def spawn(instance_id: UUID, on_crash: CrashReport) -> pykka.ActorRef[Any]:
         return InstanceActor.start(

@@ -80,6 +80,40 @@ def test_compose_has_mongodb_as_a_replica_set_the_volumes_and_restarts() -> None
     assert app_env["DATABASE_PROVIDER"] == "${DATABASE_PROVIDER:-mongodb}"
 
 
+def test_the_cluster_compose_runs_three_nodes_on_one_replica_set_behind_round_robin() -> None:
+    compose = yaml.safe_load((DOCKER / "docker-compose.cluster.yml").read_text())
+    services = compose["services"]
+    nodes = {name: s for name, s in services.items() if name.startswith("node")}
+    assert len(nodes) == 3
+    mongod = " ".join(services["mongodb"]["entrypoint"])
+    assert "--replSet" in mongod and "transactionLifetimeLimitSeconds=10" in mongod
+    from app.config import Settings
+
+    for name, node in nodes.items():
+        env = {k: str(v) for k, v in node["environment"].items()}
+        assert env["NODE_URL"] == f"http://{name}:3000" and env["NODE_ID"] == name
+        assert env["CLUSTER_SECRET"] == "${CLUSTER_SECRET:?set CLUSTER_SECRET}"
+        # Every node reads as a node of a cluster (values as docker would substitute them).
+        env.update(
+            DATABASE_URL="mongodb://w:p@mongodb:27017/whatsapp-api?replicaSet=rs0",
+            JWT_SECRET="j" * 40,
+            ADMIN_PASSWORD="not-the-default",
+            CLUSTER_SECRET="c" * 40,
+            LEASE_TTL="10s",
+        )
+        cluster = Settings.from_env(env).cluster
+        assert cluster is not None and cluster.node_id == name
+        # One volume for instances and uploads, shared by every node.
+        assert {v.split(":")[0] for v in node["volumes"]} == {
+            "whatsapp_instances",
+            "whatsapp_uploads",
+        }
+    conf = (DOCKER / "nginx-cluster.conf").read_text()
+    assert all(f"server {name}:3000" in conf for name in nodes)
+    assert "ip_hash" not in conf and "sticky" not in conf  # plain round robin
+    assert services["balancer"]["ports"] == ["3000:80"]
+
+
 def test_dockerignore_keeps_local_state_out_of_the_image() -> None:
     ignored = (DOCKER.parent / ".dockerignore").read_text().split()
     for entry in (".venv", "data", "uploads", "instances", "logs", "tests"):

@@ -127,7 +127,9 @@ def test_the_readme_commands_run_as_written(tmp_path: Path) -> None:
         assert (tmp_path / "elsewhere" / "data" / "jwt-secret").read_text() == (
             tmp_path / "data" / "jwt-secret"
         ).read_text()
-        assert (tmp_path / "elsewhere" / "instances" / instance / "sandbox-session.json").exists()
+        # The sandbox's pairing is in its events (no session file), restored with them.
+        opened = Server(tmp_path / "elsewhere").stored_events(instance, topic="ConnectionOpened")
+        assert [e.phone for e in opened] == ["15550301001"]
         # The server carried on serving what it had (the rebuild swapped read models under it).
         assert api.status(instance)["ready"]
 

@@ -75,9 +75,7 @@ def actor(tmp_path: Path) -> Iterator[tuple[Any, Instance, SandboxNetwork]]:
     engines: list[SandboxEngine] = []
 
     def make(aggregate: Instance, emit: Any) -> SandboxEngine:
-        engines.append(
-            SandboxEngine(network, tmp_path / "instances" / str(aggregate.id), aggregate.name, emit)
-        )
+        engines.append(SandboxEngine.for_instance(network, aggregate, emit))
         return engines[-1]
 
     ref = InstanceActor.start(
@@ -114,16 +112,18 @@ def test_a_connected_but_dead_session_is_reconnected(
 
 
 def test_an_expired_ban_reconnects_and_a_lost_session_logs_out(
-    actor: tuple[Any, Instance, SandboxNetwork], tmp_path: Path
+    actor: tuple[Any, Instance, SandboxNetwork],
 ) -> None:
-    proxy, instance, _ = actor
+    proxy, _, network = actor
     proxy.sandbox_scan("15550005555").get()
     wait_until(lambda: proxy.state().get()["ready"])
     proxy.actor_ref.tell(Banned("SEND_TO_TOO_MANY_PEOPLE", -1))  # already expired
     wait_until(lambda: proxy.state().get()["status"] == "banned")
     assert proxy.check_session().get() == "ban_expired"
     wait_until(lambda: proxy.state().get()["ready"])
-    (tmp_path / "instances" / str(instance.id) / "sandbox-session.json").unlink()
+    engine = network.find("15550005555")
+    assert engine is not None
+    engine.unlink()  # the phone removed the linked device
     assert proxy.check_session().get() == "session_invalid"
     assert proxy.state().get()["status"] == "logged_out"
 

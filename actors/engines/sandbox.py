@@ -3,20 +3,21 @@
 Instances pair by "scanning" their QR code through the sandbox API, then message
 each other by phone number: the recipient gets the message as received, the sender
 gets a delivered and then a read receipt. Messages to numbers nobody in the sandbox
-owns are sent but never acknowledged. The paired number is kept in
-`<session_dir>/sandbox-session.json`, so a paired instance reconnects by itself
-after a restart, as a real session would.
+owns are sent but never acknowledged. The paired number is the instance's own, as its
+events say (`ConnectionOpened` records it, `LoggedOut` forgets it): a paired instance
+reconnects by itself after a restart, as a real session would, on whichever node runs it.
+
+On several nodes each node's network holds the instances that node runs; a message to a
+number paired on another node travels through the event store (`SandboxRelay`, wired in
+by the server), and its receipts come back the same way.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
-import shutil
 import threading
 import time
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from actors.engines.base import (
     Connected,
@@ -32,17 +33,47 @@ from actors.engines.base import (
     Sent,
 )
 from actors.engines.capabilities import SandboxControls
+from domain.instance import Instance
 from domain.phone import USER_SERVER, jid_number
 
 RECONNECT_DELAY = 0.2
 
 
+class Relay(Protocol):
+    """Passes reports to numbers paired on other nodes (actors/engines/sandbox_relay.py)."""
+
+    def send(self, phone: str, reports: list[Inbound | Receipt]) -> bool:
+        """Pass `reports` on to the instance paired as `phone` elsewhere; False if no
+        sandbox instance is paired as `phone`."""
+
+
 class SandboxNetwork:
-    """Who is online under which number."""
+    """Who is online under which number (on this node), and the way to the others."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._online: dict[str, SandboxEngine] = {}
+        self.relay: Relay | None = None  # several nodes
+
+    def relayed(self, phone: str, reports: list[Inbound | Receipt]) -> None:
+        """Reports another node passed on for `phone`: a message is delivered (and its
+        receipts go back the same way), a receipt goes to the sender it is for."""
+        engine = self.find(phone)
+        if engine is None:
+            return  # not online here (any more): like a number that is offline
+        for report in reports:
+            if isinstance(report, Inbound):
+                if engine._deliver(report) and self.relay is not None:
+                    me = f"{phone}@{USER_SERVER}"
+                    self.relay.send(
+                        jid_number(report.sender),
+                        [
+                            Receipt(report.message_id, "delivered", me),
+                            Receipt(report.message_id, "read", me),
+                        ],
+                    )
+            else:
+                engine.emit(report)
 
     def join(self, phone: str, engine: SandboxEngine) -> None:
         with self._lock:
@@ -72,16 +103,25 @@ class SandboxEngine(Engine, SandboxControls):
     """One instance's place in the sandbox network."""
 
     def __init__(
-        self, network: SandboxNetwork, session_dir: Path, push_name: str, emit: Emit
+        self, network: SandboxNetwork, paired: str | None, push_name: str, emit: Emit
     ) -> None:
+        """`paired`: the number the instance is paired as (its stored phone), if any."""
         self.network = network
-        self.session_file = Path(session_dir) / "sandbox-session.json"
+        self.paired = paired
         self.push_name = push_name
         self.emit = emit
-        self.phone: str | None = None
+        self.phone: str | None = None  # online as this number
         self.qr: str | None = None
+        self.unlinked = False  # the phone removed this device (see `unlink`)
         self._lock = threading.Lock()
         self._reconnect: threading.Timer | None = None
+
+    @classmethod
+    def for_instance(cls, network: SandboxNetwork, instance: Instance, emit: Emit) -> SandboxEngine:
+        """The engine of a stored instance: paired as the number its events say, unless
+        it logged out."""
+        paired = instance.phone if instance.status != "logged_out" else None
+        return cls(network, paired, instance.name, emit)
 
     # -- the engine interface -----------------------------------------------------
 
@@ -90,13 +130,12 @@ class SandboxEngine(Engine, SandboxControls):
             self._online_or_qr()
 
     def _online_or_qr(self) -> None:
-        session = self._load_session()
-        if session is None:
+        if self.paired is None:
             self.qr = "sandbox@" + secrets.token_urlsafe(24)
             self.emit(QrCode(self.qr))
             return
-        self.network.join(session["phone"], self)
-        self.phone = session["phone"]
+        self.network.join(self.paired, self)
+        self.phone = self.paired
         self.qr = None
         self.emit(Connected(self.phone, self.push_name))
 
@@ -111,12 +150,12 @@ class SandboxEngine(Engine, SandboxControls):
             self._cancel_reconnect()
             self._leave()
             self.qr = None
-            self.session_file.unlink(missing_ok=True)
+            self.paired = None
         self.emit(LoggedOut("logout"))
 
     def forget(self) -> None:
         self.disconnect()
-        shutil.rmtree(self.session_file.parent, ignore_errors=True)
+        self.paired = None
 
     def send_text(self, to: str, text: str) -> Sent:
         return self._send(to, "text", text, None)
@@ -129,7 +168,12 @@ class SandboxEngine(Engine, SandboxControls):
         return phone is not None and self.network.find(phone) is self
 
     def session_valid(self) -> bool:
-        return self.session_file.exists()
+        return not self.unlinked
+
+    def unlink(self) -> None:
+        """(Tests.) The phone removes this linked device: the session is no longer valid,
+        which the session check finds and records as a logout."""
+        self.unlinked = True
 
     # -- what the sandbox API plays -----------------------------------------------
 
@@ -140,9 +184,7 @@ class SandboxEngine(Engine, SandboxControls):
                 raise EngineError("this instance is not waiting for a QR scan", "not_pairing")
             phone = phone or "1555" + "".join(secrets.choice("0123456789") for _ in range(7))
             self.network.join(phone, self)
-            self.session_file.parent.mkdir(parents=True, exist_ok=True)
-            self.session_file.write_text(json.dumps({"phone": phone}))
-            self.phone = phone
+            self.paired = self.phone = phone
             self.qr = None
         self.emit(Connected(phone, self.push_name))
         return phone
@@ -179,20 +221,23 @@ class SandboxEngine(Engine, SandboxControls):
     def _send(self, to: str, kind: str, body: str, media: dict[str, Any] | None) -> Sent:
         sender = self._require_online()
         sent = Sent(new_message_id(), int(time.time()))
-        recipient = self.network.find(jid_number(to))
-        if recipient is not None and recipient._deliver(
-            Inbound(
-                message_id=sent.message_id,
-                sender=f"{sender}@{USER_SERVER}",
-                push_name=self.push_name,
-                message_type=kind,
-                body=body,
-                media=media,
-                timestamp=sent.timestamp,
-            )
-        ):
-            self.emit(Receipt(sent.message_id, "delivered", to))
-            self.emit(Receipt(sent.message_id, "read", to))
+        message = Inbound(
+            message_id=sent.message_id,
+            sender=f"{sender}@{USER_SERVER}",
+            push_name=self.push_name,
+            message_type=kind,
+            body=body,
+            media=media,
+            timestamp=sent.timestamp,
+        )
+        number = jid_number(to)
+        recipient = self.network.find(number)
+        if recipient is not None:
+            if recipient._deliver(message):
+                self.emit(Receipt(sent.message_id, "delivered", to))
+                self.emit(Receipt(sent.message_id, "read", to))
+        elif self.network.relay is not None:  # paired on another node, if anywhere
+            self.network.relay.send(number, [message])
         return sent
 
     def _deliver(self, message: Inbound) -> bool:
@@ -204,7 +249,7 @@ class SandboxEngine(Engine, SandboxControls):
     def _come_back(self) -> None:
         with self._lock:
             self._reconnect = None
-            if self.phone is None and self.session_file.exists():
+            if self.phone is None and self.paired is not None:
                 self._online_or_qr()
 
     def _require_online(self) -> str:
@@ -221,9 +266,3 @@ class SandboxEngine(Engine, SandboxControls):
         if self._reconnect is not None:
             self._reconnect.cancel()
             self._reconnect = None
-
-    def _load_session(self) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.session_file.read_text())
-        except (FileNotFoundError, ValueError):
-            return None

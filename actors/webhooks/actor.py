@@ -37,6 +37,14 @@ class WebhookActor(BridgedActor):
         """An instance's webhook settings changed: use them from the next attempt on."""
         self.service.call(self.service.refresh(instance_id, versioned)).result(timeout=10)
 
+    def watch(self, instance_id: str) -> None:
+        """Deliver an instance's events from here (this node took it over)."""
+        self.service.loop.call_soon_threadsafe(self.service.watch, instance_id)
+
+    def unwatch(self, instance_id: str) -> None:
+        """Stop delivering an instance's events here (another node owns it now)."""
+        self.service.call(self.service.unwatch(instance_id)).result(timeout=10)
+
     def replay(
         self, instance_id: str, after: int, until: int | None, since: datetime | None
     ) -> tuple[int, int | None]:
@@ -51,4 +59,6 @@ class WebhookProxy(ActorMemberMixin, pykka.ActorProxy[WebhookActor]):
     """The webhook actor as callers hold it (typed as in pykka's examples/proxy_typing.py)."""
 
     refresh = proxy_method(WebhookActor.refresh)
+    watch = proxy_method(WebhookActor.watch)
+    unwatch = proxy_method(WebhookActor.unwatch)
     replay = proxy_method(WebhookActor.replay)

@@ -97,6 +97,8 @@ class WebhookService:
         self.loop = new_event_loop()
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-io")
         self._poster: WebhookPoster | None = None
+        # Several nodes: only the instances this node owns are delivered here (None: all).
+        self.owns: Callable[[str], bool] | None = None
         self.backlog = 0  # events waiting, as counted at the last tick (see `pressure`)
         self.passed = 0  # events delivered, given up on or filtered out, ever
         self._rate = 0.0  # of `passed`, per second, smoothed
@@ -170,7 +172,7 @@ class WebhookService:
     def notice(self, instance_id: str, position: int) -> None:
         """(Any thread.) An instance event was stored at `position`: wake its deliverer,
         unless it is idle (webhooks off). Handed to the loop in batches."""
-        if instance_id in self.idle:
+        if instance_id in self.idle or (self.owns is not None and not self.owns(instance_id)):
             return
         with self._notice_lock:
             positions = self._noticed.get(instance_id)
@@ -199,6 +201,15 @@ class WebhookService:
         self.deliverers[instance_id] = deliverer
         deliverer.task = asyncio.create_task(self._guard(deliverer), name=f"webhooks-{instance_id}")
         return deliverer
+
+    async def unwatch(self, instance_id: str) -> None:
+        """Stop delivering an instance's events here (another node owns it now); its
+        new owner resumes from the stored position."""
+        deliverer = self.deliverers.pop(instance_id, None)
+        self.idle.discard(instance_id)
+        if deliverer is not None and deliverer.task is not None:
+            deliverer.task.cancel()
+            await asyncio.gather(deliverer.task, return_exceptions=True)
 
     async def _guard(self, deliverer: Deliverer) -> None:
         """Run a deliverer; if it fails, log and start it again from its stored position."""

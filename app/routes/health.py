@@ -12,7 +12,9 @@ from starlette.routing import Route
 
 from app.answers import (
     ActorsCheck,
+    ClusterCheck,
     EventStoreCheck,
+    ForwardsCheck,
     Health,
     HealthChecks,
     Index,
@@ -20,6 +22,8 @@ from app.answers import (
     ReadModelsCheck,
     answer,
 )
+from app.cluster.forward import ForwardCounts
+from app.cluster.node import ClusterNode
 from app.context import Context
 from app.openapi import DOCS_PAGE, doc
 
@@ -56,12 +60,34 @@ async def health(request: Request) -> Response:
         # Engine starts still waiting for their turn or under way (ENGINE_START_CONCURRENCY).
         starting=ctx.start_gate.starting,
     )
-    healthy = store.ok and read_models.ok and actors.ok
-    checks = HealthChecks(eventStore=store, readModels=read_models, actors=actors)
+    cluster = (
+        UNSET if ctx.cluster is None else cluster_health(ctx.cluster, request.app.state.forwards)
+    )
+    healthy = store.ok and read_models.ok and actors.ok and (cluster is UNSET or cluster.ok)
+    checks = HealthChecks(eventStore=store, readModels=read_models, actors=actors, cluster=cluster)
     return answer(
         request,
         Health(status="ok" if healthy else "unhealthy", checks=checks),
         status=200 if healthy else 503,
+    )
+
+
+def cluster_health(node: ClusterNode, forwards: ForwardCounts) -> ClusterCheck:
+    """Several nodes: this node, its leases, the live nodes, forwards and takeovers; not ok
+    while it has stopped its engines for lack of lease renewals."""
+    counts = node.counts
+    return ClusterCheck(
+        ok=not node.fenced,
+        node=node.id,
+        leader=node.leader_id(),
+        nodes=len(node.view.nodes),
+        leases=len(node.held()),
+        takeovers=counts.takeovers,
+        forwards=ForwardsCheck(
+            sent=forwards.sent, failed=forwards.failed, received=forwards.received
+        ),
+        lastRenewalMs=round(counts.renewal_seconds * 1000, 1),
+        draining=True if node.draining else UNSET,
     )
 
 

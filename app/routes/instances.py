@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +35,12 @@ async def check_webhook_url(ctx: Context, url: str | None) -> None:
         await OutboundHTTP(ctx.settings.webhook_allow_private).check(url)
     except AddressNotAllowed as error:
         raise ApiError(400, "webhook_url_not_allowed", f"Webhook URL refused: {error}") from None
+
+
+def _view(ctx: Context, row: dict[str, Any], detailed: bool = True) -> InstanceView:
+    """An instance's view; on several nodes with the node that runs it."""
+    node = UNSET if ctx.cluster is None else ctx.node_of(row["id"])
+    return views.instance(row, detailed=detailed, node=node)
 
 
 def check_engine(ctx: Context, engine: str) -> None:
@@ -92,9 +99,12 @@ async def create_instance(request: Request) -> Response:
         engine_settings=settings,
     )
     await ctx.save(instance)
-    await ctx.ask(ctx.supervisor_proxy.start_instance(instance.id))
+    if ctx.cluster is None:
+        await ctx.ask(ctx.supervisor_proxy.start_instance(instance.id))
+    else:  # runs here if it is this node's, else its node starts it when it sees it
+        await asyncio.to_thread(ctx.cluster.claim, str(instance.id))
     request.path_params["instanceId"] = str(instance.id)
-    return answer(request, views.instance(ctx.own_instance(request)))
+    return answer(request, _view(ctx, ctx.own_instance(request)))
 
 
 @doc("My instances", "instances", answer=InstanceList)
@@ -103,7 +113,7 @@ async def list_instances(request: Request) -> Response:
     principal = ctx.principal(request)
     rows = ctx.instances_of(principal.user_id)
     return answer(
-        request, InstanceList(instances=[views.instance(row, detailed=False) for row in rows])
+        request, InstanceList(instances=[_view(ctx, row, detailed=False) for row in rows])
     )
 
 
@@ -114,7 +124,7 @@ async def list_instances(request: Request) -> Response:
 )
 async def get_instance(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
-    return answer(request, views.instance(ctx.own_instance(request)))
+    return answer(request, _view(ctx, ctx.own_instance(request)))
 
 
 @doc(
@@ -156,7 +166,7 @@ async def update_instance(request: Request) -> Response:
     versioned_webhook = await ctx.command(ctx.proxy(row["id"]).update(changes))
     if "webhook" in changes:
         await ctx.ask(ctx.webhooks_proxy.refresh(row["id"], versioned_webhook))
-    return answer(request, views.instance(ctx.own_instance(request)))
+    return answer(request, _view(ctx, ctx.own_instance(request)))
 
 
 @doc("Delete an instance and its session", "instances", answer=Done)

@@ -13,12 +13,18 @@ A lookup that raced an invalidation (read the old row, stores it after the clear
 not kept: every clear moves a generation, and a row is stored only under the
 generation it was read in. Only found rows are kept (an unknown API key is asked of the
 read models every time), and at most `limit` of each kind.
+
+On several nodes a command answered by one node must be seen by the next request on any
+other, whose own projections may not have told it yet. There the node that writes the
+read models stores, in the same transaction, the position of each batch that changes
+kept rows (`cache_mark`, projections/runner.py), and `check_mark` (once per request)
+forgets everything when that mark moved since the last look.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from projections.queries.base import ReadModelQueries, Row
@@ -40,6 +46,23 @@ class CachedReadModels:
         self._generation = 0
         self._users: dict[tuple[str, str], Row] = {}
         self._owned: dict[tuple[str, str], Row] = {}  # {} for each instance a user owns
+        self._mark: Callable[[], str | None] | None = None
+        self._seen_mark: str | None = None
+
+    def follow_mark(self, mark: Callable[[], str | None]) -> None:
+        """Several nodes: `mark` reads the read models' cache mark (see the module)."""
+        self._mark = mark
+        self._seen_mark = mark()
+
+    def check_mark(self) -> None:
+        """Forget everything if another node's command changed kept rows since the last
+        look (several nodes only; one database read)."""
+        if self._mark is None:
+            return
+        mark = self._mark()
+        if mark != self._seen_mark:
+            self.clear()
+            self._seen_mark = mark
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._queries, name)
@@ -105,3 +128,8 @@ class CachedReadModels:
                         kept.clear()
                     kept[key] = dict(row)
         return row
+
+
+def changes_cached(topics: Iterable[str]) -> bool:
+    """Whether events with these topics change what `CachedReadModels` keeps."""
+    return any(t.startswith(USER_TOPICS) or t in OWNERSHIP_TOPICS for t in topics)

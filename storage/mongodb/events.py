@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from time import sleep
 from typing import Any, TypeVar, cast
 from uuid import UUID
@@ -70,6 +70,12 @@ from storage.recorder import EventRecorder
 log = logging.getLogger(__name__)
 
 POSITIONS = "positions"
+
+
+# What the recorder asks, inside an append's transaction, when several nodes share the store
+# (storage/mongodb/cluster.py): checks the leases the events need, and says what to stamp on
+# each event (which node appended it, under which lease epoch).
+Fence = Callable[[ClientSession, Sequence[StoredEvent]], list[dict[str, Any] | None]]
 
 
 class MongoRecorder:
@@ -151,7 +157,9 @@ class MongoAggregateRecorder(MongoRecorder, AggregateRecorder):
             ]
 
 
-def _document(s: StoredEvent, position: int | None = None) -> dict[str, Any]:
+def _document(
+    s: StoredEvent, position: int | None = None, stamp: dict[str, Any] | None = None
+) -> dict[str, Any]:
     # UUIDs are stored as BSON UUIDs (binary subtype 4) and come back as UUIDs.
     document: dict[str, Any] = {
         "originator_id": s.originator_id,
@@ -161,6 +169,8 @@ def _document(s: StoredEvent, position: int | None = None) -> dict[str, Any]:
     }
     if position is not None:
         document["_id"] = position
+    if stamp is not None:  # several nodes: who appended it, under which lease epoch
+        document["lease"] = stamp
     return document
 
 
@@ -193,6 +203,7 @@ class MongoApplicationRecorder(MongoAggregateRecorder, EventRecorder):
     def __init__(self, datastore: MongoDatastore, events_collection_name: str = "stored_events"):
         super().__init__(datastore, events_collection_name)
         self.positions: Collection[dict[str, Any]] = datastore.db[POSITIONS]
+        self.fencing: Fence | None = None  # several nodes (see Fence)
 
     def create_table(self) -> None:
         super().create_table()
@@ -242,8 +253,12 @@ class MongoApplicationRecorder(MongoAggregateRecorder, EventRecorder):
         if counter is None:
             raise OperationalError(f"no position counter for {self.events_collection_name}")
         first = int(counter["last"]) - n + 1
+        stamps = self.fencing(session, stored_events) if self.fencing is not None else None
         self.events.insert_many(
-            [_document(s, first + i) for i, s in enumerate(stored_events)],
+            [
+                _document(s, first + i, stamps[i] if stamps else None)
+                for i, s in enumerate(stored_events)
+            ],
             ordered=True,
             session=session,
         )

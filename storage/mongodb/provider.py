@@ -12,6 +12,7 @@ from eventsourcing.utils import Environment
 from projections.queries import ReadModelQueries
 from projections.rows import ReadModels
 from storage.mongodb import backup
+from storage.mongodb.cluster import MongoClusterStore
 from storage.mongodb.cursors import MongoCursors
 from storage.mongodb.datastore import (
     DEFAULT_DATABASE,
@@ -20,7 +21,7 @@ from storage.mongodb.datastore import (
     database_in,
     translated_errors,
 )
-from storage.mongodb.events import MongoFactory, environment
+from storage.mongodb.events import MongoApplicationRecorder, MongoFactory, environment
 from storage.mongodb.queries import MongoReadModels
 from storage.mongodb.read_models import MongoReadModelStore
 from storage.provider import (
@@ -31,6 +32,7 @@ from storage.provider import (
     StoreUnavailable,
     one_line,
 )
+from storage.recorder import EventRecorder
 
 # The application's collections (eventsourcing names them after the application).
 EVENTS_COLLECTION = "whatsapp_events"
@@ -110,6 +112,11 @@ class MongoStorage(StorageProvider):
             f"MongoDB {version} at {host}:{port}, replica set "
             f"{replica_set}, database {self.database}: {events} events",
         )
+
+    def cluster(self, recorder: EventRecorder) -> MongoClusterStore:
+        if not isinstance(recorder, MongoApplicationRecorder):
+            raise TypeError("the MongoDB cluster store needs the MongoDB event store")
+        return MongoClusterStore(recorder)
 
     def backup(self, into: Path, step: Step) -> BackedUp:
         return backup.backup(self.datastore, EVENTS_COLLECTION, SNAPSHOTS_COLLECTION, into, step)
