@@ -378,6 +378,15 @@ def test_instances_start_a_few_at_a_time_most_recent_first(
             wait_until(lambda i=instance: activity(api, i, "connection_closed"), 60)
         api.http.put(f"/api/instances/{ids[1]}", json={"name": "used just now"})
 
+        def starts(events: list[Any]) -> list[int]:
+            """Where the instance was asked to connect: once by each start-up."""
+            return [
+                n
+                for n, e in enumerate(events)
+                if type(e).__name__ == "ConnectionRequested" and e.reason == "start"
+            ]
+
+        before = {i: len(starts(server.stored_events(i))) for i in ids}
         server.restart()
         health = server.client().get("/health").json()["checks"]["actors"]
         # One start at a time: right after start-up most are still waiting their turn.
@@ -386,12 +395,10 @@ def test_instances_start_a_few_at_a_time_most_recent_first(
         def after_restart(instance: str) -> tuple[Any, Any] | None:
             """(last activity before the restart, first attempt after it), once known."""
             events = server.stored_events(instance)
-            starts = [
-                n
-                for n, e in enumerate(events)
-                if type(e).__name__ == "ConnectionRequested" and e.reason == "start"
-            ]
-            restart = starts[-1]  # each start-up asks each instance to connect
+            asked = starts(events)
+            if len(asked) <= before[instance]:
+                return None  # this start-up has not asked it yet
+            restart = asked[-1]
             closed = [e for e in events[restart:] if type(e).__name__ == "ConnectionClosed"]
             return (events[restart - 1].timestamp, closed[0].timestamp) if closed else None
 
