@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
 import pykka
@@ -58,10 +58,12 @@ RECENT_REPORTS = 10_000  # reports recorded lately, by id, to drop a retried del
 EngineFactory = Callable[[Instance, Emit], Engine]
 
 
-class Committer:
+class Committer(Protocol):
     """What an instance actor needs of the event store (handed down by the app)."""
 
-    def submit(self, events: Any, snapshot: Any = None) -> Future[list[int]]: ...
+    def submit(self, events: Any) -> Future[list[int]]:
+        """Queue events for storing (the store takes the snapshots it needs)."""
+        ...
 
     def reset(self, originator_id: Any) -> None: ...
 
@@ -132,7 +134,6 @@ class InstanceActor(BridgedActor):
         load: Callable[[UUID], Instance],
         committer: Committer,
         engine_factory: EngineFactory,
-        snapshot_interval: int,
         on_crash: Callable[[UUID, BaseException], None],
     ) -> None:
         super().__init__()
@@ -140,7 +141,6 @@ class InstanceActor(BridgedActor):
         self._load = load
         self._committer = committer
         self._engine_factory = engine_factory
-        self._snapshot_interval = snapshot_interval
         self._on_crash = on_crash
         self.instance: Instance
         self.engine: Engine
@@ -667,14 +667,10 @@ class InstanceActor(BridgedActor):
         fails, the committer refuses this aggregate's later ones and the actor is
         told, and restarts from the store (see GroupCommitter and on_receive).
         """
-        before = self.instance.version - len(self.instance.pending_events)
         events = self.instance.collect_events()
         if not events:
             return None
-        snapshot = None
-        if before // self._snapshot_interval != self.instance.version // self._snapshot_interval:
-            snapshot = Instance.Snapshot.take(self.instance)
-        commit = self._committer.submit(events, snapshot)
+        commit = self._committer.submit(events)
         me, epoch = self.actor_ref, self._epoch
 
         def failed(done: Future[list[int]]) -> None:

@@ -100,8 +100,7 @@ def refused(error: BaseException) -> AddressNotAllowed | None:
     while seen is not None:
         if isinstance(seen, AddressNotAllowed):
             return seen
-        connecting = isinstance(seen, aiohttp.ClientConnectorError)
-        seen = seen.os_error if connecting else seen.__cause__  # type: ignore[union-attr]
+        seen = seen.os_error if isinstance(seen, aiohttp.ClientConnectorError) else seen.__cause__
     return None
 
 

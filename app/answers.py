@@ -124,6 +124,21 @@ class ApiKey(Answer):
     apiKey: str
 
 
+class ConsoleSession(Answer):
+    """The web console's session: who is signed in, the CSRF token to send with every
+    change, and when the session ends (the cookie itself is HttpOnly)."""
+
+    user: Me
+    csrfToken: str
+    expiresAt: str
+
+
+class PasswordChanged(Done):
+    """`csrfToken`: a console that changed its password goes on under a new session."""
+
+    csrfToken: str | UnsetType = UNSET
+
+
 class UserLimits(Answer):
     maxInstances: int | UnsetType | None = UNSET
     maxMessagesPerDay: int | UnsetType | None = UNSET
@@ -195,6 +210,23 @@ class InstanceView(Answer):
 
 class InstanceList(Answer):
     instances: list[InstanceView]
+
+
+class FleetInstance(InstanceView, kw_only=True):
+    owner: str  # the owner's e-mail
+    messagesSentToday: int
+    messagesReceivedToday: int
+    failedWebhooks: int  # deliveries that failed and stay failed
+
+
+class Fleet(Answer):
+    instances: list[FleetInstance]
+    counts: dict[str, int]  # instances in each status
+
+
+class Engines(Answer):
+    engines: list[str]
+    default: str | None  # what an instance gets when it names none
 
 
 class QrCodeView(Answer):
@@ -351,6 +383,36 @@ class DeliveryView(Answer):
     lastError: str | None
     replay: bool
     createdAt: str
+
+
+class OutcomeView(Answer):
+    """One delivery (one event sent) with its attempts and replays together: how it ended
+    last, how many attempts failed, and whether a later one recovered it."""
+
+    deliveryId: str
+    position: int
+    event: str
+    status: str
+    attempts: int
+    failures: int
+    recovered: bool
+    replay: bool
+    lastStatusCode: int | None
+    lastError: str | None
+    firstAt: str
+    lastAt: str
+
+
+class OutcomeList(Answer):
+    outcomes: list[OutcomeView]
+    unresolved: int  # deliveries that failed and stay failed
+    pagination: Pagination
+
+
+class WebhookTested(Answer):
+    delivered: bool
+    statusCode: int | None
+    error: str | None
 
 
 class DeliveryList(Answer):

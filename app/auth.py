@@ -10,6 +10,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from uuid import UUID
 
 import jwt
 from argon2 import PasswordHasher
@@ -18,6 +19,8 @@ from Crypto.Cipher import AES
 from starlette.requests import Request
 
 from app.errors import ApiError
+from app.sessions import COOKIE as SESSION_COOKIE
+from app.sessions import Sessions
 from projections.queries import ReadModelQueries
 
 log = logging.getLogger(__name__)
@@ -77,6 +80,7 @@ class Principal:
     user_id: str
     email: str
     role: str
+    session: UUID | None = None  # the console session of a caller signed in by cookie
 
     @property
     def admin(self) -> bool:
@@ -96,6 +100,7 @@ class Authenticator:
         # expiry needs checking again; the user behind it is still looked up (and
         # must be active) on every request.
         self._verified: dict[str, tuple[str, int]] = {}
+        self.sessions: Sessions | None = None  # console sessions (cookies), once started
 
     def issue_token(self, user_id: str, role: str) -> str:
         now = int(time.time())
@@ -119,18 +124,26 @@ class Authenticator:
             return None
 
     def authenticate(self, request: Request) -> Principal:
-        """The caller of a request, from a Bearer JWT or an x-api-key; 401 otherwise."""
+        """The caller of a request, from a Bearer JWT or an x-api-key, or else from a
+        console session cookie (see app/sessions.py); 401 otherwise."""
         api_key, authorization = _credential_headers(request)
+        session: UUID | None = None
         if api_key is not None:  # an API key that is sent must be valid, even beside a token
             row = self._users.user_by_api_key_hash(api_key_hash(api_key))
         elif authorization[:7].lower() == "bearer ":
             user_id = self._user_id_from_token(authorization[7:].strip())
             row = self._users.user(user_id)
+        elif self.sessions is not None and (cookie := _session_cookie(request)) is not None:
+            token = self.sessions.verify(request, cookie)
+            row = self._users.user(token.subject)
+            if row is not None and token.generation < (row.get("token_generation") or 0):
+                raise unauthorized("The password has changed since this sign-in; sign in again")
+            session = token.session_id
         else:
             raise unauthorized("Sign in: send Authorization: Bearer <token> or x-api-key")
         if row is None or not row["active"]:
             raise unauthorized()
-        return Principal(user_id=row["id"], email=row["email"], role=row["role"])
+        return Principal(user_id=row["id"], email=row["email"], role=row["role"], session=session)
 
     def _user_id_from_token(self, token: str) -> str:
         verified = self._verified.get(token)
@@ -174,6 +187,10 @@ def _credential_headers(request: Request) -> tuple[str | None, str]:
         elif name == b"authorization" and authorization is None:
             authorization = value.decode("latin-1")
     return api_key, authorization or ""
+
+
+def _session_cookie(request: Request) -> str | None:
+    return request.cookies.get(SESSION_COOKIE) or None
 
 
 def constant_time_equal(a: str, b: str) -> bool:

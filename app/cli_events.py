@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -12,6 +11,7 @@ from app import history
 from app.config import Settings
 from app.eventstore import EventStore, open_store
 from app.storage import open_storage
+from domain import timestamps
 from storage.provider import StoreUnavailable
 
 PAGE = 1000
@@ -35,13 +35,11 @@ def run(
     not_before = None
     if since:
         try:
-            not_before = datetime.fromisoformat(since.replace("Z", "+00:00"))
-        except ValueError:
-            print(f"whatsapp-api: --since '{since}' is not an ISO 8601 time", file=sys.stderr)
+            not_before = timestamps.parse(since)
+        except timestamps.InvalidTime as error:
+            print(f"whatsapp-api: --since {error} (got '{since}')", file=sys.stderr)
             return 2
-        if not_before.tzinfo is None:
-            not_before = not_before.replace(tzinfo=UTC)
-        not_before_text = history.redact(not_before.astimezone(UTC))
+        not_before_text = timestamps.iso_us(not_before)
     storage = open_storage(settings)
     try:
         store = open_store(storage, create=False)

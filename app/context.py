@@ -146,6 +146,13 @@ class Context:
     def instances_of(self, user_id: str) -> list[dict[str, Any]]:
         return self.queries.instances_of(user_id)
 
+    def user_row(self, user_id: str) -> dict[str, Any]:
+        """The read model's row of a user (404 if there is none: deleted meanwhile)."""
+        row = self.queries.user(user_id)
+        if row is None:
+            raise not_found("user")
+        return row
+
     @staticmethod
     def instance_uuid(row: dict[str, Any]) -> UUID:
         return UUID(row["id"])
@@ -227,7 +234,7 @@ class Context:
 
     def get_user(self, user_id: str | UUID) -> User:
         try:
-            user = self.store.repository.get(
+            user: User = self.store.repository.get(
                 parse_id(user_id, "user") if isinstance(user_id, str) else user_id
             )
         except AggregateNotFoundError:

@@ -31,7 +31,7 @@ async def cloud_settings(ctx: Context, cloud: CloudSettings) -> dict[str, Any]:
     server's default."""
     settings = structs.asdict(cloud)
     url = settings.get("graphBaseUrl")
-    if is_metas(url):
+    if url is None or is_metas(url):
         settings["graphBaseUrl"] = None
         return settings
     problem = graph_url_problem(url, require_https=ctx.settings.production)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -66,7 +67,7 @@ def error_response(
     code: str,
     message: str,
     details: ErrorDetails | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     idempotency_key: str | None = None,
 ) -> Response:
     body = Error(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,11 +13,15 @@ from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.domain import DomainEvent, DomainEventProtocol
-from eventsourcing.persistence import InfrastructureFactory, PersistenceError, Recording
+from eventsourcing.persistence import (
+    InfrastructureFactory,
+    IntegrityError,
+    PersistenceError,
+    Recording,
+)
 from eventsourcing.utils import Environment, EnvType
 
-from domain.instance import Instance
-from domain.user import User
+from domain import events
 from storage.provider import StorageProvider
 from storage.recorder import EventRecorder
 
@@ -34,7 +38,8 @@ class EventStore(Application):
     """
 
     name = "WhatsApp"
-    snapshotting_intervals = {Instance: SNAPSHOT_INTERVAL, User: SNAPSHOT_INTERVAL}
+    # Every aggregate, by one rule (see Snapshotter).
+    snapshotting_intervals = {aggregate: SNAPSHOT_INTERVAL for aggregate in events.AGGREGATES}
 
     def __init__(
         self,
@@ -47,7 +52,7 @@ class EventStore(Application):
         self._create = create
         super().__init__(env)
 
-    def construct_factory(self, env: Environment) -> InfrastructureFactory:
+    def construct_factory(self, env: Environment) -> InfrastructureFactory[Any]:
         if self._storage is None:
             return super().construct_factory(env)
         return self._storage.infrastructure(env, create=self._create)
@@ -76,7 +81,6 @@ def open_store(storage: StorageProvider, *, create: bool = True) -> EventStore:
 @dataclass
 class _Batch:
     events: Sequence[DomainEventProtocol[Any]]
-    snapshot: DomainEventProtocol[Any] | None
     done: Future[list[int]] = field(default_factory=Future)
 
 
@@ -107,6 +111,7 @@ class GroupCommitter:
 
     def __init__(self, store: EventStore, max_batch: int = 512) -> None:
         self._store = store
+        self._snapshots = Snapshotter(store)
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Batch | _Reset | None] = queue.SimpleQueue()
         self._poisoned: set[Any] = set()
@@ -114,29 +119,22 @@ class GroupCommitter:
         self._thread.start()
 
     def commit(
-        self,
-        events: Sequence[DomainEventProtocol[Any]],
-        snapshot: DomainEventProtocol[Any] | None = None,
-        timeout: float = 30.0,
+        self, events: Sequence[DomainEventProtocol[Any]], timeout: float = 30.0
     ) -> list[int]:
-        """Store `events` (then `snapshot`, if any) durably; return their positions."""
+        """Store `events` durably; return their positions."""
         if not events:
             return []
         try:
-            return self.submit(events, snapshot).result(timeout=timeout)
+            return self.submit(events).result(timeout=timeout)
         except Exception:
             # The caller reloads before trying again (users are loaded per command).
             for originator_id in {e.originator_id for e in events}:
                 self.reset(originator_id)
             raise
 
-    def submit(
-        self,
-        events: Sequence[DomainEventProtocol[Any]],
-        snapshot: DomainEventProtocol[Any] | None = None,
-    ) -> Future[list[int]]:
+    def submit(self, events: Sequence[DomainEventProtocol[Any]]) -> Future[list[int]]:
         """Queue `events` for the next transaction; the future gives their positions."""
-        batch = _Batch(events, snapshot)
+        batch = _Batch(events)
         if not events:
             batch.done.set_result([])
         else:
@@ -150,6 +148,7 @@ class GroupCommitter:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=10)
+        self._snapshots.close()
 
     def _run(self) -> None:
         closing = False
@@ -200,9 +199,53 @@ class GroupCommitter:
             n = len(batch.events)
             positions = [r.notification.id for r in recordings[offset : offset + n]]
             offset += n
-            if batch.snapshot is not None and self._store.snapshots is not None:
-                try:
-                    self._store.snapshots.put([batch.snapshot])
-                except Exception:  # a snapshot is an optimisation; events are stored
-                    log.exception("could not store snapshot")
             batch.done.set_result(positions)
+        self._snapshots.saved(e for b in batches for e in b.events)
+
+
+class Snapshotter:
+    """Snapshots every aggregate the committer saves, every `snapshotting_intervals` events.
+
+    The rule is eventsourcing's own (Application.save follows it for the aggregates it is
+    given): when an event's version is a multiple of its aggregate's interval, the
+    aggregate is loaded at that version (from its last snapshot and the events since) and
+    a snapshot of it is stored. Loading an aggregate then reads one snapshot and fewer
+    than an interval of events, however many it has. Here it happens in a thread of its
+    own, after the events are durable, so no caller waits for it; a snapshot that exists
+    already (another process took it) is left as it is.
+    """
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self._intervals = {
+            e.cls: store.snapshotting_intervals[e.aggregate]
+            for e in events.EVENT_TYPES
+            if e.aggregate in store.snapshotting_intervals
+        }
+        self._queue: queue.SimpleQueue[tuple[UUID, int] | None] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="snapshots", daemon=True)
+        self._thread.start()
+
+    def saved(self, stored: Iterable[DomainEventProtocol[Any]]) -> None:
+        """These events are durable: queue the snapshots they call for."""
+        for event in stored:
+            interval = self._intervals.get(type(event))
+            if interval and event.originator_version % interval == 0:
+                self._queue.put((event.originator_id, event.originator_version))
+
+    def close(self) -> None:
+        """Stop: the snapshot being taken is finished, those not yet begun are left (a
+        snapshot is an optimisation: the next one due is taken after the next events)."""
+        self._stopping.set()
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while (due := self._queue.get()) is not None and not self._stopping.is_set():
+            try:
+                self._store.take_snapshot(*due)
+            except IntegrityError:
+                pass  # taken already
+            except Exception:  # a snapshot is an optimisation; the events are stored
+                log.exception("could not take a snapshot of %s at version %s", *due)

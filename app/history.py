@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.application import Application
+from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import Notification
 
 from app.answers import ENCODER
 from app.eventstore import EventStore
-from domain.instance import Instance
-from domain.sandbox import SandboxRelay
-from domain.usage import UsageLedger
-from domain.user import User
-from domain.webhook import WebhookLog
+from domain import events
+from domain.timestamps import iso_us
 
 REDACTED = "[redacted]"
 _SECRET_KEYS = frozenset(
@@ -33,38 +31,8 @@ _SECRET_KEYS = frozenset(
 _SKIP = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 
 
-EVENT_TYPES: dict[str, type] = {
-    "InstanceCreated": Instance.Created,
-    "InstanceUpdated": Instance.Updated,
-    "InstanceDeleted": Instance.Deleted,
-    "ConnectionRequested": Instance.ConnectionRequested,
-    "QrReceived": Instance.QrReceived,
-    "QrExpired": Instance.QrExpired,
-    "ConnectionOpened": Instance.ConnectionOpened,
-    "ConnectionClosed": Instance.ConnectionClosed,
-    "LoggedOut": Instance.LoggedOut,
-    "TemporarilyBanned": Instance.TemporarilyBanned,
-    "MessageSent": Instance.MessageSent,
-    "MessageReceived": Instance.MessageReceived,
-    "MessageStatusChanged": Instance.MessageStatusChanged,
-    "ContactsSynced": Instance.ContactsSynced,
-    "UserRegistered": User.Registered,
-    "PasswordChanged": User.PasswordChanged,
-    "ApiKeyRotated": User.ApiKeyRotated,
-    "ProfileUpdated": User.ProfileUpdated,
-    "RoleChanged": User.RoleChanged,
-    "UserDeactivated": User.Deactivated,
-    "LimitsChanged": User.LimitsChanged,
-    "QuotaExceeded": User.QuotaExceeded,
-    "UsageLedgerOpened": UsageLedger.Opened,
-    "UsageRecorded": UsageLedger.UsageRecorded,
-    "WebhookLogOpened": WebhookLog.Opened,
-    "WebhookDelivered": WebhookLog.WebhookDelivered,
-    "WebhookFailed": WebhookLog.WebhookFailed,
-    "SandboxRelayed": SandboxRelay.Relayed,
-}
-EVENT_TOPICS = {name: f"{cls.__module__}:{cls.__qualname__}" for name, cls in EVENT_TYPES.items()}
-_NAMES = {cls: name for name, cls in EVENT_TYPES.items()}
+EVENT_TOPICS = {e.name: e.topic for e in events.EVENT_TYPES}
+_NAMES = {e.cls: e.name for e in events.EVENT_TYPES}
 
 
 def topics_for(types: Sequence[str]) -> list[str]:
@@ -91,13 +59,14 @@ def redact(value: Any) -> Any:
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
+        return iso_us(value)
     return value
 
 
 def describe(app: Application[Any], notification: Notification) -> dict[str, Any]:
     """A stored event as the API and the CLI show it."""
-    event = app.mapper.to_domain_event(notification)
+    # Every event of the domain is a DomainEvent (eventsourcing's protocol has no timestamp).
+    event = cast(DomainEvent, app.mapper.to_domain_event(notification))
     data = {camel(k): v for k, v in vars(event).items() if k not in _SKIP}
     kind = type(event)
     return {

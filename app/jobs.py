@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.scheduler import Scheduler
+from domain.timestamps import iso_ms
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ async def system_metrics(ctx: Any) -> dict[str, Any]:
     statuses = ctx.queries.instances_by_status()
     head = ctx.store.recorder.max_notification_id() or 0
     snapshot = {
-        "at": datetime.now(UTC).isoformat(),
+        "at": iso_ms(datetime.now(UTC)),
         "instances": statuses,
         "eventStorePosition": head,
         "projectionLag": max(0, head - ctx.projections.position),

@@ -8,6 +8,7 @@ from starlette.datastructures import QueryParams
 
 from app.answers import Pagination
 from app.errors import ApiError
+from domain import timestamps
 
 MAX_LIMIT = 1000
 MAX_SKIP = 10**9
@@ -39,21 +40,23 @@ def pagination(total: int, limit: int, skip: int) -> Pagination:
     return Pagination(total=total, limit=limit, skip=skip, hasMore=skip + limit < total)
 
 
-def timestamp(params: QueryParams, name: str) -> str | None:
-    """An ISO 8601 date or time as the read models store it (UTC, ms, Z); None if absent."""
-    raw = params.get(name)
-    if not raw:
-        return None
+def time_given(raw: str, name: str, *, end_of_day: bool = False) -> datetime:
+    """An ISO 8601 date or time (`domain.timestamps.parse`), or a 400 that names `name`."""
     try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(
-            400, "invalid_query", f"'{name}' must be an ISO 8601 date or time (got '{raw}')"
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    parsed = parsed.astimezone(UTC)
-    return parsed.strftime("%Y-%m-%dT%H:%M:%S.") + f"{parsed.microsecond // 1000:03d}Z"
+        return timestamps.parse(raw, end_of_day=end_of_day)
+    except timestamps.InvalidTime as error:
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise ApiError(400, "invalid_query", f"'{name}' {error} (got '{shown}')") from None
+
+
+def window_bounds(params: QueryParams) -> tuple[str | None, str | None]:
+    """`startDate` and `endDate` as the read models store times (UTC, ms, Z), both ends
+    inclusive; a date alone is the whole of that day (start of it, end of it)."""
+    start, end = params.get("startDate"), params.get("endDate")
+    return (
+        timestamps.iso_ms(time_given(start, "startDate")) if start else None,
+        timestamps.iso_ms(time_given(end, "endDate", end_of_day=True)) if end else None,
+    )
 
 
 PERIODS = ("today", "week", "month", "year", "all")

@@ -39,13 +39,14 @@ from app.cluster.signing import Signer
 from app.config import Settings
 from app.context import Context
 from app.errors import EXCEPTION_HANDLERS
-from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, open_store
+from app.eventstore import EventStore, GroupCommitter, open_store
 from app.metrics import Metrics
 from app.routes import (
     auth,
     cloud,
     cluster,
     events,
+    fleet,
     health,
     history,
     instances,
@@ -57,9 +58,11 @@ from app.routes import (
     whatsapp,
 )
 from app.scheduler import Scheduler
+from app.sessions import Sessions
 from app.storage import open_storage
 from app.usage import ApiCallCounter
 from domain.instance import Instance
+from domain.session import Session
 from domain.user import User, user_id_for
 from projections import catalog
 from projections.queries.cached import CachedReadModels, changes_cached
@@ -79,6 +82,7 @@ def create_app(settings: Settings, started: Context | None = None) -> Starlette:
         *auth.routes,
         *users.routes,
         *instances.routes,
+        *fleet.routes,
         *whatsapp.routes,
         *history.routes,
         *stats.routes,
@@ -282,7 +286,7 @@ def _start_serving(
 
     def spawn(instance_id: UUID, on_crash: CrashReport) -> pykka.ActorRef[Any]:
         return InstanceActor.start(
-            instance_id, store.repository.get, committer, engine_for, SNAPSHOT_INTERVAL, on_crash
+            instance_id, store.repository.get, committer, engine_for, on_crash
         )
 
     registry: dict[UUID, pykka.ActorRef[Any]] = {}
@@ -290,7 +294,7 @@ def _start_serving(
 
     def webhook_settings(instance_id: str) -> VersionedSettings | None:
         try:
-            instance = store.repository.get(UUID(instance_id))
+            instance: Instance = store.repository.get(UUID(instance_id))
         except AggregateNotFoundError:
             return None
         if not isinstance(instance, Instance) or instance.deleted:
@@ -312,9 +316,17 @@ def _start_serving(
     )
     queries = CachedReadModels(storage.queries(read_models))
     projections.observers.append(queries.observe)
-    auth = Authenticator(
-        load_jwt_secret(settings.jwt_secret, settings.data_dir), settings.jwt_expiration, queries
-    )
+    secret = load_jwt_secret(settings.jwt_secret, settings.data_dir)
+    auth = Authenticator(secret, settings.jwt_expiration, queries)
+
+    def console_session(session_id: UUID) -> Session | None:
+        try:
+            session: Session = store.repository.get(session_id)
+        except AggregateNotFoundError:
+            return None
+        return session if isinstance(session, Session) else None
+
+    auth.sessions = Sessions(secret, settings.jwt_expiration, console_session)
     ctx = Context(
         settings=settings,
         storage=storage,

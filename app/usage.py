@@ -12,6 +12,7 @@ import logging
 import threading
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
@@ -65,12 +66,12 @@ class ApiCallCounter:
                 raise
             return sum(counts.values())
 
-    def _record(self, calls: list[dict[str, object]]) -> None:
+    def _record(self, calls: list[dict[str, Any]]) -> None:
         # Several nodes each store their own counts in the one ledger: one that finds its
         # version taken by another node's commit loads the ledger again and records after it.
         for attempt in range(CONFLICT_RETRIES):
             try:
-                ledger = self._store.repository.get(LEDGER_ID)
+                ledger: UsageLedger = self._store.repository.get(LEDGER_ID)
             except AggregateNotFoundError:
                 ledger = UsageLedger()
             ledger.record(calls)

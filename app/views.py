@@ -16,7 +16,7 @@ from app.answers import (
     UserView,
     WebhookSettingsView,
 )
-from projections.base import iso_epoch
+from domain.timestamps import iso_epoch
 
 _limits = msgspec.json.Decoder(UserLimits)
 

@@ -168,7 +168,15 @@ class Instance(Aggregate):
         def upcast_v2_v3(state: dict[str, Any]) -> None:
             state["spool_seq"] = None
 
-    @event("Created")
+    class Created(Aggregate.Created):
+        user_id: str
+        name: str
+        description: str
+        engine: str
+        webhook: dict[str, Any]
+        engine_settings: dict[str, Any]
+
+    @event(Created)
     def __init__(
         self,
         user_id: str,
@@ -243,7 +251,10 @@ class Instance(Aggregate):
         if changes:
             self._updated(changes=changes)
 
-    @event("Updated")
+    class Updated(Aggregate.Event):
+        changes: dict[str, Any]
+
+    @event(Updated)
     def _updated(self, changes: dict[str, Any]) -> None:
         for key in ("name", "description"):
             if key in changes:
@@ -255,7 +266,10 @@ class Instance(Aggregate):
         self.check_not_deleted()
         self._deleted()
 
-    @event("Deleted")
+    class Deleted(Aggregate.Event):
+        pass
+
+    @event(Deleted)
     def _deleted(self) -> None:
         self.deleted = True
         self.status = "deleted"
@@ -264,18 +278,27 @@ class Instance(Aggregate):
 
     # -- connection ---------------------------------------------------------------
 
-    @event("ConnectionRequested")
+    class ConnectionRequested(Aggregate.Event):
+        reason: str
+
+    @event(ConnectionRequested)
     def request_connection(self, reason: str) -> None:
         self.status = "connecting"
         self.retry_at = None
 
-    @event("QrReceived")
+    class QrReceived(Aggregate.Event):
+        qr_code: str
+
+    @event(QrReceived)
     def receive_qr(self, qr_code: str) -> None:
         self.qr_code = qr_code
         self.status = "qr"
         self.retry_at = None
 
-    @event("QrExpired")
+    class QrExpired(Aggregate.Event):
+        pass
+
+    @event(QrExpired)
     def expire_qr(self) -> None:
         self.qr_code = None
         if self.status == "qr":
@@ -323,7 +346,11 @@ class Instance(Aggregate):
         self.last_error = reason
         self.retry_at = None
 
-    @event("TemporarilyBanned")
+    class TemporarilyBanned(Aggregate.Event):
+        reason: str
+        expires_at: int
+
+    @event(TemporarilyBanned)
     def ban(self, reason: str, expires_at: int) -> None:
         self.status = "banned"
         self.qr_code = None
@@ -331,7 +358,10 @@ class Instance(Aggregate):
         self.last_error = f"banned: {reason}"
         self.retry_at = expires_at
 
-    @event("ClientOutdated")
+    class ClientOutdated(Aggregate.Event):
+        client_version: str
+
+    @event(ClientOutdated)
     def mark_outdated(self, client_version: str) -> None:
         """WhatsApp refused this client version (405): nothing connects until an upgrade."""
         self.status = "outdated"
@@ -346,17 +376,30 @@ class Instance(Aggregate):
         self.check_connected()
         self._send_started(idempotency_key=idempotency_key, to=to, message_type=message_type)
 
-    @event("SendStarted")
+    class SendStarted(Aggregate.Event):
+        idempotency_key: str
+        to: str
+        message_type: str
+
+    @event(SendStarted)
     def _send_started(self, idempotency_key: str, to: str, message_type: str) -> None:
         self.sends_in_flight[idempotency_key] = STARTED
         _bounded(self.sends_in_flight)
 
-    @event("SendFailed")
+    class SendFailed(Aggregate.Event):
+        idempotency_key: str
+        reason: str
+
+    @event(SendFailed)
     def fail_send(self, idempotency_key: str, reason: str) -> None:
         """The engine refused the send: nothing went out, so the key may be used again."""
         self.sends_in_flight.pop(idempotency_key, None)
 
-    @event("SendOutcomeUnknown")
+    class SendOutcomeUnknown(Aggregate.Event):
+        idempotency_key: str | None
+        reason: str
+
+    @event(SendOutcomeUnknown)
     def lose_send(self, idempotency_key: str | None, reason: str) -> None:
         """The send may or may not have gone out; its key is never sent again."""
         if idempotency_key:
@@ -433,7 +476,17 @@ class Instance(Aggregate):
     ) -> None:
         self._advance(spool_seq)
 
-    @event("MessageUndecryptable")
+    class MessageUndecryptable(Aggregate.Event):
+        message_id: str
+        sender: str
+        participant: str | None
+        phone: str | None
+        lid: str | None
+        unavailable: bool
+        received_at: int
+        spool_seq: int | None
+
+    @event(MessageUndecryptable)
     def record_undecryptable(
         self,
         message_id: str,
@@ -449,7 +502,12 @@ class Instance(Aggregate):
         to resend it; a receiver may ask the person to send it again)."""
         self._advance(spool_seq)
 
-    @event("MediaSaved")
+    class MediaSaved(Aggregate.Event):
+        message_id: str
+        media: dict[str, Any]
+        spool_seq: int | None
+
+    @event(MediaSaved)
     def record_media(
         self,
         message_id: str,
@@ -471,13 +529,20 @@ class Instance(Aggregate):
     ) -> None:
         self._advance(spool_seq)
 
-    @event("NoticeReceived")
+    class NoticeReceived(Aggregate.Event):
+        kind: str
+        details: dict[str, Any]
+
+    @event(NoticeReceived)
     def receive_notice(self, kind: str, details: dict[str, Any]) -> None:
         """The network said something about the account that is not a message: the
         Cloud API's `account_update` (bans, restrictions, quality) and webhook-level
         `errors`."""
 
-    @event("ContactsSynced")
+    class ContactsSynced(Aggregate.Event):
+        contacts: list[dict[str, Any]]
+
+    @event(ContactsSynced)
     def sync_contacts(self, contacts: list[dict[str, Any]]) -> None:
         pass
 

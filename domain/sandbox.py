@@ -12,7 +12,11 @@ class SandboxRelay(Aggregate):
     relays never contend): reports (a message, its receipts) for the instance paired as
     `to`, stored by the sender's node and delivered by whichever node runs the recipient."""
 
-    @event("Relayed")
+    class Relayed(Aggregate.Created):
+        to: str
+        reports: list[dict[str, Any]]
+
+    @event(Relayed)
     def __init__(self, to: str, reports: list[dict[str, Any]]) -> None:
         self.to = to
         self.reports = reports

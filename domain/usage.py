@@ -17,10 +17,16 @@ class UsageLedger(Aggregate):
     def create_id() -> UUID:
         return LEDGER_ID
 
-    @event("Opened")
+    class Opened(Aggregate.Created):
+        pass
+
+    @event(Opened)
     def __init__(self) -> None:
         pass
 
-    @event("UsageRecorded")
+    class UsageRecorded(Aggregate.Event):
+        calls: list[dict[str, Any]]
+
+    @event(UsageRecorded)
     def record(self, calls: list[dict[str, Any]]) -> None:
         """`calls`: [{"userId", "instanceId" (or None), "day" (YYYY-MM-DD), "apiCalls"}]."""

@@ -36,7 +36,16 @@ class User(Aggregate):
     def create_id(email: str) -> UUID:
         return user_id_for(email)
 
-    @event("Registered")
+    class Registered(Aggregate.Created):
+        email: str
+        password_hash: str
+        first_name: str
+        last_name: str
+        role: str
+        api_key_hash: str
+        api_key_sealed: str
+
+    @event(Registered)
     def __init__(
         self,
         email: str,
@@ -61,33 +70,58 @@ class User(Aggregate):
         if not self.active:
             raise UserDeactivated(f"user {self.id} is deactivated")
 
-    @event("PasswordChanged")
+    class PasswordChanged(Aggregate.Event):
+        password_hash: str
+
+    @event(PasswordChanged)
     def change_password(self, password_hash: str) -> None:
         self.password_hash = password_hash
 
-    @event("ApiKeyRotated")
+    class ApiKeyRotated(Aggregate.Event):
+        api_key_hash: str
+        api_key_sealed: str
+
+    @event(ApiKeyRotated)
     def rotate_api_key(self, api_key_hash: str, api_key_sealed: str) -> None:
         self.api_key_hash = api_key_hash
         self.api_key_sealed = api_key_sealed
 
-    @event("ProfileUpdated")
+    class ProfileUpdated(Aggregate.Event):
+        first_name: str
+        last_name: str
+
+    @event(ProfileUpdated)
     def update_profile(self, first_name: str, last_name: str) -> None:
         self.first_name = first_name
         self.last_name = last_name
 
-    @event("RoleChanged")
+    class RoleChanged(Aggregate.Event):
+        role: str
+
+    @event(RoleChanged)
     def change_role(self, role: str) -> None:
         self.role = role
 
-    @event("LimitsChanged")
+    class LimitsChanged(Aggregate.Event):
+        limits: dict[str, int | None]
+
+    @event(LimitsChanged)
     def change_limits(self, limits: dict[str, int | None]) -> None:
         """Quotas set by an administrator: maxInstances, maxMessagesPerDay (None: none)."""
         self.limits = {**getattr(self, "limits", {}), **limits}
 
-    @event("QuotaExceeded")
+    class QuotaExceeded(Aggregate.Event):
+        quota: str
+        limit: int
+        instance_id: str | None
+
+    @event(QuotaExceeded)
     def exceed_quota(self, quota: str, limit: int, instance_id: str | None) -> None:
         """A request was refused for going over a quota."""
 
-    @event("Deactivated")
+    class Deactivated(Aggregate.Event):
+        pass
+
+    @event(Deactivated)
     def deactivate(self) -> None:
         self.active = False

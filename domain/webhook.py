@@ -25,12 +25,24 @@ class WebhookLog(Aggregate):
     def create_id(instance_id: str) -> UUID:
         return webhook_log_id(instance_id)
 
-    @event("Opened")
+    class Opened(Aggregate.Created):
+        instance_id: str
+
+    @event(Opened)
     def __init__(self, instance_id: str) -> None:
         self.instance_id = instance_id
         self.position = 0
 
-    @event("WebhookDelivered")
+    class WebhookDelivered(Aggregate.Event):
+        instance_id: str
+        position: int
+        event_type: str
+        delivery_id: str
+        attempts: int
+        status_code: int
+        replay: bool
+
+    @event(WebhookDelivered)
     def delivered(
         self,
         instance_id: str,
@@ -44,7 +56,17 @@ class WebhookLog(Aggregate):
         if not replay:
             self.position = max(self.position, position)
 
-    @event("WebhookFailed")
+    class WebhookFailed(Aggregate.Event):
+        instance_id: str
+        position: int
+        event_type: str
+        delivery_id: str
+        attempts: int
+        status_code: int | None
+        error: str
+        replay: bool
+
+    @event(WebhookFailed)
     def failed(
         self,
         instance_id: str,

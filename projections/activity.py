@@ -6,10 +6,12 @@ import json
 from functools import singledispatchmethod
 from typing import Any
 
+from domain import events
 from domain.instance import Instance
+from domain.timestamps import iso_epoch, iso_ms
 from domain.user import User
 from domain.webhook import WebhookLog
-from projections.base import ReadModelProjection, ident, iso, iso_epoch, row_id
+from projections.base import ReadModelProjection, ident, row_id
 from projections.rows import Rows, Table
 
 
@@ -33,7 +35,7 @@ class Activity(ReadModelProjection):
 
     @apply.register
     def _(self, event: Instance.Created, rows: Rows) -> None:
-        self._log(rows, event, "instance_created", {"name": event.name, "engine": event.engine})
+        self._log(rows, event, {"name": event.name, "engine": event.engine})
 
     @apply.register
     def _(self, event: Instance.Updated, rows: Rows) -> None:
@@ -42,70 +44,63 @@ class Activity(ReadModelProjection):
             + [f"webhook.{k}" for k in event.changes.get("webhook", {})]
             + [f"settings.{k}" for k in event.changes.get("engine_settings", {})]
         )
-        self._log(rows, event, "instance_updated", {"changed": changed})
+        self._log(rows, event, {"changed": changed})
 
     @apply.register
     def _(self, event: Instance.Deleted, rows: Rows) -> None:
-        self._log(rows, event, "instance_deleted", {})
+        self._log(rows, event, {})
 
     @apply.register
     def _(self, event: Instance.ConnectionRequested, rows: Rows) -> None:
-        action = "reconnect_requested" if event.reason == "reconnect" else "connection_requested"
-        self._log(rows, event, action, {"reason": event.reason})
+        action = "reconnect_requested" if event.reason == "reconnect" else None
+        self._log(rows, event, {"reason": event.reason}, action=action)
 
     @apply.register
     def _(self, event: Instance.QrReceived, rows: Rows) -> None:
-        self._log(rows, event, "qr_received", {})
+        self._log(rows, event, {})
 
     @apply.register
     def _(self, event: Instance.QrExpired, rows: Rows) -> None:
-        self._log(rows, event, "qr_expired", {})
+        self._log(rows, event, {})
 
     @apply.register
     def _(self, event: Instance.ConnectionClosed, rows: Rows) -> None:
         details: dict[str, Any] = {"reason": event.reason, "willReconnect": event.will_reconnect}
         if event.retry_at is not None:
             details["retryAt"] = iso_epoch(event.retry_at)
-        self._log(rows, event, "connection_closed", details)
+        self._log(rows, event, details)
 
     @apply.register
     def _(self, event: Instance.TemporarilyBanned, rows: Rows) -> None:
-        self._log(
-            rows, event, "temporary_ban", {"reason": event.reason, "expiresAt": event.expires_at}
-        )
+        self._log(rows, event, {"reason": event.reason, "expiresAt": event.expires_at})
 
     @apply.register
     def _(self, event: Instance.LoggedOut, rows: Rows) -> None:
         details: dict[str, Any] = {"reason": event.reason}
         if event.unlinked is not None:
             details["unlinked"] = event.unlinked
-        self._log(rows, event, "logged_out", details)
+        self._log(rows, event, details)
 
     @apply.register
     def _(self, event: Instance.ClientOutdated, rows: Rows) -> None:
-        self._log(rows, event, "client_outdated", {"clientVersion": event.client_version})
+        self._log(rows, event, {"clientVersion": event.client_version})
 
     @apply.register
     def _(self, event: Instance.SendOutcomeUnknown, rows: Rows) -> None:
-        self._log(
-            rows,
-            event,
-            "send_outcome_unknown",
-            {"idempotencyKey": event.idempotency_key, "reason": event.reason},
-        )
+        self._log(rows, event, {"idempotencyKey": event.idempotency_key, "reason": event.reason})
 
     @apply.register
     def _(self, event: Instance.ConnectionOpened, rows: Rows) -> None:
-        details = {"phone": event.phone}
+        details: dict[str, Any] = {"phone": event.phone}
         if event.details:
             details["account"] = event.details
-        self._log(rows, event, "connection_opened", details)
+        self._log(rows, event, details)
 
     @apply.register
     def _(self, event: Instance.NoticeReceived, rows: Rows) -> None:
         # The Cloud API's account updates (bans, restrictions) and webhook-level errors.
-        action = "account_update" if event.kind == "account_update" else "platform_error"
-        self._log(rows, event, action, event.details)
+        action = "account_update" if event.kind == "account_update" else None
+        self._log(rows, event, event.details, action=action)
 
     @apply.register
     def _(self, event: User.QuotaExceeded, rows: Rows) -> None:
@@ -113,7 +108,6 @@ class Activity(ReadModelProjection):
             self._log(
                 rows,
                 event,
-                "quota_exceeded",
                 {"quota": event.quota, "limit": event.limit},
                 instance_id=event.instance_id,
             )
@@ -123,7 +117,6 @@ class Activity(ReadModelProjection):
         self._log(
             rows,
             event,
-            "webhook_failed",
             {
                 "event": event.event_type,
                 "position": event.position,
@@ -139,17 +132,18 @@ class Activity(ReadModelProjection):
     def _log(
         rows: Rows,
         event: Any,
-        action: str,
         details: dict[str, Any],
         instance_id: str | None = None,
+        action: str | None = None,
     ) -> None:
+        """One line of the activity log, as `domain.events` names the event's action."""
         rows.insert(
             "activity",
             {
                 "id": row_id(event),
                 "instance_id": instance_id or ident(event.originator_id),
-                "action": action,
+                "action": action or events.BY_CLASS[type(event)].activity,
                 "details": json.dumps(details),
-                "created_at": iso(event.timestamp),
+                "created_at": iso_ms(event.timestamp),
             },
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from functools import partial, singledispatchmethod
 from typing import Any
 from uuid import UUID
@@ -11,25 +10,6 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 
 from projections.rows import ReadModels, Rows, Table
-
-
-def iso(ts: datetime) -> str:
-    """ISO 8601 UTC with milliseconds and a Z, as the API shows times."""
-    global _last_time
-    last = _last_time
-    if last[0] is ts:  # several projections format the same event's time in a row
-        return last[1]
-    text = ts.isoformat(timespec="milliseconds")[:23] + "Z"
-    _last_time = (ts, text)
-    return text
-
-
-_last_time: tuple[datetime | None, str] = (None, "")
-
-
-def iso_epoch(seconds: float) -> str:
-    """An epoch time (seconds) in the same form as `iso`."""
-    return iso(datetime.fromtimestamp(seconds, UTC))
 
 
 def ident(uuid: UUID) -> str:
@@ -72,7 +52,9 @@ class Dispatch:
                 handle(event, rows)
 
 
-class ReadModelProjection(Projection[ReadModels]):
+# The view is our ReadModels, not one of eventsourcing's TrackingRecorders (which the type
+# parameter asks for): the library's runner is not used, positions are kept by ReadModels.
+class ReadModelProjection(Projection[ReadModels]):  # type: ignore[type-var]
     """A projection whose `apply` describes, through `Rows`, what one event does to its
     tables; the same code runs on every read-model provider.
 

@@ -8,8 +8,9 @@ from typing import Any
 
 from domain.instance import Instance
 from domain.phone import is_group, jid_number
+from domain.timestamps import iso_ms
 from domain.user import User
-from projections.base import ReadModelProjection, ident, iso
+from projections.base import ReadModelProjection, ident
 from projections.rows import Rows, Table
 
 
@@ -74,7 +75,7 @@ class Directory(ReadModelProjection):
 
     @apply.register
     def _(self, event: User.Registered, rows: Rows) -> None:
-        at = iso(event.timestamp)
+        at = iso_ms(event.timestamp)
         rows.insert(
             "users",
             {
@@ -121,14 +122,14 @@ class Directory(ReadModelProjection):
     @staticmethod
     def _update_user(rows: Rows, event: Any, **values: Any) -> None:
         rows.update(
-            "users", ident(event.originator_id), {**values, "updated_at": iso(event.timestamp)}
+            "users", ident(event.originator_id), {**values, "updated_at": iso_ms(event.timestamp)}
         )
 
     # -- instances ----------------------------------------------------------------
 
     @apply.register
     def _(self, event: Instance.Created, rows: Rows) -> None:
-        at = iso(event.timestamp)
+        at = iso_ms(event.timestamp)
         rows.insert(
             "instances",
             {
@@ -253,7 +254,7 @@ class Directory(ReadModelProjection):
 
     @staticmethod
     def _update_instance(rows: Rows, event: Any, **values: Any) -> None:
-        values["updated_at"] = iso(event.timestamp)
+        values["updated_at"] = iso_ms(event.timestamp)
         rows.update("instances", ident(event.originator_id), values)
 
     # -- contacts -----------------------------------------------------------------

@@ -7,7 +7,8 @@ from functools import singledispatchmethod
 from typing import Any
 
 from domain.instance import Instance
-from projections.base import ReadModelProjection, ident, iso, row_id
+from domain.timestamps import iso_ms
+from projections.base import ReadModelProjection, ident, row_id
 from projections.rows import Rows, Table
 
 # A receipt never moves a message backwards (a late "delivered" after "read"). A failure
@@ -128,7 +129,7 @@ class Messages(ReadModelProjection):
                 "has_media": int(media is not None),
                 "media": json.dumps(public_media) if public_media is not None else None,
                 "status": status,
-                "created_at": iso(event.timestamp),
+                "created_at": iso_ms(event.timestamp),
                 "data": json.dumps(data) if data is not None else None,
                 "error": None,
             },

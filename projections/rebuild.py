@@ -111,7 +111,7 @@ def _catch_up(
         if not page:
             break
 
-        def work(rows: Rows, page: list[Any] = page) -> None:
+        def work(rows: Rows, page: Sequence[Any] = page) -> None:
             for notification in page:
                 dispatch(mapper.to_domain_event(notification), notification.id, rows)
             rows.track(catalog.TRACKING_NAME, page[-1].id)

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
@@ -72,7 +72,7 @@ class StorageProvider(ABC):
     name: str  # what /health and the logs call it
 
     @abstractmethod
-    def infrastructure(self, env: Environment, *, create: bool) -> InfrastructureFactory:
+    def infrastructure(self, env: Environment, *, create: bool) -> InfrastructureFactory[Any]:
         """eventsourcing's infrastructure for an application over the event store
         (`env` is the application's; the provider adds its keys). Without `create`, a
         missing event store is StoreUnavailable, and nothing is created."""
@@ -90,7 +90,7 @@ class StorageProvider(ABC):
         """Where webhook delivery keeps its positions, beside the event store."""
 
     @abstractmethod
-    def details(self) -> dict[str, object]:
+    def details(self) -> dict[str, str]:
         """What /health and the start-up log say about this storage (may ask the server)."""
 
     @abstractmethod

@@ -13,11 +13,14 @@ import struct
 import uuid
 import zlib
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.local_http import LocalHttp, QuietHandler
 from tests.places import place
@@ -306,6 +309,58 @@ def test_replay_refuses_bad_bodies(user: Api, paired: str) -> None:
     assert late["details"] == {"field": "since", "problem": late["error"]}
     wrong = assert_error(user.http.post(url, json={"fromPosition": "1"}), 400, "validation_error")
     assert wrong["details"]["field"] == "fromPosition"
+
+
+# Times no calendar holds once in UTC, digits of other scripts, impossible days, 5,000
+# digits: a 400 that names the parameter, never a 500 (the event-history routes too).
+BAD_TIMES = (
+    "9999-12-31T23:59:59-14:00",
+    "0001-01-01T00:00:00+14:00",
+    "²⁰²⁶-01-01",
+    "2026-02-30",
+    "2026-01-01T24:61:00Z",
+    "9" * 5000,
+)
+
+
+@pytest.mark.parametrize("bad", BAD_TIMES)
+def test_bad_or_extreme_dates_are_400(user: Api, paired: str, bad: str) -> None:
+    for route in ("activity", "chats/15550009999/messages"):
+        for name in ("startDate", "endDate"):
+            answer = user.http.get(f"/api/instances/{paired}/{route}", params={name: bad})
+            assert name in assert_error(answer, 400, "invalid_query")["error"]
+    replay = user.http.post(f"/api/instances/{paired}/webhooks/replay", json={"since": bad[:40]})
+    assert assert_error(replay, 400, "validation_error")["details"]["field"] == "since"
+
+
+# Generated times at any offset from -23:59 to +23:59, a third of them in the first or the
+# last day of the calendar (where an offset takes them out of it), dates alone, and text.
+OFFSET = st.integers(-1439, 1439).map(lambda m: timezone(timedelta(minutes=m)))
+MOMENTS = st.one_of(
+    st.one_of(
+        st.datetimes(max_value=datetime(1, 1, 2), timezones=OFFSET),
+        st.datetimes(min_value=datetime(9999, 12, 30), timezones=OFFSET),
+        st.datetimes(timezones=OFFSET),
+    ).map(lambda t: t.isoformat()),
+    st.dates().map(str),
+    st.text(st.characters(exclude_categories=("Cs",)), max_size=40),
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(moment=MOMENTS)
+def test_generated_dates_are_answered_or_refused_never_500(
+    user: Api, paired: str, moment: str
+) -> None:
+    url = f"/api/instances/{paired}/activity"
+    answer = user.http.get(url, params={"startDate": moment, "endDate": moment})
+    if answer.status_code != 200:
+        assert "Date'" in assert_error(answer, 400, "invalid_query")["error"]
 
 
 def test_update_instance_refuses_bad_bodies(user: Api, paired: str) -> None:

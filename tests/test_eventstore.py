@@ -22,7 +22,9 @@ import storage.sqlite.events as sqlite_recorder
 from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter, open_store
 from app.storage import open_storage
 from domain.instance import Instance
+from domain.usage import UsageLedger
 from domain.user import User
+from domain.webhook import WebhookLog
 from tests.places import Storage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -460,20 +462,45 @@ def test_saving_past_the_interval_takes_a_snapshot(store: EventStore) -> None:
     assert store.repository.get(instance.id, version=3).idempotency == {}
 
 
-def test_the_committer_stores_a_snapshot_handed_to_it(
+def aggregates_of_every_kind(events_each: int) -> list[Any]:
+    """One aggregate of each kind, with `events_each` events pending (the creation's too)."""
+    user = User(
+        email="snap@example.com",
+        password_hash="x",
+        first_name="S",
+        last_name="",
+        role="user",
+        api_key_hash="h",
+        api_key_sealed="s",
+    )
+    instance = connected_instance()
+    ledger = UsageLedger()
+    log = WebhookLog(str(instance.id))
+    while len(user.pending_events) < events_each:
+        user.update_profile(f"S{len(user.pending_events)}", "")
+    while len(instance.pending_events) < events_each:
+        send(instance, len(instance.pending_events), key=f"k{len(instance.pending_events)}")
+    while len(ledger.pending_events) < events_each:
+        ledger.record([{"userId": "u", "instanceId": None, "day": "2026-01-01", "apiCalls": 1}])
+    while len(log.pending_events) < events_each:
+        n = len(log.pending_events)
+        log.delivered(str(instance.id), n, "message_sent", f"d{n}", 1, 200, False)
+    return [user, instance, ledger, log]
+
+
+def test_every_aggregate_the_committer_saves_is_snapshotted_every_interval(
     store: EventStore, committer: GroupCommitter
 ) -> None:
-    instance = connected_instance()
-    for n in range(SNAPSHOT_INTERVAL + 5):
-        send(instance, n, key=f"k{n}")
-    events = instance.collect_events()
-    committer.commit(events, Instance.Snapshot.take(instance))
-    assert snapshot_rows(store, instance.id) == [(instance.version,)]
-
-    # Events after the snapshot are replayed on top of it.
-    instance.close_connection("lost", will_reconnect=False)
-    send_events = instance.collect_events()
-    committer.commit(send_events)
-    loaded = store.repository.get(instance.id)
-    assert state(loaded) == state(instance)
-    assert loaded.status == "disconnected"
+    aggregates = aggregates_of_every_kind(2 * SNAPSHOT_INTERVAL + 5)
+    for aggregate in aggregates:
+        pending = aggregate.collect_events()
+        # In several commits, as the product makes them (an interval may fall inside one).
+        for start in range(0, len(pending), 7):
+            committer.commit(pending[start : start + 7])
+    every = [(SNAPSHOT_INTERVAL,), (2 * SNAPSHOT_INTERVAL,)]
+    for aggregate in aggregates:
+        assert wait_until(lambda a=aggregate: snapshot_rows(store, a.id) == every), type(aggregate)
+        # Loaded from its last snapshot and the few events after it, in the same state.
+        loaded = store.repository.get(aggregate.id)
+        assert loaded.version == aggregate.version
+        assert state(loaded) == state(aggregate)

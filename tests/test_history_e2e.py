@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from typing import Any
@@ -79,6 +80,13 @@ def test_chat_history_pages_and_windows(user: Api, pair: dict[str, str]) -> None
     ]
     assert user.http.get(url, params={"startDate": "2999-01-01"}).json()["messages"] == []
     assert user.http.get(url, params={"limit": "lots"}).status_code == 400
+    # A date alone is the whole of that day, at either end.
+    day = middle[:10]
+    that_day = [m["createdAt"] for m in everything if m["createdAt"].startswith(day)]
+    for bounds in ({"startDate": day, "endDate": day}, {"endDate": day, "startDate": "2000-01-01"}):
+        shown = user.http.get(url, params=bounds).json()["messages"]
+        assert [m["createdAt"] for m in shown if m["createdAt"].startswith(day)] == that_day
+    assert user.http.get(url, params={"endDate": "2000-01-01"}).json()["messages"] == []
 
 
 def test_activity_log_filters_and_pages(user: Api, pair: dict[str, str]) -> None:
@@ -198,3 +206,38 @@ def test_event_stream_delivers_new_events_and_resumes_without_gaps(
         ).json()["events"]
     ]
     assert [e["id"] for e in resumed] == expected and len(expected) == 2
+
+
+ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:")
+
+
+def times_in(value: Any) -> list[str]:
+    """Every ISO 8601 time in an answer."""
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in times_in(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in times_in(v)]
+    return [value] if isinstance(value, str) and ISO_TIME.match(value) else []
+
+
+def test_every_answer_shows_times_in_utc_with_milliseconds_the_history_with_microseconds(
+    server: Server, admin: Api, user: Api, pair: dict[str, str]
+) -> None:
+    a = pair["a"]
+    answers = [
+        user.http.get(path).json()
+        for path in (
+            "/api/auth/me",
+            "/api/instances",
+            f"/api/instances/{a}",
+            f"/api/instances/{a}/activity",
+            f"/api/instances/{a}/chats/15551110002/messages",
+            f"/api/instances/{a}/webhooks/deliveries",
+            f"/api/whatsapp/{a}/contacts",
+        )
+    ] + [admin.http.get(path).json() for path in ("/api/users", "/api/stats/system")]
+    shown = times_in(answers)
+    assert len(shown) > 10  # the answers above do show times
+    assert [t for t in shown if not re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", t)] == []
+    history = times_in(user.http.get(f"/api/instances/{a}/events").json())
+    assert history and [t for t in history if not re.match(r"^.{19}\.\d{6}Z$", t)] == []

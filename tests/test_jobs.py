@@ -78,9 +78,7 @@ def actor(tmp_path: Path) -> Iterator[tuple[Any, Instance, SandboxNetwork]]:
         engines.append(SandboxEngine.for_instance(network, aggregate, emit))
         return engines[-1]
 
-    ref = InstanceActor.start(
-        instance.id, store.repository.get, committer, make, 50, lambda *_: None
-    )
+    ref = InstanceActor.start(instance.id, store.repository.get, committer, make, lambda *_: None)
     proxy = ref.proxy()
     wait_until(lambda: proxy.state().get()["hasQr"])
     try:

@@ -49,12 +49,17 @@ def test_bad_periods_and_paging_are_400() -> None:
         with pytest.raises(ApiError):
             query.paging(QueryParams(bad), 50)
     with pytest.raises(ApiError):
-        query.timestamp(QueryParams({"startDate": "yesterday"}), "startDate")
+        query.window_bounds(QueryParams({"startDate": "yesterday"}))
 
 
 def test_dates_are_normalised_to_stored_form() -> None:
-    assert query.timestamp(QueryParams({"d": "2026-03-04"}), "d") == "2026-03-04T00:00:00.000Z"
-    assert (
-        query.timestamp(QueryParams({"d": "2026-03-04T10:00:00+02:00"}), "d")
-        == "2026-03-04T08:00:00.000Z"
+    def bounds(**given: str) -> tuple[str | None, str | None]:
+        return query.window_bounds(QueryParams(given))
+
+    # A date alone is the whole day: from its first millisecond to its last.
+    assert bounds(startDate="2026-03-04", endDate="2026-03-04") == (
+        "2026-03-04T00:00:00.000Z",
+        "2026-03-04T23:59:59.999Z",
     )
+    assert bounds(endDate="2026-03-04T10:00:00+02:00") == (None, "2026-03-04T08:00:00.000Z")
+    assert bounds() == (None, None)

@@ -8,6 +8,7 @@ provider's eventsourcing infrastructure (`StorageProvider.infrastructure`).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,11 @@ class OnStorage:
             try:
                 yield
             finally:
+                # The library's concurrency case stops its reader threads without joining
+                # them: closing the database under one still reading crashes the process.
+                for thread in threading.enumerate():
+                    if thread.name.endswith("(read_continuously)"):
+                        thread.join(timeout=10)
                 self.infrastructure.close()
 
 

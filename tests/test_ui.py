@@ -1,5 +1,9 @@
 """The web console at /ui/instances, in a real browser (Debian's chromium driven by Playwright)
-against a real server, and its security headers."""
+against a real server: a fleet of 60 sandbox instances on a desktop-sized and a phone-sized
+screen, an accessibility scan (axe-core) of every view, and the page's security headers.
+
+Set CONSOLE_SCREENSHOTS=<directory> to keep a screenshot of each main view at both sizes
+(the README's come from here)."""
 
 from __future__ import annotations
 
@@ -7,13 +11,15 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from app.routes.ui import UI_DIR
 from tests.receiver import Receiver
-from tests.server import ADMIN_EMAIL, ADMIN_PASSWORD, Api, Server
+from tests.server import ADMIN_EMAIL, ADMIN_PASSWORD, Api, Server, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -26,7 +32,10 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+DESKTOP = {"width": 1366, "height": 768}
 PHONE = {"width": 390, "height": 844}
+FLEET = 60
+SHOTS = os.environ.get("CONSOLE_SCREENSHOTS")
 
 # The console is the same page whatever stores the data, and the API under it runs on both
 # providers in the other end-to-end modules: one browser run (on SQLite) keeps CI short.
@@ -48,11 +57,68 @@ def browser() -> Iterator[Browser]:
         chromium.close()
 
 
-def open_page(browser: Browser, server: Server, **options: object) -> tuple[Page, list[str]]:
-    """A fresh browser context (own sessionStorage); page errors and console errors collected,
-    so that a script error or a Content-Security-Policy violation fails the test."""
-    context = browser.new_context(base_url=server.url, **options)  # type: ignore[arg-type]
+class Fleet:
+    """60 sandbox instances in the states an operator meets: 34 connected, 20 waiting for
+    a scan, 6 logged out; one of the connected has a webhook that failed twice."""
+
+    def __init__(self, admin: Api) -> None:
+        self.admin = admin
+        self.ids: dict[str, str] = {}
+        for n in range(FLEET):
+            name = f"Fleet {n:02d}"
+            self.ids[name] = admin.create_instance(name)["id"]
+        self.connected = [f"Fleet {n:02d}" for n in range(34)]
+        self.waiting = [f"Fleet {n:02d}" for n in range(34, 54)]
+        self.logged_out = [f"Fleet {n:02d}" for n in range(54, FLEET)]
+        for name in self.connected + self.logged_out:
+            admin.pair(self.ids[name], f"1555{int(name[-2:]):07d}")
+        for name in self.logged_out:
+            answer = admin.http.post(f"/api/instances/{self.ids[name]}/logout")
+            assert answer.status_code == 200, answer.text
+        self.receiver = Receiver(status=500)
+        hooked = self.ids["Fleet 00"]
+        answer = admin.http.put(
+            f"/api/instances/{hooked}",
+            json={
+                "webhookUrl": self.receiver.url,
+                "webhookEnabled": True,
+                "webhookSettings": {"maxRetries": 0, "retryInterval": 10},
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        for text in ("first", "second"):
+            assert admin.send(hooked, "15550009999", text).status_code == 200
+        wait_until(lambda: len(self.failed(hooked)) == 2, timeout=15)
+
+    def failed(self, instance_id: str) -> list[dict[str, Any]]:
+        answer = self.admin.http.get(
+            f"/api/instances/{instance_id}/webhooks/outcomes?status=failed"
+        )
+        return answer.json()["outcomes"]
+
+
+@pytest.fixture(scope="module")
+def fleet(server: Server, admin: Api) -> Iterator[Fleet]:
+    made = Fleet(admin)
+    yield made
+    made.receiver.close()
+
+
+def new_context(browser: Browser, server: Server, viewport: dict[str, int]) -> BrowserContext:
+    phone = viewport == PHONE
+    context = browser.new_context(
+        base_url=server.url,
+        viewport=viewport,
+        is_mobile=phone,
+        has_touch=phone,  # type: ignore[arg-type]
+    )
     context.set_default_timeout(10_000)
+    return context
+
+
+def open_page(context: BrowserContext) -> tuple[Page, list[str]]:
+    """A page whose script errors and console errors (a Content-Security-Policy violation
+    among them) are collected, so that the test fails on them."""
     page = context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
@@ -69,177 +135,407 @@ def sign_in(page: Page, password: str = ADMIN_PASSWORD) -> None:
     page.click("#signin-form button[type=submit]")
 
 
-def expected_console_errors(problems: list[str]) -> list[str]:
-    # The browser logs every non-2xx fetch; the ones the story provokes on purpose are fine.
-    return [p for p in problems if not re.search(r"status of (400|401|404|409)", p)]
+def unexpected(problems: list[str]) -> list[str]:
+    # The browser logs every non-2xx fetch; the ones a story provokes on purpose are fine.
+    return [p for p in problems if not re.search(r"status of (400|401|403|404|409)", p)]
 
 
-def test_the_console_story(browser: Browser, server: Server, admin: Api) -> None:
-    page, problems = open_page(browser, server, viewport={"width": 1280, "height": 900})
-    receiver = Receiver(status=500)
+def accessible(page: Page, view: str) -> None:
+    """axe-core (WCAG 2.1 A and AA rules) finds nothing serious or critical on the page."""
+    results = Axe().run(
+        page,
+        options={
+            "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}
+        },
+    )
+    serious = [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes'][:3]]}"
+        for v in results.response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert serious == [], f"{view}: {serious}"
 
-    # A wrong password is refused with the API's own message; the right one signs in.
-    sign_in(page, password="not-the-password")
-    expect(page.locator("#signin-form [data-error]")).to_have_text("Wrong e-mail or password")
+
+def shoot(page: Page, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / f"{name}.png"))
+
+
+def rows(page: Page) -> Any:
+    return page.locator("#fleet tbody tr:not([hidden])")
+
+
+def row(page: Page, name: str) -> Any:
+    return page.locator("#fleet tbody tr", has=page.get_by_role("link", name=name, exact=True))
+
+
+def test_a_fleet_on_a_desktop(browser: Browser, server: Server, admin: Api, fleet: Fleet) -> None:
+    context = new_context(browser, server, DESKTOP)
+    page, problems = open_page(context)
     sign_in(page)
     expect(page.locator("#whoami")).to_have_text(ADMIN_EMAIL)
-    assert page.url.endswith("/ui/instances")
-    storage = page.evaluate("[Object.keys(sessionStorage), Object.keys(localStorage)]")
-    assert storage == [["token"], []]
+    expect(page).to_have_title("Instances · WhatsApp API")
+    expect(page.locator("#nav a[aria-current=page]")).to_have_text("Instances")
+    expect(page.locator("link[rel=icon]")).to_have_attribute("href", "/ui/static/icon.svg")
+    # The sign-in is an HttpOnly cookie: nothing is kept where a script could read it.
+    assert page.evaluate("[sessionStorage.length, localStorage.length, document.cookie]") == [
+        0,
+        0,
+        "",
+    ]
 
-    # Create a sandbox instance: its page opens with the QR code drawn as an image.
-    page.fill("#create-form [name=name]", "Browser shop")
-    page.select_option("#create-form [name=engine]", "sandbox")
-    page.click("#create-form button[type=submit]")
-    expect(page.locator("#detail-name")).to_have_text("Browser shop")
-    qr = page.locator("#qr")
-    expect(qr).to_be_visible()
-    expect(qr).to_have_attribute("src", re.compile(r"^blob:"))
-    assert page.evaluate("document.querySelector('#qr').naturalWidth") > 100
-    instance_id = page.url.split("/")[-2]
+    # The whole fleet, problems first, with a summary whose counts are filters.
+    expect(rows(page)).to_have_count(FLEET)
+    summary = page.locator("#summary")
+    expect(summary).to_contain_text("34 connected")
+    expect(summary).to_contain_text("20 waiting for a scan")
+    expect(summary).to_contain_text("6 logged out")
+    expect(rows(page).first).to_contain_text("Logged out")
+    # A failing instance says why, on its row.
+    expect(row(page, fleet.logged_out[0]).locator(".reason")).not_to_be_empty()
+    expect(row(page, "Fleet 00").locator(".hooks")).to_have_text("2")
+    shoot(page, "fleet-desktop")
+    accessible(page, "fleet")
 
-    # Reconnecting before a scan brings a new QR code: the image is redrawn by itself.
-    first_code, first_image = qr.get_attribute("data-code"), qr.get_attribute("src")
-    page.click("#reconnect")
-    expect(qr).not_to_have_attribute("data-code", first_code or "")
-    expect(qr).to_have_attribute("data-code", re.compile(r"^sandbox@"))
-    assert qr.get_attribute("src") != first_image
+    # Search by name, then by phone.
+    page.fill("#search", "Fleet 07")
+    expect(rows(page)).to_have_count(1)
+    page.fill("#search", "15550000012")
+    expect(rows(page)).to_have_count(1)
+    expect(rows(page)).to_contain_text("Fleet 12")
+    page.fill("#search", "")
 
-    # Pairing codes are for whatsmeow: the form says so instead of failing silently.
-    page.fill("#pairing-form [name=phone]", "15550000009")
-    page.click("#pairing-form button[type=submit]")
-    expect(page.locator("#pairing-form [data-error]")).to_contain_text("need the whatsmeow engine")
-
-    # The phone scans (through the sandbox route, outside the page): the page sees it by itself.
-    answer = admin.http.post(
-        f"/api/sandbox/instances/{instance_id}/scan", json={"phone": "15550004001"}
+    # Filter by state: kept in the URL, and across a reload (the session too).
+    summary.get_by_role("button", name="6 logged out").click()
+    expect(rows(page)).to_have_count(6)
+    assert "state=logged_out" in page.url
+    page.reload()
+    expect(rows(page)).to_have_count(6)
+    expect(summary.get_by_role("button", name="6 logged out")).to_have_attribute(
+        "aria-pressed", "true"
     )
-    assert answer.status_code == 200, answer.text
-    expect(page.locator("#detail-status")).to_have_text("connected")
-    expect(page.locator("#detail-phone")).to_have_text("+15550004001")
-    expect(qr).to_be_hidden()
 
-    # Send a test message and see it in the chat history.
+    # Focus and typed text survive live updates: a phone scans while the search has focus.
+    summary.get_by_role("button", name="6 logged out").click()
+    expect(rows(page)).to_have_count(FLEET)
+    page.focus("#search")
+    page.keyboard.type("Fleet")
+    scanned = fleet.waiting.pop()
+    fleet.admin.http.post(
+        f"/api/sandbox/instances/{fleet.ids[scanned]}/scan", json={"phone": "15558880001"}
+    )
+    fleet.connected.append(scanned)
+    expect(row(page, scanned).locator(".state")).to_have_text("Connected")
+    assert page.evaluate("document.activeElement.id") == "search"
+    assert page.input_value("#search") == "Fleet"
+    # ... and so does a focused checkbox.
+    checkbox = row(page, fleet.waiting[0]).locator("input[type=checkbox]")
+    checkbox.focus()
+    scanned = fleet.waiting.pop()
+    fleet.admin.http.post(
+        f"/api/sandbox/instances/{fleet.ids[scanned]}/scan", json={"phone": "15558880002"}
+    )
+    fleet.connected.append(scanned)
+    expect(row(page, scanned).locator(".state")).to_have_text("Connected")
+    expect(checkbox).to_be_focused()
+    page.fill("#search", "")
+
+    # Bulk reconnect of the instances waiting for a scan, behind a confirmation that counts.
+    waiting = len(fleet.waiting)
+    summary.get_by_role("button", name=f"{waiting} waiting for a scan").click()
+    expect(rows(page)).to_have_count(waiting)
+    page.check("#select-all")
+    expect(page.locator("#selected-count")).to_have_text(f"{waiting} instances selected")
+    page.click("[data-bulk=reconnect]")
+    dialog = page.locator("#confirm")
+    expect(dialog).to_contain_text(f"Reconnect {waiting} instances?")
+    accessible(page, "bulk confirmation")
+    dialog.get_by_role("button", name=f"Reconnect {waiting} instances").click()
+    expect(page.locator("#bulk-result")).to_have_text(
+        f"{waiting} of {waiting} instances reconnected."
+    )
+    reconnects = [
+        e
+        for name in fleet.waiting
+        for e in admin.http.get(
+            f"/api/instances/{fleet.ids[name]}/activity?actions=reconnect_requested"
+        ).json()["logs"]
+    ]
+    assert len(reconnects) == waiting
+    assert unexpected(problems) == []
+    context.close()
+
+
+def test_an_instance_page_and_failed_webhooks_replayed_once(
+    browser: Browser, server: Server, admin: Api, fleet: Fleet
+) -> None:
+    context = new_context(browser, server, DESKTOP)
+    page, problems = open_page(context)
+    sign_in(page)
+    hooked = fleet.ids["Fleet 00"]
+
+    # The webhook tab: URL, on/off, the two failures unresolved.
+    page.goto(f"/ui/instances#/instances/{hooked}/webhooks")
+    expect(page).to_have_title("Fleet 00 · Webhooks · WhatsApp API")
+    summary = page.locator("#webhook-summary")
+    expect(summary).to_contain_text(fleet.receiver.url)
+    expect(summary).to_contain_text("Failed, unresolved2")
+    expect(page.locator("#deliveries tbody tr[data-status=failed]")).to_have_count(2)
+    shoot(page, "webhooks-desktop")
+    accessible(page, "webhooks tab")
+
+    # Fixed receiver: one replay of the unresolved ones, confirmed with their count and URL.
+    fleet.receiver.status = 200
+    page.get_by_role("button", name="Replay 2 failed deliveries").click()
+    dialog = page.locator("#confirm")
+    expect(dialog).to_contain_text("Replay 2 failed deliveries?")
+    expect(dialog).to_contain_text(fleet.receiver.url)
+    dialog.get_by_role("button", name="Replay 2 failed deliveries").click()
+    expect(page.locator("#replay-result")).to_contain_text("Replaying 2 events")
+    recovered = page.locator("#deliveries tbody tr", has_text="failed → recovered by replay")
+    expect(recovered).to_have_count(2)
+    expect(summary).to_contain_text("Failed, unresolved0")
+    expect(page.locator("#replay-failed")).to_be_disabled()
+    # Asking again sends nothing twice.
+    again = admin.http.post(f"/api/instances/{hooked}/webhooks/replay", json={"failedOnly": True})
+    assert again.json()["replaying"] == 0
+    replays = [r for r in fleet.receiver.received if r.headers.get("x-webhook-replay") == "true"]
+    assert sorted(r.json["data"]["body"] for r in replays) == ["first", "second"]
+    assert len({r.headers["x-webhook-delivery"] for r in replays}) == 2
+
+    # A test event, and what the receiver answered.
+    page.click("#send-test")
+    expect(page.locator("#replay-result")).to_have_text("Test event delivered: HTTP 200.")
+    assert fleet.receiver.received[-1].event == "webhook_test"
+
+    # The activity log filters by kind.
+    page.click("#tabs a[data-tab=activity]")
+    page.select_option("#activity-kind", "webhooks")
+    expect(page.locator("#activity li[data-action=webhook_failed]")).to_have_count(2)
+    expect(page.locator("#activity li:not([data-action=webhook_failed])")).to_have_count(0)
+    page.select_option("#activity-kind", "connection")
+    expect(page.locator("#activity li[data-action=connection_opened]").first).to_be_visible()
+    accessible(page, "activity tab")
+
+    # Messages: send from the instance; the chat shows it.
     page.click("#tabs a[data-tab=messages]")
     page.fill("#send-form [name=phone]", "15550004002")
     page.fill("#send-form [name=message]", "hello from the browser")
     page.click("#send-form button[type=submit]")
     expect(page.locator("#chat li.out .text")).to_have_text(["hello from the browser"])
-    expect(page.locator("#chat-with")).to_have_text("with +15550004002")
-
-    # Point the webhook at a receiver that always answers 500, with no retries.
-    page.click("#tabs a[data-tab=settings]")
-    page.fill("#settings-form [name=webhookUrl]", receiver.url)
-    page.check("#settings-form [name=webhookEnabled]")
-    page.fill("#settings-form [name=maxRetries]", "0")
-    page.fill("#settings-form [name=retryInterval]", "10")
-    page.click("#settings-form button[type=submit]")
-    expect(page.locator("#settings-form [data-ok]")).to_be_visible()
-
-    # A message sent now cannot be delivered: the failed delivery shows up, live.
-    page.click("#tabs a[data-tab=messages]")
-    page.fill("#send-form [name=message]", "this one fails to reach the webhook")
-    page.click("#send-form button[type=submit]")
-    expect(page.locator("#chat li.out")).to_have_count(2)
-    page.click("#tabs a[data-tab=webhooks]")
-    failed = page.locator("#deliveries tbody tr[data-status=failed]", has_text="message_sent")
-    expect(failed.first).to_be_visible()
-    expect(failed.first).to_contain_text("HTTP 500")
-
-    # The receiver is fixed; replaying the failed delivery gets it there.
-    receiver.status = 200
-    failed.first.get_by_role("button", name="Replay").click()
-    expect(page.locator("#replay-result")).to_contain_text("Replaying 1 event")
-    delivered = page.locator("#deliveries tbody tr[data-status=delivered]", has_text="(replay)")
-    expect(delivered.first).to_be_visible()
-    assert any(r.headers.get("x-webhook-replay") == "true" for r in receiver.received)
-
-    # The activity log records the failure; the usage chart counts the two sends today.
-    page.click("#tabs a[data-tab=activity]")
-    expect(page.locator("#activity li", has_text="webhook_failed").first).to_be_visible()
+    shoot(page, "messages-desktop")
+    accessible(page, "messages tab")
     page.click("#tabs a[data-tab=usage]")
-    expect(page.locator("#instance-chart rect.bar.sent title", has_text=": 2 sent")).to_have_count(
+    expect(page.locator("#instance-chart table")).to_be_attached()
+    accessible(page, "usage tab")
+
+    # Reconnect says what it came to.
+    page.click("#tabs a[data-tab=pair]")
+    page.click("#reconnect")
+    expect(page.locator("#action-result")).to_contain_text("Reconnect: Connected")
+
+    # The danger zone: Log out asks first (and cancelling changes nothing).
+    page.click("#tabs a[data-tab=settings]")
+    accessible(page, "settings tab")
+    page.click("#logout")
+    expect(page.locator("#confirm")).to_contain_text("needs the phone")
+    page.locator("#confirm").get_by_role("button", name="Cancel").click()
+    expect(page.locator("#detail-status")).to_have_text("Connected")
+    # ... and is off for an instance that is not paired.
+    page.goto(f"/ui/instances#/instances/{fleet.ids[fleet.waiting[0]]}/settings")
+    expect(page.locator("#logout")).to_be_disabled()
+    expect(page.locator("#send-form button[type=submit]")).to_be_hidden()
+    page.click("#tabs a[data-tab=messages]")
+    expect(page.locator("#send-blocked")).to_contain_text("needs a connected instance")
+    expect(page.locator("#send-form button[type=submit]")).to_be_disabled()
+    # A deleted instance's link clears the page instead of showing the last one's buttons.
+    gone = admin.create_instance("Short-lived")["id"]
+    assert admin.http.delete(f"/api/instances/{gone}").status_code == 200
+    page.goto(f"/ui/instances#/instances/{gone}/pair")
+    expect(page.locator("#detail-name")).to_have_text("Instance not found")
+    expect(page.locator("#reconnect")).to_be_hidden()
+    expect(page.locator("#tabs")).to_be_hidden()
+    expect(page).to_have_title("Instance not found · WhatsApp API")
+    assert unexpected(problems) == []
+    context.close()
+
+
+def test_a_new_instance_offers_what_the_server_runs(
+    browser: Browser, server: Server, admin: Api
+) -> None:
+    context = new_context(browser, server, DESKTOP)
+    page, problems = open_page(context)
+    sign_in(page)
+    page.click("#new-instance")
+    engines = page.locator("#create-form [name=engine] option")
+    expect(engines).to_have_count(3)
+    assert page.input_value("#create-form [name=engine]") == "sandbox"  # DEFAULT_ENGINE
+    page.select_option("#create-form [name=engine]", "cloud")
+    expect(page.locator("#cloud-fields")).to_be_visible()
+    expect(page.locator("#proxy-field")).to_be_hidden()
+    accessible(page, "new instance dialog")
+    shoot(page, "create-desktop")
+    page.select_option("#create-form [name=engine]", "sandbox")
+    page.fill("#create-form [name=name]", "Browser shop")
+    page.click("#create-form button[type=submit]")
+    expect(page.locator("#detail-name")).to_have_text("Browser shop")
+    expect(page.locator("#detail-status")).to_have_text("Waiting for QR scan")
+    qr = page.locator("#qr")
+    expect(qr).to_have_attribute("src", re.compile(r"^blob:"))
+    assert page.evaluate("document.querySelector('#qr').naturalWidth") > 100
+    expect(page.locator("#pairing-form")).to_be_hidden()  # pairing codes are whatsmeow's
+    shoot(page, "pair-desktop")
+    accessible(page, "pair tab")
+    first = qr.get_attribute("data-code")
+    page.click("#reconnect")
+    expect(qr).not_to_have_attribute("data-code", first or "")
+    page.fill("#scan-form [name=phone]", "15557770123")  # a number no fleet instance has
+    page.click("#scan-form button[type=submit]")
+    expect(page.locator("#scan-form [data-error]")).to_be_hidden()
+    expect(page.locator("#detail-status")).to_have_text("Connected")
+    expect(qr).to_be_hidden()
+    assert unexpected(problems) == []
+    context.close()
+
+
+def test_the_account_page_and_a_sign_in_shared_by_tabs(
+    browser: Browser, server: Server, admin: Api
+) -> None:
+    email = "console-user@example.com"
+    admin.create_user(email, password="first-password-1", firstName="Ada")
+    context = new_context(browser, server, DESKTOP)
+    page, problems = open_page(context)
+    page.goto("/ui/")
+    page.fill("#signin-form [name=email]", email)
+    page.fill("#signin-form [name=password]", "first-password-1")
+    page.click("#signin-form button[type=submit]")
+    expect(page.locator("#whoami")).to_have_text(email)
+    expect(page.locator("#nav-admin")).to_be_hidden()
+
+    # A second tab is signed in already.
+    second, _ = open_page(context)
+    second.goto("/ui/instances#/account")
+    expect(second.locator("#whoami")).to_have_text(email)
+    expect(second).to_have_title("Account · WhatsApp API")
+    expect(second.locator("#profile")).to_contain_text("Ada")
+    accessible(second, "account")
+
+    # The API key, after the password; then a password change keeps this tab signed in.
+    second.fill("#api-key-form [name=password]", "first-password-1")
+    second.click("#api-key-form button[name=show]")
+    expect(second.locator("#api-key")).to_contain_text("wa_")
+    key = second.locator("#api-key").inner_text().split()[-1]
+    assert server.client(**{"x-api-key": key}).get("/api/auth/me").json()["email"] == email
+    second.fill("#password-form [name=currentPassword]", "first-password-1")
+    second.fill("#password-form [name=newPassword]", "second-password-2")
+    second.click("#password-form button[type=submit]")
+    expect(second.locator("#password-form [data-ok]")).to_be_visible()
+    shoot(second, "account-desktop")
+    second.fill("#api-key-form [name=password]", "second-password-2")
+    second.click("#api-key-form button[name=rotate]")
+    expect(second.locator("#api-key")).to_contain_text("New key")
+    assert server.client(**{"x-api-key": key}).get("/api/auth/me").status_code == 401
+
+    # Signing out in one tab signs every tab out.
+    second.click("#sign-out")
+    expect(second.locator("#view-signin")).to_be_visible()
+    page.goto("/ui/instances#/usage")
+    expect(page.locator("#view-signin")).to_be_visible()
+    assert unexpected(problems) == []
+    context.close()
+
+
+def test_administration_and_usage(
+    browser: Browser, server: Server, admin: Api, fleet: Fleet
+) -> None:
+    context = new_context(browser, server, DESKTOP)
+    page, problems = open_page(context)
+    sign_in(page)
+    page.click("#nav a[href='#/usage']")
+    expect(page).to_have_title("Usage · WhatsApp API")
+    expect(page.locator("#user-instances-chart title", has_text="Fleet 00: 3 sent")).to_have_count(
         1
     )
-
-    # Someone writes in: the contact appears, and its chat opens from the list.
-    answer = admin.http.post(
-        f"/api/sandbox/instances/{instance_id}/inbound",
-        json={"from": "15557770000", "message": "hi shop", "pushName": "Zed"},
-    )
-    assert answer.status_code == 200, answer.text
-    page.click("#tabs a[data-tab=contacts]")
-    page.locator("#contacts li", has_text="Zed").get_by_role("button", name="Chat").click()
-    expect(page.locator("#chat li.in .text")).to_have_text(["hi shop"])
-
-    # The user's usage and, for an administrator, the users and the system.
-    page.click("#nav a[href='#/usage']")
-    expect(page.locator("#user-chart svg")).to_be_visible()
-    expect(
-        page.locator("#user-instances-chart title", has_text="Browser shop: 2 sent")
-    ).to_have_count(1)
+    expect(page.locator("#user-instances-chart table tbody tr")).to_have_count(FLEET + 1)
+    shoot(page, "usage-desktop")
+    accessible(page, "usage")
     page.click("#nav-admin")
     expect(page.locator("#users tbody tr", has_text=ADMIN_EMAIL)).to_have_count(1)
-    expect(page.locator("#system-stats")).to_contain_text("Connected")
+    page.fill("#user-form [name=email]", "made-by-admin@example.com")
+    page.fill("#user-form [name=password]", "made-password-1")
+    page.click("#user-form button[type=submit]")
+    made = page.locator("#users tbody tr", has_text="made-by-admin@example.com")
+    made.get_by_label("Max instances for made-by-admin@example.com").fill("2")
+    made.get_by_role("button", name="Save the limits of made-by-admin@example.com").click()
+    expect(page.locator("#users-result")).to_have_text("Limits of made-by-admin@example.com saved.")
+    users = admin.http.get("/api/users").json()["users"]
+    assert [u["limits"] for u in users if u["email"].startswith("made-by")] == [
+        {"maxInstances": 2, "maxMessagesPerDay": None}
+    ]
+    made.get_by_role("button", name="Deactivate made-by-admin@example.com").click()
+    page.locator("#confirm").get_by_role("button", name="Deactivate").click()
+    expect(made.locator(".active")).to_have_text("no")
+    shoot(page, "admin-desktop")
+    accessible(page, "admin")
+    # An administrator sees every user's instances, read-only where they are not theirs.
+    user = admin.create_user("fleet-owner@example.com")
+    owner = Api.login(server, "fleet-owner@example.com", "user-password-1")
+    owner.create_instance("Someone else's")
+    page.goto("/ui/instances#/instances?all=1")
+    other = row(page, "Someone else's")
+    expect(page.locator("#fleet tbody tr", has_text="Someone else's")).to_have_count(1)
+    expect(page.locator("#fleet tbody tr", has_text="Someone else's")).to_contain_text(
+        "owner fleet-owner@example.com"
+    )
+    expect(other).to_have_count(0)  # no link: instance pages are their owners'
+    assert user["email"] == "fleet-owner@example.com"
+    assert unexpected(problems) == []
+    context.close()
 
-    # Delete it (after confirming): back to a list without it.
-    page.goto(f"/ui/instances#/instances/{instance_id}/settings")
-    page.once("dialog", lambda dialog: dialog.accept())
-    page.click("#delete")
-    expect(page.locator("#instance-list li", has_text="Browser shop")).to_have_count(0)
-    receiver.close()
-    assert expected_console_errors(problems) == []
 
-
-def test_a_phone_sized_screen_can_pair_an_instance(browser: Browser, server: Server) -> None:
-    page, problems = open_page(browser, server, viewport=PHONE, is_mobile=True, has_touch=True)
+def test_a_phone_sized_screen(browser: Browser, server: Server, fleet: Fleet) -> None:
+    context = new_context(browser, server, PHONE)
+    page, problems = open_page(context)
     sign_in(page)
-    page.fill("#create-form [name=name]", "Pocket")
-    page.click("#create-form button[type=submit]")
-    expect(page.locator("#qr")).to_be_visible()
-    page.click("#scan-form button[type=submit]")
-    expect(page.locator("#detail-status")).to_have_text("connected")
-
-    # The list fits the screen: nothing wider than the phone, every entry tappable.
-    page.click(".brand")
-    entry = page.locator("#instance-list li", has_text="Pocket")
-    expect(entry).to_contain_text("connected")
-    box = entry.bounding_box()
+    expect(rows(page).nth(FLEET - 1)).to_be_visible()
+    wide = "document.documentElement.scrollWidth"
+    assert page.evaluate(wide) <= PHONE["width"]
+    shoot(page, "fleet-phone")
+    accessible(page, "fleet on a phone")
+    page.fill("#search", "Fleet 01")
+    expect(rows(page)).to_have_count(1)
+    box = rows(page).first.bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
-    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-    entry.locator("a").tap()
-    expect(page.locator("#detail-name")).to_have_text("Pocket")
-    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
-    assert expected_console_errors(problems) == []
-
-
-def test_the_console_sends_strict_security_headers(server: Server) -> None:
-    client = server.client()
-    for path in ("/ui/instances", "/ui/static/js/main.js", "/ui/static/console.css"):
-        answer = client.get(path)
-        assert answer.status_code == 200, path
-        policy = answer.headers["content-security-policy"]
-        assert "script-src 'self'" in policy and "'unsafe-inline'" not in policy
-        assert "frame-ancestors 'none'" in policy and "default-src 'none'" in policy
-        assert answer.headers["x-frame-options"] == "DENY"
-        assert answer.headers["x-content-type-options"] == "nosniff"
-        assert answer.headers["referrer-policy"] == "no-referrer"
-    assert "javascript" in client.get("/ui/static/js/main.js").headers["content-type"]
-    for path in ("/ui", "/ui/"):
-        answer = client.get(path)
-        assert answer.status_code in (302, 307) and answer.headers["location"] == "/ui/instances"
-    missing = client.get("/ui/static/nothing.js")
-    assert missing.status_code == 404
-
-
-def test_the_page_has_no_inline_code_and_no_secrets() -> None:
-    html = (UI_DIR / "index.html").read_text()
-    assert not re.search(r"<script(?![^>]*\bsrc=)", html), "inline script"
-    assert not re.search(r"\son[a-z]+=", html), "inline event handler"
-    assert not re.search(r"\sstyle=", html), "inline style"
-    scripts = " ".join(p.read_text() for p in (UI_DIR / "js").glob("*.js"))
-    assert "localStorage" not in scripts
-    assert "sessionStorage.setItem(TOKEN" in scripts
+    rows(page).first.get_by_role("link").tap()
+    expect(page.locator("#detail-name")).to_have_text("Fleet 01")
+    assert page.evaluate(wide) <= PHONE["width"]
+    shoot(page, "instance-phone")
+    accessible(page, "instance on a phone")
+    page.click("#tabs a[data-tab=webhooks]")
+    assert page.evaluate(wide) <= PHONE["width"]
+    page.click("#nav a[href='#/account']")
+    expect(page.locator("#profile")).to_contain_text(ADMIN_EMAIL)
+    assert page.evaluate(wide) <= PHONE["width"]
+    shoot(page, "account-phone")
+    accessible(page, "account on a phone")
+    page.click("#nav a[href='#/usage']")
+    expect(page.locator("#user-instances-chart svg")).to_be_visible()
+    assert page.evaluate(wide) <= PHONE["width"]
+    # Chart labels keep a readable size on a narrow screen.
+    size = page.evaluate("getComputedStyle(document.querySelector('#user-chart .tick')).fontSize")
+    ratio = page.evaluate(
+        "(() => { const s = document.querySelector('#user-chart svg');"
+        " return s.getBoundingClientRect().width / s.viewBox.baseVal.width; })()"
+    )
+    assert float(size.rstrip("px")) * ratio >= 12
+    shoot(page, "usage-phone")
+    accessible(page, "usage on a phone")
+    page.click("#sign-out")
+    expect(page.locator("#view-signin")).to_be_visible()
+    accessible(page, "sign-in")
+    assert unexpected(problems) == []
+    context.close()
 
 
 def test_a_cloud_message_that_failed_after_acceptance_shows_why(
@@ -257,10 +553,12 @@ def test_a_cloud_message_that_failed_after_acceptance_shows_why(
             "graphBaseUrl": graph.url,
         }
         instance = admin.create_instance("Cloud shop", engine="cloud", cloud=cloud)["id"]
-        page, problems = open_page(browser, server, viewport={"width": 1280, "height": 900})
+        context = new_context(browser, server, DESKTOP)
+        page, problems = open_page(context)
         sign_in(page)
+        expect(page.locator("#whoami")).to_have_text(ADMIN_EMAIL)
         page.goto(f"/ui/instances#/instances/{instance}/messages")
-        expect(page.locator("#detail-status")).to_have_text("connected")
+        expect(page.locator("#detail-status")).to_have_text("Connected")
         page.fill("#send-form [name=phone]", OUTSIDE_WINDOW_NUMBER)
         page.fill("#send-form [name=message]", "are you still there?")
         page.click("#send-form button[type=submit]")
@@ -274,6 +572,38 @@ def test_a_cloud_message_that_failed_after_acceptance_shows_why(
         expect(page.locator("#chat li.out .failure")).to_contain_text(
             "Re-engagement message (code 131047)"
         )
-        assert expected_console_errors(problems) == []
+        assert unexpected(problems) == []
+        context.close()
     finally:
         graph.close()
+
+
+def test_the_console_sends_strict_security_headers(server: Server) -> None:
+    client = server.client()
+    for path in ("/ui/instances", "/ui/static/js/main.js", "/ui/static/console.css"):
+        answer = client.get(path)
+        assert answer.status_code == 200, path
+        policy = answer.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "'unsafe-inline'" not in policy
+        assert "frame-ancestors 'none'" in policy and "default-src 'none'" in policy
+        assert answer.headers["x-frame-options"] == "DENY"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["referrer-policy"] == "no-referrer"
+    assert "javascript" in client.get("/ui/static/js/main.js").headers["content-type"]
+    assert client.get("/ui/static/icon.svg").headers["content-type"] == "image/svg+xml"
+    for path in ("/ui", "/ui/"):
+        answer = client.get(path)
+        assert answer.status_code in (302, 307) and answer.headers["location"] == "/ui/instances"
+    missing = client.get("/ui/static/nothing.js")
+    assert missing.status_code == 404
+
+
+def test_the_page_has_no_inline_code_and_keeps_no_credentials() -> None:
+    html = (UI_DIR / "index.html").read_text()
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html), "inline script"
+    assert not re.search(r"\son[a-z]+=", html), "inline event handler"
+    assert not re.search(r"\sstyle=", html), "inline style"
+    scripts = " ".join(p.read_text() for p in (UI_DIR / "js").glob("*.js"))
+    # The session is an HttpOnly cookie; the page stores nothing and holds no token.
+    for storage in ("localStorage", "sessionStorage", "document.cookie", "Authorization"):
+        assert storage not in scripts, storage

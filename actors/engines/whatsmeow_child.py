@@ -138,7 +138,8 @@ def map_message(
     chat, participant, phone, lid = where
     message = event.Message
     body = message.conversation or message.extendedTextMessage.text
-    kind, media = "text", None
+    kind: str = "text"
+    media: f.MediaInfo | None = None
     for field, name in MEDIA_KINDS.items():
         if message.HasField(field):
             part = getattr(message, field)
@@ -347,7 +348,7 @@ def outgoing_kind(path: str, declared: str) -> tuple[str, str, bool]:
 # -- the spool ---------------------------------------------------------------------------
 
 
-class Mark(f.Frame, tag="mark"):
+class Mark(f.Frame, tag="mark", frozen=True):
     """The spool's first record: the sequence number the next report gets."""
 
     next: int
@@ -409,7 +410,7 @@ class Spool:
         import msgspec
 
         with self._lock:
-            frame = msgspec.structs.replace(frame, seq=self._next)  # type: ignore[type-var]
+            frame = msgspec.structs.replace(frame, seq=self._next)
             self._next += 1
             self._file.write(encode(frame))
             self._file.flush()
@@ -466,7 +467,7 @@ def new_client(session_db: Path, on_login_status: Callable[[str], None]) -> Any:
     """A neonize client whose QR channel's end (`timeout`, `err-...`) reaches us."""
     from neonize.client import NewClient
 
-    class Client(NewClient):  # type: ignore[misc]
+    class Client(NewClient):
         # neonize passes its QR channel's final event to a private callback that prints a
         # pointer; name-mangled, so it can be overridden as `_NewClient__onLoginStatus`.
         def _NewClient__onLoginStatus(self, uuid: int, status: int) -> None:
@@ -735,7 +736,7 @@ def _jid(to: str) -> Any:
     return build_jid(user, server or USER_SERVER)
 
 
-class Injected(f.Frame, tag="inject", kw_only=True):
+class Injected(f.Frame, tag="inject", kw_only=True, frozen=True):
     """A neonize event for a test to push through neonize's own dispatch (`code` from
     neonize.events.EVENT_TO_INT), or a QR code (`code` -1) or a QR channel end (-2)."""
 

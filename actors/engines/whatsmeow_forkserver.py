@@ -44,28 +44,28 @@ MAX_MESSAGE = 64 * 1024
 PR_SET_PDEATHSIG = 1
 
 
-class Spawn(f.Frame, tag="spawn"):
+class Spawn(f.Frame, tag="spawn", frozen=True):
     id: int
     session_dir: str
     uploads_dir: str
     max_size: int
 
 
-class Kill(f.Frame, tag="kill"):
+class Kill(f.Frame, tag="kill", frozen=True):
     pid: int
     signal: int
 
 
-class Started(f.Frame, tag="started"):
+class Started(f.Frame, tag="started", frozen=True):
     pid: int
 
 
-class Spawned(f.Frame, tag="spawned"):
+class Spawned(f.Frame, tag="spawned", frozen=True):
     id: int
     pid: int
 
 
-class Exited(f.Frame, tag="exited"):
+class Exited(f.Frame, tag="exited", frozen=True):
     pid: int
     code: int
 
@@ -94,11 +94,11 @@ def serve(control: socket.socket) -> None:
     control.send(_encoder.encode(Started(pid=os.getpid())))
     while True:
         _reap(control, children)
-        readable, _, _ = select.select([control, wake_r], [], [])
+        readable, _, _ = select.select([control.fileno(), wake_r], [], [])
         if wake_r in readable:
             with contextlib.suppress(BlockingIOError):
                 os.read(wake_r, 4096)
-        if control not in readable:
+        if control.fileno() not in readable:
             continue
         try:
             data, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE, 2)

@@ -16,6 +16,7 @@ import importlib.util
 import sys
 import threading
 from types import ModuleType
+from typing import Any
 
 # Everything neonize.client imports, short of neonize._binder (the Go library).
 _MODULES = (
@@ -46,7 +47,7 @@ def prepare() -> None:
         sys.modules["neonize"] = package
     for name in _MODULES:
         importlib.import_module(name)
-    platform = sys.modules["neonize.utils.platform"]
+    platform: Any = sys.modules["neonize.utils.platform"]
     if not hasattr(platform.generated_name, "cache_info"):
         # neonize names its library with `os.popen("uname -a")` and never waits for the
         # shell, which stays a zombie for the life of the process: ask once, here.
@@ -63,7 +64,7 @@ def complete() -> ModuleType:
     if not hasattr(package, "NewClient"):
         spec = package.__spec__
         assert spec is not None and spec.loader is not None
-        log = sys.modules.get("neonize.utils.log")
+        log: Any = sys.modules.get("neonize.utils.log")
         if log is not None and not log._thread.is_alive():
             # Forked from a process whose neonize log thread does not come along.
             log._thread = threading.Thread(target=log._worker, daemon=True)

@@ -46,13 +46,19 @@ class WebhookActor(BridgedActor):
         self.service.call(self.service.unwatch(instance_id)).result(timeout=10)
 
     def replay(
-        self, instance_id: str, after: int, until: int | None, since: datetime | None
+        self,
+        instance_id: str,
+        after: int,
+        until: int | None,
+        since: datetime | None,
+        only: frozenset[int] | None = None,
     ) -> tuple[int, int | None]:
-        """Re-send an instance's events in a range (one replay at a time, bounded); return
-        how many will be sent and where the rest of the range starts (None: no rest)."""
-        return self.service.call(self.service.replay(instance_id, after, until, since)).result(
-            timeout=30
-        )
+        """Re-send an instance's events in a range (one replay at a time, bounded), only
+        those at the positions `only` if given; return how many will be sent and where the
+        rest of the range starts (None: no rest)."""
+        return self.service.call(
+            self.service.replay(instance_id, after, until, since, only)
+        ).result(timeout=30)
 
 
 class WebhookProxy(ActorMemberMixin, pykka.ActorProxy[WebhookActor]):

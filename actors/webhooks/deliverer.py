@@ -35,12 +35,20 @@ READ_PAGE = 50
 @dataclass
 class Replay:
     """A range of an instance's events to send again: after `position` up to `until`
-    (inclusive), those stored at or after `since`; `left` is how many may still go."""
+    (inclusive), those stored at or after `since` (and, given `only`, at those positions);
+    `left` is how many may still go."""
 
     position: int
     until: int
     since: datetime | None
     left: int
+    only: frozenset[int] | None = None
+
+    def skips(self, position: int, event: Any) -> bool:
+        """Whether the event at `position` is in the range but not to be sent again."""
+        if self.only is not None and position not in self.only:
+            return True
+        return self.since is not None and event.timestamp < self.since
 
 
 def delivers(settings: dict[str, Any]) -> bool:
@@ -176,7 +184,7 @@ class Deliverer:
             if notification.id > replay.until or replay.left <= 0:
                 break
             replay.position = notification.id
-            if replay.since is not None and event.timestamp < replay.since:
+            if replay.skips(notification.id, event):
                 continue
             body = self.body_for(event)
             if body is not None:
@@ -267,18 +275,22 @@ class Deliverer:
         replay: bool,
     ) -> None:
         assert self.log is not None
-        common = dict(
-            instance_id=self.instance_id,
-            position=position,
-            event_type=event_type,
-            delivery_id=delivery,
-            attempts=attempts,
-            replay=replay,
-        )
         if outcome == "delivered":
-            self.log.delivered(status_code=status, **common)
+            assert status is not None  # a delivery is an answer with a status
+            self.log.delivered(
+                self.instance_id, position, event_type, delivery, attempts, status, replay
+            )
         else:
-            self.log.failed(status_code=status, error=error[:500], **common)
+            self.log.failed(
+                self.instance_id,
+                position,
+                event_type,
+                delivery,
+                attempts,
+                status,
+                error[:500],
+                replay,
+            )
         if self.broken is not None:
             raise self.broken
         # Queued, not awaited: the next delivery goes out while this outcome is stored.

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from eventsourcing.persistence import Notification
-from eventsourcing.utils import get_topic
 
+from domain import events
 from domain.instance import Instance
 
 log = logging.getLogger(__name__)
@@ -26,11 +26,7 @@ BACKSTOP_PAGE = 500
 
 #: Every instance event wakes its deliverer (even those it sends nothing for: it must
 #: move past them, and an `Instance.Deleted` ends it).
-INSTANCE_TOPICS = tuple(
-    get_topic(cls)
-    for cls in vars(Instance).values()
-    if isinstance(cls, type) and issubclass(cls, Instance.Event) and cls is not Instance.Event
-)
+INSTANCE_TOPICS = tuple(sorted(events.topics_of(Instance)))
 
 Notice = Callable[[str, int], None]  # (instance id, position) of a newly stored event
 

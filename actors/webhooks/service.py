@@ -13,13 +13,15 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
-from uuid import UUID
+from uuid import UUID, uuid4
+
+import msgspec
 
 from actors.outbound import OutboundHTTP
 from actors.webhooks.deliverer import READ_PAGE, Deliverer, Replay, delivers
-from actors.webhooks.poster import WebhookPoster
+from actors.webhooks.poster import Attempt, WebhookPoster
 from domain.webhook import WebhookLog
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,9 @@ class Cursors(Protocol):
 
     def close(self) -> None:
         """Release the connection."""
+
+
+TEST_EVENT = "webhook_test"  # what "send a test event" sends; never a domain event
 
 
 class ReplayRunning(Exception):
@@ -241,24 +246,31 @@ class WebhookService:
             deliverer.update(version, settings)
 
     async def replay(
-        self, instance_id: str, after: int, until: int | None, since: datetime | None
+        self,
+        instance_id: str,
+        after: int,
+        until: int | None,
+        since: datetime | None,
+        only: frozenset[int] | None = None,
     ) -> tuple[int, int | None]:
         """Re-send an instance's events in a range (marked as replays), at most
-        `replay_limit` of them, by its deliverer between its own deliveries. Return how
-        many, and the position to replay from for the rest (None if there is no rest)."""
+        `replay_limit` of them, by its deliverer between its own deliveries; given `only`,
+        just the events at those positions. Return how many, and the position to replay
+        from for the rest (None if there is no rest)."""
         deliverer = self.deliverers.get(instance_id)
         if deliverer is None or deliverer.log is None:
             raise LookupError("webhook delivery is not running for this instance")
         if deliverer.replay is not None:
             raise ReplayRunning("A replay of this instance's webhooks is still being sent")
         limit = self.defaults.replay_limit
+        wanted = Replay(after, until or 0, since, limit, only)
         count, position, rest = 0, after, None
         while rest is None:
             page = await self.run_blocking(self.read, instance_id, position, READ_PAGE)
             for notification, event in page:
                 if until is not None and notification.id > until:
                     break
-                if since is not None and event.timestamp < since:
+                if wanted.skips(notification.id, event):
                     position = notification.id
                     continue
                 if deliverer.body_for(event) is not None:
@@ -272,9 +284,26 @@ class WebhookService:
                     continue
             break
         if count:
-            deliverer.replay = Replay(after, position, since, count)
+            deliverer.replay = Replay(after, position, since, count, only)
             deliverer.wake.set()
         return count, rest
+
+    async def send_test(self, instance_id: str) -> Attempt:
+        """POST a `webhook_test` body to the instance's webhook URL now, signed and checked
+        against the address policy as deliveries are, but outside delivery order and not
+        recorded: what the receiver answered. LookupError when there is no URL to try."""
+        loaded = await self.run_blocking(self.load_settings, instance_id)
+        url = loaded[1].get("url") if loaded is not None else None
+        if loaded is None or not url:
+            raise LookupError("This instance has no webhook URL to test")
+        body = {
+            "event": TEST_EVENT,
+            "data": {"instanceId": instance_id, "message": "A test event: nothing happened"},
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds")[:23] + "Z",
+        }
+        return await self.poster.post(
+            url, msgspec.json.encode(body), TEST_EVENT, str(uuid4()), loaded[1].get("secret"), False
+        )
 
     # -- blocking helpers (in the executor) -----------------------------------------------
 

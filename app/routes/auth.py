@@ -1,19 +1,35 @@
-"""Sign in, who am I, change my password, rotate my API key."""
+"""Sign in, who am I, change my password, rotate my API key; and the web console's cookie
+session (see app/sessions.py)."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.answers import ApiKey, Done, Me, SignedIn, SignedInUser, answer
+from app.answers import (
+    ApiKey,
+    ConsoleSession,
+    Done,
+    Me,
+    PasswordChanged,
+    SignedIn,
+    SignedInUser,
+    answer,
+)
 from app.auth import api_key_hash, hash_password, new_api_key, unauthorized, verify_password
 from app.context import Context
 from app.errors import ApiError
 from app.openapi import doc
 from app.schemas import ChangePassword, Login, parse
+from app.sessions import Sessions, clear_cookie, set_cookie
+from domain.session import Session
+from domain.timestamps import iso_ms
 from domain.user import User, user_id_for
 
 
@@ -27,7 +43,18 @@ from domain.user import User, user_id_for
 )
 async def login(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
-    body = await parse(request, Login)
+    user = await _signed_in(ctx, request, await parse(request, Login))
+    return answer(
+        request,
+        SignedIn(
+            token=ctx.auth.issue_token(str(user.id), user.role),
+            user=SignedInUser(**_profile(user), apiKey=ctx.auth.unseal(user.api_key_sealed)),
+        ),
+    )
+
+
+async def _signed_in(ctx: Context, request: Request, body: Login) -> User:
+    """The user these credentials belong to (throttled); 401 for wrong ones."""
     account = body.email.strip().lower()
     address = request.client.host if request.client else "unknown"
     ctx.login_throttle.check(account, address)
@@ -43,40 +70,117 @@ async def login(request: Request) -> Response:
         ctx.login_throttle.failed(account, address)
         raise unauthorized("Wrong e-mail or password")
     ctx.login_throttle.succeeded(account)
-    return answer(
-        request,
-        SignedIn(
-            token=ctx.auth.issue_token(str(user.id), user.role),
-            user=SignedInUser(
-                id=str(user.id),
-                email=user.email,
-                firstName=user.first_name,
-                lastName=user.last_name,
-                role=user.role,
-                apiKey=ctx.auth.unseal(user.api_key_sealed),
-            ),
-        ),
+    return user
+
+
+def _profile(user: User) -> dict[str, Any]:
+    return {
+        "id": str(user.id),
+        "email": user.email,
+        "firstName": user.first_name,
+        "lastName": user.last_name,
+        "role": user.role,
+    }
+
+
+def _me(row: dict[str, Any]) -> Me:
+    return Me(
+        id=row["id"],
+        email=row["email"],
+        firstName=row["first_name"],
+        lastName=row["last_name"],
+        role=row["role"],
     )
+
+
+@doc(
+    "Sign the web console in: an HttpOnly session cookie, and the CSRF token to send with it",
+    "auth",
+    answer=ConsoleSession,
+    body=Login,
+    auth=False,
+    errors=(401, 429),
+)
+async def start_session(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    user = await _signed_in(ctx, request, await parse(request, Login))
+    session = await _new_session(ctx, user)
+    response = answer(request, _session_answer(ctx, session.id, Me(**_profile(user)), session))
+    _set(ctx, request, response, session)
+    return response
+
+
+async def _new_session(ctx: Context, user: User) -> Session:
+    session = _sessions(ctx).start(str(user.id), getattr(user, "token_generation", 0))
+    await ctx.save(session)
+    return session
+
+
+def _set(ctx: Context, request: Request, response: Response, session: Session) -> None:
+    sessions = _sessions(ctx)
+    set_cookie(response, request, sessions.cookie_value(session), sessions.expiration)
+
+
+def _session_answer(ctx: Context, session_id: UUID, user: Me, session: Session) -> ConsoleSession:
+    return ConsoleSession(
+        user=user,
+        csrfToken=_sessions(ctx).csrf_token(session_id),
+        expiresAt=iso_ms(datetime.fromtimestamp(session.expires_at, UTC)),
+    )
+
+
+@doc(
+    "The console session of this browser (from its cookie), with its CSRF token",
+    "auth",
+    answer=ConsoleSession,
+)
+async def current_session(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    principal = ctx.principal(request)
+    if principal.session is None:
+        raise unauthorized("No console session: sign in with POST /api/auth/session")
+    session: Session = await asyncio.to_thread(ctx.store.repository.get, principal.session)
+    user = _me(ctx.user_row(principal.user_id))
+    return answer(request, _session_answer(ctx, principal.session, user, session))
+
+
+@doc(
+    "Sign the web console out: the session ends on every server, the cookie is cleared",
+    "auth",
+    answer=Done,
+)
+async def end_session(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    principal = ctx.principal(request)
+    if principal.session is None:
+        raise ApiError(400, "no_session", "Only a console session can be signed out")
+    await _end(ctx, principal.session, "signed_out")
+    response = answer(request, Done(success=True, message="Signed out"))
+    clear_cookie(response, request)
+    return response
+
+
+async def _end(ctx: Context, session_id: UUID, reason: str) -> None:
+    session: Session = await asyncio.to_thread(ctx.store.repository.get, session_id)
+    if not session.ended:
+        session.end(reason)
+        await ctx.save(session)
+    _sessions(ctx).forget(session_id)
+
+
+def _sessions(ctx: Context) -> Sessions:
+    assert ctx.auth.sessions is not None
+    return ctx.auth.sessions
 
 
 @doc("The signed-in user", "auth", answer=Me)
 async def me(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
-    row = ctx.queries.user(principal.user_id)
-    return answer(
-        request,
-        Me(
-            id=row["id"],
-            email=row["email"],
-            firstName=row["first_name"],
-            lastName=row["last_name"],
-            role=row["role"],
-        ),
-    )
+    return answer(request, _me(ctx.user_row(principal.user_id)))
 
 
-@doc("Change my password", "auth", answer=Done, body=ChangePassword)
+@doc("Change my password", "auth", answer=PasswordChanged, body=ChangePassword)
 async def change_password(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
@@ -87,7 +191,21 @@ async def change_password(request: Request) -> Response:
     new_hash = await asyncio.to_thread(hash_password, body.newPassword)
     user.change_password(new_hash)
     await ctx.save(user)
-    return answer(request, Done(success=True, message="Password changed"))
+    if principal.session is None:
+        return answer(request, PasswordChanged(success=True, message="Password changed"))
+    # The console that changed it stays signed in, under a new session (and cookie).
+    await _end(ctx, principal.session, "password_changed")
+    session = await _new_session(ctx, user)
+    response = answer(
+        request,
+        PasswordChanged(
+            success=True,
+            message="Password changed",
+            csrfToken=_sessions(ctx).csrf_token(session.id),
+        ),
+    )
+    _set(ctx, request, response, session)
+    return response
 
 
 @doc("Rotate my API key (the old one stops working)", "auth", answer=ApiKey)
@@ -108,6 +226,9 @@ _DUMMY_HASH = hash_password("not a real password, only here to spend the same ti
 
 routes = [
     Route("/api/auth/login", login, methods=["POST"]),
+    Route("/api/auth/session", start_session, methods=["POST"]),
+    Route("/api/auth/session", current_session, methods=["GET"]),
+    Route("/api/auth/session", end_session, methods=["DELETE"]),
     Route("/api/auth/me", me, methods=["GET"]),
     Route("/api/auth/password", change_password, methods=["POST"]),
     Route("/api/auth/api-key", rotate_api_key, methods=["POST"]),

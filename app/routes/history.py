@@ -26,12 +26,8 @@ from projections.queries import Window
 
 def _window(request: Request, default_limit: int) -> Window:
     limit, skip = query.paging(request.query_params, default_limit)
-    return Window(
-        limit,
-        skip,
-        query.timestamp(request.query_params, "startDate"),
-        query.timestamp(request.query_params, "endDate"),
-    )
+    start, end = query.window_bounds(request.query_params)
+    return Window(limit, skip, start, end)
 
 
 @doc(
@@ -42,8 +38,8 @@ def _window(request: Request, default_limit: int) -> Window:
         "limit": whole("page size (default 100)", 1, query.MAX_LIMIT),
         "skip": whole("offset", 0, query.MAX_SKIP),
         "actions": "comma-separated actions",
-        "startDate": "ISO 8601",
-        "endDate": "ISO 8601",
+        "startDate": "ISO 8601 (a date alone: from the start of that day)",
+        "endDate": "ISO 8601 (a date alone: to the end of that day)",
     },
 )
 async def activity(request: Request) -> Response:
@@ -72,8 +68,8 @@ async def activity(request: Request) -> Response:
     query={
         "limit": whole("page size (default 50)", 1, query.MAX_LIMIT),
         "skip": whole("offset", 0, query.MAX_SKIP),
-        "startDate": "ISO 8601",
-        "endDate": "ISO 8601",
+        "startDate": "ISO 8601 (a date alone: from the start of that day)",
+        "endDate": "ISO 8601 (a date alone: to the end of that day)",
     },
 )
 async def messages(request: Request) -> Response:

@@ -41,7 +41,7 @@ async def create_user(request: Request) -> Response:
         raise ApiError(
             409, "email_taken", f"A user with e-mail {body.email} exists already"
         ) from None
-    view = views.user(ctx.queries.user(str(user.id)))
+    view = views.user(ctx.user_row(str(user.id)))
     return answer(request, CreatedUser(**structs.asdict(view), apiKey=api_key))
 
 
@@ -81,7 +81,7 @@ async def update_user(request: Request) -> Response:
                 user.change_limits(limits)
 
     await ctx.change_user(row["id"], change)
-    return answer(request, views.user(ctx.queries.user(row["id"])))
+    return answer(request, views.user(ctx.user_row(row["id"])))
 
 
 @doc("Delete (deactivate) a user", "users", answer=Done, admin=True)

@@ -108,6 +108,14 @@ class ReadModelQueries(Protocol):
     def deliveries(self, instance_id: str, status: str | None, window: Window) -> Page:
         """A page of an instance's webhook deliveries, newest first; any status if None."""
 
+    def webhook_outcomes(self, instance_id: str, status: str | None, window: Window) -> Page:
+        """A page of an instance's deliveries, one row per delivery id with its latest
+        outcome, most recent outcome first; `failed` ones are unresolved."""
+
+    def unresolved_webhooks(self, instance_ids: Sequence[str]) -> dict[str, int]:
+        """How many deliveries of each of these instances ended failed and stay so
+        (instances with none are left out)."""
+
     # -- usage --------------------------------------------------------------------
     def usage_of_user(self, user_id: str, since: str | None) -> dict[str, int]:
         """A user's usage from day `since` (YYYY-MM-DD, inclusive; None for all time)."""

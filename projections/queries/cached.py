@@ -27,12 +27,15 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from domain import events
+from domain.instance import Instance
+from domain.user import User
 from projections.queries.base import ReadModelQueries, Row
 
-USER_TOPICS = "domain.user:"
+USER_TOPICS = events.topics_of(User)
 # The instance events that change who owns an instance, or whether it exists.
 OWNERSHIP_TOPICS = frozenset(
-    f"domain.instance:Instance.{name}" for name in ("Created", "Updated", "Deleted")
+    events.topic(cls) for cls in (Instance.Created, Instance.Updated, Instance.Deleted)
 )
 
 
@@ -73,7 +76,7 @@ class CachedReadModels:
         """Forget what events with these topics may have changed."""
         users = owners = False
         for topic in topics:
-            if topic.startswith(USER_TOPICS):
+            if topic in USER_TOPICS:
                 users = True
             elif topic in OWNERSHIP_TOPICS:
                 owners = True
@@ -132,4 +135,4 @@ class CachedReadModels:
 
 def changes_cached(topics: Iterable[str]) -> bool:
     """Whether events with these topics change what `CachedReadModels` keeps."""
-    return any(t.startswith(USER_TOPICS) or t in OWNERSHIP_TOPICS for t in topics)
+    return any(t in USER_TOPICS or t in OWNERSHIP_TOPICS for t in topics)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory, PersistenceError
 from eventsourcing.utils import Environment
@@ -57,7 +58,7 @@ class MongoStorage(StorageProvider):
         with translated_errors():  # a URL pymongo cannot use
             return MongoDatastore(self.url, self.database, self.timeout)
 
-    def infrastructure(self, env: Environment, *, create: bool) -> InfrastructureFactory:
+    def infrastructure(self, env: Environment, *, create: bool) -> InfrastructureFactory[Any]:
         env.update(environment(self.url))
         if not create:
             env["CREATE_TABLE"] = "no"
@@ -74,7 +75,7 @@ class MongoStorage(StorageProvider):
     def cursors(self) -> MongoCursors:
         return MongoCursors(self.datastore.db)
 
-    def details(self) -> dict[str, object]:
+    def details(self) -> dict[str, str]:
         return {"provider": self.name, "replicaSet": self.datastore.replica_set()}
 
     def unavailable(self, error: BaseException) -> StoreUnavailable:

@@ -67,7 +67,7 @@ class MongoReadModels:
     def _aggregate(
         self, table: str, pipeline: list[dict[str, Any]], hint: Keys | None = None
     ) -> list[dict[str, Any]]:
-        extra = {"hint": dict(hint)} if hint else {}  # aggregate takes a hint as a document
+        extra: dict[str, Any] = {"hint": dict(hint)} if hint else {}  # a hint as a document
         return list(self._collections.collection(table).aggregate(pipeline, **extra))
 
     # -- users --------------------------------------------------------------------
@@ -175,6 +175,24 @@ class MongoReadModels:
         if status is not None:
             where["status"] = status
         return self._page("deliveries", where, window)
+
+    def webhook_outcomes(self, instance_id: str, status: str | None, window: Window) -> Page:
+        where: dict[str, Any] = {"instance_id": instance_id}
+        if status is not None:
+            where["status"] = status
+        return self._page("webhook_outcomes", where, window)
+
+    def unresolved_webhooks(self, instance_ids: Sequence[str]) -> dict[str, int]:
+        if not instance_ids:
+            return {}
+        found = self._aggregate(
+            "webhook_outcomes",
+            [
+                {"$match": {"instance_id": {"$in": list(instance_ids)}, "status": "failed"}},
+                {"$group": {"_id": "$instance_id", "n": {"$sum": 1}}},
+            ],
+        )
+        return {doc["_id"]: doc["n"] for doc in found}
 
     def _page(self, table: str, where: dict[str, Any], window: Window, **hint: Any) -> Page:
         created: dict[str, str] = {}

@@ -291,6 +291,8 @@ class MongoRows(Rows):
 class MongoBuilding(Building):
     """Collections of a new generation, put in service by switching the pointer."""
 
+    store: MongoReadModelStore  # the new read models
+
     def __init__(self, live: MongoReadModelStore) -> None:
         self.live = live
         current = live.generation()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
@@ -40,7 +41,7 @@ class SQLiteStorage(StorageProvider):
         self.read_models_path = read_models
         self.cursors_path = cursors
 
-    def infrastructure(self, env: Environment, *, create: bool) -> InfrastructureFactory:
+    def infrastructure(self, env: Environment, *, create: bool) -> InfrastructureFactory[Any]:
         if not create and not self.events.exists():
             raise StoreUnavailable(f"no event store at {self.events}")
         env.update(environment(str(self.events)))
@@ -59,7 +60,7 @@ class SQLiteStorage(StorageProvider):
     def cursors(self) -> SQLiteCursors:
         return SQLiteCursors(self.cursors_path)
 
-    def details(self) -> dict[str, object]:
+    def details(self) -> dict[str, str]:
         return {"provider": self.name}
 
     def unavailable(self, error: BaseException) -> StoreUnavailable:

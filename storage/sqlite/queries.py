@@ -150,6 +150,26 @@ class SqliteReadModels:
             params.append(status)
         return self._page("deliveries", where, params, window)
 
+    def webhook_outcomes(self, instance_id: str, status: str | None, window: Window) -> Page:
+        where, params = ["instance_id = ?"], [instance_id]
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        return self._page("webhook_outcomes", where, params, window)
+
+    def unresolved_webhooks(self, instance_ids: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(instance_ids), 500):  # SQLite's bound parameters are few
+            chunk = list(instance_ids[start : start + 500])
+            found.update(
+                self._db.execute(
+                    "SELECT instance_id, COUNT(*) FROM webhook_outcomes WHERE status = 'failed' "
+                    f"AND instance_id IN ({', '.join('?' * len(chunk))}) GROUP BY instance_id",
+                    chunk,
+                ).fetchall()
+            )
+        return found
+
     def _page(self, table: str, where: list[str], params: list[Any], window: Window) -> Page:
         if window.start:
             where, params = [*where, "created_at >= ?"], [*params, window.start]
@@ -204,4 +224,4 @@ class SqliteReadModels:
             "SELECT COALESCE(SUM(messages_sent), 0) FROM usage WHERE user_id = ? AND day = ?",
             [user_id, day],
         ).fetchone()
-        return sent
+        return int(sent)

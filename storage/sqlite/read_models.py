@@ -112,7 +112,7 @@ class ReadModelStore(ReadModels):
         with self.transaction() as db:
             for table in tables:
                 self.tables[table.name] = table
-                db[table.name].create(
+                db.table(table.name).create(
                     dict(table.columns),
                     pk=table.pk[0] if len(table.pk) == 1 else table.pk,
                     not_null=set(table.counters) or None,
@@ -120,7 +120,9 @@ class ReadModelStore(ReadModels):
                     if_not_exists=True,
                 )
                 for columns, unique in table.indexes:
-                    db[table.name].create_index(list(columns), unique=unique, if_not_exists=True)
+                    db.table(table.name).create_index(
+                        list(columns), unique=unique, if_not_exists=True
+                    )
 
     @translated
     def atomically(self, work: Callable[[Rows], T]) -> T:
@@ -339,7 +341,9 @@ class _Pending:
 
     def send_tail(self, conn: sqlite3.Connection, table: str) -> None:
         """The new rows and upserts, in order, one executemany per run of one statement."""
-        sql, run = "", []
+        sql, run = "", list[Sequence[Any]]()
+        statement: str
+        params: Sequence[Any]
         for item in self.order:
             if type(item) is dict:
                 statement, params = _insert_sql(table, tuple(item)), tuple(item.values())
@@ -414,6 +418,8 @@ def _merge_sql(
 class SQLiteBuilding(Building):
     """A new read-model file beside the one in service (`<stem>.<ns>.db`, `.building` until
     it is complete), swapped in through the pointer file."""
+
+    store: ReadModelStore  # the new read models
 
     def __init__(self, live: ReadModelStore) -> None:
         self.live = live

@@ -1,11 +1,15 @@
-// The console's entry point: sign-in, hash routes (#/instances, #/instances/<id>/<tab>,
-// #/usage, #/admin) and the 2-second poll that keeps the open view live.
+// The console's entry point: the session (a cookie kept across tabs, checked on load),
+// hash routes (#/instances[?filter], #/instances/<id>/<tab>, #/usage, #/account, #/admin),
+// the title and current page of each view, and the 2-second refresh of the open view
+// (the fleet follows the server's stream instead).
 
 import { api, session } from "./api.js";
-import { $, notice, onSubmit, showView } from "./dom.js";
+import { $, $$, notice, onSubmit, showView } from "./dom.js";
+import { accountView } from "./account.js";
 import { adminView } from "./admin.js";
+import { openCreate } from "./create.js";
 import { detailView } from "./detail.js";
-import { instancesView } from "./instances.js";
+import { fleetView } from "./fleet.js";
 import { usageView } from "./usage.js";
 
 const POLL_MS = 2000;
@@ -13,11 +17,13 @@ let view = null;
 let busy = false;
 
 function route() {
-  const [, name = "instances", id, tab] = location.hash.split("/");
-  if (name === "instances" && id) return { name: "detail", view: detailView, args: [id, tab] };
-  if (name === "usage") return { name: "usage", view: usageView, args: [] };
-  if (name === "admin") return { name: "admin", view: adminView, args: [] };
-  return { name: "instances", view: instancesView, args: [] };
+  const [path, query] = location.hash.replace(/^#/, "").split("?");
+  const [, name = "instances", id, tab] = path.split("/");
+  if (name === "instances" && id) return { name: "detail", nav: "instances", view: detailView, args: [id, tab] };
+  if (name === "usage") return { name: "usage", nav: "usage", view: usageView, args: [] };
+  if (name === "account") return { name: "account", nav: "account", view: accountView, args: [] };
+  if (name === "admin" && session.user?.role === "admin") return { name: "admin", nav: "admin", view: adminView, args: [] };
+  return { name: "instances", nav: "instances", view: fleetView, args: [query] };
 }
 
 async function run(step) {
@@ -26,52 +32,71 @@ async function run(step) {
     await step();
     notice(null);
   } catch (error) {
-    if (session.token) notice(error.message);
+    if (session.user && !error.handled) notice(error.message);
   } finally {
     busy = false;
   }
 }
 
 async function navigate() {
-  if (!session.token) return signedOut();
+  if (!session.user) return signedOut();
   const target = route();
+  if (view && view !== target.view) view.leave?.();
   showView(target.name);
+  for (const link of $$("#nav a[data-nav]")) {
+    if (link.dataset.nav === target.nav) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  document.title = `${target.view.title} · WhatsApp API`;
+  const moved = view !== target.view;
   view = target.view;
+  if (moved) $("#main").focus({ preventScroll: true });
   await run(() => view.open(...target.args));
 }
 
-async function signedIn() {
-  const me = await api("/api/auth/me");
-  $("#whoami").textContent = me.email;
-  $("#nav-admin").hidden = me.role !== "admin";
+function signedIn(answer) {
+  session.user = answer.user;
+  session.csrf = answer.csrfToken;
+  $("#whoami").textContent = answer.user.email;
+  $("#nav-admin").hidden = answer.user.role !== "admin";
   $("#nav").hidden = false;
-  await navigate();
+  return navigate();
 }
 
 function signedOut(message) {
-  session.token = null;
+  view?.leave?.();
+  session.user = null;
+  session.csrf = null;
   view = null;
   $("#nav").hidden = true;
   showView("signin");
+  document.title = "Sign in · WhatsApp API";
   notice(message || null);
 }
 
 onSubmit($("#signin-form"), async (data, form) => {
-  const { token } = await api("/api/auth/login", {
+  const answer = await api("/api/auth/session", {
     method: "POST", body: { email: data.get("email"), password: data.get("password") },
   });
-  session.token = token;  // only the token is kept; the rest of the answer is dropped
   form.reset();
   notice(null);
-  await signedIn();
+  await signedIn(answer);
 });
 
-$("#sign-out").addEventListener("click", () => signedOut());
+$("#sign-out").addEventListener("click", async () => {
+  try {
+    await api("/api/auth/session", { method: "DELETE" });
+  } catch { /* signed out already */ }
+  signedOut();
+});
+$("#new-instance").addEventListener("click", openCreate);
 window.addEventListener("signed-out", (event) => signedOut(`Signed out: ${event.detail}`));
 window.addEventListener("hashchange", navigate);
 setInterval(() => {
-  if (view && !busy && !document.hidden) run(() => view.tick());
+  if (view?.tick && !busy && !document.hidden) run(() => view.tick());
 }, POLL_MS);
 
-if (session.token) signedIn().catch((error) => signedOut(error.message));
-else signedOut();
+// Another tab may have signed in already: the cookie says so.
+api("/api/auth/session")
+  .then(signedIn)
+  .catch(() => signedOut());

@@ -1,8 +1,10 @@
-// Pairing: the QR code as an image (fetched with the token, redrawn when a new code arrives),
-// a pairing code by phone number (whatsmeow), and for the sandbox a simulated scan.
+// Pairing, as the engine and the state allow: the QR code as an image (fetched with the
+// session, redrawn when a new code arrives), a pairing code by phone number (whatsmeow),
+// a simulated scan (sandbox), and for the Cloud API what Meta said of the number.
 
 import { api, enc } from "./api.js";
-import { $, onSubmit } from "./dom.js";
+import { $, onSubmit, text, totals } from "./dom.js";
+import { human, statusOf } from "./status.js";
 
 let instance = null;
 let shownCode = null;
@@ -37,15 +39,16 @@ async function showQr() {
   shownCode = code;
 }
 
-function describe({ status, phone, connectionStatus }) {
-  if (status === "connected") return `Connected as +${phone}.`;
-  if (connectionStatus.hasQr) return "Scan this QR code with WhatsApp → Linked devices.";
-  const why = connectionStatus.lastError ? ` Last error: ${connectionStatus.lastError}.` : "";
-  const next = connectionStatus.retryAt
-    ? ` Next attempt ${new Date(connectionStatus.retryAt).toLocaleTimeString()}.`
-    : "";
-  if (status === "outdated") return `WhatsApp refuses this version of the engine: upgrade neonize.${why}`;
-  return `Status: ${status}.${why}${next} A QR code appears here when the instance asks for one.`;
+function describe(current) {
+  const status = statusOf(current);
+  if (status === "connected") return `Connected as +${current.phone}.`;
+  if (current.engine === "cloud") {
+    const { reason } = human(current);
+    return `The Cloud API needs no pairing: the server checks the credentials as it connects. ${human(current).label}${reason ? `: ${reason}` : ""}.`;
+  }
+  if (status === "qr") return "Scan this QR code with WhatsApp → Linked devices.";
+  const { label, reason } = human(current);
+  return `${label}${reason ? `: ${reason}` : ""}. A QR code appears here when the instance asks for one.`;
 }
 
 export const pairPanel = {
@@ -55,30 +58,31 @@ export const pairPanel = {
   },
   async refresh(current) {
     instance = current;
-    const connected = current.status === "connected";
-    $("#pair-state").textContent = describe(current);
-    $("#pairing-form").hidden = connected;
-    $("#scan-form").hidden = connected || current.engine !== "sandbox";
-    if (connected) $("#pairing-code").hidden = true;
-    if (current.connectionStatus.hasQr && !connected) await showQr();
+    const status = statusOf(current);
+    const waiting = status === "qr" || status === "connecting";
+    text($("#pair-state"), describe(current));
+    $("#pairing-form").hidden = !(current.engine === "whatsmeow" && waiting);
+    $("#scan-form").hidden = !(current.engine === "sandbox" && status === "qr");
+    if (status === "connected") $("#pairing-code").hidden = true;
+    const details = current.connectionDetails;
+    $("#cloud-details").hidden = !(current.engine === "cloud" && details);
+    if (current.engine === "cloud" && details) {
+      totals($("#cloud-details"), Object.entries(details)
+        .filter(([, v]) => v !== null && typeof v !== "object")
+        .map(([k, v]) => [k, v]));
+    }
+    if (current.connectionStatus.hasQr && status !== "connected") await showQr();
     else hideQr();
   },
 };
 
 onSubmit($("#pairing-form"), async (data) => {
-  try {
-    const { pairingCode } = await api(`/api/instances/${enc(instance.id)}/pairing-code`, {
-      method: "POST", body: { phone: data.get("phone").trim() },
-    });
-    const node = $("#pairing-code");
-    node.textContent = `On the phone, choose "Link with phone number" and type ${pairingCode}`;
-    node.hidden = false;
-  } catch (error) {
-    if (error.code === "unsupported_by_engine") {
-      error.message = `Pairing codes need the whatsmeow engine; this instance uses ${instance.engine} (${error.message}).`;
-    }
-    throw error;
-  }
+  const { pairingCode } = await api(`/api/instances/${enc(instance.id)}/pairing-code`, {
+    method: "POST", body: { phone: data.get("phone").trim() },
+  });
+  const node = $("#pairing-code");
+  node.textContent = `On the phone, choose "Link with phone number" and type ${pairingCode}`;
+  node.hidden = false;
 });
 
 onSubmit($("#scan-form"), async (data) => {

@@ -1,8 +1,19 @@
-// The smaller instance panels: activity log, usage chart and the settings form.
+// The smaller instance panels: the activity log (by kind), the usage chart and settings.
 
 import { api, enc } from "./api.js";
-import { $, el, onSubmit, totals, when } from "./dom.js";
+import { $, el, keyed, onSubmit, text, totals, when } from "./dom.js";
 import { barChart, dailySeries, monthDays } from "./charts.js";
+
+// The activity actions of each kind the filter offers.
+const KINDS = {
+  connection: [
+    "connection_requested", "reconnect_requested", "qr_received", "qr_expired", "connection_opened",
+    "connection_closed", "temporary_ban", "logged_out", "client_outdated", "account_update",
+    "platform_error",
+  ],
+  messages: ["message_sent", "message_received", "message_failed", "send_failed", "quota_exceeded"],
+  webhooks: ["webhook_failed", "webhook_delivered"],
+};
 
 function summary(details) {
   return Object.entries(details || {})
@@ -11,25 +22,43 @@ function summary(details) {
     .join(", ");
 }
 
+let activityOf = null;
+
 export const activityPanel = {
+  reset() {
+    $("#activity").replaceChildren();
+    $("#activity-kind").value = "";
+  },
   async refresh(instance) {
-    const { logs } = await api(`/api/instances/${enc(instance.id)}/activity?limit=50`);
-    $("#activity").replaceChildren(...logs.map((entry) =>
-      el("li", {},
+    activityOf = instance;
+    const kind = $("#activity-kind").value;
+    const actions = kind ? `&actions=${KINDS[kind].join(",")}` : "";
+    const { logs } = await api(`/api/instances/${enc(instance.id)}/activity?limit=50${actions}`);
+    keyed($("#activity"), logs, (entry) => entry.id, (entry) =>
+      el("li", { "data-action": entry.action },
         el("time", { datetime: entry.createdAt }, when(entry.createdAt)),
         el("strong", {}, entry.action),
         el("span", { class: "muted" }, summary(entry.details)),
-      )));
+      ));
+    $("#activity-empty").hidden = logs.length > 0;
   },
 };
+
+$("#activity-kind").addEventListener("change", () => {
+  if (activityOf) activityPanel.refresh(activityOf).catch(() => {});
+});
 
 export const usagePanel = {
   async refresh(instance) {
     const { usage } = await api(`/api/stats/instances/${enc(instance.id)}?period=month`);
     const days = monthDays();
-    $("#instance-chart").replaceChildren(
-      barChart(days.map((d) => d.slice(8)), dailySeries(days, usage.dailyStats), "Messages per day"),
-    );
+    const series = dailySeries(days, usage.dailyStats);
+    const chart = $("#instance-chart");
+    const signature = JSON.stringify(series);
+    if (chart.dataset.shown !== signature) {
+      chart.dataset.shown = signature;
+      chart.replaceChildren(barChart(days.map((d) => d.slice(8)), series, "Messages per day this month", "Day", chart));
+    }
     totals($("#instance-totals"), [
       ["Sent", usage.messagesSent], ["Received", usage.messagesReceived],
       ["Media sent", usage.mediaSent], ["Webhooks sent", usage.webhookSent],
@@ -41,7 +70,7 @@ export const usagePanel = {
 let editing = null;
 
 export const settingsPanel = {
-  // Filled once when the tab opens, so that polling never overwrites what is being typed.
+  // Filled once when the tab opens, so that live updates never overwrite what is typed.
   async open(instance) {
     editing = instance;
     const form = $("#settings-form").elements;
@@ -84,4 +113,5 @@ onSubmit($("#settings-form"), async (data, node) => {
   });
   await settingsPanel.open(updated);
   $("[data-ok]", node).hidden = false;
+  text($("#detail-name"), updated.name);
 });
