@@ -7,6 +7,7 @@ import contextlib
 import importlib.util
 import logging
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from importlib.metadata import version
 from typing import Any
@@ -350,7 +351,12 @@ def _start_serving(
     live = [UUID(row["id"]) for row in queries.live_instances() if row["engine"] in engines]
     ctx.webhook_service = webhook_service
     if node is None:
-        supervisor.proxy().start_all(live).get()
+        start_gate.hold()  # every actor queues its start first: the most recent goes first
+        try:
+            supervisor.proxy().start_all(live).get()
+            _wait_for_actors(registry, live, STARTUP_QUEUE_WAIT)
+        finally:
+            start_gate.release()
         ctx.webhooks = WebhookActor.start(webhook_service, [str(i) for i in live])
     else:  # the node starts what it takes (its webhooks with it), as it takes it
         webhook_service.owns = node.holds
@@ -439,6 +445,24 @@ def _check_read_model_shape(store: EventStore, read_models: ReadModels) -> None:
     log.warning("read models were made by other projections (%s); rebuilding them", signature)
     result = rebuild(store, read_models)
     log.info("rebuilt read models: %d events in %.1f s", result.events, result.seconds)
+
+
+# How long start-up waits for the actors to queue their engine starts (loading each one's
+# aggregate) before the start gate serves the queue as it is.
+STARTUP_QUEUE_WAIT = 10.0
+
+
+def _wait_for_actors(registry: dict[UUID, Any], ids: list[UUID], timeout: float) -> None:
+    """Wait until these actors have started (an actor answers once its on_start is done:
+    any attribute read through its proxy goes through its mailbox)."""
+    deadline = time.monotonic() + timeout
+    for instance_id in ids:
+        ref = registry.get(instance_id)
+        left = deadline - time.monotonic()
+        if ref is None or left <= 0:
+            continue
+        with contextlib.suppress(Exception):  # a crashed actor is the supervisor's to restart
+            ref.proxy().instance_id.get(timeout=left)
 
 
 def _seed_admin(ctx: Context) -> None:

@@ -649,3 +649,28 @@ def test_a_report_to_a_restarting_instance_does_not_stop_the_engine(tmp_path: Pa
     wait_until(lambda: any(isinstance(r, Connected) for r in reports), 10)
     assert reports[0] == "dropped"
     engine.disconnect()
+
+
+def test_a_held_start_gate_serves_the_most_recent_first() -> None:
+    # At start-up every actor queues its start while the gate is held; the first start
+    # served must be the most recently active one, not whichever actor loaded first.
+    from actors.engines.startgate import StartGate
+
+    gate = StartGate(concurrency=1, jitter=0)
+    order: list[float] = []
+
+    def start(ticket: Any) -> None:
+        order.append(ticket.priority)
+        ticket.settle()
+
+    try:
+        gate.hold()
+        for priority in (1.0, 3.0, 2.0):  # the order the actors happened to load in
+            gate.submit(priority, start)
+        time.sleep(0.2)
+        assert order == [] and gate.starting == 3  # held: queued, none served
+        gate.release()
+        wait_until(lambda: len(order) == 3, 10)
+        assert order == [3.0, 2.0, 1.0]
+    finally:
+        gate.close()

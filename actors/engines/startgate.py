@@ -4,7 +4,9 @@ A server with a thousand stored sessions would otherwise start a thousand whatsm
 children at once (each a process that loads a Go runtime and dials WhatsApp). Starts
 wait in a queue, the most recently active instance first, and each takes its turn
 after a small random delay; a start holds its place until the engine says it has
-settled (connected, showing a QR code, or failed) or `timeout` passes.
+settled (connected, showing a QR code, or failed) or `timeout` passes. At server
+start-up the gate is held while every instance's actor queues its start, so that the
+first start served is the most recently active one too, not whichever actor loaded first.
 """
 
 from __future__ import annotations
@@ -52,6 +54,17 @@ class StartGate:
         self._running = 0
         self._threads: list[threading.Thread] = []
         self._closed = False
+        self._held = False
+
+    def hold(self) -> None:
+        """Queue starts without serving them until `release`."""
+        with self._cond:
+            self._held = True
+
+    def release(self) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
 
     def submit(self, priority: float, start: Callable[[Ticket], None]) -> Ticket:
         """Queue `start` (called with its ticket from a gate thread); a higher priority
@@ -89,7 +102,7 @@ class StartGate:
     def _serve(self) -> None:
         while True:
             with self._cond:
-                while not self._heap and not self._closed:
+                while (not self._heap or self._held) and not self._closed:
                     self._cond.wait()
                 if self._closed:
                     return
