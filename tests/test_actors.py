@@ -521,8 +521,7 @@ def paired_actor(world: World, engine: type[SandboxEngine], phone: str) -> Itera
         instance.id,
         world.load,
         world.committer,
-        lambda i, emit: engine(world.network, world.root / str(i.id), "A", emit),
-        SNAPSHOT_INTERVAL,
+        lambda i, emit: engine.for_instance(world.network, i, emit),
         lambda *_: None,
     )
     try:
