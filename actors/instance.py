@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 from uuid import UUID
 
@@ -49,7 +50,7 @@ from actors.engines.capabilities import (
     Pairing,
     SandboxControls,
 )
-from domain.instance import Instance, InstanceError, SendOutcomeUnknown
+from domain.instance import IdempotencyKeyReused, Instance, InstanceError, SendOutcomeUnknown
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +117,27 @@ class _SendFinished:
 
 
 @dataclass(frozen=True)
+class _Key:
+    """A send's idempotency key (None: none), the fingerprint of its request, and the file
+    it brought (removed if an earlier send with the key answers instead)."""
+
+    name: str | None
+    fingerprint: str | None = None
+    unused: str | None = None
+
+    def discard(self) -> None:
+        """This request sends nothing: the file it brought is not needed."""
+        if self.unused is not None:
+            Path(self.unused).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
 class _Started:
     to: str
     kind: str
     body: str
     media: dict[str, Any] | None
-    key: str | None
+    key: _Key
     outcome: Future[Outcome[str]]
 
 
@@ -148,7 +164,7 @@ class InstanceActor(BridgedActor):
         self._qr_seen_at = 0.0
         self._ban_timer: threading.Timer | None = None
         self._recent: OrderedDict[tuple[str, ...], None] = OrderedDict()
-        self._in_flight: dict[str, Future[Outcome[str]]] = {}
+        self._in_flight: dict[str, _Started] = {}  # sends under way, by idempotency key
         self._epoch = 0  # reloads from the store after a failed commit
 
     # -- lifecycle ------------------------------------------------------------------
@@ -159,7 +175,10 @@ class InstanceActor(BridgedActor):
             self.engine = self._engine_factory(self.instance, self.actor_ref.tell)
             if self.instance.status == "banned":
                 self._wait_for_ban()
-            elif not self.instance.deleted and self.instance.status != "logged_out":
+            elif not self.instance.deleted and self.instance.status not in (
+                "logged_out",
+                "disabled",
+            ):
                 self._connect("start")
         except Exception as error:
             # pykka stops an actor whose on_start fails without calling on_failure:
@@ -201,8 +220,8 @@ class InstanceActor(BridgedActor):
         if isinstance(message, _SendFinished):
             self._send_finished(message)
             return
-        if self.instance.deleted:
-            return
+        if self.instance.deleted or self.instance.disabled:
+            return  # a stopped engine's last words change nothing
         ack: Ack | None = getattr(message, "ack", None)
         if self.instance.seen(getattr(message, "spool_seq", None)):
             if ack is not None:
@@ -318,26 +337,34 @@ class InstanceActor(BridgedActor):
 
     # -- commands (proxy calls) -------------------------------------------------------
 
-    def send_text(self, to: str, text: str, idempotency_key: str | None) -> Outcome[str]:
-        """Send text to a JID; answer with the message id once MessageSent is stored."""
+    def send_text(
+        self, to: str, text: str, idempotency_key: str | None, fingerprint: str | None = None
+    ) -> Outcome[str]:
+        """Send text to a JID; answer with the message id once MessageSent is stored.
+        `fingerprint` identifies the request, so a reused idempotency key is told apart."""
         engine = self.engine
+        key = _Key(idempotency_key, fingerprint)
         if isinstance(engine, ConcurrentSends):
-            return self._start(
-                to, idempotency_key, lambda: engine.start_text(to, text), "text", text, None
-            )
-        return self._send(
-            to, idempotency_key, lambda: self.engine.send_text(to, text), "text", text, None
-        )
+            return self._start(to, key, lambda: engine.start_text(to, text), "text", text, None)
+        return self._send(to, key, lambda: self.engine.send_text(to, text), "text", text, None)
 
     def send_media(
-        self, to: str, media: Media, caption: str, idempotency_key: str | None
+        self,
+        to: str,
+        media: Media,
+        caption: str,
+        idempotency_key: str | None,
+        fingerprint: str | None = None,
     ) -> Outcome[str]:
-        """Send a file we hold to a JID; answer once MessageSent is stored."""
+        """Send a file we hold to a JID; answer once MessageSent is stored. A send the
+        idempotency key made already answers with its message, and the file this request
+        brought (used by no message) is removed."""
         engine = self.engine
+        key = _Key(idempotency_key, fingerprint, unused=media.path)
         if isinstance(engine, ConcurrentSends):
             return self._start(
                 to,
-                idempotency_key,
+                key,
                 lambda: engine.start_media(to, media, caption),
                 media.kind,
                 caption,
@@ -345,12 +372,22 @@ class InstanceActor(BridgedActor):
             )
         return self._send(
             to,
-            idempotency_key,
+            key,
             lambda: self.engine.send_media(to, media, caption),
             media.kind,
             caption,
             media.describe(),
         )
+
+    def check_send(self, idempotency_key: str | None, fingerprint: str | None) -> str | None:
+        """Before a send fetches or keeps a file: the message id an earlier send with this
+        key produced (IdempotencyKeyReused if it was another request, SendOutcomeUnknown if
+        its outcome is unknown), or None when a send can go ahead now (InstanceNotConnected
+        if it cannot)."""
+        earlier = self.instance.check_send_key(idempotency_key, fingerprint)
+        if earlier is None:
+            self.instance.check_connected()
+        return earlier
 
     def update(self, changes: dict[str, Any]) -> Outcome[tuple[int, dict[str, Any]]]:
         """Change settings (name, webhook, engine settings); the value is the webhook
@@ -363,12 +400,34 @@ class InstanceActor(BridgedActor):
             # New credentials or proxy: a new engine, connected afresh.
             self.engine.disconnect()
             self.engine = self._engine_factory(self.instance, self.actor_ref.tell)
-            commit = self._connect("settings_changed")
-        return Outcome((self.instance.version, dict(self.instance.webhook)), commit)
+            if not self.instance.disabled:
+                commit = self._connect("settings_changed")
+        return Outcome(self._webhook_delivery(), commit)
+
+    def disable(self, reason: str) -> Outcome[tuple[int, dict[str, Any]]]:
+        """Stop the engine and keep it stopped (the owner was deactivated); the value is
+        the webhook settings from now on (off), with the version they are from."""
+        self.instance.check_not_deleted()
+        if self.instance.disabled:
+            return Outcome(self._webhook_delivery())
+        self.engine.disconnect()
+        self.instance.disable(reason)
+        return Outcome(self._webhook_delivery(), self._record())
+
+    def enable(self) -> Outcome[tuple[int, dict[str, Any]]]:
+        """Start again after `disable` (the owner was reactivated); the value as for disable."""
+        self.instance.check_not_deleted()
+        if not self.instance.disabled:
+            return Outcome(self._webhook_delivery())
+        self.instance.enable()
+        commit = self._record()
+        if self.instance.status != "logged_out":
+            commit = self._connect("enabled")
+        return Outcome(self._webhook_delivery(), commit)
 
     def reconnect(self) -> Outcome[None]:
         """Drop the connection, if any, and connect again."""
-        self.instance.check_not_deleted()
+        self.instance.check_enabled()
         self.engine.disconnect()
         if self.instance.status == "connected":
             self.instance.close_connection("reconnect_requested", will_reconnect=True)
@@ -377,7 +436,7 @@ class InstanceActor(BridgedActor):
     def logout(self) -> Outcome[bool | None]:
         """Unlink the WhatsApp session; the value says whether WhatsApp was told (None:
         nothing was linked), so that a caller knows to unlink the device by hand."""
-        self.instance.check_not_deleted()
+        self.instance.check_enabled()
         unlinked = self.engine.logout()
         # The engine reports LoggedOut; record it now so the answer reflects it.
         if self.instance.status != "logged_out":
@@ -385,11 +444,18 @@ class InstanceActor(BridgedActor):
         return Outcome(unlinked, self._record())
 
     def delete(self) -> Outcome[None]:
-        """Forget the session and mark the instance deleted; the actor then stops."""
+        """Mark the instance deleted, then forget its session; the actor then stops.
+
+        `Deleted` is durable before a file is touched: a crash in between leaves a deleted
+        instance whose files the next start removes (`remove_deleted_sessions`), never an
+        instance that lives on without its pairing."""
         self.instance.check_not_deleted()
-        self.engine.forget()
+        self.engine.disconnect()
         self.instance.delete()
         commit = self._record()
+        assert commit is not None
+        commit.result(timeout=60)  # raises if it was not stored: then nothing is removed
+        self.engine.forget()
         self.actor_ref.stop(block=False)
         return Outcome(None, commit)
 
@@ -503,14 +569,30 @@ class InstanceActor(BridgedActor):
         )
 
     def _live_engine(self) -> tuple[Engine, str]:
-        """The engine and its name, for a capability's `of` (not once deleted)."""
-        self.instance.check_not_deleted()
+        """The engine and its name, for a capability's `of` (not once deleted or disabled)."""
+        self.instance.check_enabled()
         return self.engine, self.instance.engine
+
+    def _webhook_delivery(self) -> tuple[int, dict[str, Any]]:
+        return self.instance.version, self.instance.webhook_delivery()
+
+    def _earlier(self, key: _Key) -> str | None:
+        """The message an earlier send with this key produced (its request's file, if any,
+        is then not needed); IdempotencyKeyReused if that send had another request,
+        SendOutcomeUnknown if a send with it started and its outcome is unknown."""
+        try:
+            earlier = self.instance.check_send_key(key.name, key.fingerprint)
+        except SendOutcomeUnknown:
+            key.discard()
+            raise
+        if earlier is not None:
+            key.discard()
+        return earlier
 
     def _send(
         self,
         to: str,
-        key: str | None,
+        key: _Key,
         send: Callable[[], Sent],
         kind: str,
         body: str,
@@ -530,14 +612,15 @@ class InstanceActor(BridgedActor):
             body=body,
             media=media,
             sent_at=sent.timestamp,
-            idempotency_key=key,
+            idempotency_key=key.name,
+            idempotency_fingerprint=key.fingerprint,
         )
         return Outcome(sent.message_id, self._record())
 
     def _start(
         self,
         to: str,
-        key: str | None,
+        key: _Key,
         start: Callable[[], Future[Sent]],
         kind: str,
         body: str,
@@ -546,8 +629,17 @@ class InstanceActor(BridgedActor):
         """A send the engine runs without this actor: the actor goes on with its mailbox
         while the network answers, and records the message when it has (`_SendFinished`).
         A send with the idempotency key of one in flight shares its outcome."""
-        if key is not None and key in self._in_flight:
-            return Outcome("", later=self._in_flight[key])
+        flying = self._in_flight.get(key.name) if key.name is not None else None
+        if flying is not None:
+            if None not in (flying.key.fingerprint, key.fingerprint) and (
+                flying.key.fingerprint != key.fingerprint
+            ):
+                raise IdempotencyKeyReused(
+                    f"Idempotency-Key '{key.name}' is in use by a different request that is "
+                    "being sent; use a new key for a new message"
+                )
+            key.discard()
+            return Outcome("", later=flying.outcome)
         earlier = self._begin_send(to, key, kind)
         if earlier is not None:
             return Outcome(earlier)
@@ -556,8 +648,8 @@ class InstanceActor(BridgedActor):
             network = start()
         except EngineError as error:
             raise self._send_failed(key, error) from None
-        if key is not None:
-            self._in_flight[key] = started.outcome
+        if key.name is not None:
+            self._in_flight[key.name] = started
         me = self.actor_ref
 
         def answered(done: Future[Sent]) -> None:
@@ -572,8 +664,8 @@ class InstanceActor(BridgedActor):
 
     def _send_finished(self, finished: _SendFinished) -> None:
         started = finished.started
-        if started.key is not None:
-            self._in_flight.pop(started.key, None)
+        if started.key.name is not None:
+            self._in_flight.pop(started.key.name, None)
         if finished.sent is None:
             error = finished.error or RuntimeError("send failed")
             if isinstance(error, EngineError) and not self.instance.deleted:
@@ -591,7 +683,8 @@ class InstanceActor(BridgedActor):
                 body=started.body,
                 media=started.media,
                 sent_at=sent.timestamp,
-                idempotency_key=started.key,
+                idempotency_key=started.key.name,
+                idempotency_fingerprint=started.key.fingerprint,
                 accepted=True,
             )
         except InstanceError as error:
@@ -599,34 +692,34 @@ class InstanceActor(BridgedActor):
             return
         started.outcome.set_result(Outcome(sent.message_id, self._record()))
 
-    def _begin_send(self, to: str, key: str | None, kind: str) -> str | None:
+    def _begin_send(self, to: str, key: _Key, kind: str) -> str | None:
         """Check a send before it goes out: the message id of an earlier send with its
         key (then nothing is sent), else None once a keyed send is durably started."""
         instance = self.instance
-        earlier = instance.check_send_key(key)
+        earlier = self._earlier(key)
         if earlier is not None:
             return earlier
         instance.check_connected()
         self._check_addressable(to)
-        if key:
+        if key.name:
             # Durable before the engine sends: after a crash the key is known to be in
             # flight, and a retry gets "outcome unknown" instead of a second message.
-            instance.start_send(key, to, kind)
+            instance.start_send(key.name, to, kind, key.fingerprint)
             self._durable(self._record())
         return None
 
-    def _send_failed(self, key: str | None, error: EngineError) -> InstanceError | EngineError:
+    def _send_failed(self, key: _Key, error: EngineError) -> InstanceError | EngineError:
         """Record how a send ended without an answer; the error to give the caller."""
         instance = self.instance
         if isinstance(error, OutcomeUnknown):
-            instance.lose_send(key, str(error))
+            instance.lose_send(key.name, str(error))
             self._durable(self._record())
             return SendOutcomeUnknown(
-                f"the send may or may not have reached WhatsApp: {error}", key
+                f"the send may or may not have reached WhatsApp: {error}", key.name
             )
-        if key:
+        if key.name:
             # Refused: nothing went out, so the key may be used again.
-            instance.fail_send(key, f"{error.code}: {error}")
+            instance.fail_send(key.name, f"{error.code}: {error}")
             self._durable(self._record())
         return error
 

@@ -133,9 +133,11 @@ class ConsoleSession(Answer):
     expiresAt: str
 
 
-class PasswordChanged(Done):
-    """`csrfToken`: a console that changed its password goes on under a new session."""
+class PasswordChanged(Done, kw_only=True):
+    """`token`: a new token (every token issued before the change is refused);
+    `csrfToken`: a console that changed its password goes on under a new session."""
 
+    token: str
     csrfToken: str | UnsetType = UNSET
 
 

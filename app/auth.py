@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import logging
@@ -15,10 +14,10 @@ from uuid import UUID
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from Crypto.Cipher import AES
 from starlette.requests import Request
 
 from app.errors import ApiError
+from app.sealing import decrypt, encrypt, key_for
 from app.sessions import COOKIE as SESSION_COOKIE
 from app.sessions import Sessions
 from projections.queries import ReadModelQueries
@@ -80,7 +79,13 @@ class Principal:
     user_id: str
     email: str
     role: str
+    expires: int | None = None  # when the token expires (epoch seconds); None for an API key
+    issued: int | None = None  # when the token was issued; None for an API key
     session: UUID | None = None  # the console session of a caller signed in by cookie
+
+    def signed_in_within(self, seconds: float) -> bool:
+        """Whether the caller holds a token issued in the last `seconds` (a recent sign-in)."""
+        return self.issued is not None and time.time() - self.issued <= seconds
 
     @property
     def admin(self) -> bool:
@@ -94,64 +99,79 @@ class Authenticator:
         self._secret = secret
         self._expiration = expiration
         self._users = users
-        self._seal_key = hashlib.sha256(b"api-key-seal:" + secret.encode()).digest()
-        # Tokens whose signature and claims were checked: token -> (subject, expiry).
-        # A token is immutable and the secret fixed for the process, so only the
-        # expiry needs checking again; the user behind it is still looked up (and
-        # must be active) on every request.
-        self._verified: dict[str, tuple[str, int]] = {}
+        self._seal_key = key_for(secret, "api-key-seal")
+        # Tokens whose signature and claims were checked. A token is immutable and the
+        # secret fixed for the process, so only the expiry needs checking again; the user
+        # behind it is still looked up on every request (active, and the password not
+        # changed since the token was issued).
+        self._verified: dict[str, _Token] = {}
         self.sessions: Sessions | None = None  # console sessions (cookies), once started
 
-    def issue_token(self, user_id: str, role: str) -> str:
+    def issue_token(self, user_id: str, role: str, generation: int) -> str:
+        """A token for a user whose password has changed `generation` times so far."""
         now = int(time.time())
-        claims = {"sub": user_id, "role": role, "iat": now, "exp": now + self._expiration}
+        claims = {
+            "sub": user_id,
+            "role": role,
+            "iat": now,
+            "exp": now + self._expiration,
+            "gen": generation,
+        }
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def seal(self, api_key: str) -> str:
         """Encrypt an API key so that login can return it (AES-GCM)."""
-        nonce = secrets.token_bytes(12)
-        cipher = AES.new(self._seal_key, AES.MODE_GCM, nonce=nonce)
-        data, tag = cipher.encrypt_and_digest(api_key.encode())
-        return base64.b64encode(nonce + tag + data).decode()
+        return encrypt(self._seal_key, api_key)
 
     def unseal(self, sealed: str) -> str | None:
         """The API key, or None when it was sealed under another JWT secret."""
-        raw = base64.b64decode(sealed)
-        cipher = AES.new(self._seal_key, AES.MODE_GCM, nonce=raw[:12])
-        try:
-            return cipher.decrypt_and_verify(raw[28:], raw[12:28]).decode()
-        except ValueError:
-            return None
+        return decrypt(self._seal_key, sealed)
 
     def authenticate(self, request: Request) -> Principal:
         """The caller of a request, from a Bearer JWT or an x-api-key, or else from a
         console session cookie (see app/sessions.py); 401 otherwise."""
         api_key, authorization = _credential_headers(request)
+        token: _Token | None = None
         session: UUID | None = None
         if api_key is not None:  # an API key that is sent must be valid, even beside a token
             row = self._users.user_by_api_key_hash(api_key_hash(api_key))
         elif authorization[:7].lower() == "bearer ":
-            user_id = self._user_id_from_token(authorization[7:].strip())
-            row = self._users.user(user_id)
-        elif self.sessions is not None and (cookie := _session_cookie(request)) is not None:
-            token = self.sessions.verify(request, cookie)
+            token = self._token(authorization[7:].strip())
             row = self._users.user(token.subject)
-            if row is not None and token.generation < (row.get("token_generation") or 0):
+        elif self.sessions is not None and (cookie := _session_cookie(request)) is not None:
+            cookie_token = self.sessions.verify(request, cookie)
+            row = self._users.user(cookie_token.subject)
+            if row is not None and cookie_token.generation < (row.get("token_generation") or 0):
                 raise unauthorized("The password has changed since this sign-in; sign in again")
-            session = token.session_id
+            session = cookie_token.session_id
         else:
             raise unauthorized("Sign in: send Authorization: Bearer <token> or x-api-key")
         if row is None or not row["active"]:
             raise unauthorized()
-        return Principal(user_id=row["id"], email=row["email"], role=row["role"], session=session)
+        if token is None:
+            return Principal(
+                user_id=row["id"], email=row["email"], role=row["role"], session=session
+            )
+        if token.generation < (row.get("token_generation") or 0):
+            raise unauthorized(
+                "The password has changed since this token was issued; sign in again"
+            )
+        return Principal(
+            user_id=row["id"],
+            email=row["email"],
+            role=row["role"],
+            expires=token.expires,
+            issued=token.issued,
+        )
 
-    def _user_id_from_token(self, token: str) -> str:
+    def _token(self, token: str) -> _Token:
+        """The claims of a valid token; 401 otherwise."""
         verified = self._verified.get(token)
-        if verified is not None and time.time() < verified[1]:
-            return verified[0]
+        if verified is not None and time.time() < verified.expires:
+            return verified
         return self._verify(token)
 
-    def _verify(self, token: str) -> str:
+    def _verify(self, token: str) -> _Token:
         try:
             claims = jwt.decode(
                 token,
@@ -163,15 +183,27 @@ class Authenticator:
             raise unauthorized("The token has expired; sign in again") from None
         except jwt.InvalidTokenError:
             raise unauthorized("The token is invalid") from None
-        subject = claims.get("sub")
-        if not isinstance(subject, str):
+        subject, expires, issued = claims["sub"], claims["exp"], claims["iat"]
+        generation = claims.get("gen", 0)  # tokens from before generations were counted: 0
+        if not (
+            isinstance(subject, str) and all(type(n) is int for n in (expires, issued, generation))
+        ):
             raise unauthorized("The token is invalid")
-        expiry = claims.get("exp")
-        if isinstance(expiry, int):
-            if len(self._verified) >= VERIFIED_TOKENS:
-                self._verified.clear()
-            self._verified[token] = (subject, expiry)
-        return subject
+        verified = _Token(subject, expires, issued, generation)
+        if len(self._verified) >= VERIFIED_TOKENS:
+            self._verified.clear()
+        self._verified[token] = verified
+        return verified
+
+
+@dataclass(frozen=True)
+class _Token:
+    """The claims of a token whose signature was checked."""
+
+    subject: str
+    expires: int
+    issued: int
+    generation: int
 
 
 def _credential_headers(request: Request) -> tuple[str | None, str]:

@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 
 from app.config import ConfigError, Settings
+from app.permissions import OWNER_ONLY
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Check this installation and say how to fix what is wrong. Exit code 1 on failure.",
     )
     args = parser.parse_args(argv)
+    # Whatever any command creates (stores, logs, uploads, sessions, backups) is the
+    # owner's alone: the data holds messages and sealed secrets.
+    os.umask(OWNER_ONLY)
     if args.command == "doctor":
         from app import doctor
 
@@ -138,6 +142,10 @@ def serve_command(settings: Settings, host: str | None, port: int | None) -> int
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=20,
+        # X-Forwarded-For names the client only when a proxy we trust says so; uvicorn's
+        # own default believes any local process (and so lets it pick its address).
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or "",
     )
     # uvicorn re-raises Ctrl-C once it has shut down cleanly: nothing is left to report.
     with contextlib.suppress(KeyboardInterrupt):
@@ -181,6 +189,7 @@ def rebuild_command(settings: Settings, names: list[str]) -> int:
     from app.eventstore import open_store
     from app.storage import open_storage
     from projections.rebuild import check_names, rebuild
+    from projections.rows import RebuildRunning
     from storage.provider import StoreUnavailable
 
     try:
@@ -222,6 +231,9 @@ def rebuild_command(settings: Settings, names: list[str]) -> int:
             file=sys.stderr,
         )
         return 130
+    except RebuildRunning as error:
+        print(f"whatsapp-api: {error}", file=sys.stderr)
+        return 1
     finally:
         live.close()
         store.close()
@@ -238,8 +250,25 @@ LOG_FILE_BYTES = 10 * 1024 * 1024
 LOG_FILE_BACKUPS = 5
 
 
+# Control characters (line breaks above all) a message must not write into a log as they
+# are: a client could otherwise end a line and forge the next one.
+_ESCAPES = {
+    code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, 0x85) if chr(code) not in "\t"
+} | {0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+MAX_MESSAGE = 4000  # characters of one message; the rest is counted, not written
+
+
+def loggable(text: str, limit: int = MAX_MESSAGE) -> str:
+    """`text` on one line (control characters escaped) and at most `limit` characters."""
+    text = text.translate(_ESCAPES)
+    if len(text) > limit:
+        return f"{text[:limit]}…[{len(text) - limit} more characters]"
+    return text
+
+
 class OnceFormatter(logging.Formatter):
-    """Formats a record once however many handlers write it (stdout and the log files)."""
+    """Formats a record once however many handlers write it (stdout and the log files),
+    with its message on one line of bounded length (a traceback keeps its own lines)."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: str | None = getattr(record, "_formatted", None)
@@ -247,6 +276,10 @@ class OnceFormatter(logging.Formatter):
             line = super().format(record)
             record._formatted = line
         return line
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = loggable(record.message)
+        return super().formatMessage(record)
 
 
 class SizedRotatingFileHandler(logging.handlers.RotatingFileHandler):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -102,6 +103,10 @@ class Settings:
     actor_timeout: float = 10.0
     cloud_api_version: str = CLOUD_API_VERSION
     media_download_timeout: float = 30.0
+    max_event_streams_per_user: int = 5
+    max_event_streams: int = 200
+    forwarded_allow_ips: str = ""  # proxies whose X-Forwarded-For is believed ("": none)
+    max_instances_per_user: int = 100  # unless the user's own limit says otherwise; 0: none
     cluster: Cluster | None = None  # one node unless NODE_URL is set
 
     @property
@@ -189,6 +194,10 @@ class Settings:
             engine_retry_base=_int(e, "ENGINE_RETRY_BASE_MS", 1000, 10, 600_000) / 1000,
             engine_start_concurrency=_int(e, "ENGINE_START_CONCURRENCY", 8, 1, 1000),
             sandbox_enabled=_bool(e, "SANDBOX_ENABLED", not production),
+            max_event_streams_per_user=_int(e, "MAX_EVENT_STREAMS_PER_USER", 5, 1, 1000),
+            max_event_streams=_int(e, "MAX_EVENT_STREAMS", 200, 1, 100_000),
+            forwarded_allow_ips=_addresses(e, "FORWARDED_ALLOW_IPS"),
+            max_instances_per_user=_int(e, "MAX_INSTANCES_PER_USER", 100, 0, 1_000_000),
             cloud_api_version=cloud_api_version,
             schedules=Schedules(
                 cleanup=_cron(e, "CLEANUP_CRON", Schedules.cleanup),
@@ -225,6 +234,23 @@ def _bool(e: Mapping[str, str], name: str, default: bool) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ConfigError(name, f"must be true or false (got '{raw}')")
+
+
+def _addresses(e: Mapping[str, str], name: str) -> str:
+    """A comma-separated list of IP addresses or networks, or `*` (any)."""
+    raw = e.get(name, "").strip()
+    if raw == "*":
+        return raw
+    entries = [part.strip() for part in raw.split(",") if part.strip()]
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(
+                name,
+                f"must be * or list IP addresses or networks, like 10.0.0.5,10.1.0.0/16 (got '{entry}')",
+            ) from None
+    return ",".join(entries)
 
 
 def _duration(raw: str) -> int:

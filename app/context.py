@@ -28,6 +28,8 @@ from app.cluster.node import ClusterNode
 from app.config import Settings
 from app.errors import ApiError, not_found
 from app.eventstore import EventStore, GroupCommitter
+from app.sealing import Sealer, open_webhook
+from app.streams import EventStreams
 from app.throttle import LoginThrottle
 from app.usage import ApiCallCounter
 from domain.user import User
@@ -68,6 +70,8 @@ class Context:
     cloud: CloudDirectory
     engines: frozenset[str]
     usage: ApiCallCounter
+    streams: EventStreams
+    sealer: Sealer
     start_gate: StartGate
     fork_server: ForkServer
     outdated: OutdatedMark
@@ -88,9 +92,18 @@ class Context:
                 self.queries.check_mark()
             principal = self.auth.authenticate(request)
             request.scope["principal"] = principal
-            if self.usage.count(principal.user_id, request.path_params.get("instanceId")):
-                asyncio.get_running_loop().run_in_executor(None, self._flush_usage)
+            if "instanceId" not in request.path_params:
+                self._count(request, principal, None)
         return principal
+
+    def _count(self, request: Request, principal: Principal, instance_id: str | None) -> None:
+        """Count the request once: to the caller's instance once it is known to be theirs,
+        else to the caller alone (never a raw path segment, never someone else's instance)."""
+        if request.scope.get("counted"):
+            return
+        request.scope["counted"] = True
+        if self.usage.count(principal.user_id, instance_id):
+            asyncio.get_running_loop().run_in_executor(None, self._flush_usage)
 
     def _flush_usage(self) -> None:
         try:
@@ -107,8 +120,9 @@ class Context:
     def own_instance(self, request: Request) -> dict[str, Any]:
         """The caller's instance named by the path; 404 for anyone else's or a bad id."""
         principal = self.principal(request)
-        instance_id = parse_id(request.path_params["instanceId"])
-        row = self.queries.own_instance(str(instance_id), principal.user_id)
+        instance_id = self._path_instance(request, principal)
+        row = self.queries.own_instance(instance_id, principal.user_id)
+        self._count(request, principal, instance_id if row is not None else None)
         if row is None:
             raise not_found()
         return row
@@ -116,10 +130,21 @@ class Context:
     def own_instance_id(self, request: Request) -> str:
         """As `own_instance`, for routes that need only the id: asks the kept ownership."""
         principal = self.principal(request)
-        instance_id = str(parse_id(request.path_params["instanceId"]))
-        if not self.queries.owns(instance_id, principal.user_id):
+        instance_id = self._path_instance(request, principal)
+        owned = self.queries.owns(instance_id, principal.user_id)
+        self._count(request, principal, instance_id if owned else None)
+        if not owned:
             raise not_found()
         return instance_id
+
+    def _path_instance(self, request: Request, principal: Principal) -> str:
+        """The instance id of the path, written the one way; 404 (counted to the caller
+        alone) when it is not an id."""
+        try:
+            return str(parse_id(request.path_params["instanceId"]))
+        except ApiError:
+            self._count(request, principal, None)
+            raise
 
     def check_webhook_backlog(self, instance_id: str) -> None:
         """503 `webhook_backlog` (with Retry-After) for a send of an instance with webhooks
@@ -183,6 +208,13 @@ class Context:
             cached = (ref, cast(InstanceProxy, ref.proxy()))
             self._proxies[key] = cached
         return cached[1]
+
+    async def refresh_webhooks(
+        self, instance_id: str, versioned: tuple[int, dict[str, Any]]
+    ) -> None:
+        """Hand new webhook settings (as a change returned them) to delivery."""
+        opened = open_webhook(self.sealer, instance_id, versioned)
+        await self.ask(self.webhooks_proxy.refresh(instance_id, opened))
 
     async def ask(self, future: pykka.Future[T], timeout: float | None = None) -> T:
         return await ask(future, timeout or self.settings.actor_timeout)

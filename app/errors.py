@@ -18,7 +18,13 @@ from starlette.responses import Response
 from actors.bridge import ActorTimeout
 from actors.engines.base import EngineError
 from app.answers import Error, ErrorDetails, JSONAnswer
-from domain.instance import InstanceDeleted, InstanceNotConnected, SendOutcomeUnknown
+from domain.instance import (
+    IdempotencyKeyReused,
+    InstanceDeleted,
+    InstanceDisabled,
+    InstanceNotConnected,
+    SendOutcomeUnknown,
+)
 from domain.phone import InvalidPhoneNumber
 from domain.user import UserDeactivated
 from storage.cluster import LeaseLost
@@ -242,6 +248,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     InstanceNotConnected: _not_connected,
     InstanceDeleted: _mapped(404, "instance_not_found"),
     SendOutcomeUnknown: _outcome_unknown,
+    InstanceDisabled: _mapped(409, "instance_disabled"),
+    IdempotencyKeyReused: _mapped(422, "idempotency_key_reused"),
     UserDeactivated: _mapped(401, "unauthorized"),
     EngineError: _engine,
     ActorTimeout: _timeout,

@@ -11,10 +11,12 @@ from eventsourcing.application import Application
 from eventsourcing.domain import DomainEvent
 from eventsourcing.persistence import Notification
 
+from actors.engines.base import media_id
 from app.answers import ENCODER
 from app.eventstore import EventStore
 from domain import events
 from domain.timestamps import iso_us
+from domain.urls import redact_url
 
 REDACTED = "[redacted]"
 _SECRET_KEYS = frozenset(
@@ -51,9 +53,13 @@ def camel(name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
+# Addresses that may carry credentials (user:password@, ?token=): shown without them.
+_URL_KEYS = frozenset({"url", "proxy", "webhookUrl"})
+
+
 def redact(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: (REDACTED if k in _SECRET_KEYS and v else redact(v)) for k, v in value.items()}
+        return {k: _redact_item(k, v) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v) for v in value]
     if isinstance(value, UUID):
@@ -63,11 +69,23 @@ def redact(value: Any) -> Any:
     return value
 
 
+def _redact_item(key: str, value: Any) -> Any:
+    if key in _SECRET_KEYS and value:
+        return REDACTED
+    if key in _URL_KEYS and isinstance(value, str):
+        return redact_url(value)
+    return redact(value)
+
+
 def describe(app: Application[Any], notification: Notification) -> dict[str, Any]:
     """A stored event as the API and the CLI show it."""
     # Every event of the domain is a DomainEvent (eventsourcing's protocol has no timestamp).
     event = cast(DomainEvent, app.mapper.to_domain_event(notification))
     data = {camel(k): v for k, v in vars(event).items() if k not in _SKIP}
+    media = data.get("media")
+    if isinstance(media, dict) and "path" in media:  # stored before media had ids
+        path = media.pop("path")
+        data["media"] = {"id": media_id(path) if path else None, **media}
     kind = type(event)
     return {
         "position": notification.id,

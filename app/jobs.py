@@ -15,6 +15,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from app import owners, quotas
 from app.scheduler import Scheduler
 from domain.timestamps import iso_ms
 
@@ -63,6 +64,7 @@ async def cleanup(ctx: Any) -> dict[str, int]:
 
 
 async def socket_check(ctx: Any) -> list[str]:
+    await owners.reconcile(ctx)  # no deactivated user's instance runs, none of the others stops
     answers = await _each_instance(ctx, lambda p: p.check_connection())
     reconnected = [i for i, done in answers.items() if done]
     if reconnected:
@@ -83,7 +85,10 @@ def over_quota(ctx: Any, day: str | None = None) -> list[dict[str, Any]]:
     day = day or datetime.now(UTC).date().isoformat()
     found = []
     for row in ctx.queries.active_users():
-        limits = json.loads(row["limits"] or "{}")
+        limits = {
+            **json.loads(row["limits"] or "{}"),
+            "maxInstances": quotas.instance_limit(ctx, row["id"]),
+        }
         instances = len(ctx.instances_of(row["id"]))
         sent = ctx.queries.messages_sent_on(row["id"], day)
         for quota, used in (("maxInstances", instances), ("maxMessagesPerDay", sent)):

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import mimetypes
 import re
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import aiohttp
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import Message
 
+from actors.bridge import ActorTimeout
 from actors.engines.base import Media
 from actors.outbound import OutboundHTTP, refused
 from app.errors import ApiError
-from app.schemas import too_large
+from app.schemas import content_length, too_large
+from domain.instance import SendOutcomeUnknown
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 CHUNK = 64 * 1024
@@ -32,8 +37,8 @@ def safe_filename(name: str | None, fallback: str = "file") -> str:
 
 def limit_body(request: Request, limit: int) -> Request:
     """The same request, refusing (413) a body that grows past `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    declared = content_length(request)
+    if declared is not None and declared > limit:
         raise too_large(limit)
     received = 0
 
@@ -70,16 +75,18 @@ def _mimetype(filename: str, declared: str | None) -> str:
 
 
 async def keep_upload(upload: UploadFile, uploads_dir: Path, max_size: int) -> Media:
-    """Move an uploaded file under the uploads directory."""
+    """Move an uploaded file under the uploads directory (with its SHA-256)."""
     filename = safe_filename(upload.filename)
     path = _destination(uploads_dir, filename)
     size = 0
+    digest = hashlib.sha256()
     try:
         with path.open("wb") as out:
             while chunk := await upload.read(CHUNK):
                 size += len(chunk)
                 if size > max_size:
                     raise file_too_large("The uploaded file", max_size)
+                digest.update(chunk)
                 await asyncio.to_thread(out.write, chunk)
     except BaseException:
         path.unlink(missing_ok=True)
@@ -87,7 +94,36 @@ async def keep_upload(upload: UploadFile, uploads_dir: Path, max_size: int) -> M
     if size == 0:
         path.unlink(missing_ok=True)
         raise ApiError(400, "empty_file", "The uploaded file is empty")
-    return Media(str(path), filename, _mimetype(filename, upload.content_type), size)
+    return Media(
+        str(path),
+        filename,
+        _mimetype(filename, upload.content_type),
+        size,
+        digest=digest.hexdigest(),
+    )
+
+
+@contextlib.contextmanager
+def removed_unless_sent(file: Media) -> Iterator[None]:
+    """Remove the file if the send it was kept for fails (a 409, a refusal): only a message
+    that was sent keeps its file. A send whose outcome is unknown (an instance that did not
+    answer in time, an engine that stopped mid-send) may still go out, so then the file
+    stays (the cleanup job removes it after UPLOAD_RETENTION_DAYS)."""
+    try:
+        yield
+    except (ActorTimeout, SendOutcomeUnknown):
+        raise
+    except BaseException:
+        Path(file.path).unlink(missing_ok=True)
+        raise
+
+
+def fetchable(url: str) -> SplitResult:
+    """The parts of an http(s) URL; 400 for anything else."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ApiError(400, "invalid_url", f"Only http(s) URLs can be fetched (got '{url}')")
+    return parts
 
 
 async def download(
@@ -101,9 +137,7 @@ async def download(
     """Fetch a file by http(s) URL, refusing other schemes, redirects, oversize files and
     addresses the outbound policy does not allow (so the server cannot be aimed at its
     own network, even by a name that resolves differently at the connect)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ApiError(400, "invalid_url", f"Only http(s) URLs can be fetched (got '{url}')")
+    parts = fetchable(url)
     name = safe_filename(filename or unquote(parts.path.rsplit("/", 1)[-1]), "media")
     path = _destination(uploads_dir, name)
     size = 0

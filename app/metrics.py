@@ -75,6 +75,20 @@ class _ServerCollector(Collector):
             "Events stored but not yet in the read models",
             value=max(0, head - ctx.projections.position),
         )
+        streams = ctx.streams
+        yield GaugeMetricFamily(
+            "whatsapp_event_streams", "Open live audit streams", value=len(streams.streams)
+        )
+        yield GaugeMetricFamily(
+            "whatsapp_event_stream_store_reads_total",
+            "Store reads made for live audit streams (catching up), all time",
+            value=streams.store_reads,
+        )
+        yield GaugeMetricFamily(
+            "whatsapp_event_stream_decoded_total",
+            "Events decoded for live audit streams (once each, however many streams)",
+            value=streams.decoded,
+        )
         mailboxes = GaugeMetricFamily(
             "whatsapp_actor_mailbox", "Messages waiting per actor kind", labels=["actor"]
         )

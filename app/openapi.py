@@ -28,6 +28,8 @@ STATUS_TEXT = {
     404: "Not found",
     409: "Conflicting state",
     413: "Too large",
+    414: "Request target too long",
+    422: "Understood but refused (an Idempotency-Key reused for another request)",
     429: "Over a limit",
     502: "Upstream failed",
     503: "Unavailable, try again",

@@ -12,21 +12,49 @@ from domain import timestamps
 
 MAX_LIMIT = 1000
 MAX_SKIP = 10**9
+MAX_POSITION = 2**62  # event store positions are signed 64-bit integers (SQLite, MongoDB)
+MAX_DIGITS = 20  # more digits than any 64-bit number: refused before int() reads them
+
+
+def whole_number(raw: str) -> int | None:
+    """`raw` as a whole number if it is one written in ASCII digits (an optional leading
+    minus), else None. `int()` alone also takes '²'-like Unicode digits, underscores and
+    spaces, and spends quadratic time on (or refuses) thousands of digits."""
+    digits = raw[1:] if raw[:1] == "-" else raw
+    if not digits or len(digits) > MAX_DIGITS or not (digits.isascii() and digits.isdigit()):
+        return None
+    return int(raw)
 
 
 def integer(params: QueryParams, name: str, default: int, low: int, high: int) -> int:
     raw = params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
+    value = whole_number(raw)
+    if value is None:
         raise ApiError(
-            400, "invalid_query", f"'{name}' must be a whole number (got '{raw}')"
-        ) from None
+            400, "invalid_query", f"'{name}' must be a whole number (got '{shorten(raw)}')"
+        )
     if not low <= value <= high:
         raise ApiError(400, "invalid_query", f"'{name}' must be between {low} and {high}")
     return value
+
+
+def position(raw: str, name: str) -> int:
+    """An event store position given in a header (Last-Event-ID); 400 unless 0..2^62."""
+    value = whole_number(raw.strip())
+    if value is None or not 0 <= value <= MAX_POSITION:
+        raise ApiError(
+            400,
+            f"invalid_{name.lower().replace('-', '_')}",
+            f"{name} must be an event position from 0 to {MAX_POSITION}",
+        )
+    return value
+
+
+def shorten(text: str, limit: int = 40) -> str:
+    """At most `limit` characters of something a client sent, for an error message."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def paging(params: QueryParams, default_limit: int) -> tuple[int, int]:

@@ -8,6 +8,7 @@ Concurrent sends may pass the daily limit by the few that were in flight togethe
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,15 @@ from app.auth import Principal
 from app.errors import ApiError
 
 _recorded: set[tuple[str, str, str]] = set()
+_creating: dict[str, asyncio.Lock] = {}
+
+
+def creating(user_id: str) -> asyncio.Lock:
+    """Held while one of the user's instances is counted and created (in the event loop)."""
+    lock = _creating.get(user_id)
+    if lock is None:
+        lock = _creating[user_id] = asyncio.Lock()
+    return lock
 
 
 def limits_of(ctx: Any, user_id: str) -> dict[str, Any]:
@@ -23,8 +33,16 @@ def limits_of(ctx: Any, user_id: str) -> dict[str, Any]:
     return json.loads(row["limits"] or "{}") if row else {}
 
 
+def instance_limit(ctx: Any, user_id: str) -> int | None:
+    """The user's own maxInstances, else the server's MAX_INSTANCES_PER_USER (0: none)."""
+    own = limits_of(ctx, user_id).get("maxInstances")
+    if own is not None:
+        return int(own)
+    return ctx.settings.max_instances_per_user or None
+
+
 async def check_instances(ctx: Any, principal: Principal) -> None:
-    limit = limits_of(ctx, principal.user_id).get("maxInstances")
+    limit = instance_limit(ctx, principal.user_id)
     if limit is None:
         return
     count = len(ctx.instances_of(principal.user_id))

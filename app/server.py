@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -30,7 +32,7 @@ from actors.engines.whatsmeow_forkserver import ForkServer
 from actors.instance import InstanceActor
 from actors.supervisor import CrashReport, Supervisor
 from actors.webhooks import VersionedSettings, WebhookActor, WebhookDefaults, WebhookService
-from app import jobs, openapi
+from app import jobs, openapi, owners, permissions
 from app.access_log import AccessLog
 from app.auth import Authenticator, load_jwt_secret
 from app.cluster import wiring
@@ -59,8 +61,10 @@ from app.routes import (
     whatsapp,
 )
 from app.scheduler import Scheduler
+from app.sealing import ENGINE_SECRETS, Sealer, Unreadable, open_webhook
 from app.sessions import Sessions
 from app.storage import open_storage
+from app.streams import EventStreams
 from app.usage import ApiCallCounter
 from domain.instance import Instance
 from domain.session import Session
@@ -68,7 +72,7 @@ from domain.user import User, user_id_for
 from projections import catalog
 from projections.queries.cached import CachedReadModels, changes_cached
 from projections.rebuild import rebuild
-from projections.rows import ReadModels
+from projections.rows import ReadModels, RebuildRunning
 from projections.runner import CACHE_MARK, LiveProjections
 from storage.provider import StorageProvider, StoreUnavailable
 
@@ -136,6 +140,7 @@ def create_app(settings: Settings, started: Context | None = None) -> Starlette:
         scheduler = Scheduler()
         jobs.schedule(scheduler, ctx)
         scheduler.start()
+        await owners.reconcile(ctx)  # a crash may have come between a user and their instances
         try:
             yield
         finally:
@@ -174,6 +179,7 @@ def start(settings: Settings) -> Context:
                 "%s (check its permissions and free space; `whatsapp-api doctor` helps)", message
             )
             raise StartupError(message) from None
+    permissions.tighten(settings)
     storage = open_storage(settings)
     try:
         store = open_store(storage)
@@ -183,6 +189,8 @@ def start(settings: Settings) -> Context:
         raise StartupError(str(error)) from None
     committer = GroupCommitter(store)
     read_models = storage.read_models()
+    for name in read_models.remove_leftovers():
+        log.info("removed %s, left behind by an interrupted rebuild", name)
     node = wiring.join(settings, storage, store) if settings.cluster is not None else None
     try:
         if (
@@ -192,7 +200,14 @@ def start(settings: Settings) -> Context:
                 node, lambda: read_models.meta("signature") == catalog.SIGNATURE
             )
         ):
-            _check_read_model_shape(store, read_models)
+            try:
+                _check_read_model_shape(store, read_models)
+            except RebuildRunning as error:
+                for part in (committer, read_models, store, storage):
+                    part.close()
+                message = f"the read models must be rebuilt first, but {error}"
+                log.error("%s", message)
+                raise StartupError(message) from None
         projections = LiveProjections(
             store,
             catalog.build(read_models),
@@ -246,6 +261,8 @@ def _start_serving(
             " (run `whatsapp-api rebuild-projections` to rebuild them from the event store)"
         )
 
+    jwt_secret = load_jwt_secret(settings.jwt_secret, settings.data_dir)
+    sealer = Sealer(jwt_secret)
     network = SandboxNetwork()
     cloud_directory = CloudDirectory()
     engines = {"cloud", "sandbox"} if settings.sandbox_enabled else {"cloud"}
@@ -259,9 +276,13 @@ def _start_serving(
         if instance.engine == "sandbox" and settings.sandbox_enabled:
             return SandboxEngine.for_instance(network, instance, emit)
         if instance.engine == "cloud":
+            try:
+                opened = sealer.open_fields(instance.engine_settings, ENGINE_SECRETS)
+            except Unreadable as error:
+                raise EngineError(str(error), "secrets_unreadable") from None
             return CloudEngine(
                 str(instance.id),
-                dict(instance.engine_settings),
+                opened,
                 emit,
                 directory=cloud_directory,
                 allow_private=settings.webhook_allow_private,
@@ -300,7 +321,7 @@ def _start_serving(
             return None
         if not isinstance(instance, Instance) or instance.deleted:
             return None
-        return instance.version, dict(instance.webhook)
+        return open_webhook(sealer, instance_id, (instance.version, instance.webhook_delivery()))
 
     webhook_service = WebhookService(
         store,
@@ -317,8 +338,7 @@ def _start_serving(
     )
     queries = CachedReadModels(storage.queries(read_models))
     projections.observers.append(queries.observe)
-    secret = load_jwt_secret(settings.jwt_secret, settings.data_dir)
-    auth = Authenticator(secret, settings.jwt_expiration, queries)
+    auth = Authenticator(jwt_secret, settings.jwt_expiration, queries)
 
     def console_session(session_id: UUID) -> Session | None:
         try:
@@ -327,7 +347,7 @@ def _start_serving(
             return None
         return session if isinstance(session, Session) else None
 
-    auth.sessions = Sessions(secret, settings.jwt_expiration, console_session)
+    auth.sessions = Sessions(jwt_secret, settings.jwt_expiration, console_session)
     ctx = Context(
         settings=settings,
         storage=storage,
@@ -342,13 +362,22 @@ def _start_serving(
         network=network,
         cloud=cloud_directory,
         engines=frozenset(engines),
-        usage=ApiCallCounter(store, committer),
+        usage=ApiCallCounter(store, committer, lambda: projections.position),
+        streams=EventStreams(
+            store,
+            projections,
+            settings.max_event_streams_per_user,
+            settings.max_event_streams,
+        ),
+        sealer=sealer,
         start_gate=start_gate,
         fork_server=fork_server,
         outdated=outdated,
     )
     _seed_admin(ctx)
-    live = [UUID(row["id"]) for row in queries.live_instances() if row["engine"] in engines]
+    rows = queries.live_instances()
+    remove_deleted_sessions(settings.instances_dir, {row["id"] for row in rows})
+    live = [UUID(row["id"]) for row in rows if row["engine"] in engines]
     ctx.webhook_service = webhook_service
     if node is None:
         start_gate.hold()  # every actor queues its start first: the most recent goes first
@@ -386,6 +415,24 @@ def _start_serving(
         head,
     )
     return ctx
+
+
+def remove_deleted_sessions(instances_dir: Path, live: set[str]) -> int:
+    """Remove the session directories of deleted instances: a crash after an instance's
+    `Deleted` was stored and before its files were gone leaves them. Only directories
+    named by an instance id are touched; return how many were removed."""
+    removed = 0
+    for directory in sorted(instances_dir.iterdir()) if instances_dir.is_dir() else ():
+        try:
+            name = str(UUID(directory.name))
+        except ValueError:
+            continue
+        if name != directory.name or name in live or not directory.is_dir():
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+        log.info("removed the session files of deleted instance %s", name)
+        removed += 1
+    return removed
 
 
 def _sandbox_relay(

@@ -82,6 +82,9 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType(Instance.SendStarted, "SendStarted", None, None),
     EventType(Instance.SendFailed, "SendFailed", None, None),
     EventType(Instance.SendOutcomeUnknown, "SendOutcomeUnknown", "send_outcome_unknown", None),
+    # Its owner was deactivated, then brought back (webhooks are off meanwhile).
+    EventType(Instance.Disabled, "InstanceDisabled", "instance_disabled", None),
+    EventType(Instance.Enabled, "InstanceEnabled", "instance_enabled", None),
     # Messages have read models of their own (chat history, statistics), not activity lines.
     EventType(Instance.MessageSent, "MessageSent", None, "message_sent"),
     EventType(Instance.MessageReceived, "MessageReceived", None, "message_received"),
@@ -98,6 +101,7 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType(User.ProfileUpdated, "ProfileUpdated", None, None),
     EventType(User.RoleChanged, "RoleChanged", None, None),
     EventType(User.Deactivated, "UserDeactivated", None, None),
+    EventType(User.Reactivated, "UserReactivated", None, None),
     EventType(User.LimitsChanged, "LimitsChanged", None, None),
     # Logged in the activity of the instance it names, if it names one.
     EventType(User.QuotaExceeded, "QuotaExceeded", "quota_exceeded", None),

@@ -52,6 +52,12 @@ class SendOutcomeUnknown(InstanceError):
 def _bounded(memory: dict[str, Any]) -> None:
     while len(memory) > IDEMPOTENCY_MEMORY:
         del memory[next(iter(memory))]
+class IdempotencyKeyReused(InstanceError):
+    """An Idempotency-Key came back with a different request than the one it first sent."""
+
+
+class InstanceDisabled(InstanceError):
+    """The instance's owner is deactivated: it stays stopped until they are reactivated."""
 
 
 class Instance(Aggregate):
@@ -94,10 +100,12 @@ class Instance(Aggregate):
             state["unlinked"] = None
 
     class MessageSent(Aggregate.Event):
-        """A message went out; `origin` is `api` for sends through this server, `phone` or
-        `linked_device` for messages the account sent elsewhere (seen by the engine)."""
+        """A message went out. `idempotency_fingerprint` identifies the request that sent
+        it under `idempotency_key` (None before fingerprints were kept, version 1);
+        `origin` is `api` for sends through this server, `phone` or `linked_device` for
+        messages the account sent elsewhere (seen by the engine, version 3)."""
 
-        class_version = 2
+        class_version = 3
         message_id: str
         to: str
         message_type: str
@@ -105,11 +113,16 @@ class Instance(Aggregate):
         media: dict[str, Any] | None
         sent_at: int
         idempotency_key: str | None
+        idempotency_fingerprint: str | None
         origin: str
         spool_seq: int | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["idempotency_fingerprint"] = None
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
             state["origin"] = "api"
             state["spool_seq"] = None
 
@@ -200,8 +213,11 @@ class Instance(Aggregate):
         self.last_error: str | None = None
         self.retry_at: float | None = None
         # Insertion-ordered (a plain dict survives snapshot encoding), oldest first.
-        self.idempotency: dict[str, str] = {}
-        self.sends_in_flight: dict[str, str] = {}
+        # key -> [message id, fingerprint of the request] (a bare id: kept before
+        # fingerprints were).
+        self.idempotency: dict[str, Any] = {}
+        # key -> [STARTED or UNKNOWN, fingerprint of the request]: keyed sends under way.
+        self.sends_in_flight: dict[str, list[str | None]] = {}
         self.spool_seq = 0
 
     banned_until = 0  # until a ban is recorded (snapshots from before bans lack it)
@@ -212,8 +228,13 @@ class Instance(Aggregate):
         if self.deleted:
             raise InstanceDeleted(f"instance {self.id} is deleted")
 
-    def check_connected(self) -> None:
+    def check_enabled(self) -> None:
         self.check_not_deleted()
+        if self.status == "disabled":
+            raise InstanceDisabled(f"instance {self.id} is disabled (its owner is deactivated)")
+
+    def check_connected(self) -> None:
+        self.check_enabled()
         if self.status != "connected":
             raise InstanceNotConnected(
                 f"instance {self.id} is not connected (status: {self.status})", self.status
@@ -223,22 +244,50 @@ class Instance(Aggregate):
     def ready(self) -> bool:
         return self.status == "connected"
 
-    def sent_for_key(self, key: str | None) -> str | None:
-        """The message id a send with this idempotency key already produced."""
-        return self.idempotency.get(key) if key else None
+    @property
+    def disabled(self) -> bool:
+        return self.status == "disabled"
 
-    def check_send_key(self, key: str | None) -> str | None:
+    def webhook_delivery(self) -> dict[str, Any]:
+        """The webhook settings delivery goes by: none while the instance is disabled."""
+        return {**self.webhook, "enabled": False} if self.disabled else dict(self.webhook)
+
+    def sent_for_key(self, key: str | None, fingerprint: str | None = None) -> str | None:
+        """The message id a send with this idempotency key already produced; raises
+        IdempotencyKeyReused when the key sent a request with another fingerprint."""
+        kept = self.idempotency.get(key) if key else None
+        if kept is None:
+            return None
+        if isinstance(kept, str):  # remembered before fingerprints were kept
+            return kept
+        message_id, first = kept
+        if first is not None and fingerprint is not None and first != fingerprint:
+            raise IdempotencyKeyReused(
+                f"Idempotency-Key '{key}' was used for a different request (message "
+                f"{message_id}); use a new key for a new message"
+            )
+        return str(message_id)
+
+    def check_send_key(self, key: str | None, fingerprint: str | None = None) -> str | None:
         """The message id of an earlier send with this key, None for a new key; raises
-        SendOutcomeUnknown for a key whose send started but whose outcome is unknown."""
+        SendOutcomeUnknown for a key whose send started but whose outcome is unknown, and
+        IdempotencyKeyReused when the key was used by another request."""
         if not key:
             return None
-        if key in self.sends_in_flight:
+        flying = self.sends_in_flight.get(key)
+        if flying is not None:
+            first = flying[1]
+            if first is not None and fingerprint is not None and first != fingerprint:
+                raise IdempotencyKeyReused(
+                    f"Idempotency-Key '{key}' was used for a different request, whose outcome "
+                    "is unknown; use a new key for a new message"
+                )
             raise SendOutcomeUnknown(
                 f"a send with Idempotency-Key '{key}' was started and its outcome is "
                 "unknown (it may have reached WhatsApp); it is not sent again",
                 key,
             )
-        return self.idempotency.get(key)
+        return self.sent_for_key(key, fingerprint)
 
     def seen(self, spool_seq: int | None) -> bool:
         """Whether an engine report with this spool position is recorded already (a replay)."""
@@ -275,6 +324,30 @@ class Instance(Aggregate):
         self.status = "deleted"
         self.qr_code = None
         self.retry_at = None
+
+    # -- owner deactivated and reactivated -----------------------------------------
+
+    class Disabled(Aggregate.Event):
+        reason: str
+
+    @event(Disabled)
+    def disable(self, reason: str) -> None:
+        """Stopped because its owner was deactivated; status `disabled`, webhooks off."""
+        self.enabled_status = self.status
+        self.status = "disabled"
+        self.qr_code = None
+
+    def enable(self) -> None:
+        """Its owner is active again: back to where it was (a logged-out session stays so)."""
+        before = getattr(self, "enabled_status", "disconnected")
+        self._enabled(status="logged_out" if before == "logged_out" else "disconnected")
+
+    class Enabled(Aggregate.Event):
+        status: str
+
+    @event(Enabled)
+    def _enabled(self, status: str) -> None:
+        self.status = status
 
     # -- connection ---------------------------------------------------------------
 
@@ -371,19 +444,33 @@ class Instance(Aggregate):
 
     # -- messages -----------------------------------------------------------------
 
-    def start_send(self, idempotency_key: str, to: str, message_type: str) -> None:
+    def start_send(
+        self, idempotency_key: str, to: str, message_type: str, fingerprint: str | None = None
+    ) -> None:
         """Remember a keyed send before it goes out, so that a crash cannot make it twice."""
         self.check_connected()
-        self._send_started(idempotency_key=idempotency_key, to=to, message_type=message_type)
+        self._send_started(
+            idempotency_key=idempotency_key,
+            to=to,
+            message_type=message_type,
+            idempotency_fingerprint=fingerprint,
+        )
 
     class SendStarted(Aggregate.Event):
         idempotency_key: str
         to: str
         message_type: str
+        idempotency_fingerprint: str | None
 
     @event(SendStarted)
-    def _send_started(self, idempotency_key: str, to: str, message_type: str) -> None:
-        self.sends_in_flight[idempotency_key] = STARTED
+    def _send_started(
+        self,
+        idempotency_key: str,
+        to: str,
+        message_type: str,
+        idempotency_fingerprint: str | None = None,
+    ) -> None:
+        self.sends_in_flight[idempotency_key] = [STARTED, idempotency_fingerprint]
         _bounded(self.sends_in_flight)
 
     class SendFailed(Aggregate.Event):
@@ -403,7 +490,8 @@ class Instance(Aggregate):
     def lose_send(self, idempotency_key: str | None, reason: str) -> None:
         """The send may or may not have gone out; its key is never sent again."""
         if idempotency_key:
-            self.sends_in_flight[idempotency_key] = UNKNOWN
+            flying = self.sends_in_flight.get(idempotency_key) or [STARTED, None]
+            self.sends_in_flight[idempotency_key] = [UNKNOWN, flying[1]]
 
     def record_sent(
         self,
@@ -414,6 +502,7 @@ class Instance(Aggregate):
         media: dict[str, Any] | None,
         sent_at: int,
         idempotency_key: str | None,
+        idempotency_fingerprint: str | None = None,
         origin: str = "api",
         spool_seq: int | None = None,
         accepted: bool = False,
@@ -433,6 +522,7 @@ class Instance(Aggregate):
             media=media,
             sent_at=sent_at,
             idempotency_key=idempotency_key,
+            idempotency_fingerprint=idempotency_fingerprint,
             origin=origin,
             spool_seq=spool_seq,
         )
@@ -447,12 +537,13 @@ class Instance(Aggregate):
         media: dict[str, Any] | None,
         sent_at: int,
         idempotency_key: str | None,
+        idempotency_fingerprint: str | None = None,
         origin: str = "api",
         spool_seq: int | None = None,
     ) -> None:
         if idempotency_key:
             self.sends_in_flight.pop(idempotency_key, None)
-            self.idempotency[idempotency_key] = message_id
+            self.idempotency[idempotency_key] = [message_id, idempotency_fingerprint]
             _bounded(self.idempotency)
         self._advance(spool_seq)
 

@@ -70,12 +70,19 @@ class User(Aggregate):
         if not self.active:
             raise UserDeactivated(f"user {self.id} is deactivated")
 
+    @property
+    def token_generation(self) -> int:
+        """How many times the password changed: tokens carry the number they were issued
+        under, and those issued before the latest change are refused."""
+        return getattr(self, "_token_generation", 0)
+
     class PasswordChanged(Aggregate.Event):
         password_hash: str
 
     @event(PasswordChanged)
     def change_password(self, password_hash: str) -> None:
         self.password_hash = password_hash
+        self._token_generation = self.token_generation + 1
 
     class ApiKeyRotated(Aggregate.Event):
         api_key_hash: str
@@ -125,3 +132,10 @@ class User(Aggregate):
     @event(Deactivated)
     def deactivate(self) -> None:
         self.active = False
+
+    class Reactivated(Aggregate.Event):
+        pass
+
+    @event(Reactivated)
+    def reactivate(self) -> None:
+        self.active = True

@@ -90,6 +90,14 @@ class Activity(ReadModelProjection):
         self._log(rows, event, {"idempotencyKey": event.idempotency_key, "reason": event.reason})
 
     @apply.register
+    def _(self, event: Instance.Disabled, rows: Rows) -> None:
+        self._log(rows, event, {"reason": event.reason})
+
+    @apply.register
+    def _(self, event: Instance.Enabled, rows: Rows) -> None:
+        self._log(rows, event, {})
+
+    @apply.register
     def _(self, event: Instance.ConnectionOpened, rows: Rows) -> None:
         details: dict[str, Any] = {"phone": event.phone}
         if event.details:

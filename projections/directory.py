@@ -9,6 +9,7 @@ from typing import Any
 from domain.instance import Instance
 from domain.phone import is_group, jid_number
 from domain.timestamps import iso_ms
+from domain.urls import redact_url
 from domain.user import User
 from projections.base import ReadModelProjection, ident
 from projections.rows import Rows, Table
@@ -31,6 +32,7 @@ class Directory(ReadModelProjection):
                 "active": int,
                 "api_key_hash": str,
                 "limits": str,
+                "token_generation": int,
                 "created_at": str,
                 "updated_at": str,
             },
@@ -87,6 +89,7 @@ class Directory(ReadModelProjection):
                 "active": 1,
                 "api_key_hash": event.api_key_hash,
                 "limits": "{}",
+                "token_generation": 0,
                 "created_at": at,
                 "updated_at": at,
             },
@@ -116,8 +119,14 @@ class Directory(ReadModelProjection):
         self._update_user(rows, event, active=0)
 
     @apply.register
+    def _(self, event: User.Reactivated, rows: Rows) -> None:
+        self._update_user(rows, event, active=1)
+
+    @apply.register
     def _(self, event: User.PasswordChanged, rows: Rows) -> None:
-        self._update_user(rows, event)
+        row = rows.get("users", ident(event.originator_id))
+        if row is not None:  # tokens issued before this change are refused from now on
+            self._update_user(rows, event, token_generation=(row["token_generation"] or 0) + 1)
 
     @staticmethod
     def _update_user(rows: Rows, event: Any, **values: Any) -> None:
@@ -144,9 +153,7 @@ class Directory(ReadModelProjection):
                 "retry_at": None,
                 "phone": None,
                 "webhook": json.dumps(_public_webhook(event.webhook)),
-                "engine_settings": json.dumps(
-                    {k: v for k, v in event.engine_settings.items() if k not in SECRET_SETTINGS}
-                ),
+                "engine_settings": json.dumps(_public_settings(event.engine_settings)),
                 "created_at": at,
                 "updated_at": at,
                 "deleted": 0,
@@ -166,10 +173,11 @@ class Directory(ReadModelProjection):
             webhook = {**json.loads(row["webhook"]), **_public_webhook(event.changes["webhook"])}
             values["webhook"] = json.dumps(webhook)
         if "engine_settings" in event.changes:
-            settings = {**json.loads(row["engine_settings"]), **event.changes["engine_settings"]}
-            values["engine_settings"] = json.dumps(
-                {k: v for k, v in settings.items() if k not in SECRET_SETTINGS}
-            )
+            settings = {
+                **json.loads(row["engine_settings"]),
+                **_public_settings(event.changes["engine_settings"]),
+            }
+            values["engine_settings"] = json.dumps(settings)
         self._update_instance(rows, event, **values)
 
     @apply.register
@@ -252,6 +260,14 @@ class Directory(ReadModelProjection):
             retry_at=None,
         )
 
+    @apply.register
+    def _(self, event: Instance.Disabled, rows: Rows) -> None:
+        self._update_instance(rows, event, status="disabled", has_qr=0)
+
+    @apply.register
+    def _(self, event: Instance.Enabled, rows: Rows) -> None:
+        self._update_instance(rows, event, status=event.status)
+
     @staticmethod
     def _update_instance(rows: Rows, event: Any, **values: Any) -> None:
         values["updated_at"] = iso_ms(event.timestamp)
@@ -298,8 +314,19 @@ SECRET_SETTINGS = frozenset({"accessToken", "appSecret", "verifyToken"})
 
 
 def _public_webhook(webhook: dict[str, Any]) -> dict[str, Any]:
-    """Webhook settings without the secret: read models only say whether there is one."""
+    """Webhook settings without the secret (read models only say whether there is one) and
+    with the URL's credentials hidden."""
     public = {k: v for k, v in webhook.items() if k != "secret"}
     if "secret" in webhook:
         public["hasSecret"] = bool(webhook["secret"])
+    if "url" in public:
+        public["url"] = redact_url(public["url"])
+    return public
+
+
+def _public_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Engine settings without secrets, a proxy's credentials hidden."""
+    public = {k: v for k, v in settings.items() if k not in SECRET_SETTINGS}
+    if "proxy" in public:
+        public["proxy"] = redact_url(public["proxy"])
     return public

@@ -107,8 +107,17 @@ class ReadModels(ABC):
     def building(self) -> Building:
         """Empty read models beside these, for a rebuild; nobody reads them until `swap_in`."""
 
+    def remove_leftovers(self) -> list[str]:
+        """Remove what a killed rebuild left beside these, unless a rebuild runs now (every
+        rebuild does it when it starts too); the names of what was removed."""
+        return []
+
     @abstractmethod
     def close(self) -> None: ...
+
+
+class RebuildRunning(RuntimeError):
+    """Another rebuild of the same read models is running."""
 
 
 class Building(ABC):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -113,7 +114,10 @@ class LiveProjections:
         for _, loop, future in ready:
             by_loop.setdefault(loop, []).append(future)
         for loop, futures in by_loop.items():
-            loop.call_soon_threadsafe(_resolve, futures)
+            # A loop closed since it waited (its waiter timed out and it ended) has nobody
+            # left to wake; telling it would kill this thread.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, futures)
 
     # -- threads ------------------------------------------------------------------
 

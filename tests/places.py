@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from app.config import Settings
     from app.eventstore import EventStore
-    from projections.rows import ReadModels
+    from projections.rows import Building, ReadModels
     from storage.provider import StorageProvider
 
 PROVIDERS = ("sqlite", "mongodb")
@@ -199,6 +199,15 @@ class Storage:
             for n in self.read_models_database().list_collection_names()
             if "__" in n and not n.endswith(f"__{current}")
         ]
+
+    def abandon(self, building: Building) -> None:
+        """Leave `building` as a killed rebuild does: its files or collections stay, what
+        its process held in the kernel (SQLite's rebuild lock) goes."""
+        from storage.sqlite.read_models import SQLiteBuilding
+
+        if isinstance(building, SQLiteBuilding):
+            building.store.close()
+            building._lock.close()  # released by the kernel when a process dies
 
     def serving_file(self) -> Path:
         """The SQLite read-model file in service."""

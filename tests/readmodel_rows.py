@@ -86,6 +86,7 @@ def user(
         "active": active,
         "api_key_hash": f"hash-{id}",
         "limits": json.dumps(limits or {}),
+        "token_generation": 0,
         "created_at": created,
         "updated_at": created,
     }

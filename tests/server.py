@@ -19,6 +19,7 @@ from tests.mongo import free_port
 
 if TYPE_CHECKING:
     from app.config import Settings
+    from app.eventstore import EventStore
     from tests.places import Storage
 
 ADMIN_EMAIL = "admin@example.com"
@@ -63,14 +64,18 @@ class Server:
             self.env.setdefault("CLUSTER_SECRET", "one-node-cluster-secret-" + "c" * 16)
         self.log = root / "server.log"
 
-    def start(self, timeout: float | None = None) -> None:
-        self.launch()
+    def start(self, timeout: float | None = None, fault: str | None = None) -> None:
+        """Start the server; `fault` is Python run in its process first (a drill's way to
+        make it die at one exact moment, e.g. by patching a function to SIGKILL it)."""
+        self.launch(fault)
         self.wait_until_up(timeout)
 
-    def launch(self) -> None:
+    def launch(self, fault: str | None = None) -> None:
         """Start the process without waiting for it (`wait_until_up` does)."""
         whatsapp_api = shutil.which("whatsapp-api", path=str(Path(sys.executable).parent))
         command = [whatsapp_api] if whatsapp_api else [sys.executable, "-m", "app.cli"]
+        if fault is not None:
+            command = [sys.executable, "-c", f"{fault}\nfrom app.cli import main\nmain()"]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [*command, "serve"],
@@ -137,7 +142,7 @@ class Server:
     def stored_events(self, originator_id: str | None = None, topic: str = "") -> list[Any]:
         """The domain events in the event store (of one aggregate, and whose topic ends
         with `topic`, if given), in their order, read through a store of the test's own."""
-        with self._event_store() as store:
+        with self.event_store() as store:
             return [
                 store.mapper.to_domain_event(notification)
                 for notification in _notifications(store)
@@ -147,20 +152,23 @@ class Server:
 
     def stored_notifications(self, stop: int | None = None) -> list[Any]:
         """The event store's notifications as stored (up to position `stop`), in order."""
-        with self._event_store() as store:
+        with self.event_store() as store:
             return list(_notifications(store, stop))
 
     @contextmanager
-    def _event_store(self) -> Iterator[Any]:
+    def event_store(self) -> Iterator[EventStore]:
+        """The server's event store, opened by the test (creating nothing)."""
         from app.eventstore import open_store
         from app.storage import open_storage
 
         storage = open_storage(self.settings())
-        store = open_store(storage, create=False)
         try:
-            yield store
+            store = open_store(storage, create=False)
+            try:
+                yield store
+            finally:
+                store.close()
         finally:
-            store.close()
             storage.close()
 
     def stored_bytes(self) -> bytes:

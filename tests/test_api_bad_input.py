@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.local_http import LocalHttp, QuietHandler
+from tests.media_host import MediaHost
 from tests.places import place
 from tests.server import Api, Server, running_server, wait_until
 
@@ -626,13 +626,20 @@ def test_idempotent_send_returns_the_first_result_and_sends_once(user: Api, pair
     again = user.send(paired, phone, "your order shipped", **{"Idempotency-Key": key})
     assert again.status_code == 200, again.text
     assert again.json()["id"] == first.json()["id"]
-    # The simple route shares the key space: still the first message.
+    # The simple route shares the key space: the same message is still the first one, another
+    # message under the same key is refused (test_security_sends.py has the other sends).
     simple = user.http.get(
+        f"/api/whatsapp-simple/{paired}/send",
+        params={"phone": phone, "message": "your order shipped"},
+        headers={"Idempotency-Key": key},
+    )
+    assert simple.status_code == 200 and simple.json()["id"] == first.json()["id"]
+    reused = user.http.get(
         f"/api/whatsapp-simple/{paired}/send",
         params={"phone": phone, "message": "x"},
         headers={"Idempotency-Key": key},
     )
-    assert simple.status_code == 200 and simple.json()["id"] == first.json()["id"]
+    assert_error(reused, 422, "idempotency_key_reused")
     other = user.send(paired, phone, "your order shipped", **{"Idempotency-Key": key + "-2"})
     assert other.status_code == 200 and other.json()["id"] != first.json()["id"]
     unkeyed = [user.send(paired, phone, "no key").json()["id"] for _ in range(2)]
@@ -802,37 +809,6 @@ def small_api(small: Server) -> tuple[Api, str]:
     instance = api.create_instance("Files")["id"]
     api.pair(instance, "15550102001")
     return api, instance
-
-
-class MediaHost:
-    """Serves files on 127.0.0.1: with or without Content-Length, or 404."""
-
-    def __init__(self, files: dict[str, tuple[bytes, str, bool]]) -> None:
-        self.requests: list[str] = []
-        host = self
-
-        class Handler(QuietHandler):
-            def do_GET(self) -> None:
-                host.requests.append(self.path)
-                item = files.get(self.path)
-                if item is None:
-                    self.send_error(404)
-                    return
-                body, content_type, with_length = item
-                self.send_response(200)
-                self.send_header("Content-Type", content_type)
-                if with_length:
-                    self.send_header("Content-Length", str(len(body)))
-                else:
-                    self.close_connection = True  # HTTP/1.0: the body ends when the line closes
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.http = LocalHttp(Handler)
-        self.url = self.http.url
-
-    def close(self) -> None:
-        self.http.close()
 
 
 @pytest.fixture(scope="module")

@@ -286,7 +286,11 @@ def test_a_rotated_api_key_stops_working_at_once(server: Server, admin: Api) -> 
     signed_in = login(server, "rotate@example.com", "rotate-password").json()
     old_key, token = signed_in["user"]["apiKey"], signed_in["token"]
     assert me(server, **{"x-api-key": old_key}).status_code == 200
-    rotated = server.client().post("/api/auth/api-key", headers={"x-api-key": old_key})
+    rotated = server.client().post(
+        "/api/auth/api-key",
+        headers={"x-api-key": old_key},
+        json={"currentPassword": "rotate-password"},
+    )
     assert rotated.status_code == 200, rotated.text
     new_key = rotated.json()["apiKey"]
     assert new_key and new_key != old_key
@@ -303,7 +307,11 @@ def test_a_rotated_api_key_stops_working_at_once(server: Server, admin: Api) -> 
     assert me(server, **bearer(token)).status_code == 200
     # The old key cannot rotate again either.
     assert_error(
-        server.client().post("/api/auth/api-key", headers={"x-api-key": old_key}),
+        server.client().post(
+            "/api/auth/api-key",
+            headers={"x-api-key": old_key},
+            json={"currentPassword": "rotate-password"},
+        ),
         401,
         "unauthorized",
     )

@@ -265,7 +265,7 @@ def test_idempotency_keys_are_remembered() -> None:
     assert instance.sent_for_key("order-2") is None
     assert instance.sent_for_key(None) is None
     assert instance.sent_for_key("") is None
-    assert instance.idempotency == {"order-1": "MSG00000001"}
+    assert instance.idempotency == {"order-1": ["MSG00000001", None]}
 
 
 def test_idempotency_memory_is_bounded_and_evicts_the_oldest() -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.server import Api, Server, wait_until
+from tests.sse import SseReader
 
 
 @pytest.fixture(scope="module")
@@ -154,26 +154,6 @@ def test_event_history_hides_secrets(admin: Api) -> None:
     assert created["data"]["webhook"]["secret"] == "[redacted]"
 
 
-def read_sse(response: httpx.Response, count: int, timeout: float = 10) -> list[dict[str, Any]]:
-    """Read `count` events from an open SSE response."""
-    events: list[dict[str, Any]] = []
-    current: dict[str, Any] = {}
-    deadline = time.monotonic() + timeout
-    for line in response.iter_lines():
-        if time.monotonic() > deadline:
-            break
-        if line.startswith("id: "):
-            current["id"] = int(line[4:])
-        elif line.startswith("data: "):
-            current["data"] = json.loads(line[6:])
-        elif line == "" and "id" in current:
-            events.append(current)
-            current = {}
-            if len(events) == count:
-                break
-    return events
-
-
 def test_event_stream_delivers_new_events_and_resumes_without_gaps(
     user: Api, pair: dict[str, str]
 ) -> None:
@@ -186,8 +166,7 @@ def test_event_stream_delivers_new_events_and_resumes_without_gaps(
     # Send once the stream is open: the stream must show the new MessageSent.
     threading.Timer(0.5, lambda: user.send(pair["a"], "15551110002", "live one")).start()
     with httpx.stream("GET", url, params={"after": head}, headers=headers, timeout=15) as response:
-        assert response.headers["content-type"].startswith("text/event-stream")
-        first = read_sse(response, 1)
+        first = SseReader(response).read(1)
     assert (
         first
         and first[0]["data"]["type"] == "MessageSent"
@@ -198,7 +177,7 @@ def test_event_stream_delivers_new_events_and_resumes_without_gaps(
     with httpx.stream(
         "GET", url, headers={**headers, "Last-Event-ID": str(first[0]["id"])}, timeout=15
     ) as response:
-        resumed = read_sse(response, 2)
+        resumed = SseReader(response).read(2)
     expected = [
         e["position"]
         for e in user.http.get(

@@ -15,13 +15,14 @@ import httpx
 import pykka
 import uvicorn
 from eventsourcing.persistence import PersistenceError
+from freezegun import freeze_time
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.access_log import AccessLog
+from app.access_log import AccessLog, Ration
 from app.cli import LOG_FORMAT, OnceFormatter, SizedRotatingFileHandler, setup_logging
 from app.config import Settings
 from app.errors import EXCEPTION_HANDLERS, ApiError
@@ -81,6 +82,31 @@ def test_a_record_is_formatted_once_for_all_handlers(tmp_path: Path) -> None:
     assert len(calls) == 1
     assert (tmp_path / "a.log").read_text() == (tmp_path / "b.log").read_text()
     assert (tmp_path / "a.log").read_text().endswith("WARNING test-logging-once: hello world\n")
+
+
+def test_a_message_is_one_line_of_bounded_length(tmp_path: Path) -> None:
+    handler = SizedRotatingFileHandler(tmp_path / "c.log", maxBytes=1_000_000, backupCount=1)
+    logger = logger_to(handler)
+    logger.warning("GET %s", "/x\n2031-01-01 forged\r\x1b[2J\u2028more")
+    logger.warning("long %s", "z" * 10_000)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logger.exception("failed")  # a traceback keeps its own lines
+    handler.close()
+    lines = (tmp_path / "c.log").read_text().splitlines()
+    assert lines[0].endswith("GET /x\\n2031-01-01 forged\\r\\x1b[2J\\u2028more")
+    assert len(lines[1]) < 4200 and lines[1].endswith("more characters]")
+    assert lines[2].endswith("failed") and lines[3] == "Traceback (most recent call last):"
+
+
+def test_lines_about_refused_requests_are_rationed() -> None:
+    with freeze_time("2026-01-01T00:00:00Z") as clock:
+        ration = Ration(burst=3, per_second=2)
+        assert [ration.take() for _ in range(5)] == [(True, 0)] * 3 + [(False, 0)] * 2
+        clock.tick(0.5)
+        assert ration.take() == (True, 2)  # the next line says how many were left out
+        assert ration.take() == (False, 0)
 
 
 # -- what the server logs about its answers ---------------------------------------------

@@ -463,6 +463,23 @@ def test_wait_async_returns_once_the_position_is_reached(
     assert users == 2
 
 
+def test_a_waiter_whose_event_loop_has_closed_does_not_stop_the_projections(
+    store: EventStore, storage: Storage, running: list[Any]
+) -> None:
+    """A wait that timed out stays registered; if its event loop has ended by the time the
+    position is reached (an event stream's loop, a shutdown), waking it must not kill the
+    thread that writes the read models."""
+    import asyncio
+
+    live = start(store, storage, running)
+    head = store.save(new_user())[-1].notification.id
+    assert live.wait(head, timeout=WAIT)
+    assert asyncio.run(live.wait_async(head + 1, timeout=0.01)) is False  # its loop is closed
+    save(store, live, new_user("bob@example.com"))  # reaches the old waiter's position
+    save(store, live, new_user("carol@example.com"))
+    assert live.error is None and storage.count("users") == 3
+
+
 def test_restart_resumes_from_the_tracking_position(
     store: EventStore, storage: Storage, running: list[Any]
 ) -> None:

@@ -59,7 +59,7 @@ def test_a_rotated_key_is_401_at_once_and_the_new_one_works(
     sender: tuple[Api, Api, str, str],
 ) -> None:
     _, by_key, instance, _ = sender
-    rotated = by_key.http.post("/api/auth/api-key")
+    rotated = by_key.http.post("/api/auth/api-key", json={"currentPassword": "cache-password-1"})
     assert rotated.status_code == 200, rotated.text
     assert by_key.send(instance, "15553409999", "old key").status_code == 401
     renewed = Api(by_key.server, api_key=rotated.json()["apiKey"])

@@ -312,6 +312,7 @@ def test_an_interrupted_rebuild_leaves_the_old_read_models_answering(
         # A rebuild killed outright cannot clean up: the next one does.
         killed = storage.read_models().building()
         killed.store.ensure(catalog.TABLES)
+        storage.abandon(killed)
         assert storage.leftovers()
         # The live projection still writes where the readers look.
         instance = Instance(

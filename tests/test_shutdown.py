@@ -74,6 +74,7 @@ def test_a_second_sigterm_exits_at_once(fresh_server: Server) -> None:
     connection and never answers (the download's own timeout is 30 s)."""
     api = Api.login(fresh_server)
     instance = api.create_instance("Held")["id"]
+    api.pair(instance, "15550008882")  # a send to a disconnected instance downloads nothing
     with socket.create_server(("127.0.0.1", 0)) as silent:
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/slow.png"
         held = threading.Thread(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 
@@ -145,7 +146,8 @@ class Undecryptable:
 
 @dataclass(frozen=True)
 class MediaSaved:
-    """A received message's media is on disk (`media["path"]`), or failed (`media["error"]`)."""
+    """A received message's media is on disk (`media["id"]`, its name in the uploads
+    directory), or failed (`media["error"]`)."""
 
     message_id: str
     media: dict[str, Any]
@@ -204,6 +206,7 @@ class Media:
     mimetype: str
     size: int
     url: str | None = None  # where it was fetched from, for engines that send by link
+    digest: str | None = None  # SHA-256 of the content, when it was received here
 
     @property
     def kind(self) -> str:
@@ -211,12 +214,19 @@ class Media:
         return top if top in ("image", "video", "audio") else "document"
 
     def describe(self) -> dict[str, Any]:
+        """What events say about the file: an id (its name under the uploads directory)
+        and the name it was sent as; never where the server keeps it."""
         return {
-            "path": self.path,
+            "id": media_id(self.path),
             "filename": self.filename,
             "mimetype": self.mimetype,
             "size": self.size,
         }
+
+
+def media_id(path: str) -> str:
+    """A stored file's id: its name in the uploads directory (no directory, no path)."""
+    return PurePath(path).name
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ from actors.engines.base import (
     Sent,
     SentElsewhere,
     Undecryptable,
+    media_id,
 )
 from actors.engines.capabilities import NumberCheck, Pairing
 from actors.engines.frames import Channel
@@ -517,7 +518,7 @@ class WhatsmeowEngine(Engine, Pairing, NumberCheck):
         elif isinstance(frame, f.MediaResult):
             media = {"status": frame.status, "size": frame.size}
             if frame.path is not None:
-                media["path"] = frame.path
+                media["id"] = media_id(frame.path)  # events name files by id, never by path
             if frame.mimetype is not None:
                 media["mimetype"] = frame.mimetype
             if frame.error is not None:

@@ -220,14 +220,14 @@ class Deliverer:
         try:
             while True:
                 settings = self.settings
-                url = settings.get("url")
+                if not delivers(settings):
+                    # Turned off (or the instance disabled) since this event was picked: as
+                    # for any event that happens while webhooks are off, it is not sent.
+                    return False
                 attempts += 1
-                if url:
-                    status, error, final = await service.poster.post(
-                        url, raw, body["event"], delivery, settings.get("secret"), replay
-                    )
-                else:
-                    status, error, final = None, "webhook URL removed", False
+                status, error, final = await service.poster.post(
+                    settings["url"], raw, body["event"], delivery, settings.get("secret"), replay
+                )
                 if status is not None and 200 <= status < 300:
                     await self.record(
                         "delivered", position, body["event"], delivery, attempts, status, "", replay

@@ -26,7 +26,7 @@ from app.auth import api_key_hash, hash_password, new_api_key, unauthorized, ver
 from app.context import Context
 from app.errors import ApiError
 from app.openapi import doc
-from app.schemas import ChangePassword, Login, parse
+from app.schemas import ChangePassword, Login, RotateApiKey, decode, parse, read_body
 from app.sessions import Sessions, clear_cookie, set_cookie
 from domain.session import Session
 from domain.timestamps import iso_ms
@@ -47,7 +47,7 @@ async def login(request: Request) -> Response:
     return answer(
         request,
         SignedIn(
-            token=ctx.auth.issue_token(str(user.id), user.role),
+            token=ctx.auth.issue_token(str(user.id), user.role, user.token_generation),
             user=SignedInUser(**_profile(user), apiKey=ctx.auth.unseal(user.api_key_sealed)),
         ),
     )
@@ -57,19 +57,20 @@ async def _signed_in(ctx: Context, request: Request, body: Login) -> User:
     """The user these credentials belong to (throttled); 401 for wrong ones."""
     account = body.email.strip().lower()
     address = request.client.host if request.client else "unknown"
-    ctx.login_throttle.check(account, address)
+    # Counted before the password is checked, so concurrent guesses all see each other.
+    attempt = ctx.login_throttle.begin(account, address)
     try:
         user = await asyncio.to_thread(ctx.get_user, user_id_for(body.email))
     except ApiError:
         user = None
     if user is None or not user.active:
         await asyncio.to_thread(verify_password, _DUMMY_HASH, body.password)  # same timing
-        ctx.login_throttle.failed(account, address)
+        ctx.login_throttle.failed(attempt)
         raise unauthorized("Wrong e-mail or password")
     if not await asyncio.to_thread(verify_password, user.password_hash, body.password):
-        ctx.login_throttle.failed(account, address)
+        ctx.login_throttle.failed(attempt)
         raise unauthorized("Wrong e-mail or password")
-    ctx.login_throttle.succeeded(account)
+    ctx.login_throttle.succeeded(attempt)
     return user
 
 
@@ -111,7 +112,7 @@ async def start_session(request: Request) -> Response:
 
 
 async def _new_session(ctx: Context, user: User) -> Session:
-    session = _sessions(ctx).start(str(user.id), getattr(user, "token_generation", 0))
+    session = _sessions(ctx).start(str(user.id), user.token_generation)
     await ctx.save(session)
     return session
 
@@ -180,7 +181,12 @@ async def me(request: Request) -> Response:
     return answer(request, _me(ctx.user_row(principal.user_id)))
 
 
-@doc("Change my password", "auth", answer=PasswordChanged, body=ChangePassword)
+@doc(
+    "Change my password (signs out every other session)",
+    "auth",
+    answer=PasswordChanged,
+    body=ChangePassword,
+)
 async def change_password(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
@@ -189,18 +195,23 @@ async def change_password(request: Request) -> Response:
     if not await asyncio.to_thread(verify_password, user.password_hash, body.currentPassword):
         raise ApiError(400, "wrong_password", "The current password is wrong")
     new_hash = await asyncio.to_thread(hash_password, body.newPassword)
+    user.check_active()
     user.change_password(new_hash)
     await ctx.save(user)
+    # Every token and console session from before this change is refused from now on;
+    # the caller gets a new token, and a console that changed it goes on under a new session.
+    token = ctx.auth.issue_token(str(user.id), user.role, user.token_generation)
+    message = "Password changed; other sessions are signed out"
     if principal.session is None:
-        return answer(request, PasswordChanged(success=True, message="Password changed"))
-    # The console that changed it stays signed in, under a new session (and cookie).
+        return answer(request, PasswordChanged(success=True, message=message, token=token))
     await _end(ctx, principal.session, "password_changed")
     session = await _new_session(ctx, user)
     response = answer(
         request,
         PasswordChanged(
             success=True,
-            message="Password changed",
+            message=message,
+            token=token,
             csrfToken=_sessions(ctx).csrf_token(session.id),
         ),
     )
@@ -208,10 +219,29 @@ async def change_password(request: Request) -> Response:
     return response
 
 
-@doc("Rotate my API key (the old one stops working)", "auth", answer=ApiKey)
+@doc(
+    "Rotate my API key (the old one stops working); needs currentPassword or a recent sign-in",
+    "auth",
+    answer=ApiKey,
+    body=RotateApiKey,
+    errors=(403,),
+)
 async def rotate_api_key(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
+    raw = await read_body(request)
+    body = decode(raw, RotateApiKey) if raw.strip() else RotateApiKey()
+    if body.currentPassword is not None:
+        user = await asyncio.to_thread(ctx.get_user, principal.user_id)
+        if not await asyncio.to_thread(verify_password, user.password_hash, body.currentPassword):
+            raise ApiError(400, "wrong_password", "The current password is wrong")
+    elif not principal.signed_in_within(RECENT_SIGN_IN):
+        raise ApiError(
+            403,
+            "current_password_required",
+            "Rotating the API key needs your currentPassword, or a token from a sign-in "
+            f"in the last {RECENT_SIGN_IN // 60} minutes",
+        )
     key = new_api_key()
 
     def rotate(user: User) -> None:
@@ -221,6 +251,9 @@ async def rotate_api_key(request: Request) -> Response:
     await ctx.change_user(principal.user_id, rotate)
     return answer(request, ApiKey(apiKey=key))
 
+
+# A token this young stands in for the password when rotating the API key.
+RECENT_SIGN_IN = 5 * 60
 
 _DUMMY_HASH = hash_password("not a real password, only here to spend the same time")
 

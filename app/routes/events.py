@@ -3,32 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
 from uuid import UUID
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from app import history, query
 from app.answers import EventPage, EventView, answer
 from app.context import Context
-from app.errors import ApiError
+from app.errors import ApiError, not_found
 from app.openapi import Param, doc, whole
-
-KEEPALIVE = 15.0
-PAGE = 500
+from app.streams import EventStreamResponse, seconds_until
 
 
 def _filters(request: Request) -> tuple[int, int, list[str]]:
     params = request.query_params
-    after = query.integer(params, "after", 0, 0, 2**62)
+    after = query.integer(params, "after", 0, 0, query.MAX_POSITION)
     last_event_id = request.headers.get("last-event-id")
     if last_event_id:
-        if not last_event_id.isdigit():
-            raise ApiError(400, "invalid_last_event_id", "Last-Event-ID must be a position")
-        after = max(after, int(last_event_id))
+        after = max(after, query.position(last_event_id, "Last-Event-ID"))
     limit = query.integer(params, "limit", 100, 1, query.MAX_LIMIT)
     types = [t.strip() for t in params.get("types", "").split(",") if t.strip()]
     try:
@@ -39,7 +33,7 @@ def _filters(request: Request) -> tuple[int, int, list[str]]:
 
 
 EVENT_QUERY: dict[str, str | Param] = {
-    "after": whole("events after this position", 0, 2**62),
+    "after": whole("events after this position", 0, query.MAX_POSITION),
     "limit": whole("page size", 1, query.MAX_LIMIT),
     "types": "comma-separated event types",
 }
@@ -51,6 +45,7 @@ EVENT_QUERY: dict[str, str | Param] = {
     answer=EventPage,
     media={"text/event-stream": "string"},
     query=EVENT_QUERY,
+    errors=(429,),
 )
 async def instance_events(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
@@ -65,6 +60,7 @@ async def instance_events(request: Request) -> Response:
     admin=True,
     media={"text/event-stream": "string"},
     query=EVENT_QUERY,
+    errors=(429,),
 )
 async def all_events(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
@@ -75,37 +71,25 @@ async def all_events(request: Request) -> Response:
 async def _answer(request: Request, ctx: Context, originator: UUID | None) -> Response:
     after, limit, topics = _filters(request)
     if "text/event-stream" in request.headers.get("accept", ""):
-        return StreamingResponse(
-            _stream(request, ctx, originator, after, topics),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        )
+        principal = ctx.principal(request)
+
+        def check() -> float | None:
+            """Whether the caller may still watch (from the in-memory user state)."""
+            now = ctx.auth.authenticate(request)
+            if originator is None and not now.admin:
+                raise ApiError(403, "forbidden", "This needs an administrator")
+            if originator is not None and not ctx.queries.owns(str(originator), now.user_id):
+                raise not_found()
+            return seconds_until(now.expires)
+
+        stream = ctx.streams.open(principal.user_id, originator, topics, after, check)
+        return EventStreamResponse(ctx.streams, stream)
     events = await asyncio.to_thread(history.read, ctx.store, originator, after, limit, topics)
     page = EventPage(
         events=[EventView(**event) for event in events],
         next=events[-1]["position"] if events else after,
     )
     return answer(request, page)
-
-
-async def _stream(
-    request: Request, ctx: Context, originator: UUID | None, after: int, topics: list[str]
-) -> AsyncIterator[str]:
-    """Server-sent events: `id:` is the position, so a client resumes with Last-Event-ID."""
-    yield "retry: 2000\n\n"
-    while not await request.is_disconnected():
-        seen = ctx.projections.position
-        events: list[dict[str, Any]] = await asyncio.to_thread(
-            history.read, ctx.store, originator, after, PAGE, topics
-        )
-        for event in events:
-            yield f"id: {event['position']}\nevent: {event['type']}\ndata: {history.to_json(event)}\n\n"
-            after = event["position"]
-        if len(events) == PAGE:
-            continue
-        # Wake when anything new is stored (the read models see every event).
-        if not await ctx.projections.wait_async(seen + 1, timeout=KEEPALIVE):
-            yield ": keep-alive\n\n"
 
 
 routes = [

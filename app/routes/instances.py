@@ -21,7 +21,9 @@ from app.engine_settings import check_proxy, cloud_settings
 from app.errors import ApiError, invalid
 from app.openapi import choice, doc
 from app.schemas import InstanceCreate, InstanceUpdate, parse
+from app.sealing import ENGINE_SECRETS, WEBHOOK_SECRETS
 from domain.instance import Instance
+from domain.urls import HIDDEN
 
 
 async def check_webhook_url(ctx: Context, url: str | None) -> None:
@@ -65,18 +67,34 @@ async def create_instance(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     principal = ctx.principal(request)
     body = await parse(request, InstanceCreate)
-    await quotas.check_instances(ctx, principal)
+    # One creation per user at a time: concurrent requests cannot all pass the quota.
+    async with quotas.creating(principal.user_id):
+        await quotas.check_instances(ctx, principal)
+        instance = await _create(ctx, principal.user_id, body)
+    if ctx.cluster is None:
+        await ctx.ask(ctx.supervisor_proxy.start_instance(instance.id))
+    else:  # runs here if it is this node's, else its node starts it when it sees it
+        await asyncio.to_thread(ctx.cluster.claim, str(instance.id))
+    request.path_params["instanceId"] = str(instance.id)
+    return answer(request, _view(ctx, ctx.own_instance(request)))
+
+
+async def _create(ctx: Context, user_id: str, body: InstanceCreate) -> Instance:
     engine = body.engine or ctx.settings.default_engine
     check_engine(ctx, engine)
     if engine == "cloud" and body.cloud is None:
         raise invalid("The cloud engine needs 'cloud' settings", "cloud", "missing")
     await check_webhook_url(ctx, body.webhookUrl)
-    settings: dict[str, Any] = await cloud_settings(ctx, body.cloud) if body.cloud else {}
+    settings: dict[str, Any] = (
+        ctx.sealer.seal_fields(await cloud_settings(ctx, body.cloud), ENGINE_SECRETS)
+        if body.cloud
+        else {}
+    )
     if body.proxy:
         await check_proxy(ctx, body.proxy)
         settings["proxy"] = body.proxy
     instance = Instance(
-        user_id=principal.user_id,
+        user_id=user_id,
         name=body.name,
         description=body.description,
         engine=engine,
@@ -94,17 +112,12 @@ async def create_instance(request: Request) -> Response:
             "retryInterval": body.retryInterval
             if body.retryInterval is not None
             else ctx.settings.webhook_retry_interval,
-            "secret": body.webhookSecret,
+            "secret": ctx.sealer.seal(body.webhookSecret),
         },
         engine_settings=settings,
     )
-    await ctx.save(instance)
-    if ctx.cluster is None:
-        await ctx.ask(ctx.supervisor_proxy.start_instance(instance.id))
-    else:  # runs here if it is this node's, else its node starts it when it sees it
-        await asyncio.to_thread(ctx.cluster.claim, str(instance.id))
-    request.path_params["instanceId"] = str(instance.id)
-    return answer(request, _view(ctx, ctx.own_instance(request)))
+    await ctx.save(instance)  # the read models include it before the next one is counted
+    return instance
 
 
 @doc("My instances", "instances", answer=InstanceList)
@@ -142,7 +155,7 @@ async def update_instance(request: Request) -> Response:
         if getattr(body, field) is not UNSET:
             changes[field] = getattr(body, field)
     webhook: dict[str, Any] = {}
-    if body.webhookUrl is not UNSET:
+    if body.webhookUrl is not UNSET and not _as_shown(body.webhookUrl, row["webhook"].get("url")):
         await check_webhook_url(ctx, body.webhookUrl)
         webhook["url"] = body.webhookUrl
     if body.webhookEnabled is not UNSET:
@@ -150,23 +163,32 @@ async def update_instance(request: Request) -> Response:
     if body.webhookSettings is not UNSET:
         for key, value in structs.asdict(body.webhookSettings).items():
             if value is not UNSET:
-                webhook[key] = value
+                webhook[key] = ctx.sealer.seal(value) if key in WEBHOOK_SECRETS else value
     if webhook:
         changes["webhook"] = webhook
     settings: dict[str, Any] = {}
     if body.cloud is not UNSET:
         if row["engine"] != "cloud":
             raise invalid("'cloud' settings apply to cloud instances only", "cloud")
-        settings.update(await cloud_settings(ctx, body.cloud))
-    if body.proxy is not UNSET:
+        settings.update(
+            ctx.sealer.seal_fields(await cloud_settings(ctx, body.cloud), ENGINE_SECRETS)
+        )
+    if body.proxy is not UNSET and not _as_shown(
+        body.proxy, (row.get("engine_settings") or {}).get("proxy")
+    ):
         await check_proxy(ctx, body.proxy)
         settings["proxy"] = body.proxy
     if settings:
         changes["engine_settings"] = settings
     versioned_webhook = await ctx.command(ctx.proxy(row["id"]).update(changes))
     if "webhook" in changes:
-        await ctx.ask(ctx.webhooks_proxy.refresh(row["id"], versioned_webhook))
+        await ctx.refresh_webhooks(row["id"], versioned_webhook)
     return answer(request, _view(ctx, ctx.own_instance(request)))
+
+
+def _as_shown(given: str | None, shown: str | None) -> bool:
+    """A URL sent back exactly as this API shows it (credentials hidden): unchanged."""
+    return given is not None and given == shown and HIDDEN in given
 
 
 @doc("Delete an instance and its session", "instances", answer=Done)

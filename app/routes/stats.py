@@ -58,19 +58,18 @@ async def user_stats(request: Request) -> Response:
     principal = ctx.principal(request)
     _, start = query.period(request.query_params, USER_PERIODS, "month")
     since = _since(start)
-    instances = ctx.instances_of(principal.user_id)
-    total = UserTotals(
-        **_shown(ctx.queries.usage_of_user(principal.user_id, since)),
-        instanceCount=len(instances),
-    )
-    per_instance = ctx.queries.usage_by_instance(principal.user_id, since)
+    user = principal.user_id
+    instances = ctx.instances_of(user)
+    sums = _shown(ctx.queries.usage_of_user(user, since))
+    sums["apiCalls"] += ctx.usage.pending(user, since=since)  # counted, not yet stored
+    total = UserTotals(**sums, instanceCount=len(instances))
+    per_instance = ctx.queries.usage_by_instance(user, since)
     zero = zero_usage()
-    rows = [
-        InstanceUsageTotal(
-            instanceId=i["id"], name=i["name"], **_shown(per_instance.get(i["id"], zero))
-        )
-        for i in instances
-    ]
+    rows = []
+    for i in instances:
+        usage = _shown(per_instance.get(i["id"], zero))
+        usage["apiCalls"] += ctx.usage.pending(user, i["id"], since)
+        rows.append(InstanceUsageTotal(instanceId=i["id"], name=i["name"], **usage))
     return answer(request, UserStats(total=total, instances=rows))
 
 
@@ -95,9 +94,9 @@ async def instance_stats(request: Request) -> Response:
         )
         for day in ctx.queries.daily_usage(row["id"], since)
     ]
-    usage = InstanceUsage(
-        **_shown(ctx.queries.usage_of_instance(row["id"], since)), dailyStats=days
-    )
+    sums = _shown(ctx.queries.usage_of_instance(row["id"], since))
+    sums["apiCalls"] += ctx.usage.pending(instance_id=row["id"], since=since)
+    usage = InstanceUsage(**sums, dailyStats=days)
     return answer(request, InstanceStats(usage=usage))
 
 
@@ -107,10 +106,12 @@ async def system_stats(request: Request) -> Response:
     ctx.admin(request)
     instances = ctx.queries.instance_counts()
     users = ctx.queries.user_counts()
+    usage = _shown(ctx.queries.usage_of_system())
+    usage["apiCalls"] += ctx.usage.pending()
     stats = SystemStats(
         instances=Counts(total=instances.total, active=instances.active),
         users=Counts(total=users.total, active=users.active),
-        usage=Usage(**_shown(ctx.queries.usage_of_system())),
+        usage=Usage(**usage),
     )
     return answer(request, stats)
 

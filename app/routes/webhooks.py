@@ -34,9 +34,9 @@ class Replay(Body):
     with `failedOnly`, only the deliveries in that range that failed and stay failed
     (from the first of them when neither `fromPosition` nor `since` is given)."""
 
-    fromPosition: Annotated[int, Meta(ge=0)] | None = None
+    fromPosition: Annotated[int, Meta(ge=0, le=query.MAX_POSITION)] | None = None
     since: Annotated[str, Meta(max_length=40)] | None = None
-    toPosition: Annotated[int, Meta(ge=0)] | None = None
+    toPosition: Annotated[int, Meta(ge=0, le=query.MAX_POSITION)] | None = None
     failedOnly: bool = False
 
 

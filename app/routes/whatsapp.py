@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+import msgspec
 from pykka import ActorDeadError
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -75,13 +77,18 @@ async def status(request: Request) -> Response:
     "whatsapp",
     answer=SentMessage,
     body=SendText,
-    errors=(202, 429, 502),
+    errors=(202, 422, 429, 502),
 )
 async def send(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     body = await parse(request, SendText)
     return await _send_text(ctx, request, instance_id, body.phone, body.message)
+
+
+def fingerprint(*parts: str | None) -> str:
+    """What identifies a send's request, so that a reused Idempotency-Key is told apart."""
+    return hashlib.sha256(msgspec.json.encode(parts)).hexdigest()[:32]
 
 
 async def _send_text(
@@ -91,8 +98,9 @@ async def _send_text(
     key = idempotency_key(request)
     ctx.check_webhook_backlog(instance_id)
     await quotas.check_messages(ctx, ctx.principal(request), instance_id)
-    message_id = await sending(ctx, ctx.proxy(instance_id).send_text(to, text, key), key)
-    return answer(request, SentMessage(id=message_id))
+    proxy = ctx.proxy(instance_id)
+    sent = proxy.send_text(to, text, key, fingerprint("text", to, text) if key else None)
+    return answer(request, SentMessage(id=await sending(ctx, sent, key)))
 
 
 @doc(
@@ -100,7 +108,7 @@ async def _send_text(
     "whatsapp",
     answer=SentMessage,
     body=SendMedia,
-    errors=(202, 429, 502),
+    errors=(202, 422, 429, 502),
 )
 async def send_media(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
@@ -109,6 +117,13 @@ async def send_media(request: Request) -> Response:
     to = to_jid(body.phone)
     key = idempotency_key(request)
     ctx.check_webhook_backlog(row["id"])
+    media.fetchable(body.url)
+    proxy = ctx.proxy(row["id"])
+    request_print = fingerprint("url", to, body.url, body.caption, body.filename)
+    # Before anything is fetched: a retry answers at once, a disconnected instance is 409.
+    earlier = await ctx.ask(proxy.check_send(key, request_print))
+    if earlier is not None:
+        return answer(request, SentMessage(id=earlier))
     await quotas.check_messages(ctx, ctx.principal(request), row["id"])
     settings = ctx.settings
     file = await media.download(
@@ -119,9 +134,9 @@ async def send_media(request: Request) -> Response:
         settings.media_download_timeout,
         OutboundHTTP(settings.webhook_allow_private),
     )
-    message_id = await sending(
-        ctx, ctx.proxy(row["id"]).send_media(to, file, body.caption, key), key
-    )
+    with media.removed_unless_sent(file):
+        sent = proxy.send_media(to, file, body.caption, key, request_print)
+        message_id = await sending(ctx, sent, key)
     return answer(request, SentMessage(id=message_id))
 
 
@@ -130,7 +145,7 @@ async def send_media(request: Request) -> Response:
     "whatsapp",
     answer=SentMessage,
     form={"phone": "string", "caption": "string", "file": "binary"},
-    errors=(202, 429, 502),
+    errors=(202, 422, 429, 502),
 )
 async def send_file(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
@@ -163,7 +178,10 @@ async def send_file(request: Request) -> Response:
         file = await media.keep_upload(upload, settings.uploads_dir, settings.max_file_size)
     finally:
         await form.close()
-    message_id = await sending(ctx, ctx.proxy(row["id"]).send_media(to, file, caption, key), key)
+    request_print = fingerprint("file", to, caption, file.filename, file.digest)
+    with media.removed_unless_sent(file):
+        sent = ctx.proxy(row["id"]).send_media(to, file, caption, key, request_print)
+        message_id = await sending(ctx, sent, key)
     return answer(request, SentMessage(id=message_id))
 
 
@@ -192,7 +210,7 @@ async def logout(request: Request) -> Response:
     "whatsapp",
     answer=SentMessage,
     query={"phone": "recipient", "message": "text"},
-    errors=(202, 429, 502),
+    errors=(202, 422, 429, 502),
 )
 async def simple_send(request: Request) -> Response:
     """Send with query or form fields, for low-code tools that cannot send JSON."""

@@ -7,11 +7,20 @@ crash from the position it last committed.
 The file in service is named by a pointer file beside it (`<name>.current`), so that
 `rebuild-projections` can build a complete new file and swap it in atomically while
 the server runs. Every connection notices a swap at its next use and reopens.
+
+One rebuild runs at a time: it holds an exclusive lock on `<name>.rebuild-lock` from the
+moment it starts until its file is in service (or discarded), and starts by removing every
+read-model file the pointer does not name, which is what a rebuild killed outright leaves
+(its complete new file, if killed before the switch; the previous file, if killed after
+it). The server removes the same at start, unless a rebuild holds the lock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
+import glob
 import itertools
 import operator
 import os
@@ -26,7 +35,7 @@ from typing import Any, TypeVar
 import sqlite_utils
 from eventsourcing.persistence import IntegrityError
 
-from projections.rows import Building, ReadModels, Rows, Table
+from projections.rows import Building, ReadModels, RebuildRunning, Rows, Table
 from storage.sqlite.errors import translated, translated_errors
 
 T = TypeVar("T")
@@ -149,7 +158,66 @@ class ReadModelStore(ReadModels):
 
     @translated
     def building(self) -> SQLiteBuilding:
-        return SQLiteBuilding(self)
+        lock = self._lock_rebuilds()
+        if lock is None:
+            raise RebuildRunning(
+                "another rebuild of these read models is running "
+                f"(it holds {self._lock_file().name}); wait for it to finish"
+            )
+        try:
+            self._remove_unnamed()
+            return SQLiteBuilding(self, lock)
+        except BaseException:
+            lock.close()
+            raise
+
+    @translated
+    def remove_leftovers(self) -> list[str]:
+        lock = self._lock_rebuilds()
+        if lock is None:
+            return []  # a rebuild runs: what is beside these is its work
+        with lock:
+            return self._remove_unnamed()
+
+    # -- one rebuild at a time, and what killed ones left --------------------------------
+
+    def _lock_file(self) -> Path:
+        return self.base.with_name(self.base.name + ".rebuild-lock")
+
+    def _lock_rebuilds(self) -> Any:
+        """The rebuild lock, held (closing the file releases it); None if another holds it."""
+        handle = open(self._lock_file(), "ab")  # noqa: SIM115 - held until the rebuild ends
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        except BaseException:
+            handle.close()
+            raise
+        return handle
+
+    def _remove_unnamed(self) -> list[str]:
+        """Remove every read-model file beside these that the pointer does not name (with
+        the lock held); their names."""
+        if not self._follow:
+            return []
+        current = self.current_file().name
+        base = self.base
+        keep = {current, f"{current}-wal", f"{current}-shm"}
+        candidates = [
+            *base.parent.glob(f"{glob.escape(base.name)}*"),
+            *base.parent.glob(f"{glob.escape(base.stem)}.*.db*"),
+        ]
+        removed = []
+        for path in sorted(set(candidates)):
+            name = path.name
+            if name in keep or name in (self.pointer.name, self._lock_file().name):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(name)
+        return removed
 
     @translated
     def close(self) -> None:
@@ -421,11 +489,10 @@ class SQLiteBuilding(Building):
 
     store: ReadModelStore  # the new read models
 
-    def __init__(self, live: ReadModelStore) -> None:
+    def __init__(self, live: ReadModelStore, lock: Any) -> None:
         self.live = live
+        self._lock = lock  # the rebuild lock, released once in service or discarded
         base = live.base
-        for stale in base.parent.glob(f"{base.stem}.*.db.building*"):
-            stale.unlink(missing_ok=True)
         self.target = base.with_name(f"{base.stem}.{time.time_ns()}.db")
         self.file = self.target.with_name(self.target.name + ".building")
         self.store = ReadModelStore(self.file, follow_pointer=False)
@@ -486,14 +553,20 @@ class SQLiteBuilding(Building):
         finally:
             old.execute("ROLLBACK")
         live.close()
-        if previous != self.target:
-            _remove(previous)
+        try:
+            if previous != self.target:
+                _remove(previous)
+        finally:
+            self._lock.close()
         return self.target.name
 
     @translated
     def discard(self) -> None:
-        self.store.close()
-        _remove(self.file)
+        try:
+            self.store.close()
+            _remove(self.file)
+        finally:
+            self._lock.close()
 
 
 def _remove(path: Path, journal_only: bool = False) -> None:

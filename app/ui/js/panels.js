@@ -103,14 +103,14 @@ onSubmit($("#settings-form"), async (data, node) => {
     maxRetries: number("maxRetries"), retryInterval: number("retryInterval"),
   };
   if (data.get("secret")) webhookSettings.secret = data.get("secret");
-  const updated = await api(`/api/instances/${enc(editing.id)}`, {
-    method: "PUT",
-    body: {
-      name: data.get("name").trim(), description: data.get("description"),
-      webhookUrl: data.get("webhookUrl").trim() || null,
-      webhookEnabled: form.webhookEnabled.checked, webhookSettings,
-    },
-  });
+  const body = {
+    name: data.get("name").trim(), description: data.get("description"),
+    webhookEnabled: form.webhookEnabled.checked, webhookSettings,
+  };
+  // The URL is shown with its credentials hidden: send it only when it was changed.
+  const webhookUrl = data.get("webhookUrl").trim() || null;
+  if (webhookUrl !== (editing.webhookUrl || null)) body.webhookUrl = webhookUrl;
+  const updated = await api(`/api/instances/${enc(editing.id)}`, { method: "PUT", body });
   await settingsPanel.open(updated);
   $("[data-ok]", node).hidden = false;
   text($("#detail-name"), updated.name);
