@@ -52,6 +52,8 @@ class SendOutcomeUnknown(InstanceError):
 def _bounded(memory: dict[str, Any]) -> None:
     while len(memory) > IDEMPOTENCY_MEMORY:
         del memory[next(iter(memory))]
+
+
 class IdempotencyKeyReused(InstanceError):
     """An Idempotency-Key came back with a different request than the one it first sent."""
 

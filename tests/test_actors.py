@@ -22,7 +22,12 @@ from actors.engines.sandbox import SandboxEngine, SandboxNetwork
 from actors.instance import InstanceActor, InstanceProxy, Outcome
 from actors.supervisor import CrashReport, Supervisor
 from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter
-from domain.instance import Instance, InstanceNotConnected, SendOutcomeUnknown
+from domain.instance import (
+    IdempotencyKeyReused,
+    Instance,
+    InstanceNotConnected,
+    SendOutcomeUnknown,
+)
 from storage.sqlite.events import environment as sqlite_env
 
 WAIT = 5.0
@@ -540,7 +545,10 @@ def test_a_send_without_an_answer_is_unknown_and_never_repeated(world: World) ->
     with paired_actor(world, UnansweredSandbox, A_PHONE) as a:
         for _ in range(2):
             with pytest.raises(SendOutcomeUnknown):
-                a.send_text(jid(B_PHONE), "maybe", "order-10").get(timeout=WAIT)
+                a.send_text(jid(B_PHONE), "maybe", "order-10", "print-10").get(timeout=WAIT)
+        # The key with another request is a client's mistake, not this send's retry.
+        with pytest.raises(IdempotencyKeyReused):
+            a.send_text(jid(B_PHONE), "other", "order-10", "print-11").get(timeout=WAIT)
         # Without a key each attempt is the caller's own; it is still told the truth.
         with pytest.raises(SendOutcomeUnknown) as unknown:
             a.send_text(jid(B_PHONE), "keyless", None).get(timeout=WAIT)

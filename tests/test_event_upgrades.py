@@ -18,7 +18,7 @@ ADDED: dict[str, dict[int, tuple[str, ...]]] = {
     "ConnectionOpened": {2: ("details",)},
     "ConnectionClosed": {2: ("retry_at",)},
     "LoggedOut": {2: ("unlinked",)},
-    "MessageSent": {2: ("origin", "spool_seq")},
+    "MessageSent": {2: ("idempotency_fingerprint",), 3: ("origin", "spool_seq")},
     "MessageReceived": {
         2: ("data", "bsuid", "username"),
         3: ("participant", "phone", "lid", "spool_seq"),
@@ -27,11 +27,17 @@ ADDED: dict[str, dict[int, tuple[str, ...]]] = {
 }
 
 
-# The class versions earlier releases stored: the first, and the one with the Cloud API's
-# fields (before the whatsmeow engine's).
+# The class versions earlier releases stored: the first, the one with the Cloud API's
+# fields, and the one with idempotency fingerprints (before the whatsmeow engine's).
 RELEASES = {
     "first": {},
     "cloud": {"ConnectionOpened": 2, "MessageReceived": 2, "MessageStatusChanged": 2},
+    "fingerprints": {
+        "ConnectionOpened": 2,
+        "MessageReceived": 2,
+        "MessageStatusChanged": 2,
+        "MessageSent": 2,
+    },
 }
 
 
@@ -44,7 +50,9 @@ def test_events_stored_before_fields_were_added_load_with_defaults(
     instance = Instance("user-1", "Shop", "", "whatsmeow", {}, {})
     instance.open_connection("15550001111", "Shop")
     instance.record_received("wamid.1", "15550002222@s.whatsapp.net", "Zed", "text", "hi", None, 1)
-    instance.record_sent("wamid.0", "15550002222@s.whatsapp.net", "text", "yo", None, 2, None)
+    instance.record_sent(
+        "wamid.0", "15550002222@s.whatsapp.net", "text", "yo", None, 2, "k1", "print-1"
+    )
     instance.record_status("wamid.0", "read", "15550002222@s.whatsapp.net", True)
     instance.close_connection("stream_error", True, 1_900_000_000.0)
     instance.log_out("logged_out")
@@ -96,6 +104,8 @@ def test_events_stored_before_fields_were_added_load_with_defaults(
         None,
     )
     assert (sent.body, sent.origin, sent.spool_seq) == ("yo", "api", None)
+    fingerprinted = RELEASES[release].get("MessageSent", 1) >= 2
+    assert sent.idempotency_fingerprint == ("print-1" if fingerprinted else None)
     assert (status.status, status.error, status.spool_seq) == ("read", None, None)
     assert (closed.reason, closed.will_reconnect, closed.retry_at) == ("stream_error", True, None)
     assert (logged_out.reason, logged_out.unlinked) == ("logged_out", None)
