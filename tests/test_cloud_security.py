@@ -169,7 +169,9 @@ def test_a_phone_number_id_cannot_escape_on_update_either(admin: Api, graph: Fak
     assert not any("debug_token" in r["path"] for r in graph.requests)
 
 
-@pytest.mark.parametrize("token", ["EAAG\nX-Injected: 1", "EAAG\r\n", "EAAG token", "EAAG\x00", "ÉAAG"])
+@pytest.mark.parametrize(
+    "token", ["EAAG\nX-Injected: 1", "EAAG\r\n", "EAAG token", "EAAG\x00", "ÉAAG"]
+)
 def test_an_access_token_that_cannot_be_a_bearer_token_is_refused_at_save(
     admin: Api, graph: FakeGraph, token: str
 ) -> None:
