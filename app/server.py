@@ -265,7 +265,9 @@ def _start_serving(
 
     jwt_secret = load_jwt_secret(settings.jwt_secret, settings.data_dir)
     sealer = Sealer(jwt_secret)
-    network = SandboxNetwork(SandboxGroups(store.repository.get, committer.commit))
+    network = SandboxNetwork(
+        SandboxGroups(store.repository.get, committer.commit), settings.uploads_dir
+    )
     cloud_directory = CloudDirectory()
     engines = {"cloud", "sandbox"} if settings.sandbox_enabled else {"cloud"}
     if importlib.util.find_spec("neonize") is not None:

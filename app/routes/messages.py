@@ -208,7 +208,7 @@ async def download_media(request: Request) -> Response:
     message = await find_message(ctx, instance_id, request.path_params["messageId"])
     if message.media is None:
         raise ApiError(404, "no_media", f"Message {message.message_id} has no media")
-    file = _local(ctx, message.media.get("path"))
+    file = _local(ctx, message.media.get("path") or message.media.get("id"))
     if file is None:  # not on this server (yet): the engine fetches it
         fetched: Media = await ctx.ask(ctx.proxy(instance_id).download_media(message))
         file = _local(ctx, fetched.path)
@@ -222,11 +222,12 @@ async def download_media(request: Request) -> Response:
 
 
 def _local(ctx: Context, path: str | None) -> Path | None:
-    """A file under UPLOADS_DIR, or None (a path from elsewhere is never served)."""
+    """A file under UPLOADS_DIR (a path, or a media id: its name there), or None (a path
+    from elsewhere is never served)."""
     if not path:
         return None
     uploads = ctx.settings.uploads_dir.resolve()
-    file = Path(path).resolve()
+    file = (uploads / path).resolve()
     if not file.is_relative_to(uploads) or not file.is_file():
         return None
     return file
