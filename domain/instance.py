@@ -369,13 +369,13 @@ class Instance(Aggregate):
         media: dict[str, Any] | None,
         sent_at: int,
         idempotency_key: str | None,
-        idempotency_fingerprint: str | None,
-        quoted_message_id: str | None,
-        mentions: list[str],
-        data: dict[str, Any] | None,
-        phone: str | None,
-        lid: str | None,
-        recipients: list[str],
+        idempotency_fingerprint: str | None = None,
+        quoted_message_id: str | None = None,
+        mentions: list[str] | None = None,
+        data: dict[str, Any] | None = None,
+        phone: str | None = None,
+        lid: str | None = None,
+        recipients: list[str] | None = None,
     ) -> None:
         if idempotency_key:
             self.idempotency[idempotency_key] = [message_id, idempotency_fingerprint]
