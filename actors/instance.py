@@ -22,35 +22,55 @@ from pykka.typing import ActorMemberMixin, proxy_method
 
 from actors.bridge import BridgedActor
 from actors.engines.base import (
+    NO_OPTIONS,
     Ack,
     Banned,
     ClientOutdated,
     Connected,
-    Contacts,
+    ContactCard,
     Disconnected,
     Emit,
     Engine,
     EngineError,
     EngineEvent,
+    Identity,
     Inbound,
+    Location,
     LoggedOut,
     Media,
-    MediaSaved,
-    Notice,
     OutcomeUnknown,
+    Poll,
     QrCode,
+    Reaction,
     Receipt,
+    SendOptions,
     Sent,
-    SentElsewhere,
-    Undecryptable,
+    Template,
 )
 from actors.engines.capabilities import (
     ConcurrentSends,
+    ContactCards,
+    Edits,
+    Groups,
+    IdentityLookup,
+    Locations,
+    MediaDownload,
     NumberCheck,
     Pairing,
+    Polls,
+    PresenceUpdates,
+    Reactions,
+    ReadReceipts,
+    Replies,
+    Revocations,
     SandboxControls,
+    Templates,
 )
+from actors.reports import KnownIdentities, record
+from domain.groups import Group, GroupChanges, ParticipantResult
 from domain.instance import IdempotencyKeyReused, Instance, InstanceError, SendOutcomeUnknown
+from domain.messages import MessageRef
+from domain.phone import is_group, is_lid, jid_number
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +186,7 @@ class InstanceActor(BridgedActor):
         self._recent: OrderedDict[tuple[str, ...], None] = OrderedDict()
         self._in_flight: dict[str, _Started] = {}  # sends under way, by idempotency key
         self._epoch = 0  # reloads from the store after a failed commit
+        self._identities = KnownIdentities()
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -246,8 +267,8 @@ class InstanceActor(BridgedActor):
             case QrCode(code):
                 self._qr_seen_at = time.monotonic()
                 instance.receive_qr(code)
-            case Connected(phone, push_name, details):
-                instance.open_connection(phone, push_name, details)
+            case Connected(phone, push_name, details, lid):
+                instance.open_connection(phone, push_name, details, lid)
             case Disconnected(reason, will_reconnect, retry_at):
                 instance.close_connection(reason, will_reconnect, retry_at)
             case ClientOutdated(client_version):
@@ -261,59 +282,10 @@ class InstanceActor(BridgedActor):
                 if instance.status == "logged_out":
                     return False  # already recorded by the logout command
                 instance.log_out(reason)
-            case Inbound() as m:
-                instance.record_received(
-                    message_id=m.message_id,
-                    sender=m.sender,
-                    push_name=m.push_name,
-                    message_type=m.message_type,
-                    body=m.body,
-                    media=m.media,
-                    received_at=m.timestamp,
-                    data=m.data,
-                    bsuid=m.bsuid,
-                    username=m.username,
-                    participant=m.participant,
-                    phone=m.phone,
-                    lid=m.lid,
-                    spool_seq=m.spool_seq,
-                )
-            case SentElsewhere() as m:
-                instance.record_sent(
-                    message_id=m.message_id,
-                    to=m.to,
-                    message_type=m.message_type,
-                    body=m.body,
-                    media=m.media,
-                    sent_at=m.timestamp,
-                    idempotency_key=None,
-                    origin=m.origin,
-                    spool_seq=m.spool_seq,
-                )
-            case Undecryptable() as m:
-                instance.record_undecryptable(
-                    message_id=m.message_id,
-                    sender=m.sender,
-                    participant=m.participant,
-                    phone=m.phone,
-                    lid=m.lid,
-                    unavailable=m.unavailable,
-                    received_at=m.timestamp,
-                    spool_seq=m.spool_seq,
-                )
-            case MediaSaved(message_id, media, spool_seq):
-                instance.record_media(message_id, media, spool_seq)
-            case Receipt(message_id, status, remote_jid, error, spool_seq):
-                instance.record_status(
-                    message_id, status, remote_jid, from_me=True, error=error, spool_seq=spool_seq
-                )
-            case Notice(kind, details):
-                instance.receive_notice(kind, details)
-            case Contacts(contacts):
-                instance.sync_contacts(contacts)
             case _:
-                log.warning("instance %s: unknown engine report %r", self.instance_id, message)
-                return False
+                if not record(self.instance, message, self._identities):
+                    log.warning("instance %s: unknown engine report %r", self.instance_id, message)
+                    return False
         return True
 
     def record_reports(self, reports: list[EngineEvent]) -> Outcome[int]:
@@ -338,15 +310,22 @@ class InstanceActor(BridgedActor):
     # -- commands (proxy calls) -------------------------------------------------------
 
     def send_text(
-        self, to: str, text: str, idempotency_key: str | None, fingerprint: str | None = None
+        self,
+        to: str,
+        text: str,
+        idempotency_key: str | None,
+        fingerprint: str | None = None,
+        options: SendOptions = NO_OPTIONS,
     ) -> Outcome[str]:
         """Send text to a JID; answer with the message id once MessageSent is stored.
         `fingerprint` identifies the request, so a reused idempotency key is told apart."""
         engine = self.engine
         key = _Key(idempotency_key, fingerprint)
-        if isinstance(engine, ConcurrentSends):
+        if isinstance(engine, ConcurrentSends) and not options:
             return self._start(to, key, lambda: engine.start_text(to, text), "text", text, None)
-        return self._send(to, key, lambda: self.engine.send_text(to, text), "text", text, None)
+        return self._send(
+            to, key, options, lambda: self.engine.send_text(to, text, options), "text", text
+        )
 
     def send_media(
         self,
@@ -355,13 +334,14 @@ class InstanceActor(BridgedActor):
         caption: str,
         idempotency_key: str | None,
         fingerprint: str | None = None,
+        options: SendOptions = NO_OPTIONS,
     ) -> Outcome[str]:
         """Send a file we hold to a JID; answer once MessageSent is stored. A send the
         idempotency key made already answers with its message, and the file this request
         brought (used by no message) is removed."""
         engine = self.engine
         key = _Key(idempotency_key, fingerprint, unused=media.path)
-        if isinstance(engine, ConcurrentSends):
+        if isinstance(engine, ConcurrentSends) and not options:
             return self._start(
                 to,
                 key,
@@ -373,11 +353,256 @@ class InstanceActor(BridgedActor):
         return self._send(
             to,
             key,
-            lambda: self.engine.send_media(to, media, caption),
+            options,
+            lambda: self.engine.send_media(to, media, caption, options),
             media.kind,
             caption,
-            media.describe(),
+            media=media.describe(),
         )
+
+    def send_location(
+        self,
+        to: str,
+        location: Location,
+        idempotency_key: str | None,
+        options: SendOptions = NO_OPTIONS,
+        fingerprint: str | None = None,
+    ) -> Outcome[str]:
+        """Send a location; answer once MessageSent is stored."""
+        engine = Locations.of(*self._live_engine())
+        return self._send(
+            to,
+            _Key(idempotency_key, fingerprint),
+            options,
+            lambda: engine.send_location(to, location, options),
+            "location",
+            location.name or "",
+            data={"location": location.describe()},
+        )
+
+    def send_contacts(
+        self,
+        to: str,
+        cards: tuple[ContactCard, ...],
+        idempotency_key: str | None,
+        options: SendOptions = NO_OPTIONS,
+        fingerprint: str | None = None,
+    ) -> Outcome[str]:
+        """Send contact cards; answer once MessageSent is stored."""
+        engine = ContactCards.of(*self._live_engine())
+        return self._send(
+            to,
+            _Key(idempotency_key, fingerprint),
+            options,
+            lambda: engine.send_contacts(to, cards, options),
+            "contacts",
+            ", ".join(card.name for card in cards),
+            data={"contacts": [card.describe() for card in cards]},
+        )
+
+    def send_poll(
+        self,
+        to: str,
+        poll: Poll,
+        idempotency_key: str | None,
+        options: SendOptions = NO_OPTIONS,
+        fingerprint: str | None = None,
+    ) -> Outcome[str]:
+        """Send a poll; answer once MessageSent is stored."""
+        engine = Polls.of(*self._live_engine())
+        return self._send(
+            to,
+            _Key(idempotency_key, fingerprint),
+            options,
+            lambda: engine.send_poll(to, poll, options),
+            "poll",
+            poll.question,
+            data={"poll": poll.describe()},
+        )
+
+    def send_template(
+        self,
+        to: str,
+        template: Template,
+        idempotency_key: str | None,
+        fingerprint: str | None = None,
+    ) -> Outcome[str]:
+        """Send a message template; answer once MessageSent is stored."""
+        engine = Templates.of(*self._live_engine())
+        return self._send(
+            to,
+            _Key(idempotency_key, fingerprint),
+            NO_OPTIONS,
+            lambda: engine.send_template(to, template),
+            "template",
+            template.name,
+            data={"template": template.describe()},
+        )
+
+    # -- acting on messages already sent or received ---------------------------------
+
+    def vote(self, poll: MessageRef, options: tuple[str, ...]) -> Outcome[str]:
+        """Vote in a poll (replacing our earlier vote; no options withdraws it)."""
+        engine = Polls.of(*self._live_engine())
+        poll.check_vote(list(options))
+        self.instance.check_connected()
+        sent = engine.vote(poll, options)
+        self.instance.record_vote(
+            message_id=poll.message_id,
+            chat=poll.chat,
+            voter=None,
+            from_me=True,
+            options=list(options),
+            voted_at=sent.timestamp,
+            **self._party(poll),
+        )
+        return Outcome(sent.message_id, self._record())
+
+    def react(self, message: MessageRef, emoji: str) -> Outcome[str]:
+        """React to a message with an emoji ("" removes our reaction)."""
+        engine = Reactions.of(*self._live_engine())
+        self.instance.check_connected()
+        sent = engine.react(message, emoji)
+        self.instance.record_reaction(
+            message_id=message.message_id,
+            chat=message.chat,
+            sender=None,
+            from_me=True,
+            emoji=emoji,
+            reacted_at=sent.timestamp,
+            **self._party(message),
+        )
+        return Outcome(sent.message_id, self._record())
+
+    def edit(self, message: MessageRef, text: str) -> Outcome[str]:
+        """Replace the text of our own text message, within WhatsApp's edit window."""
+        engine = Edits.of(*self._live_engine())
+        message.check_editable(time.time())
+        self.instance.check_connected()
+        sent = engine.edit(message, text)
+        self.instance.record_edit(
+            message_id=message.message_id,
+            chat=message.chat,
+            sender=None,
+            from_me=True,
+            body=text,
+            edited_at=sent.timestamp,
+            **self._party(message),
+        )
+        return Outcome(sent.message_id, self._record())
+
+    def revoke(self, message: MessageRef) -> Outcome[None]:
+        """Delete our own message for everyone."""
+        engine = Revocations.of(*self._live_engine())
+        message.check_revocable()
+        self.instance.check_connected()
+        sent = engine.revoke(message)
+        self.instance.record_revocation(
+            message_id=message.message_id,
+            chat=message.chat,
+            sender=None,
+            from_me=True,
+            revoked_at=sent.timestamp,
+            **self._party(message),
+        )
+        return Outcome(None, self._record())
+
+    def download_media(self, message: MessageRef) -> Media:
+        """Fetch the file of a message with media into the uploads directory."""
+        engine = MediaDownload.of(*self._live_engine())
+        return engine.download(message)
+
+    def send_presence(self, state: str, to: str | None) -> None:
+        """Show us available/unavailable, or composing/recording/paused in a chat."""
+        engine = PresenceUpdates.of(*self._live_engine())
+        self.instance.check_connected()
+        engine.send_presence(state, to)
+
+    def mark_read(self, chat: str, messages: tuple[MessageRef, ...]) -> Outcome[None]:
+        """Send read receipts for received messages of a chat; their unread count clears."""
+        engine = ReadReceipts.of(*self._live_engine())
+        self.instance.check_connected()
+        engine.mark_read(chat, messages)
+        party = self._party(messages[0]) if messages else {"phone": None, "lid": None}
+        self.instance.record_read(chat=chat, message_ids=[m.message_id for m in messages], **party)
+        return Outcome(None, self._record())
+
+    # -- groups -------------------------------------------------------------------------
+
+    def create_group(self, subject: str, participants: tuple[str, ...]) -> Outcome[Group]:
+        """Create a group with us as its owner."""
+        engine = Groups.of(*self._live_engine())
+        self.instance.check_connected()
+        group = engine.create_group(subject, participants)
+        self.instance.record_group_created(group=group.describe())
+        return Outcome(group, self._record())
+
+    def group_info(self, group_id: str) -> Group:
+        """The group as WhatsApp has it now."""
+        engine = Groups.of(*self._live_engine())
+        self.instance.check_connected()
+        return engine.group_info(group_id)
+
+    def update_group(self, group_id: str, changes: GroupChanges) -> Outcome[Group]:
+        """Change a group's subject, description, announce or locked."""
+        engine = Groups.of(*self._live_engine())
+        self.instance.check_connected()
+        group = engine.update_group(group_id, changes)
+        if changes.describe():
+            self.instance.record_group_settings(
+                group_id=group_id, changes=changes.describe(), by=None
+            )
+        return Outcome(group, self._record())
+
+    def change_participants(
+        self, group_id: str, action: str, participants: tuple[str, ...]
+    ) -> Outcome[tuple[ParticipantResult, ...]]:
+        """Add, remove, promote or demote participants; the outcome for each."""
+        engine = Groups.of(*self._live_engine())
+        self.instance.check_connected()
+        results = engine.change_participants(group_id, action, participants)
+        done = [r.id for r in results if r.status == "ok"]
+        if done:
+            self.instance.record_group_participants(
+                group_id=group_id,
+                action=action,
+                participants=[_person(jid) for jid in done],
+                by=None,
+            )
+        return Outcome(results, self._record())
+
+    def invite_code(self, group_id: str, reset: bool) -> str:
+        """The group's invite code (`reset`: revoke it and make another)."""
+        engine = Groups.of(*self._live_engine())
+        self.instance.check_connected()
+        return engine.invite_code(group_id, reset)
+
+    def join_group(self, code: str) -> Outcome[Group]:
+        """Join a group by its invite code."""
+        engine = Groups.of(*self._live_engine())
+        self.instance.check_connected()
+        group = engine.join_group(code)
+        self.instance.record_group_joined(group=group.describe(), reason="invite", by=None)
+        return Outcome(group, self._record())
+
+    def leave_group(self, group_id: str) -> Outcome[None]:
+        """Leave a group."""
+        engine = Groups.of(*self._live_engine())
+        self.instance.check_connected()
+        engine.leave_group(group_id)
+        self.instance.record_group_left(group_id=group_id, reason="left", by=None)
+        return Outcome(None, self._record())
+
+    # -- who is who ---------------------------------------------------------------------
+
+    def lookup_identity(self, jid: str) -> Outcome[Identity]:
+        """The phone number and LID of the person `jid` names; a pair not known before is
+        recorded (IdentityLearnt)."""
+        engine = IdentityLookup.of(*self._live_engine())
+        self.instance.check_connected()
+        found = engine.lookup_identity(jid)
+        self._identities.learn(self.instance, found.phone, found.lid)
+        return Outcome(found, self._record())
 
     def check_send(self, idempotency_key: str | None, fingerprint: str | None) -> str | None:
         """Before a send fetches or keeps a file: the message id an earlier send with this
@@ -469,13 +694,15 @@ class InstanceActor(BridgedActor):
         """Whether a phone number has WhatsApp."""
         return NumberCheck.of(*self._live_engine()).check(phone)
 
-    def sandbox_scan(self, phone: str | None) -> str:
+    def sandbox_scan(self, phone: str | None, lid: str | None = None) -> str:
         """Sandbox: the phone scans the QR code; return the paired number."""
-        return SandboxControls.of(*self._live_engine()).scan(phone)
+        return SandboxControls.of(*self._live_engine()).scan(phone, lid)
 
-    def sandbox_inbound(self, sender_phone: str, text: str, push_name: str | None) -> str:
-        """Sandbox: a text from an outside number arrives; return its message id."""
-        return SandboxControls.of(*self._live_engine()).inbound(sender_phone, text, push_name)
+    def sandbox_inbound(
+        self, sender_phone: str, text: str, push_name: str | None, lid: str | None = None
+    ) -> str:
+        """Sandbox: a text from an outside number (or LID) arrives; return its message id."""
+        return SandboxControls.of(*self._live_engine()).inbound(sender_phone, text, push_name, lid)
 
     def sandbox_drop(self) -> None:
         """Sandbox: the connection drops (it comes back by itself)."""
@@ -593,11 +820,16 @@ class InstanceActor(BridgedActor):
         self,
         to: str,
         key: _Key,
+        options: SendOptions,
         send: Callable[[], Sent],
         kind: str,
         body: str,
-        media: dict[str, Any] | None,
+        *,
+        media: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
     ) -> Outcome[str]:
+        if options:
+            Replies.of(*self._live_engine())  # 400 before anything is recorded
         earlier = self._begin_send(to, key, kind)
         if earlier is not None:
             return Outcome(earlier)
@@ -614,8 +846,22 @@ class InstanceActor(BridgedActor):
             sent_at=sent.timestamp,
             idempotency_key=key.name,
             idempotency_fingerprint=key.fingerprint,
+            quoted_message_id=options.quoted.message_id if options.quoted else None,
+            mentions=list(options.mentions),
+            data=data,
+            phone=sent.phone,
+            lid=sent.lid,
+            recipients=list(sent.recipients),
         )
+        self._identities.learn(self.instance, sent.phone, sent.lid)
         return Outcome(sent.message_id, self._record())
+
+    @staticmethod
+    def _party(message: MessageRef) -> dict[str, str | None]:
+        """`phone` and `lid` of the other party of a message (its author, in a group), as
+        the read models know them or as far as its JIDs tell."""
+        person = _person(message.sender or message.chat, id_key=None)
+        return {"phone": message.phone or person["phone"], "lid": message.lid or person["lid"]}
 
     def _start(
         self,
@@ -776,12 +1022,27 @@ class InstanceActor(BridgedActor):
         return commit
 
 
+def _person(jid: str, id_key: str | None = "id") -> dict[str, str | None]:
+    """`{id, phone, lid}` as far as a JID tells: a LID hides the number, a phone JID its LID;
+    a group JID is neither."""
+    person: dict[str, str | None] = {
+        "phone": None if is_lid(jid) or is_group(jid) else jid_number(jid),
+        "lid": jid if is_lid(jid) else None,
+    }
+    if id_key is not None:
+        person[id_key] = jid
+    return person
+
+
 def _report_key(report: EngineEvent) -> tuple[str, ...] | None:
     """What makes a report the same as one recorded before (a retried delivery)."""
     if isinstance(report, Inbound):
         return ("message", report.message_id)
     if isinstance(report, Receipt):
         return ("status", report.message_id, report.status)
+    if isinstance(report, Reaction):
+        sender = report.sender or ""
+        return ("reaction", report.message_id, sender, report.emoji, str(report.timestamp))
     return None
 
 
@@ -791,6 +1052,25 @@ class InstanceProxy(ActorMemberMixin, pykka.ActorProxy[InstanceActor]):
 
     send_text = proxy_method(InstanceActor.send_text)
     send_media = proxy_method(InstanceActor.send_media)
+    send_location = proxy_method(InstanceActor.send_location)
+    send_contacts = proxy_method(InstanceActor.send_contacts)
+    send_poll = proxy_method(InstanceActor.send_poll)
+    send_template = proxy_method(InstanceActor.send_template)
+    vote = proxy_method(InstanceActor.vote)
+    react = proxy_method(InstanceActor.react)
+    edit = proxy_method(InstanceActor.edit)
+    revoke = proxy_method(InstanceActor.revoke)
+    download_media = proxy_method(InstanceActor.download_media)
+    send_presence = proxy_method(InstanceActor.send_presence)
+    mark_read = proxy_method(InstanceActor.mark_read)
+    create_group = proxy_method(InstanceActor.create_group)
+    group_info = proxy_method(InstanceActor.group_info)
+    update_group = proxy_method(InstanceActor.update_group)
+    change_participants = proxy_method(InstanceActor.change_participants)
+    invite_code = proxy_method(InstanceActor.invite_code)
+    join_group = proxy_method(InstanceActor.join_group)
+    leave_group = proxy_method(InstanceActor.leave_group)
+    lookup_identity = proxy_method(InstanceActor.lookup_identity)
     update = proxy_method(InstanceActor.update)
     reconnect = proxy_method(InstanceActor.reconnect)
     logout = proxy_method(InstanceActor.logout)

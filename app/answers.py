@@ -186,6 +186,9 @@ class WebhookSettingsView(Answer):
     notifySent: bool
     notifyDelivery: bool
     notifyRead: bool
+    notifyMessageUpdates: bool  # reactions, edits, revocations, poll votes
+    notifyGroups: bool
+    notifyPresence: bool
     maxRetries: int | None
     retryInterval: int | None
     hasSecret: bool
@@ -278,18 +281,44 @@ class ActivityLog(Answer):
     pagination: Pagination
 
 
+class ReactionView(Answer):
+    sender: str = msgspec.field(name="from")  # who reacted: a JID, or "me"
+    emoji: str
+
+
+class PollOptionView(Answer):
+    name: str
+    votes: list[str]  # who chose it (JIDs, "me" for this account)
+
+
+class PollView(Answer):
+    question: str
+    multipleAnswers: bool
+    options: list[PollOptionView]  # the live tally
+
+
 class MessageView(Answer):
     id: str
     instanceId: str
     remoteJid: str
     fromMe: bool
     messageType: str
-    content: str | None
+    content: str | None  # "" once revoked
     messageId: str
     hasMedia: bool
     media: dict[str, Any] | None
     status: str
     createdAt: str
+    sender: str | None  # the participant who wrote it, in a group
+    phone: str | None  # the other party's number and LID, whenever either is known
+    lid: str | None
+    quotedMessageId: str | None
+    reactions: list[ReactionView]  # current, one per reactor
+    edited: bool
+    revoked: bool
+    location: dict[str, Any] | UnsetType = UNSET  # {latitude, longitude, name?, address?}
+    contacts: list[dict[str, Any]] | UnsetType = UNSET  # [{name, phone}]
+    poll: PollView | UnsetType = UNSET
     data: dict[str, Any] | UnsetType = UNSET  # a received message's structured content
     error: dict[str, Any] | UnsetType = UNSET  # why a message failed: {code, title, details}
 
@@ -297,6 +326,79 @@ class MessageView(Answer):
 class ChatHistory(Answer):
     messages: list[MessageView]
     pagination: Pagination
+
+
+class LastMessage(Answer):
+    id: str
+    fromMe: bool
+    type: str
+    content: str  # the first characters; "" once revoked
+    createdAt: str
+    edited: bool | UnsetType = UNSET
+    revoked: bool | UnsetType = UNSET
+
+
+class ChatSummary(Answer):
+    id: str
+    name: str | None
+    isGroup: bool
+    lastMessage: LastMessage | None
+    unreadCount: int  # received since the last read mark
+    updatedAt: str | None
+
+
+class ChatList(Answer):
+    chats: list[ChatSummary]
+    pagination: Pagination
+
+
+class PersonView(Answer):
+    """Who a phone number or LID names: both, when known."""
+
+    id: str
+    phone: str | None
+    lid: str | None
+    name: str | None
+    isGroup: bool
+
+
+# -- groups -------------------------------------------------------------------------------
+
+
+class ParticipantView(Answer):
+    id: str
+    phone: str | None
+    lid: str | None
+    role: str  # member, admin or superadmin
+
+
+class GroupView(Answer):
+    id: str  # the group JID (…@g.us)
+    subject: str
+    description: str
+    owner: str | None
+    announce: bool  # only admins send
+    locked: bool  # only admins change the group's settings
+    createdAt: str | None
+    participants: list[ParticipantView]
+
+
+class GroupList(Answer):
+    groups: list[GroupView]
+
+
+class ParticipantChange(Answer):
+    id: str
+    status: str  # ok, or why this participant was not changed
+
+
+class ParticipantChanges(Answer):
+    participants: list[ParticipantChange]
+
+
+class InviteView(Answer):
+    inviteCode: str
+    inviteLink: str
 
 
 class EventView(Answer):

@@ -16,7 +16,7 @@ from starlette.requests import Request
 
 from actors.bridge import ActorTimeout, ask
 from actors.engines.cloud import CloudDirectory
-from actors.engines.sandbox import SandboxNetwork
+from actors.engines.sandbox_network import SandboxNetwork
 from actors.engines.startgate import StartGate
 from actors.engines.whatsmeow import OutdatedMark
 from actors.engines.whatsmeow_forkserver import ForkServer

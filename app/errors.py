@@ -18,12 +18,21 @@ from starlette.responses import Response
 from actors.bridge import ActorTimeout
 from actors.engines.base import EngineError
 from app.answers import Error, ErrorDetails, JSONAnswer
+from domain.groups import GroupNotFound, NotGroupAdmin, NotGroupParticipant
 from domain.instance import (
     IdempotencyKeyReused,
     InstanceDeleted,
     InstanceDisabled,
     InstanceNotConnected,
     SendOutcomeUnknown,
+)
+from domain.messages import (
+    EditWindowClosed,
+    InvalidVote,
+    MessageNotFound,
+    NotAPoll,
+    NotEditable,
+    NotOwnMessage,
 )
 from domain.phone import InvalidPhoneNumber
 from domain.user import UserDeactivated
@@ -110,6 +119,12 @@ def _mapped(status: int, code: str) -> Any:
         return error_response(status, code, str(exc))
 
     return handler
+
+
+async def _invalid_vote(request: Request, exc: Exception) -> Response:
+    return error_response(
+        400, "validation_error", str(exc), details=ErrorDetails(field="options", problem=str(exc))
+    )
 
 
 async def _engine(request: Request, exc: Exception) -> Response:
@@ -251,6 +266,15 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     InstanceDisabled: _mapped(409, "instance_disabled"),
     IdempotencyKeyReused: _mapped(422, "idempotency_key_reused"),
     UserDeactivated: _mapped(401, "unauthorized"),
+    MessageNotFound: _mapped(404, "message_not_found"),
+    NotOwnMessage: _mapped(409, "not_own_message"),
+    NotEditable: _mapped(409, "not_editable"),
+    EditWindowClosed: _mapped(409, "edit_window_closed"),
+    NotAPoll: _mapped(409, "not_a_poll"),
+    InvalidVote: _invalid_vote,
+    GroupNotFound: _mapped(404, "group_not_found"),
+    NotGroupAdmin: _mapped(409, "not_group_admin"),
+    NotGroupParticipant: _mapped(409, "not_group_participant"),
     EngineError: _engine,
     ActorTimeout: _timeout,
     ActorDeadError: _actor_gone,

@@ -96,6 +96,9 @@ class WebhookSettings(Body):
     notifySent: bool | UnsetType = UNSET
     notifyDelivery: bool | UnsetType = UNSET
     notifyRead: bool | UnsetType = UNSET
+    notifyMessageUpdates: bool | UnsetType = UNSET
+    notifyGroups: bool | UnsetType = UNSET
+    notifyPresence: bool | UnsetType = UNSET
     maxRetries: Retries | UnsetType = UNSET
     retryInterval: IntervalMs | UnsetType = UNSET
     secret: Secret | UnsetType | None = UNSET
@@ -111,6 +114,11 @@ class InstanceCreate(Body):
     notifySent: bool = True
     notifyDelivery: bool = False
     notifyRead: bool = False
+    # Off by default, so existing receivers see nothing new: reactions, edits, revocations
+    # and poll votes; group changes; others' presence.
+    notifyMessageUpdates: bool = False
+    notifyGroups: bool = False
+    notifyPresence: bool = False
     maxRetries: Retries | None = None
     retryInterval: IntervalMs | None = None
     webhookSecret: Secret | None = None
@@ -129,16 +137,105 @@ class InstanceUpdate(Body):
     proxy: Url | UnsetType | None = UNSET
 
 
-class SendText(Body):
+MessageId = Annotated[str, Meta(min_length=1, max_length=128)]
+Mentions = Annotated[list[PhoneText], Meta(max_length=256)]
+
+
+class Send(Body):
+    """What every send takes: the chat (digits, a phone JID, a group JID or a LID), and
+    optionally a message of that chat to reply to and people to mention."""
+
     phone: PhoneText
+    quotedMessageId: MessageId | None = None
+    mentions: Mentions = []
+
+
+class SendText(Send, kw_only=True):
     message: MessageText
 
 
-class SendMedia(Body):
-    phone: PhoneText
+class SendMedia(Send, kw_only=True):
     url: Url
     caption: Annotated[str, Meta(max_length=4096)] = ""
     filename: Annotated[str, Meta(max_length=255)] | None = None
+
+
+class SendLocation(Send, kw_only=True):
+    latitude: Annotated[float, Meta(ge=-90, le=90)]
+    longitude: Annotated[float, Meta(ge=-180, le=180)]
+    name: Annotated[str, Meta(max_length=1024)] | None = None
+    address: Annotated[str, Meta(max_length=1024)] | None = None
+
+
+class Card(Body):
+    name: Annotated[str, Meta(min_length=1, max_length=256)]
+    phone: PhoneText
+
+
+class SendContact(Send, kw_only=True):
+    contacts: Annotated[list[Card], Meta(min_length=1, max_length=10)]
+
+
+PollOption = Annotated[str, Meta(min_length=1, max_length=100)]
+
+
+class SendPoll(Send, kw_only=True):
+    question: Annotated[str, Meta(min_length=1, max_length=255)]
+    options: Annotated[list[PollOption], Meta(min_length=2, max_length=12)]
+    multipleAnswers: bool = False
+
+
+class SendTemplate(Body):
+    phone: PhoneText
+    name: Annotated[str, Meta(min_length=1, max_length=512, pattern=r"^[a-z0-9_]+$")]
+    language: Annotated[str, Meta(min_length=2, max_length=15, pattern=r"^[A-Za-z_]+$")]
+    components: Annotated[list[dict[str, Any]], Meta(max_length=20)] = []
+
+
+class Vote(Body):
+    options: Annotated[list[PollOption], Meta(max_length=12)]
+
+
+class React(Body):
+    emoji: Annotated[str, Meta(max_length=32)]
+
+
+class EditMessage(Body):
+    message: MessageText
+
+
+class SetPresence(Body):
+    state: Annotated[str, Meta(pattern="^(available|unavailable|composing|recording|paused)$")]
+    phone: PhoneText | None = None
+
+
+class MarkRead(Body):
+    chatId: PhoneText
+    messageIds: Annotated[list[MessageId], Meta(min_length=1, max_length=100)]
+
+
+GroupSubject = Annotated[str, Meta(min_length=1, max_length=100)]
+
+
+class CreateGroup(Body):
+    subject: GroupSubject
+    participants: Annotated[list[PhoneText], Meta(min_length=1, max_length=256)]
+
+
+class UpdateGroup(Body):
+    subject: GroupSubject | None = None
+    description: Annotated[str, Meta(max_length=2048)] | None = None
+    announce: bool | None = None
+    locked: bool | None = None
+
+
+class ChangeParticipants(Body):
+    action: Annotated[str, Meta(pattern="^(add|remove|promote|demote)$")]
+    participants: Annotated[list[PhoneText], Meta(min_length=1, max_length=256)]
+
+
+class JoinGroup(Body):
+    inviteCode: Annotated[str, Meta(min_length=1, max_length=256)]
 
 
 class PairingCode(Body):
@@ -147,12 +244,14 @@ class PairingCode(Body):
 
 class SandboxScan(Body):
     phone: PhoneText | None = None
+    lid: PhoneText | None = None  # `<digits>@lid`: the LID WhatsApp knows the number by
 
 
 class SandboxInbound(Body, rename={"sender": "from"}):
-    sender: PhoneText
+    sender: PhoneText  # a phone number, or a LID (`<digits>@lid`)
     message: MessageText
     pushName: Name | None = None
+    lid: PhoneText | None = None  # the sender's LID, when it sends from a phone number
 
 
 _decoders: dict[type, msgspec.json.Decoder[Any]] = {}

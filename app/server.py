@@ -24,7 +24,8 @@ from starlette.routing import BaseRoute
 
 from actors.engines.base import Emit, Engine, EngineError
 from actors.engines.cloud import CloudDirectory, CloudEngine
-from actors.engines.sandbox import SandboxEngine, SandboxNetwork
+from actors.engines.sandbox import sandbox_engine
+from actors.engines.sandbox_network import SandboxGroups, SandboxNetwork
 from actors.engines.sandbox_relay import SandboxRelay, paired_sandbox_instances
 from actors.engines.startgate import StartGate
 from actors.engines.whatsmeow import OutdatedMark, WhatsmeowEngine
@@ -50,9 +51,11 @@ from app.routes import (
     cluster,
     events,
     fleet,
+    groups,
     health,
     history,
     instances,
+    messages,
     sandbox,
     stats,
     ui,
@@ -89,6 +92,8 @@ def create_app(settings: Settings, started: Context | None = None) -> Starlette:
         *instances.routes,
         *fleet.routes,
         *whatsapp.routes,
+        *messages.routes,
+        *groups.routes,
         *history.routes,
         *stats.routes,
         *events.routes,
@@ -263,7 +268,9 @@ def _start_serving(
 
     jwt_secret = load_jwt_secret(settings.jwt_secret, settings.data_dir)
     sealer = Sealer(jwt_secret)
-    network = SandboxNetwork()
+    network = SandboxNetwork(
+        SandboxGroups(store.repository.get, committer.commit), settings.uploads_dir
+    )
     cloud_directory = CloudDirectory()
     engines = {"cloud", "sandbox"} if settings.sandbox_enabled else {"cloud"}
     if importlib.util.find_spec("neonize") is not None:
@@ -274,7 +281,7 @@ def _start_serving(
 
     def engine_for(instance: Instance, emit: Emit) -> Engine:
         if instance.engine == "sandbox" and settings.sandbox_enabled:
-            return SandboxEngine.for_instance(network, instance, emit)
+            return sandbox_engine(network, instance, emit)
         if instance.engine == "cloud":
             try:
                 opened = sealer.open_fields(instance.engine_settings, ENGINE_SECRETS)
@@ -289,6 +296,8 @@ def _start_serving(
                 require_https=settings.production,
                 default_version=settings.cloud_api_version,
                 retry_base=settings.engine_retry_base,
+                uploads_dir=settings.uploads_dir,
+                max_file_size=settings.max_file_size,
             )
         if instance.engine == "whatsmeow" and "whatsmeow" in engines:
             return WhatsmeowEngine(

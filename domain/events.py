@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain.instance import Instance
-from domain.sandbox import SandboxRelay
+from domain.sandbox import SandboxGroup, SandboxRelay
 from domain.session import Session
 from domain.usage import UsageLedger
 from domain.user import User
@@ -29,6 +29,7 @@ AGGREGATES: tuple[type[Any], ...] = (
     UsageLedger,
     WebhookLog,
     SandboxRelay,
+    SandboxGroup,
 )
 
 
@@ -94,6 +95,32 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType(Instance.ContactsSynced, "ContactsSynced", None, None),
     # What the network says of the account ("account_update" when its kind is one).
     EventType(Instance.NoticeReceived, "NoticeReceived", "platform_error", None),
+    # What happens to messages shows in their chat history; each has a webhook, off by
+    # default (notifyMessageUpdates).
+    EventType(Instance.MessageReacted, "MessageReacted", None, "message_reaction"),
+    EventType(Instance.MessageEdited, "MessageEdited", None, "message_edited"),
+    EventType(Instance.MessageRevoked, "MessageRevoked", None, "message_revoked"),
+    EventType(Instance.PollVoted, "PollVoted", None, "poll_vote"),
+    EventType(Instance.ChatRead, "ChatRead", None, None),
+    # Groups are logged in the activity log and sent as group_update (notifyGroups).
+    EventType(Instance.GroupCreated, "GroupCreated", "group_created", "group_update"),
+    EventType(Instance.GroupJoined, "GroupJoined", "group_joined", "group_update"),
+    EventType(Instance.GroupLeft, "GroupLeft", "group_left", "group_update"),
+    EventType(
+        Instance.GroupParticipantsChanged,
+        "GroupParticipantsChanged",
+        "group_participants_changed",
+        "group_update",
+    ),
+    EventType(
+        Instance.GroupSettingsChanged,
+        "GroupSettingsChanged",
+        "group_settings_changed",
+        "group_update",
+    ),
+    EventType(Instance.IdentityLearnt, "IdentityLearnt", None, None),
+    # Stored only while a webhook asks for others' presence (notifyPresence).
+    EventType(Instance.PresenceUpdated, "PresenceUpdated", None, "presence_update"),
     # -- users (the activity log and webhooks are an instance's) -----------------------------
     EventType(User.Registered, "UserRegistered", None, None),
     EventType(User.PasswordChanged, "PasswordChanged", None, None),
@@ -117,6 +144,11 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType(WebhookLog.WebhookFailed, "WebhookFailed", "webhook_failed", None),
     # -- the sandbox network between nodes (a relay is its instance's report, shown there) ------
     EventType(SandboxRelay.Relayed, "SandboxRelayed", None, None),
+    # -- the sandbox network's groups (each member instance records its own view) ----------
+    EventType(SandboxGroup.Created, "SandboxGroupCreated", None, None),
+    EventType(SandboxGroup.ParticipantsChanged, "SandboxGroupParticipantsChanged", None, None),
+    EventType(SandboxGroup.SettingsChanged, "SandboxGroupSettingsChanged", None, None),
+    EventType(SandboxGroup.InviteReset, "SandboxGroupInviteReset", None, None),
 )
 
 BY_CLASS: dict[type[Any], EventType] = {e.cls: e for e in EVENT_TYPES}

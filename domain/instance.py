@@ -101,87 +101,7 @@ class Instance(Aggregate):
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["unlinked"] = None
 
-    class MessageSent(Aggregate.Event):
-        """A message went out. `idempotency_fingerprint` identifies the request that sent
-        it under `idempotency_key` (None before fingerprints were kept, version 1);
-        `origin` is `api` for sends through this server, `phone` or `linked_device` for
-        messages the account sent elsewhere (seen by the engine, version 3)."""
-
-        class_version = 3
-        message_id: str
-        to: str
-        message_type: str
-        body: str
-        media: dict[str, Any] | None
-        sent_at: int
-        idempotency_key: str | None
-        idempotency_fingerprint: str | None
-        origin: str
-        spool_seq: int | None
-
-        @staticmethod
-        def upcast_v1_v2(state: dict[str, Any]) -> None:
-            state["idempotency_fingerprint"] = None
-
-        @staticmethod
-        def upcast_v2_v3(state: dict[str, Any]) -> None:
-            state["origin"] = "api"
-            state["spool_seq"] = None
-
-    class MessageReceived(Aggregate.Event):
-        """A message arrived. `sender` is the chat it belongs to (the phone JID of a person
-        when known, a group JID for groups); `participant` is who wrote it in a group;
-        `phone` and `lid` name the person who wrote it, by phone number and by WhatsApp's
-        LID, whichever are known. `body` is its text for a person (a caption, a button's
-        title, a place's name...); `data` what a program needs, by kind (`interactive`,
-        `button`, `location`, `contacts`, `reaction`, `order`, `system`, `unsupported`,
-        `context`, `referral`); `bsuid` the sender's business-scoped user id and
-        `username` their WhatsApp username (Cloud API), when known."""
-
-        class_version = 3
-        message_id: str
-        sender: str
-        push_name: str | None
-        message_type: str
-        body: str
-        media: dict[str, Any] | None
-        received_at: int
-        data: dict[str, Any] | None
-        bsuid: str | None
-        username: str | None
-        participant: str | None
-        phone: str | None
-        lid: str | None
-        spool_seq: int | None
-
-        @staticmethod
-        def upcast_v1_v2(state: dict[str, Any]) -> None:
-            state.update(data=None, bsuid=None, username=None)
-
-        @staticmethod
-        def upcast_v2_v3(state: dict[str, Any]) -> None:
-            state.update(participant=None, phone=None, lid=None, spool_seq=None)
-
-    class MessageStatusChanged(Aggregate.Event):
-        """A sent message's status moved (`sent`, `delivered`, `read`, `played`) or it
-        `failed` after it was accepted; a failure carries `error`: `{code, title,
-        details}` as the network said it."""
-
-        class_version = 3
-        message_id: str
-        status: str
-        remote_jid: str
-        from_me: bool
-        error: dict[str, Any] | None
-        spool_seq: int | None
-
-        @staticmethod
-        def upcast_v1_v2(state: dict[str, Any]) -> None:
-            state["error"] = None
-
-        @staticmethod
-        def upcast_v2_v3(state: dict[str, Any]) -> None:
-            state["spool_seq"] = None
+    lid: str | None = None  # read from snapshots taken before instances had one
 
     class Created(Aggregate.Created):
         user_id: str
@@ -210,6 +130,7 @@ class Instance(Aggregate):
         self.status = "connecting"
         self.qr_code: str | None = None
         self.phone: str | None = None
+        self.lid: str | None = None
         self.push_name: str | None = None
         self.deleted = False
         self.last_error: str | None = None
@@ -381,25 +302,47 @@ class Instance(Aggregate):
             self.last_error = "qr_expired"
 
     class ConnectionOpened(Aggregate.Event):
-        """The engine connected. `details`: what the engine says about the account
-        (the Cloud API: the number's status, quality rating, messaging limit...)."""
+        """The engine connected as `phone` (digits), known to WhatsApp also as `lid`
+        (`…@lid`). `details`: what the engine says about the account (the Cloud API: the
+        number's status, quality rating, messaging limit...)."""
 
-        class_version = 2
+        class_version = 3
         phone: str | None
         push_name: str | None
         details: dict[str, Any] | None
+        lid: str | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             state["details"] = None
 
-    @event(ConnectionOpened)
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state["lid"] = None
+
     def open_connection(
-        self, phone: str | None, push_name: str | None, details: dict[str, Any] | None = None
+        self,
+        phone: str | None,
+        push_name: str | None,
+        details: dict[str, Any] | None = None,
+        lid: str | None = None,
+    ) -> None:
+        self._connection_opened(phone=phone, push_name=push_name, details=details, lid=lid)
+
+    @event(ConnectionOpened)
+    def _connection_opened(
+        self,
+        phone: str | None,
+        push_name: str | None,
+        details: dict[str, Any] | None,
+        lid: str | None,
     ) -> None:
         self.status = "connected"
         self.qr_code = None
+        if phone and phone != self.phone:
+            self.lid = None  # another number: its LID is another too
         self.phone = phone or self.phone
+        self.lid = lid or self.lid
         self.push_name = push_name or self.push_name
         self.last_error = None
         self.retry_at = None
@@ -420,6 +363,7 @@ class Instance(Aggregate):
         self.phone = None
         self.last_error = reason
         self.retry_at = None
+        self.lid = None
 
     class TemporarilyBanned(Aggregate.Event):
         reason: str
@@ -445,6 +389,55 @@ class Instance(Aggregate):
         self.retry_at = None
 
     # -- messages -----------------------------------------------------------------
+    #
+    # Every message event names the chat and carries the other party's `phone` (digits)
+    # and `lid` (`…@lid`) whenever either is known: the chat's for a one-to-one chat,
+    # the participant's in a group. `data` is the structured content by kind: a
+    # location (`{"location": {latitude, longitude, name, address}}`), contact cards
+    # (`{"contacts": [{name, phone}]}`), a poll (`{"poll": {question, options,
+    # multipleAnswers}}`), a template (`{"template": {name, language, components}}`),
+    # and what the Cloud API adds to received messages (see MessageReceived).
+
+    class MessageSent(Aggregate.Event):
+        """We sent a message. `idempotency_fingerprint` identifies the request that sent
+        it under `idempotency_key` (None before fingerprints were kept, version 1).
+        `recipients`: the participants a group message went to (their receipts decide
+        when it counts as delivered and read); empty otherwise. `origin` is `api` for
+        sends through this server, `phone` or `linked_device` for messages the account
+        sent elsewhere (seen by the engine); `spool_seq` the position in the engine's
+        durable spool of such a message (both version 4)."""
+
+        class_version = 4
+        message_id: str
+        to: str
+        message_type: str
+        body: str
+        media: dict[str, Any] | None
+        sent_at: int
+        idempotency_key: str | None
+        idempotency_fingerprint: str | None
+        quoted_message_id: str | None
+        mentions: list[str]
+        data: dict[str, Any] | None
+        phone: str | None
+        lid: str | None
+        recipients: list[str]
+        origin: str
+        spool_seq: int | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["idempotency_fingerprint"] = None
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state.update(
+                quoted_message_id=None, mentions=[], data=None, phone=None, lid=None, recipients=[]
+            )
+
+        @staticmethod
+        def upcast_v3_v4(state: dict[str, Any]) -> None:
+            state.update(origin="api", spool_seq=None)
 
     def start_send(
         self, idempotency_key: str, to: str, message_type: str, fingerprint: str | None = None
@@ -505,6 +498,12 @@ class Instance(Aggregate):
         sent_at: int,
         idempotency_key: str | None,
         idempotency_fingerprint: str | None = None,
+        quoted_message_id: str | None = None,
+        mentions: list[str] | None = None,
+        data: dict[str, Any] | None = None,
+        phone: str | None = None,
+        lid: str | None = None,
+        recipients: list[str] | None = None,
         origin: str = "api",
         spool_seq: int | None = None,
         accepted: bool = False,
@@ -525,6 +524,12 @@ class Instance(Aggregate):
             sent_at=sent_at,
             idempotency_key=idempotency_key,
             idempotency_fingerprint=idempotency_fingerprint,
+            quoted_message_id=quoted_message_id,
+            mentions=list(mentions or []),
+            data=data,
+            phone=phone,
+            lid=lid,
+            recipients=list(recipients or []),
             origin=origin,
             spool_seq=spool_seq,
         )
@@ -540,6 +545,12 @@ class Instance(Aggregate):
         sent_at: int,
         idempotency_key: str | None,
         idempotency_fingerprint: str | None = None,
+        quoted_message_id: str | None = None,
+        mentions: list[str] | None = None,
+        data: dict[str, Any] | None = None,
+        phone: str | None = None,
+        lid: str | None = None,
+        recipients: list[str] | None = None,
         origin: str = "api",
         spool_seq: int | None = None,
     ) -> None:
@@ -549,7 +560,47 @@ class Instance(Aggregate):
             _bounded(self.idempotency)
         self._advance(spool_seq)
 
-    @event(MessageReceived)
+    class MessageReceived(Aggregate.Event):
+        """A message arrived. `sender` wrote it; `chat` is where (a group's JID in a group,
+        else the sender's own). `body` is its text for a person (a caption, a button's
+        title, a place's name...); `data` what a program needs, by kind (`location`,
+        `contacts`, `poll`, and from the Cloud API `interactive`, `button`, `reaction`,
+        `order`, `system`, `unsupported`, `context`, `referral`); `bsuid` the sender's
+        business-scoped user id and `username` their WhatsApp username (Cloud API), when
+        known. `spool_seq`: its position in the engine's durable spool (version 4)."""
+
+        class_version = 4
+        message_id: str
+        sender: str
+        push_name: str | None
+        message_type: str
+        body: str
+        media: dict[str, Any] | None
+        received_at: int
+        data: dict[str, Any] | None
+        bsuid: str | None
+        username: str | None
+        chat: str
+        quoted_message_id: str | None
+        mentions: list[str]
+        phone: str | None
+        lid: str | None
+        spool_seq: int | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.update(data=None, bsuid=None, username=None)
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state.update(
+                chat=state["sender"], quoted_message_id=None, mentions=[], phone=None, lid=None
+            )
+
+        @staticmethod
+        def upcast_v3_v4(state: dict[str, Any]) -> None:
+            state["spool_seq"] = None
+
     def record_received(
         self,
         message_id: str,
@@ -562,9 +613,50 @@ class Instance(Aggregate):
         data: dict[str, Any] | None = None,
         bsuid: str | None = None,
         username: str | None = None,
-        participant: str | None = None,
+        chat: str | None = None,
+        quoted_message_id: str | None = None,
+        mentions: list[str] | None = None,
         phone: str | None = None,
         lid: str | None = None,
+        spool_seq: int | None = None,
+    ) -> None:
+        self._message_received(
+            message_id=message_id,
+            sender=sender,
+            push_name=push_name,
+            message_type=message_type,
+            body=body,
+            media=media,
+            received_at=received_at,
+            data=data,
+            bsuid=bsuid,
+            username=username,
+            chat=chat or sender,
+            quoted_message_id=quoted_message_id,
+            mentions=list(mentions or []),
+            phone=phone,
+            lid=lid,
+            spool_seq=spool_seq,
+        )
+
+    @event(MessageReceived)
+    def _message_received(
+        self,
+        message_id: str,
+        sender: str,
+        push_name: str | None,
+        message_type: str,
+        body: str,
+        media: dict[str, Any] | None,
+        received_at: int,
+        data: dict[str, Any] | None,
+        bsuid: str | None,
+        username: str | None,
+        chat: str,
+        quoted_message_id: str | None,
+        mentions: list[str],
+        phone: str | None,
+        lid: str | None,
         spool_seq: int | None = None,
     ) -> None:
         self._advance(spool_seq)
@@ -592,7 +684,8 @@ class Instance(Aggregate):
         spool_seq: int | None = None,
     ) -> None:
         """A message arrived that could not be decrypted (WhatsApp asks the sender's phone
-        to resend it; a receiver may ask the person to send it again)."""
+        to resend it; a receiver may ask the person to send it again). `sender` is the
+        chat, `participant` who wrote it in a group."""
         self._advance(spool_seq)
 
     class MediaSaved(Aggregate.Event):
@@ -610,7 +703,35 @@ class Instance(Aggregate):
         """A received message's media was downloaded (or could not be: `media.error`)."""
         self._advance(spool_seq)
 
-    @event(MessageStatusChanged)
+    class MessageStatusChanged(Aggregate.Event):
+        """A sent message's status moved (`sent`, `delivered`, `read`, `played`) or it
+        `failed` after it was accepted; a failure carries `error`: `{code, title,
+        details}` as the network said it. In a group, `participant` is who delivered or
+        read it. `spool_seq`: its position in the engine's durable spool (version 4)."""
+
+        class_version = 4
+        message_id: str
+        status: str
+        remote_jid: str
+        from_me: bool
+        error: dict[str, Any] | None
+        participant: str | None
+        phone: str | None
+        lid: str | None
+        spool_seq: int | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["error"] = None
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            state.update(participant=None, phone=None, lid=None)
+
+        @staticmethod
+        def upcast_v3_v4(state: dict[str, Any]) -> None:
+            state["spool_seq"] = None
+
     def record_status(
         self,
         message_id: str,
@@ -618,6 +739,34 @@ class Instance(Aggregate):
         remote_jid: str,
         from_me: bool,
         error: dict[str, Any] | None = None,
+        participant: str | None = None,
+        phone: str | None = None,
+        lid: str | None = None,
+        spool_seq: int | None = None,
+    ) -> None:
+        self._status_changed(
+            message_id=message_id,
+            status=status,
+            remote_jid=remote_jid,
+            from_me=from_me,
+            error=error,
+            participant=participant,
+            phone=phone,
+            lid=lid,
+            spool_seq=spool_seq,
+        )
+
+    @event(MessageStatusChanged)
+    def _status_changed(
+        self,
+        message_id: str,
+        status: str,
+        remote_jid: str,
+        from_me: bool,
+        error: dict[str, Any] | None,
+        participant: str | None,
+        phone: str | None,
+        lid: str | None,
         spool_seq: int | None = None,
     ) -> None:
         self._advance(spool_seq)
@@ -642,3 +791,199 @@ class Instance(Aggregate):
     def _advance(self, spool_seq: int | None) -> None:
         if spool_seq is not None and spool_seq > self.spool_seq:
             self.spool_seq = spool_seq
+
+    # -- what happens to messages already sent or received --------------------------
+    #
+    # `sender` is who did it (None: this instance, from_me true), `chat` where the
+    # message is. An empty emoji removes a reaction; an empty list of options withdraws
+    # a vote (each vote replaces the voter's earlier one).
+
+    class MessageReacted(Aggregate.Event):
+        message_id: str
+        chat: str
+        sender: str | None
+        from_me: bool
+        emoji: str
+        phone: str | None
+        lid: str | None
+        reacted_at: int
+
+    @event(MessageReacted)
+    def record_reaction(
+        self,
+        message_id: str,
+        chat: str,
+        sender: str | None,
+        from_me: bool,
+        emoji: str,
+        phone: str | None,
+        lid: str | None,
+        reacted_at: int,
+    ) -> None:
+        pass
+
+    class MessageEdited(Aggregate.Event):
+        message_id: str
+        chat: str
+        sender: str | None
+        from_me: bool
+        body: str
+        phone: str | None
+        lid: str | None
+        edited_at: int
+
+    @event(MessageEdited)
+    def record_edit(
+        self,
+        message_id: str,
+        chat: str,
+        sender: str | None,
+        from_me: bool,
+        body: str,
+        phone: str | None,
+        lid: str | None,
+        edited_at: int,
+    ) -> None:
+        pass
+
+    class MessageRevoked(Aggregate.Event):
+        message_id: str
+        chat: str
+        sender: str | None
+        from_me: bool
+        phone: str | None
+        lid: str | None
+        revoked_at: int
+
+    @event(MessageRevoked)
+    def record_revocation(
+        self,
+        message_id: str,
+        chat: str,
+        sender: str | None,
+        from_me: bool,
+        phone: str | None,
+        lid: str | None,
+        revoked_at: int,
+    ) -> None:
+        pass
+
+    class PollVoted(Aggregate.Event):
+        message_id: str
+        chat: str
+        voter: str | None
+        from_me: bool
+        options: list[str]
+        phone: str | None
+        lid: str | None
+        voted_at: int
+
+    @event(PollVoted)
+    def record_vote(
+        self,
+        message_id: str,
+        chat: str,
+        voter: str | None,
+        from_me: bool,
+        options: list[str],
+        phone: str | None,
+        lid: str | None,
+        voted_at: int,
+    ) -> None:
+        pass
+
+    class ChatRead(Aggregate.Event):
+        chat: str
+        message_ids: list[str]
+        phone: str | None
+        lid: str | None
+
+    @event(ChatRead)
+    def record_read(
+        self, chat: str, message_ids: list[str], phone: str | None, lid: str | None
+    ) -> None:
+        """This instance marked messages of a chat read (read receipts went to the sender)."""
+
+    # -- groups ---------------------------------------------------------------------
+    #
+    # `group` is a whole group as `domain.groups.Group.describe()` gives it; `by` is the
+    # participant who made a change (None: this instance).
+
+    class GroupCreated(Aggregate.Event):
+        group: dict[str, Any]
+
+    @event(GroupCreated)
+    def record_group_created(self, group: dict[str, Any]) -> None:
+        """This instance created a group."""
+
+    class GroupJoined(Aggregate.Event):
+        group: dict[str, Any]
+        reason: str
+        by: str | None
+
+    @event(GroupJoined)
+    def record_group_joined(self, group: dict[str, Any], reason: str, by: str | None) -> None:
+        """This instance is in a group it was not in: `reason` is "added" (by `by`),
+        "invite" (it joined by an invite code) or "sync" (the engine found it)."""
+
+    class GroupLeft(Aggregate.Event):
+        group_id: str
+        reason: str
+        by: str | None
+
+    @event(GroupLeft)
+    def record_group_left(self, group_id: str, reason: str, by: str | None) -> None:
+        """This instance is no longer in a group: `reason` "left" or "removed" (by `by`)."""
+
+    class GroupParticipantsChanged(Aggregate.Event):
+        group_id: str
+        action: str
+        participants: list[dict[str, Any]]
+        by: str | None
+
+    @event(GroupParticipantsChanged)
+    def record_group_participants(
+        self, group_id: str, action: str, participants: list[dict[str, Any]], by: str | None
+    ) -> None:
+        """Participants were added, removed, promoted or demoted (`action`); each is
+        `{id, phone, lid}`."""
+
+    class GroupSettingsChanged(Aggregate.Event):
+        group_id: str
+        changes: dict[str, Any]
+        by: str | None
+
+    @event(GroupSettingsChanged)
+    def record_group_settings(self, group_id: str, changes: dict[str, Any], by: str | None) -> None:
+        """Some of subject, description, announce, locked changed (only those are given)."""
+
+    # -- who is who -----------------------------------------------------------------
+
+    class IdentityLearnt(Aggregate.Event):
+        phone: str
+        lid: str
+
+    @event(IdentityLearnt)
+    def learn_identity(self, phone: str, lid: str) -> None:
+        """WhatsApp names the person with phone number `phone` (digits) also by `lid`
+        (`…@lid`): from now on, and in what was recorded before, they are one party."""
+
+    class PresenceUpdated(Aggregate.Event):
+        jid: str
+        state: str
+        phone: str | None
+        lid: str | None
+        last_seen: int | None
+
+    @event(PresenceUpdated)
+    def record_presence(
+        self, jid: str, state: str, phone: str | None, lid: str | None, last_seen: int | None
+    ) -> None:
+        """Someone's presence (available, unavailable, composing, recording, paused).
+        Recorded only while webhooks want it (notifyPresence): see `wants_presence`."""
+
+    @property
+    def wants_presence(self) -> bool:
+        """Presence updates are frequent and worthless once past; they are stored only to be
+        delivered to a webhook that asked for them."""
+        return bool(self.webhook.get("enabled")) and bool(self.webhook.get("notifyPresence"))

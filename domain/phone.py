@@ -4,6 +4,7 @@ import re
 
 USER_SERVER = "s.whatsapp.net"
 GROUP_SERVER = "g.us"
+LID_SERVER = "lid"
 # A business-scoped user id (Cloud API): how Meta names a WhatsApp user who may have
 # hidden their number behind a username, e.g. `US.13491208655302741918`; such a chat's
 # JID is `<BSUID>@bsuid` (not a WhatsApp server: a name this API gives them).
@@ -69,3 +70,23 @@ def jid_number(jid: str) -> str:
 
 def is_group(jid: str) -> bool:
     return jid.endswith("@" + GROUP_SERVER)
+
+
+def is_lid(jid: str) -> bool:
+    """A LID (`…@lid`): WhatsApp's name for a person that does not reveal the number."""
+    return jid.endswith("@" + LID_SERVER)
+
+
+def phone_jid(phone: str) -> str:
+    return f"{phone}@{USER_SERVER}"
+
+
+_LID = re.compile(r"\d{5,32}@lid", re.ASCII)
+
+
+def to_lid(raw: str) -> str:
+    """A LID as given (`<digits>@lid`); InvalidPhoneNumber otherwise."""
+    raw = raw.strip()
+    if not _LID.fullmatch(raw):
+        raise InvalidPhoneNumber(f"'{raw}' is not a LID: expected digits followed by @lid")
+    return raw

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
 
-__all__ = ["InvalidTime", "iso_epoch", "iso_ms", "iso_us", "parse"]
+__all__ = ["InvalidTime", "iso_epoch", "iso_ms", "iso_seconds", "iso_us", "parse"]
 
 
 class InvalidTime(ValueError):
@@ -37,6 +37,13 @@ def iso_ms(ts: datetime) -> str:
 
 
 _last: tuple[datetime | None, str] = (None, "")
+
+
+def iso_seconds(seconds: int | None) -> str | None:
+    """Seconds since the epoch as `iso_ms` writes times (0 or None: unknown, None)."""
+    if not seconds:
+        return None
+    return iso_epoch(seconds)
 
 
 def iso_epoch(seconds: float) -> str:

@@ -110,6 +110,38 @@ class Activity(ReadModelProjection):
         action = "account_update" if event.kind == "account_update" else None
         self._log(rows, event, event.details, action=action)
 
+    # -- groups: what changed about the groups this instance is in ------------------------
+
+    @apply.register
+    def _(self, event: Instance.GroupCreated, rows: Rows) -> None:
+        group = event.group
+        self._log(rows, event, {"groupId": group["id"], "subject": group["subject"]})
+
+    @apply.register
+    def _(self, event: Instance.GroupJoined, rows: Rows) -> None:
+        details = {"groupId": event.group["id"], "reason": event.reason, "by": event.by}
+        self._log(rows, event, details)
+
+    @apply.register
+    def _(self, event: Instance.GroupLeft, rows: Rows) -> None:
+        details = {"groupId": event.group_id, "reason": event.reason, "by": event.by}
+        self._log(rows, event, details)
+
+    @apply.register
+    def _(self, event: Instance.GroupParticipantsChanged, rows: Rows) -> None:
+        details = {
+            "groupId": event.group_id,
+            "action": event.action,
+            "participants": [p["id"] for p in event.participants],
+            "by": event.by,
+        }
+        self._log(rows, event, details)
+
+    @apply.register
+    def _(self, event: Instance.GroupSettingsChanged, rows: Rows) -> None:
+        details = {"groupId": event.group_id, "changed": sorted(event.changes), "by": event.by}
+        self._log(rows, event, details)
+
     @apply.register
     def _(self, event: User.QuotaExceeded, rows: Rows) -> None:
         if event.instance_id:

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from projections.activity import Activity
 from projections.base import ReadModelProjection
+from projections.chats import Chats
 from projections.deliveries import Deliveries
 from projections.directory import Directory
+from projections.groups import Groups
 from projections.messages import Messages
 from projections.rows import ReadModels, Table
 from projections.usage import Usage
 
-# Usage reads the instances table that Directory writes, so Directory comes first.
+# Usage reads the instances table that Directory writes, so Directory comes first; Chats
+# reads the groups table (a group chat's name), so Groups comes before it.
 PROJECTIONS: tuple[type[ReadModelProjection], ...] = (
     Directory,
     Messages,
+    Groups,
+    Chats,
     Activity,
     Usage,
     Deliveries,

@@ -277,13 +277,8 @@ class Directory(ReadModelProjection):
 
     @apply.register
     def _(self, event: Instance.MessageReceived, rows: Rows) -> None:
-        instance_id = ident(event.originator_id)
-        if event.participant:
-            # In a group the push name is the participant's, not the group's.
-            self._contact(rows, instance_id, event.sender, None)
-            self._contact(rows, instance_id, event.participant, event.push_name)
-        else:
-            self._contact(rows, instance_id, event.sender, event.push_name)
+        # The sender wrote it (a group's participant, in a group): the push name is theirs.
+        self._contact(rows, ident(event.originator_id), event.sender, event.push_name)
 
     @apply.register
     def _(self, event: Instance.MessageSent, rows: Rows) -> None:

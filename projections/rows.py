@@ -13,7 +13,9 @@ one they run on. The handful of operations are the ones the read models need:
 - `add`: add to counters of the row with this key, creating it with zeros first;
 - `merge`: insert a row, or, if its key exists, overwrite only the `keep` columns whose
   new value is not None (a contact's name, once known, is kept);
-- `get`: the row with this key, as it is in this unit of work (earlier writes included).
+- `get`: the row with this key, as it is in this unit of work (earlier writes included);
+- `find`: the rows whose columns equal `where`, likewise (for changes that read a row
+  they find by other columns than its key: a reaction names a message by its id).
 
 Writes may be buffered and sent in groups; a provider must keep, per table, the order
 in which writes were made, and make every earlier write visible to `get`.
@@ -68,6 +70,9 @@ class Rows(ABC):
 
     @abstractmethod
     def get(self, table: str, key: Any) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    def find(self, table: str, where: dict[str, Any]) -> list[dict[str, Any]]: ...
 
     @abstractmethod
     def position(self, name: str) -> int:

@@ -17,6 +17,15 @@ Built from Meta's documentation, cited where each shape comes from:
   overview ("subscribe your app to the business account").
 - Media upload (`POST /{phone-number-id}/media`, multipart `messaging_product`, `type`,
   `file`) and the supported media types and sizes.
+- Replies (`context: {message_id}`), reactions (`reaction: {message_id, emoji}`, "" removes),
+  locations, contacts (`name.formatted_name` and one more name part required, `phones`) and
+  templates (`template: {name, language: {code}, components}`): the messages API reference
+  and its guides (https://developers.facebook.com/documentation/business-messaging/whatsapp/messages/).
+- Marking a message read (`{messaging_product, status: "read", message_id}` → `{success}`,
+  131009 for an id that is not a received message's): "Mark messages as read".
+- Downloading received media: `GET /{media-id}?phone_number_id=` answers `{messaging_product,
+  url, mime_type, sha256, file_size, id}`; the URL answers the bytes to the same bearer token
+  (the "Download media" guide of the media reference).
 - Webhook payloads (`whatsapp_business_account` entries, `messages` and `statuses`,
   `errors`, `account_update`): the messages webhook reference
   (https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages/)
@@ -104,7 +113,10 @@ class FakeGraph:
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
         self.media: dict[str, dict[str, Any]] = {}
+        self.received: dict[str, bytes] = {}  # media of inbound messages, by media id
+        self.read_marks: list[str] = []
         app = web.Application(client_max_size=120 * MB)
+        app.router.add_get("/download/{media_id}", self.download)
         app.router.add_get("/{version}/{node}/subscribed_apps", self.subscribed_apps)
         app.router.add_get("/{version}/{node}", self.node)
         app.router.add_post("/{version}/{number}/messages", self.messages)
@@ -145,9 +157,18 @@ class FakeGraph:
 
     # -- reading --------------------------------------------------------------------
 
+    def receive_media(self, data: bytes, mimetype: str) -> str:
+        """A file a customer sent: its media id, for an inbound message webhook."""
+        media_id = f"{next(self._ids) + 2_000_000_000}"
+        self.media[media_id] = {"kind": "inbound", "mimetype": mimetype, "size": len(data)}
+        self.received[media_id] = data
+        return media_id
+
     async def node(self, request: web.Request) -> web.Response:
         node = request.match_info["node"]
         self.requests.append({"path": request.path, "query": dict(request.query)})
+        if node in self.received:
+            return self._media_url(request, node)
         refused = self._check(request, node)
         if refused:
             return refused
@@ -170,6 +191,33 @@ class FakeGraph:
         }
         return web.json_response({k: v for k, v in number.items() if k in fields or k == "id"})
 
+    def _media_url(self, request: web.Request, media_id: str) -> web.Response:
+        refused = self._check(request, request.query.get("phone_number_id"))
+        if refused:
+            return refused
+        data = self.received[media_id]
+        return web.json_response(
+            {
+                "messaging_product": "whatsapp",
+                "url": f"{self.url}/download/{media_id}",
+                "mime_type": self.media[media_id]["mimetype"],
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "file_size": len(data),
+                "id": media_id,
+            }
+        )
+
+    async def download(self, request: web.Request) -> web.Response:
+        media_id = request.match_info["media_id"]
+        self.requests.append({"path": request.path})
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return _error(401, 190, "Error validating access token")
+        if media_id not in self.received:
+            return web.Response(status=404)
+        return web.Response(
+            body=self.received[media_id], content_type=self.media[media_id]["mimetype"]
+        )
+
     async def subscribed_apps(self, request: web.Request) -> web.Response:
         self.requests.append({"path": request.path, "query": dict(request.query)})
         refused = self._check(request)
@@ -186,13 +234,25 @@ class FakeGraph:
         self.requests.append({"path": request.path, "json": body})
         if refused:
             return refused
+        if body.get("status") == "read":
+            message_id = body.get("message_id")
+            if body.get("messaging_product") != "whatsapp" or not isinstance(message_id, str):
+                return _error(400, 100, "Invalid parameter")
+            if not message_id.startswith("wamid."):
+                return _error(400, 131009, "Parameter value is not valid")
+            self.read_marks.append(message_id)
+            return web.json_response({"success": True})
         kind = body.get("type")
         to, recipient = body.get("to"), body.get("recipient")
         if body.get("messaging_product") != "whatsapp" or not (to or recipient):
             return _error(400, 100, "Invalid parameter")
-        if kind not in body or not isinstance(body[kind], dict):
+        shape = list if kind == "contacts" else dict
+        if kind not in body or not isinstance(body[kind], shape):
             return _error(400, 100, "Invalid parameter", f"Param {kind} is required")
         content = body[kind]
+        problem = _content_problem(kind, content, body.get("context"))
+        if problem is not None:
+            return _error(400, 100, "Invalid parameter", problem)
         if kind == "text" and len(content.get("body", "")) > 4096:
             return _error(400, 100, "Invalid parameter", "Param text['body'] is too long")
         if kind in ("image", "video", "audio", "document", "sticker"):
@@ -274,6 +334,37 @@ class FakeGraph:
         media_id = f"{next(self._ids) + 1_000_000_000}"
         self.media[media_id] = {"kind": kind, "mimetype": mimetype, "size": len(data)}
         return web.json_response({"id": media_id})
+
+
+def _content_problem(kind: str, content: Any, context: Any) -> str | None:
+    """What Meta's messages reference requires of each kind, as its error details say."""
+    if context is not None and not (
+        isinstance(context, dict) and isinstance(context.get("message_id"), str)
+    ):
+        return "Param context['message_id'] is required"
+    if kind == "location" and not all(
+        isinstance(content.get(k), int | float) for k in ("latitude", "longitude")
+    ):
+        return "Param location['latitude'] and location['longitude'] are required"
+    if kind == "reaction" and not (
+        isinstance(content.get("message_id"), str) and isinstance(content.get("emoji"), str)
+    ):
+        return "Param reaction['message_id'] is required"
+    if kind == "template" and not (
+        isinstance(content.get("name"), str)
+        and isinstance(content.get("language"), dict)
+        and isinstance(content["language"].get("code"), str)
+    ):
+        return "Param template['name'] and template['language']['code'] are required"
+    if kind == "contacts":
+        for card in content:
+            name = card.get("name") if isinstance(card, dict) else None
+            if not isinstance(name, dict) or not name.get("formatted_name"):
+                return "Param contacts[0]['name']['formatted_name'] is required"
+            parts = ("first_name", "last_name", "middle_name", "suffix", "prefix")
+            if not any(name.get(p) for p in parts):
+                return "Param contacts[0]['name'] needs one of first_name, last_name, ..."
+    return None
 
 
 # -- Meta's webhooks, as its reference shows them ----------------------------------------

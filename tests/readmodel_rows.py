@@ -146,6 +146,21 @@ def message(
         "created_at": at,
         "data": None,
         "error": None,
+        **dict.fromkeys(
+            (
+                "sender",
+                "phone",
+                "lid",
+                "quoted_message_id",
+                "reactions",
+                "edited",
+                "revoked",
+                "votes",
+                "receipts",
+                "recipients",
+                "media_path",
+            )
+        ),
     }
 
 

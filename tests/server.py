@@ -271,12 +271,30 @@ class Api:
         assert answer.status_code == 200, answer.text
         return answer.json()
 
+    def read(self, instance_id: str, chat: str, message_ids: list[str]) -> None:
+        read_marks(self, instance_id, chat, message_ids)
+
     def send(self, instance_id: str, phone: str, message: str, **headers: str) -> httpx.Response:
         return self.http.post(
             f"/api/whatsapp/{instance_id}/send",
             json={"phone": phone, "message": message},
             headers=headers,
         )
+
+
+def read_marks(api: Api, instance_id: str, chat: str, message_ids: list[str]) -> None:
+    """`instance_id` marks these messages of `chat` read (as a phone that opens the chat;
+    the sandbox sends read receipts only then), once it has them: another instance's
+    messages reach its read models a moment after their send is answered."""
+
+    def marked() -> bool:
+        answer = api.http.post(
+            f"/api/whatsapp/{instance_id}/read", json={"chatId": chat, "messageIds": message_ids}
+        )
+        assert answer.status_code in (200, 404), answer.text
+        return answer.status_code == 200
+
+    wait_until(marked)
 
 
 def wait_until(probe: Any, timeout: float = 5, interval: float = 0.02) -> Any:

@@ -17,8 +17,18 @@ import pykka
 import pytest
 
 from actors.bridge import ActorTimeout, BridgedActor, ask
-from actors.engines.base import Disconnected, Emit, Engine, EngineError, OutcomeUnknown, Receipt
-from actors.engines.sandbox import SandboxEngine, SandboxNetwork
+from actors.engines.base import (
+    NO_OPTIONS,
+    Disconnected,
+    Emit,
+    Engine,
+    EngineError,
+    OutcomeUnknown,
+    Receipt,
+    SendOptions,
+)
+from actors.engines.sandbox import SandboxEngine, sandbox_engine
+from actors.engines.sandbox_network import SandboxGroups, SandboxNetwork, lid_for
 from actors.instance import InstanceActor, InstanceProxy, Outcome
 from actors.supervisor import CrashReport, Supervisor
 from app.eventstore import SNAPSHOT_INTERVAL, EventStore, GroupCommitter
@@ -28,6 +38,7 @@ from domain.instance import (
     InstanceNotConnected,
     SendOutcomeUnknown,
 )
+from domain.messages import MessageRef
 from storage.sqlite.events import environment as sqlite_env
 
 WAIT = 5.0
@@ -195,10 +206,10 @@ def world(tmp_path: Path) -> Iterator[World]:
     group = GroupCommitter(store)
     committer = FlakyCommitter(group)
     load = FlakyLoad(store)
-    network = SandboxNetwork()
+    network = SandboxNetwork(SandboxGroups(store.repository.get, group.commit))
 
     def engine_for(instance: Instance, emit: Emit) -> Engine:
-        return SandboxEngine.for_instance(network, instance, emit)
+        return sandbox_engine(network, instance, emit)
 
     def spawn(instance_id: UUID, on_crash: CrashReport) -> pykka.ActorRef[Any]:
         return InstanceActor.start(instance_id, load, committer, engine_for, on_crash)
@@ -271,18 +282,25 @@ def test_a_text_from_a_to_b_is_received_delivered_and_read(world: World) -> None
 
     a_events = world.events(a)
     sent_at = [type(e).__name__ for e in a_events].index("MessageSent")
-    sent, delivered, read = a_events[sent_at:]
+    sent, learnt, delivered = a_events[sent_at:]
     assert (sent.message_id, sent.to, sent.body, sent.message_type) == (
         message_id,
         jid(B_PHONE),
         "hello B",
         "text",
     )
-    assert [type(e).__name__ for e in (delivered, read)] == ["MessageStatusChanged"] * 2
-    assert [(e.message_id, e.status, e.from_me) for e in (delivered, read)] == [
-        (message_id, "delivered", True),
-        (message_id, "read", True),
-    ]
+    # The network told A who B is: the number and its LID, learnt once.
+    assert (sent.phone, sent.lid) == (B_PHONE, lid_for(B_PHONE))
+    assert (type(learnt).__name__, learnt.phone, learnt.lid) == (
+        "IdentityLearnt",
+        B_PHONE,
+        lid_for(B_PHONE),
+    )
+    assert (type(delivered).__name__, delivered.status, delivered.from_me) == (
+        "MessageStatusChanged",
+        "delivered",
+        True,
+    )
 
     received = [e for e in world.events(b) if type(e).__name__ == "MessageReceived"]
     assert len(received) == 1
@@ -291,8 +309,24 @@ def test_a_text_from_a_to_b_is_received_delivered_and_read(world: World) -> None
         jid(A_PHONE),
         "A",
     )
-    assert received[0].body == "hello B"
+    assert (received[0].body, received[0].phone, received[0].lid) == (
+        "hello B",
+        A_PHONE,
+        lid_for(A_PHONE),
+    )
     assert "MessageSent" not in world.names(b)
+
+    # Read only when B marks it read, as on a phone that opens the chat.
+    ref = MessageRef(message_id, jid(A_PHONE), jid(A_PHONE), False, "text", "hello B", 0.0)
+    assert world.proxy(b).mark_read(jid(A_PHONE), (ref,)).get(timeout=WAIT).position > 0
+    world.settled(a)
+    read = world.events(a)[-1]
+    assert (type(read).__name__, read.message_id, read.status) == (
+        "MessageStatusChanged",
+        message_id,
+        "read",
+    )
+    assert world.names(b)[-1] == "ChatRead"
 
 
 def test_a_text_to_a_stranger_is_sent_but_never_acknowledged(world: World) -> None:
@@ -498,8 +532,8 @@ def test_a_keyed_send_whose_result_was_not_stored_is_never_sent_again(world: Wor
 class UnansweredSandbox(SandboxEngine):
     """The network takes the message, but its answer never comes back."""
 
-    def send_text(self, to: str, text: str) -> Any:
-        super().send_text(to, text)
+    def send_text(self, to: str, text: str, options: SendOptions = NO_OPTIONS) -> Any:
+        super().send_text(to, text, options)
         raise OutcomeUnknown("no answer from the network")
 
 
@@ -508,11 +542,11 @@ class RefusingSandbox(SandboxEngine):
 
     refused = False
 
-    def send_text(self, to: str, text: str) -> Any:
+    def send_text(self, to: str, text: str, options: SendOptions = NO_OPTIONS) -> Any:
         if not self.refused:
             self.refused = True
             raise EngineError("+15550000002 is not on WhatsApp", "not_on_whatsapp", 404)
-        return super().send_text(to, text)
+        return super().send_text(to, text, options)
 
 
 @contextmanager
@@ -526,7 +560,7 @@ def paired_actor(world: World, engine: type[SandboxEngine], phone: str) -> Itera
         instance.id,
         world.load,
         world.committer,
-        lambda i, emit: engine.for_instance(world.network, i, emit),
+        lambda i, emit: engine(world.network, i.name, emit),
         lambda *_: None,
     )
     try:

@@ -637,11 +637,6 @@ def test_inbound_content_becomes_text_and_structured_data(
             },
         ),
         (
-            {"type": "reaction", "reaction": {"message_id": "wamid.OUT1", "emoji": "\U0001f44d"}},
-            "\U0001f44d",
-            {"reaction": {"messageId": "wamid.OUT1", "emoji": "\U0001f44d"}},
-        ),
-        (
             {
                 "type": "order",
                 "order": {
@@ -756,6 +751,9 @@ def test_inbound_content_becomes_text_and_structured_data(
     for n, (message, text, data) in enumerate(kinds):
         row = rows[f"wamid.KIND{n}"]
         assert (row["messageType"], row["content"], row["data"]) == (message["type"], text, data)
+    # A reply quotes the message its context names (a reaction is not a message: see below).
+    assert rows[f"wamid.KIND{len(kinds) - 1}"]["quotedMessageId"] == "wamid.OUT1"
+    assert rows["wamid.KIND0"]["quotedMessageId"] is None
     hooks = wait_until(
         lambda: (
             {
@@ -908,3 +906,172 @@ def test_the_socket_check_finds_a_revoked_token(graph: FakeGraph) -> None:
         )
     ]
     assert graph.requests[-1]["query"] == {"fields": "id"}
+
+
+# -- everything else the Cloud API does (issue 15) ------------------------------------------
+
+
+def test_replies_locations_contact_cards_and_templates_go_out_as_meta_documents(
+    server: Server, admin: Api, cloud: str, graph: FakeGraph
+) -> None:
+    customer = "15550007001"
+    deliver(server, cloud, message_webhook({"id": "wamid.ASK", "type": "text",
+            "text": {"body": "where are you?"}}, phone=customer))  # fmt: skip
+    reply = admin.http.post(
+        f"/api/whatsapp/{cloud}/send",
+        json={"phone": customer, "message": "here", "quotedMessageId": "wamid.ASK"},
+    )
+    assert reply.status_code == 200, reply.text
+    assert graph.sent()[-1]["context"] == {"message_id": "wamid.ASK"}
+    assert graph.sent()[-1]["text"]["body"] == "here"
+    place = admin.http.post(
+        f"/api/whatsapp/{cloud}/send-location",
+        json={"phone": customer, "latitude": 37.483, "longitude": -122.148, "name": "Philz"},
+    )
+    assert place.status_code == 200, place.text
+    assert graph.sent()[-1]["location"] == {
+        "latitude": 37.483,
+        "longitude": -122.148,
+        "name": "Philz",
+    }
+    card = admin.http.post(
+        f"/api/whatsapp/{cloud}/send-contact",
+        json={"phone": customer, "contacts": [{"name": "Barbara", "phone": "19405551234"}]},
+    )
+    assert card.status_code == 200, card.text
+    assert graph.sent()[-1]["contacts"] == [
+        {
+            "name": {"formatted_name": "Barbara", "first_name": "Barbara"},
+            "phones": [{"phone": "+19405551234", "type": "CELL", "wa_id": "19405551234"}],
+        }
+    ]
+    components = [{"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}]
+    template = admin.http.post(
+        f"/api/whatsapp/{cloud}/send-template",
+        json={"phone": customer, "name": "order_ready", "language": "en_US",
+              "components": components},
+    )  # fmt: skip
+    assert template.status_code == 200, template.text
+    assert graph.sent()[-1]["template"] == {
+        "name": "order_ready",
+        "language": {"code": "en_US"},
+        "components": components,
+    }
+    rows = {m["messageId"]: m for m in history(admin, cloud, customer)}
+    assert rows[reply.json()["id"]]["quotedMessageId"] == "wamid.ASK"
+    assert rows[place.json()["id"]]["location"]["name"] == "Philz"
+    assert rows[card.json()["id"]]["contacts"] == [{"name": "Barbara", "phone": "19405551234"}]
+    assert rows[template.json()["id"]]["messageType"] == "template"
+    # Mentions are not part of the Cloud API: refused, nothing sent or recorded.
+    count = len(graph.sent())
+    mention = admin.http.post(
+        f"/api/whatsapp/{cloud}/send",
+        json={"phone": customer, "message": "hi @someone", "mentions": ["15550007002"]},
+    )
+    assert (mention.status_code, mention.json()["code"]) == (400, "unsupported_by_engine")
+    assert "cloud" in mention.json()["error"]
+    assert len(graph.sent()) == count
+    assert len(history(admin, cloud, customer)) == len(rows)
+
+
+def test_reactions_both_ways(
+    server: Server, admin: Api, cloud: str, graph: FakeGraph, receiver: Receiver
+) -> None:
+    customer = "15550007003"
+    sent = admin.send(cloud, customer, "your order shipped").json()["id"]
+    deliver(server, cloud, message_webhook({"id": "wamid.THX", "type": "text",
+            "text": {"body": "thanks!"}}, phone=customer))  # fmt: skip
+    ours = admin.http.post(f"/api/whatsapp/{cloud}/messages/wamid.THX/reaction",
+                           json={"emoji": "\u2764\ufe0f"})  # fmt: skip
+    assert ours.status_code == 200, ours.text
+    assert graph.sent()[-1]["to"] == customer
+    assert graph.sent()[-1]["reaction"] == {"message_id": "wamid.THX", "emoji": "\u2764\ufe0f"}
+    # The customer reacts to our message (Meta's reaction webhook), then takes it back.
+    theirs = message_webhook(
+        {"id": "wamid.REACT1", "type": "reaction",
+         "reaction": {"message_id": sent, "emoji": "\U0001f44d"}},
+        phone=customer,
+    )  # fmt: skip
+    assert deliver(server, cloud, theirs).json()["received"] == 1
+    assert deliver(server, cloud, theirs).json()["received"] == 0  # Meta's retry
+    rows = {m["messageId"]: m for m in history(admin, cloud, customer)}
+    assert rows[sent]["reactions"] == [
+        {"from": f"{customer}@s.whatsapp.net", "emoji": "\U0001f44d"}
+    ]
+    assert rows["wamid.THX"]["reactions"] == [{"from": "me", "emoji": "\u2764\ufe0f"}]
+    assert "wamid.REACT1" not in rows  # a reaction is not a message of its own
+    removed = message_webhook(
+        {"id": "wamid.REACT2", "type": "reaction", "reaction": {"message_id": sent}},
+        phone=customer,
+    )
+    assert deliver(server, cloud, removed).json()["received"] == 1
+    rows = {m["messageId"]: m for m in history(admin, cloud, customer)}
+    assert rows[sent]["reactions"] == []
+
+
+def test_read_marks_go_to_meta_for_the_newest_message(
+    server: Server, admin: Api, cloud: str, graph: FakeGraph
+) -> None:
+    customer = "15550007004"
+    for n in (1, 2):
+        message = {"id": f"wamid.UNREAD{n}", "type": "text", "text": {"body": f"m{n}"},
+                   "timestamp": str(1749416383 + n)}  # fmt: skip
+        deliver(server, cloud, message_webhook(message, phone=customer))
+    chat = f"{customer}@s.whatsapp.net"
+
+    def unread() -> int:
+        chats = admin.http.get(f"/api/instances/{cloud}/chats").json()["chats"]
+        return next(c["unreadCount"] for c in chats if c["id"] == chat)
+
+    assert wait_until(lambda: unread() == 2)
+    answer = admin.http.post(f"/api/whatsapp/{cloud}/read",
+                             json={"chatId": customer, "messageIds": ["wamid.UNREAD1", "wamid.UNREAD2"]})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    # Meta marks the earlier messages of the conversation read with the one it is given.
+    assert graph.read_marks[-1] == "wamid.UNREAD2"
+    assert wait_until(lambda: unread() == 0)
+
+
+def test_received_media_is_downloaded_through_the_graph_media_url(
+    server: Server, admin: Api, cloud: str, graph: FakeGraph
+) -> None:
+    picture = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+    media_id = graph.receive_media(picture, "image/png")
+    message = {"id": "wamid.PIC", "type": "image",
+               "image": {"id": media_id, "mime_type": "image/png", "sha256": "x"}}  # fmt: skip
+    deliver(server, cloud, message_webhook(message, phone="15550007005"))
+    answer = admin.http.get(f"/api/whatsapp/{cloud}/messages/wamid.PIC/media")
+    assert answer.status_code == 200, answer.text
+    assert answer.content == picture
+    assert answer.headers["content-type"] == "image/png"
+    asked = [r for r in graph.requests if r["path"] == f"/{SERVER_VERSION}/{media_id}"]
+    assert asked[-1]["query"] == {"phone_number_id": PHONE_NUMBER_ID}
+    assert graph.requests[-1]["path"] == f"/download/{media_id}"  # then the bytes
+    # A message without media, or one Meta no longer has.
+    plain = {"id": "wamid.PLAIN", "type": "text", "text": {"body": "no file"}}
+    deliver(server, cloud, message_webhook(plain, phone="15550007005"))
+    text = admin.http.get(f"/api/whatsapp/{cloud}/messages/wamid.PLAIN/media")
+    assert (text.status_code, text.json()["code"]) == (404, "no_media")
+    # Meta keeps received media for 30 days; after that the id is unknown (code 100).
+    del graph.received[media_id]
+    gone = admin.http.get(f"/api/whatsapp/{cloud}/messages/wamid.PIC/media")
+    assert (gone.status_code, gone.json()["code"]) == (400, "cloud_rejected"), gone.text
+
+
+def test_what_the_cloud_api_cannot_do_is_unsupported_by_engine(
+    server: Server, admin: Api, cloud: str
+) -> None:
+    own = admin.send(cloud, "15550007006", "hello").json()["id"]
+    http = admin.http
+    for answer in (
+        http.put(f"/api/whatsapp/{cloud}/messages/{own}", json={"message": "hi"}),
+        http.delete(f"/api/whatsapp/{cloud}/messages/{own}"),
+        http.post(f"/api/whatsapp/{cloud}/send-poll",
+                  json={"phone": "15550007006", "question": "?", "options": ["a", "b"]}),
+        http.post(f"/api/whatsapp/{cloud}/presence", json={"state": "available"}),
+        http.post(f"/api/whatsapp/{cloud}/groups",
+                  json={"subject": "Team", "participants": ["15550007006"]}),
+    ):  # fmt: skip
+        assert (answer.status_code, answer.json()["code"]) == (400, "unsupported_by_engine")
+        assert "cloud" in answer.json()["error"]
+    assert [m["messageId"] for m in history(admin, cloud, "15550007006")] == [own]

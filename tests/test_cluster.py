@@ -345,7 +345,14 @@ def test_a_sandbox_message_between_nodes_arrives_through_the_event_store(
         page = lb.get(f"/api/instances/{sender}/chats/{phones[recipient]}/messages").json()
         return next((m["status"] for m in page["messages"] if m["messageId"] == message_id), None)
 
-    wait_until(lambda: status() == "read", 30, 0.1)  # the receipts came back the same way
+    wait_until(lambda: status() == "delivered", 30, 0.1)  # the receipt came back the same way
+    # The recipient opens the chat: its read receipt crosses to the sender's node too.
+    read = lb.post(
+        f"/api/whatsapp/{recipient}/read",
+        json={"chatId": phones[sender], "messageIds": [message_id]},
+    )
+    assert read.status_code == 200, read.text
+    wait_until(lambda: status() == "read", 30, 0.1)
     relays = [e for e in cluster.nodes[0].stored_events(topic="SandboxRelay.Relayed")]
     assert {r.to for r in relays} >= {phones[recipient], phones[sender]}
 

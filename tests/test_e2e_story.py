@@ -30,11 +30,13 @@ def test_two_users_instances_message_each_other_and_survive_a_restart(fresh_serv
     listed = alice.http.get("/api/instances").json()["instances"]
     assert {i["id"]: i["phone"] for i in listed} == {a["id"]: "15550000001", b["id"]: "15550000002"}
 
-    # A sends text to B: B receives it, and A gets delivered then read receipts.
+    # A sends text to B: B receives it, and A gets a delivered receipt, then a read receipt
+    # once B reads it.
     answer = alice.send(a["id"], "+1 555 000 0002", "Hello from the shop")
     assert answer.status_code == 200, answer.text
     message_id = answer.json()["id"]
     wait_until(lambda: "MessageReceived" in stored_topics(fresh_server, b["id"]))
+    alice.read(b["id"], "15550000001", [message_id])
     wait_until(lambda: stored_topics(fresh_server, a["id"]).count("MessageStatusChanged") == 2)
     topics = stored_topics(fresh_server, a["id"])
     assert topics.index("MessageSent") < topics.index("MessageStatusChanged")

@@ -15,35 +15,26 @@ from domain.instance import Instance
 
 # The fields each event gained, by the class version that added them.
 ADDED: dict[str, dict[int, tuple[str, ...]]] = {
-    "ConnectionOpened": {2: ("details",)},
+    "ConnectionOpened": {2: ("details",), 3: ("lid",)},
     "ConnectionClosed": {2: ("retry_at",)},
     "LoggedOut": {2: ("unlinked",)},
-    "MessageSent": {2: ("idempotency_fingerprint",), 3: ("origin", "spool_seq")},
+    "MessageSent": {
+        2: ("idempotency_fingerprint",),
+        3: ("quoted_message_id", "mentions", "data", "phone", "lid", "recipients"),
+        4: ("origin", "spool_seq"),
+    },
     "MessageReceived": {
         2: ("data", "bsuid", "username"),
-        3: ("participant", "phone", "lid", "spool_seq"),
+        3: ("chat", "quoted_message_id", "mentions", "phone", "lid"),
+        4: ("spool_seq",),
     },
-    "MessageStatusChanged": {2: ("error",), 3: ("spool_seq",)},
+    "MessageStatusChanged": {2: ("error",), 3: ("participant", "phone", "lid"), 4: ("spool_seq",)},
 }
 
 
-# The class versions earlier releases stored: the first, the one with the Cloud API's
-# fields, and the one with idempotency fingerprints (before the whatsmeow engine's).
-RELEASES = {
-    "first": {},
-    "cloud": {"ConnectionOpened": 2, "MessageReceived": 2, "MessageStatusChanged": 2},
-    "fingerprints": {
-        "ConnectionOpened": 2,
-        "MessageReceived": 2,
-        "MessageStatusChanged": 2,
-        "MessageSent": 2,
-    },
-}
-
-
-@pytest.mark.parametrize("release", RELEASES)
+@pytest.mark.parametrize("written_as", [1, 2, 3])
 def test_events_stored_before_fields_were_added_load_with_defaults(
-    tmp_path: Path, release: str
+    tmp_path: Path, written_as: int
 ) -> None:
     settings = Settings(sqlite_path=tmp_path / "events.db")
     store = open_store(open_storage(settings))
@@ -57,8 +48,8 @@ def test_events_stored_before_fields_were_added_load_with_defaults(
     instance.close_connection("stream_error", True, 1_900_000_000.0)
     instance.log_out("logged_out")
     store.save(instance)
-    # Rewrite the stored events as an earlier release wrote them: without the fields added
-    # since, and with the class version it wrote (none at all for a first version).
+    # Rewrite the stored events as an earlier version wrote them: without the fields added
+    # since, and with that class version (none for the first).
     transcoder = store.mapper.transcoder
     with sqlite3.connect(settings.sqlite_path) as db:
         rows = db.execute("SELECT rowid, topic, state FROM stored_events").fetchall()
@@ -68,14 +59,16 @@ def test_events_stored_before_fields_were_added_load_with_defaults(
             if name not in ADDED:
                 continue
             decoded = transcoder.decode(state)
-            assert decoded.pop("class_version") == max(ADDED[name])
-            version = RELEASES[release].get(name, 1)
-            for added_in, fields in ADDED[name].items():
-                if added_in > version:
+            current = getattr(Instance, name).class_version
+            assert decoded.pop("class_version") == current == max(ADDED[name])
+            for version, fields in ADDED[name].items():
+                if version > written_as:
                     for field in fields:
                         decoded.pop(field)
-            if version > 1:
-                decoded["class_version"] = version
+            if 1 < written_as < current:
+                decoded["class_version"] = written_as
+            elif written_as >= current:
+                decoded["class_version"] = current
             db.execute(
                 "UPDATE stored_events SET state = ? WHERE rowid = ?",
                 (transcoder.encode(decoded), rowid),
@@ -90,22 +83,29 @@ def test_events_stored_before_fields_were_added_load_with_defaults(
     finally:
         store.close()
     opened, received, sent, status, closed, logged_out = events[1:]
-    assert (opened.phone, opened.details) == ("15550001111", None)
+    assert (opened.phone, opened.details, opened.lid) == ("15550001111", None, None)
     assert (received.body, received.data, received.bsuid, received.username) == (
         "hi",
         None,
         None,
         None,
     )
-    assert (received.participant, received.phone, received.lid, received.spool_seq) == (
+    # A message from before chats had their own field is in its sender's chat.
+    assert (received.chat, received.quoted_message_id, received.mentions) == (
+        "15550002222@s.whatsapp.net",
         None,
+        [],
+    )
+    assert (received.phone, received.lid, received.spool_seq) == (None, None, None)
+    assert (sent.body, sent.quoted_message_id, sent.mentions, sent.data) == ("yo", None, [], None)
+    assert (sent.phone, sent.lid, sent.recipients) == (None, None, [])
+    assert (sent.origin, sent.spool_seq) == ("api", None)
+    assert sent.idempotency_fingerprint == ("print-1" if written_as >= 2 else None)
+    assert (status.status, status.error, status.participant, status.spool_seq) == (
+        "read",
         None,
         None,
         None,
     )
-    assert (sent.body, sent.origin, sent.spool_seq) == ("yo", "api", None)
-    fingerprinted = RELEASES[release].get("MessageSent", 1) >= 2
-    assert sent.idempotency_fingerprint == ("print-1" if fingerprinted else None)
-    assert (status.status, status.error, status.spool_seq) == ("read", None, None)
     assert (closed.reason, closed.will_reconnect, closed.retry_at) == ("stream_error", True, None)
     assert (logged_out.reason, logged_out.unlinked) == ("logged_out", None)

@@ -23,8 +23,12 @@ def pair(server: Server, admin: Api) -> dict[str, str]:
     b = user.create_instance("B")["id"]
     user.pair(a, "15551110001")
     user.pair(b, "15551110002")
+    sent = []
     for i in range(3):
-        assert user.send(a, "15551110002", f"a{i}").status_code == 200
+        answer = user.send(a, "15551110002", f"a{i}")
+        assert answer.status_code == 200
+        sent.append(answer.json()["id"])
+    user.read(b, "15551110001", sent)  # B reads them: A's messages turn read
     for i in range(2):
         assert user.send(b, "15551110001", f"b{i}").status_code == 200
     return {"a": a, "b": b, "token": user.http.headers["Authorization"]}
@@ -51,7 +55,7 @@ def test_chat_history_both_directions_newest_first_with_current_status(
     )
     contents = [(m["content"], m["fromMe"]) for m in history["messages"]]
     assert contents == [("b1", False), ("b0", False), ("a2", True), ("a1", True), ("a0", True)]
-    # Receipts arrived after sending: sent messages read, received ones stay received.
+    # Receipts arrived after sending (read once B read them); received ones stay received.
     wait_until(
         lambda: (
             [
@@ -173,6 +177,8 @@ def test_event_stream_delivers_new_events_and_resumes_without_gaps(
         and first[0]["data"]["data"]["body"] == "live one"
     )
 
+    # B reads it: A gets its delivered and then its read receipt.
+    user.read(pair["b"], "15551110001", [first[0]["data"]["data"]["messageId"]])
     # Resume from that event: the next ones follow it with nothing repeated or skipped.
     with httpx.stream(
         "GET", url, headers={**headers, "Last-Event-ID": str(first[0]["id"])}, timeout=15

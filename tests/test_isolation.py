@@ -50,6 +50,9 @@ def test_no_instance_route_lets_a_stranger_in(
         path.replace("{instanceId}", instance)
         .replace("{chatId}", "15550008002")
         .replace("{phone}", "15550008002")
+        .replace("{phoneOrLid}", "15550008002")
+        .replace("{messageId}", "SB0000")
+        .replace("{groupId}", "120363000000000001")
     )
     # A body that would be invalid anyway: ownership is decided before the body is read.
     answer = stranger.http.request(

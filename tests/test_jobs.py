@@ -16,7 +16,8 @@ import pytest
 from freezegun import freeze_time
 
 from actors.engines.base import Banned
-from actors.engines.sandbox import SandboxEngine, SandboxNetwork
+from actors.engines.sandbox import SandboxEngine, sandbox_engine
+from actors.engines.sandbox_network import SandboxGroups, SandboxNetwork
 from actors.instance import InstanceActor
 from app.eventstore import EventStore, GroupCommitter
 from app.jobs import cleanup_uploads
@@ -67,7 +68,7 @@ def actor(tmp_path: Path) -> Iterator[tuple[Any, Instance, SandboxNetwork]]:
     """A sandbox instance actor over a real event store, paired as 15550004444."""
     store = EventStore(env=sqlite_env(str(tmp_path / "es.db")))
     committer = GroupCommitter(store)
-    network = SandboxNetwork()
+    network = SandboxNetwork(SandboxGroups(store.repository.get, committer.commit))
     instance = Instance(
         user_id="u", name="Jobs", description="", engine="sandbox", webhook={}, engine_settings={}
     )
@@ -75,7 +76,7 @@ def actor(tmp_path: Path) -> Iterator[tuple[Any, Instance, SandboxNetwork]]:
     engines: list[SandboxEngine] = []
 
     def make(aggregate: Instance, emit: Any) -> SandboxEngine:
-        engines.append(SandboxEngine.for_instance(network, aggregate, emit))
+        engines.append(sandbox_engine(network, aggregate, emit))
         return engines[-1]
 
     ref = InstanceActor.start(instance.id, store.repository.get, committer, make, lambda *_: None)

@@ -20,9 +20,30 @@ from projections.runner import LiveProjections
 from storage.sqlite.events import environment as sqlite_env
 from tests.places import place
 
-PHONES = st.sampled_from(
-    ["15550000001@s.whatsapp.net", "15550000002@s.whatsapp.net", "120363000000000001@g.us"]
-)
+GROUP = "120363000000000001@g.us"
+LID = "900000000000001@lid"  # the LID of 15550000001
+PHONES = st.sampled_from(["15550000001@s.whatsapp.net", "15550000002@s.whatsapp.net", GROUP, LID])
+PEOPLE = st.sampled_from(["15550000001@s.whatsapp.net", "15550000002@s.whatsapp.net", LID])
+# Messages named by later events: some exist by then, some never will.
+MESSAGES = st.sampled_from([f"{kind}{n}" for kind in "MR" for n in range(1, 7)])
+GROUP_INFO = {
+    "id": GROUP,
+    "subject": "Team",
+    "description": "",
+    "owner": "15550000009@s.whatsapp.net",
+    "announce": False,
+    "locked": False,
+    "created_at": 1_700_000_000,
+    "participants": [
+        {
+            "id": "15550000009@s.whatsapp.net",
+            "phone": "15550000009",
+            "lid": None,
+            "role": "superadmin",
+        },
+        {"id": "15550000001@s.whatsapp.net", "phone": "15550000001", "lid": None, "role": "member"},
+    ],
+}
 COMMANDS = st.one_of(
     st.tuples(st.just("request"), st.sampled_from(["start", "reconnect"])),
     st.tuples(st.just("qr"), st.text(min_size=1, max_size=20)),
@@ -37,6 +58,21 @@ COMMANDS = st.one_of(
     st.tuples(st.just("update"), st.text(min_size=1, max_size=10), st.booleans()),
     st.tuples(st.just("expire_qr")),
     st.tuples(st.just("ban"), st.integers(min_value=0, max_value=10**10)),
+    # Everything else WhatsApp does.
+    st.tuples(st.just("poll"), PHONES, st.booleans()),
+    st.tuples(st.just("group_received"), PEOPLE, st.text(max_size=10)),
+    st.tuples(st.just("receipt"), PEOPLE, st.sampled_from(["delivered", "read"])),
+    st.tuples(st.just("react"), MESSAGES, PEOPLE, st.sampled_from(["👍", "❤️", ""])),
+    st.tuples(st.just("edit"), MESSAGES, st.text(max_size=10)),
+    st.tuples(st.just("revoke"), MESSAGES),
+    st.tuples(st.just("vote"), MESSAGES, PEOPLE, st.sampled_from([[], ["a"], ["a", "b"]])),
+    st.tuples(st.just("chat_read"), PHONES),
+    st.tuples(st.just("learn")),
+    st.tuples(st.just("group"), st.sampled_from(["created", "joined", "left"])),
+    st.tuples(
+        st.just("participants"), st.sampled_from(["add", "remove", "promote", "demote"]), PEOPLE
+    ),
+    st.tuples(st.just("settings"), st.text(min_size=1, max_size=8), st.booleans()),
 )
 
 
@@ -67,6 +103,67 @@ def apply(instance: Instance, command: tuple[Any, ...], counter: list[int]) -> N
         instance.expire_qr()
     elif kind == "ban":
         instance.ban("SEND_TO_TOO_MANY_PEOPLE", command[1])
+    else:
+        apply_more(instance, command, n)
+
+
+def apply_more(instance: Instance, command: tuple[Any, ...], n: int) -> None:
+    """Reactions, edits, revocations, polls, groups, read marks and identities."""
+    kind = command[0]
+    if kind == "poll":
+        poll = {"question": "Q?", "options": ["a", "b"], "multipleAnswers": command[2]}
+        recipients = ["15550000001@s.whatsapp.net"] if command[1] == GROUP else []
+        instance.record_sent(
+            f"M{n}", command[1], "poll", "Q?", None, n, None, data={"poll": poll},
+            recipients=recipients,
+        )  # fmt: skip
+    elif kind == "group_received":
+        instance.record_received(
+            f"R{n}", command[1], None, "text", command[2], None, n, chat=GROUP,
+            phone=None if command[1] == LID else command[1].split("@")[0],
+        )  # fmt: skip
+    elif kind == "receipt":
+        instance.record_status(f"M{n - 1}", command[2], GROUP, True, participant=command[1])
+    elif kind == "react":
+        mine = command[2] == "15550000002@s.whatsapp.net"
+        instance.record_reaction(
+            message_id=command[1], chat=command[2], sender=None if mine else command[2],
+            from_me=mine, emoji=command[3], phone=None, lid=None, reacted_at=n,
+        )  # fmt: skip
+    elif kind == "edit":
+        instance.record_edit(
+            message_id=command[1], chat=LID, sender=None, from_me=True, body=command[2],
+            phone=None, lid=None, edited_at=n,
+        )  # fmt: skip
+    elif kind == "revoke":
+        instance.record_revocation(
+            message_id=command[1], chat=LID, sender=None, from_me=True, phone=None, lid=None,
+            revoked_at=n,
+        )  # fmt: skip
+    elif kind == "vote":
+        instance.record_vote(
+            message_id=command[1], chat=command[2], voter=command[2], from_me=False,
+            options=command[3], phone=None, lid=None, voted_at=n,
+        )  # fmt: skip
+    elif kind == "chat_read":
+        instance.record_read(chat=command[1], message_ids=[f"R{n - 1}"], phone=None, lid=None)
+    elif kind == "learn":
+        instance.learn_identity(phone="15550000001", lid=LID)
+    elif kind == "group":
+        if command[1] == "created":
+            instance.record_group_created(group=GROUP_INFO)
+        elif command[1] == "joined":
+            instance.record_group_joined(group=GROUP_INFO, reason="added", by=None)
+        else:
+            instance.record_group_left(group_id=GROUP, reason="left", by=None)
+    elif kind == "participants":
+        person = {"id": command[2], "phone": None, "lid": None}
+        instance.record_group_participants(
+            group_id=GROUP, action=command[1], participants=[person], by=None
+        )
+    elif kind == "settings":
+        changes = {"subject": command[1], "locked": command[2]}
+        instance.record_group_settings(group_id=GROUP, changes=changes, by=None)
 
 
 def state(instance: Instance) -> dict[str, Any]:

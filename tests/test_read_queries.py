@@ -139,21 +139,21 @@ def test_contacts_of_an_instance_by_number(reads: ReadModelQueries) -> None:
 
 
 def test_messages_of_a_chat_newest_first_in_pages(reads: ReadModelQueries) -> None:
-    first = reads.messages("a1", CHAT, Window(limit=2))
+    first = reads.messages("a1", [CHAT], Window(limit=2))
     assert ids(first.rows) == ["a1-5", "a1-4"]
     assert first.total == 5
     assert query.pagination(first.total, 2, 0).hasMore
-    middle = reads.messages("a1", CHAT, Window(limit=2, skip=2))
+    middle = reads.messages("a1", [CHAT], Window(limit=2, skip=2))
     assert ids(middle.rows) == ["a1-3", "a1-2"]
-    last = reads.messages("a1", CHAT, Window(limit=2, skip=4))
+    last = reads.messages("a1", [CHAT], Window(limit=2, skip=4))
     assert ids(last.rows) == ["a1-1"]
     assert last.total == 5 and not query.pagination(last.total, 2, 4).hasMore
-    beyond = reads.messages("a1", CHAT, Window(limit=2, skip=10))
+    beyond = reads.messages("a1", [CHAT], Window(limit=2, skip=10))
     assert beyond.rows == [] and beyond.total == 5
 
 
 def test_a_message_row_keeps_the_stored_values(reads: ReadModelQueries) -> None:
-    (row,) = reads.messages("a1", CHAT, Window(limit=1, skip=2)).rows
+    (row,) = reads.messages("a1", [CHAT], Window(limit=1, skip=2)).rows
     assert row == data.message(
         "a1", 3, CHAT, data.at(3), media={"mimetype": "image/png", "size": 100}
     )
@@ -161,18 +161,18 @@ def test_a_message_row_keeps_the_stored_values(reads: ReadModelQueries) -> None:
 
 
 def test_messages_between_dates_both_ends_included(reads: ReadModelQueries) -> None:
-    page = reads.messages("a1", CHAT, Window(limit=50, start=data.at(2), end=data.at(4)))
+    page = reads.messages("a1", [CHAT], Window(limit=50, start=data.at(2), end=data.at(4)))
     assert ids(page.rows) == ["a1-4", "a1-3", "a1-2"] and page.total == 3
-    since = reads.messages("a1", CHAT, Window(limit=1, start=data.at(4)))
+    since = reads.messages("a1", [CHAT], Window(limit=1, start=data.at(4)))
     assert ids(since.rows) == ["a1-5"] and since.total == 2
-    until = reads.messages("a1", CHAT, Window(limit=50, end=data.at(1)))
+    until = reads.messages("a1", [CHAT], Window(limit=50, end=data.at(1)))
     assert ids(until.rows) == ["a1-1"] and until.total == 1
 
 
 def test_messages_stay_in_their_chat_and_instance(reads: ReadModelQueries) -> None:
-    assert ids(reads.messages("a1", OTHER_CHAT, Window(limit=50)).rows) == ["a1-6"]
-    assert ids(reads.messages("b1", CHAT, Window(limit=50)).rows) == ["b1-1"]
-    empty = reads.messages("a2", CHAT, Window(limit=50))
+    assert ids(reads.messages("a1", [OTHER_CHAT], Window(limit=50)).rows) == ["a1-6"]
+    assert ids(reads.messages("b1", [CHAT], Window(limit=50)).rows) == ["b1-1"]
+    empty = reads.messages("a2", [CHAT], Window(limit=50))
     assert empty.rows == [] and empty.total == 0
 
 
@@ -417,7 +417,7 @@ def test_mongodb_per_user_and_per_instance_queries_use_an_index(
             lambda: reads.own_instance("a1", "alice"),
             lambda: reads.instance_engine("a1"),
             lambda: reads.contacts("a1"),
-            lambda: reads.messages("a1", CHAT, Window(limit=2, start=data.at(2))),
+            lambda: reads.messages("a1", [CHAT], Window(limit=2, start=data.at(2))),
             lambda: reads.activity("a1", ["qr_received"], Window(limit=2)),
             lambda: reads.deliveries("a1", "failed", Window(limit=2)),
             lambda: reads.deliveries("a1", None, Window(limit=2)),

@@ -122,7 +122,8 @@ def answers(reads: ReadModelQueries, window: Window, actions: list[str]) -> dict
             reads.activity(instance, actions, window),
             reads.deliveries(instance, "failed", window),
             reads.deliveries(instance, None, window),
-            [reads.messages(instance, chat, window) for chat in CHATS],
+            [reads.messages(instance, [chat], window) for chat in CHATS],
+            reads.messages(instance, CHATS, window),
         )
     return found
 

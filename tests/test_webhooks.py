@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from actors.engines.sandbox_network import lid_for
 from tests.receiver import Receiver
 from tests.server import Api, Server, wait_until
 
@@ -55,6 +56,7 @@ def test_payloads_headers_and_signature(server: Server, admin: Api, receiver: Re
     admin.pair(a, "15553330001")
     admin.pair(b, "15553330002")
     sent = admin.send(a, "15553330002", "hello").json()["id"]
+    admin.read(b, "15553330001", [sent])  # B opens the chat: A gets a read receipt
     admin.http.post(
         f"/api/sandbox/instances/{a}/inbound",
         json={"from": "15557770002", "message": "yo", "pushName": "Ann"},
@@ -94,6 +96,9 @@ def test_payloads_headers_and_signature(server: Server, admin: Api, receiver: Re
         "type": "text",
         "timestamp": by_event["message_sent"].json["data"]["timestamp"],
         "hasMedia": False,
+        # The recipient as WhatsApp names it: its number and its LID (a sandbox number's own).
+        "phone": "15553330002",
+        "lid": lid_for("15553330002"),
     }
     received = by_event["message_received"].json["data"]
     assert (received["from"], received["body"], received["type"], received["pushName"]) == (
@@ -159,7 +164,8 @@ def test_each_notify_flag_filters_its_events(
         number = str(15553340000 + len(flag) * 10 + len(missing))
         admin.pair(a, number)
         admin.pair(peer, str(int(number) + 1000))
-        admin.send(a, str(int(number) + 1000), "hi")
+        hi = admin.send(a, str(int(number) + 1000), "hi").json()["id"]
+        admin.read(peer, number, [hi])
         admin.send(peer, number, "back")
         # Every kind is stored for the instance, the filtered one too...
         wait_until(lambda: set(stored_kinds(admin, a)) >= NOTIFIED_KINDS)
@@ -282,8 +288,8 @@ def test_replay_resends_exactly_the_range_with_the_original_delivery_ids(
     peer = admin.create_instance("Replay peer")["id"]
     admin.pair(a, "15553370001")
     admin.pair(peer, "15553370002")
-    for i in range(3):
-        admin.send(a, "15553370002", f"r{i}")
+    sent_ids = [admin.send(a, "15553370002", f"r{i}").json()["id"] for i in range(3)]
+    admin.read(peer, "15553370001", sent_ids)
     wait_until(lambda: receiver.events().count("message_sent") == 3)
     wait_until(lambda: receiver.events().count("message_status") == 6)
     sent = admin.http.get(f"/api/instances/{a}/events", params={"types": "MessageSent"}).json()[
@@ -314,6 +320,7 @@ def test_replay_resends_exactly_the_range_with_the_original_delivery_ids(
     # Nothing else comes. Not a fixed wait: a live send after the replay arrives with its
     # receipts, and live deliveries are in order, so a stray re-send would come before them.
     r3 = admin.send(a, "15553370002", "r3").json()["id"]
+    admin.read(peer, "15553370001", [r3])
     wait_until(
         lambda: any(
             r.json["data"].get("messageId") == r3 and r.json["data"].get("status") == "read"
@@ -449,8 +456,8 @@ def test_one_replay_at_a_time_bounded_and_paced_like_delivery(tuned: Server) -> 
         peer = admin.create_instance("Replays peer")["id"]
         admin.pair(a, "15553400001")
         admin.pair(peer, "15553400002")
-        for i in range(3):
-            admin.send(a, "15553400002", f"p{i}")
+        sent = [admin.send(a, "15553400002", f"p{i}").json()["id"] for i in range(3)]
+        admin.read(peer, "15553400001", sent)
         wait_until(lambda: len(receiver.received) == 11)  # qr, opened, 3 x sent/delivered/read
         receiver.hang = 0.1
 

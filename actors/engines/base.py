@@ -1,8 +1,14 @@
 """The one small interface every engine (sandbox, whatsmeow, cloud) implements.
 
 An engine reports what happens on its connection by calling `emit` with one of the
-events below, from any thread; the instance actor turns them into domain events.
-Commands are called from the instance actor's thread only.
+reports below, from any thread; the instance actor turns them into domain events.
+Commands are called from the instance actor's thread only. What only some engines can
+do is a capability (`capabilities.py`).
+
+JIDs are WhatsApp's: `<digits>@s.whatsapp.net` (a phone), `<digits>@lid` (a LID),
+`<digits>-<digits>@g.us` or `<digits>@g.us` (a group). A report that names a person
+fills in `phone` (digits) and `lid` (`…@lid`) whenever the engine knows them, whichever
+of the two the JID is; in a group, that person is the participant, not the group.
 """
 
 from __future__ import annotations
@@ -12,6 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
+
+from domain.groups import Group, Participant
+from domain.messages import MessageRef
 
 
 class EngineError(Exception):
@@ -52,6 +61,7 @@ class Connected:
     phone: str | None
     push_name: str | None
     details: dict[str, Any] | None = None  # what the network says about the account
+    lid: str | None = None  # the LID WhatsApp knows this account by
 
 
 @dataclass(frozen=True)
@@ -89,10 +99,11 @@ Ack = Callable[[], None]
 
 @dataclass(frozen=True)
 class Inbound:
-    """A message that arrived. `sender` is the chat (a person's phone JID when known, else
-    their LID; a group's JID); `participant`, `phone` and `lid` say who wrote it. `body` is
-    its text for a person, `data` its structured content by kind (see
-    `Instance.MessageReceived`).
+    """A message arrived. `sender` wrote it (a person's phone JID when known, else their
+    LID); `chat` is where (None: the sender's own chat; a group's JID in a group); `phone`
+    and `lid` name the person who wrote it, whichever are known. `body` is its text for a
+    person, `data` its structured content by kind (`{"location": {...}}`, `{"poll":
+    {...}}`...; see `Instance.MessageReceived`).
 
     `spool_seq` is the report's position in the engine's durable spool, and `ack` tells the
     engine once the report is recorded (engines without a spool leave both None)."""
@@ -107,7 +118,9 @@ class Inbound:
     data: dict[str, Any] | None = None
     bsuid: str | None = None  # the sender's business-scoped user id (Cloud API)
     username: str | None = None
-    participant: str | None = None
+    chat: str | None = None
+    quoted_message_id: str | None = None
+    mentions: tuple[str, ...] = ()
     phone: str | None = None
     lid: str | None = None
     spool_seq: int | None = None
@@ -157,10 +170,16 @@ class MediaSaved:
 
 @dataclass(frozen=True)
 class Receipt:
+    """Our message `message_id` in `remote_jid` was delivered, read or played (by
+    `participant`, in a group)."""
+
     message_id: str
     status: str
     remote_jid: str
     error: dict[str, Any] | None = None  # {code, title, details} of a `failed` status
+    participant: str | None = None
+    phone: str | None = None
+    lid: str | None = None
     spool_seq: int | None = None
     ack: Ack | None = None
 
@@ -179,6 +198,119 @@ class Contacts:
     contacts: list[dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class Reaction:
+    """`sender` reacted to `message_id` in `chat` (`from_me`: this account did, from
+    another device); an empty emoji removes the reaction."""
+
+    message_id: str
+    chat: str
+    sender: str | None
+    emoji: str
+    timestamp: int
+    from_me: bool = False
+    phone: str | None = None
+    lid: str | None = None
+
+
+@dataclass(frozen=True)
+class Edit:
+    """The author of `message_id` replaced its text with `body`."""
+
+    message_id: str
+    chat: str
+    sender: str | None
+    body: str
+    timestamp: int
+    from_me: bool = False
+    phone: str | None = None
+    lid: str | None = None
+
+
+@dataclass(frozen=True)
+class Revocation:
+    """The author of `message_id` deleted it for everyone."""
+
+    message_id: str
+    chat: str
+    sender: str | None
+    timestamp: int
+    from_me: bool = False
+    phone: str | None = None
+    lid: str | None = None
+
+
+@dataclass(frozen=True)
+class PollVote:
+    """`voter` now chooses `options` in the poll `message_id` (empty: withdrew)."""
+
+    message_id: str
+    chat: str
+    voter: str | None
+    options: tuple[str, ...]
+    timestamp: int
+    from_me: bool = False
+    phone: str | None = None
+    lid: str | None = None
+
+
+@dataclass(frozen=True)
+class GroupJoined:
+    """This account is in `group`: `reason` "added" (by `by`), "invite" or "sync"."""
+
+    group: Group
+    reason: str
+    by: str | None = None
+
+
+@dataclass(frozen=True)
+class GroupLeft:
+    """This account is no longer in the group: `reason` "left" or "removed" (by `by`)."""
+
+    group_id: str
+    reason: str
+    by: str | None = None
+
+
+@dataclass(frozen=True)
+class GroupParticipants:
+    """`by` added, removed, promoted or demoted (`action`) these participants."""
+
+    group_id: str
+    action: str
+    participants: tuple[Participant, ...]
+    by: str | None = None
+
+
+@dataclass(frozen=True)
+class GroupSettings:
+    """`by` changed some of subject, description, announce, locked (only those given)."""
+
+    group_id: str
+    changes: dict[str, Any]
+    by: str | None = None
+
+
+@dataclass(frozen=True)
+class Presence:
+    """Someone's presence: available, unavailable, or in a chat composing, recording,
+    paused. `last_seen`: seconds since the epoch, when known."""
+
+    jid: str
+    state: str
+    last_seen: int | None = None
+    phone: str | None = None
+    lid: str | None = None
+
+
+@dataclass(frozen=True)
+class IdentityPair:
+    """The person with phone number `phone` (digits) is also `lid` (`…@lid`)."""
+
+    phone: str
+    lid: str
+
+
 EngineEvent = (
     QrCode
     | Connected
@@ -192,6 +324,16 @@ EngineEvent = (
     | MediaSaved
     | Receipt
     | Contacts
+    | Reaction
+    | Edit
+    | Revocation
+    | PollVote
+    | GroupJoined
+    | GroupLeft
+    | GroupParticipants
+    | GroupSettings
+    | Presence
+    | IdentityPair
     | Notice
 )
 Emit = Callable[[EngineEvent], None]
@@ -232,12 +374,94 @@ def media_id(path: str) -> str:
 @dataclass(frozen=True)
 class Sent:
     """What the network took: its message id and time, the chat it really went to (an
-    engine may resolve a phone number to another JID), and the kind it went out as."""
+    engine may resolve a phone number to another JID), the kind it went out as, the
+    recipient's `phone` and `lid` as far as the engine knows them, and in a group the
+    participants it went to."""
 
     message_id: str
     timestamp: int
     chat: str | None = None  # the JID the network delivered to, when it says (may differ)
     message_type: str | None = None  # the type it went out as, when the engine chose
+    phone: str | None = None
+    lid: str | None = None
+    recipients: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    """What any send may add: a reply to a message of the same chat, and mentions
+    (JIDs). An engine honours them only if it has the `Replies` capability."""
+
+    quoted: MessageRef | None = None
+    mentions: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.quoted is not None or bool(self.mentions)
+
+
+NO_OPTIONS = SendOptions()
+
+
+@dataclass(frozen=True)
+class Location:
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "latitude": self.latitude,
+            "longitude": self.longitude,
+            "name": self.name,
+            "address": self.address,
+        }
+
+
+@dataclass(frozen=True)
+class ContactCard:
+    """A contact card (vCard) for a person with one phone number (digits)."""
+
+    name: str
+    phone: str
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "phone": self.phone}
+
+
+@dataclass(frozen=True)
+class Poll:
+    question: str
+    options: tuple[str, ...]
+    multiple_answers: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "options": list(self.options),
+            "multipleAnswers": self.multiple_answers,
+        }
+
+
+@dataclass(frozen=True)
+class Template:
+    """A message template approved by Meta (Cloud API): its name, language code and the
+    components that fill its parameters, as Meta's API takes them."""
+
+    name: str
+    language: str
+    components: tuple[dict[str, Any], ...] = ()
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "language": self.language, "components": list(self.components)}
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a JID is: the phone number (digits) and the LID (`…@lid`), when known."""
+
+    phone: str | None
+    lid: str | None
 
 
 class Engine(ABC):
@@ -272,9 +496,12 @@ class Engine(ABC):
         return True
 
     @abstractmethod
-    def send_text(self, to: str, text: str) -> Sent:
-        """Send text to a JID; return the network's message id."""
+    def send_text(self, to: str, text: str, options: SendOptions = NO_OPTIONS) -> Sent:
+        """Send text to a JID; return the network's message id. `options` is non-empty only
+        for an engine with the `Replies` capability."""
 
     @abstractmethod
-    def send_media(self, to: str, media: Media, caption: str) -> Sent:
+    def send_media(
+        self, to: str, media: Media, caption: str, options: SendOptions = NO_OPTIONS
+    ) -> Sent:
         """Send a file we hold to a JID; return the network's message id."""

@@ -22,15 +22,15 @@ from typing import Any
 
 from eventsourcing.utils import get_topic
 
-from actors.engines.base import Inbound, Receipt
-from actors.engines.sandbox import SandboxNetwork
+from actors.engines.base import EngineEvent
+from actors.engines.sandbox_network import RELAYABLE, SandboxNetwork
 from domain.instance import Instance
 from domain.phone import jid_number
 from domain.sandbox import SandboxRelay as RelayEvent
 
 log = logging.getLogger(__name__)
 
-REPORTS: dict[str, type[Inbound] | type[Receipt]] = {"Inbound": Inbound, "Receipt": Receipt}
+REPORTS: dict[str, type[Any]] = {kind.__name__: kind for kind in RELAYABLE}
 RELAYED = get_topic(RelayEvent.Relayed)
 CREATED = get_topic(Instance.Created)
 OPENED = get_topic(Instance.ConnectionOpened)
@@ -77,7 +77,7 @@ class SandboxRelay:
 
     # -- sending (an engine's thread) ------------------------------------------------
 
-    def send(self, phone: str, reports: list[Inbound | Receipt]) -> bool:
+    def send(self, phone: str, reports: list[EngineEvent]) -> bool:
         with self._lock:
             if phone not in self._numbers:
                 return False
@@ -127,10 +127,11 @@ class SandboxRelay:
             del self._numbers[phone]
 
 
-def _report(fields: dict[str, Any]) -> Inbound | Receipt:
+def _report(fields: dict[str, Any]) -> EngineEvent:
     fields = dict(fields)
     kind = REPORTS[fields.pop("kind")]
-    return kind(**fields)
+    # JSON made the tuples (mentions, poll options) lists.
+    return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
 
 def _log_failure(done: Any) -> None:

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from actors.engines import whatsmeow_frames as f
 from actors.engines.base import (
+    NO_OPTIONS,
     Banned,
     ClientOutdated,
     Connected,
@@ -48,6 +49,7 @@ from actors.engines.base import (
     OutcomeUnknown,
     QrCode,
     Receipt,
+    SendOptions,
     Sent,
     SentElsewhere,
     Undecryptable,
@@ -278,12 +280,14 @@ class WhatsmeowEngine(Engine, Pairing, NumberCheck):
         self.disconnect()
         shutil.rmtree(self.session_dir, ignore_errors=True)
 
-    def send_text(self, to: str, text: str) -> Sent:
+    def send_text(self, to: str, text: str, options: SendOptions = NO_OPTIONS) -> Sent:
         jid = self._resolve(to)
         answer = self._request(lambda i: f.SendText(id=i, to=jid, text=text), SEND_TIMEOUT, True)
         return Sent(answer["id"], answer["timestamp"], chat=jid, message_type=answer["type"])
 
-    def send_media(self, to: str, media: Media, caption: str) -> Sent:
+    def send_media(
+        self, to: str, media: Media, caption: str, options: SendOptions = NO_OPTIONS
+    ) -> Sent:
         jid = self._resolve(to)
         answer = self._request(
             lambda i: f.SendMedia(
@@ -476,13 +480,14 @@ class WhatsmeowEngine(Engine, Pairing, NumberCheck):
                 self._emit(
                     Inbound(
                         message_id=frame.id,
-                        sender=frame.chat,
+                        # In a group the participant wrote it and the group is the chat.
+                        sender=frame.participant or frame.chat,
                         push_name=frame.push_name,
                         message_type=frame.type,
                         body=frame.body,
                         media=media,
                         timestamp=frame.timestamp,
-                        participant=frame.participant,
+                        chat=frame.chat if frame.participant else None,
                         phone=frame.phone,
                         lid=frame.lid,
                         spool_seq=seq,
@@ -541,7 +546,7 @@ class WhatsmeowEngine(Engine, Pairing, NumberCheck):
                 log.info("whatsmeow %s paired as %s", self.session_dir.name, phone)
             case f.PairFailed(error=error):
                 self._end(Disconnected(f"pairing failed: {error}", will_reconnect=False))
-            case f.Connected(phone=phone, push_name=push_name):
+            case f.Connected(phone=phone, push_name=push_name, lid=lid):
                 self.connected, self.pairing = True, False
                 with contextlib.suppress(OSError):
                     self._paired_mark.write_text((phone or "") + "\n")
@@ -549,7 +554,7 @@ class WhatsmeowEngine(Engine, Pairing, NumberCheck):
                 self._keepalive_failing_since = None
                 self._cancel_timer()
                 self._settle()
-                self._emit(Connected(phone, push_name))
+                self._emit(Connected(phone, push_name, lid=lid))
             case f.Disconnected():
                 # whatsmeow reconnects by itself (client.go: autoReconnect).
                 self.connected = False

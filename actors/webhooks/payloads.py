@@ -50,12 +50,14 @@ def _received(event: Instance.MessageReceived, instance_id: str, settings: dict[
         "hasMedia": event.media is not None,
         "pushName": event.push_name,
     }
-    # Who wrote it (a group's participant, the person's phone and LID), its structured
-    # content and the sender's Cloud API identity, when there are any.
+    # The chat (a group's, in a group), the sender's phone and LID, the quoted message,
+    # mentions, structured content and Cloud API identity, when there are any.
     for key, value in (
-        ("participant", event.participant),
+        ("chat", event.chat if event.chat != event.sender else None),
         ("phone", event.phone),
         ("lid", event.lid),
+        ("quotedMessageId", event.quoted_message_id),
+        ("mentions", event.mentions),
         ("data", event.data),
         ("bsuid", event.bsuid),
         ("username", event.username),
@@ -70,16 +72,19 @@ def _undecryptable(
 ) -> Data:
     if not settings.get("notifyReceived", True):
         return None
-    return {
+    # As message_received names them: `from` who wrote it, `chat` the group in a group.
+    data = {
         "instanceId": instance_id,
         "messageId": event.message_id,
-        "from": event.sender,
-        "participant": event.participant,
+        "from": event.participant or event.sender,
         "phone": event.phone,
         "lid": event.lid,
         "unavailable": event.unavailable,
         "timestamp": event.received_at,
     }
+    if event.participant:
+        data["chat"] = event.sender
+    return data
 
 
 def _sent(event: Instance.MessageSent, instance_id: str, settings: dict[str, Any]) -> Data:
@@ -94,6 +99,15 @@ def _sent(event: Instance.MessageSent, instance_id: str, settings: dict[str, Any
         "timestamp": event.sent_at,
         "hasMedia": event.media is not None,
     }
+    for key, value in (
+        ("phone", event.phone),
+        ("lid", event.lid),
+        ("quotedMessageId", event.quoted_message_id),
+        ("mentions", event.mentions),
+        ("data", event.data),
+    ):
+        if value:
+            data[key] = value
     if event.origin != "api":
         data["origin"] = event.origin  # sent from the phone or another linked device
     return data
@@ -116,6 +130,13 @@ def _status(
     }
     if event.error is not None:
         data["error"] = event.error
+    for key, value in (
+        ("participant", event.participant),
+        ("phone", event.phone),
+        ("lid", event.lid),
+    ):
+        if value:
+            data[key] = value
     return data
 
 
@@ -159,6 +180,107 @@ def _qr(event: Instance.QrReceived, instance_id: str, settings: dict[str, Any]) 
     return {"instanceId": instance_id, "qrCode": event.qr_code}
 
 
+# -- beyond the seed's events: each behind a flag that is off by default -------------------
+
+
+def _who(event: Any) -> dict[str, Any]:
+    return {k: v for k in ("phone", "lid") if (v := getattr(event, k, None))}
+
+
+def _flag(name: str) -> Callable[[Builder], Builder]:
+    """A builder that answers None unless the instance's settings turn `name` on."""
+
+    def wrap(build: Builder) -> Builder:
+        def built(event: Any, instance_id: str, settings: dict[str, Any]) -> Data:
+            return build(event, instance_id, settings) if settings.get(name, False) else None
+
+        return built
+
+    return wrap
+
+
+def _on_message(event: Any, instance_id: str) -> dict[str, Any]:
+    return {
+        "instanceId": instance_id,
+        "messageId": event.message_id,
+        "chat": event.chat,
+        "from": event.sender,
+        "fromMe": event.from_me,
+        **_who(event),
+    }
+
+
+@_flag("notifyMessageUpdates")
+def _reacted(event: Instance.MessageReacted, instance_id: str, settings: dict[str, Any]) -> Data:
+    return {**_on_message(event, instance_id), "emoji": event.emoji}
+
+
+@_flag("notifyMessageUpdates")
+def _edited(event: Instance.MessageEdited, instance_id: str, settings: dict[str, Any]) -> Data:
+    return {**_on_message(event, instance_id), "body": event.body}
+
+
+@_flag("notifyMessageUpdates")
+def _revoked(event: Instance.MessageRevoked, instance_id: str, settings: dict[str, Any]) -> Data:
+    return _on_message(event, instance_id)
+
+
+@_flag("notifyMessageUpdates")
+def _voted(event: Instance.PollVoted, instance_id: str, settings: dict[str, Any]) -> Data:
+    return {
+        "instanceId": instance_id,
+        "messageId": event.message_id,
+        "chat": event.chat,
+        "voter": event.voter,
+        "fromMe": event.from_me,
+        "options": event.options,
+        **_who(event),
+    }
+
+
+@_flag("notifyPresence")
+def _presence(event: Instance.PresenceUpdated, instance_id: str, settings: dict[str, Any]) -> Data:
+    return {
+        "instanceId": instance_id,
+        "jid": event.jid,
+        "state": event.state,
+        "lastSeen": event.last_seen,
+        **_who(event),
+    }
+
+
+@_flag("notifyGroups")
+def _group(event: Any, instance_id: str, settings: dict[str, Any]) -> Data:
+    data: dict[str, Any]
+    if isinstance(event, Instance.GroupCreated | Instance.GroupJoined):
+        group = event.group
+        data = {
+            "groupId": group["id"],
+            "action": "created" if isinstance(event, Instance.GroupCreated) else "joined",
+            "subject": group["subject"],
+            "participants": group["participants"],
+        }
+        if isinstance(event, Instance.GroupJoined):
+            data.update(reason=event.reason, by=event.by)
+    elif isinstance(event, Instance.GroupLeft):
+        data = {"groupId": event.group_id, "action": "left", "reason": event.reason, "by": event.by}
+    elif isinstance(event, Instance.GroupParticipantsChanged):
+        data = {
+            "groupId": event.group_id,
+            "action": event.action,
+            "participants": event.participants,
+            "by": event.by,
+        }
+    else:
+        data = {
+            "groupId": event.group_id,
+            "action": "settings",
+            "changes": event.changes,
+            "by": event.by,
+        }
+    return {"instanceId": instance_id, **data}
+
+
 #: The `data` of each event `domain.events` sends as a webhook (`tests/test_events.py`
 #: checks that the two agree).
 BUILDERS: dict[type[Any], Builder] = {
@@ -172,4 +294,14 @@ BUILDERS: dict[type[Any], Builder] = {
     Instance.ClientOutdated: _outdated,
     Instance.LoggedOut: _logged_out,
     Instance.QrReceived: _qr,
+    Instance.MessageReacted: _reacted,
+    Instance.MessageEdited: _edited,
+    Instance.MessageRevoked: _revoked,
+    Instance.PollVoted: _voted,
+    Instance.PresenceUpdated: _presence,
+    Instance.GroupCreated: _group,
+    Instance.GroupJoined: _group,
+    Instance.GroupLeft: _group,
+    Instance.GroupParticipantsChanged: _group,
+    Instance.GroupSettingsChanged: _group,
 }

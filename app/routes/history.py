@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from msgspec import UNSET
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -14,13 +13,14 @@ from app.answers import (
     ActivityEntry,
     ActivityLog,
     ChatHistory,
-    MessageView,
+    ChatList,
     Pagination,
     answer,
 )
 from app.context import Context
+from app.message_views import chat_view, history_message
 from app.openapi import doc, whole
-from domain.phone import to_jid
+from domain.phone import phone_jid, to_jid
 from projections.queries import Window
 
 
@@ -77,26 +77,35 @@ async def messages(request: Request) -> Response:
     row = ctx.own_instance(request)
     chat = to_jid(request.path_params["chatId"])
     window = _window(request, 50)
-    page = ctx.queries.messages(row["id"], chat, window)
-    found = [
-        MessageView(
-            id=r["id"],
-            instanceId=r["instance_id"],
-            remoteJid=r["remote_jid"],
-            fromMe=bool(r["from_me"]),
-            messageType=r["message_type"],
-            content=r["content"],
-            messageId=r["message_id"],
-            hasMedia=bool(r["has_media"]),
-            media=json.loads(r["media"]) if r["media"] else None,
-            status=r["status"],
-            createdAt=r["created_at"],
-            data=json.loads(r["data"]) if r.get("data") else UNSET,
-            error=json.loads(r["error"]) if r.get("error") else UNSET,
-        )
-        for r in page.rows
-    ]
+    # One chat whichever name addressed it: a person's number and LID are one chat.
+    names = [chat]
+    pair = ctx.queries.identities(row["id"], [chat]).get(chat)
+    if pair is not None:
+        names += [phone_jid(pair["phone"]), pair["lid"]]
+    page = ctx.queries.messages(row["id"], names, window)
+    parties = {r.get("sender") or r["remote_jid"] for r in page.rows}
+    known = ctx.queries.identities(row["id"], sorted(parties))
+    found = [history_message(r, known) for r in page.rows]
     return answer(request, ChatHistory(messages=found, pagination=_pagination(page.total, window)))
+
+
+@doc(
+    "Chats, most recently active first",
+    "history",
+    answer=ChatList,
+    query={
+        "limit": whole("page size (default 50)", 1, query.MAX_LIMIT),
+        "skip": whole("offset", 0, query.MAX_SKIP),
+    },
+)
+async def chats(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    limit, skip = query.paging(request.query_params, 50)
+    window = Window(limit, skip)
+    page = ctx.queries.chats(row["id"], window)
+    found = [chat_view(r) for r in page.rows]
+    return answer(request, ChatList(chats=found, pagination=_pagination(page.total, window)))
 
 
 def _pagination(total: int, window: Window) -> Pagination:
@@ -105,5 +114,6 @@ def _pagination(total: int, window: Window) -> Pagination:
 
 routes = [
     Route("/api/instances/{instanceId}/activity", activity, methods=["GET"]),
+    Route("/api/instances/{instanceId}/chats", chats, methods=["GET"]),
     Route("/api/instances/{instanceId}/chats/{chatId}/messages", messages, methods=["GET"]),
 ]

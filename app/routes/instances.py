@@ -106,6 +106,9 @@ async def _create(ctx: Context, user_id: str, body: InstanceCreate) -> Instance:
             "notifySent": body.notifySent,
             "notifyDelivery": body.notifyDelivery,
             "notifyRead": body.notifyRead,
+            "notifyMessageUpdates": body.notifyMessageUpdates,
+            "notifyGroups": body.notifyGroups,
+            "notifyPresence": body.notifyPresence,
             "maxRetries": body.maxRetries
             if body.maxRetries is not None
             else ctx.settings.webhook_max_retries,

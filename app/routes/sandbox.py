@@ -13,7 +13,7 @@ from app.answers import Done, SandboxInboundSent, SandboxPaired, answer
 from app.context import Context
 from app.openapi import doc
 from app.schemas import SandboxInbound, SandboxScan, decode, read_body
-from domain.phone import normalize_phone
+from domain.phone import normalize_phone, to_lid
 
 
 @doc("Sandbox: the phone scans the QR code", "sandbox", answer=SandboxPaired, body=SandboxScan)
@@ -23,7 +23,8 @@ async def scan(request: Request) -> Response:
     raw = await read_body(request)
     body = decode(raw, SandboxScan) if raw.strip() else SandboxScan()
     phone = normalize_phone(body.phone) if body.phone else None
-    paired = await ctx.ask(ctx.proxy(instance_id).sandbox_scan(phone))
+    lid = to_lid(body.lid) if body.lid else None
+    paired = await ctx.ask(ctx.proxy(instance_id).sandbox_scan(phone, lid))
     await ctx.settle(await ctx.ask(ctx.proxy(instance_id).position()))
     return answer(request, SandboxPaired(success=True, phone=paired))
 
@@ -38,9 +39,10 @@ async def inbound(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     body = decode(await read_body(request), SandboxInbound)
-    sender = normalize_phone(body.sender)
+    sender = to_lid(body.sender) if "@" in body.sender else normalize_phone(body.sender)
+    lid = to_lid(body.lid) if body.lid else None
     message_id = await ctx.ask(
-        ctx.proxy(instance_id).sandbox_inbound(sender, body.message, body.pushName)
+        ctx.proxy(instance_id).sandbox_inbound(sender, body.message, body.pushName, lid)
     )
     await ctx.settle(await ctx.ask(ctx.proxy(instance_id).position()))
     return answer(request, SandboxInboundSent(success=True, id=message_id))

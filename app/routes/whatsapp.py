@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import msgspec
-from pykka import ActorDeadError
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from actors.bridge import ActorTimeout
+from actors.engines.base import NO_OPTIONS, EngineError, SendOptions
 from actors.outbound import OutboundHTTP
 from app import media, quotas, views
 from app.answers import (
@@ -22,43 +20,26 @@ from app.answers import (
     LogoutAnswer,
     NumberCheckView,
     PairingCodeView,
+    PersonView,
     SentMessage,
     answer,
 )
 from app.context import LOGOUT_TIMEOUT, QUERY_TIMEOUT, Context
 from app.errors import ApiError, invalid
+from app.message_views import person
 from app.openapi import doc
 from app.routes.instances import qr_code
-from app.schemas import MAX_MESSAGE, PairingCode, SendMedia, SendText, parse
-from domain.instance import SendOutcomeUnknown
-from domain.phone import normalize_phone, to_jid
-
-MAX_IDEMPOTENCY_KEY = 200
-
-
-def idempotency_key(request: Request) -> str | None:
-    key = request.headers.get("idempotency-key")
-    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
-        raise ApiError(
-            400,
-            "invalid_idempotency_key",
-            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
-        )
-    return key
-
-
-async def sending(ctx: Context, future: Any, key: str | None) -> Any:
-    """A send's message id; when the instance does not answer in time (it may still be
-    sending) or stops, the outcome is unknown: 202 `send_outcome_unknown`, never a failure
-    the client would retry into a second message."""
-    try:
-        return await ctx.command(future)
-    except (ActorTimeout, ActorDeadError):
-        raise SendOutcomeUnknown(
-            "the instance did not finish the send in time; it may still reach WhatsApp "
-            "(retry with the same Idempotency-Key to learn the outcome)",
-            key,
-        ) from None
+from app.schemas import MAX_MESSAGE, PairingCode, Send, SendMedia, SendText, decode, parse
+from app.sending import (
+    begin_send,
+    fingerprint,
+    idempotency_key,
+    reply_parts,
+    send_options,
+    sending,
+)
+from domain.instance import InstanceNotConnected
+from domain.phone import is_group, normalize_phone, phone_jid, to_jid
 
 
 @doc("Connection status", "whatsapp", answer=ConnectionStatus)
@@ -83,23 +64,23 @@ async def send(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     body = await parse(request, SendText)
-    return await _send_text(ctx, request, instance_id, body.phone, body.message)
-
-
-def fingerprint(*parts: str | None) -> str:
-    """What identifies a send's request, so that a reused Idempotency-Key is told apart."""
-    return hashlib.sha256(msgspec.json.encode(parts)).hexdigest()[:32]
+    to = to_jid(body.phone)
+    options = await send_options(ctx, instance_id, to, body)
+    return await _send_text(ctx, request, instance_id, to, body.message, options)
 
 
 async def _send_text(
-    ctx: Context, request: Request, instance_id: str, phone: str, text: str
+    ctx: Context,
+    request: Request,
+    instance_id: str,
+    to: str,
+    text: str,
+    options: SendOptions = NO_OPTIONS,
 ) -> Response:
-    to = to_jid(phone)
-    key = idempotency_key(request)
-    ctx.check_webhook_backlog(instance_id)
-    await quotas.check_messages(ctx, ctx.principal(request), instance_id)
+    key = await begin_send(ctx, request, instance_id)
     proxy = ctx.proxy(instance_id)
-    sent = proxy.send_text(to, text, key, fingerprint("text", to, text) if key else None)
+    request_print = fingerprint("text", to, text, *reply_parts(options)) if key else None
+    sent = proxy.send_text(to, text, key, request_print, options)
     return answer(request, SentMessage(id=await sending(ctx, sent, key)))
 
 
@@ -115,11 +96,14 @@ async def send_media(request: Request) -> Response:
     row = ctx.own_instance(request)
     body = await parse(request, SendMedia)
     to = to_jid(body.phone)
+    options = await send_options(ctx, row["id"], to, body)
     key = idempotency_key(request)
     ctx.check_webhook_backlog(row["id"])
     media.fetchable(body.url)
     proxy = ctx.proxy(row["id"])
-    request_print = fingerprint("url", to, body.url, body.caption, body.filename)
+    request_print = fingerprint(
+        "url", to, body.url, body.caption, body.filename, *reply_parts(options)
+    )
     # Before anything is fetched: a retry answers at once, a disconnected instance is 409.
     earlier = await ctx.ask(proxy.check_send(key, request_print))
     if earlier is not None:
@@ -135,7 +119,7 @@ async def send_media(request: Request) -> Response:
         OutboundHTTP(settings.webhook_allow_private),
     )
     with media.removed_unless_sent(file):
-        sent = proxy.send_media(to, file, body.caption, key, request_print)
+        sent = proxy.send_media(to, file, body.caption, key, request_print, options)
         message_id = await sending(ctx, sent, key)
     return answer(request, SentMessage(id=message_id))
 
@@ -144,7 +128,13 @@ async def send_media(request: Request) -> Response:
     "Send an uploaded file",
     "whatsapp",
     answer=SentMessage,
-    form={"phone": "string", "caption": "string", "file": "binary"},
+    form={
+        "phone": "string",
+        "caption": "string",
+        "file": "binary",
+        "quotedMessageId": "string",
+        "mentions": "string",
+    },
     errors=(202, 422, 429, 502),
 )
 async def send_file(request: Request) -> Response:
@@ -172,17 +162,29 @@ async def send_file(request: Request) -> Response:
         if not isinstance(caption, str) or len(caption) > 4096:
             raise invalid("'caption' must be text of at most 4096 characters", "caption")
         to = to_jid(phone)
-        key = idempotency_key(request)
-        ctx.check_webhook_backlog(row["id"])
-        await quotas.check_messages(ctx, ctx.principal(request), row["id"])
+        options = await send_options(ctx, row["id"], to, _form_send(phone, form))
+        key = await begin_send(ctx, request, row["id"])
         file = await media.keep_upload(upload, settings.uploads_dir, settings.max_file_size)
     finally:
         await form.close()
-    request_print = fingerprint("file", to, caption, file.filename, file.digest)
+    request_print = fingerprint(
+        "file", to, caption, file.filename, file.digest, *reply_parts(options)
+    )
     with media.removed_unless_sent(file):
-        sent = ctx.proxy(row["id"]).send_media(to, file, caption, key, request_print)
+        sent = ctx.proxy(row["id"]).send_media(to, file, caption, key, request_print, options)
         message_id = await sending(ctx, sent, key)
     return answer(request, SentMessage(id=message_id))
+
+
+def _form_send(phone: str, form: Any) -> Send:
+    """A multipart send's `quotedMessageId` and `mentions` (comma-separated)."""
+    quoted, mentions = form.get("quotedMessageId") or None, form.get("mentions") or ""
+    if not isinstance(quoted, str | None) or not isinstance(mentions, str):
+        raise invalid("'quotedMessageId' and 'mentions' are text fields", "mentions")
+    named = [m.strip() for m in mentions.split(",") if m.strip()]
+    return decode(
+        msgspec.json.encode({"phone": phone, "quotedMessageId": quoted, "mentions": named}), Send
+    )
 
 
 @doc("Contacts of an instance", "whatsapp", answer=ContactList)
@@ -195,6 +197,40 @@ async def contacts(request: Request) -> Response:
         for c in rows
     ]
     return answer(request, ContactList(contacts=found))
+
+
+@doc(
+    "Who a phone number or LID is: both names, when known, and the contact's name",
+    "whatsapp",
+    answer=PersonView,
+    errors=(502,),
+)
+async def contact(request: Request) -> Response:
+    ctx: Context = request.app.state.ctx
+    row = ctx.own_instance(request)
+    jid = to_jid(request.path_params["phoneOrLid"])
+    known = ctx.queries.identities(row["id"], [jid])
+    phone, lid = person(jid, known)
+    if not is_group(jid) and (phone is None or lid is None):
+        # Not learnt yet: an engine that can asks WhatsApp (and records what it learns).
+        try:
+            found = await ctx.command(ctx.proxy(row["id"]).lookup_identity(jid))
+            phone, lid = phone or found.phone, lid or found.lid
+        except InstanceNotConnected:
+            pass  # what is known, then
+        except EngineError as refused:
+            if refused.code not in ("unsupported_by_engine", "instance_not_connected"):
+                raise
+    names = [jid, *([phone_jid(phone)] if phone else []), *([lid] if lid else [])]
+    name = next(
+        (c["name"] for n in names if (c := ctx.queries.contact(row["id"], n)) and c["name"]),
+        None,
+    )
+    if is_group(jid):
+        group = ctx.queries.group(row["id"], jid)
+        name = group["subject"] if group is not None else name
+    view = PersonView(id=jid, phone=phone, lid=lid, name=name, isGroup=is_group(jid))
+    return answer(request, view)
 
 
 @doc("Log out of WhatsApp", "whatsapp", answer=LogoutAnswer)
@@ -231,7 +267,7 @@ async def simple_send(request: Request) -> Response:
         raise invalid("Both 'phone' and 'message' are required", missing, "missing")
     if len(text) > MAX_MESSAGE:
         raise invalid(f"'message' is longer than {MAX_MESSAGE} characters", "message")
-    return await _send_text(ctx, request, instance_id, phone, text)
+    return await _send_text(ctx, request, instance_id, to_jid(phone), text)
 
 
 routes = [
@@ -241,6 +277,7 @@ routes = [
     Route("/api/whatsapp/{instanceId}/send-media", send_media, methods=["POST"]),
     Route("/api/whatsapp/{instanceId}/send-file", send_file, methods=["POST"]),
     Route("/api/whatsapp/{instanceId}/contacts", contacts, methods=["GET"]),
+    Route("/api/whatsapp/{instanceId}/contacts/{phoneOrLid}", contact, methods=["GET"]),
     Route("/api/whatsapp/{instanceId}/logout", logout, methods=["POST"]),
     Route("/api/whatsapp-simple/{instanceId}/send", simple_send, methods=["GET", "POST"]),
 ]

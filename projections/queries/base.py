@@ -95,8 +95,29 @@ class ReadModelQueries(Protocol):
     def contacts(self, instance_id: str) -> list[Row]:
         """An instance's contacts by number (then jid)."""
 
-    def messages(self, instance_id: str, chat_jid: str, window: Window) -> Page:
-        """A page of one chat's messages, newest first."""
+    def messages(self, instance_id: str, chat_jids: Sequence[str], window: Window) -> Page:
+        """A page of one chat's messages, newest first: the chat under any of its names
+        (a person's phone JID and LID)."""
+
+    def message(self, instance_id: str, message_id: str) -> Row | None:
+        """A message the instance sent or received (its own copy first, if it wrote to
+        itself); None if it has none with this id."""
+
+    def identities(self, instance_id: str, jids: Sequence[str]) -> dict[str, Row]:
+        """The phone/LID pair known for each of these JIDs, by JID (unknown ones left out)."""
+
+    def chats(self, instance_id: str, window: Window) -> Page:
+        """A page of the instance's chats (those not folded into another), most recently
+        active first."""
+
+    def groups(self, instance_id: str) -> list[Row]:
+        """The groups the instance is in (not those it left), by subject."""
+
+    def group(self, instance_id: str, group_jid: str) -> Row | None:
+        """A group the instance is or was in."""
+
+    def contact(self, instance_id: str, jid: str) -> Row | None:
+        """The contact row of a JID."""
 
     def message_statuses(self, instance_id: str, message_ids: Sequence[str]) -> dict[str, str]:
         """The status of each of these messages the instance has (sent or received), by

@@ -151,8 +151,50 @@ class MongoReadModels:
     def contacts(self, instance_id: str) -> list[Row]:
         return self._find("contacts", {"instance_id": instance_id}, [("number", 1), ("jid", 1)])
 
-    def messages(self, instance_id: str, chat_jid: str, window: Window) -> Page:
-        return self._page("messages", {"instance_id": instance_id, "remote_jid": chat_jid}, window)
+    def messages(self, instance_id: str, chat_jids: Sequence[str], window: Window) -> Page:
+        names = list(dict.fromkeys(chat_jids))
+        chat: Any = names[0] if len(names) == 1 else {"$in": names}
+        return self._page("messages", {"instance_id": instance_id, "remote_jid": chat}, window)
+
+    def message(self, instance_id: str, message_id: str) -> Row | None:
+        found = self._find(
+            "messages",
+            {"instance_id": instance_id, "message_id": message_id},
+            [("from_me", -1), ("created_at", -1), ("_id", -1)],
+            limit=1,
+        )
+        return found[0] if found else None
+
+    def identities(self, instance_id: str, jids: Sequence[str]) -> dict[str, Row]:
+        keys = [{"instance_id": instance_id, "jid": j} for j in dict.fromkeys(jids)][:500]
+        if not keys:
+            return {}
+        return {row["jid"]: row for row in self._find("identities", {"_id": {"$in": keys}})}
+
+    def chats(self, instance_id: str, window: Window) -> Page:
+        where = {"instance_id": instance_id, "merged_into": None}
+        total = self._collections.collection("chats").count_documents(where)
+        rows = self._find(
+            "chats",
+            where,
+            [("updated_at", -1), ("_id", -1)],
+            skip=window.skip,
+            limit=window.limit,
+        )
+        return Page(rows, total)
+
+    def groups(self, instance_id: str) -> list[Row]:
+        return self._find(
+            "groups", {"instance_id": instance_id, "left": 0}, [("subject", 1), ("jid", 1)]
+        )
+
+    def group(self, instance_id: str, group_jid: str) -> Row | None:
+        found = self._find("groups", {"_id": {"instance_id": instance_id, "jid": group_jid}})
+        return found[0] if found else None
+
+    def contact(self, instance_id: str, jid: str) -> Row | None:
+        found = self._find("contacts", {"_id": {"instance_id": instance_id, "jid": jid}})
+        return found[0] if found else None
 
     def message_statuses(self, instance_id: str, message_ids: Sequence[str]) -> dict[str, str]:
         if not message_ids:

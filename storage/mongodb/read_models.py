@@ -253,6 +253,13 @@ class MongoRows(Rows):
         found.pop("_id")
         return found
 
+    def find(self, table: str, where: dict[str, Any]) -> list[dict[str, Any]]:
+        self.flush(table)
+        found = list(self.database[table + self.end].find(where, session=self.session))
+        for row in found:
+            row.pop("_id")
+        return found
+
     def position(self, name: str) -> int:
         found = self.database["tracking" + self.end].find_one({"_id": name}, session=self.session)
         return int(found["position"]) if found else 0

@@ -118,9 +118,60 @@ class SqliteReadModels:
             )
         )
 
-    def messages(self, instance_id: str, chat_jid: str, window: Window) -> Page:
+    def messages(self, instance_id: str, chat_jids: Sequence[str], window: Window) -> Page:
+        names = list(dict.fromkeys(chat_jids))
         return self._page(
-            "messages", ["instance_id = ?", "remote_jid = ?"], [instance_id, chat_jid], window
+            "messages",
+            ["instance_id = ?", f"remote_jid IN ({', '.join('?' * len(names))})"],
+            [instance_id, *names],
+            window,
+        )
+
+    def message(self, instance_id: str, message_id: str) -> Row | None:
+        return self._one(
+            "SELECT * FROM messages WHERE instance_id = ? AND message_id = ? "
+            "ORDER BY from_me DESC, rowid DESC LIMIT 1",
+            [instance_id, message_id],
+        )
+
+    def identities(self, instance_id: str, jids: Sequence[str]) -> dict[str, Row]:
+        names = list(dict.fromkeys(jids))[:500]
+        if not names:
+            return {}
+        rows = self._db.query(
+            f"SELECT * FROM identities WHERE instance_id = ? "
+            f"AND jid IN ({', '.join('?' * len(names))})",
+            [instance_id, *names],
+        )
+        return {row["jid"]: row for row in rows}
+
+    def chats(self, instance_id: str, window: Window) -> Page:
+        where = "instance_id = ? AND merged_into IS NULL"
+        total = self._db["chats"].count_where(where, [instance_id])
+        rows = self._db["chats"].rows_where(
+            where,
+            [instance_id],
+            order_by="updated_at DESC, rowid DESC",
+            limit=window.limit,
+            offset=window.skip,
+        )
+        return Page(list(rows), total)
+
+    def groups(self, instance_id: str) -> list[Row]:
+        return list(
+            self._db["groups"].rows_where(
+                "instance_id = ? AND left = 0", [instance_id], order_by="subject, jid"
+            )
+        )
+
+    def group(self, instance_id: str, group_jid: str) -> Row | None:
+        return self._one(
+            "SELECT * FROM groups WHERE instance_id = ? AND jid = ?", [instance_id, group_jid]
+        )
+
+    def contact(self, instance_id: str, jid: str) -> Row | None:
+        return self._one(
+            "SELECT * FROM contacts WHERE instance_id = ? AND jid = ?", [instance_id, jid]
         )
 
     def message_statuses(self, instance_id: str, message_ids: Sequence[str]) -> dict[str, str]:

@@ -329,6 +329,15 @@ class SQLiteRows(Rows):
             return None
         return dict(zip([d[0] for d in cursor.description], found, strict=True))
 
+    def find(self, table: str, where: dict[str, Any]) -> list[dict[str, Any]]:
+        self.flush(table)
+        conditions = " AND ".join(f"{k} = ?" for k in where)
+        cursor = self.conn.execute(
+            f"SELECT * FROM {table} WHERE {conditions}", tuple(where.values())
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, found, strict=True)) for found in cursor.fetchall()]
+
     def position(self, name: str) -> int:
         row = self.conn.execute("SELECT position FROM tracking WHERE name=?", [name]).fetchone()
         return row[0] if row else 0

@@ -28,19 +28,34 @@ from typing import Any
 import aiohttp
 
 from actors.engines.base import (
+    NO_OPTIONS,
     Connected,
+    ContactCard,
     Disconnected,
     Emit,
     Engine,
     EngineError,
+    Location,
     Media,
+    SendOptions,
     Sent,
+    Template,
 )
-from actors.engines.capabilities import ConcurrentSends
+from actors.engines.capabilities import (
+    ConcurrentSends,
+    ContactCards,
+    Locations,
+    MediaDownload,
+    Reactions,
+    ReadReceipts,
+    Replies,
+    Templates,
+)
 from actors.engines.cloud import media as cloud_media
 from actors.engines.cloud.directory import CloudDirectory, CloudEndpoint
 from actors.engines.cloud.errors import bad_answer, is_auth, is_temporary
 from actors.engines.cloud.graph import FORMER_DEFAULT_VERSION, GraphClient
+from domain.messages import MessageRef
 from domain.phone import BSUID_SERVER, USER_SERVER
 
 log = logging.getLogger(__name__)
@@ -53,8 +68,24 @@ STATE_FIELDS = "status,quality_rating,messaging_limit_tier,platform_type,through
 _WORD = re.compile(r"^[A-Za-z0-9_]{1,40}$")
 
 
-class CloudEngine(Engine, ConcurrentSends):
+class CloudEngine(
+    Engine,
+    ConcurrentSends,
+    Replies,
+    Locations,
+    ContactCards,
+    Templates,
+    Reactions,
+    MediaDownload,
+    ReadReceipts,
+):
     """An instance on the WhatsApp Business Cloud API.
+
+    Beyond text and media, what Meta's Messages API does: replies (`context`),
+    locations, contact cards, templates, reactions, read marks, and downloads of
+    received media through the Graph media URL. Polls, edits, revocations, presence,
+    groups and LIDs are not part of the Cloud API: those answer
+    `400 unsupported_by_engine`, and so do mentions.
 
     `allow_private` and `require_https` are the server's address policy
     (WEBHOOK_ALLOW_PRIVATE, production): the settings were checked against it when
@@ -74,8 +105,12 @@ class CloudEngine(Engine, ConcurrentSends):
         require_https: bool = True,
         default_version: str,
         retry_base: float = 1.0,
+        uploads_dir: Path | None = None,
+        max_file_size: int = cloud_media.DOWNLOAD_LIMIT,
     ) -> None:
         self.instance_id = instance_id
+        self.uploads_dir = uploads_dir
+        self.max_file_size = max_file_size
         self.settings = settings
         self.emit = emit
         self.directory = directory
@@ -254,15 +289,17 @@ class CloudEngine(Engine, ConcurrentSends):
 
     # -- sending --------------------------------------------------------------------
 
-    def send_text(self, to: str, text: str) -> Sent:
-        return self.start_text(to, text).result(timeout=120)
+    def send_text(self, to: str, text: str, options: SendOptions = NO_OPTIONS) -> Sent:
+        return self.start_text(to, text, options).result(timeout=120)
 
-    def send_media(self, to: str, media: Media, caption: str) -> Sent:
-        return self.start_media(to, media, caption).result(timeout=300)
+    def send_media(
+        self, to: str, media: Media, caption: str, options: SendOptions = NO_OPTIONS
+    ) -> Sent:
+        return self.start_media(to, media, caption, options).result(timeout=300)
 
-    def start_text(self, to: str, text: str) -> Future[Sent]:
+    def start_text(self, to: str, text: str, options: SendOptions = NO_OPTIONS) -> Future[Sent]:
         """Send text: checked here, sent on the loop; the future holds Meta's answer."""
-        recipient = self._recipient(to)
+        recipient = self._recipient(to) | _context(options)
         if len(text) > TEXT_LIMIT:
             raise EngineError(
                 f"The Cloud API takes text of at most {TEXT_LIMIT} characters "
@@ -274,9 +311,11 @@ class CloudEngine(Engine, ConcurrentSends):
         content = {"body": text, "preview_url": False}
         return self.graph.loop.submit(self._message(recipient, "text", content))
 
-    def start_media(self, to: str, media: Media, caption: str) -> Future[Sent]:
+    def start_media(
+        self, to: str, media: Media, caption: str, options: SendOptions = NO_OPTIONS
+    ) -> Future[Sent]:
         """Send a file we hold: uploaded to Meta, then sent by its media id."""
-        recipient = self._recipient(to)
+        recipient = self._recipient(to) | _context(options)
         chosen = cloud_media.choose(media.path, media.mimetype, media.size)
         if caption and len(caption) > CAPTION_LIMIT:
             raise EngineError(
@@ -287,6 +326,80 @@ class CloudEngine(Engine, ConcurrentSends):
             )
         self._check_connected()
         return self.graph.loop.submit(self._send_media(recipient, media, chosen, caption))
+
+    # -- everything else the Messages API does ---------------------------------------
+
+    def send_location(self, to: str, location: Location, options: SendOptions) -> Sent:
+        place: dict[str, Any] = {"latitude": location.latitude, "longitude": location.longitude}
+        place |= {k: v for k, v in (("name", location.name), ("address", location.address)) if v}
+        return self._send_now(self._recipient(to) | _context(options), "location", place)
+
+    def send_contacts(self, to: str, cards: tuple[ContactCard, ...], options: SendOptions) -> Sent:
+        # Meta requires name.formatted_name and one more name part; a phone with its wa_id
+        # makes the card's "Message" button open the chat.
+        contacts = [
+            {
+                "name": {"formatted_name": card.name, "first_name": card.name},
+                "phones": [{"phone": f"+{card.phone}", "type": "CELL", "wa_id": card.phone}],
+            }
+            for card in cards
+        ]
+        return self._send_now(self._recipient(to) | _context(options), "contacts", contacts)
+
+    def send_template(self, to: str, template: Template) -> Sent:
+        content: dict[str, Any] = {"name": template.name, "language": {"code": template.language}}
+        if template.components:
+            content["components"] = list(template.components)
+        return self._send_now(self._recipient(to), "template", content)
+
+    def react(self, message: MessageRef, emoji: str) -> Sent:
+        """A reaction goes to the chat of the message; "" removes ours (Meta's rule)."""
+        content = {"message_id": message.message_id, "emoji": emoji}
+        return self._send_now(self._recipient(message.chat), "reaction", content)
+
+    def mark_read(self, chat: str, messages: tuple[MessageRef, ...]) -> None:
+        """Meta marks a message read and every earlier one of the conversation with it:
+        one call for the newest of them."""
+        if not messages:
+            return
+        newest = max(messages, key=lambda m: m.sent_at)
+        self._check_connected()
+        body = {"messaging_product": "whatsapp", "status": "read", "message_id": newest.message_id}
+        self.graph.run(self._call("POST", f"/{self._number}/messages", json_body=body), 120)
+
+    def download(self, message: MessageRef) -> Media:
+        """A received file: its URL from `GET /{media-id}` (valid for 5 minutes), then the
+        bytes from that URL with the access token, into the uploads directory."""
+        found = cloud_media.media_id(message)
+        if found is None or self.uploads_dir is None:
+            raise EngineError(f"Message {message.message_id} has no media", "no_media", 404)
+        self._check_connected()
+        return self.graph.run(
+            cloud_media.download(
+                self.graph,
+                self._call,
+                found,
+                self._number,
+                message,
+                self.uploads_dir,
+                self.max_file_size,
+            ),
+            300,
+        )
+
+    def _send_now(self, recipient: dict[str, Any], kind: str, content: Any) -> Sent:
+        self._check_connected()
+        return self.graph.run(self._message(recipient, kind, content), 120)
+
+    async def _call(self, method: str, path: str, **options: Any) -> dict[str, Any]:
+        """A Graph call; a refused token disconnects the instance."""
+        generation = self._generation
+        try:
+            return await self.graph.call(method, path, **options)
+        except EngineError as error:
+            if is_auth(error):
+                self._lost_token(generation, error)
+            raise
 
     def _check_connected(self) -> None:
         if not self.connected:
@@ -310,7 +423,7 @@ class CloudEngine(Engine, ConcurrentSends):
         )
 
     async def _send_media(
-        self, recipient: dict[str, str], media: Media, chosen: cloud_media.CloudMedia, caption: str
+        self, recipient: dict[str, Any], media: Media, chosen: cloud_media.CloudMedia, caption: str
     ) -> Sent:
         content: dict[str, Any] = {"id": await self._upload(media, chosen.mimetype)}
         if caption and chosen.kind in ("image", "video", "document"):
@@ -319,24 +432,18 @@ class CloudEngine(Engine, ConcurrentSends):
             content["filename"] = media.filename
         return await self._message(recipient, chosen.kind, content)
 
-    async def _message(self, recipient: dict[str, str], kind: str, content: dict[str, Any]) -> Sent:
-        generation = self._generation
-        try:
-            answer = await self.graph.call(
-                "POST",
-                f"/{self._number}/messages",
-                json_body={
-                    "messaging_product": "whatsapp",
-                    "recipient_type": "individual",
-                    **recipient,
-                    "type": kind,
-                    kind: content,
-                },
-            )
-        except EngineError as error:
-            if is_auth(error):
-                self._lost_token(generation, error)
-            raise
+    async def _message(self, recipient: dict[str, Any], kind: str, content: Any) -> Sent:
+        answer = await self._call(
+            "POST",
+            f"/{self._number}/messages",
+            json_body={
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                **recipient,
+                "type": kind,
+                kind: content,
+            },
+        )
         try:
             message_id = str(answer["messages"][0]["id"])[:256]
         except (KeyError, IndexError, TypeError):
@@ -353,6 +460,15 @@ class CloudEngine(Engine, ConcurrentSends):
         if not isinstance(answer.get("id"), str | int):
             raise bad_answer()
         return str(answer["id"])[:256]
+
+
+def _context(options: SendOptions) -> dict[str, Any]:
+    """A reply quotes by `context.message_id`; the Cloud API has no mentions."""
+    if options.mentions:
+        raise EngineError("The cloud engine cannot mention people", "unsupported_by_engine", 400)
+    if options.quoted is None:
+        return {}
+    return {"context": {"message_id": options.quoted.message_id}}
 
 
 def _chat(answer: dict[str, Any]) -> str | None:

@@ -17,6 +17,7 @@ import json
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,6 +33,7 @@ META_GRAPH_URL = "https://graph.facebook.com"
 # v21.0 on 21 January 2027).
 FORMER_DEFAULT_VERSION = "v21.0"
 TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
+DOWNLOAD_TIMEOUT = aiohttp.ClientTimeout(total=300, sock_connect=10, sock_read=60)
 ANSWER_LIMIT = 64 * 1024  # Graph answers are small JSON documents; read no more than this
 IN_FLIGHT = 32
 
@@ -54,6 +56,21 @@ def graph_url_problem(url: str, require_https: bool) -> str | None:
         return "must name a host, without credentials"
     if parts.query or parts.fragment or "?" in url or "#" in url:
         return "must not have a query or fragment"
+    return None
+
+
+def media_url_problem(url: str, require_https: bool) -> str | None:
+    """Why the server will not fetch a media URL a Graph answer gave (None: it will).
+    Meta's (lookaside.fbsbx.com) have a query; no credentials, https in production."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme not in (("https",) if require_https else ("https", "http")):
+        return "must be https" if require_https else "must be http(s)"
+    if not parts.hostname or parts.username is not None or parts.password is not None:
+        return "must name a host, without credentials"
     return None
 
 
@@ -166,6 +183,44 @@ class GraphClient:
                         400,
                     ) from None
                 raise unreachable() from None
+
+    async def fetch(self, url: str, destination: Path, limit: int) -> int:
+        """Download what a Graph answer pointed to (a media URL: Meta's CDN, with the
+        access token) into `destination`, at most `limit` bytes; the size."""
+        problem = media_url_problem(url, self.require_https)
+        if problem is not None:
+            raise EngineError(f"The media URL {problem}", "graph_url_not_allowed", 502)
+        size = 0
+        try:
+            async with self.loop.session(self.allow_private).get(
+                url,
+                headers={"Authorization": f"Bearer {self._token}"},
+                allow_redirects=False,
+                timeout=DOWNLOAD_TIMEOUT,
+            ) as response:
+                if response.status >= 300:
+                    raise graph_error(response.status, await _answer(response))
+                with destination.open("wb") as file:
+                    async for chunk in response.content.iter_chunked(64 * 1024):
+                        size += len(chunk)
+                        if size > limit:
+                            raise EngineError(
+                                f"The media is larger than {limit} bytes",
+                                "media_too_large",
+                                413,
+                            )
+                        file.write(chunk)
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            destination.unlink(missing_ok=True)
+            if refused(error):
+                raise EngineError(
+                    "The media URL is not allowed on this server", "graph_url_not_allowed", 502
+                ) from None
+            raise unreachable() from None
+        except EngineError:
+            destination.unlink(missing_ok=True)
+            raise
+        return size
 
     def run(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
         """Run a coroutine on the loop and wait for it (from another thread)."""

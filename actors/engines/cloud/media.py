@@ -11,10 +11,19 @@ by webhook, so the type is chosen here, and a file too large for it is refused f
 
 from __future__ import annotations
 
+import re
+import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from actors.engines.base import EngineError
+from actors.engines.base import EngineError, Media
+from actors.engines.cloud.errors import bad_answer
+from domain.messages import MessageRef
+
+if TYPE_CHECKING:
+    from actors.engines.cloud.graph import GraphClient
 
 KB, MB = 1024, 1024 * 1024
 IMAGE = {"image/jpeg": "image/jpeg", "image/jpg": "image/jpeg", "image/png": "image/png"}
@@ -31,6 +40,9 @@ AUDIO = {
 }
 LIMITS = {"image": 5 * MB, "video": 16 * MB, "audio": 16 * MB, "document": 100 * MB}
 STICKER_LIMIT = {False: 100 * KB, True: 500 * KB}  # static, animated
+DOWNLOAD_LIMIT = LIMITS["document"]  # the largest file Meta carries
+_MEDIA_ID = re.compile(r"[0-9A-Za-z_-]{1,128}", re.ASCII)
+_SAFE = re.compile(r"[^0-9A-Za-z._-]+")
 
 
 @dataclass(frozen=True)
@@ -87,3 +99,42 @@ def _animated_webp(path: str) -> bool:
         and head[8:16] == b"WEBPVP8X"
         and bool(head[20] & 0x02)
     )
+
+
+def media_id(message: MessageRef) -> str | None:
+    """The Graph media id of a received message's file (a path segment: checked)."""
+    found = (message.media or {}).get("id")
+    return found if isinstance(found, str) and _MEDIA_ID.fullmatch(found) else None
+
+
+async def download(
+    graph: GraphClient,
+    call: Callable[..., Coroutine[Any, Any, dict[str, Any]]],
+    found: str,
+    number: str,
+    message: MessageRef,
+    uploads_dir: Path,
+    limit: int,
+) -> Media:
+    """Retrieve the media URL (`GET /{media-id}?phone_number_id=`: `{url, mime_type,
+    file_size}`), then the bytes (Meta's "Download media" guide)."""
+    answer = await call("GET", f"/{found}", params={"phone_number_id": number})
+    url, mimetype = answer.get("url"), answer.get("mime_type")
+    if not isinstance(url, str) or not url:
+        raise bad_answer()
+    size = answer.get("file_size")  # a number, or its digits (Meta's reference shows both)
+    size = int(size) if isinstance(size, str) and size.isascii() and size.isdigit() else size
+    if isinstance(size, int) and size > limit:
+        raise EngineError(
+            f"The media is {size} bytes, more than this server keeps ({limit})",
+            "media_too_large",
+            413,
+        )
+    recorded = message.media or {}
+    if not isinstance(mimetype, str) or not re.fullmatch(r"[\w.+-]+/[\w.+-]+", mimetype):
+        mimetype = str(recorded.get("mimetype") or "application/octet-stream")
+    filename = _SAFE.sub("_", str(recorded.get("filename") or f"{found}"))[:100] or found
+    uploads_dir.mkdir(parents=True, exist_ok=True)
+    destination = uploads_dir / f"{uuid.uuid4().hex}-{filename}"
+    stored = await graph.fetch(url, destination, limit)
+    return Media(str(destination), filename, mimetype, stored)

@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from actors.engines.base import EngineEvent, Inbound, Notice, Receipt
+from actors.engines.base import EngineEvent, Inbound, Notice, Reaction, Receipt
 from actors.engines.cloud import shapes
 from domain.phone import BSUID_SERVER, USER_SERVER, is_bsuid
 
@@ -156,7 +156,7 @@ def _id(value: str | None) -> str | None:
 # -- messages ------------------------------------------------------------------------
 
 
-def _inbound(message: shapes.Message, contacts: list[shapes.Contact]) -> Inbound | None:
+def _inbound(message: shapes.Message, contacts: list[shapes.Contact]) -> Inbound | Reaction | None:
     phone = message.sender if message.sender and _DIGITS.fullmatch(message.sender) else None
     bsuid = (
         message.from_user_id if message.from_user_id and is_bsuid(message.from_user_id) else None
@@ -175,14 +175,28 @@ def _inbound(message: shapes.Message, contacts: list[shapes.Contact]) -> Inbound
     profile = contact.profile if contact is not None and contact.profile is not None else None
     if bsuid is None and contact is not None and contact.user_id and is_bsuid(contact.user_id):
         bsuid = contact.user_id
+    sender = f"{phone}@{USER_SERVER}" if phone else f"{bsuid}@{BSUID_SERVER}"
+    if message.type == "reaction" and message.reaction is not None and message.reaction.message_id:
+        # A reaction to a message of this chat ("" removes it): not a message of its own.
+        return Reaction(
+            message_id=message.reaction.message_id[:ID_LIMIT],
+            chat=sender,
+            sender=sender,
+            emoji=_text(message.reaction.emoji, 32) or "",
+            timestamp=_timestamp(message.timestamp),
+            phone=phone,
+        )
     body, data, media = _content(message)
+    quoted = None
     if message.context is not None:
         data["context"] = _context(message.context)
+        if not (message.context.forwarded or message.context.frequently_forwarded):
+            quoted = _id(message.context.id)  # a reply (a forward names no message of ours)
     if message.referral is not None:
         data["referral"] = _referral(message.referral)
     return Inbound(
         message_id=message.id[:ID_LIMIT],
-        sender=f"{phone}@{USER_SERVER}" if phone else f"{bsuid}@{BSUID_SERVER}",
+        sender=sender,
         push_name=_text(profile.name if profile else None, NAME_LIMIT),
         message_type=message.type[:40],
         body=body,
@@ -191,6 +205,8 @@ def _inbound(message: shapes.Message, contacts: list[shapes.Contact]) -> Inbound
         data=data or None,
         bsuid=bsuid,
         username=_text(profile.username if profile else None, NAME_LIMIT),
+        quoted_message_id=quoted,
+        phone=phone,
     )
 
 
