@@ -674,3 +674,74 @@ def test_a_held_start_gate_serves_the_most_recent_first() -> None:
         assert order == [3.0, 2.0, 1.0]
     finally:
         gate.close()
+
+
+def test_reactions_edits_groups_and_presence_come_through_a_real_child(
+    make: Callable[..., Engine],
+) -> None:
+    """neonize's events, pushed into a forked child, reach the engine's owner as the
+    reports every engine makes; those that change data are spooled until recorded."""
+    from neonize.proto.Neonize_pb2 import GroupInfo, GroupInfoEvent, GroupName, JoinedGroup
+    from neonize.proto.Neonize_pb2 import Presence as PresenceEv
+    from neonize.proto.waCommon.WACommon_pb2 import MessageKey
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
+        ContextInfo,
+        LocationMessage,
+        ProtocolMessage,
+        ReactionMessage,
+    )
+
+    from actors.engines.base import GroupJoined, GroupSettings, Presence, Reaction, Revocation
+
+    alice = jid("15550007777")
+    with hanging_proxy() as proxy:
+        engine = make(proxy=proxy.url)
+        engine.engine.connect()
+        place = LocationMessage(
+            degreesLatitude=1.5,
+            degreesLongitude=2.5,
+            contextInfo=ContextInfo(stanzaID="3EB0Q", mentionedJID=["15550002222@s.whatsapp.net"]),
+        )
+        engine.inject(message_event("", sender=alice, message_id="3EB0L", locationMessage=place))
+        key = MessageKey(remoteJID="15550007777@s.whatsapp.net", ID="3EB0L")
+        reaction = ReactionMessage(key=key, text="👍")
+        engine.inject(message_event("", sender=alice, message_id="R", reactionMessage=reaction))
+        revoke = ProtocolMessage(key=key, type=ProtocolMessage.REVOKE)
+        engine.inject(message_event("", sender=alice, message_id="D", protocolMessage=revoke))
+        group = jid("120363000000000001", "g.us")
+        info = GroupInfo(JID=group, GroupName=GroupName(Name="Team"), OwnerJID=alice)
+        engine.inject(JoinedGroup(Sender=alice, GroupInfo=info))
+        engine.inject(GroupInfoEvent(JID=group, Sender=alice, Name=GroupName(Name="Team 2")))
+        engine.inject(PresenceEv(From=alice, Unavailable=False))
+        (message,) = engine.wait_for(Inbound)
+        assert (message.message_type, message.data, message.quoted_message_id) == (
+            "location",
+            {"location": {"latitude": 1.5, "longitude": 2.5, "name": None, "address": None}},
+            "3EB0Q",
+        )
+        assert message.mentions == ("15550002222@s.whatsapp.net",)
+        (reacted,) = engine.wait_for(Reaction)
+        assert (reacted.message_id, reacted.emoji, reacted.sender) == (
+            "3EB0L",
+            "👍",
+            "15550007777@s.whatsapp.net",
+        )
+        assert engine.wait_for(Revocation)[0].message_id == "3EB0L"
+        joined = engine.wait_for(GroupJoined)[0]
+        assert (joined.group.subject, joined.reason) == ("Team", "added")
+        settings = engine.wait_for(GroupSettings)[0]
+        assert (settings.changes, settings.by) == (
+            {"subject": "Team 2"},
+            "15550007777@s.whatsapp.net",
+        )
+        assert engine.wait_for(Presence)[0].state == "available"
+        # Reactions, revocations and group changes stay in the child's spool until the
+        # instance has recorded them (presence is not kept: nothing to lose).
+        kinds = {type(frame).__name__ for frame in spooled(engine.dir)}
+        assert {"Reacted", "Revoked", "GroupJoined", "GroupChanged"} <= kinds
+        for report in (reacted, engine.of(Revocation)[0], joined, settings):
+            assert report.ack is not None
+            report.ack()
+        wait_until(lambda: {"Reacted", "Revoked"}.isdisjoint(
+            type(frame).__name__ for frame in spooled(engine.dir)
+        ))  # fmt: skip

@@ -211,6 +211,7 @@ class Reaction:
     from_me: bool = False
     phone: str | None = None
     lid: str | None = None
+    ack: Ack | None = None  # an engine with a spool: tell it once recorded
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,7 @@ class Edit:
     from_me: bool = False
     phone: str | None = None
     lid: str | None = None
+    ack: Ack | None = None  # an engine with a spool: tell it once recorded
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,7 @@ class Revocation:
     from_me: bool = False
     phone: str | None = None
     lid: str | None = None
+    ack: Ack | None = None  # an engine with a spool: tell it once recorded
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,7 @@ class PollVote:
     from_me: bool = False
     phone: str | None = None
     lid: str | None = None
+    ack: Ack | None = None  # an engine with a spool: tell it once recorded
 
 
 @dataclass(frozen=True)
@@ -261,6 +265,7 @@ class GroupJoined:
     group: Group
     reason: str
     by: str | None = None
+    ack: Ack | None = None  # an engine with a spool: tell it once recorded
 
 
 @dataclass(frozen=True)
@@ -270,6 +275,7 @@ class GroupLeft:
     group_id: str
     reason: str
     by: str | None = None
+    ack: Ack | None = None  # an engine with a spool: tell it once recorded
 
 
 @dataclass(frozen=True)
@@ -280,6 +286,7 @@ class GroupParticipants:
     action: str
     participants: tuple[Participant, ...]
     by: str | None = None
+    ack: Ack | None = None  # an engine with a spool: tell it once recorded
 
 
 @dataclass(frozen=True)
@@ -289,6 +296,7 @@ class GroupSettings:
     group_id: str
     changes: dict[str, Any]
     by: str | None = None
+    ack: Ack | None = None  # an engine with a spool: tell it once recorded
 
 
 @dataclass(frozen=True)

@@ -58,14 +58,19 @@ from actors.engines.base import (
 from actors.engines.capabilities import NumberCheck, Pairing
 from actors.engines.frames import Channel
 from actors.engines.startgate import StartGate, Ticket
+from actors.engines.whatsmeow_capabilities import (
+    REQUEST_TIMEOUT,
+    SEND_TIMEOUT,
+    WhatsmeowFeatures,
+    presence,
+    refusal,
+    reply,
+    reports,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0
-REQUEST_TIMEOUT = 30.0
-# whatsmeow waits up to 75 s for each query a send makes (devices, prekeys) and for the
-# server's ack (request.go: defaultRequestTimeout); media sends upload first.
-SEND_TIMEOUT = 180.0
 MEDIA_SEND_TIMEOUT = 420.0
 QR_GRACE = 10.0  # after a code's lifetime, before deciding that no new code is coming
 STOP_TIMEOUT = 20.0  # a stopping child closes its socket, drains neonize, finishes a download
@@ -170,10 +175,7 @@ class _Child:
                 OutcomeUnknown(f"WhatsApp did not confirm the send: {reply.error}")
             )
         else:
-            status = 409 if reply.code == "instance_not_connected" else 502
-            future.set_exception(
-                EngineError(f"WhatsApp: {reply.error}", reply.code or "whatsapp_error", status)
-            )
+            future.set_exception(refusal(reply.code, reply.error))
 
     def end(self) -> None:
         with self.lock:
@@ -191,7 +193,7 @@ class _ChildGone(Exception):
     """The child stopped before it answered."""
 
 
-class WhatsmeowEngine(Engine, Pairing, NumberCheck):
+class WhatsmeowEngine(Engine, Pairing, NumberCheck, WhatsmeowFeatures):
     """An instance on WhatsApp Web, its neonize client isolated in a child process."""
 
     def __init__(
@@ -282,7 +284,9 @@ class WhatsmeowEngine(Engine, Pairing, NumberCheck):
 
     def send_text(self, to: str, text: str, options: SendOptions = NO_OPTIONS) -> Sent:
         jid = self._resolve(to)
-        answer = self._request(lambda i: f.SendText(id=i, to=jid, text=text), SEND_TIMEOUT, True)
+        answer = self._request(
+            lambda i: f.SendText(id=i, to=jid, text=text, **reply(options)), SEND_TIMEOUT, True
+        )
         return Sent(answer["id"], answer["timestamp"], chat=jid, message_type=answer["type"])
 
     def send_media(
@@ -297,6 +301,7 @@ class WhatsmeowEngine(Engine, Pairing, NumberCheck):
                 caption=caption,
                 filename=media.filename,
                 mimetype=media.mimetype,
+                **reply(options),
             ),
             MEDIA_SEND_TIMEOUT,
             True,
@@ -488,6 +493,9 @@ class WhatsmeowEngine(Engine, Pairing, NumberCheck):
                         media=media,
                         timestamp=frame.timestamp,
                         chat=frame.chat if frame.participant else None,
+                        quoted_message_id=frame.quoted,
+                        mentions=tuple(frame.mentions),
+                        data=frame.data,
                         phone=frame.phone,
                         lid=frame.lid,
                         spool_seq=seq,
@@ -502,6 +510,9 @@ class WhatsmeowEngine(Engine, Pairing, NumberCheck):
                         message_id,
                         frame.status,
                         frame.chat,
+                        participant=frame.participant,
+                        phone=frame.phone,
+                        lid=frame.lid,
                         spool_seq=seq if n == last else None,
                         ack=ack if n == last else None,
                     )
@@ -529,6 +540,9 @@ class WhatsmeowEngine(Engine, Pairing, NumberCheck):
             if frame.error is not None:
                 media["error"] = frame.error
             self._emit(MediaSaved(frame.id, media, spool_seq=seq, ack=ack))
+        else:
+            for report in reports(frame, ack) or ():
+                self._emit(report)
 
     def _on_state(self, child: _Child, frame: f.Frame) -> None:
         """A report about the connection from the current child (the lock is held)."""
@@ -587,6 +601,8 @@ class WhatsmeowEngine(Engine, Pairing, NumberCheck):
                 self.connected = self.pairing = False
                 if self._wanted:
                     self._retry(error or "connection ended")
+            case f.Seen():
+                self._emit(presence(frame))
             case f.Ready():
                 pass
 

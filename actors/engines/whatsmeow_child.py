@@ -31,8 +31,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from actors.engines import whatsmeow_features as features
 from actors.engines import whatsmeow_frames as f
 from actors.engines.frames import Channel, encode, read_record
+from actors.engines.whatsmeow_features import (
+    LID_SERVER,
+    USER_SERVER,
+    PollOptions,
+    jid_text,
+)
+from actors.engines.whatsmeow_features import digits as _digits
+from actors.engines.whatsmeow_features import seconds as _seconds
 
 MEDIA_KINDS = {
     "imageMessage": "image",
@@ -41,7 +50,6 @@ MEDIA_KINDS = {
     "documentMessage": "document",
     "stickerMessage": "sticker",
 }
-USER_SERVER, LID_SERVER, GROUP_SERVER = "s.whatsapp.net", "lid", "g.us"
 # Chats that are not conversations: status updates (stories) and channels (newsletters).
 SKIPPED_SERVERS = {"broadcast", "newsletter"}
 FIRST_QR_LIFETIME, NEXT_QR_LIFETIME = 60.0, 20.0  # whatsmeow qrchan.go: 6 codes, 60 s then 20 s
@@ -55,13 +63,6 @@ Sink = Callable[[f.Frame], None]
 
 
 # -- mapping neonize events to frames ----------------------------------------------------
-
-
-def jid_text(jid: Any) -> str | None:
-    """`user@server` without the device part (whatsmeow's ToNonAD), None when empty."""
-    if jid is None or not jid.User:
-        return None
-    return f"{jid.User}@{jid.Server}"
 
 
 def enum_name(event: Any, field: str = "Reason") -> str:
@@ -115,21 +116,13 @@ class People:
         return chat, None, _digits(phone), lid
 
 
-def _seconds(timestamp: int) -> int:
-    """Message times come in milliseconds (goneonize EncodeMessageInfo: UnixMilli)."""
-    value = int(timestamp)
-    return value // 1000 if value > 10**11 else value
-
-
-def _digits(jid: str | None) -> str | None:
-    return jid.split("@", 1)[0] if jid else None
-
-
 def map_message(
     event: Any, people: People, download: Callable[[f.PendingDownload], str] | None = None
 ) -> f.Message | None:
     """A neonize MessageEv as a `message` frame; None for what is not a conversation
-    message (status updates, newsletters, protocol messages such as edits and revokes)."""
+    message (status updates, newsletters, protocol messages such as edits and revokes,
+    which `features.map_update` reads). A location, contact cards or a poll has its
+    structured `data`; a reply names the quoted message, and mentions are kept."""
     info = event.Info
     source = info.MessageSource
     where = people.source(source)
@@ -161,8 +154,13 @@ def map_message(
                 )
             media = f.MediaInfo(mimetype=mimetype, size=claimed, filename=filename, status=status)
             break
+    data = None
     if kind == "text" and not body:
-        return None
+        structured = features.content(message)
+        if structured is None:
+            return None
+        kind, body, data = structured
+    quoted, mentions = features.context(message)
     origin = None
     if source.IsFromMe:
         # Device 0 is the phone itself; others are linked devices (whatsmeow types/jid.go).
@@ -180,6 +178,9 @@ def map_message(
         timestamp=_seconds(info.Timestamp),
         from_me=bool(source.IsFromMe),
         origin=origin,
+        data=data,
+        quoted=quoted,
+        mentions=mentions,
     )
 
 
@@ -201,7 +202,15 @@ def map_receipt(event: Any, people: People) -> f.Receipt | None:
     where = people.source(event.MessageSource)
     if status is None or where is None or not event.MessageIDs:
         return None
-    return f.Receipt(ids=list(event.MessageIDs), status=status, chat=where[0])
+    participant, phone, lid = features.receipt_person(event, people)
+    return f.Receipt(
+        ids=list(event.MessageIDs),
+        status=status,
+        chat=where[0],
+        participant=participant,
+        phone=phone,
+        lid=lid,
+    )
 
 
 def map_undecryptable(event: Any, people: People) -> f.Undecryptable | None:
@@ -225,18 +234,27 @@ def register(
     sink: Sink,
     download: Callable[[f.PendingDownload], str] | None = None,
     pn_for_lid: Callable[[Any], str | None] | None = None,
+    polls: PollOptions | None = None,
+    decrypt: features.Decrypt | None = None,
+    requested: features.Requested | None = None,
 ) -> None:
-    """Map every relevant neonize event of `client` to frames passed to `sink`."""
+    """Map every relevant neonize event of `client` to frames passed to `sink`. `polls`
+    keeps the options of the polls seen, so that votes (`decrypt`ed by whatsmeow) are
+    reported by option name."""
     from neonize.events import (
+        ChatPresenceEv,
         ClientOutdatedEv,
         ConnectedEv,
         ConnectFailureEv,
         DisconnectedEv,
+        GroupInfoEv,
+        JoinedGroupEv,
         KeepAliveRestoredEv,
         KeepAliveTimeoutEv,
         LoggedOutEv,
         MessageEv,
         PairStatusEv,
+        PresenceEv,
         ReceiptEv,
         StreamErrorEv,
         StreamReplacedEv,
@@ -247,6 +265,7 @@ def register(
 
     people = People(pn_for_lid)
     codes = 0
+    own: set[str] = set()  # this account's JIDs, once connected
 
     def on_qr(_: Any, data: bytes) -> None:
         nonlocal codes
@@ -259,6 +278,8 @@ def register(
         phone = me.JID.User if me is not None and me.HasField("JID") else None
         lid = jid_text(me.LID) if me is not None and me.HasField("LID") else None
         push_name = getattr(me, "PushName", None) or None
+        own.clear()
+        own.update(j for j in (phone and f"{phone}@{USER_SERVER}", lid) if j)
         sink(f.Connected(phone=phone or None, lid=lid, push_name=push_name))
 
     def on_pair(_: Any, event: Any) -> None:
@@ -276,7 +297,19 @@ def register(
             sink(f.PairFailed(error=event.Error or "pairing failed"))
 
     def on_message(_: Any, event: Any) -> None:
+        update = features.map_update(event, people, polls, decrypt)
+        if isinstance(update, f.Frame):
+            sink(update)
+        if update is not False:
+            return
         frame = map_message(event, people, download)
+        if frame is None:
+            return
+        if polls is not None and frame.type == "poll" and frame.data:
+            polls.remember(frame.id, frame.data["poll"]["options"])
+        sink(frame)
+
+    def sink_some(frame: f.Frame | None) -> None:
         if frame is not None:
             sink(frame)
 
@@ -313,6 +346,12 @@ def register(
     client.event(MessageEv)(on_message)
     client.event(ReceiptEv)(on_receipt)
     client.event(UndecryptableMessageEv)(on_undecryptable)
+    client.event(PresenceEv)(lambda c, e: sink_some(features.map_presence(e, people)))
+    client.event(ChatPresenceEv)(lambda c, e: sink_some(features.map_chat_presence(e, people)))
+    client.event(JoinedGroupEv)(lambda c, e: sink_some(features.map_joined(e, people, requested)))
+    client.event(GroupInfoEv)(
+        lambda c, e: sink_some(features.map_group_info(e, people, own, requested))
+    )
 
 
 # -- what goes out -----------------------------------------------------------------------
@@ -504,7 +543,20 @@ class Child:
         self._held: dict[str, f.PendingDownload] = {}
         self._stopping = False
         self._last_event = time.monotonic()
-        register(self.client, self.report, self._download, self._pn_for_lid)
+        self._own: set[str] = set()  # this account's JIDs (phone, LID), once connected
+        self._own_lid: str | None = None
+        self.polls = PollOptions(session_dir / "polls.json")
+        self.people = People(self._pn_for_lid)
+        self.requested = features.Requested()
+        register(
+            self.client,
+            self.report,
+            self._download,
+            self._pn_for_lid,
+            self.polls,
+            self._decrypt,
+            self.requested,
+        )
 
     # -- reports ------------------------------------------------------------------------
 
@@ -513,6 +565,9 @@ class Child:
         self._last_event = time.monotonic()
         if isinstance(frame, f.Connected):
             self._online.set()
+            phone = frame.phone and f"{frame.phone}@{USER_SERVER}"
+            self._own = {j for j in (phone, frame.lid) if j}
+            self._own_lid = frame.lid
         elif isinstance(frame, (f.Disconnected, f.SessionEnded)):
             self._online.clear()
         if not isinstance(frame, (f.SessionEnded, f.MediaResult)):
@@ -559,7 +614,12 @@ class Child:
         except _Refused as refused:
             reply = f.Reply(re=command.id, ok=False, error=str(refused), code=refused.code)
         except Exception as error:
-            reply = f.Reply(re=command.id, ok=False, error=f"{type(error).__name__}: {error}")
+            reply = f.Reply(
+                re=command.id,
+                ok=False,
+                error=f"{type(error).__name__}: {error}",
+                code=features.error_code(str(error)),
+            )
         with contextlib.suppress(OSError, ValueError):
             self.channel.send(reply)
 
@@ -655,6 +715,10 @@ class Child:
             id=job.id, status="saved", path=str(path), size=len(data), mimetype=job.mimetype
         )
 
+    def _decrypt(self, event: Any) -> list[bytes]:
+        """The option hashes of a poll vote (whatsmeow msgsecret.go, DecryptPollVote)."""
+        return list(self.client.decrypt_poll_vote(event).selectedOptions)
+
     def _pn_for_lid(self, lid: Any) -> str | None:
         if not self._live():
             return None
@@ -670,13 +734,19 @@ class Child:
 
         return {"pid": os.getpid(), "neonize": version("neonize")}
 
+    def _send(self, command: f.Send, message: Any, kind: str) -> dict[str, Any]:
+        """Send `message` to `command.to`, as a reply and with mentions when it says."""
+        info = features.quoted_context(command.quoted, command.mentions, self._own_phone())
+        response = self.client.send_message(_jid(command.to), features.with_context(message, info))
+        return {"id": response.ID, "timestamp": int(response.Timestamp), "type": kind}
+
     def op_SendText(self, command: f.SendText) -> dict[str, Any]:
         from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message
 
         self._require_live()
-        # A plain conversation message (a str would go out as extendedTextMessage).
-        response = self.client.send_message(_jid(command.to), Message(conversation=command.text))
-        return {"id": response.ID, "timestamp": int(response.Timestamp), "type": "text"}
+        # A plain conversation message (a str would go out as extendedTextMessage); a
+        # reply or a mention makes it an extendedTextMessage, the part with a ContextInfo.
+        return self._send(command, Message(conversation=command.text), "text")
 
     def op_SendMedia(self, command: f.SendMedia) -> dict[str, Any]:
         self._require_live()
@@ -694,8 +764,152 @@ class Child:
             message = self.client.build_document_message(
                 data, caption=caption, filename=command.filename, mimetype=mimetype
             )
-        response = self.client.send_message(_jid(command.to), message)
-        return {"id": response.ID, "timestamp": int(response.Timestamp), "type": kind}
+        return self._send(command, message, kind)
+
+    def op_SendLocation(self, command: f.SendLocation) -> dict[str, Any]:
+        self._require_live()
+        return self._send(command, features.location_message(command), "location")
+
+    def op_SendContacts(self, command: f.SendContacts) -> dict[str, Any]:
+        self._require_live()
+        return self._send(command, features.contacts_message(command.cards), "contacts")
+
+    def op_SendPoll(self, command: f.SendPoll) -> dict[str, Any]:
+        self._require_live()
+        message = features.poll_message(command.question, command.options, command.multiple)
+        answer = self._send(command, message, "poll")
+        self.polls.remember(answer["id"], command.options)
+        return answer
+
+    def op_Vote(self, command: f.Vote) -> dict[str, Any]:
+        self._require_live()
+        info = features.poll_info(command.poll, self._own_jid())
+        message = self.client.build_poll_vote(info, command.options)
+        response = self.client.send_message(_jid(command.poll.chat), message)
+        return {"id": response.ID, "timestamp": int(response.Timestamp), "type": "vote"}
+
+    def op_React(self, command: f.React) -> dict[str, Any]:
+        self._require_live()
+        message = features.reaction_message(command.target, command.emoji, self._own)
+        response = self.client.send_message(_jid(command.target.chat), message)
+        return {"id": response.ID, "timestamp": int(response.Timestamp), "type": "reaction"}
+
+    def op_Edit(self, command: f.Edit) -> dict[str, Any]:
+        self._require_live()
+        message = features.edit_message(command.target, command.text)
+        response = self.client.send_message(_jid(command.target.chat), message)
+        return {"id": response.ID, "timestamp": int(response.Timestamp), "type": "edit"}
+
+    def op_Revoke(self, command: f.Revoke) -> dict[str, Any]:
+        self._require_live()
+        message = features.revoke_message(command.target, self._own)
+        response = self.client.send_message(_jid(command.target.chat), message)
+        return {"id": response.ID, "timestamp": int(response.Timestamp), "type": "revoke"}
+
+    def op_SendPresence(self, command: f.SendPresence) -> None:
+        from neonize.utils.enum import ChatPresence, ChatPresenceMedia, Presence
+
+        self._require_live()
+        if command.to is None:
+            available = command.state == "available"
+            self.client.send_presence(Presence.AVAILABLE if available else Presence.UNAVAILABLE)
+            return
+        # whatsmeow SendChatPresence: composing or paused; recording is composing audio.
+        state = ChatPresence.CHAT_PRESENCE_PAUSED
+        if command.state in ("composing", "recording"):
+            state = ChatPresence.CHAT_PRESENCE_COMPOSING
+        media = ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT
+        if command.state == "recording":
+            media = ChatPresenceMedia.CHAT_PRESENCE_MEDIA_AUDIO
+        self.client.send_chat_presence(_jid(command.to), state, media)
+
+    def op_MarkRead(self, command: f.MarkRead) -> None:
+        from neonize.utils.enum import ReceiptType
+
+        self._require_live()
+        self.client.mark_read(
+            *command.ids,
+            chat=_jid(command.chat),
+            sender=_jid(command.sender),
+            receipt=ReceiptType.READ,
+        )
+
+    # -- groups ---------------------------------------------------------------------
+
+    def _group(self, info: Any) -> dict[str, Any]:
+        return features.group(info, self.people)
+
+    def op_CreateGroup(self, command: f.CreateGroup) -> dict[str, Any]:
+        self._require_live()
+        jids = [_jid(p) for p in command.participants]
+        return self._group(self.client.create_group(command.subject, jids))
+
+    def op_GetGroup(self, command: f.GetGroup) -> dict[str, Any]:
+        self._require_live()
+        return self._group(self.client.get_group_info(_jid(command.group_id)))
+
+    def op_UpdateGroup(self, command: f.UpdateGroup) -> dict[str, Any]:
+        self._require_live()
+        self.requested.mark(command.group_id)
+        group = _jid(command.group_id)
+        if command.subject is not None:
+            self.client.set_group_name(group, command.subject)
+        if command.description is not None:
+            # whatsmeow SetGroupTopic looks the current topic id up and makes a new one
+            # when both are empty (group.go).
+            self.client.set_group_topic(group, "", "", command.description)
+        if command.announce is not None:
+            self.client.set_group_announce(group, command.announce)
+        if command.locked is not None:
+            self.client.set_group_locked(group, command.locked)
+        return self._group(self.client.get_group_info(group))
+
+    def op_ChangeParticipants(self, command: f.ChangeParticipants) -> list[dict[str, Any]]:
+        from neonize.utils.enum import ParticipantChange
+
+        self._require_live()
+        self.requested.mark(command.group_id)
+        action = ParticipantChange(command.action)
+        jids = [_jid(p) for p in command.participants]
+        answer = self.client.update_group_participants(_jid(command.group_id), jids, action)
+        return [
+            {"id": jid_text(p.JID) or "", "status": features.participant_status(p.Error)}
+            for p in answer
+        ]
+
+    def op_InviteCode(self, command: f.InviteCode) -> str:
+        self._require_live()
+        link = self.client.get_group_invite_link(_jid(command.group_id), command.reset)
+        return str(link).rsplit("/", 1)[-1]  # https://chat.whatsapp.com/<code>
+
+    def op_JoinGroup(self, command: f.JoinGroup) -> dict[str, Any]:
+        self._require_live()
+        self.requested.mark(features.Requested.JOINING)
+        group = self.client.join_group_with_link(command.code)
+        return self._group(self.client.get_group_info(group))
+
+    def op_LeaveGroup(self, command: f.LeaveGroup) -> None:
+        self._require_live()
+        self.requested.mark(command.group_id)
+        self.client.leave_group(_jid(command.group_id))
+
+    def op_LookupIdentity(self, command: f.LookupIdentity) -> dict[str, Any]:
+        """The other half of a phone JID or a LID, from whatsmeow's LID store."""
+        self._require_live()
+        jid = _jid(command.jid)
+        if jid.Server == LID_SERVER:
+            other = jid_text(self.client.get_pn_from_lid(jid))
+            return {"phone": _digits(other), "lid": command.jid}
+        other = jid_text(self.client.get_lid_from_pn(jid))
+        return {"phone": jid.User, "lid": other}
+
+    def _own_jid(self) -> str | None:
+        """This account as the author of its own poll: whatsmeow keeps a sent message's
+        secret under its own (phone) JID (send.go, PutMessageSecret with getOwnID)."""
+        return self._own_phone() or self._own_lid
+
+    def _own_phone(self) -> str | None:
+        return next((j for j in self._own if j.endswith("@" + USER_SERVER)), None)
 
     def op_Resolve(self, command: f.Resolve) -> list[dict[str, Any]]:
         self._require_live()

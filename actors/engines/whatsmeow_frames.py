@@ -127,14 +127,85 @@ class Message(Frame, tag="message", kw_only=True, frozen=True):
     timestamp: int
     from_me: bool = False
     origin: str | None = None
+    data: dict[str, Any] | None = None  # a location, contact cards, a poll (by kind)
+    quoted: str | None = None  # the id of the message it replies to
+    mentions: list[str] = []
     seq: int = 0
 
 
 class Receipt(Frame, tag="receipt", kw_only=True, frozen=True):
+    """`participant` (with `phone`, `lid`): who delivered or read it, in a group."""
+
     ids: list[str]
     status: str
     chat: str
+    participant: str | None = None
+    phone: str | None = None
+    lid: str | None = None
     seq: int = 0
+
+
+class Update(Frame, kw_only=True, frozen=True):
+    """A change to the earlier message `id` of `chat`, by `sender` (None: this account,
+    from another device; `from_me`)."""
+
+    id: str
+    chat: str
+    sender: str | None = None
+    phone: str | None = None
+    lid: str | None = None
+    from_me: bool = False
+    timestamp: int
+    seq: int = 0
+
+
+class Reacted(Update, tag="reacted", kw_only=True, frozen=True):
+    emoji: str  # "" removes the reaction
+
+
+class Edited(Update, tag="edited", kw_only=True, frozen=True):
+    body: str
+
+
+class Revoked(Update, tag="revoked", kw_only=True, frozen=True):
+    pass
+
+
+class Voted(Update, tag="voted", kw_only=True, frozen=True):
+    options: list[str]  # [] withdraws the vote
+
+
+class GroupJoined(Frame, tag="group_joined", kw_only=True, frozen=True):
+    """This account is in a group (`group` as domain.groups.Group.describe() has it)."""
+
+    group: dict[str, Any]
+    reason: str
+    by: str | None = None
+    seq: int = 0
+
+
+class GroupChanged(Frame, tag="group_changed", kw_only=True, frozen=True):
+    """Settings that changed, and participants by action (add, remove, promote, demote);
+    `left`: this account is among those removed ("left" by itself, or "removed")."""
+
+    group_id: str
+    changes: dict[str, Any] = {}
+    moves: dict[str, list[dict[str, Any]]] = {}
+    left: str | None = None
+    by: str | None = None
+    seq: int = 0
+
+
+class Seen(Frame, tag="seen", kw_only=True, frozen=True):
+    """Someone's presence (available, unavailable) or, in `chat` (None: the one-to-one
+    chat), composing, recording, paused."""
+
+    jid: str
+    state: str
+    chat: str | None = None
+    last_seen: int | None = None
+    phone: str | None = None
+    lid: str | None = None
 
 
 class Undecryptable(Frame, tag="undecryptable", kw_only=True, frozen=True):
@@ -197,10 +268,40 @@ Report = (
     | Receipt
     | Undecryptable
     | MediaResult
+    | Reacted
+    | Edited
+    | Revoked
+    | Voted
+    | GroupJoined
+    | GroupChanged
+    | Seen
     | Reply
 )
-Spooled = Message | Receipt | Undecryptable | MediaResult | PendingDownload
-DATA = (Message, Receipt, Undecryptable, MediaResult)
+Spooled = (
+    Message
+    | Receipt
+    | Undecryptable
+    | MediaResult
+    | PendingDownload
+    | Reacted
+    | Edited
+    | Revoked
+    | Voted
+    | GroupJoined
+    | GroupChanged
+)
+DATA = (
+    Message,
+    Receipt,
+    Undecryptable,
+    MediaResult,
+    Reacted,
+    Edited,
+    Revoked,
+    Voted,
+    GroupJoined,
+    GroupChanged,
+)
 
 
 # -- commands --------------------------------------------------------------------------
@@ -228,17 +329,134 @@ class Ping(Request, tag="ping", kw_only=True, frozen=True):
     pass
 
 
-class SendText(Request, tag="send_text", kw_only=True, frozen=True):
+class Quoted(msgspec.Struct, kw_only=True, frozen=True):
+    """The message a send replies to: its id, author's JID (None: us) and text."""
+
+    id: str
+    author: str | None = None
+    body: str = ""
+
+
+class Target(msgspec.Struct, kw_only=True, frozen=True):
+    """An earlier message a command acts on: its id, chat, author (None: us)."""
+
+    id: str
+    chat: str
+    author: str | None = None
+    from_me: bool = False
+
+
+class Card(msgspec.Struct, kw_only=True, frozen=True):
+    name: str
+    phone: str
+
+
+class Send(Request, kw_only=True, frozen=True):
+    """A send to `to`, replying to `quoted` and mentioning `mentions` (JIDs)."""
+
     to: str
+    quoted: Quoted | None = None
+    mentions: list[str] = []
+
+
+class SendText(Send, tag="send_text", kw_only=True, frozen=True):
     text: str
 
 
-class SendMedia(Request, tag="send_media", kw_only=True, frozen=True):
-    to: str
+class SendMedia(Send, tag="send_media", kw_only=True, frozen=True):
     path: str
     caption: str = ""
     filename: str = ""
     mimetype: str = ""
+
+
+class SendLocation(Send, tag="send_location", kw_only=True, frozen=True):
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+
+
+class SendContacts(Send, tag="send_contacts", kw_only=True, frozen=True):
+    cards: list[Card]
+
+
+class SendPoll(Send, tag="send_poll", kw_only=True, frozen=True):
+    question: str
+    options: list[str]
+    multiple: bool = False
+
+
+class Vote(Request, tag="vote", kw_only=True, frozen=True):
+    poll: Target
+    options: list[str]
+
+
+class React(Request, tag="react", kw_only=True, frozen=True):
+    target: Target
+    emoji: str
+
+
+class Edit(Request, tag="edit", kw_only=True, frozen=True):
+    target: Target
+    text: str
+
+
+class Revoke(Request, tag="revoke", kw_only=True, frozen=True):
+    target: Target
+
+
+class SendPresence(Request, tag="send_presence", kw_only=True, frozen=True):
+    state: str
+    to: str | None = None
+
+
+class MarkRead(Request, tag="mark_read", kw_only=True, frozen=True):
+    """Read receipts for `ids` of `chat`, written by `sender` (a group's participant)."""
+
+    chat: str
+    sender: str
+    ids: list[str]
+
+
+class CreateGroup(Request, tag="create_group", kw_only=True, frozen=True):
+    subject: str
+    participants: list[str]
+
+
+class GetGroup(Request, tag="get_group", kw_only=True, frozen=True):
+    group_id: str
+
+
+class UpdateGroup(Request, tag="update_group", kw_only=True, frozen=True):
+    group_id: str
+    subject: str | None = None
+    description: str | None = None
+    announce: bool | None = None
+    locked: bool | None = None
+
+
+class ChangeParticipants(Request, tag="participants", kw_only=True, frozen=True):
+    group_id: str
+    action: str
+    participants: list[str]
+
+
+class InviteCode(Request, tag="invite_code", kw_only=True, frozen=True):
+    group_id: str
+    reset: bool = False
+
+
+class JoinGroup(Request, tag="join_group", kw_only=True, frozen=True):
+    code: str
+
+
+class LeaveGroup(Request, tag="leave_group", kw_only=True, frozen=True):
+    group_id: str
+
+
+class LookupIdentity(Request, tag="lookup_identity", kw_only=True, frozen=True):
+    jid: str
 
 
 class Resolve(Request, tag="resolve", kw_only=True, frozen=True):
@@ -255,4 +473,31 @@ class Logout(Request, tag="logout", kw_only=True, frozen=True):
     pass
 
 
-Command = Connect | Stop | Committed | Ping | SendText | SendMedia | Resolve | PairPhone | Logout
+Command = (
+    Connect
+    | Stop
+    | Committed
+    | Ping
+    | SendText
+    | SendMedia
+    | Resolve
+    | PairPhone
+    | Logout
+    | SendLocation
+    | SendContacts
+    | SendPoll
+    | Vote
+    | React
+    | Edit
+    | Revoke
+    | SendPresence
+    | MarkRead
+    | CreateGroup
+    | GetGroup
+    | UpdateGroup
+    | ChangeParticipants
+    | InviteCode
+    | JoinGroup
+    | LeaveGroup
+    | LookupIdentity
+)
