@@ -244,18 +244,37 @@ def test_a_send_that_never_returns_is_unknown_not_failed(
     assert first.status_code == 202, first.text
     assert first.json()["code"] == "send_outcome_unknown"
     assert first.json()["idempotencyKey"] == "order-77"
+    # A file sent meanwhile waits behind it, and its outcome is unknown too: the upload
+    # stays where the engine may still read it (the cleanup job removes it in time).
+    uploads = server.root / "uploads"
+    before = set(uploads.iterdir())
+    filed = api.http.post(
+        f"/api/whatsapp/{instance}/send-file",
+        data={"phone": message["phone"], "caption": "and this?"},
+        files={"file": ("note.txt", b"hello", "text/plain")},
+        headers={"Idempotency-Key": "order-78"},
+        timeout=30,
+    )
+    assert (filed.status_code, filed.json()["code"]) == (202, "send_outcome_unknown"), filed.text
+    assert len(set(uploads.iterdir()) - before) == 1
     os.kill(pid, signal.SIGKILL)  # the engine crashes with the send in flight
+
+    def started(key: str) -> list[Any]:
+        return [
+            e for e in server.stored_events(instance, "SendStarted") if e.idempotency_key == key
+        ]
+
     wait_until(lambda: server.stored_events(instance, "SendOutcomeUnknown"), 30)
     # The retry is told the same, at once, and nothing is sent again.
     retry = api.http.post(f"/api/whatsapp/{instance}/send", json=message, headers=headers)
     record(
         first=first.status_code,
         retry=retry.status_code,
-        started=len(server.stored_events(instance, "SendStarted")),
+        started=len(started("order-77")),
         sent_again=len(server.stored_events(instance, "MessageSent")),
     )
     assert (retry.status_code, retry.json()["code"]) == (202, "send_outcome_unknown")
-    assert len(server.stored_events(instance, "SendStarted")) == 1
+    assert len(started("order-77")) == 1
     assert server.stored_events(instance, "MessageSent") == []
     # (left to the end of the module: deleting a paired instance waits to unlink it)
 
