@@ -509,6 +509,7 @@ def child(tmp_path: Path) -> Iterator[Any]:
     from actors.engines.whatsmeow_child import Child
 
     calls: list[tuple[str, Any]] = []
+    downloads: list[Any] = []  # what each download_any answers, in turn
 
     class Client(NewClient):  # type: ignore[misc]
         def send_message(self, to: Any, message: Any, *args: Any, **kwargs: Any) -> Any:
@@ -565,6 +566,13 @@ def child(tmp_path: Path) -> Iterator[Any]:
         def get_pn_from_lid(self, jid_: Any) -> Any:
             return jid("15550002222")
 
+        def download_any(self, message: Any, path: str | None = None) -> bytes:
+            calls.append(("download_any", message.imageMessage.mimetype))
+            outcome = downloads.pop(0)
+            if isinstance(outcome, Exception):
+                raise outcome
+            return bytes(outcome)
+
     client = Client(str(tmp_path / "s.db"), uuid="features-out")
     made = Child(
         Channel(io.BytesIO(), io.BytesIO(), f.Command), tmp_path, tmp_path / "u", 10, client
@@ -573,6 +581,7 @@ def child(tmp_path: Path) -> Iterator[Any]:
     made._go_client.set()
     made.report(f.Connected(phone=ME, lid="11112222@lid"))
     made.calls = calls
+    made.downloads = downloads
     yield made
     made.spool.close()
 
@@ -837,6 +846,10 @@ class Scripted(threading.Thread):
             result = "AbCdEf123"
         elif isinstance(command, f.LookupIdentity):
             result = {"phone": "15550002222", "lid": "99887766@lid"}
+        elif isinstance(command, f.FetchMedia):
+            if command.message_id != "3EB0IMG":
+                return f.Reply(re=command.id, ok=False, error="gone", code="no_media")
+            result = {"status": "saved", "path": "/u/abc-3EB0IMG", "size": 4, "mimetype": None}
         return f.Reply(re=command.id, ok=True, result=result)
 
 
@@ -875,6 +888,14 @@ def test_the_engine_asks_its_child_for_each_capability(tmp_path: Path) -> None:
     assert engine.invite_code(GROUP_JID, True) == "AbCdEf123"
     identity = engine.lookup_identity("15550002222@s.whatsapp.net")
     assert (identity.phone, identity.lid) == ("15550002222", "99887766@lid")
+    picture = MessageRef(
+        "3EB0IMG", alice, alice, False, "image", "", 1.0, media={"mimetype": "image/jpeg"}
+    )
+    fetched = engine.download(picture)
+    assert (fetched.path, fetched.mimetype, fetched.size) == ("/u/abc-3EB0IMG", "image/jpeg", 4)
+    with pytest.raises(EngineError) as missing:
+        engine.download(MessageRef("3EB0OLD", alice, alice, False, "image", "", 1.0))
+    assert (missing.value.code, missing.value.status) == ("no_media", 404)
     with pytest.raises(EngineError) as refused:
         engine.group_info("120363000000000404@g.us")
     # whatsmeow's 403 on a group is the API's 409 not_group_admin.
@@ -906,3 +927,34 @@ def test_the_engine_asks_its_child_for_each_capability(tmp_path: Path) -> None:
     assert requests[8] == f.SendPresence(id=requests[8].id, state="composing", to=alice)
     assert requests[9] == f.UpdateGroup(id=requests[9].id, group_id=GROUP_JID, subject="New")
     engine.disconnect()
+
+
+def test_a_file_not_fetched_on_arrival_is_fetched_when_asked(child: Any) -> None:
+    """A download that failed (or never ran) keeps the media message, so that the file can
+    be fetched later from its keys (whatsmeow DownloadAny); once fetched it is kept like
+    any other, and the message is told (a media result)."""
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ImageMessage, Message
+
+    from actors.engines.whatsmeow_child import _Refused
+
+    image = Message(imageMessage=ImageMessage(mimetype="image/jpeg", fileLength=4))
+    job = f.PendingDownload(
+        id="3EB0IMG", message=image.SerializeToString(), mimetype="image/jpeg", claimed=4
+    )
+    child.downloads[:] = [OSError("media server unreachable"), b"\xff\xd8\xff\xd9"]
+    loop = threading.Thread(target=child._download_loop, daemon=True)
+    loop.start()
+    child._downloads.put(job)
+    child._downloads.put(None)
+    loop.join(5)
+    assert child.calls[-1] == ("download_any", "image/jpeg")
+    answer = child.op_FetchMedia(f.FetchMedia(id=1, message_id="3EB0IMG"))
+    assert (answer["status"], answer["size"], answer["mimetype"]) == ("saved", 4, "image/jpeg")
+    assert Path(answer["path"]).read_bytes() == b"\xff\xd8\xff\xd9"
+    assert Path(answer["path"]).parent == child.uploads_dir
+    # Fetched: nothing is kept for it any more.
+    with pytest.raises(_Refused) as gone:
+        child.op_FetchMedia(f.FetchMedia(id=2, message_id="3EB0IMG"))
+    assert gone.value.code == "no_media"
+    with pytest.raises(_Refused):
+        child.op_FetchMedia(f.FetchMedia(id=3, message_id="NEVER-SEEN"))

@@ -4,8 +4,8 @@ else WhatsApp does"), and the reports its child's frames become.
 Each command is one request to the child process (`whatsmeow_frames`), which asks
 neonize (`whatsmeow_features` builds the messages as whatsmeow does). What neonize cannot
 do is not declared, and the API answers `400 unsupported_by_engine`: message templates
-(a Cloud API feature) and downloading media again later (whatsmeow downloads each file
-when its message arrives, `MediaSaved`; the file is served from there).
+(a Cloud API feature). Received files are fetched when their message arrives (`MediaSaved`)
+and served from there; `download` fetches one whose download failed then.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from actors.engines import whatsmeow_frames as f
@@ -28,6 +29,7 @@ from actors.engines.base import (
     GroupSettings,
     Identity,
     Location,
+    Media,
     Poll,
     PollVote,
     Presence,
@@ -42,6 +44,7 @@ from actors.engines.capabilities import (
     Groups,
     IdentityLookup,
     Locations,
+    MediaDownload,
     Polls,
     PresenceUpdates,
     Reactions,
@@ -56,6 +59,7 @@ REQUEST_TIMEOUT = 30.0
 # whatsmeow waits up to 75 s for each query a send makes (devices, prekeys) and for the
 # server's ack (request.go: defaultRequestTimeout); media sends upload first.
 SEND_TIMEOUT = 180.0
+FETCH_TIMEOUT = 300.0  # a whole file, downloaded and decrypted in one piece
 
 
 def target(message: MessageRef) -> f.Target:
@@ -89,6 +93,7 @@ class WhatsmeowFeatures(
     ReadReceipts,
     Groups,
     IdentityLookup,
+    MediaDownload,
 ):
     """Mixed into `WhatsmeowEngine`, which provides `_request` and `_resolve`."""
 
@@ -215,6 +220,27 @@ class WhatsmeowFeatures(
     def leave_group(self, group_id: str) -> None:
         self._request(lambda i: f.LeaveGroup(id=i, group_id=group_id), REQUEST_TIMEOUT)
 
+    def download(self, message: MessageRef) -> Media:
+        """A received file that was not fetched when it arrived (whatsmeow fetches each one
+        then, up to MAX_FILE_SIZE): the child fetches it now from the message's keys."""
+        answer = self._request(
+            lambda i: f.FetchMedia(id=i, message_id=message.message_id), FETCH_TIMEOUT
+        )
+        if answer.get("status") != "saved" or not answer.get("path"):
+            why = answer.get("error") or answer.get("status")
+            raise EngineError(
+                f"The file of message {message.message_id} could not be fetched: {why}",
+                "no_media",
+                404,
+            )
+        known = message.media or {}
+        return Media(
+            path=answer["path"],
+            filename=known.get("filename") or Path(answer["path"]).name,
+            mimetype=answer.get("mimetype") or known.get("mimetype") or "application/octet-stream",
+            size=int(answer.get("size") or 0),
+        )
+
     def lookup_identity(self, jid: str) -> Identity:
         answer = self._request(lambda i: f.LookupIdentity(id=i, jid=jid), REQUEST_TIMEOUT)
         return Identity(answer.get("phone"), answer.get("lid"))
@@ -229,6 +255,7 @@ STATUS = {
     "not_group_participant": 409,
     "group_not_found": 404,
     "invalid_invite": 404,
+    "no_media": 404,
 }
 
 

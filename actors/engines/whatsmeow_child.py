@@ -548,6 +548,8 @@ class Child:
         self.polls = PollOptions(session_dir / "polls.json")
         self.people = People(self._pn_for_lid)
         self.requested = features.Requested()
+        self.retries = features.Retries(session_dir / "media-retry")
+        self._fetching = threading.Lock()  # one file in memory at a time
         register(
             self.client,
             self.report,
@@ -685,6 +687,7 @@ class Child:
         if job.claimed > self.max_size:
             return "too_large"  # the sender's claim is enough to skip, never to trust
         if self._connection is None:
+            self.retries.save(job)  # fetched when asked for
             return "skipped"  # no session: nothing to download with
         self._held[job.id] = self.spool.append(job)  # type: ignore[assignment]
         return "pending"
@@ -698,13 +701,17 @@ class Child:
                     return
             if self._stopping:
                 return
-            self.report(self._fetch(job))
+            result = self._fetch(job)
+            if result.status == "failed":
+                self.retries.save(job)  # fetched again when asked for
+            self.report(result)
 
     def _fetch(self, job: f.PendingDownload) -> f.MediaResult:
         from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message
 
         try:
-            data = self.client.download_any(Message.FromString(job.message))
+            with self._fetching:
+                data = self.client.download_any(Message.FromString(job.message))
         except Exception as error:
             return f.MediaResult(id=job.id, status="failed", error=str(error) or "failed")
         if len(data) > self.max_size:
@@ -902,6 +909,25 @@ class Child:
             return {"phone": _digits(other), "lid": command.jid}
         other = jid_text(self.client.get_lid_from_pn(jid))
         return {"phone": jid.User, "lid": other}
+
+    def op_FetchMedia(self, command: f.FetchMedia) -> dict[str, Any]:
+        """The file of a received message whose download failed or never ran, fetched now
+        (and reported, so that the message names it from now on)."""
+        self._require_live()
+        job = self.retries.load(command.message_id)
+        if job is None:
+            raise _Refused("WhatsApp's copy of this file can no longer be fetched", "no_media")
+        result = self._fetch(job)
+        if result.status != "failed":
+            self.retries.drop(job.id)
+        self.report(result)
+        return {
+            "status": result.status,
+            "path": result.path,
+            "size": result.size,
+            "mimetype": result.mimetype,
+            "error": result.error,
+        }
 
     def _own_jid(self) -> str | None:
         """This account as the author of its own poll: whatsmeow keeps a sent message's

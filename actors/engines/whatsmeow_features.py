@@ -184,6 +184,55 @@ class PollOptions:
         return None if None in names else [n for n in names if n is not None]
 
 
+# -- media to fetch again --------------------------------------------------------------
+
+
+class Retries:
+    """The media messages whose file was not fetched when they arrived (the download
+    failed, or there was no session to download with), kept in the session directory so
+    that the file can be fetched when it is asked for: whatsmeow downloads from the
+    message's own keys and path (download.go, DownloadAny). The latest `size` only."""
+
+    def __init__(self, directory: Path, size: int = 500) -> None:
+        self.directory = directory
+        self.size = size
+
+    def _file(self, message_id: str) -> Path:
+        name = hashlib.sha256(message_id.encode()).hexdigest()[:32]
+        return self.directory / name
+
+    def save(self, job: f.PendingDownload) -> None:
+        from actors.engines.frames import encode
+
+        with contextlib.suppress(OSError):
+            self.directory.mkdir(mode=0o700, exist_ok=True)
+            self._file(job.id).write_bytes(encode(job))
+            kept = sorted(self.directory.iterdir(), key=lambda p: p.stat().st_mtime)
+            for old in kept[: max(0, len(kept) - self.size)]:
+                old.unlink(missing_ok=True)
+
+    def load(self, message_id: str) -> f.PendingDownload | None:
+        import msgspec
+
+        from actors.engines.frames import read_record
+
+        try:
+            with self._file(message_id).open("rb") as stored:
+                data = read_record(stored)
+        except (OSError, ValueError):
+            return None
+        if data is None:
+            return None
+        try:
+            job = msgspec.msgpack.decode(data, type=f.PendingDownload)
+        except msgspec.DecodeError:
+            return None
+        return job if job.id == message_id else None
+
+    def drop(self, message_id: str) -> None:
+        self._file(message_id).unlink(missing_ok=True)
+
+
 # -- updates to earlier messages ------------------------------------------------------
 
 Decrypt = Callable[[Any], list[bytes]]

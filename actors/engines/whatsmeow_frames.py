@@ -459,6 +459,12 @@ class LookupIdentity(Request, tag="lookup_identity", kw_only=True, frozen=True):
     jid: str
 
 
+class FetchMedia(Request, tag="fetch_media", kw_only=True, frozen=True):
+    """Fetch again the file of a received message whose download failed or never ran."""
+
+    message_id: str
+
+
 class Resolve(Request, tag="resolve", kw_only=True, frozen=True):
     """Which of these phone numbers (digits) have WhatsApp, and under which JID."""
 
@@ -500,4 +506,5 @@ Command = (
     | JoinGroup
     | LeaveGroup
     | LookupIdentity
+    | FetchMedia
 )
