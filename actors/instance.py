@@ -7,6 +7,7 @@ arrive as proxy calls. Every command answers only after its events are durable.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -22,7 +23,9 @@ from pykka.typing import ActorMemberMixin, proxy_method
 from actors.bridge import BridgedActor
 from actors.engines.base import (
     NO_OPTIONS,
+    Ack,
     Banned,
+    ClientOutdated,
     Connected,
     ContactCard,
     Disconnected,
@@ -35,6 +38,7 @@ from actors.engines.base import (
     Location,
     LoggedOut,
     Media,
+    OutcomeUnknown,
     Poll,
     QrCode,
     Reaction,
@@ -64,7 +68,7 @@ from actors.engines.capabilities import (
 )
 from actors.reports import KnownIdentities, record
 from domain.groups import Group, GroupChanges, ParticipantResult
-from domain.instance import IdempotencyKeyReused, Instance, InstanceError
+from domain.instance import IdempotencyKeyReused, Instance, InstanceError, SendOutcomeUnknown
 from domain.messages import MessageRef
 from domain.phone import is_group, is_lid, jid_number
 
@@ -109,10 +113,18 @@ class Outcome(Generic[T]):
         return self.commit.result(timeout=60)[-1] if self.commit is not None else 0
 
 
+_CONNECTION_REPORTS = (QrCode, Connected, Disconnected, ClientOutdated, Banned)
+
+
 @dataclass(frozen=True)
 class _CommitFailed:
     error: BaseException
     epoch: int  # the actor's reload count when the failed batch was queued
+
+
+@dataclass(frozen=True)
+class _BanOver:
+    """A temporary ban's time is up."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +144,11 @@ class _Key:
     name: str | None
     fingerprint: str | None = None
     unused: str | None = None
+
+    def discard(self) -> None:
+        """This request sends nothing: the file it brought is not needed."""
+        if self.unused is not None:
+            Path(self.unused).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -165,6 +182,7 @@ class InstanceActor(BridgedActor):
         self.engine: Engine
         self._last_commit: Future[list[int]] | None = None
         self._qr_seen_at = 0.0
+        self._ban_timer: threading.Timer | None = None
         self._recent: OrderedDict[tuple[str, ...], None] = OrderedDict()
         self._in_flight: dict[str, _Started] = {}  # sends under way, by idempotency key
         self._epoch = 0  # reloads from the store after a failed commit
@@ -176,7 +194,12 @@ class InstanceActor(BridgedActor):
         try:
             self.instance = self._load(self.instance_id)
             self.engine = self._engine_factory(self.instance, self.actor_ref.tell)
-            if not self.instance.deleted and self.instance.status not in ("logged_out", "disabled"):
+            if self.instance.status == "banned":
+                self._wait_for_ban()
+            elif not self.instance.deleted and self.instance.status not in (
+                "logged_out",
+                "disabled",
+            ):
                 self._connect("start")
         except Exception as error:
             # pykka stops an actor whose on_start fails without calling on_failure:
@@ -190,6 +213,8 @@ class InstanceActor(BridgedActor):
             raise
 
     def on_stop(self) -> None:
+        if self._ban_timer is not None:
+            self._ban_timer.cancel()
         try:
             self.engine.disconnect()
         except Exception:
@@ -206,6 +231,10 @@ class InstanceActor(BridgedActor):
 
     def on_receive(self, message: EngineEvent) -> None:
         """An engine report: record it as a domain event."""
+        if isinstance(message, _BanOver):
+            if self.instance.status == "banned" and time.time() >= self.instance.banned_until:
+                self._connect("ban_expired")
+            return
         if isinstance(message, _CommitFailed):
             self._commit_failed(message)
             return
@@ -214,25 +243,45 @@ class InstanceActor(BridgedActor):
             return
         if self.instance.deleted or self.instance.disabled:
             return  # a stopped engine's last words change nothing
-        if self._apply(message):
-            self._record()
+        ack: Ack | None = getattr(message, "ack", None)
+        if self.instance.seen(getattr(message, "spool_seq", None)):
+            if ack is not None:
+                ack()  # a replay of something recorded already
+            return
+        commit = self._record() if self._apply(message) else None
+        if ack is not None:
+            # The engine may forget the report once it is durable here.
+            if commit is None:
+                ack()
+            else:
+                commit.add_done_callback(lambda done: done.exception() is None and ack())
 
     def _apply(self, message: EngineEvent) -> bool:
         """Apply one engine report to the aggregate; False if it changes nothing."""
+        instance = self.instance
+        if instance.status == "logged_out" and isinstance(message, _CONNECTION_REPORTS):
+            # Reports the engine made while the logout unlinked the session (it may have
+            # connected to do so); only a new connection request starts another session.
+            return False
         match message:
             case QrCode(code):
                 self._qr_seen_at = time.monotonic()
-                self.instance.receive_qr(code)
+                instance.receive_qr(code)
             case Connected(phone, push_name, details, lid):
-                self.instance.open_connection(phone, push_name, details, lid)
-            case Disconnected(reason, will_reconnect):
-                self.instance.close_connection(reason, will_reconnect)
+                instance.open_connection(phone, push_name, details, lid)
+            case Disconnected(reason, will_reconnect, retry_at):
+                instance.close_connection(reason, will_reconnect, retry_at)
+            case ClientOutdated(client_version):
+                if instance.status == "outdated":
+                    return False
+                instance.mark_outdated(client_version)
             case Banned(reason, expire):
-                self.instance.ban(reason, int(time.time()) + expire)
+                instance.ban(reason, int(time.time()) + expire)
+                self._wait_for_ban()
             case LoggedOut(reason):
-                if self.instance.status == "logged_out":
+                if instance.status == "logged_out":
                     return False  # already recorded by the logout command
-                self.instance.log_out(reason)
+                instance.log_out(reason)
             case _:
                 if not record(self.instance, message, self._identities):
                     log.warning("instance %s: unknown engine report %r", self.instance_id, message)
@@ -557,9 +606,10 @@ class InstanceActor(BridgedActor):
 
     def check_send(self, idempotency_key: str | None, fingerprint: str | None) -> str | None:
         """Before a send fetches or keeps a file: the message id an earlier send with this
-        key produced (IdempotencyKeyReused if it was another request), or None when a send
-        can go ahead now (InstanceNotConnected if it cannot)."""
-        earlier = self.instance.sent_for_key(idempotency_key, fingerprint)
+        key produced (IdempotencyKeyReused if it was another request, SendOutcomeUnknown if
+        its outcome is unknown), or None when a send can go ahead now (InstanceNotConnected
+        if it cannot)."""
+        earlier = self.instance.check_send_key(idempotency_key, fingerprint)
         if earlier is None:
             self.instance.check_connected()
         return earlier
@@ -608,14 +658,15 @@ class InstanceActor(BridgedActor):
             self.instance.close_connection("reconnect_requested", will_reconnect=True)
         return Outcome(None, self._connect("reconnect"))
 
-    def logout(self) -> Outcome[None]:
-        """Unlink the WhatsApp session."""
+    def logout(self) -> Outcome[bool | None]:
+        """Unlink the WhatsApp session; the value says whether WhatsApp was told (None:
+        nothing was linked), so that a caller knows to unlink the device by hand."""
         self.instance.check_enabled()
-        self.engine.logout()
+        unlinked = self.engine.logout()
         # The engine reports LoggedOut; record it now so the answer reflects it.
         if self.instance.status != "logged_out":
-            self.instance.log_out("logout")
-        return Outcome(None, self._record())
+            self.instance.log_out("logout", unlinked)
+        return Outcome(unlinked, self._record())
 
     def delete(self) -> Outcome[None]:
         """Mark the instance deleted, then forget its session; the actor then stops.
@@ -682,7 +733,7 @@ class InstanceActor(BridgedActor):
         instance = self.instance
         if instance.deleted:
             return None
-        if instance.status == "banned" and time.time() >= getattr(instance, "banned_until", 0):
+        if instance.status == "banned" and time.time() >= instance.banned_until:
             self._connect("ban_expired")
             return "ban_expired"
         if instance.status == "connected" and not self.engine.session_valid():
@@ -703,12 +754,15 @@ class InstanceActor(BridgedActor):
             return 0
 
     def state(self) -> dict[str, Any]:
-        """The live connection state."""
+        """The live connection state (with why it is not connected, and when it retries)."""
+        instance = self.instance
         return {
-            "ready": self.instance.ready,
-            "status": self.instance.status,
-            "hasQr": self.instance.qr_code is not None,
-            "qrCode": self.instance.qr_code,
+            "ready": instance.ready,
+            "status": instance.status,
+            "hasQr": instance.qr_code is not None,
+            "qrCode": instance.qr_code,
+            "lastError": instance.last_error,
+            "retryAt": instance.retry_at,
         }
 
     # -- inside -----------------------------------------------------------------------
@@ -751,10 +805,15 @@ class InstanceActor(BridgedActor):
 
     def _earlier(self, key: _Key) -> str | None:
         """The message an earlier send with this key produced (its request's file, if any,
-        is then not needed); IdempotencyKeyReused if that send had another request."""
-        earlier = self.instance.sent_for_key(key.name, key.fingerprint)
-        if earlier is not None and key.unused is not None:
-            Path(key.unused).unlink(missing_ok=True)
+        is then not needed); IdempotencyKeyReused if that send had another request,
+        SendOutcomeUnknown if a send with it started and its outcome is unknown."""
+        try:
+            earlier = self.instance.check_send_key(key.name, key.fingerprint)
+        except SendOutcomeUnknown:
+            key.discard()
+            raise
+        if earlier is not None:
+            key.discard()
         return earlier
 
     def _send(
@@ -769,14 +828,15 @@ class InstanceActor(BridgedActor):
         media: dict[str, Any] | None = None,
         data: dict[str, Any] | None = None,
     ) -> Outcome[str]:
-        earlier = self._earlier(key)
+        if options:
+            Replies.of(*self._live_engine())  # 400 before anything is recorded
+        earlier = self._begin_send(to, key, kind)
         if earlier is not None:
             return Outcome(earlier)
-        if options:
-            Replies.of(*self._live_engine())
-        self.instance.check_connected()
-        self._check_addressable(to)
-        sent = send()
+        try:
+            sent = send()
+        except EngineError as error:
+            raise self._send_failed(key, error) from None
         self.instance.record_sent(
             message_id=sent.message_id,
             to=sent.chat or to,
@@ -815,9 +875,6 @@ class InstanceActor(BridgedActor):
         """A send the engine runs without this actor: the actor goes on with its mailbox
         while the network answers, and records the message when it has (`_SendFinished`).
         A send with the idempotency key of one in flight shares its outcome."""
-        earlier = self._earlier(key)
-        if earlier is not None:
-            return Outcome(earlier)
         flying = self._in_flight.get(key.name) if key.name is not None else None
         if flying is not None:
             if None not in (flying.key.fingerprint, key.fingerprint) and (
@@ -827,13 +884,16 @@ class InstanceActor(BridgedActor):
                     f"Idempotency-Key '{key.name}' is in use by a different request that is "
                     "being sent; use a new key for a new message"
                 )
-            if key.unused is not None:
-                Path(key.unused).unlink(missing_ok=True)
+            key.discard()
             return Outcome("", later=flying.outcome)
-        self.instance.check_connected()
-        self._check_addressable(to)
+        earlier = self._begin_send(to, key, kind)
+        if earlier is not None:
+            return Outcome(earlier)
         started = _Started(to, kind, body, media, key, Future())
-        network = start()
+        try:
+            network = start()
+        except EngineError as error:
+            raise self._send_failed(key, error) from None
         if key.name is not None:
             self._in_flight[key.name] = started
         me = self.actor_ref
@@ -853,7 +913,10 @@ class InstanceActor(BridgedActor):
         if started.key.name is not None:
             self._in_flight.pop(started.key.name, None)
         if finished.sent is None:
-            started.outcome.set_exception(finished.error or RuntimeError("send failed"))
+            error = finished.error or RuntimeError("send failed")
+            if isinstance(error, EngineError) and not self.instance.deleted:
+                error = self._send_failed(started.key, error)
+            started.outcome.set_exception(error)
             return
         sent = finished.sent
         # The network took the message: it is recorded whatever happened to the
@@ -875,6 +938,37 @@ class InstanceActor(BridgedActor):
             return
         started.outcome.set_result(Outcome(sent.message_id, self._record()))
 
+    def _begin_send(self, to: str, key: _Key, kind: str) -> str | None:
+        """Check a send before it goes out: the message id of an earlier send with its
+        key (then nothing is sent), else None once a keyed send is durably started."""
+        instance = self.instance
+        earlier = self._earlier(key)
+        if earlier is not None:
+            return earlier
+        instance.check_connected()
+        self._check_addressable(to)
+        if key.name:
+            # Durable before the engine sends: after a crash the key is known to be in
+            # flight, and a retry gets "outcome unknown" instead of a second message.
+            instance.start_send(key.name, to, kind, key.fingerprint)
+            self._durable(self._record())
+        return None
+
+    def _send_failed(self, key: _Key, error: EngineError) -> InstanceError | EngineError:
+        """Record how a send ended without an answer; the error to give the caller."""
+        instance = self.instance
+        if isinstance(error, OutcomeUnknown):
+            instance.lose_send(key.name, str(error))
+            self._durable(self._record())
+            return SendOutcomeUnknown(
+                f"the send may or may not have reached WhatsApp: {error}", key.name
+            )
+        if key.name:
+            # Refused: nothing went out, so the key may be used again.
+            instance.fail_send(key.name, f"{error.code}: {error}")
+            self._durable(self._record())
+        return error
+
     def _check_addressable(self, to: str) -> None:
         server = to.partition("@")[2]
         if server not in self.engine.addressable:
@@ -883,6 +977,21 @@ class InstanceActor(BridgedActor):
                 "unsupported_by_engine",
                 400,
             )
+
+    @staticmethod
+    def _durable(commit: Future[list[int]] | None) -> None:
+        if commit is not None:
+            commit.result(timeout=60)
+
+    def _wait_for_ban(self) -> None:
+        """Connect again when a temporary ban ends (the session check is a backstop)."""
+        if self._ban_timer is not None:
+            self._ban_timer.cancel()
+        delay = max(0.0, self.instance.banned_until - time.time()) + 1.0
+        me = self.actor_ref
+        self._ban_timer = threading.Timer(delay, lambda: me.tell(_BanOver()))
+        self._ban_timer.daemon = True
+        self._ban_timer.start()
 
     def _connect(self, reason: str) -> Future[list[int]] | None:
         self.instance.request_connection(reason)

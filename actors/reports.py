@@ -19,12 +19,15 @@ from actors.engines.base import (
     GroupSettings,
     IdentityPair,
     Inbound,
+    MediaSaved,
     Notice,
     PollVote,
     Presence,
     Reaction,
     Receipt,
     Revocation,
+    SentElsewhere,
+    Undecryptable,
 )
 from domain.instance import Instance
 
@@ -75,8 +78,35 @@ def record(instance: Instance, report: EngineEvent, known: KnownIdentities) -> b
                 mentions=list(m.mentions),
                 phone=m.phone,
                 lid=m.lid,
+                spool_seq=m.spool_seq,
             )
             known.learn(instance, m.phone, m.lid)
+        case SentElsewhere() as m:
+            instance.record_sent(
+                message_id=m.message_id,
+                to=m.to,
+                message_type=m.message_type,
+                body=m.body,
+                media=m.media,
+                sent_at=m.timestamp,
+                idempotency_key=None,
+                origin=m.origin,
+                spool_seq=m.spool_seq,
+            )
+        case Undecryptable() as m:
+            instance.record_undecryptable(
+                message_id=m.message_id,
+                sender=m.sender,
+                participant=m.participant,
+                phone=m.phone,
+                lid=m.lid,
+                unavailable=m.unavailable,
+                received_at=m.timestamp,
+                spool_seq=m.spool_seq,
+            )
+            known.learn(instance, m.phone, m.lid)
+        case MediaSaved(message_id, media, spool_seq):
+            instance.record_media(message_id, media, spool_seq)
         case Receipt() as r:
             instance.record_status(
                 r.message_id,
@@ -87,6 +117,7 @@ def record(instance: Instance, report: EngineEvent, known: KnownIdentities) -> b
                 participant=r.participant,
                 phone=r.phone,
                 lid=r.lid,
+                spool_seq=r.spool_seq,
             )
         case Notice(kind, details):
             instance.receive_notice(kind, details)

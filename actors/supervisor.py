@@ -99,12 +99,19 @@ class Supervisor(BridgedActor):
                 self.crashed(message.instance_id)
 
     def stop_all(self) -> None:
-        """Stop every instance actor (at shutdown)."""
+        """Stop every instance actor (at shutdown), all at once: each waits for its engine
+        to close its connection cleanly, which takes a moment."""
         refs = list(self.registry.values())
         self.registry.clear()
+        stopping = []
         for ref in refs:
             try:
-                ref.stop(block=True, timeout=10)
+                stopping.append(ref.stop(block=False))
+            except Exception:
+                log.exception("an instance actor did not stop")
+        for future in stopping:
+            try:
+                future.get(timeout=30)
             except Exception:
                 log.exception("an instance actor did not stop")
 

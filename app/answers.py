@@ -72,6 +72,8 @@ class Error(Answer):
     error: str
     code: str
     details: ErrorDetails | UnsetType = UNSET  # validation errors
+    # 202 send_outcome_unknown: the send's key; retrying with it never sends twice
+    idempotencyKey: str | UnsetType = UNSET
 
 
 class Done(Answer):
@@ -79,6 +81,16 @@ class Done(Answer):
 
     success: bool
     message: str | UnsetType = UNSET
+
+
+class LogoutAnswer(Answer):
+    """A logout: whether WhatsApp unlinked the device (absent: there was none to unlink), and
+    when it could not be reached, what to do instead."""
+
+    success: bool
+    message: str | UnsetType = UNSET
+    unlinked: bool | UnsetType = UNSET
+    warning: str | UnsetType = UNSET
 
 
 class Pagination(Answer):
@@ -158,9 +170,15 @@ class UserList(Answer):
 
 
 class ConnectionStatus(Answer):
+    """`status` is one of connecting, qr, connected, reconnecting, disconnected, logged_out,
+    banned, outdated, disabled; when not connected, `lastError` says why (null: no error)
+    and `retryAt` when the next attempt is due (null: none is planned)."""
+
     ready: bool
     status: str
     hasQr: bool
+    lastError: str | UnsetType | None = UNSET
+    retryAt: str | UnsetType | None = UNSET
 
 
 class WebhookSettingsView(Answer):
@@ -558,6 +576,7 @@ class ActorsCheck(Answer):
     ok: bool
     instances: int
     running: int
+    starting: int  # engine starts waiting for their turn or under way (ENGINE_START_CONCURRENCY)
 
 
 class ForwardsCheck(Answer):

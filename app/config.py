@@ -98,6 +98,7 @@ class Settings:
     sandbox_enabled: bool = True
     schedules: Schedules = field(default_factory=Schedules)
     engine_retry_base: float = 1.0
+    engine_start_concurrency: int = 8
     upload_retention_days: int = 30
     actor_timeout: float = 10.0
     cloud_api_version: str = CLOUD_API_VERSION
@@ -191,6 +192,7 @@ class Settings:
             default_engine=default_engine,
             upload_retention_days=_int(e, "UPLOAD_RETENTION_DAYS", 30, 1, 36500),
             engine_retry_base=_int(e, "ENGINE_RETRY_BASE_MS", 1000, 10, 600_000) / 1000,
+            engine_start_concurrency=_int(e, "ENGINE_START_CONCURRENCY", 8, 1, 1000),
             sandbox_enabled=_bool(e, "SANDBOX_ENABLED", not production),
             max_event_streams_per_user=_int(e, "MAX_EVENT_STREAMS_PER_USER", 5, 1, 1000),
             max_event_streams=_int(e, "MAX_EVENT_STREAMS", 200, 1, 100_000),

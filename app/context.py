@@ -17,6 +17,9 @@ from starlette.requests import Request
 from actors.bridge import ActorTimeout, ask
 from actors.engines.cloud import CloudDirectory
 from actors.engines.sandbox_network import SandboxNetwork
+from actors.engines.startgate import StartGate
+from actors.engines.whatsmeow import OutdatedMark
+from actors.engines.whatsmeow_forkserver import ForkServer
 from actors.instance import InstanceProxy, Outcome
 from actors.supervisor import SupervisorProxy
 from actors.webhooks import WebhookProxy, WebhookService
@@ -42,6 +45,11 @@ log = logging.getLogger(__name__)
 LATER_TIMEOUT = 90.0
 
 T = TypeVar("T")
+# Logging out or deleting an instance first tells WhatsApp to unlink the device, which may
+# mean connecting first (the whatsmeow engine waits up to 15 s for that).
+LOGOUT_TIMEOUT = 45.0
+# A number check or a pairing code is a round trip to WhatsApp (the engine waits up to 30 s).
+QUERY_TIMEOUT = 35.0
 
 
 @dataclass
@@ -64,6 +72,9 @@ class Context:
     usage: ApiCallCounter
     streams: EventStreams
     sealer: Sealer
+    start_gate: StartGate
+    fork_server: ForkServer
+    outdated: OutdatedMark
     webhooks: pykka.ActorRef[Any] | None = None
     webhook_service: WebhookService | None = None
     last_system_metrics: dict[str, Any] | None = None
@@ -205,12 +216,12 @@ class Context:
         opened = open_webhook(self.sealer, instance_id, versioned)
         await self.ask(self.webhooks_proxy.refresh(instance_id, opened))
 
-    async def ask(self, future: pykka.Future[T]) -> T:
-        return await ask(future, self.settings.actor_timeout)
+    async def ask(self, future: pykka.Future[T], timeout: float | None = None) -> T:
+        return await ask(future, timeout or self.settings.actor_timeout)
 
-    async def command(self, future: pykka.Future[Outcome[T]]) -> T:
+    async def command(self, future: pykka.Future[Outcome[T]], timeout: float | None = None) -> T:
         """Await an actor command, then until the read models show its effect."""
-        outcome = await self.ask(future)
+        outcome = await self.ask(future, timeout)
         if outcome.later is not None:  # the actor went on while the network answered
             try:
                 outcome = await asyncio.wait_for(asyncio.wrap_future(outcome.later), LATER_TIMEOUT)

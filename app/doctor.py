@@ -180,17 +180,36 @@ def _whatsmeow(settings: Settings) -> Iterator[Finding]:
                 "pip install neonize==0.5.2",
             )
             return
-        from actors.engines.whatsmeow import WhatsmeowEngine
+        from actors.engines.whatsmeow import OutdatedMark, WhatsmeowEngine
+        from actors.engines.whatsmeow_forkserver import ForkServer
 
-        with tempfile.TemporaryDirectory() as scratch:
-            engine = WhatsmeowEngine(
-                Path(scratch) / "doctor", Path(scratch), 1, None, lambda _: None
-            )
-            try:
-                answer = engine.ping()
-            finally:
-                engine.disconnect()
+        fork_server = ForkServer()
+        try:
+            with tempfile.TemporaryDirectory() as scratch:
+                engine = WhatsmeowEngine(
+                    Path(scratch) / "doctor",
+                    Path(scratch),
+                    1,
+                    None,
+                    lambda _: None,
+                    launcher=fork_server,
+                )
+                try:
+                    answer = engine.ping()
+                finally:
+                    engine.disconnect()
+        finally:
+            fork_server.close()
         yield Finding(OK, "whatsmeow", f"neonize {answer['neonize']} loads in a child process")
+        refused = OutdatedMark(settings.instances_dir / ".whatsmeow-outdated").refused()
+        if refused is not None:
+            yield Finding(
+                FAIL,
+                "whatsmeow",
+                f"WhatsApp refuses neonize {refused} (405, client outdated): "
+                "no whatsmeow instance connects",
+                "pip install -U neonize, then restart the server",
+            )
     except Exception as error:
         yield Finding(
             FAIL,

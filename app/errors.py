@@ -24,6 +24,7 @@ from domain.instance import (
     InstanceDeleted,
     InstanceDisabled,
     InstanceNotConnected,
+    SendOutcomeUnknown,
 )
 from domain.messages import (
     EditWindowClosed,
@@ -82,8 +83,14 @@ def error_response(
     message: str,
     details: ErrorDetails | None = None,
     headers: Mapping[str, str] | None = None,
+    idempotency_key: str | None = None,
 ) -> Response:
-    body = Error(error=message, code=code, details=UNSET if details is None else details)
+    body = Error(
+        error=message,
+        code=code,
+        details=UNSET if details is None else details,
+        idempotencyKey=UNSET if idempotency_key is None else idempotency_key,
+    )
     response = JSONAnswer(body, status_code=status, headers=headers)
     response.error_code = code  # type: ignore[attr-defined]
     return response
@@ -144,6 +151,13 @@ async def _timeout(request: Request, exc: Exception) -> Response:
         f"The instance did not answer in time ({exc}); try again",
         headers={"Retry-After": "1"},
     )
+
+
+async def _outcome_unknown(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SendOutcomeUnknown)
+    log.warning("%s %s: send outcome unknown: %s", request.method, request.url.path, exc)
+    key = exc.idempotency_key
+    return error_response(202, "send_outcome_unknown", str(exc), idempotency_key=key)
 
 
 async def _conflict(request: Request, exc: Exception) -> Response:
@@ -248,6 +262,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     InvalidPhoneNumber: _mapped(400, "invalid_phone"),
     InstanceNotConnected: _not_connected,
     InstanceDeleted: _mapped(404, "instance_not_found"),
+    SendOutcomeUnknown: _outcome_unknown,
     InstanceDisabled: _mapped(409, "instance_disabled"),
     IdempotencyKeyReused: _mapped(422, "idempotency_key_reused"),
     UserDeactivated: _mapped(401, "unauthorized"),

@@ -22,6 +22,7 @@ from actors.engines.base import Media
 from actors.outbound import OutboundHTTP, refused
 from app.errors import ApiError
 from app.schemas import content_length, too_large
+from domain.instance import SendOutcomeUnknown
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 CHUNK = 64 * 1024
@@ -105,11 +106,12 @@ async def keep_upload(upload: UploadFile, uploads_dir: Path, max_size: int) -> M
 @contextlib.contextmanager
 def removed_unless_sent(file: Media) -> Iterator[None]:
     """Remove the file if the send it was kept for fails (a 409, a refusal): only a message
-    that was sent keeps its file. An instance that did not answer in time may still send
-    it, so then the file stays (the cleanup job removes it after UPLOAD_RETENTION_DAYS)."""
+    that was sent keeps its file. A send whose outcome is unknown (an instance that did not
+    answer in time, an engine that stopped mid-send) may still go out, so then the file
+    stays (the cleanup job removes it after UPLOAD_RETENTION_DAYS)."""
     try:
         yield
-    except ActorTimeout:
+    except (ActorTimeout, SendOutcomeUnknown):
         raise
     except BaseException:
         Path(file.path).unlink(missing_ok=True)

@@ -101,6 +101,19 @@ class _ServerCollector(Collector):
             mailboxes.add_metric(["webhooks"], ctx.webhooks.actor_inbox.qsize())
         yield mailboxes
         yield GaugeMetricFamily(
+            "whatsapp_engine_starts_pending",
+            "Engine starts waiting for their turn or under way (ENGINE_START_CONCURRENCY)",
+            value=ctx.start_gate.starting,
+        )
+        refused = ctx.outdated.refused()
+        outdated = GaugeMetricFamily(
+            "whatsapp_whatsmeow_client_outdated",
+            "1 when WhatsApp refuses this neonize version (405): upgrade neonize",
+            labels=["neonize"],
+        )
+        outdated.add_metric([refused or ""], 1 if refused else 0)
+        yield outdated
+        yield GaugeMetricFamily(
             "whatsapp_instance_actors",
             "Running instance actors",
             value=sum(1 for ref in list(ctx.registry.values()) if ref.is_alive()),

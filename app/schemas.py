@@ -73,11 +73,15 @@ class UserUpdate(Body):
 
 MetaId = Annotated[str, Meta(pattern=r"^[0-9]{1,32}$")]  # a Graph path segment: digits only
 ApiVersion = Annotated[str, Meta(pattern=r"^v[0-9]{1,3}\.[0-9]{1,2}$")]
+# RFC 6750 §2.1's b64token: what may follow "Bearer " in an Authorization header.
+BearerToken = Annotated[
+    str, Meta(min_length=1, max_length=1024, pattern=r"^[A-Za-z0-9\-._~+/]+=*$")
+]
 
 
 class CloudSettings(Body):
     phoneNumberId: MetaId
-    accessToken: Annotated[str, Meta(min_length=1, max_length=1024)]
+    accessToken: BearerToken
     # Without them Meta's webhook can be neither subscribed nor verified.
     appSecret: Annotated[str, Meta(min_length=1, max_length=256)]
     verifyToken: Annotated[str, Meta(min_length=1, max_length=256)]

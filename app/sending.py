@@ -4,16 +4,20 @@ the checks before a send goes, the message a command names, and a reply's quote.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import msgspec
+from pykka import ActorDeadError
 from starlette.requests import Request
 
+from actors.bridge import ActorTimeout
 from actors.engines.base import SendOptions
 from app import quotas
 from app.context import Context
 from app.errors import ApiError
 from app.message_views import message_ref
 from app.schemas import Send
+from domain.instance import SendOutcomeUnknown
 from domain.messages import MessageNotFound, MessageRef
 from domain.phone import phone_jid, to_jid
 
@@ -81,3 +85,17 @@ async def begin_send(ctx: Context, request: Request, instance_id: str) -> str | 
     ctx.check_webhook_backlog(instance_id)
     await quotas.check_messages(ctx, ctx.principal(request), instance_id)
     return key
+
+
+async def sending(ctx: Context, future: Any, key: str | None) -> Any:
+    """A send's message id; when the instance does not answer in time (it may still be
+    sending) or stops, the outcome is unknown: 202 `send_outcome_unknown`, never a failure
+    the client would retry into a second message."""
+    try:
+        return await ctx.command(future)
+    except (ActorTimeout, ActorDeadError):
+        raise SendOutcomeUnknown(
+            "the instance did not finish the send in time; it may still reach WhatsApp "
+            "(retry with the same Idempotency-Key to learn the outcome)",
+            key,
+        ) from None

@@ -8,6 +8,7 @@ import importlib.util
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from importlib.metadata import version
 from pathlib import Path
@@ -26,7 +27,9 @@ from actors.engines.cloud import CloudDirectory, CloudEngine
 from actors.engines.sandbox import sandbox_engine
 from actors.engines.sandbox_network import SandboxGroups, SandboxNetwork
 from actors.engines.sandbox_relay import SandboxRelay, paired_sandbox_instances
-from actors.engines.whatsmeow import WhatsmeowEngine
+from actors.engines.startgate import StartGate
+from actors.engines.whatsmeow import OutdatedMark, WhatsmeowEngine
+from actors.engines.whatsmeow_forkserver import ForkServer
 from actors.instance import InstanceActor
 from actors.supervisor import CrashReport, Supervisor
 from actors.webhooks import VersionedSettings, WebhookActor, WebhookDefaults, WebhookService
@@ -265,11 +268,16 @@ def _start_serving(
 
     jwt_secret = load_jwt_secret(settings.jwt_secret, settings.data_dir)
     sealer = Sealer(jwt_secret)
-    network = SandboxNetwork(SandboxGroups(store.repository.get, committer.commit))
+    network = SandboxNetwork(
+        SandboxGroups(store.repository.get, committer.commit), settings.uploads_dir
+    )
     cloud_directory = CloudDirectory()
     engines = {"cloud", "sandbox"} if settings.sandbox_enabled else {"cloud"}
     if importlib.util.find_spec("neonize") is not None:
         engines.add("whatsmeow")
+    fork_server = ForkServer()
+    start_gate = StartGate(settings.engine_start_concurrency)
+    outdated = OutdatedMark(settings.instances_dir / ".whatsmeow-outdated")
 
     def engine_for(instance: Instance, emit: Emit) -> Engine:
         if instance.engine == "sandbox" and settings.sandbox_enabled:
@@ -298,7 +306,12 @@ def _start_serving(
                 settings.max_file_size,
                 instance.engine_settings.get("proxy"),
                 emit,
+                launcher=fork_server,
+                gate=start_gate,
+                # Recently active instances start first.
+                priority=instance.modified_on.timestamp(),
                 retry_base=settings.engine_retry_base,
+                outdated=outdated,
             )
         raise EngineError(f"the {instance.engine} engine is not available", "engine_unavailable")
 
@@ -366,6 +379,9 @@ def _start_serving(
             settings.max_event_streams,
         ),
         sealer=sealer,
+        start_gate=start_gate,
+        fork_server=fork_server,
+        outdated=outdated,
     )
     _seed_admin(ctx)
     rows = queries.live_instances()
@@ -373,7 +389,12 @@ def _start_serving(
     live = [UUID(row["id"]) for row in rows if row["engine"] in engines]
     ctx.webhook_service = webhook_service
     if node is None:
-        supervisor.proxy().start_all(live).get()
+        start_gate.hold()  # every actor queues its start first: the most recent goes first
+        try:
+            supervisor.proxy().start_all(live).get()
+            _wait_for_actors(registry, live, STARTUP_QUEUE_WAIT)
+        finally:
+            start_gate.release()
         ctx.webhooks = WebhookActor.start(webhook_service, [str(i) for i in live])
     else:  # the node starts what it takes (its webhooks with it), as it takes it
         webhook_service.owns = node.holds
@@ -452,11 +473,13 @@ def stop(ctx: Context) -> None:
     except Exception:
         log.exception("webhook delivery did not stop cleanly")
     try:
-        ctx.supervisor.proxy().stop_all().get(timeout=30)
+        ctx.supervisor.proxy().stop_all().get(timeout=60)
         ctx.supervisor.stop(block=True, timeout=10)
     except Exception:
         log.exception("actors did not stop cleanly")
     pykka.ActorRegistry.stop_all(block=True, timeout=10)
+    ctx.start_gate.close()
+    ctx.fork_server.close()
     ctx.committer.close()
     # Leave the read models caught up, so a restart (or a rebuild) starts from the head.
     if ctx.projections.writing:
@@ -478,6 +501,24 @@ def _check_read_model_shape(store: EventStore, read_models: ReadModels) -> None:
     log.warning("read models were made by other projections (%s); rebuilding them", signature)
     result = rebuild(store, read_models)
     log.info("rebuilt read models: %d events in %.1f s", result.events, result.seconds)
+
+
+# How long start-up waits for the actors to queue their engine starts (loading each one's
+# aggregate) before the start gate serves the queue as it is.
+STARTUP_QUEUE_WAIT = 10.0
+
+
+def _wait_for_actors(registry: dict[UUID, Any], ids: list[UUID], timeout: float) -> None:
+    """Wait until these actors have started (an actor answers once its on_start is done:
+    any attribute read through its proxy goes through its mailbox)."""
+    deadline = time.monotonic() + timeout
+    for instance_id in ids:
+        ref = registry.get(instance_id)
+        left = deadline - time.monotonic()
+        if ref is None or left <= 0:
+            continue
+        with contextlib.suppress(Exception):  # a crashed actor is the supervisor's to restart
+            ref.proxy().instance_id.get(timeout=left)
 
 
 def _seed_admin(ctx: Context) -> None:

@@ -8,7 +8,15 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from app.answers import ConnectionStatus, InstanceView, UserLimits, UserView, WebhookSettingsView
+from app.answers import (
+    ConnectionStatus,
+    InstanceView,
+    LogoutAnswer,
+    UserLimits,
+    UserView,
+    WebhookSettingsView,
+)
+from domain.timestamps import iso_epoch
 
 _limits = msgspec.json.Decoder(UserLimits)
 
@@ -29,9 +37,20 @@ def webhook_settings(webhook: dict[str, Any]) -> WebhookSettingsView:
 
 
 def connection_status(row: dict[str, Any]) -> ConnectionStatus:
-    return ConnectionStatus(
-        ready=row["status"] == "connected", status=row["status"], hasQr=bool(row["has_qr"])
+    return status_view(
+        row["status"], bool(row["has_qr"]), row.get("last_error"), row.get("retry_at")
     )
+
+
+def status_view(
+    status: str, has_qr: bool, last_error: str | None, retry_at: float | None
+) -> ConnectionStatus:
+    """`{ready, status, hasQr}`, plus `lastError` and `retryAt` when not connected."""
+    view = ConnectionStatus(ready=status == "connected", status=status, hasQr=has_qr)
+    if status != "connected":
+        view.lastError = last_error
+        view.retryAt = iso_epoch(retry_at) if retry_at is not None else None
+    return view
 
 
 def instance(
@@ -75,4 +94,19 @@ def user(row: dict[str, Any]) -> UserView:
         limits=_limits.decode(row.get("limits") or "{}"),
         createdAt=row["created_at"],
         updatedAt=row["updated_at"],
+    )
+
+
+def logged_out(message: str | None, unlinked: bool | None) -> LogoutAnswer:
+    """A logout's answer; when WhatsApp could not be told, say so and what to do."""
+    return LogoutAnswer(
+        success=True,
+        message=UNSET if message is None else message,
+        unlinked=UNSET if unlinked is None else unlinked,
+        warning=(
+            "WhatsApp could not be reached to unlink this device; remove it from the "
+            "phone (WhatsApp > Linked devices)"
+            if unlinked is False
+            else UNSET
+        ),
     )

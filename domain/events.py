@@ -73,13 +73,24 @@ EVENT_TYPES: tuple[EventType, ...] = (
         Instance.ConnectionClosed, "ConnectionClosed", "connection_closed", "connection_closed"
     ),
     EventType(Instance.LoggedOut, "LoggedOut", "logged_out", "connection_closed"),
-    EventType(Instance.TemporarilyBanned, "TemporarilyBanned", "temporary_ban", None),
+    # A ban and a refused client version close the connection, as webhooks tell it.
+    EventType(
+        Instance.TemporarilyBanned, "TemporarilyBanned", "temporary_ban", "connection_closed"
+    ),
+    EventType(Instance.ClientOutdated, "ClientOutdated", "client_outdated", "connection_closed"),
+    # Keyed sends: started before the engine sends; failed (nothing went out, the key may
+    # be used again); outcome unknown (it may have gone out: worth an activity line).
+    EventType(Instance.SendStarted, "SendStarted", None, None),
+    EventType(Instance.SendFailed, "SendFailed", None, None),
+    EventType(Instance.SendOutcomeUnknown, "SendOutcomeUnknown", "send_outcome_unknown", None),
     # Its owner was deactivated, then brought back (webhooks are off meanwhile).
     EventType(Instance.Disabled, "InstanceDisabled", "instance_disabled", None),
     EventType(Instance.Enabled, "InstanceEnabled", "instance_enabled", None),
     # Messages have read models of their own (chat history, statistics), not activity lines.
     EventType(Instance.MessageSent, "MessageSent", None, "message_sent"),
     EventType(Instance.MessageReceived, "MessageReceived", None, "message_received"),
+    EventType(Instance.MessageUndecryptable, "MessageUndecryptable", None, "message_undecryptable"),
+    EventType(Instance.MediaSaved, "MediaSaved", None, None),
     EventType(Instance.MessageStatusChanged, "MessageStatusChanged", None, "message_status"),
     EventType(Instance.ContactsSynced, "ContactsSynced", None, None),
     # What the network says of the account ("account_update" when its kind is one).

@@ -1,8 +1,16 @@
 """The instance aggregate: one WhatsApp account of one user.
 
 Message content lives in events and read models only. The aggregate keeps what
-commands must check (lifecycle, connection, settings) and a bounded memory of
-idempotency keys, so its state does not grow with the number of messages.
+commands must check (lifecycle, connection, settings), a bounded memory of
+idempotency keys and the sends still in flight, and the position in the engine's
+inbound spool it has recorded up to, so its state does not grow with the number of
+messages.
+
+Connection status (SPEC §4): `connecting` (asked to connect), `qr` (showing a QR code),
+`connected`, `reconnecting` (lost; the engine tries again, at `retry_at` when it
+says), `disconnected` (given up until someone reconnects it), `logged_out`, `banned`
+(until `retry_at`), `outdated` (WhatsApp refuses this client version) and `deleted`.
+`last_error` says why it is not connected.
 """
 
 from __future__ import annotations
@@ -13,6 +21,10 @@ from eventsourcing.domain import Aggregate, event
 
 ENGINES = ("whatsmeow", "cloud", "sandbox")
 IDEMPOTENCY_MEMORY = 1000
+
+# A send with an idempotency key is recorded as started before the engine sends it; if
+# its outcome is never learned (a timeout, a crash), the key stays here as unknown.
+STARTED, UNKNOWN = "started", "unknown"
 
 
 class InstanceError(Exception):
@@ -29,6 +41,19 @@ class InstanceNotConnected(InstanceError):
         self.status = status  # the instance's status when the command came
 
 
+class SendOutcomeUnknown(InstanceError):
+    """A send may or may not have reached WhatsApp; it is never repeated blindly."""
+
+    def __init__(self, message: str, idempotency_key: str | None) -> None:
+        super().__init__(message)
+        self.idempotency_key = idempotency_key
+
+
+def _bounded(memory: dict[str, Any]) -> None:
+    while len(memory) > IDEMPOTENCY_MEMORY:
+        del memory[next(iter(memory))]
+
+
 class IdempotencyKeyReused(InstanceError):
     """An Idempotency-Key came back with a different request than the one it first sent."""
 
@@ -39,6 +64,42 @@ class InstanceDisabled(InstanceError):
 
 class Instance(Aggregate):
     """A WhatsApp account driven by one engine on behalf of one user."""
+
+    # v2: connection status model (last_error, retry_at), sends in flight, spool position.
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state.setdefault("last_error", None)
+        state.setdefault("retry_at", None)
+        state.setdefault("sends_in_flight", {})
+        state.setdefault("spool_seq", 0)
+        if state.get("status") == "connecting" and state.get("qr_code"):
+            state["status"] = "qr"
+
+    class ConnectionClosed(Aggregate.Event):
+        """The connection ended; `retry_at` (epoch seconds) is when the engine tries again."""
+
+        class_version = 2
+        reason: str
+        will_reconnect: bool
+        retry_at: float | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["retry_at"] = None
+
+    class LoggedOut(Aggregate.Event):
+        """The session was unlinked; `unlinked` says whether WhatsApp was told (None: the
+        phone or WhatsApp ended it, so there was nothing to tell)."""
+
+        class_version = 2
+        reason: str
+        unlinked: bool | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["unlinked"] = None
 
     lid: str | None = None  # read from snapshots taken before instances had one
 
@@ -72,10 +133,17 @@ class Instance(Aggregate):
         self.lid: str | None = None
         self.push_name: str | None = None
         self.deleted = False
+        self.last_error: str | None = None
+        self.retry_at: float | None = None
         # Insertion-ordered (a plain dict survives snapshot encoding), oldest first.
         # key -> [message id, fingerprint of the request] (a bare id: kept before
         # fingerprints were).
         self.idempotency: dict[str, Any] = {}
+        # key -> [STARTED or UNKNOWN, fingerprint of the request]: keyed sends under way.
+        self.sends_in_flight: dict[str, list[str | None]] = {}
+        self.spool_seq = 0
+
+    banned_until = 0  # until a ban is recorded (snapshots from before bans lack it)
 
     # -- checks -------------------------------------------------------------------
 
@@ -123,6 +191,31 @@ class Instance(Aggregate):
             )
         return str(message_id)
 
+    def check_send_key(self, key: str | None, fingerprint: str | None = None) -> str | None:
+        """The message id of an earlier send with this key, None for a new key; raises
+        SendOutcomeUnknown for a key whose send started but whose outcome is unknown, and
+        IdempotencyKeyReused when the key was used by another request."""
+        if not key:
+            return None
+        flying = self.sends_in_flight.get(key)
+        if flying is not None:
+            first = flying[1]
+            if first is not None and fingerprint is not None and first != fingerprint:
+                raise IdempotencyKeyReused(
+                    f"Idempotency-Key '{key}' was used for a different request, whose outcome "
+                    "is unknown; use a new key for a new message"
+                )
+            raise SendOutcomeUnknown(
+                f"a send with Idempotency-Key '{key}' was started and its outcome is "
+                "unknown (it may have reached WhatsApp); it is not sent again",
+                key,
+            )
+        return self.sent_for_key(key, fingerprint)
+
+    def seen(self, spool_seq: int | None) -> bool:
+        """Whether an engine report with this spool position is recorded already (a replay)."""
+        return spool_seq is not None and spool_seq <= self.spool_seq
+
     # -- settings -----------------------------------------------------------------
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -153,6 +246,7 @@ class Instance(Aggregate):
         self.deleted = True
         self.status = "deleted"
         self.qr_code = None
+        self.retry_at = None
 
     # -- owner deactivated and reactivated -----------------------------------------
 
@@ -186,6 +280,7 @@ class Instance(Aggregate):
     @event(ConnectionRequested)
     def request_connection(self, reason: str) -> None:
         self.status = "connecting"
+        self.retry_at = None
 
     class QrReceived(Aggregate.Event):
         qr_code: str
@@ -193,7 +288,8 @@ class Instance(Aggregate):
     @event(QrReceived)
     def receive_qr(self, qr_code: str) -> None:
         self.qr_code = qr_code
-        self.status = "connecting"
+        self.status = "qr"
+        self.retry_at = None
 
     class QrExpired(Aggregate.Event):
         pass
@@ -201,6 +297,9 @@ class Instance(Aggregate):
     @event(QrExpired)
     def expire_qr(self) -> None:
         self.qr_code = None
+        if self.status == "qr":
+            self.status = "disconnected"
+            self.last_error = "qr_expired"
 
     class ConnectionOpened(Aggregate.Event):
         """The engine connected as `phone` (digits), known to WhatsApp also as `lid`
@@ -245,24 +344,25 @@ class Instance(Aggregate):
         self.phone = phone or self.phone
         self.lid = lid or self.lid
         self.push_name = push_name or self.push_name
-
-    class ConnectionClosed(Aggregate.Event):
-        reason: str
-        will_reconnect: bool
+        self.last_error = None
+        self.retry_at = None
 
     @event(ConnectionClosed)
-    def close_connection(self, reason: str, will_reconnect: bool) -> None:
-        self.status = "connecting" if will_reconnect else "disconnected"
+    def close_connection(
+        self, reason: str, will_reconnect: bool, retry_at: float | None = None
+    ) -> None:
+        self.status = "reconnecting" if will_reconnect else "disconnected"
         self.qr_code = None
-
-    class LoggedOut(Aggregate.Event):
-        reason: str
+        self.last_error = reason
+        self.retry_at = retry_at if will_reconnect else None
 
     @event(LoggedOut)
-    def log_out(self, reason: str) -> None:
+    def log_out(self, reason: str, unlinked: bool | None = None) -> None:
         self.status = "logged_out"
         self.qr_code = None
         self.phone = None
+        self.last_error = reason
+        self.retry_at = None
         self.lid = None
 
     class TemporarilyBanned(Aggregate.Event):
@@ -274,6 +374,19 @@ class Instance(Aggregate):
         self.status = "banned"
         self.qr_code = None
         self.banned_until = expires_at
+        self.last_error = f"banned: {reason}"
+        self.retry_at = expires_at
+
+    class ClientOutdated(Aggregate.Event):
+        client_version: str
+
+    @event(ClientOutdated)
+    def mark_outdated(self, client_version: str) -> None:
+        """WhatsApp refused this client version (405): nothing connects until an upgrade."""
+        self.status = "outdated"
+        self.qr_code = None
+        self.last_error = f"client_outdated: WhatsApp refuses {client_version}"
+        self.retry_at = None
 
     # -- messages -----------------------------------------------------------------
     #
@@ -289,9 +402,12 @@ class Instance(Aggregate):
         """We sent a message. `idempotency_fingerprint` identifies the request that sent
         it under `idempotency_key` (None before fingerprints were kept, version 1).
         `recipients`: the participants a group message went to (their receipts decide
-        when it counts as delivered and read); empty otherwise."""
+        when it counts as delivered and read); empty otherwise. `origin` is `api` for
+        sends through this server, `phone` or `linked_device` for messages the account
+        sent elsewhere (seen by the engine); `spool_seq` the position in the engine's
+        durable spool of such a message (both version 4)."""
 
-        class_version = 3
+        class_version = 4
         message_id: str
         to: str
         message_type: str
@@ -306,6 +422,8 @@ class Instance(Aggregate):
         phone: str | None
         lid: str | None
         recipients: list[str]
+        origin: str
+        spool_seq: int | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -316,6 +434,59 @@ class Instance(Aggregate):
             state.update(
                 quoted_message_id=None, mentions=[], data=None, phone=None, lid=None, recipients=[]
             )
+
+        @staticmethod
+        def upcast_v3_v4(state: dict[str, Any]) -> None:
+            state.update(origin="api", spool_seq=None)
+
+    def start_send(
+        self, idempotency_key: str, to: str, message_type: str, fingerprint: str | None = None
+    ) -> None:
+        """Remember a keyed send before it goes out, so that a crash cannot make it twice."""
+        self.check_connected()
+        self._send_started(
+            idempotency_key=idempotency_key,
+            to=to,
+            message_type=message_type,
+            idempotency_fingerprint=fingerprint,
+        )
+
+    class SendStarted(Aggregate.Event):
+        idempotency_key: str
+        to: str
+        message_type: str
+        idempotency_fingerprint: str | None
+
+    @event(SendStarted)
+    def _send_started(
+        self,
+        idempotency_key: str,
+        to: str,
+        message_type: str,
+        idempotency_fingerprint: str | None = None,
+    ) -> None:
+        self.sends_in_flight[idempotency_key] = [STARTED, idempotency_fingerprint]
+        _bounded(self.sends_in_flight)
+
+    class SendFailed(Aggregate.Event):
+        idempotency_key: str
+        reason: str
+
+    @event(SendFailed)
+    def fail_send(self, idempotency_key: str, reason: str) -> None:
+        """The engine refused the send: nothing went out, so the key may be used again."""
+        self.sends_in_flight.pop(idempotency_key, None)
+
+    class SendOutcomeUnknown(Aggregate.Event):
+        idempotency_key: str | None
+        reason: str
+
+    @event(SendOutcomeUnknown)
+    def lose_send(self, idempotency_key: str | None, reason: str) -> None:
+        """The send may or may not have gone out; its key is never sent again."""
+        if idempotency_key:
+            flying = self.sends_in_flight.get(idempotency_key) or [STARTED, None]
+            self.sends_in_flight[idempotency_key] = [UNKNOWN, flying[1]]
 
     def record_sent(
         self,
@@ -333,14 +504,16 @@ class Instance(Aggregate):
         phone: str | None = None,
         lid: str | None = None,
         recipients: list[str] | None = None,
+        origin: str = "api",
+        spool_seq: int | None = None,
         accepted: bool = False,
     ) -> None:
         """Record a sent message. `accepted`: the network has taken it already (a send
-        that ran while the actor went on), so it is recorded whatever the connection's
-        state is now."""
-        if accepted:
-            self.check_not_deleted()
-        else:
+        that ran while the actor went on, or one whose key was recorded as started), so
+        it is recorded whatever the connection's state is now; messages the account
+        sent elsewhere (`origin` not `api`) too."""
+        self.check_not_deleted()
+        if not accepted and origin == "api" and idempotency_key not in self.sends_in_flight:
             self.check_connected()
         self._message_sent(
             message_id=message_id,
@@ -357,6 +530,8 @@ class Instance(Aggregate):
             phone=phone,
             lid=lid,
             recipients=list(recipients or []),
+            origin=origin,
+            spool_seq=spool_seq,
         )
 
     @event(MessageSent)
@@ -369,18 +544,21 @@ class Instance(Aggregate):
         media: dict[str, Any] | None,
         sent_at: int,
         idempotency_key: str | None,
-        idempotency_fingerprint: str | None,
-        quoted_message_id: str | None,
-        mentions: list[str],
-        data: dict[str, Any] | None,
-        phone: str | None,
-        lid: str | None,
-        recipients: list[str],
+        idempotency_fingerprint: str | None = None,
+        quoted_message_id: str | None = None,
+        mentions: list[str] | None = None,
+        data: dict[str, Any] | None = None,
+        phone: str | None = None,
+        lid: str | None = None,
+        recipients: list[str] | None = None,
+        origin: str = "api",
+        spool_seq: int | None = None,
     ) -> None:
         if idempotency_key:
+            self.sends_in_flight.pop(idempotency_key, None)
             self.idempotency[idempotency_key] = [message_id, idempotency_fingerprint]
-            while len(self.idempotency) > IDEMPOTENCY_MEMORY:
-                del self.idempotency[next(iter(self.idempotency))]
+            _bounded(self.idempotency)
+        self._advance(spool_seq)
 
     class MessageReceived(Aggregate.Event):
         """A message arrived. `sender` wrote it; `chat` is where (a group's JID in a group,
@@ -389,9 +567,9 @@ class Instance(Aggregate):
         `contacts`, `poll`, and from the Cloud API `interactive`, `button`, `reaction`,
         `order`, `system`, `unsupported`, `context`, `referral`); `bsuid` the sender's
         business-scoped user id and `username` their WhatsApp username (Cloud API), when
-        known."""
+        known. `spool_seq`: its position in the engine's durable spool (version 4)."""
 
-        class_version = 3
+        class_version = 4
         message_id: str
         sender: str
         push_name: str | None
@@ -407,6 +585,7 @@ class Instance(Aggregate):
         mentions: list[str]
         phone: str | None
         lid: str | None
+        spool_seq: int | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -417,6 +596,10 @@ class Instance(Aggregate):
             state.update(
                 chat=state["sender"], quoted_message_id=None, mentions=[], phone=None, lid=None
             )
+
+        @staticmethod
+        def upcast_v3_v4(state: dict[str, Any]) -> None:
+            state["spool_seq"] = None
 
     def record_received(
         self,
@@ -435,6 +618,7 @@ class Instance(Aggregate):
         mentions: list[str] | None = None,
         phone: str | None = None,
         lid: str | None = None,
+        spool_seq: int | None = None,
     ) -> None:
         self._message_received(
             message_id=message_id,
@@ -452,6 +636,7 @@ class Instance(Aggregate):
             mentions=list(mentions or []),
             phone=phone,
             lid=lid,
+            spool_seq=spool_seq,
         )
 
     @event(MessageReceived)
@@ -472,16 +657,59 @@ class Instance(Aggregate):
         mentions: list[str],
         phone: str | None,
         lid: str | None,
+        spool_seq: int | None = None,
     ) -> None:
-        pass
+        self._advance(spool_seq)
+
+    class MessageUndecryptable(Aggregate.Event):
+        message_id: str
+        sender: str
+        participant: str | None
+        phone: str | None
+        lid: str | None
+        unavailable: bool
+        received_at: int
+        spool_seq: int | None
+
+    @event(MessageUndecryptable)
+    def record_undecryptable(
+        self,
+        message_id: str,
+        sender: str,
+        participant: str | None,
+        phone: str | None,
+        lid: str | None,
+        unavailable: bool,
+        received_at: int,
+        spool_seq: int | None = None,
+    ) -> None:
+        """A message arrived that could not be decrypted (WhatsApp asks the sender's phone
+        to resend it; a receiver may ask the person to send it again). `sender` is the
+        chat, `participant` who wrote it in a group."""
+        self._advance(spool_seq)
+
+    class MediaSaved(Aggregate.Event):
+        message_id: str
+        media: dict[str, Any]
+        spool_seq: int | None
+
+    @event(MediaSaved)
+    def record_media(
+        self,
+        message_id: str,
+        media: dict[str, Any],
+        spool_seq: int | None = None,
+    ) -> None:
+        """A received message's media was downloaded (or could not be: `media.error`)."""
+        self._advance(spool_seq)
 
     class MessageStatusChanged(Aggregate.Event):
         """A sent message's status moved (`sent`, `delivered`, `read`, `played`) or it
         `failed` after it was accepted; a failure carries `error`: `{code, title,
         details}` as the network said it. In a group, `participant` is who delivered or
-        read it."""
+        read it. `spool_seq`: its position in the engine's durable spool (version 4)."""
 
-        class_version = 3
+        class_version = 4
         message_id: str
         status: str
         remote_jid: str
@@ -490,6 +718,7 @@ class Instance(Aggregate):
         participant: str | None
         phone: str | None
         lid: str | None
+        spool_seq: int | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -498,6 +727,10 @@ class Instance(Aggregate):
         @staticmethod
         def upcast_v2_v3(state: dict[str, Any]) -> None:
             state.update(participant=None, phone=None, lid=None)
+
+        @staticmethod
+        def upcast_v3_v4(state: dict[str, Any]) -> None:
+            state["spool_seq"] = None
 
     def record_status(
         self,
@@ -509,6 +742,7 @@ class Instance(Aggregate):
         participant: str | None = None,
         phone: str | None = None,
         lid: str | None = None,
+        spool_seq: int | None = None,
     ) -> None:
         self._status_changed(
             message_id=message_id,
@@ -519,6 +753,7 @@ class Instance(Aggregate):
             participant=participant,
             phone=phone,
             lid=lid,
+            spool_seq=spool_seq,
         )
 
     @event(MessageStatusChanged)
@@ -532,8 +767,9 @@ class Instance(Aggregate):
         participant: str | None,
         phone: str | None,
         lid: str | None,
+        spool_seq: int | None = None,
     ) -> None:
-        pass
+        self._advance(spool_seq)
 
     class NoticeReceived(Aggregate.Event):
         kind: str
@@ -551,6 +787,10 @@ class Instance(Aggregate):
     @event(ContactsSynced)
     def sync_contacts(self, contacts: list[dict[str, Any]]) -> None:
         pass
+
+    def _advance(self, spool_seq: int | None) -> None:
+        if spool_seq is not None and spool_seq > self.spool_seq:
+            self.spool_seq = spool_seq
 
     # -- what happens to messages already sent or received --------------------------
     #

@@ -23,8 +23,19 @@ class InvalidPhoneNumber(ValueError):
 
 
 def normalize_phone(raw: str) -> str:
-    """Digits of a phone number after stripping `+`, spaces, dashes and brackets."""
+    """Digits of a phone number in international form, after stripping `+`, spaces,
+    dashes and brackets; `00` (the international call prefix) counts as a `+`.
+
+    A number that still starts with 0 is a national one (no country code starts with 0):
+    refused, since it would be read as another country's number."""
     digits = _STRIP.sub("", raw)
+    if digits.startswith("00") and not raw.lstrip().startswith("+"):
+        digits = digits[2:]
+    if digits.startswith("0"):
+        raise InvalidPhoneNumber(
+            f"'{raw}' looks like a national number: write it with its country code "
+            "(+44 7911 123456, or 0044 7911 123456)"
+        )
     if not _DIGITS.fullmatch(digits):
         raise InvalidPhoneNumber(
             f"'{raw}' is not a phone number: expected 8 to 15 digits, optionally with +, "

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
 
-__all__ = ["InvalidTime", "iso_ms", "iso_us", "parse"]
+__all__ = ["InvalidTime", "iso_epoch", "iso_ms", "iso_seconds", "iso_us", "parse"]
 
 
 class InvalidTime(ValueError):
@@ -43,6 +43,11 @@ def iso_seconds(seconds: int | None) -> str | None:
     """Seconds since the epoch as `iso_ms` writes times (0 or None: unknown, None)."""
     if not seconds:
         return None
+    return iso_epoch(seconds)
+
+
+def iso_epoch(seconds: float) -> str:
+    """An epoch time in seconds (an engine's `retry_at`) as `iso_ms` writes it."""
     return iso_ms(datetime.fromtimestamp(seconds, UTC))
 
 

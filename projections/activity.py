@@ -8,7 +8,7 @@ from typing import Any
 
 from domain import events
 from domain.instance import Instance
-from domain.timestamps import iso_ms
+from domain.timestamps import iso_epoch, iso_ms
 from domain.user import User
 from domain.webhook import WebhookLog
 from projections.base import ReadModelProjection, ident, row_id
@@ -65,11 +65,10 @@ class Activity(ReadModelProjection):
 
     @apply.register
     def _(self, event: Instance.ConnectionClosed, rows: Rows) -> None:
-        self._log(
-            rows,
-            event,
-            {"reason": event.reason, "willReconnect": event.will_reconnect},
-        )
+        details: dict[str, Any] = {"reason": event.reason, "willReconnect": event.will_reconnect}
+        if event.retry_at is not None:
+            details["retryAt"] = iso_epoch(event.retry_at)
+        self._log(rows, event, details)
 
     @apply.register
     def _(self, event: Instance.TemporarilyBanned, rows: Rows) -> None:
@@ -77,7 +76,18 @@ class Activity(ReadModelProjection):
 
     @apply.register
     def _(self, event: Instance.LoggedOut, rows: Rows) -> None:
-        self._log(rows, event, {"reason": event.reason})
+        details: dict[str, Any] = {"reason": event.reason}
+        if event.unlinked is not None:
+            details["unlinked"] = event.unlinked
+        self._log(rows, event, details)
+
+    @apply.register
+    def _(self, event: Instance.ClientOutdated, rows: Rows) -> None:
+        self._log(rows, event, {"clientVersion": event.client_version})
+
+    @apply.register
+    def _(self, event: Instance.SendOutcomeUnknown, rows: Rows) -> None:
+        self._log(rows, event, {"idempotencyKey": event.idempotency_key, "reason": event.reason})
 
     @apply.register
     def _(self, event: Instance.Disabled, rows: Rows) -> None:

@@ -51,6 +51,11 @@ class Dispatch:
             if position > since:
                 handle(event, rows)
 
+    def finish(self, rows: Rows) -> None:
+        """The transaction's events are applied: projections write what they held back."""
+        for projection in self.projections:
+            projection.finish(rows)
+
 
 # The view is our ReadModels, not one of eventsourcing's TrackingRecorders (which the type
 # parameter asks for): the library's runner is not used, positions are kept by ReadModels.
@@ -68,6 +73,10 @@ class ReadModelProjection(Projection[ReadModels]):  # type: ignore[type-var]
         """Write the rows for one event. Subclasses define their own `singledispatchmethod`
         (a dispatcher registered on this base class would be shared by every projection)."""
         raise NotImplementedError
+
+    def finish(self, rows: Rows) -> None:
+        """Called once a transaction's events are applied, before its tracking position is
+        written: a projection that keeps writes back to merge them sends them now."""
 
     def handler(self, kind: type) -> Any:
         """This projection's handler for an event type, or None if it ignores the type.
@@ -89,6 +98,7 @@ class ReadModelProjection(Projection[ReadModels]):  # type: ignore[type-var]
         def work(rows: Rows) -> None:
             if handle is not None:
                 handle(domain_event, rows)
+            self.finish(rows)
             rows.track(self.name, tracking.notification_id)
 
         self.view.atomically(work)

@@ -52,6 +52,19 @@ class Chats(ReadModelProjection):
         ),
     )
 
+    _chats: ChatRows | None = None
+
+    def chats(self, rows: Rows) -> ChatRows:
+        """The chats table as this transaction has changed it so far."""
+        if self._chats is None or self._chats.rows is not rows:
+            self._chats = ChatRows(rows)
+        return self._chats
+
+    def finish(self, rows: Rows) -> None:
+        if self._chats is not None and self._chats.rows is rows:
+            self._chats.write()
+        self._chats = None
+
     @singledispatchmethod
     def apply(self, event: Any, rows: Rows) -> None:
         """Events this projection does not model change nothing."""
@@ -69,7 +82,8 @@ class Chats(ReadModelProjection):
 
     def _message(self, rows: Rows, event: Any, jid: str, from_me: bool, name: str | None) -> None:
         instance_id = ident(event.originator_id)
-        key, row = find_chat(rows, instance_id, jid)
+        chats = self.chats(rows)
+        key, row = find_chat(chats, instance_id, jid)
         at = iso_ms(event.timestamp)
         last = {
             "id": event.message_id,
@@ -82,8 +96,7 @@ class Chats(ReadModelProjection):
             if is_group(key):
                 group = rows.get("groups", _k(instance_id, key))
                 name = group["subject"] if group is not None else None
-            rows.insert(
-                "chats",
+            chats.insert(
                 {
                     "instance_id": instance_id,
                     "jid": key,
@@ -101,14 +114,15 @@ class Chats(ReadModelProjection):
             values["unread_count"] = (row["unread_count"] or 0) + 1
         if name and not row["is_group"]:
             values["name"] = name
-        rows.update("chats", _k(instance_id, key), values)
+        chats.update(instance_id, key, values)
 
     @apply.register
     def _(self, event: Instance.ChatRead, rows: Rows) -> None:
         instance_id = ident(event.originator_id)
-        key, row = find_chat(rows, instance_id, event.chat)
+        chats = self.chats(rows)
+        key, row = find_chat(chats, instance_id, event.chat)
         if row is not None:
-            rows.update("chats", _k(instance_id, key), {"unread_count": 0})
+            chats.update(instance_id, key, {"unread_count": 0})
 
     @apply.register
     def _(self, event: Instance.MessageEdited, rows: Rows) -> None:
@@ -118,18 +132,16 @@ class Chats(ReadModelProjection):
     def _(self, event: Instance.MessageRevoked, rows: Rows) -> None:
         self._last_changed(rows, event, {"content": "", "revoked": True})
 
-    @staticmethod
-    def _last_changed(rows: Rows, event: Any, change: dict[str, Any]) -> None:
+    def _last_changed(self, rows: Rows, event: Any, change: dict[str, Any]) -> None:
         """An edit or revocation of the message the chat list shows changes it there too."""
         instance_id = ident(event.originator_id)
-        key, row = find_chat(rows, instance_id, event.chat)
+        chats = self.chats(rows)
+        key, row = find_chat(chats, instance_id, event.chat)
         if row is None:
             return
         last = json.loads(row["last_message"] or "{}")
         if last.get("id") == event.message_id:
-            rows.update(
-                "chats", _k(instance_id, key), {"last_message": json.dumps({**last, **change})}
-            )
+            chats.update(instance_id, key, {"last_message": json.dumps({**last, **change})})
 
     # -- groups ------------------------------------------------------------------------
 
@@ -146,11 +158,11 @@ class Chats(ReadModelProjection):
         if "subject" in event.changes:
             self._group_name(rows, event, event.group_id, event.changes["subject"])
 
-    @staticmethod
-    def _group_name(rows: Rows, event: Any, group_id: str, subject: str) -> None:
-        key = _k(ident(event.originator_id), group_id)
-        if rows.get("chats", key) is not None:
-            rows.update("chats", key, {"name": subject})
+    def _group_name(self, rows: Rows, event: Any, group_id: str, subject: str) -> None:
+        instance_id = ident(event.originator_id)
+        chats = self.chats(rows)
+        if chats.get(instance_id, group_id) is not None:
+            chats.update(instance_id, group_id, {"name": subject})
 
     # -- who is who ----------------------------------------------------------------------
 
@@ -165,14 +177,15 @@ class Chats(ReadModelProjection):
                 keep=("phone", "lid"),
             )
         # Two chats of one person: the LID's joins the number's.
-        by_number = _live(rows, instance_id, number)
-        by_lid = _live(rows, instance_id, event.lid)
+        chats = self.chats(rows)
+        by_number = _live(chats, instance_id, number)
+        by_lid = _live(chats, instance_id, event.lid)
         if by_number is None or by_lid is None or by_number["jid"] == by_lid["jid"]:
             return
         newer = max(by_number, by_lid, key=lambda r: r["updated_at"] or "")
-        rows.update(
-            "chats",
-            _k(instance_id, by_number["jid"]),
+        chats.update(
+            instance_id,
+            by_number["jid"],
             {
                 "name": by_number["name"] or by_lid["name"],
                 "last_message": newer["last_message"],
@@ -180,31 +193,73 @@ class Chats(ReadModelProjection):
                 "unread_count": (by_number["unread_count"] or 0) + (by_lid["unread_count"] or 0),
             },
         )
-        rows.update("chats", _k(instance_id, by_lid["jid"]), {"merged_into": by_number["jid"]})
+        chats.update(instance_id, by_lid["jid"], {"merged_into": by_number["jid"]})
 
 
-def _live(rows: Rows, instance_id: str, jid: str) -> dict[str, Any] | None:
+class ChatRows:
+    """The chats table as one transaction changes it: each row read once, and the changes
+    written when the transaction's events are all applied (`write`), one per chat. Every
+    message changes its chat's row; reading it back from the table each time would send
+    the table's buffered writes first, one statement per message instead of one per batch.
+    Only this projection writes the table."""
+
+    def __init__(self, rows: Rows) -> None:
+        self.rows = rows
+        self._known: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._new: set[tuple[str, str]] = set()
+        self._changed: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def get(self, instance_id: str, jid: str) -> dict[str, Any] | None:
+        key = (instance_id, jid)
+        if key not in self._known:
+            self._known[key] = self.rows.get("chats", _k(instance_id, jid))
+        return self._known[key]
+
+    def insert(self, row: dict[str, Any]) -> None:
+        key = (row["instance_id"], row["jid"])
+        self._known[key] = dict(row)
+        self._new.add(key)
+
+    def update(self, instance_id: str, jid: str, values: dict[str, Any]) -> None:
+        key = (instance_id, jid)
+        row = self.get(instance_id, jid)
+        if row is None:
+            return  # as an UPDATE of no row
+        row.update(values)
+        if key not in self._new:
+            self._changed.setdefault(key, {}).update(values)
+
+    def write(self) -> None:
+        for key in self._new:
+            self.rows.insert("chats", dict(self._known[key] or {}))
+        for (instance_id, jid), values in self._changed.items():
+            self.rows.update("chats", _k(instance_id, jid), values)
+        self._new.clear()
+        self._changed.clear()
+
+
+def _live(chats: ChatRows, instance_id: str, jid: str) -> dict[str, Any] | None:
     """The chat `jid` is in now (following merges), if there is one."""
-    row = rows.get("chats", _k(instance_id, jid))
+    row = chats.get(instance_id, jid)
     while row is not None and row["merged_into"]:
-        row = rows.get("chats", _k(instance_id, row["merged_into"]))
+        row = chats.get(instance_id, row["merged_into"])
     return row
 
 
-def find_chat(rows: Rows, instance_id: str, jid: str) -> tuple[str, dict[str, Any] | None]:
+def find_chat(chats: ChatRows, instance_id: str, jid: str) -> tuple[str, dict[str, Any] | None]:
     """The chat a message to or from `jid` belongs in, and its row if it exists: the chat
     under this name, else one under the person's other name (the number's first), else
     (a new chat) the number's when it is known. The common case costs one read."""
-    row = _live(rows, instance_id, jid)
+    row = _live(chats, instance_id, jid)
     if row is not None or is_group(jid):
         return (str(row["jid"]) if row is not None else jid), row
-    known = rows.get("identities", _k(instance_id, jid))
+    known = chats.rows.get("identities", _k(instance_id, jid))
     if known is None:
         return jid, None
     names = [f"{known['phone']}@{USER_SERVER}", known["lid"]]
     for name in names:
         if name != jid:
-            row = _live(rows, instance_id, name)
+            row = _live(chats, instance_id, name)
             if row is not None:
                 return str(row["jid"]), row
     return names[0], None

@@ -49,6 +49,8 @@ class Directory(ReadModelProjection):
                 "engine": str,
                 "status": str,
                 "has_qr": int,
+                "last_error": str,
+                "retry_at": float,
                 "phone": str,
                 "webhook": str,
                 "engine_settings": str,
@@ -147,6 +149,8 @@ class Directory(ReadModelProjection):
                 "engine": event.engine,
                 "status": "connecting",
                 "has_qr": 0,
+                "last_error": None,
+                "retry_at": None,
                 "phone": None,
                 "webhook": json.dumps(_public_webhook(event.webhook)),
                 "engine_settings": json.dumps(_public_settings(event.engine_settings)),
@@ -182,15 +186,21 @@ class Directory(ReadModelProjection):
 
     @apply.register
     def _(self, event: Instance.ConnectionRequested, rows: Rows) -> None:
-        self._update_instance(rows, event, status="connecting")
+        self._update_instance(rows, event, status="connecting", retry_at=None)
 
     @apply.register
     def _(self, event: Instance.QrReceived, rows: Rows) -> None:
-        self._update_instance(rows, event, status="connecting", has_qr=1)
+        self._update_instance(rows, event, status="qr", has_qr=1, retry_at=None)
 
     @apply.register
     def _(self, event: Instance.QrExpired, rows: Rows) -> None:
-        self._update_instance(rows, event, has_qr=0)
+        row = rows.get("instances", ident(event.originator_id))
+        if row is not None and row["status"] == "qr":
+            self._update_instance(
+                rows, event, status="disconnected", has_qr=0, last_error="qr_expired"
+            )
+        else:
+            self._update_instance(rows, event, has_qr=0)
 
     @apply.register
     def _(self, event: Instance.ConnectionOpened, rows: Rows) -> None:
@@ -200,21 +210,55 @@ class Directory(ReadModelProjection):
             status="connected",
             has_qr=0,
             phone=event.phone,
+            last_error=None,
+            retry_at=None,
             connection=json.dumps(event.details) if event.details else None,
         )
 
     @apply.register
     def _(self, event: Instance.ConnectionClosed, rows: Rows) -> None:
-        status = "connecting" if event.will_reconnect else "disconnected"
-        self._update_instance(rows, event, status=status, has_qr=0)
+        self._update_instance(
+            rows,
+            event,
+            status="reconnecting" if event.will_reconnect else "disconnected",
+            has_qr=0,
+            last_error=event.reason,
+            retry_at=event.retry_at if event.will_reconnect else None,
+        )
 
     @apply.register
     def _(self, event: Instance.TemporarilyBanned, rows: Rows) -> None:
-        self._update_instance(rows, event, status="banned", has_qr=0)
+        self._update_instance(
+            rows,
+            event,
+            status="banned",
+            has_qr=0,
+            last_error=f"banned: {event.reason}",
+            retry_at=float(event.expires_at),
+        )
+
+    @apply.register
+    def _(self, event: Instance.ClientOutdated, rows: Rows) -> None:
+        self._update_instance(
+            rows,
+            event,
+            status="outdated",
+            has_qr=0,
+            last_error=f"client_outdated: WhatsApp refuses {event.client_version}",
+            retry_at=None,
+        )
 
     @apply.register
     def _(self, event: Instance.LoggedOut, rows: Rows) -> None:
-        self._update_instance(rows, event, status="logged_out", has_qr=0, phone=None)
+        self._update_instance(
+            rows,
+            event,
+            status="logged_out",
+            has_qr=0,
+            phone=None,
+            last_error=event.reason,
+            retry_at=None,
+        )
 
     @apply.register
     def _(self, event: Instance.Disabled, rows: Rows) -> None:
@@ -233,6 +277,7 @@ class Directory(ReadModelProjection):
 
     @apply.register
     def _(self, event: Instance.MessageReceived, rows: Rows) -> None:
+        # The sender wrote it (a group's participant, in a group): the push name is theirs.
         self._contact(rows, ident(event.originator_id), event.sender, event.push_name)
 
     @apply.register

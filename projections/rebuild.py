@@ -114,6 +114,7 @@ def _catch_up(
         def work(rows: Rows, page: Sequence[Any] = page) -> None:
             for notification in page:
                 dispatch(mapper.to_domain_event(notification), notification.id, rows)
+            dispatch.finish(rows)
             rows.track(catalog.TRACKING_NAME, page[-1].id)
 
         fresh.atomically(work)

@@ -155,6 +155,7 @@ class LiveProjections:
                 fresh = [n for n in batch if n.id > done]
                 for notification in fresh:
                     dispatch(mapper.to_domain_event(notification), notification.id, rows)
+                dispatch.finish(rows)
                 if fresh:
                     rows.track(self.name, fresh[-1].id)
                     if self.marks is not None and self.marks([n.topic for n in fresh]):

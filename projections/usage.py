@@ -46,7 +46,9 @@ class Usage(ReadModelProjection):
 
     @apply.register
     def _(self, event: Instance.MessageSent, rows: Rows) -> None:
-        self._message(rows, event, "sent", event.media)
+        # What the account sent from its phone is history, not use of this service.
+        if event.origin == "api":
+            self._message(rows, event, "sent", event.media)
 
     @apply.register
     def _(self, event: Instance.MessageReceived, rows: Rows) -> None:

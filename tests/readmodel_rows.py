@@ -109,6 +109,8 @@ def instance(
         "engine": engine,
         "status": status,
         "has_qr": 0,
+        "last_error": None if status == "connected" else "connection_lost",
+        "retry_at": None if status == "connected" else 1_800_000_000.5,
         "phone": "4915100000" if status == "connected" else None,
         "webhook": json.dumps(
             {"url": f"http://hooks.test/{id}", "enabled": True, "hasSecret": True}

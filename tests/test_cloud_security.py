@@ -169,6 +169,26 @@ def test_a_phone_number_id_cannot_escape_on_update_either(admin: Api, graph: Fak
     assert not any("debug_token" in r["path"] for r in graph.requests)
 
 
+@pytest.mark.parametrize(
+    "token", ["EAAG\nX-Injected: 1", "EAAG\r\n", "EAAG token", "EAAG\x00", "ÉAAG"]
+)
+def test_an_access_token_that_cannot_be_a_bearer_token_is_refused_at_save(
+    admin: Api, graph: FakeGraph, token: str
+) -> None:
+    """RFC 6750 §2.1: a bearer token is `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" /
+    "/" ) *"="` (Meta's are `EAA…` letters and digits). Anything else could only break, or
+    inject into, the Authorization header of every Graph call, so it is refused when saved."""
+    before = len(graph.requests)
+    answer = admin.http.post(
+        "/api/instances",
+        json={"name": "Header", "engine": "cloud", "cloud": cloud(graph.url, accessToken=token)},
+    )
+    assert answer.status_code == 400 and answer.json()["code"] == "validation_error", answer.text
+    assert "accessToken" in answer.json()["error"]
+    assert token not in answer.text  # a secret is not repeated back
+    assert len(graph.requests) == before  # nothing was called
+
+
 def test_an_internal_error_page_never_reaches_the_user_or_the_history(
     server: Server, admin: Api
 ) -> None:

@@ -125,6 +125,32 @@ def test_a_deactivated_user_and_a_changed_password_end_sessions(server: Server, 
     assert client.get("/api/auth/me").status_code == 401
 
 
+def test_a_password_changed_elsewhere_ends_every_console_session(
+    server: Server, admin: Api
+) -> None:
+    """Changed through the API with a token, or reset by an administrator: a console
+    signed in before either is refused after it (the session carries the password's
+    generation, as tokens do)."""
+    email, password = "elsewhere@example.com", "elsewhere-password-1"
+    made = admin.create_user(email, password=password)
+    console, _ = signed_in(server, email, password)
+    api = Api.login(server, email, password)
+    changed = api.http.post(
+        "/api/auth/password",
+        json={"currentPassword": password, "newPassword": "elsewhere-password-2"},
+    )
+    assert changed.status_code == 200, changed.text
+    assert api.http.get("/api/auth/me").status_code == 401  # the old token too
+    refused = console.get("/api/auth/me")
+    assert refused.status_code == 401 and "password has changed" in refused.json()["error"]
+    # A console signed in after the change works, until an administrator resets it.
+    console, _ = signed_in(server, email, "elsewhere-password-2")
+    assert console.get("/api/auth/me").status_code == 200
+    reset = admin.http.put(f"/api/users/{made['id']}", json={"password": "elsewhere-password-3"})
+    assert reset.status_code == 200, reset.text
+    assert console.get("/api/auth/me").status_code == 401
+
+
 def test_api_clients_are_unaffected(server: Server) -> None:
     api = Api.login(server)
     junk = {"cookie": "wa_session=junk"}

@@ -96,15 +96,17 @@ def test_connection_lifecycle_statuses() -> None:
     assert instance.status == "connecting"
 
     instance.receive_qr("qr-code-1")
-    assert (instance.status, instance.qr_code) == ("connecting", "qr-code-1")
+    assert (instance.status, instance.qr_code) == ("qr", "qr-code-1")
 
     instance.open_connection("15550001111", "Shop")
     assert instance.status == "connected" and instance.ready
     assert instance.qr_code is None
     assert (instance.phone, instance.push_name) == ("15550001111", "Shop")
+    assert (instance.last_error, instance.retry_at) == (None, None)
 
-    instance.close_connection("connection_lost", will_reconnect=True)
-    assert instance.status == "connecting" and not instance.ready
+    instance.close_connection("connection_lost", will_reconnect=True, retry_at=1_800_000_000.5)
+    assert instance.status == "reconnecting" and not instance.ready
+    assert (instance.last_error, instance.retry_at) == ("connection_lost", 1_800_000_000.5)
     assert instance.phone == "15550001111"  # the session is still linked
 
     # A reconnect that does not report a phone or name keeps the known ones.
@@ -112,14 +114,19 @@ def test_connection_lifecycle_statuses() -> None:
     assert instance.status == "connected"
     assert (instance.phone, instance.push_name) == ("15550001111", "Shop")
 
+    assert (instance.last_error, instance.retry_at) == (None, None)  # cleared by connecting
+
     instance.receive_qr("qr-code-2")
-    instance.close_connection("stream_error", will_reconnect=False)
+    instance.close_connection("stream_error", will_reconnect=False, retry_at=1_800_000_000)
     assert instance.status == "disconnected"
     assert instance.qr_code is None
+    # Nothing will retry, whatever the engine said.
+    assert (instance.last_error, instance.retry_at) == ("stream_error", None)
 
-    instance.log_out("logout")
+    instance.log_out("logout", unlinked=False)
     assert instance.status == "logged_out"
     assert instance.phone is None and instance.qr_code is None
+    assert instance.last_error == "logout"
 
     names = [type(e).__name__ for e in instance.collect_events()]
     assert names == [
@@ -139,11 +146,35 @@ def test_connection_lifecycle_statuses() -> None:
 def test_ban_is_a_status_of_its_own() -> None:
     instance = connected_instance()
     instance.receive_qr("qr")
-    instance.ban("temporary_ban", 1_800_000_000)
+    instance.ban("SEND_TO_TOO_MANY_PEOPLE", 1_800_000_000)
     assert instance.status == "banned"
     assert instance.qr_code is None
+    assert instance.last_error == "banned: SEND_TO_TOO_MANY_PEOPLE"
+    assert instance.retry_at == 1_800_000_000  # when the ban ends and it connects again
     with pytest.raises(InstanceNotConnected):
         instance.check_connected()
+
+
+def test_an_outdated_client_is_a_status_of_its_own() -> None:
+    instance = connected_instance()
+    instance.close_connection("connect failed", will_reconnect=True, retry_at=1_800_000_000)
+    instance.mark_outdated("neonize 0.5.2")
+    assert instance.status == "outdated"
+    assert instance.last_error == "client_outdated: WhatsApp refuses neonize 0.5.2"
+    assert instance.retry_at is None  # nothing retries until neonize is upgraded
+    with pytest.raises(InstanceNotConnected):
+        instance.check_connected()
+
+
+def test_a_qr_code_dropped_unscanned_leaves_the_instance_disconnected() -> None:
+    instance = new_instance()
+    instance.receive_qr("qr")
+    instance.expire_qr()
+    assert (instance.status, instance.qr_code, instance.last_error) == (
+        "disconnected",
+        None,
+        "qr_expired",
+    )
 
 
 @pytest.mark.parametrize(

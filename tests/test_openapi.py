@@ -70,10 +70,14 @@ def test_every_answer_has_a_schema_of_its_own() -> None:
                     assert name == "Error", (path, method, status)
     assert answered > 40
     assert schemas["Error"]["required"] == ["error", "code"]
-    assert set(schemas["Error"]["properties"]) == {"error", "code", "details"}
-    send = document["paths"]["/api/whatsapp/{instanceId}/send"]["post"]["responses"]["200"]
-    assert send["content"]["application/json"]["schema"] == {
+    assert set(schemas["Error"]["properties"]) == {"error", "code", "details", "idempotencyKey"}
+    send = document["paths"]["/api/whatsapp/{instanceId}/send"]["post"]["responses"]
+    assert send["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/SentMessage"
+    }
+    # A send whose outcome is unknown: 202 send_outcome_unknown, an Error with the key.
+    assert send["202"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"
     }
     # Fields that are sometimes left out (UNSET) are not required.
     assert "webhookSettings" not in schemas["InstanceView"]["required"]

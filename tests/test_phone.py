@@ -9,6 +9,9 @@ from domain.phone import InvalidPhoneNumber, normalize_phone, to_jid
         ("15550000001", "15550000001"),
         ("+1 555-000-0001", "15550000001"),
         ("(49) 301234567", "49301234567"),
+        # 00 is how much of the world dials +.
+        ("0044 7911 123456", "447911123456"),
+        ("00 55 11 98765-4321", "5511987654321"),
     ],
 )
 def test_phone_numbers_are_stripped_to_digits(raw: str, digits: str) -> None:
@@ -18,6 +21,15 @@ def test_phone_numbers_are_stripped_to_digits(raw: str, digits: str) -> None:
 @pytest.mark.parametrize("raw", ["1234567", "1234567890123456", "abc12345678", "", "+"])
 def test_bad_phone_numbers_are_refused(raw: str) -> None:
     with pytest.raises(InvalidPhoneNumber):
+        normalize_phone(raw)
+
+
+@pytest.mark.parametrize(
+    "raw", ["07911 123456", "011 98765 4321", "+0 7911 123456", "000447911123456"]
+)
+def test_national_numbers_are_refused_with_a_hint(raw: str) -> None:
+    # Read as digits, 07911123456 would be a number of another country (+7 is Russia).
+    with pytest.raises(InvalidPhoneNumber, match="country code"):
         normalize_phone(raw)
 
 

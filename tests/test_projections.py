@@ -129,21 +129,48 @@ def test_users_and_instances_become_rows(
 
     instance.receive_qr("qr-1")
     save(store, live, instance)
-    assert (instance_row()["status"], instance_row()["has_qr"]) == ("connecting", 1)
+    assert (instance_row()["status"], instance_row()["has_qr"]) == ("qr", 1)
 
     instance.open_connection("15550001111", "Shop")
     save(store, live, instance)
     row = instance_row()
     assert (row["status"], row["has_qr"], row["phone"]) == ("connected", 0, "15550001111")
+    assert (row["last_error"], row["retry_at"]) == (None, None)
 
-    instance.close_connection("lost", will_reconnect=True)
+    instance.close_connection("lost", will_reconnect=True, retry_at=1_800_000_000.25)
     save(store, live, instance)
-    assert instance_row()["status"] == "connecting"
+    row = instance_row()
+    assert (row["status"], row["last_error"], row["retry_at"]) == (
+        "reconnecting",
+        "lost",
+        1_800_000_000.25,
+    )
 
     instance.receive_qr("qr-2")
     instance.close_connection("gone", will_reconnect=False)
     save(store, live, instance)
-    assert (instance_row()["status"], instance_row()["has_qr"]) == ("disconnected", 0)
+    row = instance_row()
+    assert (row["status"], row["has_qr"], row["last_error"], row["retry_at"]) == (
+        "disconnected",
+        0,
+        "gone",
+        None,
+    )
+
+    instance.ban("BLOCKED_BY_USERS", 1_800_003_600)
+    save(store, live, instance)
+    row = instance_row()
+    assert (row["status"], row["last_error"], row["retry_at"]) == (
+        "banned",
+        "banned: BLOCKED_BY_USERS",
+        1_800_003_600,
+    )
+
+    instance.mark_outdated("neonize 0.5.2")
+    save(store, live, instance)
+    row = instance_row()
+    assert (row["status"], row["retry_at"]) == ("outdated", None)
+    assert row["last_error"] == "client_outdated: WhatsApp refuses neonize 0.5.2"
 
     instance.log_out("logout")
     save(store, live, instance)

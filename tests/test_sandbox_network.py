@@ -130,7 +130,7 @@ def open_net(path: Path) -> tuple[EventStore, GroupCommitter]:
 @pytest.fixture()
 def net(tmp_path: Path) -> Iterator[Net]:
     store, committer = open_net(tmp_path / "es.db")
-    network = SandboxNetwork(SandboxGroups(store.repository.get, committer.commit))
+    network = SandboxNetwork(SandboxGroups(store.repository.get, committer.commit), tmp_path)
     world = Net(store, committer, network, {}, {})
     try:
         yield world

@@ -43,6 +43,14 @@ class EngineError(Exception):
         self.retry_after = retry_after  # seconds, for a 429 or 503 (Retry-After)
 
 
+class OutcomeUnknown(EngineError):
+    """A send was handed to the network but no answer came (a timeout, a crash): it may
+    or may not have been delivered, so it must not be retried blindly."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "send_outcome_unknown", 202)
+
+
 @dataclass(frozen=True)
 class QrCode:
     code: str
@@ -58,8 +66,19 @@ class Connected:
 
 @dataclass(frozen=True)
 class Disconnected:
+    """The connection ended; with `will_reconnect` the engine tries again by itself, at
+    `retry_at` (epoch seconds) when it knows when."""
+
     reason: str
     will_reconnect: bool
+    retry_at: float | None = None
+
+
+@dataclass(frozen=True)
+class ClientOutdated:
+    """WhatsApp refuses this client's version; nothing connects until it is upgraded."""
+
+    client_version: str
 
 
 @dataclass(frozen=True)
@@ -75,12 +94,19 @@ class Banned:
     expire: int
 
 
+Ack = Callable[[], None]
+
+
 @dataclass(frozen=True)
 class Inbound:
-    """A message arrived. `sender` wrote it; `chat` is where (None: the sender's own chat;
-    a group's JID in a group). `body` is its text for a person, `data` its structured
-    content by kind (`{"location": {...}}`, `{"poll": {...}}`...; see
-    `Instance.MessageReceived`)."""
+    """A message arrived. `sender` wrote it (a person's phone JID when known, else their
+    LID); `chat` is where (None: the sender's own chat; a group's JID in a group); `phone`
+    and `lid` name the person who wrote it, whichever are known. `body` is its text for a
+    person, `data` its structured content by kind (`{"location": {...}}`, `{"poll":
+    {...}}`...; see `Instance.MessageReceived`).
+
+    `spool_seq` is the report's position in the engine's durable spool, and `ack` tells the
+    engine once the report is recorded (engines without a spool leave both None)."""
 
     message_id: str
     sender: str
@@ -97,6 +123,49 @@ class Inbound:
     mentions: tuple[str, ...] = ()
     phone: str | None = None
     lid: str | None = None
+    spool_seq: int | None = None
+    ack: Ack | None = None
+
+
+@dataclass(frozen=True)
+class SentElsewhere:
+    """A message the account sent from its phone or another linked device."""
+
+    message_id: str
+    to: str
+    message_type: str
+    body: str
+    media: dict[str, Any] | None
+    timestamp: int
+    origin: str
+    spool_seq: int | None = None
+    ack: Ack | None = None
+
+
+@dataclass(frozen=True)
+class Undecryptable:
+    """A message arrived that could not be decrypted."""
+
+    message_id: str
+    sender: str
+    participant: str | None
+    phone: str | None
+    lid: str | None
+    unavailable: bool
+    timestamp: int
+    spool_seq: int | None = None
+    ack: Ack | None = None
+
+
+@dataclass(frozen=True)
+class MediaSaved:
+    """A received message's media is on disk (`media["id"]`, its name in the uploads
+    directory), or failed (`media["error"]`)."""
+
+    message_id: str
+    media: dict[str, Any]
+    spool_seq: int | None = None
+    ack: Ack | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +180,8 @@ class Receipt:
     participant: str | None = None
     phone: str | None = None
     lid: str | None = None
+    spool_seq: int | None = None
+    ack: Ack | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +211,7 @@ class Reaction:
     from_me: bool = False
     phone: str | None = None
     lid: str | None = None
+    ack: Ack | None = None  # an engine with a spool: tell it once recorded
 
 
 @dataclass(frozen=True)
@@ -154,6 +226,7 @@ class Edit:
     from_me: bool = False
     phone: str | None = None
     lid: str | None = None
+    ack: Ack | None = None  # an engine with a spool: tell it once recorded
 
 
 @dataclass(frozen=True)
@@ -167,6 +240,7 @@ class Revocation:
     from_me: bool = False
     phone: str | None = None
     lid: str | None = None
+    ack: Ack | None = None  # an engine with a spool: tell it once recorded
 
 
 @dataclass(frozen=True)
@@ -181,6 +255,7 @@ class PollVote:
     from_me: bool = False
     phone: str | None = None
     lid: str | None = None
+    ack: Ack | None = None  # an engine with a spool: tell it once recorded
 
 
 @dataclass(frozen=True)
@@ -190,6 +265,7 @@ class GroupJoined:
     group: Group
     reason: str
     by: str | None = None
+    ack: Ack | None = None  # an engine with a spool: tell it once recorded
 
 
 @dataclass(frozen=True)
@@ -199,6 +275,7 @@ class GroupLeft:
     group_id: str
     reason: str
     by: str | None = None
+    ack: Ack | None = None  # an engine with a spool: tell it once recorded
 
 
 @dataclass(frozen=True)
@@ -209,6 +286,7 @@ class GroupParticipants:
     action: str
     participants: tuple[Participant, ...]
     by: str | None = None
+    ack: Ack | None = None  # an engine with a spool: tell it once recorded
 
 
 @dataclass(frozen=True)
@@ -218,6 +296,7 @@ class GroupSettings:
     group_id: str
     changes: dict[str, Any]
     by: str | None = None
+    ack: Ack | None = None  # an engine with a spool: tell it once recorded
 
 
 @dataclass(frozen=True)
@@ -244,9 +323,13 @@ EngineEvent = (
     QrCode
     | Connected
     | Disconnected
+    | ClientOutdated
     | LoggedOut
     | Banned
     | Inbound
+    | SentElsewhere
+    | Undecryptable
+    | MediaSaved
     | Receipt
     | Contacts
     | Reaction
@@ -298,8 +381,10 @@ def media_id(path: str) -> str:
 
 @dataclass(frozen=True)
 class Sent:
-    """A message went out: the network's id and time, the recipient's `phone` and `lid`
-    as far as the engine knows them, and in a group the participants it went to."""
+    """What the network took: its message id and time, the chat it really went to (an
+    engine may resolve a phone number to another JID), the kind it went out as, the
+    recipient's `phone` and `lid` as far as the engine knows them, and in a group the
+    participants it went to."""
 
     message_id: str
     timestamp: int
@@ -402,8 +487,9 @@ class Engine(ABC):
         """Close the connection without unlinking the session."""
 
     @abstractmethod
-    def logout(self) -> None:
-        """Unlink the session; a later connect starts a new pairing."""
+    def logout(self) -> bool | None:
+        """Unlink the session; a later connect starts a new pairing. Returns whether the
+        network was told (None: the engine has nothing to tell it)."""
 
     @abstractmethod
     def forget(self) -> None:

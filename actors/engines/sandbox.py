@@ -385,6 +385,8 @@ class SandboxEngine(
     def download(self, message: MessageRef) -> Media:
         media = message.media or {}
         path = media.get("path")
+        if not path and media.get("id") and self.network.uploads is not None:
+            path = str(self.network.uploads / str(media["id"]))
         if not path or not Path(path).is_file():
             raise EngineError(f"message {message.message_id} has no media", "no_media", 404)
         return Media(

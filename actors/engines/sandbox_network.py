@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
@@ -143,8 +144,9 @@ class SandboxNetwork:
     """Who is online under which number (on this node), the LIDs of the numbers, the
     groups, and the way to the other nodes (`relay`)."""
 
-    def __init__(self, groups: SandboxGroups) -> None:
+    def __init__(self, groups: SandboxGroups, uploads: Path | None = None) -> None:
         self.groups = groups
+        self.uploads = uploads  # where the server keeps files (a sent one's `id` is its name)
         self.relay: Relay | None = None  # several nodes
         self._lock = threading.Lock()
         self._online: dict[str, SandboxEngine] = {}

@@ -12,7 +12,7 @@ from typing import Any
 from domain import events
 from domain.instance import Instance
 from domain.phone import USER_SERVER
-from domain.timestamps import iso_ms
+from domain.timestamps import iso_epoch, iso_ms
 
 # The setting that asks for each receipt; `played` (a voice message listened to) is a read.
 STATUS_FLAGS = {"delivered": "notifyDelivery", "read": "notifyRead", "played": "notifyRead"}
@@ -67,6 +67,26 @@ def _received(event: Instance.MessageReceived, instance_id: str, settings: dict[
     return data
 
 
+def _undecryptable(
+    event: Instance.MessageUndecryptable, instance_id: str, settings: dict[str, Any]
+) -> Data:
+    if not settings.get("notifyReceived", True):
+        return None
+    # As message_received names them: `from` who wrote it, `chat` the group in a group.
+    data = {
+        "instanceId": instance_id,
+        "messageId": event.message_id,
+        "from": event.participant or event.sender,
+        "phone": event.phone,
+        "lid": event.lid,
+        "unavailable": event.unavailable,
+        "timestamp": event.received_at,
+    }
+    if event.participant:
+        data["chat"] = event.sender
+    return data
+
+
 def _sent(event: Instance.MessageSent, instance_id: str, settings: dict[str, Any]) -> Data:
     if not settings.get("notifySent", True):
         return None
@@ -88,6 +108,8 @@ def _sent(event: Instance.MessageSent, instance_id: str, settings: dict[str, Any
     ):
         if value:
             data[key] = value
+    if event.origin != "api":
+        data["origin"] = event.origin  # sent from the phone or another linked device
     return data
 
 
@@ -127,11 +149,27 @@ def _opened(event: Instance.ConnectionOpened, instance_id: str, settings: dict[s
 
 
 def _closed(event: Instance.ConnectionClosed, instance_id: str, settings: dict[str, Any]) -> Data:
-    return {
+    data = {
         "instanceId": instance_id,
         "reason": event.reason,
         "willReconnect": event.will_reconnect,
     }
+    if event.retry_at is not None:
+        data["retryAt"] = iso_epoch(event.retry_at)
+    return data
+
+
+def _banned(event: Instance.TemporarilyBanned, instance_id: str, settings: dict[str, Any]) -> Data:
+    return {
+        "instanceId": instance_id,
+        "reason": f"banned: {event.reason}",
+        "willReconnect": True,
+        "retryAt": iso_epoch(event.expires_at),
+    }
+
+
+def _outdated(event: Instance.ClientOutdated, instance_id: str, settings: dict[str, Any]) -> Data:
+    return {"instanceId": instance_id, "reason": "client_outdated", "willReconnect": False}
 
 
 def _logged_out(event: Instance.LoggedOut, instance_id: str, settings: dict[str, Any]) -> Data:
@@ -247,10 +285,13 @@ def _group(event: Any, instance_id: str, settings: dict[str, Any]) -> Data:
 #: checks that the two agree).
 BUILDERS: dict[type[Any], Builder] = {
     Instance.MessageReceived: _received,
+    Instance.MessageUndecryptable: _undecryptable,
     Instance.MessageSent: _sent,
     Instance.MessageStatusChanged: _status,
     Instance.ConnectionOpened: _opened,
     Instance.ConnectionClosed: _closed,
+    Instance.TemporarilyBanned: _banned,
+    Instance.ClientOutdated: _outdated,
     Instance.LoggedOut: _logged_out,
     Instance.QrReceived: _qr,
     Instance.MessageReacted: _reacted,

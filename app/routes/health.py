@@ -53,7 +53,13 @@ async def health(request: Request) -> Response:
         error=str(failure) if failure else UNSET,
     )
     alive = sum(1 for ref in list(ctx.registry.values()) if ref.is_alive())
-    actors = ActorsCheck(ok=ctx.supervisor.is_alive(), instances=len(ctx.registry), running=alive)
+    actors = ActorsCheck(
+        ok=ctx.supervisor.is_alive(),
+        instances=len(ctx.registry),
+        running=alive,
+        # Engine starts still waiting for their turn or under way (ENGINE_START_CONCURRENCY).
+        starting=ctx.start_gate.starting,
+    )
     cluster = (
         UNSET if ctx.cluster is None else cluster_health(ctx.cluster, request.app.state.forwards)
     )

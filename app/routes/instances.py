@@ -15,8 +15,8 @@ from starlette.routing import Route
 
 from actors.outbound import AddressNotAllowed, OutboundHTTP
 from app import quotas, views
-from app.answers import Done, InstanceList, InstanceView, QrCodeView, answer
-from app.context import Context
+from app.answers import Done, InstanceList, InstanceView, LogoutAnswer, QrCodeView, answer
+from app.context import LOGOUT_TIMEOUT, Context
 from app.engine_settings import check_proxy, cloud_settings
 from app.errors import ApiError, invalid
 from app.openapi import choice, doc
@@ -198,7 +198,7 @@ def _as_shown(given: str | None, shown: str | None) -> bool:
 async def delete_instance(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
-    await ctx.command(ctx.proxy(row["id"]).delete())
+    await ctx.command(ctx.proxy(row["id"]).delete(), timeout=LOGOUT_TIMEOUT)
     await ctx.ask(ctx.supervisor_proxy.forget(ctx.instance_uuid(row)))
     return answer(request, Done(success=True, message=f"Instance {row['id']} deleted successfully"))
 
@@ -211,12 +211,12 @@ async def reconnect(request: Request) -> Response:
     return answer(request, Done(success=True, message=f"Instance {row['id']} reconnected"))
 
 
-@doc("Log an instance out of WhatsApp", "instances", answer=Done)
+@doc("Log an instance out of WhatsApp", "instances", answer=LogoutAnswer)
 async def logout(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
-    await ctx.command(ctx.proxy(row["id"]).logout())
-    return answer(request, Done(success=True, message=f"Instance {row['id']} logged out"))
+    unlinked = await ctx.command(ctx.proxy(row["id"]).logout(), timeout=LOGOUT_TIMEOUT)
+    return answer(request, views.logged_out(f"Instance {row['id']} logged out", unlinked))
 
 
 @doc(

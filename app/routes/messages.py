@@ -39,7 +39,14 @@ from app.schemas import (
     Vote,
     parse,
 )
-from app.sending import begin_send, chat_names, find_message, fingerprint, send_options
+from app.sending import (
+    begin_send,
+    chat_names,
+    find_message,
+    fingerprint,
+    send_options,
+    sending,
+)
 from domain.messages import MessageNotFound
 from domain.phone import is_group, normalize_phone, to_jid
 
@@ -60,7 +67,13 @@ def _print(key: str | None, body: msgspec.Struct) -> str | None:
 # -- the new sends -------------------------------------------------------------------------
 
 
-@doc("Send a location", "whatsapp", answer=SentMessage, body=SendLocation, errors=(422, 429, 502))
+@doc(
+    "Send a location",
+    "whatsapp",
+    answer=SentMessage,
+    body=SendLocation,
+    errors=(202, 422, 429, 502),
+)
 async def send_location(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
@@ -70,7 +83,7 @@ async def send_location(request: Request) -> Response:
     key = await begin_send(ctx, request, instance_id)
     place = Location(body.latitude, body.longitude, body.name, body.address)
     sent = ctx.proxy(instance_id).send_location(to, place, key, options, _print(key, body))
-    return _sent(request, await ctx.command(sent))
+    return _sent(request, await sending(ctx, sent, key))
 
 
 @doc(
@@ -78,7 +91,7 @@ async def send_location(request: Request) -> Response:
     "whatsapp",
     answer=SentMessage,
     body=SendContact,
-    errors=(422, 429, 502),
+    errors=(202, 422, 429, 502),
 )
 async def send_contact(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
@@ -89,7 +102,7 @@ async def send_contact(request: Request) -> Response:
     options = await send_options(ctx, instance_id, to, body)
     key = await begin_send(ctx, request, instance_id)
     sent = ctx.proxy(instance_id).send_contacts(to, cards, key, options, _print(key, body))
-    return _sent(request, await ctx.command(sent))
+    return _sent(request, await sending(ctx, sent, key))
 
 
 def _card_phone(raw: str, index: int) -> str:
@@ -104,7 +117,7 @@ def _card_phone(raw: str, index: int) -> str:
     "whatsapp",
     answer=SentMessage,
     body=SendPoll,
-    errors=(422, 429, 502),
+    errors=(202, 422, 429, 502),
 )
 async def send_poll(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
@@ -117,7 +130,7 @@ async def send_poll(request: Request) -> Response:
     key = await begin_send(ctx, request, instance_id)
     poll = Poll(body.question, tuple(body.options), body.multipleAnswers)
     sent = ctx.proxy(instance_id).send_poll(to, poll, key, options, _print(key, body))
-    return _sent(request, await ctx.command(sent))
+    return _sent(request, await sending(ctx, sent, key))
 
 
 @doc(
@@ -125,7 +138,7 @@ async def send_poll(request: Request) -> Response:
     "whatsapp",
     answer=SentMessage,
     body=SendTemplate,
-    errors=(422, 429, 502),
+    errors=(202, 422, 429, 502),
 )
 async def send_template(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
@@ -135,7 +148,7 @@ async def send_template(request: Request) -> Response:
     key = await begin_send(ctx, request, instance_id)
     template = Template(body.name, body.language, tuple(body.components))
     sent = ctx.proxy(instance_id).send_template(to, template, key, _print(key, body))
-    return _sent(request, await ctx.command(sent))
+    return _sent(request, await sending(ctx, sent, key))
 
 
 # -- acting on a message ---------------------------------------------------------------------
@@ -208,7 +221,7 @@ async def download_media(request: Request) -> Response:
     message = await find_message(ctx, instance_id, request.path_params["messageId"])
     if message.media is None:
         raise ApiError(404, "no_media", f"Message {message.message_id} has no media")
-    file = _local(ctx, message.media.get("path"))
+    file = _local(ctx, message.media.get("path") or message.media.get("id"))
     if file is None:  # not on this server (yet): the engine fetches it
         fetched: Media = await ctx.ask(ctx.proxy(instance_id).download_media(message))
         file = _local(ctx, fetched.path)
@@ -222,11 +235,12 @@ async def download_media(request: Request) -> Response:
 
 
 def _local(ctx: Context, path: str | None) -> Path | None:
-    """A file under UPLOADS_DIR, or None (a path from elsewhere is never served)."""
+    """A file under UPLOADS_DIR (a path, or a media id: its name there), or None (a path
+    from elsewhere is never served)."""
     if not path:
         return None
     uploads = ctx.settings.uploads_dir.resolve()
-    file = Path(path).resolve()
+    file = (uploads / path).resolve()
     if not file.is_relative_to(uploads) or not file.is_file():
         return None
     return file

@@ -12,19 +12,19 @@ from starlette.routing import Route
 
 from actors.engines.base import NO_OPTIONS, EngineError, SendOptions
 from actors.outbound import OutboundHTTP
-from app import media, quotas
+from app import media, quotas, views
 from app.answers import (
     ConnectionStatus,
     ContactList,
     ContactView,
-    Done,
+    LogoutAnswer,
     NumberCheckView,
     PairingCodeView,
     PersonView,
     SentMessage,
     answer,
 )
-from app.context import Context
+from app.context import LOGOUT_TIMEOUT, QUERY_TIMEOUT, Context
 from app.errors import ApiError, invalid
 from app.message_views import person
 from app.openapi import doc
@@ -36,6 +36,7 @@ from app.sending import (
     idempotency_key,
     reply_parts,
     send_options,
+    sending,
 )
 from domain.instance import InstanceNotConnected
 from domain.phone import is_group, normalize_phone, phone_jid, to_jid
@@ -48,7 +49,7 @@ async def status(request: Request) -> Response:
     state = await ctx.ask(ctx.proxy(instance_id).state())
     return answer(
         request,
-        ConnectionStatus(ready=state["ready"], status=state["status"], hasQr=state["hasQr"]),
+        views.status_view(state["status"], state["hasQr"], state["lastError"], state["retryAt"]),
     )
 
 
@@ -57,7 +58,7 @@ async def status(request: Request) -> Response:
     "whatsapp",
     answer=SentMessage,
     body=SendText,
-    errors=(422, 429, 502),
+    errors=(202, 422, 429, 502),
 )
 async def send(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
@@ -80,7 +81,7 @@ async def _send_text(
     proxy = ctx.proxy(instance_id)
     request_print = fingerprint("text", to, text, *reply_parts(options)) if key else None
     sent = proxy.send_text(to, text, key, request_print, options)
-    return answer(request, SentMessage(id=await ctx.command(sent)))
+    return answer(request, SentMessage(id=await sending(ctx, sent, key)))
 
 
 @doc(
@@ -88,7 +89,7 @@ async def _send_text(
     "whatsapp",
     answer=SentMessage,
     body=SendMedia,
-    errors=(422, 429, 502),
+    errors=(202, 422, 429, 502),
 )
 async def send_media(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
@@ -118,9 +119,8 @@ async def send_media(request: Request) -> Response:
         OutboundHTTP(settings.webhook_allow_private),
     )
     with media.removed_unless_sent(file):
-        message_id = await ctx.command(
-            proxy.send_media(to, file, body.caption, key, request_print, options)
-        )
+        sent = proxy.send_media(to, file, body.caption, key, request_print, options)
+        message_id = await sending(ctx, sent, key)
     return answer(request, SentMessage(id=message_id))
 
 
@@ -135,7 +135,7 @@ async def send_media(request: Request) -> Response:
         "quotedMessageId": "string",
         "mentions": "string",
     },
-    errors=(422, 429, 502),
+    errors=(202, 422, 429, 502),
 )
 async def send_file(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
@@ -171,9 +171,8 @@ async def send_file(request: Request) -> Response:
         "file", to, caption, file.filename, file.digest, *reply_parts(options)
     )
     with media.removed_unless_sent(file):
-        message_id = await ctx.command(
-            ctx.proxy(row["id"]).send_media(to, file, caption, key, request_print, options)
-        )
+        sent = ctx.proxy(row["id"]).send_media(to, file, caption, key, request_print, options)
+        message_id = await sending(ctx, sent, key)
     return answer(request, SentMessage(id=message_id))
 
 
@@ -234,12 +233,12 @@ async def contact(request: Request) -> Response:
     return answer(request, view)
 
 
-@doc("Log out of WhatsApp", "whatsapp", answer=Done)
+@doc("Log out of WhatsApp", "whatsapp", answer=LogoutAnswer)
 async def logout(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
-    await ctx.command(ctx.proxy(row["id"]).logout())
-    return answer(request, Done(success=True))
+    unlinked = await ctx.command(ctx.proxy(row["id"]).logout(), timeout=LOGOUT_TIMEOUT)
+    return answer(request, views.logged_out(None, unlinked))
 
 
 @doc(
@@ -247,7 +246,7 @@ async def logout(request: Request) -> Response:
     "whatsapp",
     answer=SentMessage,
     query={"phone": "recipient", "message": "text"},
-    errors=(422, 429, 502),
+    errors=(202, 422, 429, 502),
 )
 async def simple_send(request: Request) -> Response:
     """Send with query or form fields, for low-code tools that cannot send JSON."""
@@ -290,7 +289,7 @@ async def check_number(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     phone = normalize_phone(request.path_params["phone"])
-    exists = await ctx.ask(ctx.proxy(row["id"]).check_number(phone))
+    exists = await ctx.ask(ctx.proxy(row["id"]).check_number(phone), QUERY_TIMEOUT)
     return answer(request, NumberCheckView(phone=phone, exists=bool(exists)))
 
 
@@ -305,7 +304,9 @@ async def pairing_code(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     row = ctx.own_instance(request)
     body = await parse(request, PairingCode)
-    code = await ctx.ask(ctx.proxy(row["id"]).pairing_code(normalize_phone(body.phone)))
+    code = await ctx.ask(
+        ctx.proxy(row["id"]).pairing_code(normalize_phone(body.phone)), QUERY_TIMEOUT
+    )
     return answer(request, PairingCodeView(pairingCode=code))
 
 

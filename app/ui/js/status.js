@@ -51,6 +51,10 @@ const REASONS = {
   banned: "WhatsApp banned the number for a while",
   client_outdated: "WhatsApp refuses this engine version",
   "pairing failed": "Pairing failed",
+  "pairing ended": "The pairing ended without a scan",
+  connect_failure: "WhatsApp refused the connection",
+  "engine did not start": "The engine did not start",
+  "connection ended": "The connection ended",
 };
 
 export function reasonText(raw) {
