@@ -26,6 +26,7 @@ from tests import drills
 from tests.cluster import SECRET, Cluster, RoundRobin, running_cluster
 from tests.receiver import Receiver
 from tests.server import Server, wait_until
+from tests.whatsmeow import children, descendants, hanging_proxy
 
 INSTANCES = 30
 TTL = 5.0
@@ -357,19 +358,21 @@ def test_a_sandbox_message_between_nodes_arrives_through_the_event_store(
     assert {r.to for r in relays} >= {phones[recipient], phones[sender]}
 
 
-def whatsmeow_children(instance_id: str) -> dict[int, tuple[int, str]]:
-    """The whatsmeow child processes of an instance: pid -> (parent pid, command line)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
+def sessions_open_under(node: Server, session_dir: Path) -> set[str]:
+    """The session databases the live whatsmeow children of one instance under `node`
+    hold open. The children are forked by the node's fork server, so they are found by
+    ancestry and by their stderr (the instance's engine.log), not by command line."""
+    assert node.process is not None
+    under = set(descendants(node.process.pid))
+    opened: set[str] = set()
+    for pid in children(session_dir):
+        if pid in under:
             try:
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
+                paths = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+            except OSError:  # it exited meanwhile
                 continue
-            if "whatsmeow_child" in command and instance_id in command:
-                found[int(entry.name)] = (parent, command)
-    return found
+            opened |= {path for path in paths if path.endswith("session.db")}
+    return opened
 
 
 def test_a_whatsmeow_instance_that_moves_opens_the_same_session_on_its_new_node(
@@ -377,34 +380,39 @@ def test_a_whatsmeow_instance_that_moves_opens_the_same_session_on_its_new_node(
 ) -> None:
     """Offline, so nothing pairs: what can be shown is that the new owner's engine runs on
     the very session file (on the shared volume) the old owner's ran on, which is what
-    lets a paired session reconnect there without a new QR code."""
-    created = lb.post("/api/instances", json={"name": "moving phone", "engine": "whatsmeow"})
-    assert created.status_code == 201, created.text
-    instance_id = created.json()["id"]
-    session = str(cluster.root / "shared" / "instances" / instance_id / "session.db")
-    try:
-        owner, _ = wait_until(lambda: _owner_if_any(cluster, instance_id), 30, 0.1)
-        assert owner.process is not None
-        first_pid = owner.process.pid
-        before = wait_until(
-            lambda: [c for _, (p, c) in whatsmeow_children(instance_id).items() if p == first_pid],
-            30,
-            0.05,
+    lets a paired session reconnect there without a new QR code. Offline, a child whose
+    dial fails exits at once (and the next waits out a backoff), so the instance connects
+    through a proxy that never answers: its child stays up, in connect(), for as long as
+    the test looks at it."""
+    with hanging_proxy() as proxy:
+        created = lb.post(
+            "/api/instances",
+            json={"name": "moving phone", "engine": "whatsmeow", "proxy": proxy.url},
         )
-        assert session in before[0]
-        owner.stop()  # SIGINT: it hands the instance over
+        assert created.status_code == 201, created.text
+        instance_id = created.json()["id"]
+        session_dir = cluster.root / "shared" / "instances" / instance_id
+        session = str(session_dir / "session.db")
         try:
-            pids = {n.process.pid for n in cluster.running() if n.process is not None}
-            after = wait_until(
-                lambda: [c for _, (p, c) in whatsmeow_children(instance_id).items() if p in pids],
-                60,
-                0.05,
-            )
-            assert session in after[0]
+            owner, _ = wait_until(lambda: _owner_if_any(cluster, instance_id), 30, 0.1)
+            before = wait_until(lambda: sessions_open_under(owner, session_dir), 30, 0.1)
+            assert session in before
+            owner.stop()  # SIGINT: it hands the instance over
+            try:
+                after = wait_until(
+                    lambda: {
+                        path
+                        for node in cluster.running()
+                        for path in sessions_open_under(node, session_dir)
+                    },
+                    60,
+                    0.1,
+                )
+                assert session in after
+            finally:
+                owner.start(timeout=90)
         finally:
-            owner.start(timeout=90)
-    finally:
-        lb.request("DELETE", f"/api/instances/{instance_id}")
+            lb.request("DELETE", f"/api/instances/{instance_id}")
 
 
 def _owner_if_any(cluster: Cluster, instance_id: str) -> tuple[Server, Server] | None:
