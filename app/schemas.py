@@ -306,6 +306,8 @@ def decode(body: bytes, kind: type[T]) -> T:
         raise invalid(f"Invalid request body: {error}", field, problem) from None
     except msgspec.DecodeError as error:
         raise ApiError(400, "invalid_json", f"The body is not valid JSON: {error}") from None
+    except RecursionError:  # free-form JSON (a template's components) a few kB deep
+        raise ApiError(400, "invalid_json", "The body's JSON is nested too deeply") from None
 
 
 _AT = re.compile(r"^(?P<problem>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)

@@ -473,6 +473,15 @@ def test_send_refuses_bad_bodies(user: Api, paired: str) -> None:
     assert_error(post_raw(user, url, OVER_A_MIB), 413, "payload_too_large")
 
 
+def test_json_nested_deeper_than_the_decoder_goes_is_400(user: Api, paired: str) -> None:
+    # A template's components are free-form JSON: 5,000 nested arrays are 10 kB, well
+    # under the body limit, and deeper than the decoder recurses.
+    nested = b"[" * 5000 + b"]" * 5000
+    body = b'{"phone": "15550101002", "name": "hello", "language": "en", "components": [{"a": '
+    answer = post_raw(user, f"/api/whatsapp/{paired}/send-template", body + nested + b"}]}")
+    assert "nested" in assert_error(answer, 400, "invalid_json")["error"]
+
+
 def other_digits(number: str, zero: int) -> str:
     """`number` in another script's digits (Unicode \\d, but not 0-9)."""
     return number.translate({ord("0") + d: zero + d for d in range(10)})
