@@ -25,7 +25,11 @@ from app.schemas import content_length, too_large
 from domain.instance import SendOutcomeUnknown
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# RFC 6838 §4.2's type and subtype names, then parameters of printable ASCII: a type that
+# an answer's Content-Type header can carry.
+_MEDIA_TYPE = re.compile(r"[\w!#$&^.+-]+/[\w!#$&^.+-]+( *;[ -~]*)?", re.ASCII)
 CHUNK = 64 * 1024
+OCTET_STREAM = "application/octet-stream"
 
 
 def safe_filename(name: str | None, fallback: str = "file") -> str:
@@ -68,10 +72,18 @@ def _destination(uploads_dir: Path, filename: str) -> Path:
     return uploads_dir / f"{uuid.uuid4().hex}-{filename}"
 
 
+def media_type(declared: str | None) -> str | None:
+    """`declared` if it is a media type, else None. A file's type is written by whoever
+    sent it (a part's Content-Type, a WhatsApp peer's mimetype), and one with a control
+    character in it cannot be served: no header may carry it."""
+    return declared if declared and _MEDIA_TYPE.fullmatch(declared) else None
+
+
 def _mimetype(filename: str, declared: str | None) -> str:
-    if declared and "/" in declared and declared != "application/octet-stream":
-        return declared.split(";", 1)[0].strip()
-    return mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    kind = media_type((declared or "").split(";", 1)[0].strip())
+    if kind and kind != OCTET_STREAM:
+        return kind
+    return mimetypes.guess_type(filename)[0] or OCTET_STREAM
 
 
 async def keep_upload(upload: UploadFile, uploads_dir: Path, max_size: int) -> Media:

@@ -1058,6 +1058,21 @@ def test_received_media_is_downloaded_through_the_graph_media_url(
     assert (gone.status_code, gone.json()["code"]) == (400, "cloud_rejected"), gone.text
 
 
+def test_received_media_is_served_only_with_a_media_type(
+    server: Server, admin: Api, cloud: str, graph: FakeGraph
+) -> None:
+    # A sender writes the type its file claims (a whatsmeow peer's mimetype, a webhook's
+    # mime_type): one that no header can carry made the server drop the download unanswered.
+    # Here Graph's own type is not one either, so the webhook's is what the engine has.
+    media_id = graph.receive_media(b"%PDF-1.7 bytes", "pdf")
+    message = {"id": "wamid.ODD", "type": "document",
+               "document": {"id": media_id, "mime_type": "application/pdf\x01"}}  # fmt: skip
+    deliver(server, cloud, message_webhook(message, phone="15550007005"))
+    answer = admin.http.get(f"/api/whatsapp/{cloud}/messages/wamid.ODD/media")
+    assert (answer.status_code, answer.content) == (200, b"%PDF-1.7 bytes"), answer.text
+    assert answer.headers["content-type"] == "application/octet-stream"
+
+
 def test_what_the_cloud_api_cannot_do_is_unsupported_by_engine(
     server: Server, admin: Api, cloud: str
 ) -> None:

@@ -276,6 +276,25 @@ def test_media_of_sent_and_received_messages(people: dict[str, Party]) -> None:
     refused(a.get("messages/NOPE/media"), 404, "message_not_found")
 
 
+def test_a_declared_type_that_is_not_a_media_type_is_not_kept(people: dict[str, Party]) -> None:
+    # A part's Content-Type is the sender's to write. One with a control character was kept
+    # as the file's type, and no answer header can carry it: the server dropped every
+    # download of that file without an answer, the recipient's (another user's) too.
+    a, b = people[A], people[B]
+    sent = a.api.http.post(
+        f"/api/whatsapp/{a.id}/send-file",
+        data={"phone": B},
+        files={"file": ("note.txt", b"plain words", "text/plain\x01")},
+    )
+    assert sent.status_code == 200, sent.text
+    message = sent.json()["id"]
+    b.message(A, message, lambda m: True)
+    for party in (a, b):
+        got = party.get(f"messages/{message}/media")
+        assert (got.status_code, got.content) == (200, b"plain words"), got.text
+        assert got.headers["content-type"].startswith("text/plain")  # the name's type
+
+
 def test_presence(people: dict[str, Party]) -> None:
     a = people[A]
     for body in ({"phone": B, "state": "composing"}, {"state": "available"}):

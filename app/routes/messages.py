@@ -26,6 +26,7 @@ from actors.engines.base import (
 from app.answers import Done, SentMessage, answer
 from app.context import Context
 from app.errors import ApiError, invalid
+from app.media import OCTET_STREAM, media_type
 from app.openapi import doc
 from app.schemas import (
     EditMessage,
@@ -212,7 +213,7 @@ async def revoke(request: Request) -> Response:
 @doc(
     "The media of a sent or received message",
     "whatsapp",
-    media={"application/octet-stream": "binary"},
+    media={OCTET_STREAM: "binary"},
     errors=(502,),
 )
 async def download_media(request: Request) -> Response:
@@ -229,9 +230,9 @@ async def download_media(request: Request) -> Response:
             raise ApiError(404, "no_media", f"The media of {message.message_id} is not available")
         mimetype, filename = fetched.mimetype, fetched.filename
     else:
-        mimetype = message.media.get("mimetype") or "application/octet-stream"
+        mimetype = message.media.get("mimetype")
         filename = message.media.get("filename") or file.name
-    return FileResponse(file, media_type=mimetype, filename=filename)
+    return FileResponse(file, media_type=media_type(mimetype) or OCTET_STREAM, filename=filename)
 
 
 def _local(ctx: Context, path: str | None) -> Path | None:
