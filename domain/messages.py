@@ -49,6 +49,19 @@ class InvalidVote(MessageError):
     """A vote names an option the poll does not have, or several in a one-answer poll."""
 
 
+def changed_by_author(
+    written_by_me: bool, author: tuple[str | None, ...], by_me: bool, by: tuple[str | None, ...]
+) -> bool:
+    """Whether an edit or a revocation of a message comes from its author: this account,
+    for its own messages; else someone named (JID, phone digits, LID) as its author was.
+    A change names its message by id alone, and anyone a message reached knows its id:
+    WhatsApp's apps take a change only from the author (and a group admin's revocation)."""
+    if written_by_me or by_me:
+        return written_by_me and by_me
+    names = {name for name in author if name}
+    return any(name in names for name in by if name)
+
+
 @dataclass(frozen=True)
 class MessageRef:
     """A message the instance sent or received, as the read models hold it.

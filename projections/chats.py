@@ -16,6 +16,7 @@ from functools import singledispatchmethod
 from typing import Any
 
 from domain.instance import Instance
+from domain.messages import changed_by_author
 from domain.phone import USER_SERVER, is_group
 from domain.timestamps import iso_ms
 from projections.base import ReadModelProjection, ident
@@ -92,6 +93,8 @@ class Chats(ReadModelProjection):
             "content": event.body[:PREVIEW],
             "createdAt": at,
         }
+        if not from_me and is_group(jid):  # its author, whose edits alone change it
+            last.update(sender=event.sender, phone=event.phone, lid=event.lid)
         if row is None:
             if is_group(key):
                 group = rows.get("groups", _k(instance_id, key))
@@ -130,17 +133,30 @@ class Chats(ReadModelProjection):
 
     @apply.register
     def _(self, event: Instance.MessageRevoked, rows: Rows) -> None:
-        self._last_changed(rows, event, {"content": "", "revoked": True})
+        self._last_changed(rows, event, {"content": "", "revoked": True}, admins=True)
 
-    def _last_changed(self, rows: Rows, event: Any, change: dict[str, Any]) -> None:
-        """An edit or revocation of the message the chat list shows changes it there too."""
+    def _last_changed(
+        self, rows: Rows, event: Any, change: dict[str, Any], admins: bool = False
+    ) -> None:
+        """An edit or revocation of the message the chat list shows changes it there too,
+        if its author made it (`admins`: in a group, anyone in it may: an admin may)."""
         instance_id = ident(event.originator_id)
         chats = self.chats(rows)
         key, row = find_chat(chats, instance_id, event.chat)
         if row is None:
             return
         last = json.loads(row["last_message"] or "{}")
-        if last.get("id") == event.message_id:
+        if last.get("id") != event.message_id:
+            return
+        if not is_group(key):  # the chat of the person the change came from
+            allowed = bool(last.get("fromMe")) == event.from_me
+        else:
+            author = (last.get("sender"), last.get("phone"), last.get("lid"))
+            by = (event.sender, event.phone, event.lid)
+            allowed = admins or changed_by_author(
+                bool(last.get("fromMe")), author, event.from_me, by
+            )
+        if allowed:
             chats.update(instance_id, key, {"last_message": json.dumps({**last, **change})})
 
     # -- groups ------------------------------------------------------------------------

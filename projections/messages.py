@@ -7,6 +7,8 @@ from functools import singledispatchmethod
 from typing import Any
 
 from domain.instance import Instance
+from domain.messages import changed_by_author
+from domain.phone import is_group
 from domain.timestamps import iso_ms
 from projections.base import ReadModelProjection, ident, row_id
 from projections.rows import Rows, Table
@@ -143,14 +145,14 @@ class Messages(ReadModelProjection):
 
     @apply.register
     def _(self, event: Instance.MessageEdited, rows: Rows) -> None:
-        for row in self._rows(rows, event):
+        for row in self._changed(rows, event):
             if not row["revoked"]:
                 rows.update("messages", row["id"], {"content": event.body, "edited": 1})
 
     @apply.register
     def _(self, event: Instance.MessageRevoked, rows: Rows) -> None:
         # The placeholder keeps who and when; what it said stays in the event history only.
-        for row in self._rows(rows, event):
+        for row in self._changed(rows, event, admins=True):
             rows.update(
                 "messages",
                 row["id"],
@@ -178,6 +180,23 @@ class Messages(ReadModelProjection):
             else:
                 votes.pop(voter, None)
             rows.update("messages", row["id"], {"votes": json.dumps(votes, sort_keys=True)})
+
+    @classmethod
+    def _changed(cls, rows: Rows, event: Any, admins: bool = False) -> list[dict[str, Any]]:
+        """The rows of the message an edit or a revocation names, if its author made it
+        (`admins`: in a group, a revocation from the group's chat too, as an admin may)."""
+        by = (event.sender, event.phone, event.lid)
+        return [
+            row
+            for row in cls._rows(rows, event)
+            if changed_by_author(
+                bool(row["from_me"]),
+                (row["sender"] or row["remote_jid"], row["phone"], row["lid"]),
+                event.from_me,
+                by,
+            )
+            or (admins and is_group(row["remote_jid"]) and row["remote_jid"] == event.chat)
+        ]
 
     @staticmethod
     def _rows(rows: Rows, event: Any) -> list[dict[str, Any]]:

@@ -100,6 +100,48 @@ def test_reactions_edits_and_revocations_change_the_history(
     assert ids == ["3EB0LUNCH"]
 
 
+def test_only_the_author_edits_or_revokes_a_message(
+    server: Server, api: Api, instance: str
+) -> None:
+    from neonize.proto.waCommon.WACommon_pb2 import MessageKey
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
+        Message,
+        ProtocolMessage,
+        ReactionMessage,
+    )
+
+    # An edit or a revocation names its message by id alone, and whoever was sent a
+    # message knows its id; WhatsApp's apps take one only from the message's author.
+    # Alice tries to rewrite what the instance sent her (from its phone) and what Bob
+    # wrote in his own chat, then to delete both.
+    bob = "15550006666"
+    ours = event("the price is 100", chat=jid(ALICE), sender=jid("15550001111"),
+                 from_me=True, message_id="3EB0OURS")  # fmt: skip
+    push(server, instance, ours)
+    push(server, instance, event("see you", sender=jid(bob), message_id="3EB0BOBS"))
+    for chat, message_id in ((ALICE, "3EB0OURS"), (bob, "3EB0BOBS")):
+        key = MessageKey(remoteJID=f"{chat}@s.whatsapp.net", ID=message_id, fromMe=chat == ALICE)
+        edit = ProtocolMessage(
+            key=key, type=ProtocolMessage.MESSAGE_EDIT, editedMessage=Message(conversation="1000")
+        )
+        push(server, instance, event("", message_id=f"E{chat}", protocolMessage=edit))
+        revoke = ProtocolMessage(key=key, type=ProtocolMessage.REVOKE)
+        push(server, instance, event("", message_id=f"D{chat}", protocolMessage=revoke))
+    # Then Alice reacts in her chat: once it is seen, the edits and revocations before it were.
+    key = MessageKey(remoteJID=f"{ALICE}@s.whatsapp.net", ID="3EB0OURS", fromMe=True)
+    push(server, instance, event("", message_id="R", reactionMessage=ReactionMessage(key=key, text="👀")))  # fmt: skip
+    history_row(api, instance, ALICE, "3EB0OURS", lambda m: m["reactions"])
+    for chat, message_id, text in ((ALICE, "3EB0OURS", "the price is 100"), (bob, "3EB0BOBS", "see you")):  # fmt: skip
+        row = history_row(api, instance, chat, message_id, lambda m: True)
+        assert (row["content"], row["edited"], row["revoked"]) == (text, False, False), row
+    chats = api.http.get(f"/api/instances/{instance}/chats").json()["chats"]
+    last = {c["id"]: c["lastMessage"]["content"] for c in chats}
+    assert (last[f"{ALICE}@s.whatsapp.net"], last[f"{bob}@s.whatsapp.net"]) == (
+        "the price is 100",
+        "see you",
+    )
+
+
 def test_a_group_joined_and_a_location_written_in_it(
     server: Server, api: Api, instance: str
 ) -> None:
@@ -142,3 +184,30 @@ def test_a_group_joined_and_a_location_written_in_it(
         ALICE,
         "99887766@lid",
     )
+
+    # In a group, Alice's own edit changes her message, whichever of her two names she
+    # writes by; another member's edit after it changes nothing.
+    from neonize.proto.waCommon.WACommon_pb2 import MessageKey
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import (
+        Message,
+        ProtocolMessage,
+        ReactionMessage,
+    )
+
+    alice = {"sender": jid(ALICE), "sender_alt": jid("99887766", LID)}
+    push(server, instance, event("lunch at 12", chat=group, group=True, message_id="3EB0NOON", **alice))  # fmt: skip
+    key = MessageKey(remoteJID=GROUP_JID, ID="3EB0NOON", participant=f"{ALICE}@s.whatsapp.net")
+    for text, author in (("lunch at 1", {"sender": jid("99887766", LID), "sender_alt": jid(ALICE)}),
+                         ("lunch at 3", {"sender": jid("15550006666")})):  # fmt: skip
+        edit = ProtocolMessage(
+            key=key, type=ProtocolMessage.MESSAGE_EDIT, editedMessage=Message(conversation=text)
+        )
+        push(server, instance, event("", chat=group, group=True, message_id=f"E{text[-1]}",
+                                     protocolMessage=edit, **author))  # fmt: skip
+    # Alice reacts last: once her reaction is seen, both edits were.
+    reaction = ReactionMessage(key=key, text="🍝")
+    push(server, instance, event("", chat=group, group=True, message_id="R2", reactionMessage=reaction, **alice))  # fmt: skip
+    row = history_row(api, instance, GROUP_JID, "3EB0NOON", lambda m: m["reactions"])
+    assert (row["content"], row["edited"]) == ("lunch at 1", True)
+    chats = api.http.get(f"/api/instances/{instance}/chats").json()["chats"]
+    assert next(c for c in chats if c["id"] == GROUP_JID)["lastMessage"]["content"] == "lunch at 1"
