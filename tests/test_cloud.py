@@ -911,6 +911,30 @@ def test_the_socket_check_finds_a_revoked_token(graph: FakeGraph) -> None:
 # -- everything else the Cloud API does (issue 15) ------------------------------------------
 
 
+def test_template_components_nested_deeper_than_meta_nests_them_are_refused(
+    server: Server, admin: Api, cloud: str, graph: FakeGraph
+) -> None:
+    # Components are free-form JSON. 900 nested arrays (under the decoder's limit) were sent
+    # and stored, and then every answer showing the message failed (each encoder recurses):
+    # the chat's history, the instance's events and every instance's, for the administrator.
+    customer, count = "15550007009", len(graph.sent())
+    deep = "[" * 900 + "]" * 900
+    body = (f'{{"phone": "{customer}", "name": "order_ready", "language": "en_US", '
+            f'"components": [{{"type": "body", "parameters": {deep}}}]}}')  # fmt: skip
+    answer = admin.http.post(
+        f"/api/whatsapp/{cloud}/send-template",
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
+    refusal = answer.json()
+    assert (answer.status_code, refusal.get("code")) == (400, "validation_error"), answer.text
+    assert refusal["details"]["field"] == "components"
+    assert len(graph.sent()) == count
+    for path in (f"/api/instances/{cloud}/chats/{customer}/messages",
+                 f"/api/instances/{cloud}/events", "/api/events"):  # fmt: skip
+        assert admin.http.get(path).status_code == 200, path
+
+
 def test_replies_locations_contact_cards_and_templates_go_out_as_meta_documents(
     server: Server, admin: Api, cloud: str, graph: FakeGraph
 ) -> None:

@@ -9,6 +9,7 @@ WhatsApp's rules are checked on it before the engine is asked.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import emoji as emoji_data
 import msgspec
@@ -52,6 +53,10 @@ from domain.messages import MessageNotFound
 from domain.phone import is_group, normalize_phone, to_jid
 
 CHAT_STATES = ("composing", "recording", "paused")
+# Meta's template components nest a few levels (a component's parameters, a parameter's
+# currency or date_time). Free-form JSON far deeper was stored, and then every answer that
+# shows the message failed: each encoder recurses.
+MAX_COMPONENT_NESTING = 16
 
 
 def _sent(request: Request, message_id: str) -> Response:
@@ -145,11 +150,30 @@ async def send_template(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
     body = await parse(request, SendTemplate)
+    if _nesting(body.components) > MAX_COMPONENT_NESTING:
+        raise invalid(
+            f"Components nest more than {MAX_COMPONENT_NESTING} levels deep",
+            "components",
+            "nested too deeply",
+        )
     to = to_jid(body.phone)
     key = await begin_send(ctx, request, instance_id)
     template = Template(body.name, body.language, tuple(body.components))
     sent = ctx.proxy(instance_id).send_template(to, template, key, _print(key, body))
     return _sent(request, await sending(ctx, sent, key))
+
+
+def _nesting(value: Any) -> int:
+    """How many levels of lists and objects `value` has (counted without recursing)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, level)
+            pending.extend((child, level + 1) for child in item)
+    return deepest
 
 
 # -- acting on a message ---------------------------------------------------------------------
