@@ -1082,6 +1082,24 @@ def test_received_media_is_downloaded_through_the_graph_media_url(
     assert (gone.status_code, gone.json()["code"]) == (400, "cloud_rejected"), gone.text
 
 
+def test_a_received_media_id_names_a_file_never_a_path(
+    server: Server, admin: Api, cloud: str
+) -> None:
+    # A media id is the file's name in UPLOADS_DIR. A webhook's id is the sender's to write
+    # (here the instance's owner signs it: they hold the app secret), so one naming a file
+    # in a directory under UPLOADS_DIR, an operator's own, is never served.
+    private = server.root / "uploads" / "private"
+    private.mkdir(parents=True, exist_ok=True)
+    (private / "notes.txt").write_text("the operator's own file")
+    for n, media_id in enumerate(("private/notes.txt", "notes\u0000.txt")):
+        message = {"id": f"wamid.PATH{n}", "type": "document",
+                   "document": {"id": media_id, "mime_type": "text/plain"}}  # fmt: skip
+        deliver(server, cloud, message_webhook(message, phone="15550007005"))
+        answer = admin.http.get(f"/api/whatsapp/{cloud}/messages/wamid.PATH{n}/media")
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["code"] == "no_media"
+
+
 def test_received_media_is_served_only_with_a_media_type(
     server: Server, admin: Api, cloud: str, graph: FakeGraph
 ) -> None:

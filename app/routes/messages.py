@@ -8,7 +8,7 @@ WhatsApp's rules are checked on it before the engine is asked.
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import emoji as emoji_data
@@ -246,7 +246,7 @@ async def download_media(request: Request) -> Response:
     message = await find_message(ctx, instance_id, request.path_params["messageId"])
     if message.media is None:
         raise ApiError(404, "no_media", f"Message {message.message_id} has no media")
-    file = _local(ctx, message.media.get("path") or message.media.get("id"))
+    file = _local(ctx, message.media.get("path") or _file_name(message.media.get("id")))
     if file is None:  # not on this server (yet): the engine fetches it
         fetched: Media = await ctx.ask(ctx.proxy(instance_id).download_media(message))
         file = _local(ctx, fetched.path)
@@ -257,6 +257,14 @@ async def download_media(request: Request) -> Response:
         mimetype = message.media.get("mimetype")
         filename = message.media.get("filename") or file.name
     return FileResponse(file, media_type=media_type(mimetype) or OCTET_STREAM, filename=filename)
+
+
+def _file_name(media_id: Any) -> str | None:
+    """A media id as the file name it is, or None: an id is the sender's to write (a
+    webhook's), and one with a directory in it, or a NUL, names no file of ours."""
+    if not isinstance(media_id, str) or "\x00" in media_id:
+        return None
+    return media_id if PurePath(media_id).name == media_id else None
 
 
 def _local(ctx: Context, path: str | None) -> Path | None:
