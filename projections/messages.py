@@ -8,7 +8,7 @@ from typing import Any
 
 from domain.instance import Instance
 from domain.messages import changed_by_author
-from domain.phone import is_group
+from domain.phone import is_group, phone_jid
 from domain.timestamps import iso_ms
 from projections.base import ReadModelProjection, ident, row_id
 from projections.rows import Rows, Table
@@ -138,6 +138,8 @@ class Messages(ReadModelProjection):
     def _(self, event: Instance.MessageReacted, rows: Rows) -> None:
         reactor = "me" if event.from_me else (event.sender or "")
         for row in self._rows(rows, event):
+            if not _in_chat(row, event):
+                continue  # a reaction names its message by id alone: not one of this chat
             reactions = [r for r in json.loads(row["reactions"] or "[]") if r["from"] != reactor]
             if event.emoji:
                 reactions.append({"from": reactor, "emoji": event.emoji})
@@ -243,6 +245,16 @@ class Messages(ReadModelProjection):
             "recipients": None,
             "media_path": media.get("path") if media is not None else None,
         }
+
+
+def _in_chat(row: dict[str, Any], event: Any) -> bool:
+    """Whether a change that came from `event.chat` (a group, or a person by either name)
+    is in the chat of the message `row`."""
+    chat = row["remote_jid"]
+    if is_group(chat) or is_group(event.chat):
+        return bool(chat == event.chat)
+    names = {chat, row["lid"], phone_jid(row["phone"]) if row["phone"] else None}
+    return event.chat in names or bool(event.lid and event.lid == row["lid"])
 
 
 def _json(value: Any) -> str | None:

@@ -142,6 +142,26 @@ def test_only_the_author_edits_or_revokes_a_message(
     )
 
 
+def test_a_reaction_counts_only_in_the_chat_it_came_from(
+    server: Server, api: Api, instance: str
+) -> None:
+    from neonize.proto.waCommon.WACommon_pb2 import MessageKey
+    from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import ReactionMessage
+
+    # A reaction too names its message by id alone: Alice's to a message of Carol's chat
+    # is not shown there. Carol's own comes after it: once hers is seen, Alice's was.
+    carol = "15550005555"
+    push(server, instance, event("dinner?", sender=jid(carol), message_id="3EB0CAROL"))
+    key = MessageKey(remoteJID=f"{carol}@s.whatsapp.net", ID="3EB0CAROL")
+    for sender, emoji in ((ALICE, "🙃"), (carol, "🍲")):
+        reaction = ReactionMessage(key=key, text=emoji)
+        push(server, instance, event("", sender=jid(sender), message_id=f"R{sender}", reactionMessage=reaction))  # fmt: skip
+    row = history_row(api, instance, carol, "3EB0CAROL", lambda m: m["reactions"])
+    assert [(r["from"], r["emoji"]) for r in row["reactions"]] == [
+        (f"{carol}@s.whatsapp.net", "🍲")
+    ]
+
+
 def test_a_group_joined_and_a_location_written_in_it(
     server: Server, api: Api, instance: str
 ) -> None:
