@@ -254,7 +254,7 @@ async def download_media(request: Request) -> Response:
             raise ApiError(404, "no_media", f"The media of {message.message_id} is not available")
         mimetype, filename = fetched.mimetype, fetched.filename
     else:
-        mimetype = message.media.get("mimetype")
+        mimetype = str(message.media.get("mimetype") or "")
         filename = message.media.get("filename") or file.name
     return FileResponse(file, media_type=media_type(mimetype) or OCTET_STREAM, filename=filename)
 
