@@ -18,6 +18,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from app.routes.ui import UI_DIR
+from tests.local_http import LocalHttp, QuietHandler
 from tests.receiver import Receiver
 from tests.server import ADMIN_EMAIL, ADMIN_PASSWORD, Api, Server, wait_until
 
@@ -727,3 +728,57 @@ def test_the_page_has_no_inline_code_and_keeps_no_credentials() -> None:
     # The session is an HttpOnly cookie; the page stores nothing and holds no token.
     for storage in ("localStorage", "sessionStorage", "document.cookie", "Authorization"):
         assert storage not in scripts, storage
+
+
+class OtherSite:
+    """Pages of an attacker's own, served on 127.0.0.1 beside the console. Cookies ignore the
+    port, so as `sibling` (http://127.0.0.1:<port>) they come from the console's own site and
+    the browser sends its SameSite=Strict cookie with what they ask; as `cross_site`
+    (http://localhost:<port>) they come from another site."""
+
+    def __init__(self, pages: dict[str, str]) -> None:
+        class Handler(QuietHandler):
+            def do_GET(self) -> None:
+                body = pages.get(self.path, "").encode()
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.http = LocalHttp(Handler)
+        self.sibling = self.http.url
+        self.cross_site = self.http.url.replace("127.0.0.1", "localhost")
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@pytest.mark.drill_cases("security cases")
+def test_a_link_on_a_sibling_site_cannot_send(
+    browser: Browser, server: Server, admin: Api, fleet: Fleet
+) -> None:
+    """The simple send answers GET too (for low-code tools); an image on a page of the
+    console's own site makes the signed-in browser GET it with the session cookie and no
+    CSRF token, and must send nothing."""
+    instance = fleet.ids["Fleet 33"]
+    link = f"/api/whatsapp-simple/{instance}/send?phone=15550004242&message=sent+by+a+link"
+    site = OtherSite({"/image": f'<img src="{server.url}{link}" alt="">'})
+    try:
+        context = new_context(browser, server, DESKTOP)
+        page, _ = open_page(context)
+        sign_in(page)
+        expect(page.locator("#whoami")).to_have_text(ADMIN_EMAIL)
+        page.goto(f"{site.sibling}/image")  # the image is answered once the page has loaded
+        # A message sent afterwards: once it shows, one sent by the link would show before it.
+        assert admin.send(instance, "15550004242", "sent by the API").status_code == 200
+
+        def texts() -> list[str]:
+            chat = admin.http.get(f"/api/instances/{instance}/chats/15550004242/messages")
+            return [m["content"] for m in chat.json()["messages"]]
+
+        wait_until(lambda: "sent by the API" in texts())
+        assert texts() == ["sent by the API"]
+        context.close()
+    finally:
+        site.close()
