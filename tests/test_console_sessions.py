@@ -173,6 +173,22 @@ def test_api_clients_are_unaffected(server: Server) -> None:
     assert api.http.delete("/api/auth/session").json()["code"] == "no_session"
 
 
+def test_a_sign_in_is_json_and_never_a_form(server: Server) -> None:
+    """Login CSRF: another site's form can post form fields or text/plain, and text/plain can
+    spell JSON; none of them signs a browser in (tests/test_ui.py tries it from a real page)."""
+    credentials = f'{{"email":"{ADMIN_EMAIL}","password":"{ADMIN_PASSWORD}"}}'
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+        answer = server.client().post(
+            "/api/auth/session", content=credentials, headers={"content-type": content_type}
+        )
+        assert answer.status_code == 415 and answer.json()["code"] == "json_required"
+        assert "set-cookie" not in answer.headers
+    assert server.client().post("/api/auth/session", content=credentials).status_code == 415
+    json = {"content-type": "application/json; charset=utf-8"}
+    answer = server.client().post("/api/auth/session", content=credentials, headers=json)
+    assert answer.status_code == 200 and "set-cookie" in answer.headers
+
+
 def test_a_session_sends_by_post_with_its_token_and_never_by_link(
     server: Server, admin: Api
 ) -> None:

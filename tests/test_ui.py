@@ -782,3 +782,33 @@ def test_a_link_on_a_sibling_site_cannot_send(
         context.close()
     finally:
         site.close()
+
+
+@pytest.mark.drill_cases("security cases")
+def test_another_site_cannot_sign_the_browser_in(
+    browser: Browser, server: Server, admin: Api
+) -> None:
+    """Login CSRF: a form on another site that submits itself as text/plain (the one body a
+    form sends that can spell JSON: the field's name is the attacker's e-mail and password
+    up to the `=`) must not sign the browser in as the attacker, whose account would then get
+    what the victim pairs or types next."""
+    admin.create_user("mallory@example.com", password="mallory-password=")
+    form = (
+        f'<form method="post" enctype="text/plain" action="{server.url}/api/auth/session">'
+        """<input type="hidden" name='{"email":"mallory@example.com","password":"mallory-password'"""
+        """ value='"}'></form><script>document.forms[0].submit()</script>"""
+    )
+    site = OtherSite({"/form": form})
+    try:
+        context = new_context(browser, server, DESKTOP)
+        page, _ = open_page(context)
+        sign_in(page)
+        expect(page.locator("#whoami")).to_have_text(ADMIN_EMAIL)
+        with page.expect_response(f"{server.url}/api/auth/session") as posted:
+            page.goto(f"{site.cross_site}/form")
+        assert posted.value.status == 415
+        page.goto("/ui/")
+        expect(page.locator("#whoami")).to_have_text(ADMIN_EMAIL)
+        context.close()
+    finally:
+        site.close()
