@@ -812,3 +812,52 @@ def test_another_site_cannot_sign_the_browser_in(
         context.close()
     finally:
         site.close()
+
+
+@pytest.mark.drill_cases("security cases")
+def test_what_strangers_write_shows_as_text(
+    browser: Browser, server: Server, admin: Api, fleet: Fleet
+) -> None:
+    """Strangers choose most of what the chat panes show: message bodies, push names, poll
+    questions and options, places, contact cards, captions, the quoted text. Markup in any
+    of them shows as the text it is: no element is made and no script runs (the content
+    security policy is the second wall, not the first)."""
+    a, b = fleet.ids["Fleet 04"], fleet.ids["Fleet 05"]
+    a_phone = "15550000004"
+    hostile = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+    first = admin.send(b, a_phone, f"text {hostile}").json()["id"]
+    for path, body in [
+        ("send-location", {"latitude": 1, "longitude": 2, "name": hostile, "address": hostile}),
+        ("send-poll", {"question": f"poll {hostile}", "options": [f"yes {hostile}", "no"]}),
+        ("send-contact", {"contacts": [{"name": f"card {hostile}", "phone": "15550009999"}]}),
+        ("send", {"message": f"reply {hostile}", "quotedMessageId": first}),
+    ]:
+        answer = admin.http.post(f"/api/whatsapp/{b}/{path}", json={"phone": a_phone, **body})
+        assert answer.status_code == 200, answer.text
+    captioned = admin.http.post(
+        f"/api/whatsapp/{b}/send-file",
+        data={"phone": a_phone, "caption": f"caption {hostile}"},
+        files={"file": ("note.txt", b"a note", "text/plain")},
+    )
+    assert captioned.status_code == 200, captioned.text
+    stranger = admin.http.post(
+        f"/api/sandbox/instances/{a}/inbound",
+        json={"from": "15550004343", "message": f"stranger {hostile}", "pushName": hostile},
+    )
+    assert stranger.status_code == 200, stranger.text
+
+    context = new_context(browser, server, DESKTOP)
+    page, problems = open_page(context)
+    sign_in(page)
+    page.goto(f"/ui/instances#/instances/{a}/messages")
+    page.locator("#chats li", has_text="Fleet 05").get_by_role("button").click()
+    # Text, poll question and option, place, card, caption and reply; the quote is cut short.
+    expect(page.locator("#chat").get_by_text(hostile)).to_have_count(7)
+    expect(page.locator("#chat .quote")).to_have_text(f"text {hostile}"[:57] + "…")
+    page.locator("#chats li", has_text=hostile).get_by_role("button").click()
+    expect(page.locator("#chat-title")).to_have_text(hostile)
+    expect(page.locator("#chat .text")).to_have_text(f"stranger {hostile}")
+    assert page.locator("[data-panel=messages] :is(img, script)").count() == 0
+    assert page.evaluate("window.pwned") is None
+    assert unexpected(problems) == []
+    context.close()
