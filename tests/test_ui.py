@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 from app.routes.ui import UI_DIR
 from tests.local_http import LocalHttp, QuietHandler
 from tests.receiver import Receiver
-from tests.server import ADMIN_EMAIL, ADMIN_PASSWORD, Api, Server, wait_until
+from tests.server import ADMIN_EMAIL, ADMIN_PASSWORD, Api, Server, running_server, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -861,3 +861,39 @@ def test_what_strangers_write_shows_as_text(
     assert page.evaluate("window.pwned") is None
     assert unexpected(problems) == []
     context.close()
+
+
+@pytest.mark.drill_cases("security cases")
+def test_an_origin_that_cors_allows_gets_no_console_session(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """CORS_ORIGIN lets the scripts of another origin call the API with credentials of their
+    own. Were the browser's cookies let through too, a page there (or a script injected
+    into it) on the console's site would read a signed-in console's CSRF token and act as
+    its user."""
+    site = OtherSite({"/": "<p>an app that calls the API</p>"})
+    try:
+        with running_server(tmp_path, CORS_ORIGIN=site.sibling) as server:
+            context = new_context(browser, server, DESKTOP)
+            page, _ = open_page(context)
+            sign_in(page)
+            expect(page.locator("#whoami")).to_have_text(ADMIN_EMAIL)
+            page.goto(f"{site.sibling}/")
+            read = page.evaluate(
+                """url => fetch(url + "/api/auth/session", {credentials: "include"})
+                    .then((r) => r.json()).then((b) => b.csrfToken, () => "refused")""",
+                server.url,
+            )
+            assert read == "refused"
+            # What CORS_ORIGIN is for still works: a sign-in of its own, then a token.
+            token = page.evaluate(
+                """([url, email, password]) => fetch(url + "/api/auth/login", {
+                    method: "POST", headers: {"Content-Type": "application/json"},
+                    body: JSON.stringify({email, password}),
+                  }).then((r) => r.json()).then((b) => b.token)""",
+                [server.url, ADMIN_EMAIL, ADMIN_PASSWORD],
+            )
+            assert token
+            context.close()
+    finally:
+        site.close()
