@@ -29,6 +29,7 @@ STATUS_TEXT = {
     409: "Conflicting state",
     413: "Too large",
     414: "Request target too long",
+    415: "Unsupported body type",
     422: "Understood but refused (an Idempotency-Key reused for another request)",
     429: "Over a limit",
     502: "Upstream failed",

@@ -133,7 +133,10 @@ def create_app(settings: Settings, started: Context | None = None) -> Starlette:
             allow_origins=origins,
             allow_methods=["*"],
             allow_headers=["*"],
-            allow_credentials="*" not in origins,
+            # Never the browser's cookies: API clients send their own credentials in headers,
+            # and with cookies an allowed origin on the console's site could read a signed-in
+            # console's CSRF token (GET /api/auth/session) and act as its user.
+            allow_credentials=False,
         ),
     ]
 

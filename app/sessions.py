@@ -145,6 +145,22 @@ def _signed_out() -> ApiError:
     return ApiError(401, "unauthorized", "This session has ended; sign in again")
 
 
+def check_sign_in(request: Request) -> None:
+    """A console sign-in is JSON, sent by the console's script; 415 otherwise. A form can
+    send only form fields or text/plain, but a text/plain field can spell JSON (its name up
+    to the `=`): a page of any site could post an attacker's e-mail and password in one and
+    sign the browser in as them (login CSRF), so that what the victim pairs or types next
+    lands in the attacker's account. A script of another site cannot send JSON here with
+    the browser's cookies unless CORS lets it, and the cookie it would get is dropped."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise ApiError(
+            415,
+            "json_required",
+            "The console signs in with a JSON body (Content-Type: application/json)",
+        )
+
+
 def set_cookie(response: Response, request: Request, value: str, max_age: int) -> None:
     response.set_cookie(
         COOKIE,

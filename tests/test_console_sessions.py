@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.server import ADMIN_EMAIL, ADMIN_PASSWORD, Api, Server
+from tests.server import ADMIN_EMAIL, ADMIN_PASSWORD, Api, Server, wait_until
 
 pytestmark = [
     pytest.mark.sqlite_only("sessions live in the event store, the same on both providers"),
@@ -171,3 +171,45 @@ def test_api_clients_are_unaffected(server: Server) -> None:
     assert keyed.status_code == 201
     # A console session can only be ended by the console.
     assert api.http.delete("/api/auth/session").json()["code"] == "no_session"
+
+
+def test_a_sign_in_is_json_and_never_a_form(server: Server) -> None:
+    """Login CSRF: another site's form can post form fields or text/plain, and text/plain can
+    spell JSON; none of them signs a browser in (tests/test_ui.py tries it from a real page)."""
+    credentials = f'{{"email":"{ADMIN_EMAIL}","password":"{ADMIN_PASSWORD}"}}'
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+        answer = server.client().post(
+            "/api/auth/session", content=credentials, headers={"content-type": content_type}
+        )
+        assert answer.status_code == 415 and answer.json()["code"] == "json_required"
+        assert "set-cookie" not in answer.headers
+    assert server.client().post("/api/auth/session", content=credentials).status_code == 415
+    json = {"content-type": "application/json; charset=utf-8"}
+    answer = server.client().post("/api/auth/session", content=credentials, headers=json)
+    assert answer.status_code == 200 and "set-cookie" in answer.headers
+
+
+def test_a_session_sends_by_post_with_its_token_and_never_by_link(
+    server: Server, admin: Api
+) -> None:
+    """The simple send answers GET for low-code tools; a link or an image that a browser
+    follows with its session cookie (and no CSRF token) sends nothing."""
+    instance = admin.create_instance("simple send")["id"]
+    admin.pair(instance, "15550007001")
+    path = f"/api/whatsapp-simple/{instance}/send"
+    link = f"{path}?phone=15550007002&message=by+link"
+    client, csrf = signed_in(server)
+    refused = client.get(link)
+    assert refused.status_code == 403 and refused.json()["code"] == "csrf_token_invalid"
+    assert client.head(link).status_code == 403
+    form = {"phone": "15550007002", "message": "by form"}
+    assert client.post(path, data=form).status_code == 403
+    assert client.post(path, data=form, headers={"x-csrf-token": csrf}).status_code == 200
+    # An API client keeps its GET.
+    assert admin.http.get(link).status_code == 200
+
+    def texts() -> list[str]:
+        chat = admin.http.get(f"/api/instances/{instance}/chats/15550007002/messages")
+        return sorted(m["content"] for m in chat.json()["messages"])
+
+    assert wait_until(lambda: texts() == ["by form", "by link"])

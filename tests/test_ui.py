@@ -18,8 +18,9 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from app.routes.ui import UI_DIR
+from tests.local_http import LocalHttp, QuietHandler
 from tests.receiver import Receiver
-from tests.server import ADMIN_EMAIL, ADMIN_PASSWORD, Api, Server, wait_until
+from tests.server import ADMIN_EMAIL, ADMIN_PASSWORD, Api, Server, running_server, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -727,3 +728,172 @@ def test_the_page_has_no_inline_code_and_keeps_no_credentials() -> None:
     # The session is an HttpOnly cookie; the page stores nothing and holds no token.
     for storage in ("localStorage", "sessionStorage", "document.cookie", "Authorization"):
         assert storage not in scripts, storage
+
+
+class OtherSite:
+    """Pages of an attacker's own, served on 127.0.0.1 beside the console. Cookies ignore the
+    port, so as `sibling` (http://127.0.0.1:<port>) they come from the console's own site and
+    the browser sends its SameSite=Strict cookie with what they ask; as `cross_site`
+    (http://localhost:<port>) they come from another site."""
+
+    def __init__(self, pages: dict[str, str]) -> None:
+        class Handler(QuietHandler):
+            def do_GET(self) -> None:
+                body = pages.get(self.path, "").encode()
+                self.send_response(200 if body else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.http = LocalHttp(Handler)
+        self.sibling = self.http.url
+        self.cross_site = self.http.url.replace("127.0.0.1", "localhost")
+
+    def close(self) -> None:
+        self.http.close()
+
+
+@pytest.mark.drill_cases("security cases")
+def test_a_link_on_a_sibling_site_cannot_send(
+    browser: Browser, server: Server, admin: Api, fleet: Fleet
+) -> None:
+    """The simple send answers GET too (for low-code tools); an image on a page of the
+    console's own site makes the signed-in browser GET it with the session cookie and no
+    CSRF token, and must send nothing."""
+    instance = fleet.ids["Fleet 33"]
+    link = f"/api/whatsapp-simple/{instance}/send?phone=15550004242&message=sent+by+a+link"
+    site = OtherSite({"/image": f'<img src="{server.url}{link}" alt="">'})
+    try:
+        context = new_context(browser, server, DESKTOP)
+        page, _ = open_page(context)
+        sign_in(page)
+        expect(page.locator("#whoami")).to_have_text(ADMIN_EMAIL)
+        page.goto(f"{site.sibling}/image")  # the image is answered once the page has loaded
+        # A message sent afterwards: once it shows, one sent by the link would show before it.
+        assert admin.send(instance, "15550004242", "sent by the API").status_code == 200
+
+        def texts() -> list[str]:
+            chat = admin.http.get(f"/api/instances/{instance}/chats/15550004242/messages")
+            return [m["content"] for m in chat.json()["messages"]]
+
+        wait_until(lambda: "sent by the API" in texts())
+        assert texts() == ["sent by the API"]
+        context.close()
+    finally:
+        site.close()
+
+
+@pytest.mark.drill_cases("security cases")
+def test_another_site_cannot_sign_the_browser_in(
+    browser: Browser, server: Server, admin: Api
+) -> None:
+    """Login CSRF: a form on another site that submits itself as text/plain (the one body a
+    form sends that can spell JSON: the field's name is the attacker's e-mail and password
+    up to the `=`) must not sign the browser in as the attacker, whose account would then get
+    what the victim pairs or types next."""
+    admin.create_user("mallory@example.com", password="mallory-password=")
+    form = (
+        f'<form method="post" enctype="text/plain" action="{server.url}/api/auth/session">'
+        """<input type="hidden" name='{"email":"mallory@example.com","password":"mallory-password'"""
+        """ value='"}'></form><script>document.forms[0].submit()</script>"""
+    )
+    site = OtherSite({"/form": form})
+    try:
+        context = new_context(browser, server, DESKTOP)
+        page, _ = open_page(context)
+        sign_in(page)
+        expect(page.locator("#whoami")).to_have_text(ADMIN_EMAIL)
+        with page.expect_response(f"{server.url}/api/auth/session") as posted:
+            page.goto(f"{site.cross_site}/form")
+        assert posted.value.status == 415
+        page.goto("/ui/")
+        expect(page.locator("#whoami")).to_have_text(ADMIN_EMAIL)
+        context.close()
+    finally:
+        site.close()
+
+
+@pytest.mark.drill_cases("security cases")
+def test_what_strangers_write_shows_as_text(
+    browser: Browser, server: Server, admin: Api, fleet: Fleet
+) -> None:
+    """Strangers choose most of what the chat panes show: message bodies, push names, poll
+    questions and options, places, contact cards, captions, the quoted text. Markup in any
+    of them shows as the text it is: no element is made and no script runs (the content
+    security policy is the second wall, not the first)."""
+    a, b = fleet.ids["Fleet 04"], fleet.ids["Fleet 05"]
+    a_phone = "15550000004"
+    hostile = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+    first = admin.send(b, a_phone, f"text {hostile}").json()["id"]
+    for path, body in [
+        ("send-location", {"latitude": 1, "longitude": 2, "name": hostile, "address": hostile}),
+        ("send-poll", {"question": f"poll {hostile}", "options": [f"yes {hostile}", "no"]}),
+        ("send-contact", {"contacts": [{"name": f"card {hostile}", "phone": "15550009999"}]}),
+        ("send", {"message": f"reply {hostile}", "quotedMessageId": first}),
+    ]:
+        answer = admin.http.post(f"/api/whatsapp/{b}/{path}", json={"phone": a_phone, **body})
+        assert answer.status_code == 200, answer.text
+    captioned = admin.http.post(
+        f"/api/whatsapp/{b}/send-file",
+        data={"phone": a_phone, "caption": f"caption {hostile}"},
+        files={"file": ("note.txt", b"a note", "text/plain")},
+    )
+    assert captioned.status_code == 200, captioned.text
+    stranger = admin.http.post(
+        f"/api/sandbox/instances/{a}/inbound",
+        json={"from": "15550004343", "message": f"stranger {hostile}", "pushName": hostile},
+    )
+    assert stranger.status_code == 200, stranger.text
+
+    context = new_context(browser, server, DESKTOP)
+    page, problems = open_page(context)
+    sign_in(page)
+    page.goto(f"/ui/instances#/instances/{a}/messages")
+    page.locator("#chats li", has_text="Fleet 05").get_by_role("button").click()
+    # Text, poll question and option, place, card, caption and reply; the quote is cut short.
+    expect(page.locator("#chat").get_by_text(hostile)).to_have_count(7)
+    expect(page.locator("#chat .quote")).to_have_text(f"text {hostile}"[:57] + "…")
+    page.locator("#chats li", has_text=hostile).get_by_role("button").click()
+    expect(page.locator("#chat-title")).to_have_text(hostile)
+    expect(page.locator("#chat .text")).to_have_text(f"stranger {hostile}")
+    assert page.locator("[data-panel=messages] :is(img, script)").count() == 0
+    assert page.evaluate("window.pwned") is None
+    assert unexpected(problems) == []
+    context.close()
+
+
+@pytest.mark.drill_cases("security cases")
+def test_an_origin_that_cors_allows_gets_no_console_session(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """CORS_ORIGIN lets the scripts of another origin call the API with credentials of their
+    own. Were the browser's cookies let through too, a page there (or a script injected
+    into it) on the console's site would read a signed-in console's CSRF token and act as
+    its user."""
+    site = OtherSite({"/": "<p>an app that calls the API</p>"})
+    try:
+        with running_server(tmp_path, CORS_ORIGIN=site.sibling) as server:
+            context = new_context(browser, server, DESKTOP)
+            page, _ = open_page(context)
+            sign_in(page)
+            expect(page.locator("#whoami")).to_have_text(ADMIN_EMAIL)
+            page.goto(f"{site.sibling}/")
+            read = page.evaluate(
+                """url => fetch(url + "/api/auth/session", {credentials: "include"})
+                    .then((r) => r.json()).then((b) => b.csrfToken, () => "refused")""",
+                server.url,
+            )
+            assert read == "refused"
+            # What CORS_ORIGIN is for still works: a sign-in of its own, then a token.
+            token = page.evaluate(
+                """([url, email, password]) => fetch(url + "/api/auth/login", {
+                    method: "POST", headers: {"Content-Type": "application/json"},
+                    body: JSON.stringify({email, password}),
+                  }).then((r) => r.json()).then((b) => b.token)""",
+                [server.url, ADMIN_EMAIL, ADMIN_PASSWORD],
+            )
+            assert token
+            context.close()
+    finally:
+        site.close()

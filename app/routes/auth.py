@@ -27,7 +27,7 @@ from app.context import Context
 from app.errors import ApiError
 from app.openapi import doc
 from app.schemas import ChangePassword, Login, RotateApiKey, decode, parse, read_body
-from app.sessions import Sessions, clear_cookie, set_cookie
+from app.sessions import Sessions, check_sign_in, clear_cookie, set_cookie
 from domain.session import Session
 from domain.timestamps import iso_ms
 from domain.user import User, user_id_for
@@ -100,10 +100,11 @@ def _me(row: dict[str, Any]) -> Me:
     answer=ConsoleSession,
     body=Login,
     auth=False,
-    errors=(401, 429),
+    errors=(401, 415, 429),
 )
 async def start_session(request: Request) -> Response:
     ctx: Context = request.app.state.ctx
+    check_sign_in(request)
     user = await _signed_in(ctx, request, await parse(request, Login))
     session = await _new_session(ctx, user)
     response = answer(request, _session_answer(ctx, session.id, Me(**_profile(user)), session))

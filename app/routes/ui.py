@@ -1,7 +1,7 @@
 """The web console: static HTML, CSS and JavaScript under app/ui, with strict security headers.
 
 The page holds no data and no secrets; its scripts call the same /api routes as anyone else,
-with the token they keep in sessionStorage.
+signed in by an HttpOnly session cookie and a CSRF token kept in memory (app/sessions.py).
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 
 # Scripts and styles only from files on this server (no inline code), images also as blob: URLs
-# (the QR code is fetched with the token), no framing, no plugins, forms post only here.
+# (the QR code is fetched with the session), no framing, no plugins, forms post only here.
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'none'",
         "script-src 'self'",
         "style-src 'self'",
-        "img-src 'self' blob: data:",
+        "img-src 'self' blob:",
         "connect-src 'self'",
         "form-action 'self'",
         "base-uri 'none'",

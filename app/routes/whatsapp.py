@@ -38,6 +38,7 @@ from app.sending import (
     send_options,
     sending,
 )
+from app.sessions import CSRF_HEADER
 from domain.instance import InstanceNotConnected
 from domain.phone import is_group, normalize_phone, phone_jid, to_jid
 
@@ -252,6 +253,14 @@ async def simple_send(request: Request) -> Response:
     """Send with query or form fields, for low-code tools that cannot send JSON."""
     ctx: Context = request.app.state.ctx
     instance_id = ctx.own_instance_id(request)
+    if request.method != "POST" and ctx.principal(request).session is not None:
+        # A link or an image on any page of the console's site makes the browser GET this
+        # with its session cookie; a change needs the session's CSRF token (app/sessions.py).
+        raise ApiError(
+            403,
+            "csrf_token_invalid",
+            f"A signed-in browser sends with POST and the session's {CSRF_HEADER} header",
+        )
     fields: dict[str, Any] = dict(request.query_params)
     content_type = request.headers.get("content-type", "")
     if request.method == "POST":
