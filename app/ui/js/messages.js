@@ -115,8 +115,9 @@ function body(m) {
   } else if (m.contacts) {
     parts.push(el("span", { class: "text" }, m.contacts.map((c) => `Contact: ${c.name} +${c.phone}`).join("\n")));
   } else {
-    const caption = m.hasMedia && !m.content ? `[${m.messageType}]` : m.content ?? `[${m.messageType}]`;
-    parts.push(el("span", { class: "text" }, m.hasMedia && m.content ? `[${m.messageType}] ${m.content}` : caption));
+    const kind = `[${m.messageType}]`;
+    const line = m.hasMedia ? (m.content ? `${kind} ${m.content}` : kind) : m.content ?? kind;
+    parts.push(el("span", { class: "text" }, line));
   }
   return parts;
 }
